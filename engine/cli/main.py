@@ -1,0 +1,49 @@
+"""The ``glam`` command. Each group of subcommands lives in its own module and registers itself
+here; errors from the whole tree are caught once, in ``main``."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from engine.errors import GlamError
+
+app = typer.Typer(
+    name="glam",
+    help="GitOps for AWS Lambda: make AWS match the Lambda definitions in a Git repository.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+# Subcommand modules register themselves on `app` when imported (one import per module).
+
+
+def main() -> None:
+    """Entry point: runs the CLI, turns a GlamError into one line and an exit code
+    (2 for usage errors, 1 for failures)."""
+    try:
+        rc = app(standalone_mode=False)
+    except click.UsageError as exc:
+        exc.show()
+        sys.exit(2)
+    except click.Abort:
+        print("glam: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except GlamError as exc:
+        print(f"glam: {exc.one_line()}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("glam: interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""The one discriminated union of every event glam records, and its codec.
+
+Stored form: a stable ``type`` name (never a Python path), ``schema_version`` and the event's
+fields as JSON (without ``type``). Decoding upcasts an older ``schema_version`` step by step to
+the current one, then validates; an unknown type or a version newer than this glam fails loudly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import Field, TypeAdapter, ValidationError
+
+from engine.errors import EventDecodeError
+from engine.events.base import EventBase, Metadata
+from engine.events.function import (
+    AlarmObserved,
+    DeploymentFinished,
+    DeploymentRequested,
+    EventSourceChanged,
+    FunctionDeleted,
+    RollbackStarted,
+    SettingsRecorded,
+    StepFailed,
+    StepStarted,
+    StepSucceeded,
+    TimerStarted,
+    TrafficShifted,
+)
+from engine.events.operator import OperatorCommandIssued
+from engine.events.repo import (
+    CommitObserved,
+    CommitPlanned,
+    DefinitionRejected,
+    DeletesHeld,
+    HistoryRewritten,
+    SourceUnavailable,
+)
+
+Event = Annotated[
+    CommitObserved
+    | HistoryRewritten
+    | SourceUnavailable
+    | CommitPlanned
+    | DefinitionRejected
+    | DeletesHeld
+    | DeploymentRequested
+    | SettingsRecorded
+    | StepStarted
+    | StepSucceeded
+    | StepFailed
+    | TimerStarted
+    | TrafficShifted
+    | AlarmObserved
+    | RollbackStarted
+    | EventSourceChanged
+    | DeploymentFinished
+    | FunctionDeleted
+    | OperatorCommandIssued,
+    Field(discriminator="type"),
+]
+
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+EVENT_CLASSES: dict[str, type[EventBase]] = {
+    cls.model_fields["type"].default: cls
+    for cls in (
+        CommitObserved,
+        HistoryRewritten,
+        SourceUnavailable,
+        CommitPlanned,
+        DefinitionRejected,
+        DeletesHeld,
+        DeploymentRequested,
+        SettingsRecorded,
+        StepStarted,
+        StepSucceeded,
+        StepFailed,
+        TimerStarted,
+        TrafficShifted,
+        AlarmObserved,
+        RollbackStarted,
+        EventSourceChanged,
+        DeploymentFinished,
+        FunctionDeleted,
+        OperatorCommandIssued,
+    )
+}
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+# (type, from_version) -> function turning that raw dict into the from_version + 1 shape.
+# Add one whenever an event's SCHEMA_VERSION grows; never edit or remove one.
+UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event about to be appended, with its metadata."""
+
+    event: Event
+    meta: Metadata
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """An event as the log holds it: its global ``position``, its ``version`` in its stream,
+    the time it was recorded and the hash chaining it to the previous event."""
+
+    position: int
+    stream: str
+    version: int
+    event: Event
+    meta: Metadata
+    recorded_at: datetime
+    hash: str
+
+    @property
+    def type(self) -> str:
+        return self.event.type
+
+
+def encode(event: Event) -> tuple[str, int, str]:
+    """``(type, schema_version, data_json)`` with keys sorted, so the bytes are canonical."""
+    data = event.model_dump(mode="json", exclude={"type"})
+    return (
+        event.type,
+        type(event).SCHEMA_VERSION,
+        json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+    )
+
+
+def decode(type_name: str, schema_version: int, data: str | dict[str, Any]) -> Event:
+    """Parse a stored event, upcasting older schema versions first. Never skips: an unknown
+    type or a future version raises ``EventDecodeError`` naming it."""
+    cls = EVENT_CLASSES.get(type_name)
+    if cls is None:
+        raise EventDecodeError(
+            f"unknown event type {type_name!r}",
+            hint="this log was written by a different glam; upgrade glam to read it",
+        )
+    current = cls.SCHEMA_VERSION
+    if schema_version > current:
+        raise EventDecodeError(
+            f"event {type_name} has schema version {schema_version}, "
+            f"this glam knows up to {current}",
+            hint="upgrade glam to read this log",
+        )
+    raw: dict[str, Any] = json.loads(data) if isinstance(data, str) else dict(data)
+    for version in range(schema_version, current):
+        upcast = UPCASTERS.get((type_name, version))
+        if upcast is None:
+            raise EventDecodeError(f"no upcaster for {type_name} v{version} -> v{version + 1}")
+        raw = upcast(raw)
+    raw["type"] = type_name
+    try:
+        return EVENT_ADAPTER.validate_python(raw)
+    except ValidationError as exc:
+        raise EventDecodeError(
+            f"event {type_name} v{schema_version} does not validate: {exc}"
+        ) from exc

@@ -1,0 +1,65 @@
+"""The desired state of one function, as planned from the repository and carried in events.
+
+These are values, not events: ``DeploymentRequested`` embeds a ``DesiredFunction`` so that a
+saga can be rebuilt from the log alone, without re-reading Git.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from engine.events.base import Frozen
+
+ShiftType = Literal["CANARY", "LINEAR", "ALL_AT_ONCE"]
+
+
+class TrafficShifting(Frozen):
+    type: ShiftType = "CANARY"
+    percent: int = 20
+    wait_interval: int = 60  # seconds, after every step including the last (the bake)
+
+
+class Readiness(Frozen):
+    wait_interval: int = 10  # seconds between polls of GetFunction
+    max_retries: int = 5
+
+
+class DeploymentSettings(Frozen):
+    """The ``_lambdadepdef.json`` after defaults and legacy names are applied."""
+
+    alias: str
+    region: str | None = None
+    account: str | None = None
+    # None means one switch: no schedule, no bake (no trafficShiftingConfig, or shifting disabled).
+    traffic: TrafficShifting | None = TrafficShifting()
+    alarms: tuple[str, ...] = ()
+    readiness: Readiness = Readiness()
+    delete_old_version: bool = True
+
+
+class PushSource(Frozen):
+    """A push event source: an ALB target group or an API Gateway v2 route."""
+
+    service: Literal["elasticloadbalancing.amazonaws.com", "apigateway.amazonaws.com"]
+    target_group_arn: str | None = None
+    api_id: str | None = None
+    route_id: str | None = None
+    stage_variable: str | None = None  # AliasStageVariableName, or AlaisStageVariableName
+
+
+class EventSources(Frozen):
+    push: tuple[PushSource, ...] = ()
+    # Each item is an event source mapping request as the user wrote it (rendered), with an
+    # unqualified FunctionName already qualified with the alias.
+    mappings: tuple[dict[str, Any], ...] = ()
+
+
+class DesiredFunction(Frozen):
+    """Everything glam needs to deploy one function prefix, rendered and validated."""
+
+    prefix: str
+    function_name: str
+    definition: dict[str, Any]  # the rendered CreateFunction request
+    event_sources: EventSources = EventSources()
+    settings: DeploymentSettings
+    content_hash: str  # over what decides what runs; equal hash => nothing to deploy

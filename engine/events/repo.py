@@ -1,0 +1,81 @@
+"""Events of the repository stream ``repo:<id>``: what glam saw in Git and what it planned."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from engine.events.base import EventBase, Frozen
+
+ChangeKind = Literal["added", "modified", "deleted"]
+ActionKind = Literal["create", "new_version", "settings_only", "delete", "nothing"]
+
+
+class FileChange(Frozen):
+    path: str
+    change: ChangeKind
+
+
+class CommitObserved(EventBase):
+    """A new first-parent commit on the watched branch."""
+
+    type: Literal["CommitObserved"] = "CommitObserved"
+    sha: str
+    parents: tuple[str, ...]
+    author: str
+    committed_at: str  # ISO-8601 with offset, as Git recorded it
+    summary: str  # first line of the message
+    changes: tuple[FileChange, ...]  # Lambda definition files only
+
+
+class HistoryRewritten(EventBase):
+    """The branch head is not a descendant of the last observed commit (force-push)."""
+
+    type: Literal["HistoryRewritten"] = "HistoryRewritten"
+    previous: str
+    head: str
+
+
+class SourceUnavailable(EventBase):
+    """The remote or branch could not be read; nothing is planned, nothing is deleted."""
+
+    type: Literal["SourceUnavailable"] = "SourceUnavailable"
+    url: str  # redacted: never holds a token
+    branch: str
+    reason: str
+
+
+class PlannedAction(Frozen):
+    prefix: str
+    function: str  # the function stream, fn:<account>:<region>:<name>
+    action: ActionKind
+    files: tuple[str, ...]
+    reason: str
+    content_hash: str | None = None
+
+
+class CommitPlanned(EventBase):
+    type: Literal["CommitPlanned"] = "CommitPlanned"
+    sha: str
+    actions: tuple[PlannedAction, ...]
+
+
+class DefinitionRejected(EventBase):
+    """One function prefix of a commit is invalid; the others are planned normally."""
+
+    type: Literal["DefinitionRejected"] = "DefinitionRejected"
+    sha: str
+    prefix: str
+    file: str
+    line: int | None = None
+    column: int | None = None
+    reason: str
+
+
+class DeletesHeld(EventBase):
+    """A commit would delete more than the allowed share of functions; held until allowed."""
+
+    type: Literal["DeletesHeld"] = "DeletesHeld"
+    sha: str
+    prefixes: tuple[str, ...]
+    share: float
+    limit: float
