@@ -7,11 +7,13 @@ that runs against every implementation.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from engine.events import NewEvent, RecordedEvent
+from engine.events.desired import EventSources
 
 # Expected-version sentinels for EventStore.append.
 ANY_VERSION = -2  # append whatever the stream's version is
@@ -55,3 +57,120 @@ class EventStore(Protocol):
     async def stream_version(self, stream: str) -> int: ...
 
     async def aclose(self) -> None: ...
+
+
+# --------------------------------------------------------------------------------------------
+# AWS. Values are plain frozen dataclasses so the core never sees botocore shapes. The
+# aiobotocore adapters (engine/aws/) and the in-memory fake (engine/aws/fake.py) implement these.
+# Every method raises only AwsError subclasses (engine.errors). Reads of something that does not
+# exist return None rather than raising, because "is it there?" is the question recovery asks.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionInfo:
+    """GetFunction / CreateFunction / Update* answer for one qualifier ($LATEST or a version)."""
+
+    name: str
+    arn: str
+    version: str  # "$LATEST" or a published number
+    state: str  # Pending | Active | Inactive | Failed
+    last_update_status: str  # InProgress | Successful | Failed
+    code_sha256: str
+    revision_id: str
+    description: str = ""
+    state_reason: str = ""
+    configuration: Mapping[str, Any] = field(default_factory=dict)  # the raw Configuration
+
+
+@dataclass(frozen=True, slots=True)
+class VersionInfo:
+    version: str
+    code_sha256: str
+    description: str
+    revision_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AliasInfo:
+    name: str
+    function_version: str
+    routing: Mapping[str, float]  # AdditionalVersionWeights; empty when no routing
+    revision_id: str = ""
+    arn: str = ""
+
+
+class LambdaApi(Protocol):
+    """The Lambda control plane, one account and region."""
+
+    async def get_function(
+        self, name: str, qualifier: str | None = None
+    ) -> FunctionInfo | None: ...
+
+    async def create_function(self, request: Mapping[str, Any]) -> FunctionInfo: ...
+
+    async def update_function_configuration(
+        self, name: str, configuration: Mapping[str, Any], revision_id: str | None = None
+    ) -> FunctionInfo: ...
+
+    async def update_function_code(
+        self, name: str, code: Mapping[str, Any], revision_id: str | None = None
+    ) -> FunctionInfo: ...
+
+    async def publish_version(
+        self, name: str, *, description: str, code_sha256: str | None, revision_id: str | None
+    ) -> VersionInfo: ...
+
+    async def list_versions(self, name: str) -> list[VersionInfo]: ...
+
+    async def delete_version(self, name: str, version: str) -> None: ...
+
+    async def delete_function(self, name: str) -> None: ...
+
+    async def get_alias(self, name: str, alias: str) -> AliasInfo | None: ...
+
+    async def create_alias(
+        self, name: str, alias: str, version: str, routing: Mapping[str, float] | None = None
+    ) -> AliasInfo: ...
+
+    async def update_alias(
+        self,
+        name: str,
+        alias: str,
+        version: str,
+        routing: Mapping[str, float] | None,
+        revision_id: str | None = None,
+    ) -> AliasInfo: ...
+
+
+class AlarmsApi(Protocol):
+    """CloudWatch alarms, read only."""
+
+    async def alarm_states(self, names: Sequence[str]) -> dict[str, str]:
+        """State by alarm name (OK, ALARM, INSUFFICIENT_DATA); a missing alarm is absent."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SourceChange:
+    """One change made (or found already made) while reconciling an event source."""
+
+    kind: str  # mapping | elb | apigateway
+    change: str  # attached | updated | detached | adopted | unchanged
+    source_id: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+class SourcesApi(Protocol):
+    """Event sources wired to a function's alias: pull mappings, ALB target groups, API
+    Gateway v2 routes. Both methods are idempotent: running them again changes nothing."""
+
+    async def reconcile(
+        self, function_name: str, alias_arn: str, sources: EventSources
+    ) -> list[SourceChange]:
+        """Make AWS match ``sources`` for this alias: create, update, adopt, detach."""
+        ...
+
+    async def detach_all(self, function_name: str, alias_arn: str) -> list[SourceChange]:
+        """Remove every source glam wires to this function (before deleting it)."""
+        ...
