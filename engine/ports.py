@@ -166,11 +166,18 @@ class SourcesApi(Protocol):
     Gateway v2 routes. Both methods are idempotent: running them again changes nothing."""
 
     async def reconcile(
-        self, function_name: str, alias_arn: str, sources: EventSources
+        self,
+        function_name: str,
+        alias_arn: str,
+        desired: EventSources,
+        previous: EventSources | None = None,
     ) -> list[SourceChange]:
-        """Make AWS match ``sources`` for this alias: create, update, adopt, detach."""
+        """Make AWS match ``desired`` for this alias: create, update, adopt; detach what
+        ``previous`` (the last deployed sources) had and ``desired`` no longer has."""
         ...
 
-    async def detach_all(self, function_name: str, alias_arn: str) -> list[SourceChange]:
+    async def detach_all(
+        self, function_name: str, alias_arn: str, previous: EventSources
+    ) -> list[SourceChange]:
         """Remove every source glam wires to this function (before deleting it)."""
         ...
