@@ -1,0 +1,164 @@
+"""``MemoryEventStore``: the event store port in memory, for fast tests and dry runs.
+
+A real implementation, not a mock: it stores the same rows as the SQLite store (same encoding,
+same hash chain, same append planning in ``engine.store.records``), so the one contract suite
+in ``tests/store/test_contract.py`` holds for both. Nothing is persisted.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+
+import anyio
+
+from engine.errors import StoreError
+from engine.events import NewEvent, RecordedEvent
+from engine.ports import ANY_VERSION
+from engine.store.records import (
+    GENESIS_HASH,
+    AppendRequest,
+    StoredRow,
+    format_time,
+    plan_batch,
+    to_recorded,
+    verify_rows,
+)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class MemoryEventStore:
+    """The ``EventStore`` and ``ViewStore`` ports, in memory.
+
+    ``now`` supplies ``recorded_at`` (pass a manual clock's ``now`` in tests).
+    """
+
+    def __init__(self, *, now: Callable[[], datetime] = _utc_now) -> None:
+        self._now = now
+        self._rows: list[StoredRow] = []
+        self._records: list[RecordedEvent] = []
+        self._by_id: dict[str, StoredRow] = {}
+        self._streams: dict[str, list[int]] = {}  # stream -> positions, in version order
+        self._appended = anyio.Event()
+        self._closed = False
+        self._views: dict[str, tuple[int, dict[tuple[str, str], str]]] = {}
+
+    async def __aenter__(self) -> MemoryEventStore:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- EventStore ------------------------------------------------------------------------
+
+    async def append(
+        self, stream: str, events: Sequence[NewEvent], expected_version: int = ANY_VERSION
+    ) -> list[RecordedEvent]:
+        self._check_open()
+        last = self._rows[-1] if self._rows else None
+        plan = plan_batch(
+            [AppendRequest(stream, events, expected_version)],
+            existing=self._by_id,
+            versions={stream: len(self._streams.get(stream, ()))},
+            last_position=last.position if last else 0,
+            last_hash=last.hash if last else GENESIS_HASH,
+            recorded_at=format_time(self._now()),
+        )
+        outcome = plan.outcomes[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        # Decode before storing anything: a batch is all or nothing, as in SQLite.
+        decoded = [to_recorded(row) for row in plan.new_rows]
+        for row, record in zip(plan.new_rows, decoded, strict=True):
+            self._rows.append(row)
+            self._records.append(record)
+            self._by_id[row.event_id] = row
+            self._streams.setdefault(row.stream, []).append(row.position)
+        if plan.new_rows:
+            self._notify()
+        return [self._records[row.position - 1] for row in outcome]
+
+    async def read_stream(self, stream: str, from_version: int = 1) -> list[RecordedEvent]:
+        self._check_open()
+        positions = self._streams.get(stream, [])
+        return [self._records[p - 1] for p in positions[max(from_version, 1) - 1 :]]
+
+    async def read_all(
+        self, from_position: int = 1, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        self._check_open()
+        start = max(from_position, 1) - 1
+        end = len(self._records) if limit is None else start + max(limit, 0)
+        return self._records[start:end]
+
+    async def follow(self, from_position: int = 1) -> AsyncIterator[RecordedEvent]:
+        position = max(from_position, 1)
+        while not self._closed:
+            appended = self._appended
+            batch = self._records[position - 1 : position - 1 + 1000]
+            for record in batch:
+                yield record
+                position = record.position + 1
+            if not batch:
+                await appended.wait()
+
+    async def last_position(self) -> int:
+        return len(self._rows)
+
+    async def stream_version(self, stream: str) -> int:
+        return len(self._streams.get(stream, ()))
+
+    async def aclose(self) -> None:
+        self._closed = True
+        self._notify()  # wake followers so they end
+
+    # -- beyond the port: audit and views ----------------------------------------------------
+
+    async def verify(self) -> int | None:
+        """The first position whose row breaks the hash chain, or None."""
+        return verify_rows(self._rows)
+
+    async def read_rows(self, from_position: int = 1, limit: int | None = None) -> list[StoredRow]:
+        """Raw stored rows, undecoded (audit and export)."""
+        start = max(from_position, 1) - 1
+        end = len(self._rows) if limit is None else start + max(limit, 0)
+        return self._rows[start:end]
+
+    async def position_at(self, moment: datetime) -> int:
+        """The last position recorded at or before ``moment`` (0 if none)."""
+        key = format_time(moment)
+        return bisect.bisect_right([row.recorded_at for row in self._rows], key)
+
+    async def load_views(self, projection: str) -> tuple[int, dict[tuple[str, str], str]]:
+        checkpoint, rows = self._views.get(projection, (0, {}))
+        return checkpoint, dict(rows)
+
+    async def save_views(
+        self,
+        projection: str,
+        checkpoint: int,
+        rows: Mapping[tuple[str, str], str | None],
+        *,
+        reset: bool = False,
+    ) -> None:
+        self._check_open()
+        _, stored = self._views.get(projection, (0, {}))
+        stored = {} if reset else dict(stored)
+        for key, value in rows.items():
+            if value is None:
+                stored.pop(key, None)
+            else:
+                stored[key] = value
+        self._views[projection] = (checkpoint, stored)
+
+    def _notify(self) -> None:
+        self._appended.set()
+        self._appended = anyio.Event()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("the event store is closed", hint="this is a bug in the caller")
