@@ -131,6 +131,7 @@ class AwsError(GlamError):
 
 class AwsThrottled(AwsError):
     retryable = True
+    retry_after: float | None = None  # seconds AWS asked us to wait (Retry-After), if it said
 
 
 class AwsConflict(AwsError):

@@ -1,0 +1,143 @@
+"""One rate limiter per AWS account and region, shared by every saga.
+
+Lambda's control plane allows about 15 requests/second per account and region for all mutating
+APIs together, and GetFunction has a budget of its own. Each saga pacing itself would multiply
+the rate by the number of sagas, so every AWS call of one account+region goes through the same
+:class:`RateLimiter` (see :func:`limiter_for`).
+
+The limiter is a pair of reservation-based token buckets (GCRA): an ``acquire`` reserves the
+next free slot synchronously and then sleeps until it. Reservation happens without an await,
+so concurrent callers on one event loop are served in arrival order and never over-issue, and
+no lock is needed. ``retry_after`` (AWS said "slow down, wait N seconds") pauses everyone:
+slots not yet started are pushed past the pause.
+
+Time is injected (``clock`` and ``sleep``) so unit tests drive it by hand and never sleep.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import anyio
+
+DEFAULT_RATE = 10.0  # mutating and other calls per second, below Lambda's ~15/s quota
+DEFAULT_POLL_RATE = 50.0  # GetFunction polls per second, half of its own ~100/s quota
+
+MonotonicClock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass
+class _Bucket:
+    """Generic cell rate algorithm: ``tat`` is the theoretical arrival time of the next call."""
+
+    rate: float
+    burst: int
+    tat: float = 0.0
+
+    def reserve(self, now: float) -> float:
+        """Reserve a slot; return the absolute time at which it may be used."""
+        interval = 1.0 / self.rate
+        tat = max(self.tat, now) + interval
+        self.tat = tat
+        return max(now, tat - self.burst * interval)
+
+    def push_back(self, until: float) -> None:
+        # After a pause the next slot starts at ``until``; no burst of saved-up credit either.
+        self.tat = max(self.tat, until + (self.burst - 1) / self.rate)
+
+
+@dataclass
+class RateLimiter:
+    """Paces the AWS calls of one account and region.
+
+    ``rate``: mutating and other calls per second. ``poll_rate``: GetFunction polls per second,
+    budgeted apart (``acquire(poll=True)``). ``burst``: calls allowed back to back before the
+    pacing starts (1 = evenly spaced, which keeps any one-second window within the rate).
+    """
+
+    rate: float = DEFAULT_RATE
+    poll_rate: float = DEFAULT_POLL_RATE
+    burst: int = 1
+    clock: MonotonicClock = time.monotonic
+    sleep: Sleep = anyio.sleep
+    _calls: _Bucket = field(init=False, repr=False)
+    _polls: _Bucket = field(init=False, repr=False)
+    _paused_until: float = field(init=False, default=float("-inf"), repr=False)
+
+    def __post_init__(self) -> None:
+        if self.rate <= 0 or self.poll_rate <= 0 or self.burst < 1:
+            raise ValueError("rates must be positive and burst at least 1")
+        self._calls = _Bucket(self.rate, self.burst, float("-inf"))
+        self._polls = _Bucket(self.poll_rate, self.burst, float("-inf"))
+
+    async def acquire(self, *, poll: bool = False) -> None:
+        """Wait for this caller's turn. ``poll=True`` for GetFunction, which has its own budget."""
+        bucket = self._polls if poll else self._calls
+        while True:
+            now = self.clock()
+            if now < self._paused_until:
+                await self.sleep(self._paused_until - now)
+                continue
+            at = bucket.reserve(now)
+            if at > now:
+                await self.sleep(at - now)
+            # A Retry-After that arrived while this caller slept applies to it as well: the
+            # slot is forfeited and a new one reserved after the pause.
+            if self.clock() >= self._paused_until:
+                return
+
+    def retry_after(self, seconds: float) -> None:
+        """AWS asked to wait ``seconds``: every caller of this account+region pauses."""
+        until = self.clock() + max(0.0, seconds)
+        if until > self._paused_until:
+            self._paused_until = until
+            self._calls.push_back(until)
+            self._polls.push_back(until)
+
+    @property
+    def paused_until(self) -> float:
+        """Monotonic time until which calls are held back (``-inf`` when not paused)."""
+        return self._paused_until
+
+
+class LimiterRegistry:
+    """The limiters of a process, one per (account, region), created on first use."""
+
+    def __init__(
+        self,
+        *,
+        rate: float = DEFAULT_RATE,
+        poll_rate: float = DEFAULT_POLL_RATE,
+        clock: MonotonicClock = time.monotonic,
+        sleep: Sleep = anyio.sleep,
+    ) -> None:
+        self.rate = rate
+        self.poll_rate = poll_rate
+        self._clock = clock
+        self._sleep = sleep
+        self._limiters: dict[tuple[str, str], RateLimiter] = {}
+
+    def get(self, account: str, region: str) -> RateLimiter:
+        """The shared limiter for ``account`` in ``region``."""
+        key = (account, region)
+        limiter = self._limiters.get(key)
+        if limiter is None:
+            limiter = RateLimiter(
+                rate=self.rate, poll_rate=self.poll_rate, clock=self._clock, sleep=self._sleep
+            )
+            self._limiters[key] = limiter
+        return limiter
+
+    def __len__(self) -> int:
+        return len(self._limiters)
+
+
+_DEFAULT_REGISTRY = LimiterRegistry()
+
+
+def limiter_for(account: str, region: str) -> RateLimiter:
+    """The process-wide limiter for ``account`` in ``region`` (default rates)."""
+    return _DEFAULT_REGISTRY.get(account, region)

@@ -1,0 +1,134 @@
+"""aiobotocore clients for one account and region, configured the way glam needs them.
+
+botocore's own retries are switched off (``max_attempts=1``): a blind retry of a mutation whose
+first attempt timed out could publish a second version or shift an alias twice. glam retries
+itself, knowing which calls are safe to repeat (engine/aws/lambda_api.py). Timeouts are explicit
+so a silent endpoint becomes an error instead of a hung saga. Credentials come from the usual
+chain (environment, profile, SSO, instance role) unless given explicitly for a local endpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiobotocore.session import AioSession  # noqa: TID251 - this is the AWS adapter
+from botocore.config import Config
+
+from engine.aws.errors import translate
+from engine.aws.ratelimit import DEFAULT_POLL_RATE, DEFAULT_RATE
+from engine.errors import AwsError
+
+ALL_SERVICES: tuple[str, ...] = ("lambda", "cloudwatch", "elbv2", "apigatewayv2", "sts")
+
+
+@dataclass(frozen=True)
+class AwsConfig:
+    """Where and how to talk to AWS. ``endpoint_url`` points every client at one endpoint
+    (the embedded AWS of ``glam aws-local``); ``None`` means real AWS."""
+
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    profile: str | None = None
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    max_rate: float = DEFAULT_RATE  # mutating calls per second, per account and region
+    poll_rate: float = DEFAULT_POLL_RATE  # GetFunction polls per second
+    max_pool_connections: int = 50
+    # Explicit credentials, for a local endpoint only; never printed (repr=False).
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+
+    def botocore_config(self) -> Config:
+        """The botocore ``Config``: no botocore retries, explicit timeouts."""
+        return Config(
+            region_name=self.region,
+            retries={"mode": "standard", "max_attempts": 1},
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            max_pool_connections=self.max_pool_connections,
+            user_agent_extra="glam",
+        )
+
+
+@dataclass
+class AwsClients:
+    """Open aiobotocore clients by service name (``clients["lambda"]``)."""
+
+    config: AwsConfig
+    _clients: dict[str, Any]
+    _account: str | None = None
+
+    def __getitem__(self, service: str) -> Any:
+        try:
+            return self._clients[service]
+        except KeyError:
+            raise KeyError(f"AWS client {service!r} was not opened") from None
+
+    @property
+    def lambda_(self) -> Any:
+        return self["lambda"]
+
+    @property
+    def cloudwatch(self) -> Any:
+        return self["cloudwatch"]
+
+    @property
+    def elbv2(self) -> Any:
+        return self["elbv2"]
+
+    @property
+    def apigatewayv2(self) -> Any:
+        return self["apigatewayv2"]
+
+    @property
+    def sts(self) -> Any:
+        return self["sts"]
+
+    async def caller_account(self) -> str:
+        """The account id of the credentials in use (STS GetCallerIdentity), cached."""
+        if self._account is None:
+            self._account = await caller_account(self["sts"])
+        return self._account
+
+
+@asynccontextmanager
+async def open_clients(
+    config: AwsConfig, services: Sequence[str] = ALL_SERVICES
+) -> AsyncIterator[AwsClients]:
+    """Open one client per service for ``config``; all are closed on exit."""
+    session = AioSession(profile=config.profile) if config.profile else AioSession()
+    kwargs: dict[str, Any] = {
+        "region_name": config.region,
+        "config": config.botocore_config(),
+    }
+    if config.endpoint_url:
+        kwargs["endpoint_url"] = config.endpoint_url
+    if config.access_key_id and config.secret_access_key:
+        kwargs["aws_access_key_id"] = config.access_key_id
+        kwargs["aws_secret_access_key"] = config.secret_access_key
+        if config.session_token:
+            kwargs["aws_session_token"] = config.session_token
+    async with AsyncExitStack() as stack:
+        clients: dict[str, Any] = {}
+        for service in services:
+            try:
+                client = await stack.enter_async_context(session.create_client(service, **kwargs))
+            except AwsError:
+                raise
+            except Exception as exc:  # profile not found, bad region, unknown service...
+                raise translate(exc, f"open {service} client", mutating=False) from exc
+            clients[service] = client
+        yield AwsClients(config, clients)
+
+
+async def caller_account(sts_client: Any) -> str:
+    """The 12-digit account id behind ``sts_client``'s credentials."""
+    try:
+        answer = await sts_client.get_caller_identity()
+    except Exception as exc:
+        raise translate(exc, "GetCallerIdentity", mutating=False) from exc
+    return str(answer["Account"])

@@ -1,0 +1,121 @@
+"""The shared limiter paces calls to its rate and pauses everyone on Retry-After."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+
+import anyio
+import pytest
+
+from engine.aws.ratelimit import LimiterRegistry, RateLimiter
+
+
+class FakeTime:
+    """Virtual time: a sleeper wakes when it holds the earliest deadline, and the clock jumps
+    to that deadline. Sleepers spin on checkpoints, so every runnable task gets its turn first."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self._deadlines: list[tuple[float, int]] = []
+        self._seq = 0
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self._seq += 1
+        me = (self.now + seconds, self._seq)
+        heapq.heappush(self._deadlines, me)
+        while True:
+            await anyio.lowlevel.checkpoint()
+            if self._deadlines[0] == me:
+                heapq.heappop(self._deadlines)
+                self.now = max(self.now, me[0])
+                return
+
+
+@pytest.mark.anyio
+async def test_sequential_calls_are_spaced_by_the_rate() -> None:
+    t = FakeTime()
+    limiter = RateLimiter(rate=10, clock=t.clock, sleep=t.sleep)
+    stamps = []
+    for _ in range(21):
+        await limiter.acquire()
+        stamps.append(t.now)
+    assert stamps[0] == 1000.0
+    assert stamps[-1] - stamps[0] == pytest.approx(2.0)
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    assert all(g == pytest.approx(0.1) for g in gaps)
+
+
+@pytest.mark.anyio
+async def test_concurrent_callers_never_exceed_the_rate_in_any_second() -> None:
+    t = FakeTime()
+    limiter = RateLimiter(rate=10, clock=t.clock, sleep=t.sleep)
+    stamps: list[float] = []
+
+    async def caller() -> None:
+        for _ in range(5):
+            await limiter.acquire()
+            stamps.append(t.now)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(8):
+            tg.start_soon(caller)
+    assert len(stamps) == 40
+    stamps.sort()
+    for i, start in enumerate(stamps):
+        in_window = [s for s in stamps[i:] if s < start + 1.0 - 1e-6]
+        assert len(in_window) <= 10
+
+
+@pytest.mark.anyio
+async def test_polls_have_their_own_budget() -> None:
+    t = FakeTime()
+    limiter = RateLimiter(rate=1, poll_rate=50, clock=t.clock, sleep=t.sleep)
+    await limiter.acquire()
+    start = t.now
+    for _ in range(10):
+        await limiter.acquire(poll=True)
+    # Ten polls at 50/s take 0.18 s; they did not wait for the 1/s mutating budget.
+    assert t.now - start == pytest.approx(0.18)
+
+
+@pytest.mark.anyio
+async def test_retry_after_pauses_every_caller() -> None:
+    t = FakeTime()
+    registry = LimiterRegistry(rate=10, clock=t.clock, sleep=t.sleep)
+    limiter = registry.get("123456789012", "us-east-1")
+    assert registry.get("123456789012", "us-east-1") is limiter
+    assert registry.get("123456789012", "eu-west-1") is not limiter
+    await limiter.acquire()
+    limiter.retry_after(3.0)
+    await limiter.acquire(poll=True)
+    assert t.now == pytest.approx(1003.0)
+    await limiter.acquire()
+    assert t.now >= 1003.0
+
+
+@pytest.mark.anyio
+async def test_retry_after_arriving_while_a_caller_sleeps_holds_it_back() -> None:
+    t = FakeTime()
+    limiter = RateLimiter(rate=1, clock=t.clock, sleep=t.sleep)
+    await limiter.acquire()  # t=1000, next slot at 1001
+    woke: list[float] = []
+
+    async def waiter() -> None:
+        await limiter.acquire()
+        woke.append(t.now)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(waiter)
+        await anyio.lowlevel.checkpoint()  # waiter reserved 1001 and sleeps
+        limiter.retry_after(5.0)
+    assert woke
+    assert woke[0] >= 1005.0
+
+
+def test_rates_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        RateLimiter(rate=0)
