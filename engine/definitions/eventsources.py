@@ -1,0 +1,108 @@
+"""``_lambdaeventsourcedef.json`` -> ``EventSources``.
+
+Push sources (ALB target groups, API Gateway v2 routes) and pull mappings. A mapping whose
+``FunctionName`` is unqualified is qualified with the alias (``name:alias``) so that pull
+traffic follows the alias through blue/green shifts rather than hitting ``$LATEST``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from engine.errors import DefinitionError
+from engine.events.desired import EventSources, PushSource
+
+_ELB = "elasticloadbalancing.amazonaws.com"
+_APIGW = "apigateway.amazonaws.com"
+_PUSH_KEYS = {
+    _ELB: ("Service", "TargetGroupArn"),
+    _APIGW: ("Service", "ApiId", "RouteId", "AliasStageVariableName", "AlaisStageVariableName"),
+}
+
+
+def parse_event_sources(raw: Any, function_name: str, alias: str, file: str) -> EventSources:
+    """Validate an event source definition for ``function_name`` deployed behind ``alias``."""
+    if not isinstance(raw, dict):
+        raise DefinitionError(
+            "the event source definition must be a JSON object",
+            file=file,
+            hint='use {"PushEventSources": [...], "PullEventSources": {...}}',
+        )
+    _known(raw, ("PushEventSources", "PullEventSources"), "", file)
+    push_raw = raw.get("PushEventSources", [])
+    if isinstance(push_raw, dict):
+        push_raw = [push_raw]
+    if not isinstance(push_raw, list):
+        raise DefinitionError("PushEventSources must be a list", file=file, hint="use [ ... ]")
+    push = tuple(_push(item, i, file) for i, item in enumerate(push_raw))
+
+    pull = raw.get("PullEventSources", {})
+    if not isinstance(pull, dict):
+        raise DefinitionError(
+            "PullEventSources must be an object", file=file, hint='use {"EventSourceMapping": ...}'
+        )
+    _known(pull, ("EventSourceMapping",), "PullEventSources", file)
+    mappings_raw = pull.get("EventSourceMapping", [])
+    if isinstance(mappings_raw, dict):
+        mappings_raw = [mappings_raw]
+    if not isinstance(mappings_raw, list) or not all(isinstance(m, dict) for m in mappings_raw):
+        raise DefinitionError(
+            "EventSourceMapping must be an object or a list of objects",
+            file=file,
+            hint="see CreateEventSourceMapping",
+        )
+    mappings = tuple(_qualify(dict(m), function_name, alias) for m in mappings_raw)
+    return EventSources(push=push, mappings=mappings)
+
+
+def _push(item: Any, index: int, file: str) -> PushSource:
+    where = f"PushEventSources[{index}]"
+    if not isinstance(item, dict):
+        raise DefinitionError(f"{where} must be an object", file=file, hint="use { ... }")
+    service = item.get("Service")
+    if service not in _PUSH_KEYS:
+        raise DefinitionError(
+            f"{where}.Service must be {_ELB!r} or {_APIGW!r}", file=file, hint="fix Service"
+        )
+    _known(item, _PUSH_KEYS[service], where, file)
+    for key, value in item.items():
+        if not isinstance(value, str) or not value:
+            raise DefinitionError(
+                f"{where}.{key} must be a non-empty string", file=file, hint="fix it"
+            )
+    if service == _ELB:
+        if "TargetGroupArn" not in item:
+            raise DefinitionError(f"{where} needs TargetGroupArn", file=file, hint="add it")
+        return PushSource(service=service, target_group_arn=item["TargetGroupArn"])
+    for key in ("ApiId", "RouteId"):
+        if key not in item:
+            raise DefinitionError(f"{where} needs {key}", file=file, hint="add it")
+    # Real repositories spell it AlaisStageVariableName; both mean the same thing.
+    stage = item.get("AliasStageVariableName", item.get("AlaisStageVariableName"))
+    return PushSource(
+        service=service, api_id=item["ApiId"], route_id=item["RouteId"], stage_variable=stage
+    )
+
+
+def _qualify(mapping: dict[str, Any], function_name: str, alias: str) -> dict[str, Any]:
+    name = mapping.get("FunctionName", function_name)
+    if isinstance(name, str):
+        # arn:aws:lambda:region:account:function:name has 6 colons; one more is a qualifier.
+        unqualified = name.count(":") == 6 if name.startswith("arn:") else ":" not in name
+        if unqualified:
+            name = f"{name}:{alias}"
+    mapping["FunctionName"] = name
+    return mapping
+
+
+def _known(obj: dict[str, Any], known: tuple[str, ...], where: str, file: str) -> None:
+    for key in obj:
+        if key not in known:
+            near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            name = f"{where}.{key}" if where else key
+            raise DefinitionError(
+                f"unknown key {name!r}",
+                file=file,
+                hint=f"did you mean {near[0]!r}?" if near else f"known keys: {', '.join(known)}",
+            )

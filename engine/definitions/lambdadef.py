@@ -1,0 +1,112 @@
+"""Validation of ``_lambdadef.json`` against botocore's own ``CreateFunction`` input shape.
+
+The model comes from the installed botocore, so a field AWS adds is accepted as soon as
+botocore knows it, with no change to glam. Checked: unknown keys (with the nearest valid name
+as the hint), required keys, and the JSON type of every value. Enumerations and length limits
+are left to AWS: an outdated botocore must not refuse a runtime AWS already accepts.
+"""
+
+from __future__ import annotations
+
+import difflib
+from functools import lru_cache
+from typing import Any
+
+import botocore.session
+
+from engine.errors import DefinitionError
+
+_SCALARS: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "blob": (str,),  # base64 text in JSON
+    "timestamp": (str, int, float),
+    "boolean": (bool,),
+    "integer": (int,),
+    "long": (int,),
+    "float": (int, float),
+    "double": (int, float),
+}
+
+_JSON_NAMES = {
+    "structure": "an object",
+    "map": "an object",
+    "list": "a list",
+    "string": "a string",
+    "blob": "a base64 string",
+    "boolean": "true or false",
+    "integer": "an integer",
+    "long": "an integer",
+    "float": "a number",
+    "double": "a number",
+    "timestamp": "a timestamp",
+}
+
+
+@lru_cache(maxsize=1)
+def create_function_shape() -> Any:
+    """botocore's input shape of Lambda ``CreateFunction`` (loaded once)."""
+    model = botocore.session.get_session().get_service_model("lambda")
+    return model.operation_model("CreateFunction").input_shape
+
+
+def validate_create_function(request: Any, file: str) -> dict[str, Any]:
+    """Return ``request`` if it is a valid ``CreateFunction`` request, else raise
+    ``DefinitionError`` naming the JSON path and, for an unknown key, the nearest valid one."""
+    if not isinstance(request, dict):
+        raise DefinitionError(
+            "a _lambdadef.json must hold one JSON object", file=file, hint="see CreateFunction"
+        )
+    _check(request, create_function_shape(), "", file)
+    return request
+
+
+def _check(value: Any, shape: Any, path: str, file: str) -> None:
+    kind = shape.type_name
+    where = path or "the request"
+    if kind == "structure":
+        if not isinstance(value, dict):
+            raise _type_error(where, kind, file)
+        members = shape.members
+        for key, item in value.items():
+            if key not in members:
+                near = difflib.get_close_matches(key, list(members), n=1, cutoff=0.6)
+                hint = (
+                    f"did you mean {near[0]!r}?"
+                    if near
+                    else "see the Lambda CreateFunction API for valid keys"
+                )
+                raise DefinitionError(f"unknown key {_join(path, key)!r}", file=file, hint=hint)
+            _check(item, members[key], _join(path, key), file)
+        for key in shape.required_members:
+            if key not in value:
+                raise DefinitionError(
+                    f"missing required key {_join(path, key)!r}",
+                    file=file,
+                    hint="CreateFunction requires it",
+                )
+    elif kind == "list":
+        if not isinstance(value, list):
+            raise _type_error(where, kind, file)
+        for index, item in enumerate(value):
+            _check(item, shape.member, f"{path}[{index}]", file)
+    elif kind == "map":
+        if not isinstance(value, dict):
+            raise _type_error(where, kind, file)
+        for key, item in value.items():
+            _check(item, shape.value, _join(path, key), file)
+    else:
+        accepted = _SCALARS.get(kind, (str, int, float, bool))
+        if not isinstance(value, accepted) or (bool not in accepted and isinstance(value, bool)):
+            raise _type_error(where, kind, file)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _type_error(where: str, kind: str, file: str) -> DefinitionError:
+    return DefinitionError(
+        f"{where} must be {_JSON_NAMES.get(kind, kind)}",
+        file=file,
+        hint="see the Lambda CreateFunction API",
+    )

@@ -1,0 +1,144 @@
+"""``_lambdadepdef.json`` -> ``DeploymentSettings``: defaults, ranges and legacy names.
+
+Unknown keys are refused with the nearest known name: a misspelt ``trafficShiftingConfig``
+silently ignored would turn a canary into an all-at-once deployment.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from engine.errors import DefinitionError
+from engine.events.desired import DeploymentSettings, Readiness, TrafficShifting
+
+_TOP = (
+    "alias",
+    "environment",
+    "environmentVariables",
+    "trafficShiftingConfig",
+    "trafficShiftingEnabled",
+    "alarms",
+    "readinessCheck",
+    "deleteOldVersion",
+)
+_SHIFT_TYPES = ("CANARY", "LINEAR", "ALL_AT_ONCE")
+
+
+def parse_settings(raw: Any, file: str) -> DeploymentSettings:
+    """Validate a deployment definition and apply DESIGN §1's defaults."""
+    obj = _object(raw, "the deployment definition", file)
+    _known(obj, _TOP, "", file)
+    alias = obj.get("alias")
+    if not isinstance(alias, str) or not alias:
+        raise DefinitionError(
+            "'alias' is required and must be a non-empty string",
+            file=file,
+            hint='add "alias": "PROD" (the alias traffic is shifted on)',
+        )
+    env_key = "environment" if "environment" in obj else "environmentVariables"
+    env = _object(obj.get(env_key, {}), env_key, file)
+    _known(env, ("region", "account"), env_key, file)
+    region = _opt_str(env.get("region"), f"{env_key}.region", file)
+    account = _opt_str(env.get("account"), f"{env_key}.account", file)
+    if account is not None and not (account.isdigit() and len(account) == 12):
+        raise DefinitionError(
+            f"{env_key}.account must be a 12-digit AWS account id", file=file, hint="fix it"
+        )
+
+    traffic: TrafficShifting | None = None
+    if "trafficShiftingConfig" in obj:
+        cfg = _object(obj["trafficShiftingConfig"], "trafficShiftingConfig", file)
+        _known(cfg, ("type", "percent", "waitInterval"), "trafficShiftingConfig", file)
+        kind = cfg.get("type", "CANARY")
+        if kind not in _SHIFT_TYPES:
+            raise DefinitionError(
+                f"trafficShiftingConfig.type must be one of {', '.join(_SHIFT_TYPES)}",
+                file=file,
+                hint="CANARY is the default",
+            )
+        percent = _int(cfg.get("percent", 20), "trafficShiftingConfig.percent", 1, 100, file)
+        wait = _int(
+            cfg.get("waitInterval", 60), "trafficShiftingConfig.waitInterval", 0, 86_400, file
+        )
+        traffic = TrafficShifting(type=kind, percent=percent, wait_interval=wait)
+    enabled = obj.get("trafficShiftingEnabled", True)
+    if not isinstance(enabled, bool):
+        raise DefinitionError(
+            "trafficShiftingEnabled must be true or false", file=file, hint="use true or false"
+        )
+    if not enabled:
+        traffic = None
+
+    alarms_obj = _object(obj.get("alarms", {}), "alarms", file)
+    _known(alarms_obj, ("alarmNames",), "alarms", file)
+    names = alarms_obj.get("alarmNames", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise DefinitionError(
+            "alarms.alarmNames must be a list of alarm names",
+            file=file,
+            hint='e.g. "alarmNames": ["orders-errors"]',
+        )
+
+    ready_obj = _object(obj.get("readinessCheck", {}), "readinessCheck", file)
+    _known(ready_obj, ("waitInterval", "maxRetries"), "readinessCheck", file)
+    readiness = Readiness(
+        wait_interval=_int(
+            ready_obj.get("waitInterval", 10), "readinessCheck.waitInterval", 0, 3_600, file
+        ),
+        max_retries=_int(
+            ready_obj.get("maxRetries", 5), "readinessCheck.maxRetries", 0, 1_000, file
+        ),
+    )
+    delete_old = obj.get("deleteOldVersion", True)
+    if not isinstance(delete_old, bool):
+        raise DefinitionError(
+            "deleteOldVersion must be true or false", file=file, hint="use true or false"
+        )
+    return DeploymentSettings(
+        alias=alias,
+        region=region,
+        account=account,
+        traffic=traffic,
+        alarms=tuple(names),
+        readiness=readiness,
+        delete_old_version=delete_old,
+    )
+
+
+def _object(value: Any, name: str, file: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise DefinitionError(f"{name} must be a JSON object", file=file, hint="use { ... }")
+    return value
+
+
+def _known(obj: dict[str, Any], known: tuple[str, ...], where: str, file: str) -> None:
+    for key in obj:
+        if key not in known:
+            near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            name = f"{where}.{key}" if where else key
+            raise DefinitionError(
+                f"unknown key {name!r}",
+                file=file,
+                hint=f"did you mean {near[0]!r}?" if near else f"known keys: {', '.join(known)}",
+            )
+
+
+def _opt_str(value: Any, name: str, file: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise DefinitionError(f"{name} must be a non-empty string", file=file, hint="fix it")
+    return value
+
+
+def _int(value: Any, name: str, low: int, high: int, file: str) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DefinitionError(f"{name} must be an integer", file=file, hint="use a number")
+    if not low <= value <= high:
+        raise DefinitionError(
+            f"{name} is {value}, outside {low}..{high}", file=file, hint=f"use {low} to {high}"
+        )
+    return value

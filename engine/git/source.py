@@ -1,0 +1,380 @@
+"""A Git repository as glam reads it: a bare mirror, fetched incrementally, read by tree path.
+
+Every dulwich call runs in a worker thread (``anyio.to_thread``), one at a time per source,
+behind a deadline. Dulwich, urllib3 and OS errors are translated here into
+``SourceUnavailable`` (cannot reach it: retry later) or ``SourceError``, with the URL
+redacted: a token never leaves this module except inside dulwich's own HTTP headers.
+
+    local path / file://   read in place when no data folder is given (``glam plan``),
+                           otherwise mirrored like any remote
+    http(s)://             smart HTTP; token from the URL or from the env var ``token_env``
+    ssh:// or host:path    the system ssh client and its agent
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+from dulwich.client import get_transport_and_path  # noqa: TID251
+from dulwich.diff_tree import tree_changes  # noqa: TID251
+from dulwich.graph import can_fast_forward  # noqa: TID251
+from dulwich.objects import S_ISGITLINK, Commit, Tree  # noqa: TID251
+from dulwich.repo import Repo  # noqa: TID251
+
+from engine.definitions import is_lambda_file
+from engine.errors import DefinitionError, SourceError, SourceUnavailable
+from engine.events.repo import ChangeKind, FileChange
+from engine.git.urls import parse_repo_url, redact_url
+from engine.logs import redact
+
+T = TypeVar("T")
+
+_CHANGE: dict[str, ChangeKind] = {"add": "added", "delete": "deleted", "modify": "modified"}
+
+
+@dataclass(frozen=True, slots=True)
+class CommitInfo:
+    """One commit as the observation events record it."""
+
+    sha: str
+    parents: tuple[str, ...]
+    author: str
+    committed_at: str  # ISO-8601 with the committer's offset
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
+class LogResult:
+    """First-parent commits after ``since`` up to the head, oldest first. ``rewritten`` when
+    ``since`` is not an ancestor of the head (a force-push): then ``commits`` is just the
+    head, whose tree is the desired state."""
+
+    head: str
+    commits: tuple[CommitInfo, ...]
+    rewritten: bool
+
+
+class GitSource:
+    """One branch of one repository. Use ``await sync()`` to fetch, then the readers."""
+
+    def __init__(
+        self,
+        url: str,
+        branch: str | None = None,
+        *,
+        data_dir: Path | None = None,
+        token_env: str | None = None,
+        timeout: float = 60.0,
+    ):
+        self._url = parse_repo_url(url)
+        self.branch = branch
+        self.display_url = redact_url(url)
+        self._timeout = timeout
+        self._password = self._url.password
+        if token_env:
+            token = os.environ.get(token_env)
+            if not token:
+                raise SourceError(
+                    f"environment variable {token_env} is empty",
+                    hint=f"export {token_env} with a token that can read the repository",
+                )
+            self._password = token
+        self._username = self._url.username or ("x-access-token" if self._password else None)
+        self._in_place = self._url.kind == "local" and data_dir is None
+        self._mirror_dir: Path | None = None
+        if not self._in_place:
+            if data_dir is None:
+                raise SourceError(
+                    f"{self.display_url} needs a data folder for its mirror",
+                    hint="pass a data folder (glam's --data-dir)",
+                )
+            key = hashlib.sha256(self._url.url.encode()).hexdigest()[:16]
+            self._mirror_dir = data_dir / "mirrors" / f"{key}.git"
+        # Typed Any on purpose: dulwich's NewType ids (ObjectID, Ref) change between releases
+        # and every value crossing this module is converted to str at the boundary anyway.
+        self._repo: Any = None
+        self._lock = anyio.Lock()
+
+    # -- async API ---------------------------------------------------------------------------
+
+    async def sync(self) -> str:
+        """Fetch what is new and return the branch head sha. ``SourceUnavailable`` when the
+        remote cannot be reached or the branch does not exist."""
+        return await self.run(self._sync_blocking, deadline=self._timeout)
+
+    async def log_since(self, since: str | None, head: str, limit: int = 500) -> LogResult:
+        return await self.run(lambda: self.log_blocking(since, head, limit))
+
+    async def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        return await self.run(lambda: self.is_ancestor_blocking(ancestor, descendant))
+
+    async def changed_files(self, old: str | None, new: str) -> tuple[FileChange, ...]:
+        return await self.run(lambda: self.changes_blocking(old, new))
+
+    async def read_file(self, sha: str, path: str) -> bytes:
+        return await self.run(lambda: self.snapshot(sha).read_file(path, referenced_from=path))
+
+    async def run(self, fn: Callable[[], T], *, deadline: float | None = None) -> T:
+        """Run blocking dulwich work in a worker thread, one at a time for this source.
+
+        On timeout the thread is abandoned (dulwich cannot be interrupted) and the caller gets
+        ``SourceUnavailable``; the lock keeps a late thread from racing the next call only for
+        as long as this call waited, which is why the mirror update is a single ref write.
+        """
+        async with self._lock:
+            try:
+                with anyio.fail_after(deadline if deadline is not None else self._timeout):
+                    return await anyio.to_thread.run_sync(fn, abandon_on_cancel=True)
+            except TimeoutError:
+                raise SourceUnavailable(
+                    f"{self.display_url}: no answer within {self._timeout:g} s",
+                    hint="check the network and the URL; glam retries on the next poll",
+                ) from None
+
+    # -- blocking work (worker threads only) -------------------------------------------------
+
+    @property
+    def repo(self) -> Any:
+        if self._repo is None:
+            try:
+                if self._in_place:
+                    self._repo = Repo(str(self._url.local_path))
+                else:
+                    assert self._mirror_dir is not None
+                    if (self._mirror_dir / "HEAD").exists():
+                        self._repo = Repo(str(self._mirror_dir))
+                    else:
+                        self._mirror_dir.mkdir(parents=True, exist_ok=True)
+                        self._repo = Repo.init_bare(str(self._mirror_dir))
+            except Exception as exc:
+                raise SourceUnavailable(
+                    f"{self.display_url}: not a git repository ({_reason(exc)})",
+                    hint="check the path or URL",
+                ) from None
+        return self._repo
+
+    def _branch_ref(self, refs: dict[bytes, bytes], symrefs: dict[bytes, bytes]) -> bytes:
+        if self.branch:
+            return b"refs/heads/" + self.branch.encode()
+        target = symrefs.get(b"HEAD")
+        if target is None:
+            raise SourceUnavailable(
+                f"{self.display_url}: cannot tell the default branch",
+                hint="pass --branch",
+            )
+        self.branch = target.decode().removeprefix("refs/heads/")
+        return target
+
+    def _sync_blocking(self) -> str:
+        if self._in_place:
+            repo = self.repo
+            if self.branch is None:
+                names, _ = repo.refs.follow(b"HEAD")
+                self.branch = names[-1].decode().removeprefix("refs/heads/")
+            sha = repo.refs.as_dict().get(b"refs/heads/" + self.branch.encode())
+            if sha is None:
+                raise SourceUnavailable(
+                    f"{self.display_url}: branch {self.branch!r} not found",
+                    hint="check --branch; nothing is planned while it is missing",
+                )
+            return str(sha.decode())
+        repo = self.repo
+        try:
+            kwargs: dict[str, Any] = {}
+            if self._url.kind == "http":
+                kwargs = {"username": self._username, "password": self._password}
+            location = self._url.url
+            if self._url.kind == "local":
+                location = str(self._url.local_path)
+            client: Any
+            client, path = get_transport_and_path(location, **kwargs)
+            wanted: dict[str, bytes] = {}
+
+            def determine_wants(refs: dict[bytes, bytes], depth: int | None = None) -> list[bytes]:
+                target = refs.get(b"refs/heads/" + self.branch.encode()) if self.branch else None
+                if target is None and not self.branch:
+                    target = refs.get(b"HEAD")
+                if target is None:
+                    return []
+                wanted["sha"] = target
+                return [] if target in repo.object_store else [target]
+
+            result = client.fetch(path, repo, determine_wants=determine_wants)
+        except SourceError:
+            raise
+        except Exception as exc:
+            raise SourceUnavailable(
+                f"{self.display_url}: fetch failed ({_reason(exc)})",
+                hint="check the URL, the network and the token; glam retries on the next poll",
+            ) from None
+        ref = self._branch_ref(dict(result.refs), dict(getattr(result, "symrefs", {}) or {}))
+        head: Any = dict(result.refs).get(ref)
+        if head is None:
+            raise SourceUnavailable(
+                f"{self.display_url}: branch {self.branch!r} not found",
+                hint="check --branch; nothing is planned while it is missing",
+            )
+        repo.refs[ref] = head
+        return str(head.decode())
+
+    def commit_info(self, sha: str) -> CommitInfo:
+        commit = self._commit(sha)
+        offset = timezone(timedelta(seconds=commit.commit_timezone))
+        when = datetime.fromtimestamp(commit.commit_time, offset)
+        message = commit.message.decode("utf-8", errors="replace")
+        return CommitInfo(
+            sha=sha,
+            parents=tuple(p.decode() for p in commit.parents),
+            author=commit.author.decode("utf-8", errors="replace"),
+            committed_at=when.isoformat(),
+            summary=(message.splitlines() or [""])[0][:200],
+        )
+
+    def log_blocking(self, since: str | None, head: str, limit: int = 500) -> LogResult:
+        """First-parent commits after ``since`` (exclusive) up to ``head``, oldest first."""
+        if since == head:
+            return LogResult(head, (), False)
+        chain: list[CommitInfo] = []
+        sha: str | None = head
+        while sha is not None and len(chain) < limit:
+            if sha == since:
+                return LogResult(head, tuple(reversed(chain)), False)
+            info = self.commit_info(sha)
+            chain.append(info)
+            sha = info.parents[0] if info.parents else None
+        if since is None:
+            return LogResult(head, tuple(reversed(chain)), False)
+        if self.is_ancestor_blocking(since, head):
+            # Reached only through a merge's second parent, or more than `limit` commits
+            # behind: report the head alone; the planner diffs `since..head` anyway.
+            return LogResult(head, (self.commit_info(head),), False)
+        return LogResult(head, (self.commit_info(head),), True)
+
+    def is_ancestor_blocking(self, ancestor: str, descendant: str) -> bool:
+        if ancestor == descendant:
+            return True
+        try:
+            ff: Any = can_fast_forward
+            return bool(ff(self.repo, ancestor.encode(), descendant.encode()))
+        except KeyError:
+            return False  # the old commit is gone from the mirror: history was rewritten
+
+    def changes_blocking(self, old: str | None, new: str) -> tuple[FileChange, ...]:
+        """Lambda definition files changed between two commits (``old=None``: all added)."""
+        old_tree = self._tree_of(old) if old else None
+        new_tree = self._tree_of(new)
+        out: list[FileChange] = []
+        changes: Any = tree_changes(self.repo.object_store, old_tree, new_tree)  # type: ignore[arg-type]
+        for change in changes:
+            kind = _CHANGE.get(change.type)
+            if kind is None:
+                continue
+            entry = change.new if kind != "deleted" else change.old
+            if entry is None or entry.path is None:
+                continue
+            path = entry.path.decode("utf-8", errors="replace")
+            if is_lambda_file(path):
+                out.append(FileChange(path=path, change=kind))
+        return tuple(out)
+
+    def snapshot(self, sha: str) -> Snapshot:
+        return Snapshot(self.repo, self._tree_of(sha), sha)
+
+    def _commit(self, sha: str) -> Commit:
+        obj = self.repo[sha.encode()]
+        if not isinstance(obj, Commit):
+            raise SourceError(f"{sha} is not a commit", hint="pass a commit sha")
+        return obj
+
+    def _tree_of(self, sha: str) -> bytes:
+        return bytes(self._commit(sha).tree)
+
+
+class Snapshot:
+    """The files of one commit, read from the object store by tree path (no work tree).
+
+    Implements ``engine.definitions.RepoFiles``: a symlink, a submodule entry, a folder or a
+    missing path is a ``DefinitionError`` rather than something followed or guessed.
+    """
+
+    def __init__(self, repo: Any, tree: bytes, sha: str):
+        self._repo = repo
+        self._tree = tree
+        self.sha = sha
+
+    def lambda_files(self) -> list[str]:
+        """Every Lambda definition file in the tree (regular files only)."""
+        out: list[str] = []
+        stack: list[tuple[bytes, str]] = [(self._tree, "")]
+        store: Any = self._repo.object_store
+        while stack:
+            tree_id, base = stack.pop()
+            tree = store[tree_id]
+            assert isinstance(tree, Tree)
+            for entry in tree.iteritems():
+                name = entry.path.decode("utf-8", errors="replace")
+                if stat.S_ISDIR(entry.mode):
+                    stack.append((entry.sha, f"{base}{name}/"))
+                elif stat.S_ISREG(entry.mode) and is_lambda_file(name):
+                    out.append(base + name)
+        out.sort()
+        return out
+
+    def read_file(self, path: str, *, referenced_from: str) -> bytes:
+        store: Any = self._repo.object_store
+        current = self._tree
+        parts = path.split("/")
+        for depth, part in enumerate(parts):
+            tree = store[current]
+            assert isinstance(tree, Tree)
+            try:
+                mode, sha = tree[part.encode()]
+            except KeyError:
+                raise DefinitionError(
+                    f"{path} does not exist in commit {self.sha[:12]}",
+                    file=referenced_from,
+                    hint="commit the file or fix the path",
+                ) from None
+            last = depth == len(parts) - 1
+            if S_ISGITLINK(mode):
+                raise DefinitionError(
+                    f"{path} is inside a submodule",
+                    file=referenced_from,
+                    hint="ref files must be regular files of this repository",
+                )
+            if stat.S_ISLNK(mode):
+                raise DefinitionError(
+                    f"{path} goes through a symlink",
+                    file=referenced_from,
+                    hint="ref files must be regular files of this repository",
+                )
+            if last:
+                if not stat.S_ISREG(mode):
+                    raise DefinitionError(
+                        f"{path} is a folder", file=referenced_from, hint="name a file"
+                    )
+                blob = store[sha]
+                return bytes(blob.as_raw_string())
+            if not stat.S_ISDIR(mode):
+                raise DefinitionError(
+                    f"{path} does not exist in commit {self.sha[:12]}",
+                    file=referenced_from,
+                    hint="commit the file or fix the path",
+                )
+            current = sha
+        raise DefinitionError(f"{path}: empty path", file=referenced_from, hint="name a file")
+
+
+def _reason(exc: BaseException) -> str:
+    """A short, redacted description of a third-party error."""
+    text = str(exc) or type(exc).__name__
+    return redact(text.splitlines()[0] if text else type(exc).__name__)[:300]
