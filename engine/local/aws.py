@@ -1,0 +1,285 @@
+"""The embedded AWS as one object: moto in a subprocess, the proxy in front of it.
+
+    async with LocalAws(fidelity=Fidelity(pending_seconds=2)) as aws:
+        session.create_client("lambda", **aws.client_kwargs())
+        ...
+        aws.journal.check_invariants()
+
+``LocalAwsThread`` is the same thing for synchronous code and pytest session fixtures: it runs
+the proxy on an event loop in its own thread and joins it on exit.
+
+moto runs as a subprocess rather than a thread: its state is module-global, and a process can
+always be stopped completely (no thread of moto's can outlive the component).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Generator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+import anyio.abc
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+
+from engine.errors import LocalAwsError
+from engine.local.faults import FaultSpec
+from engine.local.fidelity import Clock, Fidelity
+from engine.local.journal import Journal
+from engine.local.proxy import Proxy
+
+REGION = "us-east-1"
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Dummy credentials: moto accepts anything, and these can never work on real AWS."""
+
+    access_key_id: str = "testing"
+    secret_access_key: str = "testing"  # noqa: S105 - a dummy only moto accepts
+
+    def __repr__(self) -> str:
+        # Dummies, but the habit matters: credentials never reach logs.
+        return "Credentials(<dummy>)"
+
+
+class MotoServer:
+    """moto's server as a subprocess on 127.0.0.1, on a port the kernel picked."""
+
+    def __init__(self) -> None:
+        self._process: anyio.abc.Process | None = None
+        self.port = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        """Start moto and wait for it to announce its port."""
+        # stderr goes to a file, not a pipe: nobody reads it while moto runs, and a full pipe
+        # would block moto; it is read only to explain a failed start.
+        with tempfile.TemporaryFile() as stderr:
+            error: BaseException | None = None
+            line = b""
+            try:
+                self._process = await anyio.open_process(
+                    [sys.executable, "-m", "engine.local._moto_main"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=stderr,
+                )
+                assert self._process.stdout is not None
+                with anyio.move_on_after(START_TIMEOUT):
+                    while not line.endswith(b"\n"):
+                        line += await self._process.stdout.receive(64)
+            except (OSError, anyio.EndOfStream) as exc:
+                error = exc
+            if not line.startswith(b"PORT "):
+                await self.stop()
+                stderr.seek(0)
+                tail = stderr.read()[-2000:].decode("utf-8", "replace").strip()
+                reason = tail.splitlines()[-1] if tail else (error or "no answer in time")
+                raise LocalAwsError(
+                    f"moto did not start: {reason}",
+                    hint="check that the 'local' extra is installed: "
+                    "pip install 'glam-gitops[local]'",
+                )
+        self.port = int(line.split()[1])
+
+    async def stop(self) -> None:
+        """Close moto's stdin (it exits on EOF), then terminate or kill if it lingers."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        with anyio.CancelScope(shield=True):
+            if process.stdin is not None:
+                with contextlib.suppress(Exception):
+                    await process.stdin.aclose()
+            with anyio.move_on_after(STOP_TIMEOUT):
+                await process.wait()
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+            await process.aclose()
+
+
+class LocalAws:
+    """The embedded AWS: ``async with LocalAws() as aws:`` starts moto and the proxy."""
+
+    region = REGION
+    credentials = Credentials()
+
+    def __init__(
+        self,
+        *,
+        fidelity: Fidelity | None = None,
+        faults: FaultSpec | str = "",
+        port: int = 0,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self._fidelity = fidelity or Fidelity()
+        self._faults = faults
+        self._port = port
+        self.journal = Journal()
+        self._moto = MotoServer()
+        self._proxy: Proxy | None = None
+        self._clock = clock
+
+    @property
+    def endpoint_url(self) -> str:
+        """Where AWS clients point: the proxy."""
+        return f"http://127.0.0.1:{self.proxy.port}"
+
+    @property
+    def moto_url(self) -> str:
+        """moto itself, bypassing fidelity, faults and journal (for test set-up only)."""
+        return self._moto.url
+
+    @property
+    def moto_pid(self) -> int | None:
+        return self._moto.pid
+
+    @property
+    def proxy(self) -> Proxy:
+        if self._proxy is None:
+            raise LocalAwsError(
+                "the embedded AWS is not running", hint="use `async with LocalAws()`"
+            )
+        return self._proxy
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``session.create_client(service, **aws.client_kwargs())``."""
+        return {
+            "endpoint_url": self.endpoint_url,
+            "region_name": self.region,
+            "aws_access_key_id": self.credentials.access_key_id,
+            "aws_secret_access_key": self.credentials.secret_access_key,
+        }
+
+    def set_faults(self, spec: FaultSpec | str) -> FaultSpec:
+        """Replace the fault rules (see ``engine.local.faults`` for the spec)."""
+        return self.proxy.set_faults(spec)
+
+    def set_fidelity(self, fidelity: Fidelity) -> None:
+        self.proxy.fidelity = fidelity
+
+    @property
+    def fidelity(self) -> Fidelity:
+        return self.proxy.fidelity
+
+    async def reset(self) -> None:
+        """Empty moto, the journal and the proxy's state; faults and fidelity back to the
+        ones this component was started with."""
+        await self.proxy.reset(faults=self._faults, fidelity=self._fidelity)
+
+    async def start(self) -> None:
+        try:
+            await self._moto.start()
+            self._proxy = Proxy(
+                self._moto.url,
+                fidelity=self._fidelity,
+                faults=self._faults,
+                clock=self._clock,
+                journal=self.journal,
+            )
+            await self._proxy.start(self._port)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        with anyio.CancelScope(shield=True):
+            if self._proxy is not None:
+                await self._proxy.stop()
+            await self._moto.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+class LocalAwsThread:
+    """``LocalAws`` for synchronous code: its event loop runs in a thread of its own.
+
+    with LocalAwsThread() as aws:
+        aws.reset(); aws.set_faults("UpdateAlias:throttle=1"); aws.journal.entries
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._aws = LocalAws(**kwargs)
+        self._portal: BlockingPortal | None = None
+        self._stack = contextlib.ExitStack()
+
+    @property
+    def aws(self) -> LocalAws:
+        """The async component (its methods must run on the portal's loop)."""
+        return self._aws
+
+    endpoint_url = property(lambda self: self._aws.endpoint_url)
+    moto_url = property(lambda self: self._aws.moto_url)
+    moto_pid = property(lambda self: self._aws.moto_pid)
+    journal = property(lambda self: self._aws.journal)
+    fidelity = property(lambda self: self._aws.fidelity)
+    region = REGION
+    credentials = Credentials()
+
+    def client_kwargs(self) -> dict[str, Any]:
+        return self._aws.client_kwargs()
+
+    def _call(self, fn: Any, *args: Any) -> Any:
+        if self._portal is None:
+            raise LocalAwsError(
+                "the embedded AWS is not running", hint="use `with LocalAwsThread()`"
+            )
+        return self._portal.call(fn, *args)
+
+    def reset(self) -> None:
+        self._call(self._aws.reset)
+
+    def set_faults(self, spec: FaultSpec | str) -> FaultSpec:
+        result: FaultSpec = self._call(self._aws.set_faults, spec)
+        return result
+
+    def set_fidelity(self, fidelity: Fidelity) -> None:
+        self._call(self._aws.set_fidelity, fidelity)
+
+    def __enter__(self) -> Self:
+        try:
+            self._portal = self._stack.enter_context(start_blocking_portal("asyncio"))
+            self._stack.enter_context(self._portal.wrap_async_context_manager(self._aws))
+        except BaseException:
+            self._stack.close()
+            self._portal = None
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+        self._portal = None
+
+
+@contextlib.contextmanager
+def local_aws_thread(**kwargs: Any) -> Generator[LocalAwsThread, None, None]:
+    """``with local_aws_thread(...) as aws:`` — a function form of ``LocalAwsThread``."""
+    with LocalAwsThread(**kwargs) as aws:
+        yield aws
