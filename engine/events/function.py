@@ -13,6 +13,12 @@ from engine.events.desired import DeploymentSettings, DesiredFunction
 
 DeployAction = Literal["create", "update", "delete"]
 Outcome = Literal["succeeded", "rolled_back", "failed", "superseded"]
+# Why a step failed, as the saga needs to know it: "ambiguous" (a mutation whose outcome is
+# unknown: read AWS before repeating), "conflict" (update in progress: wait for
+# LastUpdateStatus), "not_applied" (a read proved a dangling step never happened: repeat it).
+FailureKind = Literal[
+    "throttled", "conflict", "not_found", "invalid", "ambiguous", "timeout", "not_applied", "error"
+]
 
 
 class DeploymentRequested(EventBase):
@@ -58,6 +64,7 @@ class StepFailed(EventBase):
     error_code: str
     message: str
     retryable: bool
+    kind: FailureKind = "error"
 
 
 class TimerStarted(EventBase):
@@ -91,6 +98,7 @@ class RollbackStarted(EventBase):
     type: Literal["RollbackStarted"] = "RollbackStarted"
     deployment_id: str
     reason: str
+    superseded_by: str | None = None  # set when a newer deployment interrupts this one
 
 
 class EventSourceChanged(EventBase):

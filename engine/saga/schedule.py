@@ -1,0 +1,69 @@
+"""Traffic schedules and the saga's retry and poll policies, as data.
+
+A schedule is the sequence of weights the NEW version gets on the alias, one per step, each
+followed by a bake of ``wait_interval`` seconds (the last one too). Weights are shares in
+[0, 1]; 1.0 means the alias still names the stable version but routes everything to the new
+one, and the promote that follows makes the new version the alias's own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.events.desired import TrafficShifting
+
+
+def weights(traffic: TrafficShifting | None) -> tuple[float, ...]:
+    """The weight sequence of one deployment.
+
+    CANARY ``percent`` then 100; LINEAR ``percent``, 2x, ... capped at 100; ALL_AT_ONCE 100;
+    ``None`` (no trafficShiftingConfig) is one switch with no shift steps at all: the saga
+    promotes directly, without a bake.
+    """
+    if traffic is None:
+        return ()
+    # A percent outside 1..100 would make an empty or endless schedule; the definitions layer
+    # rejects it, and this clamp keeps the core total if it ever slips through.
+    percent = max(1, min(traffic.percent, 100))
+    if traffic.type == "ALL_AT_ONCE" or percent == 100:
+        return (1.0,)
+    if traffic.type == "CANARY":
+        return (percent / 100, 1.0)
+    steps: list[float] = []
+    k = 1
+    while k * percent < 100:
+        steps.append(k * percent / 100)
+        k += 1
+    steps.append(1.0)
+    return tuple(steps)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a retryable failure of one step is repeated: ``max_attempts`` in all, waiting
+    ``initial_backoff * multiplier**(attempt-1)`` seconds (capped) before each repeat."""
+
+    max_attempts: int = 5
+    initial_backoff: float = 1.0
+    multiplier: float = 2.0
+    max_backoff: float = 30.0
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        return min(self.max_backoff, self.initial_backoff * self.multiplier ** (attempt - 1))
+
+
+@dataclass(frozen=True, slots=True)
+class SagaPolicy:
+    """Everything tunable about a saga that is not in the user's deployment definition."""
+
+    retry: RetryPolicy = RetryPolicy()
+    # Waiting for State Active / LastUpdateStatus Successful: poll every ``poll_seconds``, at
+    # most ``max_polls`` times (five minutes by default) before the step counts as failed.
+    poll_seconds: float = 2.0
+    max_polls: int = 150
+    # Alarms are polled this often during every wait of a deployment that can roll back.
+    alarm_poll_seconds: float = 5.0
+
+
+DEFAULT_POLICY = SagaPolicy()
