@@ -1,0 +1,384 @@
+"""``LambdaApi`` on aiobotocore: paced, translated, and retried only where that is safe.
+
+Every call waits for the account+region's shared :class:`RateLimiter` (GetFunction on the poll
+budget), and every failure leaves as a GlamError (engine/aws/errors.py). What is retried here:
+
+- throttling (``AwsThrottled``): the limiter pauses everyone for Retry-After, then jittered
+  backoff. A throttled request was not applied, so this is safe for mutations too;
+- retryable read failures (5xx, dropped connection on a read), and a connection that was never
+  established (nothing was sent);
+- ``ResourceConflictException`` while an update is in progress, or ``ResourceNotReady``: poll
+  GetFunction until ``State`` is not Pending and ``LastUpdateStatus`` is not InProgress (with a
+  deadline), then repeat.
+
+What is never retried here: ``AwsAmbiguous`` (a 5xx or a lost response on a mutation). The
+outcome is unknown, so the saga reads AWS before deciding anything (DESIGN §3, write-ahead rule).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from engine.aws.errors import translate
+from engine.aws.ratelimit import RateLimiter
+from engine.aws.rules import LATEST, check_alias_target, zip_bytes
+from engine.errors import (
+    AwsAmbiguous,
+    AwsConflict,
+    AwsError,
+    AwsInvalid,
+    AwsNotFound,
+    AwsThrottled,
+)
+from engine.ports import AliasInfo, FunctionInfo, VersionInfo
+
+log = logging.getLogger("glam.aws")
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How glam repeats a failed AWS call that is safe to repeat (data, not code paths).
+
+    ``attempts`` counts calls (1 = no retry). The n-th retry waits ``min(cap, base * 2**n)``
+    shortened by up to ``jitter`` of itself at random, so concurrent sagas spread out.
+    ``settle_timeout`` bounds the wait for an in-progress update; ``settle_poll`` is the
+    GetFunction polling interval while waiting.
+    """
+
+    attempts: int = 6
+    base: float = 0.25
+    cap: float = 8.0
+    jitter: float = 0.5
+    settle_timeout: float = 300.0
+    settle_poll: float = 1.0
+
+    def delay(self, retry: int, rng: random.Random) -> float:
+        """Seconds to wait before retry number ``retry`` (1-based)."""
+        raw = min(self.cap, self.base * 2.0 ** max(0, retry - 1))
+        return raw * (1.0 - self.jitter * rng.random())
+
+
+# Fields of the update requests, taken from botocore's service model so that a field AWS adds
+# later passes through without a glam release; everything else in a definition is ignored.
+def _members(client: Any, operation: str) -> frozenset[str]:
+    shape = client.meta.service_model.operation_model(operation).input_shape
+    return frozenset(shape.members)
+
+
+class AwsLambda:
+    """The Lambda control plane of one account and region (``engine.ports.LambdaApi``).
+
+    ``client`` is an open aiobotocore ``lambda`` client; ``limiter`` the shared limiter of its
+    account and region. ``sleep``/``clock``/``rng`` are injectable so tests never wait.
+    Deletes are idempotent: deleting what is already gone succeeds.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        limiter: RateLimiter,
+        *,
+        policy: RetryPolicy | None = None,
+        sleep: Sleep = anyio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._client = client
+        self._limiter = limiter
+        self._policy = policy or RetryPolicy()
+        self._sleep = sleep
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._config_fields = _members(client, "UpdateFunctionConfiguration")
+        self._code_fields = _members(client, "UpdateFunctionCode")
+
+    # ---- reads -------------------------------------------------------------------------------
+
+    async def get_function(self, name: str, qualifier: str | None = None) -> FunctionInfo | None:
+        """The function (``$LATEST`` or a version), or None when it does not exist."""
+        kwargs: dict[str, Any] = {"FunctionName": name}
+        if qualifier:
+            kwargs["Qualifier"] = qualifier
+        try:
+            answer = await self._call("GetFunction", "get_function", kwargs, poll=True)
+        except AwsNotFound:
+            return None
+        return function_info(answer.get("Configuration") or {})
+
+    async def list_versions(self, name: str) -> list[VersionInfo]:
+        """Published versions, oldest first (``$LATEST`` excluded); [] if no such function."""
+        versions: list[VersionInfo] = []
+        marker: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"FunctionName": name, "MaxItems": 50}
+            if marker:
+                kwargs["Marker"] = marker
+            try:
+                answer = await self._call(
+                    "ListVersionsByFunction", "list_versions_by_function", kwargs
+                )
+            except AwsNotFound:
+                return []
+            for item in answer.get("Versions") or []:
+                if item.get("Version") != LATEST:
+                    versions.append(version_info(item))
+            marker = answer.get("NextMarker")
+            if not marker:
+                break
+        versions.sort(key=lambda v: int(v.version) if v.version.isdigit() else 0)
+        return versions
+
+    async def get_alias(self, name: str, alias: str) -> AliasInfo | None:
+        """The alias, or None when it (or the function) does not exist."""
+        try:
+            answer = await self._call(
+                "GetAlias", "get_alias", {"FunctionName": name, "Name": alias}
+            )
+        except AwsNotFound:
+            return None
+        return alias_info(answer)
+
+    # ---- mutations ---------------------------------------------------------------------------
+
+    async def create_function(self, request: Mapping[str, Any]) -> FunctionInfo:
+        """CreateFunction with the rendered definition (``Code.ZipFile`` may be base64 text)."""
+        kwargs = dict(request)
+        if isinstance(kwargs.get("Code"), Mapping):
+            kwargs["Code"] = _code_request(kwargs["Code"])
+        answer = await self._call(
+            "CreateFunction", "create_function", kwargs, mutating=True, settle=None
+        )
+        return function_info(answer)
+
+    async def update_function_configuration(
+        self, name: str, configuration: Mapping[str, Any], revision_id: str | None = None
+    ) -> FunctionInfo:
+        """UpdateFunctionConfiguration with the fields of ``configuration`` that the operation
+        accepts (a full CreateFunction request may be passed: Code, Tags, Publish... are left
+        out)."""
+        kwargs = {k: v for k, v in configuration.items() if k in self._config_fields}
+        kwargs["FunctionName"] = name
+        if revision_id:
+            kwargs["RevisionId"] = revision_id
+        answer = await self._call(
+            "UpdateFunctionConfiguration",
+            "update_function_configuration",
+            kwargs,
+            mutating=True,
+            settle=name,
+        )
+        return function_info(answer)
+
+    async def update_function_code(
+        self, name: str, code: Mapping[str, Any], revision_id: str | None = None
+    ) -> FunctionInfo:
+        """UpdateFunctionCode from a ``Code`` mapping (ZipFile | S3Bucket/S3Key | ImageUri)."""
+        kwargs = {k: v for k, v in _code_request(code).items() if k in self._code_fields}
+        kwargs["FunctionName"] = name
+        if revision_id:
+            kwargs["RevisionId"] = revision_id
+        answer = await self._call(
+            "UpdateFunctionCode", "update_function_code", kwargs, mutating=True, settle=name
+        )
+        return function_info(answer)
+
+    async def publish_version(
+        self, name: str, *, description: str, code_sha256: str | None, revision_id: str | None
+    ) -> VersionInfo:
+        """PublishVersion guarded by CodeSha256 and RevisionId when given: AWS refuses to
+        publish anything but the code and configuration the saga checked."""
+        kwargs: dict[str, Any] = {"FunctionName": name, "Description": description}
+        if code_sha256:
+            kwargs["CodeSha256"] = code_sha256
+        if revision_id:
+            kwargs["RevisionId"] = revision_id
+        answer = await self._call(
+            "PublishVersion", "publish_version", kwargs, mutating=True, settle=name
+        )
+        return version_info(answer)
+
+    async def delete_version(self, name: str, version: str) -> None:
+        """Delete one published version; a version already gone is not an error."""
+        if not version.isdigit():
+            raise AwsInvalid(
+                f"DeleteFunction: {version!r} is not a published version",
+                operation="DeleteFunction",
+                hint="only numbered versions are deleted one by one",
+            )
+        try:
+            await self._call(
+                "DeleteFunction",
+                "delete_function",
+                {"FunctionName": name, "Qualifier": version},
+                mutating=True,
+                settle=name,
+            )
+        except AwsNotFound:
+            return
+
+    async def delete_function(self, name: str) -> None:
+        """Delete the function and all its versions; a function already gone is not an error."""
+        try:
+            await self._call(
+                "DeleteFunction",
+                "delete_function",
+                {"FunctionName": name},
+                mutating=True,
+                settle=name,
+            )
+        except AwsNotFound:
+            return
+
+    async def create_alias(
+        self, name: str, alias: str, version: str, routing: Mapping[str, float] | None = None
+    ) -> AliasInfo:
+        """CreateAlias at ``version``, with routing when given."""
+        weights = check_alias_target("CreateAlias", version, routing)
+        kwargs: dict[str, Any] = {"FunctionName": name, "Name": alias, "FunctionVersion": version}
+        if weights:
+            kwargs["RoutingConfig"] = {"AdditionalVersionWeights": weights}
+        answer = await self._call("CreateAlias", "create_alias", kwargs, mutating=True, settle=name)
+        return alias_info(answer)
+
+    async def update_alias(
+        self,
+        name: str,
+        alias: str,
+        version: str,
+        routing: Mapping[str, float] | None,
+        revision_id: str | None = None,
+    ) -> AliasInfo:
+        """Point the alias at ``version``; ``routing`` None or empty clears the routing."""
+        weights = check_alias_target("UpdateAlias", version, routing)
+        kwargs: dict[str, Any] = {
+            "FunctionName": name,
+            "Name": alias,
+            "FunctionVersion": version,
+            # An empty map is how AWS clears routing; leaving RoutingConfig out keeps the old one.
+            "RoutingConfig": {"AdditionalVersionWeights": weights},
+        }
+        if revision_id:
+            kwargs["RevisionId"] = revision_id
+        answer = await self._call("UpdateAlias", "update_alias", kwargs, mutating=True, settle=name)
+        return alias_info(answer)
+
+    # ---- the one call path -------------------------------------------------------------------
+
+    async def _call(
+        self,
+        operation: str,
+        method: str,
+        kwargs: dict[str, Any],
+        *,
+        mutating: bool = False,
+        poll: bool = False,
+        settle: str | None = None,
+    ) -> Any:
+        """Call ``method`` paced and translated, retrying what is safe to retry (module doc)."""
+        policy = self._policy
+        retries = 0
+        settle_deadline: float | None = None
+        while True:
+            await self._limiter.acquire(poll=poll)
+            try:
+                answer = await getattr(self._client, method)(**kwargs)
+            except Exception as exc:  # every failure is translated
+                error = translate(exc, operation, mutating=mutating)
+            else:
+                if isinstance(answer, dict):
+                    answer.pop("ResponseMetadata", None)
+                return answer
+
+            if isinstance(error, AwsAmbiguous) or not error.retryable:
+                raise error from None
+            if isinstance(error, AwsConflict) and settle is not None:
+                # Waiting for the update is not a blind retry: it does not count as an attempt,
+                # but it has its own deadline.
+                now = self._clock()
+                if settle_deadline is None:
+                    settle_deadline = now + policy.settle_timeout
+                if now >= settle_deadline:
+                    raise error from None
+                log.debug("%s on %s: update in progress, waiting", operation, settle)
+                await self._wait_settled(settle, settle_deadline, error)
+                continue
+            retries += 1
+            if retries >= policy.attempts:
+                raise error from None
+            if isinstance(error, AwsThrottled) and error.retry_after:
+                self._limiter.retry_after(error.retry_after)
+            delay = policy.delay(retries, self._rng)
+            log.debug("%s: %s; retry %d in %.2fs", operation, error.code or error, retries, delay)
+            await self._sleep(delay)
+
+    async def _wait_settled(self, name: str, deadline: float, cause: AwsError) -> None:
+        """Poll GetFunction until no update is in progress and the function is not Pending.
+
+        It sleeps first: AWS just said "in progress", and a conflict that GetFunction does not
+        show (it lags a little) must not turn into a tight loop of repeated calls."""
+        while True:
+            await self._sleep(self._policy.settle_poll)
+            info = await self.get_function(name)
+            if info is None:
+                return  # gone: the repeated call will say so precisely
+            if info.state != "Pending" and info.last_update_status != "InProgress":
+                return
+            if self._clock() >= deadline:
+                raise cause
+
+
+def _code_request(code: Mapping[str, Any]) -> dict[str, Any]:
+    request = dict(code)
+    archive = zip_bytes(code)
+    if archive is not None:
+        request["ZipFile"] = archive
+    return request
+
+
+def function_info(config: Mapping[str, Any]) -> FunctionInfo:
+    """A ``FunctionConfiguration`` as the port's ``FunctionInfo``."""
+    raw = {k: v for k, v in config.items() if k != "ResponseMetadata"}
+    return FunctionInfo(
+        name=str(raw.get("FunctionName", "")),
+        arn=str(raw.get("FunctionArn", "")),
+        version=str(raw.get("Version", LATEST)),
+        # Emulators may omit the state fields; absent means settled.
+        state=str(raw.get("State") or "Active"),
+        last_update_status=str(raw.get("LastUpdateStatus") or "Successful"),
+        code_sha256=str(raw.get("CodeSha256", "")),
+        revision_id=str(raw.get("RevisionId", "")),
+        description=str(raw.get("Description", "")),
+        state_reason=str(raw.get("StateReason") or raw.get("LastUpdateStatusReason") or ""),
+        configuration=raw,
+    )
+
+
+def version_info(config: Mapping[str, Any]) -> VersionInfo:
+    """A published version's ``FunctionConfiguration`` as ``VersionInfo``."""
+    return VersionInfo(
+        version=str(config.get("Version", "")),
+        code_sha256=str(config.get("CodeSha256", "")),
+        description=str(config.get("Description", "")),
+        revision_id=str(config.get("RevisionId", "")),
+    )
+
+
+def alias_info(answer: Mapping[str, Any]) -> AliasInfo:
+    """An ``AliasConfiguration`` as ``AliasInfo`` (routing empty when there is none)."""
+    routing = (answer.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
+    return AliasInfo(
+        name=str(answer.get("Name", "")),
+        function_version=str(answer.get("FunctionVersion", "")),
+        routing={str(k): float(v) for k, v in routing.items()},
+        revision_id=str(answer.get("RevisionId", "")),
+        arn=str(answer.get("AliasArn", "")),
+    )
