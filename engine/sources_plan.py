@@ -388,7 +388,7 @@ def plan_detach_mappings(
 
 @dataclass(frozen=True, slots=True)
 class PushPlan:
-    """Push sources to attach (with what was there before under the same id) and to detach."""
+    """Push sources to attach (each with what had its id before) and to detach."""
 
     attach: tuple[tuple[PushSource, PushSource | None], ...]
     detach: tuple[PushSource, ...]
@@ -401,15 +401,16 @@ def _scope(source: PushSource) -> str:
 
 
 def plan_push(desired: EventSources, previous: EventSources | None) -> PushPlan:
-    """Attach every desired push source; detach previous ones that are gone or changed.
+    """Attach every desired push source; detach previous ones whose id is gone.
 
     A source that changed under the same id (an API route whose stage variable changed) is
-    attached anew first and its old wiring detached after, so the route always has a target.
+    attached with what it was before, so the adapter rewires the route first and removes the
+    old integration after: the route always has a target.
     """
     for source in desired.push:
         validate_push(source)
     before = {push_id(s): s for s in (previous.push if previous else ())}
     wanted = {push_id(s): s for s in desired.push}
     attach = tuple((s, before.get(push_id(s))) for s in desired.push)
-    detach = tuple(s for pid, s in before.items() if wanted.get(pid) != s)
+    detach = tuple(s for pid, s in before.items() if pid not in wanted)
     return PushPlan(attach, detach, frozenset(_scope(s) for s in desired.push))

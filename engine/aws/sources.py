@@ -342,8 +342,12 @@ class SourceReconciler:
                 current = await self._backend.get_route(api, route)
                 if current.get("Target") == target:
                     await self._backend.set_route_target(api, route, "")
-            # An integration another route still uses is that route's, not garbage.
-            if any(r.get("Target") == target for r in await self._backend.routes(api)):
+            # An integration another route still uses is that route's, not garbage. The
+            # route just cleared is skipped: some emulators keep an emptied target.
+            if any(
+                r.get("Target") == target and r.get("RouteId") != route
+                for r in await self._backend.routes(api)
+            ):
                 continue
             await self._backend.delete_integration(api, integration_id)
             deleted = integration_id
