@@ -77,8 +77,9 @@ def build_commit_state(
     select: Callable[[str], bool] | None = None,
     keep_rendered: bool = False,
 ) -> CommitState:
-    """Render and validate the prefixes ``select`` picks (all when ``None``). A prefix whose
-    files are invalid is rejected alone; the others are unaffected."""
+    """Render and validate every prefix the changes touch plus those ``select`` picks (all
+    prefixes when ``select`` is ``None``). A prefix whose files are invalid is rejected alone;
+    the others are unaffected."""
     groups = group_files(lambda_files)
     by_prefix = changes_by_prefix(changes) if changes is not None else None
     ref_cache: dict[tuple[str, str], dict[str, Any]] = {}
@@ -87,7 +88,8 @@ def build_commit_state(
     rendered: dict[str, str] = {}
     prefixes = frozenset(p for p, files in groups.items() if "def" in files)
     for prefix in sorted(prefixes):
-        if select is not None and not select(prefix):
+        changed = by_prefix is None or prefix in by_prefix
+        if select is not None and not changed and not select(prefix):
             continue
         files = groups[prefix]
         try:

@@ -1,0 +1,118 @@
+"""Observation of the watched branch: a pure decider over the repository stream.
+
+    state   = fold(evolve_repo, repo stream events)
+    events  = decide_observation(state, observation, url=..., branch=...)
+
+An observation is what one poll saw (``engine.git.state.observe_branch`` makes it): either the
+source was unavailable, or the head and the first-parent commits since the last observed one.
+Unavailable never means "delete everything": it records ``SourceUnavailable`` once per outage
+and plans nothing. A head that does not descend from the last observed commit records
+``HistoryRewritten`` and then the head itself, whose tree becomes the desired state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from engine.events.catalog import Event
+from engine.events.repo import (
+    CommitObserved,
+    CommitPlanned,
+    FileChange,
+    HistoryRewritten,
+    SourceUnavailable,
+)
+from engine.git.urls import redact_url
+
+
+@dataclass(frozen=True, slots=True)
+class RepoState:
+    """What the repository stream says: the last observed and planned commits."""
+
+    last_sha: str | None = None
+    last_planned: str | None = None
+    unavailable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedCommit:
+    sha: str
+    parents: tuple[str, ...]
+    author: str
+    committed_at: str
+    summary: str
+    changes: tuple[FileChange, ...]  # Lambda files changed against the first parent
+
+
+@dataclass(frozen=True, slots=True)
+class Unavailable:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """The head and the new first-parent commits (oldest first). ``rewritten``: the head is
+    not a descendant of the last observed commit, ``commits`` is then the head alone."""
+
+    head: str
+    commits: tuple[ObservedCommit, ...]
+    rewritten: bool = False
+
+
+Observation = Unavailable | Fetched
+
+
+def initial_repo_state() -> RepoState:
+    return RepoState()
+
+
+def evolve_repo(state: RepoState, event: Event) -> RepoState:
+    match event:
+        case CommitObserved(sha=sha):
+            return replace(state, last_sha=sha, unavailable=False)
+        case HistoryRewritten(head=head):
+            return replace(state, last_sha=None, unavailable=False) if head else state
+        case SourceUnavailable():
+            return replace(state, unavailable=True)
+        case CommitPlanned(sha=sha):
+            return replace(state, last_planned=sha)
+        case _:
+            return state
+
+
+def decide_observation(
+    state: RepoState, observation: Observation, *, url: str, branch: str
+) -> list[Event]:
+    """The events one poll adds to the repository stream."""
+    match observation:
+        case Unavailable(reason=reason):
+            if state.unavailable:
+                return []  # one event per outage, not one per poll
+            return [SourceUnavailable(url=redact_url(url), branch=branch, reason=reason)]
+        case Fetched(head=head, commits=commits, rewritten=rewritten):
+            if head == state.last_sha and not rewritten:
+                return []
+            events: list[Event] = []
+            if rewritten and state.last_sha is not None:
+                events.append(HistoryRewritten(previous=state.last_sha, head=head))
+            events.extend(
+                CommitObserved(
+                    sha=c.sha,
+                    parents=c.parents,
+                    author=c.author,
+                    committed_at=c.committed_at,
+                    summary=c.summary,
+                    changes=c.changes,
+                )
+                for c in commits
+            )
+            return events
+
+
+def plan_base(state: RepoState, observation: Fetched) -> str | None:
+    """The commit to measure the head's changes from: the last planned (or observed) one.
+
+    Also after a rewrite: the old commit's objects stay in the mirror, so the tree diff tells
+    exactly what differs; ``None`` (every prefix counts as changed) only on the first run.
+    """
+    return state.last_planned or state.last_sha
