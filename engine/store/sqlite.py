@@ -521,6 +521,34 @@ class SqliteEventStore:
                 return None, ""
             position = rows[-1].position + 1
 
+    async def import_rows(self, rows: Sequence[StoredRow]) -> None:
+        """Append rows exported from a glam log verbatim (restore, golden logs, benchmarks).
+        They must continue this log's hash chain exactly, or nothing is written."""
+        batch = list(rows)
+
+        async def job(conn: aiosqlite.Connection) -> None:
+            last = list(
+                await conn.execute_fetchall(
+                    "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1"
+                )
+            )
+            verifier = ChainVerifier()
+            if last:
+                verifier.position, verifier.hash = last[0][0], last[0][1]
+            for row in batch:
+                if not verifier.feed(row):
+                    raise StoreCorrupt(
+                        f"row {verifier.first_bad} cannot be imported: {verifier.reason}",
+                        hint="import an unaltered export that continues this log",
+                    )
+            await conn.executemany(
+                f"INSERT INTO events ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608
+                [row.as_tuple() for row in batch],
+            )
+
+        await self._submit(_Pending(job=job))
+        self._notify()
+
     # -- projections (the ViewStore port) ----------------------------------------------------
 
     async def load_views(self, projection: str) -> tuple[int, dict[tuple[str, str], str]]:

@@ -1,0 +1,165 @@
+"""The commits view: one row per commit sha — observed, planned, rejected, held, deployed."""
+
+from __future__ import annotations
+
+from typing import assert_never
+
+from pydantic import BaseModel, ConfigDict
+
+from engine.events import RecordedEvent
+from engine.events.function import (
+    AlarmObserved,
+    DeploymentFinished,
+    DeploymentRequested,
+    EventSourceChanged,
+    FunctionDeleted,
+    RollbackStarted,
+    SettingsRecorded,
+    StepFailed,
+    StepStarted,
+    StepSucceeded,
+    TimerStarted,
+    TrafficShifted,
+)
+from engine.events.operator import OperatorCommandIssued
+from engine.events.repo import (
+    CommitObserved,
+    CommitPlanned,
+    DefinitionRejected,
+    DeletesHeld,
+    HistoryRewritten,
+    SourceUnavailable,
+)
+from projections.base import Row
+
+NAME = "commits"
+
+
+class _Value(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Planned(_Value):
+    prefix: str
+    function: str
+    action: str
+    reason: str
+
+
+class Rejection(_Value):
+    prefix: str
+    file: str
+    line: int | None = None
+    reason: str
+
+
+class CommitRow(Row):
+    sha: str
+    observed: bool = False
+    author: str = ""
+    summary: str = ""
+    committed_at: str = ""
+    changes: tuple[str, ...] = ()  # "modified apps/orders/orders_lambdadef.json"
+    rewrote_history_from: str | None = None  # set when this head replaced another history
+    planned: tuple[Planned, ...] = ()
+    rejections: tuple[Rejection, ...] = ()
+    held_deletes: tuple[str, ...] = ()
+    held_share: float | None = None
+    deletes_allowed_by: str | None = None
+    deployments: tuple[str, ...] = ()  # deployment ids this commit asked for
+
+
+def key(record: RecordedEvent) -> str | None:
+    """The row an event changes, or None."""
+    event = record.event
+    match event:
+        case CommitObserved() | CommitPlanned() | DefinitionRejected() | DeletesHeld():
+            return event.sha
+        case HistoryRewritten():
+            return event.head
+        case DeploymentRequested():
+            return event.commit
+        case OperatorCommandIssued():
+            return event.target if event.command == "allow_deletes" else None
+        case (
+            SourceUnavailable()
+            | SettingsRecorded()
+            | StepStarted()
+            | StepSucceeded()
+            | StepFailed()
+            | TimerStarted()
+            | TrafficShifted()
+            | AlarmObserved()
+            | RollbackStarted()
+            | EventSourceChanged()
+            | DeploymentFinished()
+            | FunctionDeleted()
+        ):
+            return None
+        case _:
+            assert_never(event)
+
+
+def apply(row: CommitRow | None, record: RecordedEvent) -> CommitRow:
+    """The row after ``record`` (pure)."""
+    sha = key(record)
+    assert sha is not None, "apply is only called for events that have a key"
+    current = row or CommitRow(sha=sha, position=record.position, updated_at=record.recorded_at)
+    return current.model_copy(
+        update={
+            **_changes(current, record),
+            "position": record.position,
+            "updated_at": record.recorded_at,
+        }
+    )
+
+
+def _changes(row: CommitRow, record: RecordedEvent) -> dict[str, object]:
+    event = record.event
+    match event:
+        case CommitObserved():
+            return {
+                "observed": True,
+                "author": event.author,
+                "summary": event.summary,
+                "committed_at": event.committed_at,
+                "changes": tuple(f"{c.change} {c.path}" for c in event.changes),
+            }
+        case HistoryRewritten():
+            return {"rewrote_history_from": event.previous}
+        case CommitPlanned():
+            planned = tuple(
+                Planned(prefix=a.prefix, function=a.function, action=a.action, reason=a.reason)
+                for a in event.actions
+            )
+            return {"planned": planned}
+        case DefinitionRejected():
+            rejection = Rejection(
+                prefix=event.prefix, file=event.file, line=event.line, reason=event.reason
+            )
+            return {"rejections": (*row.rejections, rejection)}
+        case DeletesHeld():
+            return {"held_deletes": event.prefixes, "held_share": event.share}
+        case DeploymentRequested():
+            if event.deployment_id in row.deployments:
+                return {}
+            return {"deployments": (*row.deployments, event.deployment_id)}
+        case OperatorCommandIssued():
+            return {"deletes_allowed_by": f"{record.meta.actor}: {event.reason}"}
+        case (
+            SourceUnavailable()
+            | SettingsRecorded()
+            | StepStarted()
+            | StepSucceeded()
+            | StepFailed()
+            | TimerStarted()
+            | TrafficShifted()
+            | AlarmObserved()
+            | RollbackStarted()
+            | EventSourceChanged()
+            | DeploymentFinished()
+            | FunctionDeleted()
+        ):
+            return {}
+        case _:
+            assert_never(event)

@@ -1,0 +1,201 @@
+"""The deployments view: one row per deployment id, with its timeline of steps."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal, assert_never
+
+from pydantic import BaseModel, ConfigDict
+
+from engine.events import RecordedEvent
+from engine.events.function import (
+    AlarmObserved,
+    DeploymentFinished,
+    DeploymentRequested,
+    EventSourceChanged,
+    FunctionDeleted,
+    RollbackStarted,
+    SettingsRecorded,
+    StepFailed,
+    StepStarted,
+    StepSucceeded,
+    TimerStarted,
+    TrafficShifted,
+)
+from engine.events.operator import OperatorCommandIssued
+from engine.events.repo import (
+    CommitObserved,
+    CommitPlanned,
+    DefinitionRejected,
+    DeletesHeld,
+    HistoryRewritten,
+    SourceUnavailable,
+)
+from projections.base import Row
+
+NAME = "deployments"
+
+
+class Step(BaseModel):
+    """One line of a deployment's timeline."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    position: int
+    at: datetime
+    kind: str  # requested, started, succeeded, failed, waiting, shifted, alarm, rollback, ...
+    name: str
+    detail: str = ""
+
+
+class DeploymentRow(Row):
+    deployment_id: str
+    function: str  # the function stream
+    commit: str | None = None
+    action: str | None = None
+    state: Literal["running", "rolling_back", "finished"] = "running"
+    requested_at: datetime | None = None
+    finished_at: datetime | None = None
+    outcome: str | None = None
+    reason: str = ""
+    stable_version: str | None = None
+    new_version: str | None = None
+    weight: float = 0.0
+    alarms: dict[str, str] = {}  # noqa: RUF012 - pydantic copies defaults; the row is frozen
+    steps: tuple[Step, ...] = ()
+
+
+def key(record: RecordedEvent) -> str | None:
+    """The row an event changes, or None."""
+    event = record.event
+    match event:
+        case (
+            DeploymentRequested()
+            | StepStarted()
+            | StepSucceeded()
+            | StepFailed()
+            | TimerStarted()
+            | TrafficShifted()
+            | AlarmObserved()
+            | RollbackStarted()
+            | EventSourceChanged()
+            | DeploymentFinished()
+            | FunctionDeleted()
+        ):
+            return event.deployment_id
+        case (
+            SettingsRecorded()
+            | OperatorCommandIssued()
+            | CommitObserved()
+            | HistoryRewritten()
+            | SourceUnavailable()
+            | CommitPlanned()
+            | DefinitionRejected()
+            | DeletesHeld()
+        ):
+            return None
+        case _:
+            assert_never(event)
+
+
+def apply(row: DeploymentRow | None, record: RecordedEvent) -> DeploymentRow:
+    """The row after ``record`` (pure)."""
+    deployment_id = key(record)
+    assert deployment_id is not None, "apply is only called for events that have a key"
+    current = row or DeploymentRow(
+        deployment_id=deployment_id,
+        function=record.stream,
+        position=record.position,
+        updated_at=record.recorded_at,
+    )
+    changes, (kind, name, detail) = _changes(current, record)
+    step = Step(
+        position=record.position, at=record.recorded_at, kind=kind, name=name, detail=detail
+    )
+    return current.model_copy(
+        update={
+            **changes,
+            "steps": (*current.steps, step),
+            "position": record.position,
+            "updated_at": record.recorded_at,
+        }
+    )
+
+
+_Line = tuple[str, str, str]
+
+
+def _changes(row: DeploymentRow, record: RecordedEvent) -> tuple[dict[str, object], _Line]:
+    event = record.event
+    match event:
+        case DeploymentRequested():
+            return (
+                {
+                    "function": record.stream,
+                    "commit": event.commit,
+                    "action": event.action,
+                    "requested_at": record.recorded_at,
+                },
+                ("requested", event.action, f"commit {event.commit}"),
+            )
+        case StepStarted():
+            detail = f"attempt {event.attempt}" if event.attempt > 1 else ""
+            return {}, ("started", event.step, detail)
+        case StepSucceeded():
+            return {}, ("succeeded", event.step, "")
+        case StepFailed():
+            return {}, ("failed", event.step, f"{event.error_code}: {event.message}")
+        case TimerStarted():
+            return {}, ("waiting", event.purpose, f"until {event.until.isoformat()}")
+        case TrafficShifted():
+            return (
+                {
+                    "stable_version": event.stable_version,
+                    "new_version": event.new_version,
+                    "weight": event.weight,
+                },
+                (
+                    "shifted",
+                    event.alias,
+                    f"{event.weight:.0%} to {event.new_version}, rest to {event.stable_version}",
+                ),
+            )
+        case AlarmObserved():
+            return {"alarms": {**row.alarms, event.alarm: event.state}}, (
+                "alarm",
+                event.alarm,
+                event.state,
+            )
+        case RollbackStarted():
+            return {"state": "rolling_back", "reason": event.reason}, (
+                "rollback",
+                "",
+                event.reason,
+            )
+        case EventSourceChanged():
+            return {}, ("source", event.kind, f"{event.change} {event.source_id}")
+        case DeploymentFinished():
+            changes: dict[str, object] = {
+                "state": "finished",
+                "outcome": event.outcome,
+                "finished_at": record.recorded_at,
+                "reason": event.reason or row.reason,
+            }
+            if event.stable_version is not None:
+                changes["stable_version"] = event.stable_version
+            return changes, ("finished", event.outcome, event.reason)
+        case FunctionDeleted():
+            return {}, ("deleted", "", "")
+        case (
+            SettingsRecorded()
+            | OperatorCommandIssued()
+            | CommitObserved()
+            | HistoryRewritten()
+            | SourceUnavailable()
+            | CommitPlanned()
+            | DefinitionRejected()
+            | DeletesHeld()
+        ):
+            return {}, ("other", event.type, "")
+        case _:
+            assert_never(event)

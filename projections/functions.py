@@ -1,0 +1,227 @@
+"""The functions view: one row per function stream ``fn:<account>:<region>:<name>``.
+
+What is deployed (alias, stable and new version, weight), what glam is doing about it (state),
+and where it came from (last commit, last deployment and its outcome, event sources).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, assert_never
+
+from engine.events import RecordedEvent
+from engine.events.function import (
+    AlarmObserved,
+    DeploymentFinished,
+    DeploymentRequested,
+    EventSourceChanged,
+    FunctionDeleted,
+    RollbackStarted,
+    SettingsRecorded,
+    StepFailed,
+    StepStarted,
+    StepSucceeded,
+    TimerStarted,
+    TrafficShifted,
+)
+from engine.events.operator import OperatorCommandIssued
+from engine.events.repo import (
+    CommitObserved,
+    CommitPlanned,
+    DefinitionRejected,
+    DeletesHeld,
+    HistoryRewritten,
+    SourceUnavailable,
+)
+from projections.base import Row
+
+NAME = "functions"
+
+FunctionState = Literal[
+    "pending",  # settings recorded, never deployed
+    "deploying",
+    "shifting",
+    "baking",
+    "rolling_back",
+    "stable",
+    "rolled_back",  # back on the old version; the failed desired state is held
+    "failed",
+    "superseded",  # a newer deployment took over
+    "deleting",
+    "deleted",
+]
+
+
+class FunctionRow(Row):
+    stream: str
+    account: str
+    region: str
+    name: str
+    prefix: str | None = None
+    alias: str | None = None
+    stable_version: str | None = None
+    new_version: str | None = None
+    weight: float = 0.0  # share of the alias's traffic on new_version
+    state: FunctionState = "pending"
+    last_commit: str | None = None
+    last_deployment_id: str | None = None
+    last_outcome: str | None = None
+    last_reason: str = ""
+    last_error: str = ""
+    event_sources: tuple[str, ...] = ()
+    last_operator_command: str | None = None
+
+
+def key(record: RecordedEvent) -> str | None:
+    """The row an event changes, or None."""
+    event = record.event
+    match event:
+        case (
+            DeploymentRequested()
+            | SettingsRecorded()
+            | StepStarted()
+            | StepSucceeded()
+            | StepFailed()
+            | TimerStarted()
+            | TrafficShifted()
+            | AlarmObserved()
+            | RollbackStarted()
+            | EventSourceChanged()
+            | DeploymentFinished()
+            | FunctionDeleted()
+        ):
+            return record.stream
+        case OperatorCommandIssued():
+            return event.target if event.target.startswith("fn:") else None
+        case (
+            CommitObserved()
+            | HistoryRewritten()
+            | SourceUnavailable()
+            | CommitPlanned()
+            | DefinitionRejected()
+            | DeletesHeld()
+        ):
+            return None
+        case _:
+            assert_never(event)
+
+
+def new_row(stream: str, record: RecordedEvent) -> FunctionRow:
+    _, account, region, name = [*stream.split(":", 3), "", "", ""][:4]
+    return FunctionRow(
+        stream=stream,
+        account=account,
+        region=region,
+        name=name,
+        position=record.position,
+        updated_at=record.recorded_at,
+    )
+
+
+def apply(row: FunctionRow | None, record: RecordedEvent) -> FunctionRow:
+    """The row after ``record`` (pure)."""
+    stream = key(record)
+    assert stream is not None, "apply is only called for events that have a key"
+    current = row or new_row(stream, record)
+    changes = _changes(current, record)
+    return current.model_copy(
+        update={**changes, "position": record.position, "updated_at": record.recorded_at}
+    )
+
+
+def _changes(row: FunctionRow, record: RecordedEvent) -> dict[str, object]:
+    event = record.event
+    match event:
+        case DeploymentRequested():
+            desired = event.desired
+            changes: dict[str, object] = {
+                "state": "deleting" if event.action == "delete" else "deploying",
+                "last_commit": event.commit,
+                "last_deployment_id": event.deployment_id,
+                "last_outcome": None,
+                "last_reason": "",
+                "last_error": "",
+                "new_version": None,
+                "weight": 0.0,
+            }
+            if desired is not None:
+                changes |= {"prefix": desired.prefix, "alias": desired.settings.alias}
+            return changes
+        case SettingsRecorded():
+            return {"alias": event.settings.alias, "last_commit": event.commit}
+        case StepStarted() | StepSucceeded() | AlarmObserved():
+            return {}
+        case StepFailed():
+            return {"last_error": f"{event.step}: {event.error_code}: {event.message}"}
+        case TimerStarted():
+            if event.purpose == "bake" and row.state != "rolling_back":
+                return {"state": "baking"}
+            return {}
+        case TrafficShifted():
+            return {
+                "alias": event.alias,
+                "stable_version": event.stable_version,
+                "new_version": event.new_version,
+                "weight": event.weight,
+                "state": "rolling_back" if row.state == "rolling_back" else "shifting",
+            }
+        case RollbackStarted():
+            return {"state": "rolling_back", "last_reason": event.reason}
+        case EventSourceChanged():
+            sources = tuple(s for s in row.event_sources if s != event.source_id)
+            if event.change != "detached":
+                sources += (event.source_id,)
+            return {"event_sources": sources}
+        case DeploymentFinished():
+            return _finished(row, event)
+        case FunctionDeleted():
+            return {
+                "state": "deleted",
+                "stable_version": None,
+                "new_version": None,
+                "weight": 0.0,
+                "event_sources": (),
+                "last_outcome": "succeeded",
+            }
+        case OperatorCommandIssued():
+            return {
+                "last_operator_command": f"{event.command} by {record.meta.actor}: {event.reason}"
+            }
+        case (
+            CommitObserved()
+            | HistoryRewritten()
+            | SourceUnavailable()
+            | CommitPlanned()
+            | DefinitionRejected()
+            | DeletesHeld()
+        ):
+            return {}
+        case _:
+            assert_never(event)
+
+
+def _finished(row: FunctionRow, event: DeploymentFinished) -> dict[str, object]:
+    base: dict[str, object] = {"last_outcome": event.outcome, "last_reason": event.reason}
+    match event.outcome:
+        case "succeeded":
+            stable = event.stable_version or row.new_version or row.stable_version
+            return base | {
+                "state": "stable",
+                "stable_version": stable,
+                "new_version": None,
+                "weight": 0.0,
+                "last_error": "",
+            }
+        case "rolled_back":
+            return base | {
+                "state": "rolled_back",
+                "stable_version": event.stable_version or row.stable_version,
+                "new_version": None,
+                "weight": 0.0,
+            }
+        case "failed":
+            stable = event.stable_version or row.stable_version
+            return base | {"state": "failed", "stable_version": stable}
+        case "superseded":
+            return base | {"state": "superseded"}
+        case _:
+            assert_never(event.outcome)

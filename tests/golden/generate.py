@@ -1,0 +1,385 @@
+"""Write the golden event log and the views it must fold into.
+
+    uv run --frozen python -m tests.golden.generate
+
+Run it only when adding a NEW golden log (name it after the glam version that wrote it); never
+regenerate an existing one: its point is that logs written by earlier versions keep replaying
+to the same views. The log is a JSONL export of the ``events`` rows, hashes included.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from engine.events import Event, Metadata, NewEvent
+from engine.events.desired import (
+    DeploymentSettings,
+    DesiredFunction,
+    EventSources,
+    TrafficShifting,
+)
+from engine.events.function import (
+    AlarmObserved,
+    DeploymentFinished,
+    DeploymentRequested,
+    EventSourceChanged,
+    FunctionDeleted,
+    RollbackStarted,
+    SettingsRecorded,
+    StepFailed,
+    StepStarted,
+    StepSucceeded,
+    TimerStarted,
+    TrafficShifted,
+)
+from engine.events.operator import OperatorCommandIssued
+from engine.events.repo import (
+    CommitObserved,
+    CommitPlanned,
+    DefinitionRejected,
+    DeletesHeld,
+    FileChange,
+    HistoryRewritten,
+    PlannedAction,
+    SourceUnavailable,
+)
+from engine.store.records import GENESIS_HASH, StoredRow, format_time, make_row, to_recorded
+from projections.views import fold
+
+HERE = Path(__file__).parent
+LOG = HERE / "log-0.1.jsonl"
+SNAPSHOT = HERE / "views-0.1.json"
+
+REPO = "repo:main"
+ORDERS = "fn:111111111111:eu-west-1:orders"
+BILLING = "fn:111111111111:eu-west-1:billing"
+C1, C2, C3, C4 = ("1" * 40, "2" * 40, "3" * 40, "4" * 40)
+START = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+
+
+def desired(name: str, memory: int) -> DesiredFunction:
+    return DesiredFunction(
+        prefix=f"apps/{name}/{name}",
+        function_name=name,
+        definition={
+            "FunctionName": name,
+            "Runtime": "python3.12",
+            "Handler": "app.handler",
+            "Role": "arn:aws:iam::111111111111:role/lambda",
+            "MemorySize": memory,
+            "Code": {"S3Bucket": "artifacts", "S3Key": f"{name}.zip"},
+        },
+        event_sources=EventSources(
+            mappings=(
+                {
+                    "EventSourceArn": "arn:aws:sqs:eu-west-1:111111111111:q",
+                    "FunctionName": f"{name}:live",
+                },
+            )
+        ),
+        settings=DeploymentSettings(
+            alias="live",
+            region="eu-west-1",
+            account="111111111111",
+            traffic=TrafficShifting(type="CANARY", percent=20, wait_interval=60),
+            alarms=(f"{name}-errors",),
+        ),
+        content_hash=f"sha256:{name}{memory}",
+    )
+
+
+def scenario() -> list[tuple[str, Event, Metadata]]:
+    def m(i: str, **kw: str) -> Metadata:
+        return Metadata(event_id=i, **kw)
+
+    d1, d2, d3, d4 = "dep-1", "dep-2", "dep-3", "dep-4"
+    bake = START + timedelta(minutes=5)
+    return [
+        (
+            REPO,
+            CommitObserved(
+                sha=C1,
+                parents=(),
+                author="dev <dev@example.com>",
+                committed_at="2025-03-01T09:00:00+00:00",
+                summary="add orders",
+                changes=(FileChange(path="apps/orders/orders_lambdadef.json", change="added"),),
+            ),
+            m("g1", commit=C1),
+        ),
+        (
+            REPO,
+            CommitPlanned(
+                sha=C1,
+                actions=(
+                    PlannedAction(
+                        prefix="apps/orders/orders",
+                        function=ORDERS,
+                        action="create",
+                        files=("apps/orders/orders_lambdadef.json",),
+                        reason="new function",
+                        content_hash="sha256:orders128",
+                    ),
+                ),
+            ),
+            m("g2", commit=C1),
+        ),
+        (
+            ORDERS,
+            DeploymentRequested(
+                deployment_id=d1, commit=C1, action="create", desired=desired("orders", 128)
+            ),
+            m("g3", commit=C1, deployment_id=d1),
+        ),
+        (
+            ORDERS,
+            StepStarted(
+                deployment_id=d1, step="create_function", request={"FunctionName": "orders"}
+            ),
+            m("g4", deployment_id=d1),
+        ),
+        (
+            ORDERS,
+            StepSucceeded(deployment_id=d1, step="create_function", result={"State": "Pending"}),
+            m("g5", deployment_id=d1),
+        ),
+        (ORDERS, StepStarted(deployment_id=d1, step="publish_version"), m("g6")),
+        (
+            ORDERS,
+            StepSucceeded(deployment_id=d1, step="publish_version", result={"Version": "1"}),
+            m("g7"),
+        ),
+        (
+            ORDERS,
+            EventSourceChanged(
+                deployment_id=d1, kind="mapping", change="attached", source_id="uuid-1"
+            ),
+            m("g8"),
+        ),
+        (
+            ORDERS,
+            DeploymentFinished(deployment_id=d1, outcome="succeeded", stable_version="1"),
+            m("g9", deployment_id=d1),
+        ),
+        (
+            REPO,
+            CommitObserved(
+                sha=C2,
+                parents=(C1,),
+                author="dev <dev@example.com>",
+                committed_at="2025-03-01T10:00:00+00:00",
+                summary="orders 256MB",
+                changes=(
+                    FileChange(path="apps/orders/orders_lambdadef.json", change="modified"),
+                    FileChange(path="apps/billing/billing_lambdadef.json", change="added"),
+                ),
+            ),
+            m("g10"),
+        ),
+        (
+            REPO,
+            DefinitionRejected(
+                sha=C2,
+                prefix="apps/billing/billing",
+                file="apps/billing/billing_lambdadef.json",
+                line=3,
+                column=5,
+                reason="Runtime 'python2.7' is not a valid value",
+            ),
+            m("g11"),
+        ),
+        (
+            REPO,
+            CommitPlanned(
+                sha=C2,
+                actions=(
+                    PlannedAction(
+                        prefix="apps/orders/orders",
+                        function=ORDERS,
+                        action="new_version",
+                        files=("apps/orders/orders_lambdadef.json",),
+                        reason="definition changed",
+                    ),
+                ),
+            ),
+            m("g12"),
+        ),
+        (
+            ORDERS,
+            DeploymentRequested(
+                deployment_id=d2, commit=C2, action="update", desired=desired("orders", 256)
+            ),
+            m("g13"),
+        ),
+        (ORDERS, StepStarted(deployment_id=d2, step="update_function_configuration"), m("g14")),
+        (
+            ORDERS,
+            StepFailed(
+                deployment_id=d2,
+                step="update_function_configuration",
+                error_code="ThrottlingException",
+                message="Rate exceeded",
+                retryable=True,
+            ),
+            m("g15"),
+        ),
+        (
+            ORDERS,
+            StepStarted(deployment_id=d2, step="update_function_configuration", attempt=2),
+            m("g16"),
+        ),
+        (ORDERS, StepSucceeded(deployment_id=d2, step="update_function_configuration"), m("g17")),
+        (
+            ORDERS,
+            TrafficShifted(
+                deployment_id=d2, alias="live", stable_version="1", new_version="2", weight=0.2
+            ),
+            m("g18"),
+        ),
+        (ORDERS, TimerStarted(deployment_id=d2, purpose="bake", until=bake), m("g19")),
+        (ORDERS, AlarmObserved(deployment_id=d2, alarm="orders-errors", state="ALARM"), m("g20")),
+        (
+            ORDERS,
+            RollbackStarted(deployment_id=d2, reason="alarm orders-errors is in ALARM"),
+            m("g21"),
+        ),
+        (
+            ORDERS,
+            TrafficShifted(
+                deployment_id=d2, alias="live", stable_version="1", new_version="2", weight=0.0
+            ),
+            m("g22"),
+        ),
+        (
+            ORDERS,
+            DeploymentFinished(
+                deployment_id=d2,
+                outcome="rolled_back",
+                reason="alarm orders-errors is in ALARM",
+                stable_version="1",
+            ),
+            m("g23"),
+        ),
+        (
+            REPO,
+            CommitObserved(
+                sha=C3,
+                parents=(C2,),
+                author="dev <dev@example.com>",
+                committed_at="2025-03-01T11:00:00+00:00",
+                summary="canary 50",
+                changes=(
+                    FileChange(path="apps/orders/orders_lambdadepdef.json", change="modified"),
+                ),
+            ),
+            m("g24"),
+        ),
+        (
+            ORDERS,
+            SettingsRecorded(
+                commit=C3,
+                settings=DeploymentSettings(alias="live", traffic=TrafficShifting(percent=50)),
+            ),
+            m("g25"),
+        ),
+        (
+            BILLING,
+            DeploymentRequested(
+                deployment_id=d3, commit=C3, action="create", desired=desired("billing", 128)
+            ),
+            m("g26"),
+        ),
+        (
+            BILLING,
+            DeploymentFinished(
+                deployment_id=d3, outcome="failed", reason="function never became Active"
+            ),
+            m("g27"),
+        ),
+        (
+            REPO,
+            SourceUnavailable(
+                url="https://git.example.com/team/lambdas.git",
+                branch="main",
+                reason="connection refused",
+            ),
+            m("g28"),
+        ),
+        (REPO, HistoryRewritten(previous=C3, head=C4), m("g29")),
+        (
+            REPO,
+            CommitObserved(
+                sha=C4,
+                parents=(C2,),
+                author="ops <ops@example.com>",
+                committed_at="2025-03-01T12:00:00+00:00",
+                summary="remove all",
+                changes=(FileChange(path="apps/orders/orders_lambdadef.json", change="deleted"),),
+            ),
+            m("g30"),
+        ),
+        (
+            REPO,
+            DeletesHeld(sha=C4, prefixes=("apps/orders/orders",), share=1.0, limit=0.5),
+            m("g31"),
+        ),
+        (
+            "ops",
+            OperatorCommandIssued(
+                command="allow_deletes", target=C4, reason="decommissioning orders"
+            ),
+            m("g32", actor="oncall@example.com"),
+        ),
+        (
+            ORDERS,
+            DeploymentRequested(deployment_id=d4, commit=C4, action="delete", desired=None),
+            m("g33"),
+        ),
+        (
+            ORDERS,
+            EventSourceChanged(
+                deployment_id=d4, kind="mapping", change="detached", source_id="uuid-1"
+            ),
+            m("g34"),
+        ),
+        (ORDERS, FunctionDeleted(deployment_id=d4), m("g35")),
+        (ORDERS, DeploymentFinished(deployment_id=d4, outcome="succeeded"), m("g36")),
+    ]
+
+
+def rows() -> list[StoredRow]:
+    out: list[StoredRow] = []
+    prev = GENESIS_HASH
+    versions: dict[str, int] = {}
+    for position, (stream, event, meta) in enumerate(scenario(), start=1):
+        versions[stream] = versions.get(stream, 0) + 1
+        row = make_row(
+            NewEvent(event, meta),
+            stream=stream,
+            version=versions[stream],
+            position=position,
+            recorded_at=format_time(START + timedelta(seconds=7 * position)),
+            prev_hash=prev,
+        )
+        prev = row.hash
+        out.append(row)
+    return out
+
+
+def main() -> None:
+    log_rows = rows()
+    LOG.write_text("".join(json.dumps(as_dict(r), ensure_ascii=False) + "\n" for r in log_rows))
+    views = fold(to_recorded(r) for r in log_rows)
+    SNAPSHOT.write_text(json.dumps(views.as_json(), indent=2, sort_keys=True) + "\n")
+    print(f"wrote {LOG.name} ({len(log_rows)} events) and {SNAPSHOT.name}")
+
+
+def as_dict(row: StoredRow) -> dict[str, object]:
+    return dataclasses.asdict(row)
+
+
+if __name__ == "__main__":
+    main()
