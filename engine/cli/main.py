@@ -22,6 +22,13 @@ app = typer.Typer(
 # Subcommand modules register themselves on `app` when imported (one import per module).
 
 
+@app.callback()
+def _root() -> None:
+    """GitOps for AWS Lambda."""
+    # An explicit callback keeps `glam <command>` a command group even while only one
+    # subcommand is registered (typer would otherwise run that command as the whole app).
+
+
 def main() -> None:
     """Entry point: runs the CLI, turns a GlamError into one line and an exit code
     (2 for usage errors, 1 for failures)."""
@@ -44,6 +51,9 @@ def main() -> None:
         sys.exit(130)
     sys.exit(rc if isinstance(rc, int) else 0)
 
+
+import engine.cli.aws_local  # noqa: E402  (registers `glam aws-local`)
+import engine.cli.plan  # noqa: E402, F401  (registers `glam plan`)
 
 if __name__ == "__main__":
     main()

@@ -80,6 +80,7 @@ def function_arn(region: str, name: str, qualifier: str | None = None) -> str:
 class _Route:
     method: str
     regex: re.Pattern[str]
+    labels: tuple[str, ...]
     query_keys: tuple[str, ...]
     name: str
     specificity: tuple[int, int]
@@ -100,12 +101,14 @@ def _routes(service: str) -> tuple[_Route, ...]:
         path, _, query = uri.partition("?")
         pattern = ""
         literal = 0
+        labels: list[str] = []
         for piece in re.split(r"(\{[^}]+\})", path):
             if piece.startswith("{"):
                 label = piece[1:-1]
                 greedy = label.endswith("+")
-                label = label.rstrip("+")
-                pattern += f"(?P<{label}>.+)" if greedy else f"(?P<{label}>[^/]+)"
+                # Labels such as "resource-arn" are not valid group names: capture by position.
+                labels.append(label.rstrip("+"))
+                pattern += "(.+)" if greedy else "([^/]+)"
             else:
                 pattern += re.escape(piece)
                 literal += len(piece)
@@ -116,6 +119,7 @@ def _routes(service: str) -> tuple[_Route, ...]:
             _Route(
                 method=http.get("method", "POST"),
                 regex=re.compile(f"^{pattern}$"),
+                labels=tuple(labels),
                 query_keys=keys,
                 name=op_name,
                 specificity=(len(keys), literal),
@@ -158,8 +162,13 @@ def identify(
                 match = route.regex.match(path)
                 if match:
                     name = route.name
-                    params = {k: unquote(v) for k, v in match.groupdict().items()}
+                    params = {
+                        k: unquote(v) for k, v in zip(route.labels, match.groups(), strict=True)
+                    }
                     break
+    if "x-amz-copy-source" not in headers:
+        # S3 tells a copy from an upload only by this header, not by the URI.
+        name = {"CopyObject": "PutObject", "UploadPartCopy": "UploadPart"}.get(name, name)
     function = qualifier = None
     if service == "lambda":
         raw = params.get("FunctionName")

@@ -211,7 +211,10 @@ class Proxy:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         headers = {k.lower(): v for k, v in request.headers.items()}
-        op = identify(request.method, request.raw_path, request.query_string, headers, body)
+        try:
+            op = identify(request.method, request.raw_path, request.query_string, headers, body)
+        except Exception:  # naming is best effort; the call must still reach moto
+            op = Operation(service="unknown", name="Unknown", region="us-east-1")
         now = self._clock()
         started = time.perf_counter()
         self._seq += 1
