@@ -169,7 +169,7 @@ class FakeAws:
 
     async def create_function(self, request: Mapping[str, Any]) -> FunctionInfo:
         name = str(request.get("FunctionName", ""))
-        fault = await self._enter("CreateFunction", **dict(request))
+        fault = await self._enter("CreateFunction", request)
         for required in ("FunctionName", "Role", "Code"):
             if not request.get(required):
                 raise AwsInvalid(
@@ -210,7 +210,7 @@ class FakeAws:
         self, name: str, configuration: Mapping[str, Any], revision_id: str | None = None
     ) -> FunctionInfo:
         op = "UpdateFunctionConfiguration"
-        fault = await self._enter(op, FunctionName=name, RevisionId=revision_id, **configuration)
+        fault = await self._enter(op, configuration, FunctionName=name, RevisionId=revision_id)
         fn = self._ready(name, op, revision_id)
         for key, value in configuration.items():
             if key not in _NOT_CONFIGURATION and key != "RevisionId":
@@ -222,7 +222,7 @@ class FakeAws:
         self, name: str, code: Mapping[str, Any], revision_id: str | None = None
     ) -> FunctionInfo:
         op = "UpdateFunctionCode"
-        fault = await self._enter(op, FunctionName=name, RevisionId=revision_id, **code)
+        fault = await self._enter(op, code, FunctionName=name, RevisionId=revision_id)
         fn = self._ready(name, op, revision_id)
         source = {
             k: v
@@ -357,10 +357,14 @@ class FakeAws:
 
     # ---- internals ---------------------------------------------------------------------------
 
-    async def _enter(self, operation: str, **args: Any) -> bool:
+    async def _enter(self, operation: str, *request: Mapping[str, Any], **args: Any) -> bool:
         """Journal the call, yield to other tasks like real I/O, and apply an injected fault:
         raise it now, or return True when the call must apply and then fail."""
-        self.journal.append((operation, args))
+        merged: dict[str, Any] = {}
+        for part in request:
+            merged.update(copy.deepcopy(dict(part)))
+        merged.update(args)
+        self.journal.append((operation, merged))
         await anyio.lowlevel.checkpoint()
         queue = self._faults.get(operation)
         if queue:
