@@ -202,6 +202,8 @@ def _changes(row: FunctionRow, record: RecordedEvent) -> dict[str, object]:
 def _finished(row: FunctionRow, event: DeploymentFinished) -> dict[str, object]:
     base: dict[str, object] = {"last_outcome": event.outcome, "last_reason": event.reason}
     match event.outcome:
+        case "succeeded" if row.state in ("deleting", "deleted"):
+            return base | {"state": "deleted"}
         case "succeeded":
             stable = event.stable_version or row.new_version or row.stable_version
             return base | {

@@ -1,0 +1,344 @@
+"""Read-only queries on the event log: ``glam events``, ``glam status``, ``glam replay``.
+
+Every command opens the database read-only (``mode=ro`` and ``query_only``), so it can run
+next to a live engine and can never change the log. Output is a rich table on a terminal,
+plain text otherwise, and JSON with ``--json``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import anyio
+import typer
+
+from engine.cli.common import DbOption, JsonOption, db_path
+from engine.cli.main import app
+from engine.errors import GlamError, UsageError
+from engine.events import RecordedEvent
+from engine.store.sqlite import SqliteEventStore
+from projections.runner import PROJECTION
+from projections.views import Views, differences
+
+T = TypeVar("T")
+
+
+def _run(db: Path | None, body: Callable[[SqliteEventStore], Awaitable[T]]) -> T:
+    async def go() -> T:
+        async with SqliteEventStore(db_path(db), readonly=True) as store:
+            return await body(store)
+
+    return anyio.run(go)
+
+
+def _table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    """A rich table on a terminal; tab-separated lines (header first) when piped."""
+    cells = [["" if v is None else str(v) for v in row] for row in rows]
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=title)
+        for column in columns:
+            table.add_column(column)
+        for row in cells:
+            table.add_row(*row)
+        Console().print(table)
+    else:
+        print("\t".join(columns))
+        for row in cells:
+            print("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row))
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str))
+
+
+def _event_json(record: RecordedEvent) -> dict[str, Any]:
+    return {
+        "position": record.position,
+        "stream": record.stream,
+        "version": record.version,
+        "type": record.type,
+        "recorded_at": record.recorded_at.isoformat(),
+        "data": record.event.model_dump(mode="json", exclude={"type"}),
+        "meta": record.meta.model_dump(mode="json"),
+        "hash": record.hash,
+    }
+
+
+def _summary(record: RecordedEvent) -> str:
+    data = record.event.model_dump(mode="json", exclude={"type", "desired", "request", "result"})
+    text = " ".join(f"{k}={v}" for k, v in data.items() if v not in (None, "", [], {}))
+    return text if len(text) <= 100 else text[:99] + "…"
+
+
+# -- glam events ---------------------------------------------------------------------------
+
+
+@app.command()
+def events(
+    db: DbOption = None,
+    stream: Annotated[str | None, typer.Option(help="Only this stream.")] = None,
+    type_: Annotated[str | None, typer.Option("--type", help="Only this event type.")] = None,
+    since: Annotated[int, typer.Option(help="Start at this position.", min=1)] = 1,
+    limit: Annotated[int | None, typer.Option(help="At most this many events.", min=1)] = None,
+    as_json: JsonOption = False,
+    follow: Annotated[bool, typer.Option(help="Keep printing new events.")] = False,
+) -> None:
+    """List events from the log, oldest first (one JSON object per line with --json)."""
+
+    def wanted(record: RecordedEvent) -> bool:
+        return (stream is None or record.stream == stream) and (
+            type_ is None or record.type == type_
+        )
+
+    def show(record: RecordedEvent) -> None:
+        if as_json:
+            print(json.dumps(_event_json(record), ensure_ascii=False), flush=True)
+        else:
+            print(
+                f"{record.position}\t{record.recorded_at.isoformat(timespec='seconds')}\t"
+                f"{record.stream}@{record.version}\t{record.type}\t{_summary(record)}",
+                flush=True,
+            )
+
+    async def body(store: SqliteEventStore) -> None:
+        shown = 0
+        if follow:
+            async for record in store.follow(since):
+                if wanted(record):
+                    show(record)
+                    shown += 1
+                    if limit is not None and shown >= limit:
+                        return
+            return
+        position = since
+        while limit is None or shown < limit:
+            batch = await store.read_all(position, limit=1000)
+            for record in batch:
+                if wanted(record):
+                    show(record)
+                    shown += 1
+                    if limit is not None and shown >= limit:
+                        break
+            if len(batch) < 1000:
+                break
+            position = batch[-1].position + 1
+
+    _run(db, body)
+
+
+# -- glam status ---------------------------------------------------------------------------
+
+
+async def _current_views(store: SqliteEventStore) -> Views:
+    """The stored views, brought up to the end of the log in memory (the engine may be
+    stopped or behind; nothing is written)."""
+    checkpoint, rows = await store.load_views(PROJECTION)
+    views = Views.from_rows(checkpoint, rows)
+    while batch := await store.read_all(views.position + 1, limit=5000):
+        for record in batch:
+            views.apply(record)
+    return views
+
+
+@app.command()
+def status(
+    function: Annotated[
+        str | None, typer.Argument(help="A function name or stream fn:ACCOUNT:REGION:NAME.")
+    ] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show every function (or one) as glam last saw it: versions, traffic, state."""
+    views = _run(db, _current_views)
+    rows = sorted(views.functions.values(), key=lambda r: r.stream)
+    if function is not None:
+        rows = [r for r in rows if function in (r.stream, r.name)]
+        if not rows:
+            raise GlamError(
+                f"no function {function!r} in the log",
+                hint="run `glam status` to list the functions glam knows",
+            )
+    if as_json:
+        _print_json([json.loads(r.model_dump_json()) for r in rows])
+        return
+    _table(
+        f"functions (log position {views.position})",
+        [
+            "function",
+            "account",
+            "region",
+            "alias",
+            "stable",
+            "new",
+            "weight",
+            "state",
+            "commit",
+            "last outcome",
+        ],
+        [
+            (
+                r.name,
+                r.account,
+                r.region,
+                r.alias,
+                r.stable_version,
+                r.new_version,
+                f"{r.weight:.0%}" if r.new_version else "",
+                r.state,
+                (r.last_commit or "")[:12],
+                r.last_outcome,
+            )
+            for r in rows
+        ],
+    )
+
+
+# -- glam replay ---------------------------------------------------------------------------
+
+
+def _parse_at(at: str) -> int | datetime:
+    if at.isdigit():
+        return int(at)
+    try:
+        moment = datetime.fromisoformat(at)
+    except ValueError:
+        raise UsageError(
+            f"--at {at!r} is neither a position nor an ISO-8601 time",
+            hint="use e.g. --at 120 or --at 2025-03-01T10:00:00Z",
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # naive means UTC
+
+
+async def _fold_until(store: SqliteEventStore, end: int) -> Views:
+    views = Views()
+    while views.position < end:
+        batch = await store.read_all(views.position + 1, limit=min(5000, end - views.position))
+        if not batch:
+            break
+        for record in batch:
+            views.apply(record)
+    return views
+
+
+@app.command()
+def replay(
+    db: DbOption = None,
+    at: Annotated[
+        str | None, typer.Option(help="Stop at this log position or ISO-8601 time.")
+    ] = None,
+    verify: Annotated[
+        bool,
+        typer.Option(help="Check the hash chain and that the stored views equal the replay."),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Fold the log into fresh views, up to --at, and print them: the state as it was then.
+    With --verify, exit 1 naming the first position that does not check out."""
+    target = _parse_at(at) if at is not None else None
+
+    async def body(store: SqliteEventStore) -> tuple[Views, dict[str, Any]]:
+        last = await store.last_position()
+        if isinstance(target, datetime):
+            end = await store.position_at(target)
+        else:
+            end = last if target is None else min(target, last)
+        report: dict[str, Any] = {}
+        if verify:
+            bad, reason = await store.verify_detail()
+            report["chain"] = {"ok": bad is None, "first_bad_position": bad, "reason": reason}
+            if bad is not None:
+                return Views(), report  # an altered log cannot be trusted to fold
+            checkpoint, stored = await store.load_views(PROJECTION)
+            replayed = await _fold_until(store, checkpoint)
+            diffs = differences(stored, replayed.to_rows())
+            first = None
+            if diffs:
+                first = min(_row_position(s, r) for _, s, r in diffs)
+            report["views"] = {
+                "ok": not diffs,
+                "checkpoint": checkpoint,
+                "differing_rows": [f"{v}/{k}" for (v, k), _, _ in diffs],
+                "first_bad_position": first,
+            }
+        return await _fold_until(store, end), report
+
+    views, report = _run(db, body)
+    ok = all(part["ok"] for part in report.values())
+    if as_json:
+        _print_json({**views.as_json(), **({"verify": report} if verify else {})})
+    else:
+        if "views" in report or not verify:
+            _print_views(views)
+        _print_report(report)
+    if not ok:
+        raise typer.Exit(1)
+
+
+def _row_position(stored: str | None, replayed: str | None) -> int:
+    positions = [json.loads(text)["position"] for text in (stored, replayed) if text is not None]
+    return min(positions) if positions else 0
+
+
+def _print_views(views: Views) -> None:
+    _table(
+        f"functions at position {views.position}",
+        ["function", "alias", "stable", "new", "weight", "state", "commit"],
+        [
+            (
+                r.stream,
+                r.alias,
+                r.stable_version,
+                r.new_version,
+                f"{r.weight:.0%}",
+                r.state,
+                (r.last_commit or "")[:12],
+            )
+            for r in sorted(views.functions.values(), key=lambda r: r.stream)
+        ],
+    )
+    _table(
+        "deployments",
+        ["deployment", "function", "action", "outcome", "steps", "reason"],
+        [
+            (r.deployment_id, r.function, r.action, r.outcome or r.state, len(r.steps), r.reason)
+            for r in sorted(views.deployments.values(), key=lambda r: r.position)
+        ],
+    )
+    _table(
+        "commits",
+        ["commit", "summary", "planned", "rejected", "held deletes"],
+        [
+            (r.sha[:12], r.summary, len(r.planned), len(r.rejections), len(r.held_deletes))
+            for r in sorted(views.commits.values(), key=lambda r: r.position)
+        ],
+    )
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    chain = report.get("chain")
+    if chain is not None:
+        if chain["ok"]:
+            print("hash chain: ok")
+        else:
+            print(
+                f"hash chain: BROKEN at position {chain['first_bad_position']}: {chain['reason']}",
+                file=sys.stderr,
+            )
+    views = report.get("views")
+    if views is not None:
+        if views["ok"]:
+            print(f"stored views: equal to the replay (checkpoint {views['checkpoint']})")
+        else:
+            print(
+                f"stored views: DIFFER from the replay from position "
+                f"{views['first_bad_position']} ({', '.join(views['differing_rows'][:5])})",
+                file=sys.stderr,
+            )
