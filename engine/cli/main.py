@@ -54,7 +54,7 @@ def main() -> None:
 
 import engine.cli.aws_local  # noqa: E402  (registers `glam aws-local`)
 import engine.cli.plan  # noqa: E402, F401  (registers `glam plan`)
-import engine.cli.query  # noqa: E402  (registers `glam events`, `status`, `replay`)
+from engine.cli import query as _query  # noqa: E402, F401  (registers events, status, replay)
 
 if __name__ == "__main__":
     main()
