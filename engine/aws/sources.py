@@ -15,6 +15,7 @@ empty answer, and "already gone" on a removal is success, so detaching twice is 
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
@@ -22,8 +23,9 @@ from typing import Any, Protocol
 import anyio
 
 from engine.aws.errors import translate
+from engine.aws.lambda_api import RetryPolicy
 from engine.aws.ratelimit import RateLimiter
-from engine.errors import AwsConflict, AwsError, AwsNotFound
+from engine.errors import AwsAmbiguous, AwsConflict, AwsError, AwsNotFound, AwsThrottled
 from engine.events.desired import EventSources, PushSource
 from engine.ports import SourceChange
 from engine.sources_plan import (
@@ -407,25 +409,46 @@ class AwsBackend:
         apigw_client: Any,
         *,
         limiter: RateLimiter | None = None,
+        policy: RetryPolicy | None = None,
+        sleep: Sleep = anyio.sleep,
     ) -> None:
         self._lambda = lambda_client
         self._elbv2 = elbv2_client
         self._apigw = apigw_client
         self._limiter = limiter
+        self._policy = policy or RetryPolicy()
+        self._sleep = sleep
+        self._rng = random.Random()
 
     async def _call(
         self, client: Any, operation: str, *, mutating: bool, **params: Any
     ) -> dict[str, Any]:
-        if self._limiter is not None:
-            await self._limiter.acquire()
+        """Call paced and translated; repeat only what is safe to repeat.
+
+        Throttling and a failure before the request was sent are retried with jittered
+        backoff (``RetryPolicy``). An ambiguous mutation is not: the reconciler reads before
+        it acts, so the caller's next run finds out what happened instead of guessing.
+        """
         method = getattr(client, _snake(operation))
-        try:
-            answer = await method(**params)
-        except AwsError:
-            raise
-        except Exception as exc:
-            raise translate(exc, operation, mutating=mutating) from exc
-        return dict(answer)
+        retries = 0
+        while True:
+            if self._limiter is not None:
+                await self._limiter.acquire()
+            try:
+                answer = await method(**params)
+            except Exception as exc:  # every failure is translated
+                error = translate(exc, operation, mutating=mutating)
+            else:
+                answer.pop("ResponseMetadata", None)
+                return dict(answer)
+            retries += 1
+            if isinstance(error, AwsAmbiguous) or not error.retryable:
+                raise error from None
+            if retries >= self._policy.attempts:
+                raise error from None
+            if isinstance(error, AwsThrottled) and error.retry_after and self._limiter:
+                self._limiter.retry_after(error.retry_after)
+            await self._sleep(self._policy.delay(retries, self._rng))
 
     async def _removal(self, client: Any, operation: str, **params: Any) -> None:
         """A removal whose "not found" means the job is already done."""
@@ -633,12 +656,20 @@ class AwsSources(SourceReconciler):
         limiter: RateLimiter | None = None,
         region: str,
         account: str,
+        policy: RetryPolicy | None = None,
         poll_interval: float = 2.0,
         state_timeout: float = 300.0,
         sleep: Sleep = anyio.sleep,
     ) -> None:
         super().__init__(
-            AwsBackend(lambda_client, elbv2_client, apigw_client, limiter=limiter),
+            AwsBackend(
+                lambda_client,
+                elbv2_client,
+                apigw_client,
+                limiter=limiter,
+                policy=policy,
+                sleep=sleep,
+            ),
             region=region,
             account=account,
             poll_interval=poll_interval,
