@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, TemplateError, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
@@ -44,6 +44,8 @@ class _Collector:
         self.values: list[Any] = []
 
     def __call__(self, value: Any) -> str:
+        if isinstance(value, Undefined):
+            str(value)  # StrictUndefined raises here, naming the missing variable
         self.values.append(value)
         return f"{_MARK}{len(self.values) - 1}{_MARK}"
 
