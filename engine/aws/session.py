@@ -132,3 +132,47 @@ async def caller_account(sts_client: Any) -> str:
     except Exception as exc:
         raise translate(exc, "GetCallerIdentity", mutating=False) from exc
     return str(answer["Account"])
+
+
+@dataclass
+class AwsPorts:
+    """Everything the runtime needs for one account and region, ready to use."""
+
+    account: str
+    region: str
+    lambda_api: Any  # engine.aws.lambda_api.AwsLambda (a LambdaApi)
+    alarms: Any  # engine.aws.alarms.AwsAlarms (an AlarmsApi)
+    limiter: Any  # the shared RateLimiter of (account, region)
+    clients: AwsClients
+
+
+@asynccontextmanager
+async def open_aws(
+    config: AwsConfig, registry: Any | None = None, services: Sequence[str] = ALL_SERVICES
+) -> AsyncIterator[AwsPorts]:
+    """Open the clients, learn the account (STS), and build the adapters on the shared limiter
+    of that account and region (from ``registry``, a ``LimiterRegistry``; a new one by default,
+    with ``config.max_rate`` / ``config.poll_rate``)."""
+    # Imported here: the adapters import this package's errors, not the other way round.
+    from engine.aws.alarms import AwsAlarms
+    from engine.aws.lambda_api import AwsLambda
+    from engine.aws.ratelimit import LimiterRegistry, RateLimiter
+
+    wanted = tuple(dict.fromkeys((*services, "lambda", "cloudwatch", "sts")))
+    async with open_clients(config, wanted) as clients:
+        account = await clients.caller_account()
+        reg = (
+            registry
+            if registry is not None
+            else LimiterRegistry(rate=config.max_rate, poll_rate=config.poll_rate)
+        )
+        limiter = reg.get(account, config.region)
+        yield AwsPorts(
+            account=account,
+            region=config.region,
+            lambda_api=AwsLambda(clients.lambda_, limiter),
+            # CloudWatch has its own quotas; alarm polls must not eat Lambda's budget.
+            alarms=AwsAlarms(clients.cloudwatch, RateLimiter(rate=5.0, poll_rate=5.0)),
+            limiter=limiter,
+            clients=clients,
+        )

@@ -180,3 +180,19 @@ async def test_alarm_states(target: Target) -> None:
     states = await target.alarms.alarm_states(names)
     assert states == {ok: "OK", firing: "ALARM"}
     assert await target.alarms.alarm_states([]) == {}
+
+
+@pytest.mark.integration
+async def test_open_aws_builds_the_adapters(moto_url: str) -> None:
+    """open_aws learns the account from STS and shares one limiter per account+region."""
+    from engine.aws.ratelimit import LimiterRegistry
+    from engine.aws.session import open_aws
+
+    from .conftest import moto_config
+
+    registry = LimiterRegistry()
+    async with open_aws(moto_config(moto_url), registry) as aws:
+        assert aws.account == "123456789012"
+        assert aws.limiter is registry.get("123456789012", "us-east-1")
+        assert await aws.lambda_api.get_function("does-not-exist") is None
+        assert await aws.alarms.alarm_states(["nope"]) == {}
