@@ -96,37 +96,41 @@ async def _plan(
     with tempfile.TemporaryDirectory(prefix="glam-plan-") as tmp:
         # A local repository is read in place; a remote one is mirrored into a throwaway folder.
         data_dir = None if parse_repo_url(url).kind == "local" else Path(tmp)
-        source = GitSource(url, branch, data_dir=data_dir, token_env=token_env)
-        head = await source.sync()
-        assert source.branch is not None
-        deployed: dict[str, DeployedState] = {}
-        repo_state = RepoState()
-        if db is not None:
-            deployed, repo_state = await _read_log(db, repo_stream(url, source.branch))
-        if account == ACCOUNT_PLACEHOLDER:
-            deployed = _by_placeholder_account(deployed)
-        base = repo_state.last_planned or repo_state.last_sha
-        if base is not None and not await source.is_ancestor(base, head):
-            base = None
-        if base is None:
-            parents = (await source.run(lambda: source.commit_info(head))).parents
-            base = parents[0] if parents else None
-        state = await read_commit_state(
-            source,
-            head,
-            base=base,
-            select=_render_filter(deployed),
-            keep_rendered=render,
-        )
-        ctx = PlanContext(
-            new_id=lambda: "(preview)", default_region=region, default_account=account
-        )
-        return (
-            plan_commit(state, deployed, ctx),
-            source.display_url,
-            source.branch,
-            dict(state.rendered),
-        )
+        async with GitSource(url, branch, data_dir=data_dir, token_env=token_env) as source:
+            return await _plan_source(source, url, db, region, account, render)
+
+
+async def _plan_source(
+    source: GitSource, url: str, db: Path | None, region: str, account: str, render: bool
+) -> tuple[Plan, str, str, dict[str, str]]:
+    head = await source.sync()
+    assert source.branch is not None
+    deployed: dict[str, DeployedState] = {}
+    repo_state = RepoState()
+    if db is not None:
+        deployed, repo_state = await _read_log(db, repo_stream(url, source.branch))
+    if account == ACCOUNT_PLACEHOLDER:
+        deployed = _by_placeholder_account(deployed)
+    base = repo_state.last_planned or repo_state.last_sha
+    if base is not None and not await source.is_ancestor(base, head):
+        base = None
+    if base is None:
+        parents = (await source.run(lambda: source.commit_info(head))).parents
+        base = parents[0] if parents else None
+    state = await read_commit_state(
+        source,
+        head,
+        base=base,
+        select=_render_filter(deployed),
+        keep_rendered=render,
+    )
+    ctx = PlanContext(new_id=lambda: "(preview)", default_region=region, default_account=account)
+    return (
+        plan_commit(state, deployed, ctx),
+        source.display_url,
+        source.branch,
+        dict(state.rendered),
+    )
 
 
 async def _read_log(db: Path, stream: str) -> tuple[dict[str, DeployedState], RepoState]:

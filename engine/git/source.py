@@ -104,6 +104,24 @@ class GitSource:
         self._repo: Any = None
         self._lock = anyio.Lock()
 
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> GitSource:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the repository's open pack files (waits for a running operation)."""
+        async with self._lock:
+            self.close()
+
+    def close(self) -> None:
+        if self._repo is not None:
+            self._repo.close()
+            self._repo = None
+
     # -- async API ---------------------------------------------------------------------------
 
     async def sync(self) -> str:

@@ -71,10 +71,10 @@ class Log:
 
 
 async def plan_head(repo: GitRepo, log: Log, base: str | None, **ctx: object) -> Plan:
-    source = GitSource(str(repo.path), "main")
-    head = await source.sync()
-    deployed = log.deployed
-    state = await read_commit_state(source, head, base=base, select=render_filter(deployed))
+    async with GitSource(str(repo.path), "main") as source:
+        head = await source.sync()
+        deployed = log.deployed
+        state = await read_commit_state(source, head, base=base, select=render_filter(deployed))
     return plan_commit(state, deployed, log.ctx(**ctx))
 
 

@@ -1,0 +1,202 @@
+"""Observation of a branch: mirrored fetch (local and smart HTTP), new commits, rewrites,
+and an unavailable source that plans nothing."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import pytest
+from dulwich.repo import Repo  # noqa: TID251  (serving a test repository, not glam code)
+from dulwich.server import DictBackend  # noqa: TID251
+from dulwich.web import make_wsgi_chain  # noqa: TID251
+
+from engine.errors import SourceError, SourceUnavailable
+from engine.events.catalog import Event
+from engine.git.source import GitSource
+from engine.git.state import observe_branch
+from engine.git.urls import parse_repo_url, redact_url
+from engine.observe import (
+    Fetched,
+    RepoState,
+    Unavailable,
+    decide_observation,
+    evolve_repo,
+    initial_repo_state,
+)
+from engine.streams import function_stream, repo_stream
+from tests.repo.gitrepo import GitRepo, function_files
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+
+async def poll(source: GitSource, state: RepoState, url: str) -> tuple[RepoState, list[Event]]:
+    observation = await observe_branch(source, state.last_sha)
+    events = decide_observation(state, observation, url=url, branch="main")
+    for event in events:
+        state = evolve_repo(state, event)
+    return state, events
+
+
+async def test_first_run_then_new_commits_then_no_op(
+    repo: GitRepo, tmp_path: Path, open_source: Callable[..., GitSource]
+) -> None:
+    function_files(repo, "fns/a/a", "fn-a")
+    first = repo.commit("first\n\nbody")
+    source = open_source(str(repo.path), "main", data_dir=tmp_path / "data")
+    state, events = await poll(source, initial_repo_state(), str(repo.path))
+    assert [e.type for e in events] == ["CommitObserved"]
+    observed = events[0]
+    assert observed.sha == first  # type: ignore[union-attr]
+    assert observed.summary == "first"  # type: ignore[union-attr]
+    assert observed.author == "Test Author <author@example.com>"  # type: ignore[union-attr]
+    assert {c.path for c in observed.changes} == {  # type: ignore[union-attr]
+        "fns/a/a_lambdadef.json",
+        "fns/a/a_lambdadepdef.json",
+    }
+    assert (tmp_path / "data" / "mirrors").is_dir()
+
+    function_files(repo, "fns/b/b", "fn-b")
+    second = repo.commit("second")
+    repo.write("fns/a/a_lambdadef.json", "{}")
+    third = repo.commit("third")
+    state, events = await poll(source, state, str(repo.path))
+    assert [e.sha for e in events] == [second, third]  # type: ignore[union-attr]
+    assert [c.change for c in events[1].changes] == ["modified"]  # type: ignore[union-attr]
+
+    state, events = await poll(source, state, str(repo.path))
+    assert events == []
+    assert state.last_sha == third
+
+
+async def test_force_push_records_a_rewrite(
+    repo: GitRepo, tmp_path: Path, open_source: Callable[..., GitSource]
+) -> None:
+    function_files(repo, "fns/a/a", "fn-a")
+    repo.commit("one")
+    function_files(repo, "fns/b/b", "fn-b")
+    repo.commit("two")
+    source = open_source(str(repo.path), "main", data_dir=tmp_path / "data")
+    state, _ = await poll(source, initial_repo_state(), str(repo.path))
+    old = state.last_sha
+    repo.git("reset", "-q", "--hard", "HEAD~1")
+    function_files(repo, "fns/c/c", "fn-c")
+    new = repo.commit("rewritten")
+    state, events = await poll(source, state, str(repo.path))
+    assert [e.type for e in events] == ["HistoryRewritten", "CommitObserved"]
+    assert (events[0].previous, events[0].head) == (old, new)  # type: ignore[union-attr]
+    # Measured against what was observed before: b gone, c added.
+    changes = {(c.path, c.change) for c in events[1].changes}  # type: ignore[union-attr]
+    assert ("fns/b/b_lambdadef.json", "deleted") in changes
+    assert ("fns/c/c_lambdadef.json", "added") in changes
+
+
+async def test_deleted_branch_is_unavailable_not_empty(
+    repo: GitRepo, tmp_path: Path, open_source: Callable[..., GitSource]
+) -> None:
+    """A missing branch records SourceUnavailable once and observes no commit."""
+    function_files(repo, "fns/a/a", "fn-a")
+    repo.commit()
+    source = open_source(str(repo.path), "main", data_dir=tmp_path / "data")
+    state, _ = await poll(source, initial_repo_state(), str(repo.path))
+    repo.git("checkout", "-q", "-b", "other")
+    repo.git("branch", "-q", "-D", "main")
+    state2, events = await poll(source, state, str(repo.path))
+    assert [e.type for e in events] == ["SourceUnavailable"]
+    assert "not found" in events[0].reason  # type: ignore[union-attr]
+    assert state2.last_sha == state.last_sha
+    _, again = await poll(source, state2, str(repo.path))
+    assert again == []  # once per outage
+
+
+async def test_unreachable_remote_is_unavailable(
+    tmp_path: Path, open_source: Callable[..., GitSource]
+) -> None:
+    url = "http://user:s3cr3t-token@127.0.0.1:9/repo.git"
+    source = open_source(url, "main", data_dir=tmp_path, timeout=10)
+    with pytest.raises(SourceUnavailable) as info:
+        await source.sync()
+    assert "s3cr3t" not in info.value.one_line()
+    observation = await observe_branch(source, None)
+    assert isinstance(observation, Unavailable)
+    (event,) = decide_observation(RepoState(), observation, url=url, branch="main")
+    assert "s3cr3t" not in event.model_dump_json()
+
+
+def test_url_redaction_and_parsing() -> None:
+    assert redact_url("https://x:tok@h.example/r.git") == "https://x:****@h.example/r.git"
+    assert redact_url("https://ghp_abcdefghij@h.example/r.git") == "https://****@h.example/r.git"
+    assert redact_url("/srv/repo") == "/srv/repo"
+    parsed = parse_repo_url("https://ghp_tok@h.example:8443/r.git")
+    assert (parsed.kind, parsed.url, parsed.password) == (
+        "http",
+        "https://h.example:8443/r.git",
+        "ghp_tok",
+    )
+    assert parse_repo_url("git@github.com:org/repo.git").kind == "ssh"
+    assert parse_repo_url("ssh://git@host/repo").kind == "ssh"
+    assert parse_repo_url("file:///srv/repo").local_path == Path("/srv/repo")
+    assert repo_stream("https://u:tok@h/r.git", "main") == "repo:https://u:****@h/r.git#main"
+    assert function_stream("123456789012", "eu-west-1", "f") == "fn:123456789012:eu-west-1:f"
+
+
+def test_token_env_must_be_set(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("GLAM_TEST_TOKEN", raising=False)
+    with pytest.raises(SourceError, match="GLAM_TEST_TOKEN"):
+        GitSource("https://h.example/r.git", data_dir=tmp_path, token_env="GLAM_TEST_TOKEN")
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def http_repo(repo: GitRepo) -> Iterator[tuple[GitRepo, str, list[str]]]:
+    """``repo`` served over smart HTTP on 127.0.0.1, recording the Authorization headers."""
+    function_files(repo, "fns/a/a", "fn-a")
+    repo.commit("served")
+    served = Repo(str(repo.path))
+    backend = DictBackend({b"/repo.git": served})
+    app = make_wsgi_chain(backend)
+    seen: list[str] = []
+
+    def recording(environ: dict[str, object], start_response: object) -> object:
+        seen.append(str(environ.get("HTTP_AUTHORIZATION", "")))
+        return app(environ, start_response)  # type: ignore[arg-type]
+
+    server = make_server("127.0.0.1", 0, recording, WSGIServer, _QuietHandler)  # type: ignore[arg-type]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield repo, f"http://127.0.0.1:{server.server_port}/repo.git", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+        served.close()
+
+
+async def test_smart_http_fetch_with_token_from_env(
+    http_repo: tuple[GitRepo, str, list[str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    open_source: Callable[..., GitSource],
+) -> None:
+    repo, url, seen = http_repo
+    monkeypatch.setenv("GLAM_TEST_TOKEN", "tok-from-env")
+    source = open_source(url, "main", data_dir=tmp_path / "data", token_env="GLAM_TEST_TOKEN")
+    state, events = await poll(source, initial_repo_state(), url)
+    assert [e.type for e in events] == ["CommitObserved"]
+    assert any(h.startswith("Basic ") for h in seen)  # the token was sent to the server...
+    assert "tok-from-env" not in repr(events)  # ...and never recorded
+    # Incremental: one new commit fetches only what is new.
+    function_files(repo, "fns/b/b", "fn-b")
+    sha = repo.commit("more")
+    state, events = await poll(source, state, url)
+    assert [e.sha for e in events] == [sha]  # type: ignore[union-attr]
+    assert isinstance(await observe_branch(source, state.last_sha), Fetched)
+    content = await source.read_file(sha, "fns/b/b_lambdadef.json")
+    assert b'"fn-b"' in content
