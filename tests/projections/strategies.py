@@ -45,7 +45,7 @@ MOMENTS = st.datetimes(
 )
 
 
-def _desired(name: str) -> DesiredFunction:
+def desired_function(name: str) -> DesiredFunction:
     return DesiredFunction(
         prefix=f"apps/{name}/{name}",
         function_name=name,
@@ -56,7 +56,7 @@ def _desired(name: str) -> DesiredFunction:
 
 
 def _requested(d: str, sha: str, action: str, name: str) -> DeploymentRequested:
-    desired = None if action == "delete" else _desired(name)
+    desired = None if action == "delete" else desired_function(name)
     return DeploymentRequested(deployment_id=d, commit=sha, action=action, desired=desired)
 
 

@@ -1,0 +1,167 @@
+"""The views' rules, given/when/then, and the runner following the log."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import anyio
+import pytest
+
+from engine.events import Event, Metadata, NewEvent
+from engine.events.function import (
+    DeploymentFinished,
+    DeploymentRequested,
+    EventSourceChanged,
+    FunctionDeleted,
+    RollbackStarted,
+    TimerStarted,
+    TrafficShifted,
+)
+from engine.store.memory import MemoryEventStore
+from projections.runner import ProjectionRunner
+from projections.views import Views, fold
+from tests.projections.strategies import desired_function, record_all
+
+FN = "fn:1:eu-west-1:orders"
+UNTIL = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def _request(d: str = "d1", action: str = "update") -> DeploymentRequested:
+    desired = None if action == "delete" else desired_function("orders")
+    return DeploymentRequested(deployment_id=d, commit="c" * 40, action=action, desired=desired)
+
+
+def _shift(weight: float) -> TrafficShifted:
+    return TrafficShifted(
+        deployment_id="d1", alias="live", stable_version="1", new_version="2", weight=weight
+    )
+
+
+def _fold(events: list[Event]) -> Views:
+    return fold(record_all([(FN, e) for e in events]))
+
+
+@pytest.mark.parametrize(
+    ("given", "state", "stable", "new", "weight"),
+    [
+        pytest.param([_request()], "deploying", None, None, 0.0, id="requested"),
+        pytest.param([_request(), _shift(0.2)], "shifting", "1", "2", 0.2, id="canary"),
+        pytest.param(
+            [
+                _request(),
+                _shift(0.2),
+                TimerStarted(deployment_id="d1", purpose="bake", until=UNTIL),
+            ],
+            "baking",
+            "1",
+            "2",
+            0.2,
+            id="baking",
+        ),
+        pytest.param(
+            [
+                _request(),
+                _shift(0.2),
+                DeploymentFinished(deployment_id="d1", outcome="succeeded", stable_version="2"),
+            ],
+            "stable",
+            "2",
+            None,
+            0.0,
+            id="promoted",
+        ),
+        pytest.param(
+            [
+                _request(),
+                _shift(0.2),
+                RollbackStarted(deployment_id="d1", reason="alarm"),
+                _shift(0.0),
+                DeploymentFinished(deployment_id="d1", outcome="rolled_back", stable_version="1"),
+            ],
+            "rolled_back",
+            "1",
+            None,
+            0.0,
+            id="rolled-back",
+        ),
+        pytest.param(
+            [
+                _request(),
+                DeploymentFinished(deployment_id="d1", outcome="succeeded", stable_version="1"),
+                _request("d2", "delete"),
+                FunctionDeleted(deployment_id="d2"),
+                DeploymentFinished(deployment_id="d2", outcome="succeeded"),
+            ],
+            "deleted",
+            None,
+            None,
+            0.0,
+            id="deleted",
+        ),
+    ],
+)
+def test_functions_view_state(
+    given: list[Event], state: str, stable: str | None, new: str | None, weight: float
+) -> None:
+    """The functions view tells what runs where and what glam is doing about it."""
+    row = _fold(given).functions[FN]
+    assert (row.state, row.stable_version, row.new_version, row.weight) == (
+        state,
+        stable,
+        new,
+        weight,
+    )
+
+
+def test_event_sources_follow_attach_and_detach() -> None:
+    def change(c: str, s: str) -> EventSourceChanged:
+        return EventSourceChanged(
+            deployment_id="d1",
+            kind="mapping",
+            change=c,  # type: ignore[arg-type]
+            source_id=s,
+        )
+
+    views = _fold(
+        [
+            _request(),
+            change("attached", "m1"),
+            change("adopted", "m2"),
+            change("updated", "m1"),
+            change("detached", "m2"),
+        ]
+    )
+    assert views.functions[FN].event_sources == ("m1",)
+
+
+def test_deployment_timeline_and_outcome() -> None:
+    views = _fold(
+        [
+            _request(),
+            _shift(0.2),
+            RollbackStarted(deployment_id="d1", reason="alarm"),
+            DeploymentFinished(deployment_id="d1", outcome="rolled_back"),
+        ]
+    )
+    row = views.deployments["d1"]
+    assert [s.kind for s in row.steps] == ["requested", "shifted", "rollback", "finished"]
+    assert (row.outcome, row.reason, row.commit) == ("rolled_back", "alarm", "c" * 40)
+    assert views.commits["c" * 40].deployments == ("d1",)
+
+
+@pytest.mark.anyio
+async def test_runner_run_follows_new_appends() -> None:
+    store = MemoryEventStore()
+    await store.append(FN, [NewEvent(_request(), Metadata(event_id="a"))])
+    runner = ProjectionRunner(store)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(runner.run)
+            await anyio.wait_all_tasks_blocked()
+            assert (await store.load_views("views"))[0] == 1
+            await store.append(FN, [NewEvent(_shift(0.5), Metadata(event_id="b"))])
+            await anyio.wait_all_tasks_blocked()
+            checkpoint, rows = await store.load_views("views")
+            tg.cancel_scope.cancel()
+    assert checkpoint == 2
+    assert '"weight":0.5' in rows[("functions", FN)]
