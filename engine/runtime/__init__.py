@@ -1,0 +1,1 @@
+"""The runtime: runs sagas and the engine against the ports."""
