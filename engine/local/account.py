@@ -16,10 +16,7 @@ import json
 import zipfile
 from typing import Any
 
-# The embedded AWS is test and demo infrastructure, not an adapter of the engine: it builds
-# its account with the same client library any AWS user would.
-from aiobotocore.config import AioConfig  # noqa: TID251
-from aiobotocore.session import get_session  # noqa: TID251
+from engine.local.clients import aws_client
 
 ROLE_NAME = "glam-lambda-exec"
 BUCKET = "glam-demo-code"
@@ -82,23 +79,21 @@ async def build_account(
     credentials: tuple[str, str] = ("testing", "testing"),
 ) -> dict[str, dict[str, Any]]:
     """Create the demo account behind ``endpoint_url``; return terraform-output-shaped JSON."""
-    session = get_session()
-    kwargs: dict[str, Any] = {
-        "endpoint_url": endpoint_url,
-        "region_name": region,
-        "aws_access_key_id": credentials[0],
-        "aws_secret_access_key": credentials[1],
+
+    def client(service: str) -> Any:
         # The builder must succeed even while faults are injected: let botocore retry.
-        "config": AioConfig(retries={"mode": "standard", "total_max_attempts": 10}),
-    }
+        return aws_client(
+            service, endpoint_url, region=region, credentials=credentials, max_attempts=10
+        )
+
     async with (
-        session.create_client("iam", **kwargs) as iam,
-        session.create_client("s3", **kwargs) as s3,
-        session.create_client("sqs", **kwargs) as sqs,
-        session.create_client("cloudwatch", **kwargs) as cloudwatch,
-        session.create_client("ec2", **kwargs) as ec2,
-        session.create_client("elbv2", **kwargs) as elbv2,
-        session.create_client("apigatewayv2", **kwargs) as apigw,
+        client("iam") as iam,
+        client("s3") as s3,
+        client("sqs") as sqs,
+        client("cloudwatch") as cloudwatch,
+        client("ec2") as ec2,
+        client("elbv2") as elbv2,
+        client("apigatewayv2") as apigw,
     ):
         role = await iam.create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument=_ASSUME_ROLE)
 
@@ -176,12 +171,8 @@ async def set_alarm_state(
     credentials: tuple[str, str] = ("testing", "testing"),
 ) -> None:
     """Force a CloudWatch alarm into ``state`` (``ALARM``, ``OK``, ``INSUFFICIENT_DATA``)."""
-    async with get_session().create_client(
-        "cloudwatch",
-        endpoint_url=endpoint_url,
-        region_name=region,
-        aws_access_key_id=credentials[0],
-        aws_secret_access_key=credentials[1],
+    async with aws_client(
+        "cloudwatch", endpoint_url, region=region, credentials=credentials, max_attempts=5
     ) as cloudwatch:
         await cloudwatch.set_alarm_state(
             AlarmName=name, StateValue=state, StateReason="set by the embedded AWS"
