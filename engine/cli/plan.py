@@ -8,6 +8,7 @@ is deployed, exactly as the engine would.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -147,11 +148,14 @@ async def _read_log(db: Path, stream: str) -> tuple[dict[str, DeployedState], Re
 
 def _by_placeholder_account(deployed: dict[str, DeployedState]) -> dict[str, DeployedState]:
     """Without ``--account`` the plan cannot know the account; match the log's functions by
-    region and name instead, so a plan without AWS still compares with what was deployed."""
-    out = dict(deployed)
+    region and name instead, so a plan without AWS still compares with what was deployed.
+    Limitation: a definition that names its own ``environment.account`` is then compared under
+    that account and finds nothing; pass ``--account`` for such repositories."""
+    out: dict[str, DeployedState] = {}
     for stream, state in deployed.items():
         _, reg, name = parse_function_stream(stream)
-        out.setdefault(function_stream(ACCOUNT_PLACEHOLDER, reg, name), state)
+        key = function_stream(ACCOUNT_PLACEHOLDER, reg, name)
+        out[key] = dataclasses.replace(state, stream=key)
     return out
 
 
