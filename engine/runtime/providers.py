@@ -1,0 +1,142 @@
+"""Where the engine gets its ports: per region, for the one account its credentials belong to.
+
+A function names its region in its deployment definition (default: ``--region``), so the
+engine needs a LambdaApi, AlarmsApi and SourcesApi per region, all paced by one shared
+RateLimiter per account and region. ``AwsProvider`` opens aiobotocore clients lazily, the
+first time a region is needed, and closes them all on ``aclose``; ``FakeProvider`` serves the
+in-memory fakes for the fast tests.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import anyio
+
+from engine.aws.fake import FakeAws
+from engine.aws.fake_sources import FakeSources
+from engine.aws.ratelimit import LimiterRegistry
+from engine.aws.session import AwsClients, AwsConfig, caller_account, open_clients
+from engine.ports import AlarmsApi, LambdaApi, SourcesApi
+
+# Services a region's ports use. STS only for the account, in the default region.
+_REGION_SERVICES = ("lambda", "cloudwatch", "elbv2", "apigatewayv2")
+
+
+@dataclass(frozen=True, slots=True)
+class RegionPorts:
+    """The ports of one account and region."""
+
+    region: str
+    lambda_api: LambdaApi
+    alarms: AlarmsApi
+    sources: SourcesApi
+
+
+class PortsProvider(Protocol):
+    """What the engine asks for AWS access."""
+
+    async def account(self) -> str:
+        """The account id of the credentials in use."""
+        ...
+
+    async def region(self, region: str) -> RegionPorts:
+        """The ports of ``region``, made on first use and then shared."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class AwsProvider:
+    """Real AWS (or the embedded one when ``config.endpoint_url`` is set)."""
+
+    def __init__(self, config: AwsConfig, registry: LimiterRegistry | None = None) -> None:
+        self.config = config
+        self.limiters = registry or LimiterRegistry(
+            rate=config.max_rate, poll_rate=config.poll_rate
+        )
+        self._stack = AsyncExitStack()
+        self._ports: dict[str, RegionPorts] = {}
+        self._account: str | None = None
+        # Two sagas may ask for a new region at once: open its clients only once.
+        self._lock = anyio.Lock()
+
+    async def account(self) -> str:
+        if self._account is None:
+            async with self._lock:
+                if self._account is None:
+                    clients = await self._open(self.config.region, ("sts",))
+                    self._account = await caller_account(clients.sts)
+        return self._account
+
+    async def region(self, region: str) -> RegionPorts:
+        ports = self._ports.get(region)
+        if ports is not None:
+            return ports
+        account = await self.account()
+        async with self._lock:
+            ports = self._ports.get(region)
+            if ports is None:
+                ports = self._build(region, account, await self._open(region, _REGION_SERVICES))
+                self._ports[region] = ports
+        return ports
+
+    async def _open(self, region: str, services: tuple[str, ...]) -> AwsClients:
+        config = replace(self.config, region=region)
+        # Shielded: a cancellation half way through would leave a client open outside the stack.
+        with anyio.CancelScope(shield=True):
+            clients = await self._stack.enter_async_context(open_clients(config, services))
+        return clients
+
+    def _build(self, region: str, account: str, clients: AwsClients) -> RegionPorts:
+        # Imported here: only the runtime that talks to AWS needs the adapters loaded.
+        from engine.aws.alarms import AwsAlarms
+        from engine.aws.lambda_api import AwsLambda
+        from engine.aws.sources import AwsSources
+
+        limiter = self.limiters.get(account, region)
+        return RegionPorts(
+            region=region,
+            lambda_api=AwsLambda(clients.lambda_, limiter),
+            # CloudWatch has quotas of its own: its polls must not eat Lambda's budget.
+            alarms=AwsAlarms(clients.cloudwatch),
+            sources=AwsSources(
+                clients.lambda_,
+                clients.elbv2,
+                clients.apigatewayv2,
+                limiter=limiter,
+                region=region,
+                account=account,
+            ),
+        )
+
+    async def aclose(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await self._stack.aclose()
+        self._ports.clear()
+
+
+class FakeProvider:
+    """In-memory AWS, one ``FakeAws`` and ``FakeSources`` per region (fast tests)."""
+
+    def __init__(self, account: str = "123456789012", **fake_options: Any) -> None:
+        self._account = account
+        self._options = fake_options
+        self.fakes: dict[str, tuple[FakeAws, FakeSources]] = {}
+
+    async def account(self) -> str:
+        return self._account
+
+    async def region(self, region: str) -> RegionPorts:
+        if region not in self.fakes:
+            self.fakes[region] = (
+                FakeAws(account=self._account, region=region, **self._options),
+                FakeSources(region=region, account=self._account),
+            )
+        aws, sources = self.fakes[region]
+        return RegionPorts(region=region, lambda_api=aws, alarms=aws, sources=sources)
+
+    async def aclose(self) -> None:
+        return None
