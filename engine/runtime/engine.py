@@ -200,6 +200,7 @@ class Engine:
         self._lock.acquire()  # before anything else: a second engine must not even open
         try:
             self._store = await self._stack.enter_async_context(SqliteEventStore(self.config.db))
+            self._stack.push_async_callback(self._close_source)
             self._ports = self._ports_given or AwsProvider(self.config.aws_config())
             self._stack.push_async_callback(self._ports.aclose)
             self.account = await self._ports.account()
@@ -216,10 +217,15 @@ class Engine:
         tb: TracebackType | None,
     ) -> None:
         try:
-            with anyio.CancelScope(shield=True):
-                await self._stack.aclose()
+            # Not shielded here: the store's writer task group must exit in the scope it was
+            # entered in; the store and the provider shield their own closing.
+            await self._stack.aclose()
         finally:
             self._lock.release()
+
+    async def _close_source(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await self.source.aclose()
 
     # -- running -------------------------------------------------------------------------------
 
