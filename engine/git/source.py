@@ -144,13 +144,16 @@ class GitSource:
     async def run(self, fn: Callable[[], T], *, deadline: float | None = None) -> T:
         """Run blocking dulwich work in a worker thread, one at a time for this source.
 
-        On timeout the thread is abandoned (dulwich cannot be interrupted) and the caller gets
-        ``SourceUnavailable``; the lock keeps a late thread from racing the next call only for
-        as long as this call waited, which is why the mirror update is a single ref write.
+        ``deadline`` (seconds) is for network work; on timeout the thread is abandoned
+        (dulwich cannot be interrupted) and the caller gets ``SourceUnavailable``. The lock
+        keeps a late thread from racing the next call only for as long as this call waited,
+        which is why the mirror update is a single ref write.
         """
         async with self._lock:
+            if deadline is None:  # local object-store work: no network to hang on
+                return await anyio.to_thread.run_sync(fn)
             try:
-                with anyio.fail_after(deadline if deadline is not None else self._timeout):
+                with anyio.fail_after(deadline):
                     return await anyio.to_thread.run_sync(fn, abandon_on_cancel=True)
             except TimeoutError:
                 raise SourceUnavailable(
@@ -328,6 +331,10 @@ class Snapshot:
         self._repo = repo
         self._tree = tree
         self.sha = sha
+        # Parsed trees by folder path, and the entries found while listing: without them every
+        # read would re-parse each folder from the root (quadratic in a 5,000-folder tree).
+        self._trees: dict[str, Any] = {"": repo.object_store[tree]}
+        self._entries: dict[str, tuple[int, bytes]] = {}
 
     def lambda_files(self) -> list[str]:
         """Every Lambda definition file in the tree (regular files only)."""
@@ -336,23 +343,31 @@ class Snapshot:
         store: Any = self._repo.object_store
         while stack:
             tree_id, base = stack.pop()
-            tree = store[tree_id]
+            tree = self._trees.get(base.rstrip("/")) or store[tree_id]
             assert isinstance(tree, Tree)
+            self._trees[base.rstrip("/")] = tree
             for entry in tree.iteritems():
                 name = entry.path.decode("utf-8", errors="replace")
                 if stat.S_ISDIR(entry.mode):
                     stack.append((entry.sha, f"{base}{name}/"))
                 elif stat.S_ISREG(entry.mode) and is_lambda_file(name):
                     out.append(base + name)
+                    self._entries[base + name] = (entry.mode, entry.sha)
         out.sort()
         return out
 
     def read_file(self, path: str, *, referenced_from: str) -> bytes:
         store: Any = self._repo.object_store
+        known = self._entries.get(path)
+        if known is not None:  # a regular file seen while listing
+            return bytes(store[known[1]].as_raw_string())
         current = self._tree
         parts = path.split("/")
         for depth, part in enumerate(parts):
-            tree = store[current]
+            folder = "/".join(parts[:depth])
+            tree = self._trees.get(folder)
+            if tree is None:
+                tree = self._trees[folder] = store[current]
             assert isinstance(tree, Tree)
             try:
                 mode, sha = tree[part.encode()]
