@@ -3,18 +3,14 @@ and an unavailable source that plans nothing."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
-from dulwich.repo import Repo  # noqa: TID251  (serving a test repository, not glam code)
-from dulwich.server import DictBackend  # noqa: TID251
-from dulwich.web import make_wsgi_chain  # noqa: TID251
 
 from engine.errors import SourceError, SourceUnavailable
 from engine.events.catalog import Event
+from engine.git.serve import serve_repository
 from engine.git.source import GitSource
 from engine.git.state import observe_branch
 from engine.git.urls import parse_repo_url, redact_url
@@ -148,35 +144,16 @@ def test_token_env_must_be_set(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
         GitSource("https://h.example/r.git", data_dir=tmp_path, token_env="GLAM_TEST_TOKEN")
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def http_repo(repo: GitRepo) -> Iterator[tuple[GitRepo, str, list[str]]]:
     """``repo`` served over smart HTTP on 127.0.0.1, recording the Authorization headers."""
     function_files(repo, "fns/a/a", "fn-a")
     repo.commit("served")
-    served = Repo(str(repo.path))
-    backend = DictBackend({b"/repo.git": served})
-    app = make_wsgi_chain(backend)
     seen: list[str] = []
-
-    def recording(environ: dict[str, object], start_response: object) -> object:
-        seen.append(str(environ.get("HTTP_AUTHORIZATION", "")))
-        return app(environ, start_response)  # type: ignore[arg-type]
-
-    server = make_server("127.0.0.1", 0, recording, WSGIServer, _QuietHandler)  # type: ignore[arg-type]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield repo, f"http://127.0.0.1:{server.server_port}/repo.git", seen
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-        served.close()
+    with serve_repository(
+        repo.path, on_request=lambda env: seen.append(str(env.get("HTTP_AUTHORIZATION", "")))
+    ) as url:
+        yield repo, url, seen
 
 
 async def test_smart_http_fetch_with_token_from_env(
