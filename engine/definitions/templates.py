@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,6 +38,14 @@ def is_template(text: str) -> bool:
     return any(token in text for token in _TEMPLATE_HINT)
 
 
+_local = threading.local()
+
+
+def _finalize(value: Any) -> str:
+    collector: _Collector = _local.collector
+    return collector(value)
+
+
 class _Collector:
     """Jinja ``finalize``: stores each output value and returns its marker instead."""
 
@@ -50,10 +59,10 @@ class _Collector:
         return f"{_MARK}{len(self.values) - 1}{_MARK}"
 
 
-def _make_env(collector: _Collector) -> ImmutableSandboxedEnvironment:
+def _make_env() -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(
         undefined=StrictUndefined,
-        finalize=collector,
+        finalize=_finalize,
         autoescape=False,
         keep_trailing_newline=True,
     )
@@ -119,7 +128,12 @@ def render_json_template(text: str, values: Mapping[str, Any], file: str) -> str
     if not is_template(text):
         return text
     collector = _Collector()
-    env = _make_env(collector)
+    # One environment per thread, reused: building one costs more than rendering a file.
+    # The finalize hook finds this render's collector through the thread-local.
+    env: ImmutableSandboxedEnvironment | None = getattr(_local, "env", None)
+    if env is None:
+        env = _local.env = _make_env()
+    _local.collector = collector
     try:
         rendered = env.from_string(text).render(dict(values))
     except TemplateError as exc:

@@ -32,7 +32,8 @@ def serve_repository(
     ``on_request`` sees each WSGI environ (tests use it to check what a client sent).
     """
     repo = Repo(str(path))
-    backend: Any = DictBackend({b"/repo.git": repo})
+    repos: Any = {b"/repo.git": repo}
+    backend: Any = DictBackend(repos)
     app: Any = make_wsgi_chain(backend)
 
     def wsgi(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
