@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from engine.errors import GlamError
 
+
+def _exit_with(result: object, **_: object) -> None:
+    """A command may return its exit code (``glam plan`` returns 0, 1, 2 or 3)."""
+    if isinstance(result, int) and not isinstance(result, bool) and result != 0:
+        raise typer.Exit(result)
+
+
 app = typer.Typer(
+    result_callback=_exit_with,
     name="glam",
     help="GitOps for AWS Lambda: make AWS match the Lambda definitions in a Git repository.",
     no_args_is_help=True,
@@ -31,25 +38,19 @@ def _root() -> None:
 
 def main() -> None:
     """Entry point: runs the CLI, turns a GlamError into one line and an exit code
-    (2 for usage errors, 1 for failures)."""
+    (2 for usage errors, 1 for failures).
+
+    Usage errors, ``--help`` and Ctrl-C are handled by click's standalone mode (exit 2 for a
+    usage error); everything glam raises on purpose is a ``GlamError`` and caught here once.
+    """
     try:
-        rc = app(standalone_mode=False)
-    except click.UsageError as exc:
-        exc.show()
-        sys.exit(2)
-    except click.Abort:
-        print("glam: interrupted", file=sys.stderr)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+        app()
     except GlamError as exc:
         print(f"glam: {exc.one_line()}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         print("glam: interrupted", file=sys.stderr)
         sys.exit(130)
-    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 import engine.cli.aws_local  # noqa: E402  (registers `glam aws-local`)
