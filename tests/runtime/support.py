@@ -54,8 +54,7 @@ def write_function(
     )
     depdef: dict[str, Any] = {
         "alias": "live",
-        "trafficShiftingConfig": traffic
-        or {"type": "CANARY", "percent": 50, "waitInterval": 1},
+        "trafficShiftingConfig": traffic or {"type": "CANARY", "percent": 50, "waitInterval": 1},
         "readinessCheck": readiness or {"waitInterval": 1, "maxRetries": 3},
     }
     if alarms:
