@@ -1,0 +1,143 @@
+"""The engine as a long-running process: supersede while it runs, the engine lock, and
+``glam run --once`` exit codes from a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+import pytest
+
+from engine.errors import StoreLocked
+from engine.events import Event, RecordedEvent
+from engine.events.function import DeploymentFinished, TrafficShifted
+from engine.local import LocalAwsThread
+from engine.runtime.engine import Engine, EngineConfig
+from engine.runtime.providers import FakeProvider
+from tests.runtime.support import NAME, Setup, write_function
+from tests.runtime.test_engine import _alias_calls, _deployed_v1
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Watcher:
+    """An ``on_event`` hook that keeps every event and wakes whoever waits for one."""
+
+    def __init__(self) -> None:
+        self.seen: list[RecordedEvent] = []
+        self._changed = anyio.Event()
+
+    def __call__(self, record: RecordedEvent) -> None:
+        self.seen.append(record)
+        self._changed.set()
+
+    async def wait_for(self, predicate: Callable[[Event], bool]) -> None:
+        with anyio.fail_after(30):
+            while not any(predicate(r.event) for r in self.seen):
+                self._changed = anyio.Event()
+                await self._changed.wait()
+
+
+async def test_supersede_in_the_middle_of_a_canary(setup: Setup, local_aws: LocalAwsThread) -> None:
+    """A commit landing while a canary bakes rolls the canary back at its next safe point,
+    then deploys the newer desired state."""
+    await _deployed_v1(setup)
+    local_aws.journal.clear()
+    slow = {"type": "CANARY", "percent": 50, "waitInterval": 60}
+    write_function(setup.repo, setup.outputs, code="green", traffic=slow)
+    setup.repo.commit("green, slow canary")
+    watcher = Watcher()
+    engine = setup.engine(on_event=watcher)
+    async with engine, anyio.create_task_group() as tg:
+        tg.start_soon(engine.run)
+        await watcher.wait_for(lambda e: isinstance(e, TrafficShifted) and e.weight == 0.5)
+        write_function(setup.repo, setup.outputs, code="blue", memory=256)
+        setup.repo.commit("blue with more memory, fast canary")
+        await watcher.wait_for(
+            lambda e: isinstance(e, DeploymentFinished) and e.outcome == "succeeded"
+        )
+        engine.stop()
+    finished = [r.event for r in watcher.seen if isinstance(r.event, DeploymentFinished)]
+    assert [f.outcome for f in finished] == ["superseded", "succeeded"]
+    # moto reuses a deleted version's number, which real Lambda never does: read it.
+    newest = finished[1].stable_version
+    assert newest is not None
+    assert _alias_calls(local_aws) == [
+        ("1", {"2": 0.5}),  # the slow canary
+        ("1", {}),  # superseded: back to stable
+        ("1", {newest: 0.5}),  # the newer desired state
+        ("1", {newest: 1.0}),
+        (newest, {}),
+    ]
+    deletes = local_aws.journal.calls("DeleteFunction", function=NAME)
+    assert [e.qualifier for e in deletes] == ["2", "1"]
+    local_aws.journal.check_invariants()
+
+
+async def test_second_engine_on_the_same_database_is_refused(tmp_path: Path) -> None:
+    """Only one engine per database: the second refuses to start and says why."""
+    from tests.repo.gitrepo import GitRepo
+
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit("empty")
+    config = EngineConfig(repo=str(repo.path), db=tmp_path / "glam.db")
+    async with Engine(config, ports=FakeProvider()):
+        with pytest.raises(StoreLocked) as refused:
+            async with Engine(config, ports=FakeProvider()):
+                pass
+        assert "another glam engine" in refused.value.one_line()
+    # Released on exit: the next engine starts.
+    async with Engine(config, ports=FakeProvider()) as engine:
+        report = await engine.run(once=True)
+    assert report.exit_code == 0
+
+
+async def _glam_run_once(setup: Setup) -> tuple[int, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["PYTHONPATH"] = str(ROOT)
+    args = [
+        sys.executable,
+        "-c",
+        "from engine.cli.main import main; main()",
+        "run",
+        "--repo",
+        str(setup.repo.path),
+        "--db",
+        str(setup.db),
+        "--endpoint-url",
+        setup.endpoint_url,
+        "--region",
+        setup.region,
+        "--once",
+    ]
+    with anyio.fail_after(60):
+        done = await anyio.run_process(args, env=env, cwd=ROOT, check=False)
+    return done.returncode, (done.stdout + done.stderr).decode()
+
+
+async def test_cli_once_exit_codes(setup: Setup, local_aws: LocalAwsThread) -> None:
+    """``glam run --once`` exits 0 when everything succeeded, 1 when a deployment rolled
+    back; it logs one line per step and never the credentials."""
+    write_function(setup.repo, setup.outputs, traffic={"type": "ALL_AT_ONCE", "waitInterval": 0})
+    setup.repo.commit("add orders")
+    code, output = await _glam_run_once(setup)
+    assert code == 0, output
+    assert "deployment succeeded" in output
+    write_function(
+        setup.repo,
+        setup.outputs,
+        code="green",
+        alarms=("no-such-alarm",),
+        traffic={"type": "ALL_AT_ONCE", "waitInterval": 0},
+    )
+    setup.repo.commit("green, watched by a missing alarm")
+    code, output = await _glam_run_once(setup)
+    assert code == 1, output
+    assert "rolled_back" in output
+    assert "testing" not in output  # the dummy credentials never reach the output
+    local_aws.journal.check_invariants()
