@@ -100,6 +100,7 @@ class _Demo:
         # when BROKEN's new version gets canary traffic while ``armed``.
         self.weights: dict[str, list[float]] = {}
         self.streams: dict[str, str] = {}  # function name -> its stream in the log
+        self.mid_canary: int | None = None  # log position of act 2's 50 % step
         self.armed = False
         self.shifted = anyio.Event()
 
@@ -245,9 +246,12 @@ class _Demo:
 
     def _headline(self, number: int, title: str, explain: str) -> None:
         self.echo("")
-        self.echo(f"== {number}/4 {title} " + "=" * max(0, 70 - len(title)))
+        self._rule(f"{number}/4 {title}")
         for line in textwrap.wrap(explain, 92):
             self.echo(f"  {line}")
+
+    def _rule(self, title: str) -> None:
+        self.echo(f"== {title} ".ljust(78, "="))
 
     async def _commit(self, files: dict[str, Any], message: str) -> None:
         def change() -> str:
@@ -276,6 +280,8 @@ class _Demo:
         self.streams[name] = record.stream
         if isinstance(event, TrafficShifted):
             self.weights.setdefault(name, []).append(event.weight)
+            if name == CANARY.name and event.weight < 1.0 and self.mid_canary is None:
+                self.mid_canary = record.position
             if self.armed and name == BROKEN.name and event.weight < 1.0:
                 self.shifted.set()
 
@@ -302,19 +308,33 @@ class _Demo:
 
         db = _shown(self.db)
         self.echo("")
-        self.echo(f"== glam status --db {db} " + "=" * 40)
+        self._rule(f"glam status --db {db}")
         status(function=None, db=self.db, as_json=False)
         self.echo("")
-        self.echo(f"== the last {LAST_EVENTS} events (glam events --db {db}) " + "=" * 20)
+        self._rule(f"the last {LAST_EVENTS} events (glam events --db {db})")
         events(db=self.db, since=max(1, last - LAST_EVENTS + 1), limit=LAST_EVENTS)
         self.echo("")
-        self.echo("== what to do next " + "=" * 52)
+        self._rule("what to do next")
         self.echo(f"  the event log:         {db}")
-        self.echo(f"  the sample repository: {_shown(self.repo.path)}")
-        self.echo(f"  glam status --db {db}                  every function, as glam sees it")
-        self.echo(f"  glam events --db {db} --stream {self.streams[BROKEN.name]}")
-        self.echo(f"  glam replay --verify --db {db}         prove the log was not altered")
-        self.echo(f"  glam replay --at 40 --db {db}          the state as it was at position 40")
+        self.echo(
+            f"  the sample repository: {_shown(self.repo.path)} (a git repository: try git log)"
+        )
+        commands = [
+            (f"glam status --db {db}", "every function, as glam sees it"),
+            (f"glam events --db {db} --type TrafficShifted", "every traffic shift"),
+            (
+                f"glam events --db {db} --stream {self.streams[BROKEN.name]}",
+                "act 3, step by step",
+            ),
+            (f"glam replay --verify --db {db}", "prove the log was not altered"),
+        ]
+        if self.mid_canary is not None:
+            commands.append(
+                (f"glam replay --at {self.mid_canary} --db {db}", "the state during the canary")
+            )
+        width = max(len(command) for command, _ in commands)
+        for command, why in commands:
+            self.echo(f"  {command.ljust(width)}   {why}")
         if not _on_path("glam"):
             self.echo("  (glam is in .venv/bin: `source .venv/bin/activate`, or `uv run glam ...`)")
 
