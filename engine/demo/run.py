@@ -332,9 +332,9 @@ class _Demo:
             commands.append(
                 (f"glam replay --at {self.mid_canary} --db {db}", "the state during the canary")
             )
-        width = max(len(command) for command, _ in commands)
+        width = max(len(why) for _, why in commands) + 1
         for command, why in commands:
-            self.echo(f"  {command.ljust(width)}   {why}")
+            self.echo(f"  {(why + ':').ljust(width)}  {command}")
         if not _on_path("glam"):
             self.echo("  (glam is in .venv/bin: `source .venv/bin/activate`, or `uv run glam ...`)")
 
