@@ -97,8 +97,9 @@ async def test_second_engine_on_the_same_database_is_refused(tmp_path: Path) -> 
     assert report.exit_code == 0
 
 
-async def _glam_run_once(setup: Setup) -> tuple[int, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+async def _glam_run_once(setup: Setup, **extra_env: str) -> tuple[int, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GLAM_"))}
+    env.update(extra_env)
     env["PYTHONPATH"] = str(ROOT)
     args = [
         sys.executable,
@@ -140,4 +141,32 @@ async def test_cli_once_exit_codes(setup: Setup, local_aws: LocalAwsThread) -> N
     assert code == 1, output
     assert "rolled_back" in output
     assert "testing" not in output  # the dummy credentials never reach the output
+    local_aws.journal.check_invariants()
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        pytest.param("publish_version:after_call", id="after-publish"),
+    ],
+)
+async def test_killed_at_a_failpoint_then_restarted_converges(
+    setup: Setup, local_aws: LocalAwsThread, point: str
+) -> None:
+    """SIGKILLed between a mutation and its record, the engine resumes from the log on
+    restart: no duplicate version, the alias ends on the new version with empty routing."""
+    fast = {"type": "CANARY", "percent": 50, "waitInterval": 0}
+    write_function(setup.repo, setup.outputs, traffic=fast)
+    setup.repo.commit("add orders")
+    assert (await _glam_run_once(setup))[0] == 0
+    write_function(setup.repo, setup.outputs, code="green", traffic=fast)
+    setup.repo.commit("green")
+    code, output = await _glam_run_once(setup, GLAM_FAILPOINTS=point)
+    assert code == -9, output  # SIGKILL
+    code, output = await _glam_run_once(setup)
+    assert code == 0, output
+    published = [e for e in local_aws.journal.calls("PublishVersion") if e.status == 201]
+    assert [e.version for e in published] == ["1", "2"]  # never published twice
+    last = local_aws.journal.calls("UpdateAlias", function=NAME)[-1]
+    assert (last.version, dict(last.routing or {})) == ("2", {})
     local_aws.journal.check_invariants()
