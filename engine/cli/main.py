@@ -60,4 +60,8 @@ from engine.cli import query as _query  # noqa: E402, F401  (registers events, s
 from engine.cli import run as _run  # noqa: E402, F401  (registers `glam run`)
 
 if __name__ == "__main__":
-    main()
+    # Run as `python -m engine.cli.main`: this file is then `__main__`, a second copy of the
+    # module the subcommands register on. Call the real one.
+    from engine.cli.main import main as _main
+
+    _main()
