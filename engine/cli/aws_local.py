@@ -65,16 +65,17 @@ def aws_local(
             if with_account is not None:
                 outputs = await build_account(aws.endpoint_url, region=aws.region)
                 await anyio.Path(with_account).write_text(json.dumps(outputs, indent=2) + "\n")
-            print(f"glam aws-local: ready on {aws.endpoint_url}", flush=True)
-            print(f"export AWS_ENDPOINT_URL={aws.endpoint_url}")
-            print(f"export AWS_DEFAULT_REGION={aws.region}")
-            print(f"export AWS_ACCESS_KEY_ID={aws.credentials.access_key_id}")
-            print(f"export AWS_SECRET_ACCESS_KEY={aws.credentials.secret_access_key}")
-            if with_account is not None:
-                print(f"# demo account outputs written to {with_account}")
-            print("# fidelity: " + ("off" if no_fidelity else "on") + f"; faults: {spec}")
-            print("# Ctrl-C stops it; state lives as long as this process.", flush=True)
+            # Listen for Ctrl-C before announcing readiness, so a stop right after it is clean.
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                print(f"glam aws-local: ready on {aws.endpoint_url}", flush=True)
+                print(f"export AWS_ENDPOINT_URL={aws.endpoint_url}")
+                print(f"export AWS_DEFAULT_REGION={aws.region}")
+                print(f"export AWS_ACCESS_KEY_ID={aws.credentials.access_key_id}")
+                print(f"export AWS_SECRET_ACCESS_KEY={aws.credentials.secret_access_key}")
+                if with_account is not None:
+                    print(f"# demo account outputs written to {with_account}")
+                print("# fidelity: " + ("off" if no_fidelity else "on") + f"; faults: {spec}")
+                print("# Ctrl-C stops it; state lives as long as this process.", flush=True)
                 async for _ in signals:
                     break
         print("glam aws-local: stopped", file=sys.stderr)

@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -34,6 +35,7 @@ from engine.local.fidelity import Clock, Fidelity
 from engine.local.journal import Journal
 from engine.local.proxy import Proxy
 
+MOTO_MAIN = Path(__file__).with_name("_moto_main.py")
 REGION = "us-east-1"
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 5.0
@@ -75,7 +77,9 @@ class MotoServer:
             line = b""
             try:
                 self._process = await anyio.open_process(
-                    [sys.executable, "-m", "engine.local._moto_main"],
+                    # Run the file, not the module: `-m` would import engine.local (aiohttp,
+                    # botocore...) into the child first, a second of start-up for nothing.
+                    [sys.executable, str(MOTO_MAIN)],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=stderr,
