@@ -277,3 +277,16 @@ def test_cli_rejects_a_bad_fault_spec() -> None:
     )
     assert result.returncode == 2
     assert "invalid fault spec" in result.stderr
+
+
+def test_without_moto_the_import_says_how_to_install() -> None:
+    """Without the 'local' extra, importing engine.local raises LocalAwsError with the fix."""
+    probe = (
+        "import sys; sys.modules['moto'] = None\n"
+        "from engine.errors import LocalAwsError\n"
+        "try:\n    import engine.local\nexcept LocalAwsError as exc:\n    print(exc.hint)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "pip install 'glam-gitops[local]'"
