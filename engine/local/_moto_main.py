@@ -16,6 +16,41 @@ import threading
 from typing import Any
 
 
+def _patch_monotonic_versions() -> None:
+    """Real Lambda never reuses a version number: after version 1 is deleted, the next publish
+    is 3, not 2. moto numbers a new version ``len(versions) + 1``, so a publish after deleting
+    the old version would hand out a number that already meant other code, and a deployment
+    would look like a no-op. Number versions from a per-function counter instead (the counter
+    lives in the function's entry, so deleting the whole function restarts at 1, as AWS does).
+    """
+    import copy
+
+    from moto.awslambda.models import LambdaFunction, LambdaStorage
+
+    def publish_version(
+        self: LambdaStorage, name_or_arn: str, description: str = ""
+    ) -> LambdaFunction | None:
+        function = self.get_function_by_name_or_arn_forbid_qualifier(name_or_arn)
+        entry = self._functions.get(function.function_name)
+        if not entry or not entry["latest"]:
+            return None
+        versions: list[LambdaFunction] = entry["versions"]
+        if versions and not function.code_or_config_updated:
+            return versions[-1]  # nothing changed since the last publish: AWS returns it
+        function.code_or_config_updated = False
+        last = max([entry.get("glam_last_version", 0), *(int(v.version) for v in versions)])
+        entry["glam_last_version"] = last + 1
+        fn: LambdaFunction = copy.copy(entry["latest"])
+        fn.set_version(last + 1)
+        if description:
+            fn.description = description
+        versions.append(fn)
+        self._arns[fn.function_arn] = fn
+        return fn
+
+    LambdaStorage.publish_version = publish_version  # type: ignore[method-assign]
+
+
 def main() -> None:
     """Serve moto on loopback until stdin closes or a stop signal arrives."""
     # Credentials only keep botocore inside moto from looking anywhere else for them.
@@ -25,6 +60,7 @@ def main() -> None:
     # werkzeug logs one line per request; the proxy keeps its own journal instead.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
+    _patch_monotonic_versions()
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
         MotoRequestHandler,

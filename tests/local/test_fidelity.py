@@ -207,3 +207,16 @@ async def test_no_fidelity_is_plain_moto(clients: Clients, aws: LocalAwsThread) 
 async def _role(clients: Clients) -> str:
     role = await clients.iam.create_role(RoleName="exec", AssumeRolePolicyDocument="{}")
     return str(role["Role"]["Arn"])
+
+
+async def test_version_numbers_are_never_reused(clients: Clients, clock: ManualClock) -> None:
+    """After a version is deleted the next publish gets a new number, as in real Lambda (moto
+    alone would hand out the deleted number again)."""
+    await published(clients, clock, versions=2)
+    await clients.lambda_.delete_function(FunctionName="fn", Qualifier="1")
+    await clients.lambda_.update_function_configuration(FunctionName="fn", Description="again")
+    clock.advance(FIDELITY.update_seconds)
+    answer = await clients.lambda_.publish_version(FunctionName="fn")
+    assert answer["Version"] == "3"
+    listed = await clients.lambda_.list_versions_by_function(FunctionName="fn")
+    assert [v["Version"] for v in listed["Versions"]] == ["$LATEST", "2", "3"]
