@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -17,3 +19,27 @@ class Row(BaseModel):
 
     position: int
     updated_at: datetime
+
+
+R = TypeVar("R", bound=BaseModel)
+
+_set_attribute = object.__setattr__
+
+
+def evolve(row: R, changes: Mapping[str, Any]) -> R:
+    """``row.model_copy(update=changes)``, for the fold's hot path.
+
+    Same result, field for field and in ``model_fields_set`` (a test holds it to that), and the
+    same contract: ``changes`` are values of the right types computed from validated events, not
+    validated again. ``model_copy`` goes through ``copy.copy`` and generic checks that cost
+    more than the rest of applying an event; a fold applies one per event and view.
+    """
+    cls = type(row)
+    new = cls.__new__(cls)
+    values = row.__dict__.copy()
+    values.update(changes)
+    _set_attribute(new, "__dict__", values)
+    _set_attribute(new, "__pydantic_fields_set__", row.__pydantic_fields_set__ | changes.keys())
+    _set_attribute(new, "__pydantic_extra__", None)  # extra="forbid": never any
+    _set_attribute(new, "__pydantic_private__", None)  # rows have no private attributes
+    return new

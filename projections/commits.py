@@ -30,7 +30,7 @@ from engine.events.repo import (
     HistoryRewritten,
     SourceUnavailable,
 )
-from projections.base import Row
+from projections.base import Row, evolve
 
 NAME = "commits"
 
@@ -105,12 +105,13 @@ def apply(row: CommitRow | None, record: RecordedEvent) -> CommitRow:
     sha = key(record)
     assert sha is not None, "apply is only called for events that have a key"
     current = row or CommitRow(sha=sha, position=record.position, updated_at=record.recorded_at)
-    return current.model_copy(
-        update={
+    return evolve(
+        current,
+        {
             **_changes(current, record),
             "position": record.position,
             "updated_at": record.recorded_at,
-        }
+        },
     )
 
 

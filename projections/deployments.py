@@ -31,7 +31,7 @@ from engine.events.repo import (
     HistoryRewritten,
     SourceUnavailable,
 )
-from projections.base import Row
+from projections.base import Row, evolve
 
 NAME = "deployments"
 
@@ -112,13 +112,14 @@ def apply(row: DeploymentRow | None, record: RecordedEvent) -> DeploymentRow:
     step = Step(
         position=record.position, at=record.recorded_at, kind=kind, name=name, detail=detail
     )
-    return current.model_copy(
-        update={
+    return evolve(
+        current,
+        {
             **changes,
             "steps": (*current.steps, step),
             "position": record.position,
             "updated_at": record.recorded_at,
-        }
+        },
     )
 
 

@@ -32,7 +32,7 @@ from engine.events.repo import (
     HistoryRewritten,
     SourceUnavailable,
 )
-from projections.base import Row
+from projections.base import Row, evolve
 
 NAME = "functions"
 
@@ -123,8 +123,8 @@ def apply(row: FunctionRow | None, record: RecordedEvent) -> FunctionRow:
     assert stream is not None, "apply is only called for events that have a key"
     current = row or new_row(stream, record)
     changes = _changes(current, record)
-    return current.model_copy(
-        update={**changes, "position": record.position, "updated_at": record.recorded_at}
+    return evolve(
+        current, {**changes, "position": record.position, "updated_at": record.recorded_at}
     )
 
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from engine.ports import EventStore
+from engine.store.records import gc_paused
 from projections.views import RowKey, Views
 
 if TYPE_CHECKING:
@@ -80,8 +81,9 @@ class ProjectionRunner:
         while True:
             records = await self.store.read_all(views.position + 1, limit=self.batch)
             dirty: set[RowKey] = set()
-            for record in records:
-                dirty.update(views.apply(record))
+            with gc_paused():
+                for record in records:
+                    dirty.update(views.apply(record))
             if records or reset:
                 await self._save(views, dirty, reset=reset)
                 reset = False

@@ -43,7 +43,9 @@ from engine.store.records import (
     AppendRequest,
     ChainVerifier,
     StoredRow,
+    decode_values,
     format_time,
+    gc_paused,
     plan_batch,
     to_recorded,
 )
@@ -458,11 +460,17 @@ class SqliteEventStore:
     async def read_all(
         self, from_position: int = 1, limit: int | None = None
     ) -> list[RecordedEvent]:
-        return [to_recorded(row) for row in await self.read_rows(from_position, limit)]
+        rows = await self._fetch(
+            f"SELECT {COLUMNS} FROM events WHERE position >= ? "  # noqa: S608
+            "ORDER BY position LIMIT ?",
+            (from_position, -1 if limit is None else limit),
+        )
+        with gc_paused():
+            return [decode_values(values) for values in rows]
 
     async def read_stream(self, stream: str, from_version: int = 1) -> list[RecordedEvent]:
         return [
-            to_recorded(_row(values))
+            decode_values(values)
             for values in await self._fetch(
                 f"SELECT {COLUMNS} FROM events WHERE stream = ? AND version >= ? "  # noqa: S608
                 "ORDER BY version",

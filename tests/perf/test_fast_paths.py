@@ -1,0 +1,145 @@
+"""The fold's fast paths give exactly what the general paths give, and keep failing loudly.
+
+Decoding goes straight from the stored text to the event's own validator, metadata text is
+parsed once per distinct text, view rows are copied without ``model_copy``: each shortcut is
+held here to the result of the path it replaces.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+
+import pytest
+from hypothesis import given
+from pydantic import ValidationError
+
+from engine.errors import EventDecodeError
+from engine.events import EVENT_ADAPTER, Event, Metadata, NewEvent, decode, encode
+from engine.events.function import StepStarted
+from engine.store.records import (
+    GENESIS_HASH,
+    decode_values,
+    encode_metadata,
+    gc_paused,
+    make_row,
+    to_recorded,
+)
+from projections.base import evolve
+from projections.functions import FunctionRow
+from tests.projections.strategies import any_event
+
+metadata = Metadata(event_id="e1", actor="ops", commit="c" * 40, deployment_id="d1")
+
+
+@given(any_event)
+def test_fast_decode_equals_union_validation(event: Event) -> None:
+    """The per-type JSON path and the union's Python path agree on every event."""
+    type_name, version, data = encode(event)
+    expected = EVENT_ADAPTER.validate_python({**json.loads(data), "type": type_name})
+    assert decode(type_name, version, data) == expected == event
+    assert decode(type_name, version, json.loads(data)) == expected
+
+
+@pytest.mark.parametrize(
+    ("type_name", "version", "data", "message"),
+    [
+        pytest.param("Nope", 1, "{}", "unknown event type", id="unknown-type"),
+        pytest.param("StepStarted", 9, "{}", "schema version 9", id="future-version"),
+        pytest.param(
+            "StepStarted", 1, '{"deployment_id":"d","step":"s","x":1}', "x", id="extra-field"
+        ),
+        pytest.param(
+            "StepStarted",
+            1,
+            '{"deployment_id":"d","step":"s","type":"StepFailed"}',
+            "StepStarted",
+            id="smuggled-type",
+        ),
+        pytest.param("StepStarted", 1, '{"deployment_id":"d"', "Invalid JSON", id="bad-json"),
+    ],
+)
+def test_fast_decode_still_fails_loudly(
+    type_name: str, version: int, data: str, message: str
+) -> None:
+    with pytest.raises(EventDecodeError, match=message):
+        decode(type_name, version, data)
+
+
+def _row(event_id: str, meta: Metadata) -> tuple[object, ...]:
+    row = make_row(
+        NewEvent(
+            StepStarted(deployment_id="d", step="s"), meta.model_copy(update={"event_id": event_id})
+        ),
+        stream="fn:1:eu-west-1:f",
+        version=1,
+        position=1,
+        recorded_at="2025-01-01T00:00:00.000000+00:00",
+        prev_hash=GENESIS_HASH,
+    )
+    return row.as_tuple()
+
+
+def test_metadata_cache_keeps_each_event_id() -> None:
+    """Two events sharing one metadata text each keep their own event_id."""
+    first = decode_values(_row("a", metadata))
+    second = decode_values(_row("b", metadata))
+    assert first.meta == metadata.model_copy(update={"event_id": "a"})
+    assert second.meta.event_id == "b"
+    assert second.meta.model_fields_set == first.meta.model_fields_set
+
+
+def test_decode_values_equals_to_recorded() -> None:
+    new = NewEvent(StepStarted(deployment_id="d", step="s"), metadata)
+    row = make_row(
+        new,
+        stream="fn:1:eu-west-1:f",
+        version=1,
+        position=1,
+        recorded_at="2025-01-01T00:00:00.000000+00:00",
+        prev_hash=GENESIS_HASH,
+    )
+    assert decode_values(row.as_tuple()) == to_recorded(row)
+    assert encode_metadata(to_recorded(row).meta) == row.metadata
+
+
+def test_invalid_metadata_still_fails() -> None:
+    values = list(_row("a", metadata))
+    values[7] = '{"actor": 5}'
+    with pytest.raises(ValidationError):
+        decode_values(values)
+    values[7] = "[]"
+    with pytest.raises(ValueError, match="not a JSON object"):
+        decode_values(values)
+
+
+def test_evolve_equals_model_copy() -> None:
+    row = FunctionRow(
+        stream="fn:1:eu-west-1:f",
+        account="1",
+        region="eu-west-1",
+        name="f",
+        position=1,
+        updated_at="2025-01-01T00:00:00+00:00",  # type: ignore[arg-type]
+    )
+    changes = {"state": "stable", "weight": 0.5, "position": 2}
+    fast, slow = evolve(row, changes), row.model_copy(update=changes)
+    assert fast == slow
+    assert fast.model_fields_set == slow.model_fields_set
+    assert fast.model_dump_json() == slow.model_dump_json()
+    assert row.state == "pending"  # the original is untouched
+    with pytest.raises(ValidationError):
+        fast.state = "failed"  # type: ignore[misc]  # still frozen
+
+
+def test_gc_paused_restores_the_collector() -> None:
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), gc_paused():
+        raise RuntimeError
+    assert gc.isenabled()
