@@ -1,0 +1,247 @@
+"""Helpers of the chaos tests: one function per case in a repository and a database of its
+own, the engine as a ``glam run --once`` subprocess, and the checks every chaos test makes.
+
+A case is isolated by its function name (the embedded AWS and its journal are shared by all the
+cases of a test) and by its own repository and SQLite file, so cases can run side by side.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+from typer.testing import CliRunner
+
+from engine.events import RecordedEvent
+from engine.events.function import DeploymentFinished, DeploymentRequested, StepStarted
+from engine.local import LocalAwsThread
+from engine.local.clients import aws_client
+from engine.runtime.engine import Engine, EngineConfig, RunReport
+from engine.saga import RetryPolicy, SagaPolicy
+from engine.saga.state import version_marker
+from engine.store.sqlite import SqliteEventStore
+from tests.repo.gitrepo import GitRepo
+from tests.runtime.support import write_function
+
+ROOT = Path(__file__).resolve().parents[2]
+DEADLINE = 90.0  # seconds one engine run may take before the test gives up on it
+ALARM = "glam-demo-errors"  # made by engine.local.account.build_account
+CANARY = {"type": "CANARY", "percent": 50, "waitInterval": 1}
+# Short polls and a generous number of attempts: under injected faults a step may need
+# several tries, and every try must be allowed to land before the saga gives up.
+PATIENT = SagaPolicy(
+    retry=RetryPolicy(max_attempts=12, initial_backoff=0.1, max_backoff=0.5),
+    poll_seconds=0.25,
+    alarm_poll_seconds=0.25,
+)
+
+
+@dataclass
+class Case:
+    """One function with its own repository and database."""
+
+    name: str
+    root: Path
+    outputs: dict[str, Any]
+    endpoint_url: str
+    region: str
+    repo: GitRepo = field(init=False)
+    db: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.repo = GitRepo(self.root / "repo")
+        self.db = self.root / "state" / "glam.db"
+
+    @property
+    def prefix(self) -> str:
+        return f"apps/{self.name}/{self.name}"
+
+    def write(
+        self,
+        *,
+        code: str = "blue",
+        memory: int = 128,
+        batch: int | None = 10,
+        alarms: tuple[str, ...] = (),
+        traffic: dict[str, Any] | None = None,
+    ) -> None:
+        """The definition, the deployment definition and (``batch`` not None) an SQS pull
+        source on the alias."""
+        write_function(
+            self.repo,
+            self.outputs,
+            code=code,
+            memory=memory,
+            traffic=traffic or CANARY,
+            alarms=alarms,
+            name=self.name,
+            prefix=self.prefix,
+        )
+        if batch is not None:
+            queue = self.outputs["sqs_queue_arn"]["value"]
+            mapping = {"EventSourceArn": queue, "FunctionName": self.name, "BatchSize": batch}
+            self.repo.write(
+                f"{self.prefix}_lambdaeventsourcedef.json",
+                {"PullEventSources": {"EventSourceMapping": mapping}},
+            )
+
+    def remove(self) -> None:
+        for suffix in ("lambdadef", "lambdadepdef", "lambdaeventsourcedef"):
+            if (self.repo.path / f"{self.prefix}_{suffix}.json").exists():
+                self.repo.remove(f"{self.prefix}_{suffix}.json")
+
+    def config(self, **changes: Any) -> EngineConfig:
+        return EngineConfig(
+            repo=str(self.repo.path),
+            db=self.db,
+            region=self.region,
+            endpoint_url=self.endpoint_url,
+            poll=0.2,
+            policy=PATIENT,
+            access_key_id="testing",
+            secret_access_key="testing",
+            **changes,
+        )
+
+    async def run_in_process(self, **changes: Any) -> RunReport:
+        """``glam run --once`` in this process, with short polls."""
+        async with Engine(self.config(**changes)) as engine:
+            with anyio.fail_after(DEADLINE):
+                return await engine.run(once=True)
+
+    async def run_subprocess(self, failpoints: str = "") -> tuple[int, str]:
+        """``glam run --once`` as a child process (``python -m engine``); its exit code
+        (``-9`` when a failpoint SIGKILLed it) and its output."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GLAM_"))}
+        env["PYTHONPATH"] = str(ROOT)
+        if failpoints:
+            env["GLAM_FAILPOINTS"] = failpoints
+        args = [
+            sys.executable,
+            "-m",
+            "engine",
+            "run",
+            "--repo",
+            str(self.repo.path),
+            "--db",
+            str(self.db),
+            "--endpoint-url",
+            self.endpoint_url,
+            "--region",
+            self.region,
+            "--once",
+        ]
+        with anyio.fail_after(DEADLINE):
+            done = await anyio.run_process(args, env=env, cwd=ROOT, check=False)
+        return done.returncode, (done.stdout + done.stderr).decode(errors="replace")
+
+    async def events(self) -> list[RecordedEvent]:
+        """This case's function stream, in order."""
+        async with SqliteEventStore(self.db, readonly=True) as store:
+            records = await store.read_all()
+        return [r for r in records if r.stream.endswith(f":{self.name}")]
+
+    async def deployments(self) -> list[str]:
+        """Deployment ids, in the order they were requested."""
+        return [
+            r.event.deployment_id
+            for r in await self.events()
+            if isinstance(r.event, DeploymentRequested)
+        ]
+
+    async def finished(self) -> dict[str, DeploymentFinished]:
+        return {
+            r.event.deployment_id: r.event
+            for r in await self.events()
+            if isinstance(r.event, DeploymentFinished)
+        }
+
+    async def dangling_step(self) -> str | None:
+        """The step of an intent the log holds no outcome for: where a crash left it."""
+        records = await self.events()
+        last = records[-1].event if records else None
+        return last.step if isinstance(last, StepStarted) else None
+
+
+# -- the checks every chaos test makes -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AwsView:
+    """What the embedded AWS holds for one function, read from moto directly (outside the
+    journal and the quota)."""
+
+    exists: bool
+    alias: tuple[str, dict[str, float]] | None
+    markers: dict[str, int]  # version Description -> how many versions carry it
+    mappings: list[dict[str, Any]]
+
+
+async def read_aws(aws: LocalAwsThread, name: str, alias: str = "live") -> AwsView:
+    async with aws_client("lambda", aws.moto_url, region=aws.region) as lam:
+        listed = await lam.list_event_source_mappings()
+        mappings = [
+            m
+            for m in listed.get("EventSourceMappings", [])
+            if m.get("FunctionArn", "").split(":")[6:7] == [name]
+        ]
+        try:
+            await lam.get_function(FunctionName=name)
+        except lam.exceptions.ResourceNotFoundException:
+            return AwsView(False, None, {}, mappings)
+        versions = await lam.list_versions_by_function(FunctionName=name)
+        markers: dict[str, int] = {}
+        for version in versions["Versions"]:
+            if version["Version"] != "$LATEST":
+                text = version.get("Description", "")
+                markers[text] = markers.get(text, 0) + 1
+        try:
+            found = await lam.get_alias(FunctionName=name, Name=alias)
+        except lam.exceptions.ResourceNotFoundException:
+            current = None
+        else:
+            routing = (found.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
+            current = (str(found["FunctionVersion"]), {k: float(v) for k, v in routing.items()})
+        return AwsView(True, current, markers, mappings)
+
+
+async def version_of(aws: LocalAwsThread, name: str, deployment_id: str) -> str | None:
+    """The version whose Description carries ``deployment_id`` (None if there is none)."""
+    async with aws_client("lambda", aws.moto_url, region=aws.region) as lam:
+        versions = await lam.list_versions_by_function(FunctionName=name)
+    marker = version_marker(deployment_id)
+    found = [v["Version"] for v in versions["Versions"] if v.get("Description") == marker]
+    return found[0] if found else None
+
+
+def effective_publishes(aws: LocalAwsThread, name: str) -> list[str]:
+    """Versions the journal shows PublishVersion actually made for ``name``: answered 2xx, or
+    applied by moto before an injected apply-then-fail/drop."""
+    made = []
+    for entry in aws.journal.calls("PublishVersion", function=name):
+        applied = entry.forwarded_status if entry.fault else entry.status
+        if applied is not None and 200 <= applied < 300:
+            made.append(entry.version or "?")
+    return made
+
+
+def referenced_deletes(aws: LocalAwsThread, name: str) -> list[str]:
+    """DeleteFunction calls on a version an alias referenced (attempted, even if refused)."""
+    return [
+        f"{e.function}:{e.qualifier} (seq {e.seq}, referenced by {', '.join(e.referenced_by)})"
+        for e in aws.journal.referenced_version_deletes()
+        if e.function == name
+    ]
+
+
+def replay_verify(db: Path) -> tuple[int, str]:
+    """``glam replay --verify --db DB``: its exit code and output. Synchronous: the command
+    runs its own event loop, so call it from a worker thread inside an async test."""
+    from engine.cli.main import app
+
+    result = CliRunner().invoke(app, ["replay", "--verify", "--db", str(db)])
+    return result.exit_code, result.output + (repr(result.exception) if result.exception else "")
