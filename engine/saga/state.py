@@ -193,6 +193,12 @@ class SagaState:
     settings: DeploymentSettings | None = None  # from SettingsRecorded, for the next plan
     rolled_back_hash: str | None = None  # not retried until the desired state changes
     last_finished: DeploymentFinished | None = None
+    # What glam last wrote to $LATEST (code members and configuration, as split_definition
+    # gives them), or None when unknown. A rollback or a supersede leaves the abandoned
+    # content in $LATEST, so whether an update may be skipped is decided against this, never
+    # against the last successful deployment.
+    latest_code: dict[str, Any] | None = None
+    latest_config: dict[str, Any] | None = None
 
     @property
     def idle(self) -> bool:
@@ -222,11 +228,13 @@ def evolve(state: SagaState, event: Event) -> SagaState:
         case StepStarted():
             if dep is None:
                 return state
+            state = _latest_started(state, event)
             touched = dep.alias_touched or event.step in ("shift", "promote")
             return _with(state, dep, dangling=event, attempt=event.attempt, alias_touched=touched)
         case StepSucceeded():
             if dep is None or event.deployment_id != dep.deployment_id:
                 return state
+            state = _latest_written(state, dep, event)
             return _with_dep(state, _succeeded(state, dep, event))
         case StepFailed():
             if dep is None or event.deployment_id != dep.deployment_id:
@@ -247,7 +255,14 @@ def evolve(state: SagaState, event: Event) -> SagaState:
         case DeploymentFinished():
             return _finished(state, event)
         case FunctionDeleted():
-            return replace(state, function_exists=False, stable_version=None, deployed=None)
+            return replace(
+                state,
+                function_exists=False,
+                stable_version=None,
+                deployed=None,
+                latest_code=None,
+                latest_config=None,
+            )
         case AlarmObserved() | EventSourceChanged():
             return state
         case (
@@ -271,6 +286,28 @@ def _with(state: SagaState, dep: Deployment, **changes: Any) -> SagaState:
 
 def _with_dep(state: SagaState, dep: Deployment) -> SagaState:
     return replace(state, active=dep)
+
+
+def _latest_started(state: SagaState, event: StepStarted) -> SagaState:
+    # A write to $LATEST whose outcome is not recorded yet may or may not have happened.
+    if event.step in ("update_config", "create_function"):
+        state = replace(state, latest_config=None)
+    if event.step in ("update_code", "create_function"):
+        state = replace(state, latest_code=None)
+    return state
+
+
+def _latest_written(state: SagaState, dep: Deployment, event: StepSucceeded) -> SagaState:
+    if dep.desired is None or event.step not in ("update_config", "update_code", "create_function"):
+        return state
+    code, config = split_definition(dep.desired.definition)
+    if event.step == "update_config":
+        return replace(state, latest_config=config)
+    if event.step == "update_code":
+        return replace(state, latest_code=code)
+    if not event.result.get("found", True):
+        return state  # a resolve read that found no function: nothing was written
+    return replace(state, latest_code=code, latest_config=config)
 
 
 def _requested(state: SagaState, event: DeploymentRequested) -> SagaState:
@@ -380,11 +417,13 @@ def _succeeded(state: SagaState, dep: Deployment, event: StepSucceeded) -> Deplo
         dep = _alias_from(replace(dep, alias_exists=found), r)
         stable = str(r["function_version"]) if found else None
         dep = replace(dep, stable=stable)
-        deployed = state.deployed
-        if deployed is not None and desired is not None:
-            old_code, old_config = split_definition(deployed.definition)
+        if desired is not None:
+            # Compared with what $LATEST holds (not with the last success): after a rollback
+            # $LATEST still has the abandoned content, and publishing it would ship it again.
             code, config = split_definition(desired.definition)
-            dep = replace(dep, skip_config=config == old_config, skip_code=code == old_code)
+            skip_config = state.latest_config is not None and config == state.latest_config
+            skip_code = state.latest_code is not None and code == state.latest_code
+            dep = replace(dep, skip_config=skip_config, skip_code=skip_code)
             if found and dep.skip_config and dep.skip_code:
                 return _next_phase(dep, "sources", path="sources_only")
         return _next_phase(dep, _after_update_steps(dep, "inspect_alias"), path="update")

@@ -1,0 +1,82 @@
+"""What $LATEST holds decides which updates a deployment may skip, not the last success."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.events.function import DeploymentFinished, RollbackStarted
+from engine.saga import Call, fold, initial_state, next_effect
+from tests.saga.support import NAME, World, desired, requested
+from tests.saga.test_saga import NOW, PUBLISHED, ok, started
+
+
+def test_after_a_rollback_the_reverted_code_is_written_again() -> None:
+    """Given d2 wrote code v2 to $LATEST and was rolled back, when d3 asks for code v1 again
+    with another memory size, then d3 updates the code (it does not publish v2's code)."""
+    given = [
+        requested("d1", desired("v1"), action="create"),
+        started("create_function").model_copy(update={"deployment_id": "d1"}),
+        ok("create_function", found=True).model_copy(update={"deployment_id": "d1"}),
+        DeploymentFinished(deployment_id="d1", outcome="succeeded", stable_version="1"),
+        *PUBLISHED[2:],  # d2: code v2 written to $LATEST and published
+        RollbackStarted(deployment_id="d2", reason="alarm"),
+        started("rollback_verify"),
+        ok("rollback_verify", found=True, function_version="1", routing={}),
+        ok("rollback_delete_new"),
+        DeploymentFinished(deployment_id="d2", outcome="rolled_back", stable_version="1"),
+        requested("d3", desired("v1", memory=256)),
+        ok("inspect_function", found=True).model_copy(update={"deployment_id": "d3"}),
+        ok("inspect_alias", found=True, function_version="1").model_copy(
+            update={"deployment_id": "d3"}
+        ),
+    ]
+    state = fold(initial_state(NAME), given)
+    assert state.active is not None
+    assert (state.active.skip_config, state.active.skip_code) == (False, False)
+    effect = next_effect(state, NOW)
+    assert isinstance(effect, Call)
+    assert effect.method == "update_function_configuration"
+
+
+def test_unchanged_latest_content_is_skipped() -> None:
+    """Given $LATEST holds exactly d1's content, when d2 changes only the memory size, then
+    the code update is skipped."""
+    given = [
+        requested("d1", desired("v1"), action="create"),
+        started("create_function").model_copy(update={"deployment_id": "d1"}),
+        ok("create_function", found=True).model_copy(update={"deployment_id": "d1"}),
+        DeploymentFinished(deployment_id="d1", outcome="succeeded", stable_version="1"),
+        requested("d2", desired("v1", memory=256)),
+        ok("inspect_function", found=True),
+        ok("inspect_alias", found=True, function_version="1"),
+    ]
+    state = fold(initial_state(NAME), given)
+    assert state.active is not None
+    assert (state.active.skip_config, state.active.skip_code) == (False, True)
+
+
+def test_a_dangling_code_update_makes_latest_unknown() -> None:
+    """Given an update_code intent with no outcome, then $LATEST's code counts as unknown."""
+    state = fold(initial_state(NAME), [*PUBLISHED[:-2], started("update_code")])
+    assert state.latest_code is None
+
+
+@pytest.mark.anyio
+async def test_rolled_back_code_is_never_published_by_a_later_deployment() -> None:
+    """d2 ships code v2 and is rolled back by an alarm; d3 reverts the code to v1 and changes
+    only the memory: the alias ends on a version with code v1 and memory 256."""
+    world = World()
+    await world.deploy("d1", desired("v1", alarms=("errors",)), action="create")
+    world.aws.set_alarm("errors", "ALARM")
+    run = await world.deploy("d2", desired("v2", alarms=("errors",)))
+    assert [f.outcome for f in run.finished] == ["rolled_back"]
+    world.aws.set_alarm("errors", "OK")
+    run = await world.deploy("d3", desired("v1", alarms=("errors",), memory=256))
+    assert [f.outcome for f in run.finished] == ["succeeded"]
+    alias = await world.aws.get_alias(NAME, "live")
+    assert alias is not None
+    live = await world.aws.get_function(NAME, alias.function_version)
+    first = world.aws.calls("UpdateFunctionCode")
+    assert live is not None
+    assert [c.get("S3Key") for c in first] == ["orders-v2.zip", "orders-v1.zip"]
+    assert live.configuration["MemorySize"] == 256
