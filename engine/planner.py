@@ -55,7 +55,8 @@ class DeployedState:
 
     ``content_hash``/``settings`` are those of the last successful deployment;
     ``rolled_back_hash`` is a desired state that failed and is not retried until it changes;
-    ``in_flight`` is the requested, unfinished deployment (if any).
+    ``requests`` are the requested, unfinished deployments in request order (an older one
+    may still be finishing while a newer one waits), ``in_flight`` the newest of them.
     """
 
     stream: str
@@ -64,7 +65,18 @@ class DeployedState:
     content_hash: str | None = None
     settings: DeploymentSettings | None = None
     rolled_back_hash: str | None = None
-    in_flight: DeploymentRequested | None = None
+    requests: tuple[DeploymentRequested, ...] = ()
+
+    @property
+    def in_flight(self) -> DeploymentRequested | None:
+        """The newest unfinished request: what the function converges to next."""
+        return self.requests[-1] if self.requests else None
+
+
+def _without(
+    requests: tuple[DeploymentRequested, ...], deployment_id: str
+) -> tuple[DeploymentRequested, ...]:
+    return tuple(r for r in requests if r.deployment_id != deployment_id)
 
 
 def evolve_deployed(state: DeployedState, event: Event) -> DeployedState:
@@ -72,14 +84,16 @@ def evolve_deployed(state: DeployedState, event: Event) -> DeployedState:
     match event:
         case DeploymentRequested(desired=desired):
             prefix = desired.prefix if desired is not None else state.prefix
-            return replace(state, prefix=prefix, in_flight=event)
+            # Tracked by id: an older deployment finishing must not end the newer one's.
+            requests = (*_without(state.requests, event.deployment_id), event)
+            return replace(state, prefix=prefix, requests=requests)
         case SettingsRecorded(settings=settings):
             return replace(state, settings=settings)
         case DeploymentFinished(deployment_id=dep_id, outcome=outcome):
-            request = state.in_flight
-            if request is None or request.deployment_id != dep_id:
+            request = next((r for r in state.requests if r.deployment_id == dep_id), None)
+            if request is None:
                 return state
-            state = replace(state, in_flight=None)
+            state = replace(state, requests=_without(state.requests, dep_id))
             if outcome == "succeeded":
                 if request.action == "delete" or request.desired is None:
                     return replace(state, exists=False, content_hash=None)
@@ -93,8 +107,10 @@ def evolve_deployed(state: DeployedState, event: Event) -> DeployedState:
             if outcome in ("rolled_back", "failed") and request.desired is not None:
                 return replace(state, rolled_back_hash=request.desired.content_hash)
             return state
-        case FunctionDeleted():
-            return replace(state, exists=False, content_hash=None, in_flight=None)
+        case FunctionDeleted(deployment_id=dep_id):
+            return replace(
+                state, exists=False, content_hash=None, requests=_without(state.requests, dep_id)
+            )
         case _:
             return state
 
@@ -324,6 +340,12 @@ def _decide(
     flight = current.in_flight
     if flight is not None and flight.desired is not None and flight.desired.content_hash == h:
         return "nothing", "a deployment of this desired state is in progress"
+    if flight is not None:
+        # Another desired state is on its way (even one that is not deployed yet may promote):
+        # a newer request makes the saga roll it back at its next safe point, then deploy this
+        # one. Without it, a revert to what is deployed would let the abandoned one promote.
+        action: ActionKind = "new_version" if current.exists else "create"
+        return action, "differs from the deployment in progress, which it supersedes"
     if h == current.rolled_back_hash:
         return "nothing", "this desired state was rolled back; change it to retry"
     if not current.exists:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import anyio
+import anyio.lowlevel
 import pytest
 
 from engine.events.function import DeploymentFinished, RollbackStarted
@@ -80,3 +82,38 @@ async def test_rolled_back_code_is_never_published_by_a_later_deployment() -> No
     assert live is not None
     assert [c.get("S3Key") for c in first] == ["orders-v2.zip", "orders-v1.zip"]
     assert live.configuration["MemorySize"] == 256
+
+
+@pytest.mark.anyio
+async def test_revert_mid_canary_ends_on_the_reverted_content_once() -> None:
+    """d2 (code v2) is in its canary when d3 reverts to d1's exact desired state: d2 rolls
+    back, d3 writes v1 back to $LATEST, and the alias ends on one version holding v1."""
+    world = World()
+    await world.deploy("d1", desired("v1"), action="create")
+    first = await world.aws.get_function(NAME, "1")
+    assert first is not None
+    world.clock.autojump = False
+    await world.request("d2", desired("v2"))
+
+    async def revert_during_bake() -> None:
+        while 0.2 not in await world.weights("d2"):
+            await anyio.lowlevel.checkpoint()
+        await world.request("d3", desired("v1"))
+        world.clock.autojump = True
+        world.clock.advance(60)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(revert_during_bake)
+        run = await world.run()
+    assert [(f.deployment_id, f.outcome) for f in run.finished] == [
+        ("d2", "superseded"),
+        ("d3", "succeeded"),
+    ]
+    alias = await world.aws.get_alias(NAME, "live")
+    assert alias is not None
+    assert alias.routing == {}
+    live = await world.aws.get_function(NAME, alias.function_version)
+    assert live is not None
+    assert live.code_sha256 == first.code_sha256
+    versions = [v.version for v in await world.aws.list_versions(NAME) if v.version != "$LATEST"]
+    assert versions == [alias.function_version]
