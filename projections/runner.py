@@ -78,17 +78,18 @@ class ProjectionRunner:
                 dirty = set()
 
     async def _fold_from(self, views: Views, *, reset: bool) -> int:
-        while True:
-            records = await self.store.read_all(views.position + 1, limit=self.batch)
-            dirty: set[RowKey] = set()
-            with gc_paused():
+        # The whole catch-up, awaits included: it ends when the log does (see gc_paused).
+        with gc_paused():
+            while True:
+                records = await self.store.read_all(views.position + 1, limit=self.batch)
+                dirty: set[RowKey] = set()
                 for record in records:
                     dirty.update(views.apply(record))
-            if records or reset:
-                await self._save(views, dirty, reset=reset)
-                reset = False
-            if len(records) < self.batch:
-                return views.position
+                if records or reset:
+                    await self._save(views, dirty, reset=reset)
+                    reset = False
+                if len(records) < self.batch:
+                    return views.position
 
     async def _save(self, views: Views, dirty: set[RowKey], *, reset: bool) -> None:
         rows = {row_key: views.row_text(*row_key) for row_key in dirty}

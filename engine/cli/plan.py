@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 import typer
@@ -21,13 +21,14 @@ import typer
 from engine.cli.common import DbOption, JsonOption, db_path
 from engine.cli.main import app
 from engine.errors import SourceError, UsageError
-from engine.git.source import GitSource
-from engine.git.state import read_commit_state
-from engine.git.urls import parse_repo_url
-from engine.observe import RepoState, evolve_repo
-from engine.planner import DeployedState, Plan, PlanContext, deployed_from_events, plan_commit
-from engine.planner import render_filter as _render_filter
-from engine.streams import function_stream, parse_function_stream, repo_stream
+
+if TYPE_CHECKING:
+    # At run time these are imported by the functions that use them: they pull in dulwich,
+    # Jinja, botocore's service model and every event model, which the other glam commands
+    # and `glam --help` must not pay for at start-up.
+    from engine.git.source import GitSource
+    from engine.observe import RepoState
+    from engine.planner import DeployedState, Plan
 
 ACCOUNT_PLACEHOLDER = "<account>"
 REGION_PLACEHOLDER = "<region>"
@@ -94,6 +95,9 @@ async def _plan(
     token_env: str | None,
     render: bool,
 ) -> tuple[Plan, str, str, dict[str, str]]:
+    from engine.git.source import GitSource
+    from engine.git.urls import parse_repo_url
+
     with tempfile.TemporaryDirectory(prefix="glam-plan-") as tmp:
         # A local repository is read in place; a remote one is mirrored into a throwaway folder.
         data_dir = None if parse_repo_url(url).kind == "local" else Path(tmp)
@@ -104,6 +108,12 @@ async def _plan(
 async def _plan_source(
     source: GitSource, url: str, db: Path | None, region: str, account: str, render: bool
 ) -> tuple[Plan, str, str, dict[str, str]]:
+    from engine.git.state import read_commit_state
+    from engine.observe import RepoState
+    from engine.planner import PlanContext, plan_commit
+    from engine.planner import render_filter as _render_filter
+    from engine.streams import repo_stream
+
     head = await source.sync()
     assert source.branch is not None
     deployed: dict[str, DeployedState] = {}
@@ -135,6 +145,8 @@ async def _plan_source(
 
 
 async def _read_log(db: Path, stream: str) -> tuple[dict[str, DeployedState], RepoState]:
+    from engine.observe import RepoState, evolve_repo
+    from engine.planner import deployed_from_events
     from engine.store.sqlite import SqliteEventStore
 
     async with SqliteEventStore(db, readonly=True) as store:
@@ -151,6 +163,8 @@ def _by_placeholder_account(deployed: dict[str, DeployedState]) -> dict[str, Dep
     region and name instead, so a plan without AWS still compares with what was deployed.
     Limitation: a definition that names its own ``environment.account`` is then compared under
     that account and finds nothing; pass ``--account`` for such repositories."""
+    from engine.streams import function_stream, parse_function_stream
+
     out: dict[str, DeployedState] = {}
     for stream, state in deployed.items():
         _, reg, name = parse_function_stream(stream)

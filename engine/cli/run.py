@@ -11,7 +11,7 @@ import contextlib
 import os
 import signal
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import anyio
 import typer
@@ -20,9 +20,9 @@ from engine.cli.common import DbOption, db_path
 from engine.cli.main import app
 from engine.errors import UsageError
 from engine.logs import get_logger, setup_logging
-from engine.runtime.clock import SystemClock
-from engine.runtime.engine import Engine, EngineConfig, RunReport
-from engine.runtime.progress import LineProgress, LiveProgress
+
+if TYPE_CHECKING:
+    from engine.runtime.engine import EngineConfig, RunReport
 
 log = get_logger("run")
 
@@ -77,6 +77,10 @@ def run_command(
         # The embedded AWS accepts anything; real credentials are never needed for it.
         access_key = "testing"
         secret = "testing"  # noqa: S105 - a dummy only an emulator accepts
+    # Imported here, not at the top: the engine pulls in aiobotocore, aiohttp and rich, which
+    # every other glam command (and `glam --help`) would otherwise pay for at start-up.
+    from engine.runtime.engine import EngineConfig
+
     config = EngineConfig(
         repo=repo,
         db=db_path(db),
@@ -97,6 +101,10 @@ def run_command(
 
 
 async def _run(config: EngineConfig, once: bool, terminal: bool) -> RunReport:
+    from engine.runtime.clock import SystemClock
+    from engine.runtime.engine import Engine
+    from engine.runtime.progress import LineProgress, LiveProgress
+
     clock = SystemClock()
     live = LiveProgress(clock) if terminal else None
     hook = live if live is not None else LineProgress()

@@ -9,10 +9,14 @@ are left to AWS: an outdated botocore must not refuse a runtime AWS already acce
 from __future__ import annotations
 
 import difflib
+import os
 from functools import lru_cache
 from typing import Any
 
-import botocore.session
+# The loader and the model, not botocore.session: the session drags in the client, waiters and
+# docs machinery (most of a second of start-up for `glam plan`) to hand back the same model.
+import botocore.loaders
+import botocore.model
 
 from engine.errors import DefinitionError
 
@@ -45,7 +49,10 @@ _JSON_NAMES = {
 @lru_cache(maxsize=1)
 def create_function_shape() -> Any:
     """botocore's input shape of Lambda ``CreateFunction`` (loaded once)."""
-    model = botocore.session.get_session().get_service_model("lambda")
+    # As botocore.session does it: the installed data, plus any folders in $AWS_DATA_PATH.
+    loader = botocore.loaders.create_loader(os.environ.get("AWS_DATA_PATH"))
+    data = loader.load_service_model("lambda", "service-2")
+    model = botocore.model.ServiceModel(data, service_name="lambda")
     return model.operation_model("CreateFunction").input_shape
 
 

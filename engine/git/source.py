@@ -24,7 +24,6 @@ from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
-from dulwich.client import get_transport_and_path  # noqa: TID251
 from dulwich.diff_tree import tree_changes  # noqa: TID251
 from dulwich.graph import can_fast_forward  # noqa: TID251
 from dulwich.objects import S_ISGITLINK, Commit, Tree  # noqa: TID251
@@ -216,6 +215,10 @@ class GitSource:
             location = self._url.url
             if self._url.kind == "local":
                 location = str(self._url.local_path)
+            # Imported on first fetch only: dulwich.client (HTTP, SSH, urllib3) is a third of
+            # dulwich's import time, and reading a local repository in place never needs it.
+            from dulwich.client import get_transport_and_path  # noqa: TID251
+
             client: Any
             client, path = get_transport_and_path(location, **kwargs)
             wanted: dict[str, bytes] = {}

@@ -165,22 +165,32 @@ def to_recorded(row: StoredRow) -> RecordedEvent:
     return decode_values(row.as_tuple())
 
 
+_gc_pauses = 0  # sections inside gc_paused() right now, across tasks
+_gc_was_enabled = False
+
+
 @contextmanager
 def gc_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector around a synchronous burst of decoding or
-    folding (no ``await`` inside, so sections never interleave and nest cleanly).
+    """Pause Python's cyclic garbage collector while a fold decodes and applies events.
 
-    A fold allocates millions of small objects that live on in the views; each allocation
-    burst triggers collections that walk every tracked object again, which cost as much as the
-    decoding itself. Events and view rows hold no reference cycles (refcounting frees them),
-    so nothing is lost by collecting after the burst instead of during it.
+    A fold allocates millions of small objects that live on in the views, and every burst of
+    allocations triggers collections that walk all of them again: at a million events that
+    cost more than decoding and applying together, and grew with the size of the views.
+    Events and view rows hold no reference cycles (refcounting frees them at once), so
+    collecting after the fold instead of during it loses nothing. Sections may nest and may
+    overlap across tasks: the collector comes back on when the last one ends, and only if it
+    was on when the first began.
     """
-    was_enabled = gc.isenabled()
-    gc.disable()
+    global _gc_pauses, _gc_was_enabled
+    if _gc_pauses == 0:
+        _gc_was_enabled = gc.isenabled()
+        gc.disable()
+    _gc_pauses += 1
     try:
         yield
     finally:
-        if was_enabled:
+        _gc_pauses -= 1
+        if _gc_pauses == 0 and _gc_was_enabled:
             gc.enable()
 
 

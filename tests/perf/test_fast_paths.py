@@ -143,3 +143,24 @@ def test_gc_paused_restores_the_collector() -> None:
     with pytest.raises(RuntimeError), gc_paused():
         raise RuntimeError
     assert gc.isenabled()
+
+
+def test_gc_pauses_may_overlap_in_any_order() -> None:
+    """Two tasks' sections ending in the opposite order still turn the collector back on."""
+    first, second = gc_paused(), gc_paused()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert not gc.isenabled()
+    second.__exit__(None, None, None)
+    assert gc.isenabled()
+
+
+def test_gc_paused_leaves_a_disabled_collector_disabled() -> None:
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
