@@ -23,9 +23,16 @@ from engine.local import LocalAwsThread
 from tests.e2e.support import SOURCE_MUTATIONS, AwsState
 from tests.runtime.support import Setup, outcomes
 
-pytestmark = [pytest.mark.anyio, pytest.mark.integration]
-
 SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "compat" / "gm-demo-lambda"
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        not SAMPLES.is_dir(),
+        reason=f"gm-demo samples not found at {SAMPLES} (../shared is not checked out)",
+    ),
+]
 TF_OUTPUT = "lambda/core-infra/terraform/terraform_output.json"
 API, ELB, SQS = "LambdaFunction_APIGateway", "LambdaFunction_ELB", "LambdaFunction_SQS"
 API_DIR = "lambda/lambda-api-gateway"
@@ -34,8 +41,6 @@ ELB_DIR = "lambda/lambda-elb"
 
 def lay_out(setup: Setup) -> None:
     """Copy the samples as gm-demo's README says, with the demo account's terraform output."""
-    if not SAMPLES.is_dir():
-        pytest.skip(f"gm-demo samples not found at {SAMPLES} (../shared is not checked out)")
     for sample in sorted(SAMPLES.glob("lambda/*/sample/test_*.json.sample")):
         target = f"lambda/{sample.parent.parent.name}/{sample.name.removesuffix('.sample')}"
         data = sample.read_bytes()
