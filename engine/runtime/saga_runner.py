@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
@@ -58,6 +58,9 @@ from engine.saga.effects import (
 from engine.saga.saga import next_effect, on_outcome
 from engine.saga.schedule import DEFAULT_POLICY, SagaPolicy
 from engine.saga.state import SagaState, evolve, initial_state
+
+# Polls past the end of a bake to wait for a successful alarm read before rolling back.
+UNREAD_GRACE_POLLS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,26 +224,54 @@ class _Runner:
         (a newer request may be waiting for this safe point)."""
         names = list(wait.alarms)
         states: dict[str, str] = {}
+        poll = timedelta(seconds=wait.poll_seconds)
+        # A bake vouches for the new version only if its alarms were read near its end: an
+        # alarm nobody could read is not a quiet alarm. Retryable read errors are retried
+        # every poll, for a few polls past the end; a non-retryable one ends the wait at once.
+        must_read = bool(names) and wait.purpose == "bake"
+        give_up = wait.until + poll * UNREAD_GRACE_POLLS
+        last_read: datetime | None = None
+        last_error = "no read attempted"
         while True:
             if names:
+                seen: dict[str, str] | None = None
                 try:
                     with anyio.fail_after(self.call_timeout):
                         seen = await self.alarms.alarm_states(names)
-                except (AwsError, TimeoutError):
-                    # An unreadable alarm is not a firing alarm; try again at the next poll.
-                    seen = None
+                except AwsError as exc:
+                    last_error = f"{exc.code or type(exc).__name__}: {exc.message}"
+                    if not exc.retryable:
+                        return Waited(
+                            completed=False,
+                            alarms=states,
+                            unreadable=f"alarms {', '.join(names)} cannot be read ({last_error})",
+                        )
+                except TimeoutError:
+                    last_error = f"no answer within {self.call_timeout:g}s"
                 if seen is not None:
+                    last_read = self.clock.now()
                     states = {name: seen.get(name, "MISSING") for name in names}
                     if any(s in ("ALARM", "MISSING") for s in states.values()):
                         return Waited(completed=False, alarms=states)
             now = self.clock.now()
             if now >= wait.until:
-                return Waited(completed=True, alarms=states)
+                fresh = last_read is not None and last_read >= wait.until - poll
+                if not must_read or fresh:
+                    return Waited(completed=True, alarms=states)
+                if now >= give_up:
+                    return Waited(
+                        completed=False,
+                        alarms=states,
+                        unreadable=(
+                            f"alarms {', '.join(names)} were not read successfully near the end "
+                            f"of the bake (last error {last_error}); not promoting unwatched"
+                        ),
+                    )
             if await self.store.stream_version(self.stream) != self.version:
                 return None
             # Wake at every poll even without alarms, to notice a newer request in the stream.
-            poll = timedelta(seconds=wait.poll_seconds)
-            await self.clock.sleep_until(min(wait.until, now + poll))
+            deadline = wait.until if now < wait.until else give_up
+            await self.clock.sleep_until(min(deadline, now + poll))
 
 
 def failure_kind(exc: AwsError) -> FailureKind:

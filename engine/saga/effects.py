@@ -82,11 +82,14 @@ class Failed:
 
 @dataclass(frozen=True, slots=True)
 class Waited:
-    """A wait ended: ``completed`` when ``until`` passed with no alarm firing; otherwise an
-    alarm fired. ``alarms`` holds the last state seen per alarm (MISSING if absent)."""
+    """A wait ended: ``completed`` when ``until`` passed with no alarm firing and the alarms
+    were read; otherwise an alarm fired or, when ``unreadable`` says why, the alarms could not
+    be read (an unread alarm must not count as a quiet one). ``alarms`` holds the last state
+    seen per alarm (MISSING if absent)."""
 
     completed: bool
     alarms: Mapping[str, str] = field(default_factory=dict)
+    unreadable: str = ""
 
 
 Outcome = Ok | Failed | Waited

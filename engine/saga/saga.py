@@ -179,6 +179,8 @@ def on_outcome(state: SagaState, effect: Effect, outcome: Outcome, ctx: SagaCont
         case Wait():
             if not isinstance(outcome, Waited):
                 raise TypeError(f"a wait ends in Waited, not {outcome!r}")
+            if not outcome.completed and outcome.unreadable:
+                return _fail(dep, outcome.unreadable)
             fired = {a: s for a, s in outcome.alarms.items() if s in ("ALARM", "MISSING")}
             if not outcome.completed and fired:
                 observed: list[Event] = [
