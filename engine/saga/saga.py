@@ -410,7 +410,7 @@ def _fail(dep: Deployment, reason: str) -> list[Event]:
             DeploymentFinished(
                 deployment_id=did,
                 outcome="failed",
-                reason=f"{dep.reason}; rollback failed: {reason}",
+                reason=f"{dep.reason}; rollback failed: {reason}; {_alias_advice(dep)}",
                 stable_version=dep.stable,
             )
         ]
@@ -423,6 +423,23 @@ def _fail(dep: Deployment, reason: str) -> list[Event]:
             deployment_id=did, outcome="failed", reason=reason, stable_version=dep.stable
         )
     ]
+
+
+def _alias_advice(dep: Deployment) -> str:
+    """What the alias may look like after a failed rollback, and what the operator must do."""
+    alias = dep.desired.settings.alias if dep.desired else "the alias"
+    if dep.phase == "rollback_alias" or dep.new_version in (dep.alias_version, *dep.routing):
+        shifted = ", ".join(f"{w:.0%} to version {v}" for v, w in sorted(dep.routing.items()))
+        seen = f"version {dep.alias_version}" + (f" routing {shifted}" if shifted else "")
+        return (
+            f"alias {alias} may still send traffic to version {dep.new_version} (last seen: "
+            f"{seen}); set it to version {dep.stable} with no additional version weights, "
+            f"then delete version {dep.new_version}"
+        )
+    return (
+        f"alias {alias} is on version {dep.stable}; version {dep.new_version} may be left "
+        "over and can be deleted"
+    )
 
 
 def _call_ok(
@@ -468,7 +485,9 @@ def _call_ok(
         if result.get("state") == "Failed" or result.get("last_update_status") == "Failed":
             why = result.get("state_reason") or "no reason given"
             return [*events, *_fail(dep, f"function update failed at {step}: {why}")]
-        if not poll_ready(step, result) and dep.polls + 1 >= state.policy.max_polls:
+        # A rollback polls on: giving up would leave the alias shifted.
+        exhausted = dep.polls + 1 >= state.policy.max_polls and dep.rollback is None
+        if not poll_ready(step, result) and exhausted:
             return [*events, *_fail(dep, f"{step}: not ready after {dep.polls + 1} polls")]
     elif step == "readiness" and result.get("state") != "Active":
         settings = dep.desired.settings if dep.desired else None
@@ -502,7 +521,9 @@ def _call_failed(state: SagaState, dep: Deployment, effect: Call, failed: Failed
         kind=failed.kind,
     )
     attempt = effect.intent.attempt if effect.intent is not None else dep.attempt
-    if failed.retryable and attempt < state.policy.retry.max_attempts:
+    # A rollback retries a retryable error for as long as it takes (the backoff is capped):
+    # giving up would finish the deployment with the alias still shifted to the new version.
+    if failed.retryable and (attempt < state.policy.retry.max_attempts or dep.rollback):
         return [event]
     why = f"{step} failed after {attempt} attempt(s): {failed.code or failed.kind}: "
     why += failed.message

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from engine.errors import AwsError, AwsThrottled
@@ -49,3 +51,52 @@ async def test_alarm_reads_that_recover_before_the_end_promote() -> None:
     run = await world.deploy("d2", desired("v2", alarms=("errors",)))
     assert [f.outcome for f in run.finished] == ["succeeded"]
     assert await _alias(world) == ("2", {})
+
+
+def _alarm_after_first_shift(world: World, then_fail: AwsError, times: int) -> None:
+    """The first UpdateAlias (the canary shift) succeeds and sets the alarm off; the next
+    ``times`` UpdateAlias calls (the rollback) raise ``then_fail``."""
+    original = world.aws.update_alias
+    calls = 0
+
+    async def update_alias(*args: object, **kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            result = await original(*args, **kwargs)  # type: ignore[arg-type]
+            world.aws.set_alarm("errors", "ALARM")
+            return result
+        if calls <= 1 + times:
+            raise then_fail
+        return await original(*args, **kwargs)  # type: ignore[arg-type]
+
+    world.aws.update_alias = update_alias  # type: ignore[method-assign]
+
+
+async def test_throttled_rollback_retries_until_the_alias_is_back() -> None:
+    """Many throttled UpdateAlias calls during a rollback are retried with capped backoff;
+    the deployment finishes only with the alias back on the stable version."""
+    world = World()
+    await world.deploy("d1", desired("v1", alarms=("errors",)), action="create")
+    world.aws.set_alarm("errors", "OK")
+    _alarm_after_first_shift(world, AwsThrottled("Rate exceeded"), times=20)
+    run = await world.deploy("d2", desired("v2", alarms=("errors",)))
+    assert [f.outcome for f in run.finished] == ["rolled_back"]
+    assert await _alias(world) == ("1", {})
+    backoffs = [e for e in await world.events("TimerStarted") if e.purpose == "backoff"]
+    gaps = [(b.until - a.until).total_seconds() for a, b in itertools.pairwise(backoffs)]
+    assert max(gaps) <= world.policy.retry.max_backoff + 1
+
+
+async def test_rollback_refused_finishes_failed_naming_the_alias_state() -> None:
+    """A non-retryable error while rolling the alias back finishes "failed" with a reason that
+    says where the alias is and what the operator must do."""
+    world = World()
+    await world.deploy("d1", desired("v1", alarms=("errors",)), action="create")
+    world.aws.set_alarm("errors", "OK")
+    _alarm_after_first_shift(world, AwsError("UpdateAlias failed: AccessDenied"), times=1)
+    run = await world.deploy("d2", desired("v2", alarms=("errors",)))
+    assert [f.outcome for f in run.finished] == ["failed"]
+    reason = run.finished[0].reason
+    assert "may still send traffic to version 2" in reason
+    assert "set it to version 1 with no additional version weights" in reason
