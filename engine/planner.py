@@ -79,6 +79,13 @@ def _without(
     return tuple(r for r in requests if r.deployment_id != deployment_id)
 
 
+# The only event types ``evolve_deployed`` changes a state for (a test holds it to that): what
+# a reader of the log must fetch to know what is deployed.
+DEPLOYED_EVENT_TYPES: frozenset[str] = frozenset(
+    {"DeploymentRequested", "SettingsRecorded", "DeploymentFinished", "FunctionDeleted"}
+)
+
+
 def evolve_deployed(state: DeployedState, event: Event) -> DeployedState:
     """Fold one event of the function's stream into its ``DeployedState``."""
     match event:
@@ -192,6 +199,12 @@ def plan_commit(
     fn_events: list[tuple[str, Event]] = []
     deletes: list[tuple[PlannedAction, DeployedState]] = []
     claimed: set[str] = set()
+    # Streams by prefix, built once: scanning every deployed function for each unchanged
+    # prefix made a plan quadratic in the number of functions.
+    streams_of: dict[str, list[str]] = {}
+    for known in deployed.values():
+        if known.prefix is not None:
+            streams_of.setdefault(known.prefix, []).append(known.stream)
 
     for prefix in sorted(state.prefixes):
         changes = state.changes_of(prefix)
@@ -200,11 +213,11 @@ def plan_commit(
         if rejection is not None:
             actions.append(_nothing(prefix, "", files, f"invalid: {rejection.one_line()}"))
             # Keep the live function's stream claimed: an invalid file never deletes it.
-            claimed.update(s.stream for s in deployed.values() if s.prefix == prefix)
+            claimed.update(streams_of.get(prefix, ()))
             continue
         desired = state.desired.get(prefix)
         if desired is None:
-            claimed.update(s.stream for s in deployed.values() if s.prefix == prefix)
+            claimed.update(streams_of.get(prefix, ()))
             continue  # not rendered: unchanged and already deployed
         stream = stream_for(desired, ctx)
         claimed.add(stream)

@@ -146,11 +146,13 @@ async def _plan_source(
 
 async def _read_log(db: Path, stream: str) -> tuple[dict[str, DeployedState], RepoState]:
     from engine.observe import RepoState, evolve_repo
-    from engine.planner import deployed_from_events
+    from engine.planner import DEPLOYED_EVENT_TYPES, deployed_from_events
     from engine.store.sqlite import SqliteEventStore
 
     async with SqliteEventStore(db, readonly=True) as store:
-        records = await store.read_all()
+        # Only what the planner folds: the repository's stream and the few function events
+        # that say what is deployed, not every step of every deployment.
+        records = await store.read_selected(DEPLOYED_EVENT_TYPES, [stream])
     repo_state = RepoState()
     for record in records:
         if record.stream == stream:

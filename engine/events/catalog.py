@@ -134,22 +134,31 @@ def encode(event: Event) -> tuple[str, int, str]:
     )
 
 
-def decode(type_name: str, schema_version: int, data: str | dict[str, Any]) -> Event:
-    """Parse a stored event, upcasting older schema versions first. Never skips: an unknown
-    type or a future version raises ``EventDecodeError`` naming it."""
+def check_readable(type_name: str, schema_version: int) -> type[EventBase]:
+    """The class of a stored ``(type, schema_version)``, or ``EventDecodeError`` when this glam
+    cannot read it (unknown type, or a version newer than it knows). Readers that skip some
+    rows without decoding them check the skipped ones with this, so nothing unreadable is
+    ever passed over in silence."""
     cls = EVENT_CLASSES.get(type_name)
     if cls is None:
         raise EventDecodeError(
             f"unknown event type {type_name!r}",
             hint="this log was written by a different glam; upgrade glam to read it",
         )
-    current = cls.SCHEMA_VERSION
-    if schema_version > current:
+    if schema_version > cls.SCHEMA_VERSION:
         raise EventDecodeError(
             f"event {type_name} has schema version {schema_version}, "
-            f"this glam knows up to {current}",
+            f"this glam knows up to {cls.SCHEMA_VERSION}",
             hint="upgrade glam to read this log",
         )
+    return cls
+
+
+def decode(type_name: str, schema_version: int, data: str | dict[str, Any]) -> Event:
+    """Parse a stored event, upcasting older schema versions first. Never skips: an unknown
+    type or a future version raises ``EventDecodeError`` naming it."""
+    cls = check_readable(type_name, schema_version)
+    current = cls.SCHEMA_VERSION
     try:
         if schema_version == current and isinstance(data, str):
             # The common case, and the hot path of every fold: nothing to upcast, so the
