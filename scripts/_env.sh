@@ -6,6 +6,10 @@ cd "$ROOT"
 export UV_PYTHON_DOWNLOADS=never   # use the machine's Python; never fetch an interpreter
 export UV_LINK_MODE=copy
 PY="${GLAM_PYTHON:-$(command -v python3.11 || command -v python3)}"
+# The interpreter itself, not a launcher (a pyenv shim): uv compares this path with the one
+# .venv was made from, and a different path makes it replace the whole .venv, under any test
+# or engine running from it at that moment.
+PY="$("$PY" -c 'import sys; print(sys.executable)')"
 if ! command -v uv >/dev/null 2>&1 && [ ! -x "$ROOT/.venv-tools/bin/uv" ]; then
   echo "glam: installing uv (the lockfile installer) into .venv-tools" >&2
   "$PY" -m venv "$ROOT/.venv-tools"
