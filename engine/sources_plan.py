@@ -368,6 +368,20 @@ def plan_mappings(
     return ops
 
 
+def union_sources(*parts: EventSources | None) -> EventSources | None:
+    """Every source any of ``parts`` names, later parts winning for one id: what glam may have
+    wired, for use as ``previous`` so nothing it attached is left behind. None if all are."""
+    present = [p for p in parts if p is not None]
+    if not present:
+        return None
+    push: dict[str, PushSource] = {}
+    mappings: dict[str, dict[str, Any]] = {}
+    for part in present:
+        push.update((push_id(s), s) for s in part.push)
+        mappings.update((mapping_key(m), dict(m)) for m in part.mappings)
+    return EventSources(push=tuple(push.values()), mappings=tuple(mappings.values()))
+
+
 def plan_detach_mappings(
     previous: Sequence[Mapping[str, Any]], actual: Sequence[ActualMapping]
 ) -> list[DeleteMapping]:

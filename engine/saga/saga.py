@@ -65,6 +65,7 @@ from engine.saga.state import (
     split_definition,
     version_marker,
 )
+from engine.sources_plan import union_sources
 
 # Phases at which a newer request may interrupt: between steps, before the promote. Later
 # phases finish first (the new version is already live), and so do deletes and rollbacks.
@@ -321,7 +322,10 @@ def _phase_call(state: SagaState, dep: Deployment) -> Effect:
             )
         case "sources":
             assert desired is not None
-            previous = state.deployed.event_sources if state.deployed else None
+            # What glam may have wired: the deployed sources and any an unsuccessful attempt
+            # left behind, so nothing it attached is orphaned.
+            deployed = state.deployed.event_sources if state.deployed else None
+            previous = union_sources(deployed, state.stray_sources)
             return _mutation(
                 dep,
                 "sources",
@@ -366,8 +370,22 @@ def _phase_call(state: SagaState, dep: Deployment) -> Effect:
             assert victim is not None
             check_deletable(victim, dep.alias_version, dep.routing)
             return _mutation(dep, dep.phase, "lambda", "delete_version", name=name, version=victim)
+        case "rollback_sources":
+            assert desired is not None
+            assert state.deployed is not None
+            return _mutation(
+                dep,
+                "rollback_sources",
+                "sources",
+                "reconcile",
+                function_name=name,
+                alias_arn=_alias_arn(state, dep),
+                desired=state.deployed.event_sources,
+                previous=union_sources(desired.event_sources, state.stray_sources),
+            )
         case "detach_sources":
-            previous = state.deployed.event_sources if state.deployed else EventSources()
+            deployed = state.deployed.event_sources if state.deployed else None
+            previous = union_sources(deployed, state.stray_sources) or EventSources()
             return _mutation(
                 dep,
                 "detach_sources",
@@ -468,7 +486,7 @@ def _call_ok(
                 weight=0.0,
             )
         )
-    elif step in ("sources", "detach_sources"):
+    elif step in ("sources", "detach_sources", "rollback_sources"):
         for change in result.get("changes", []):
             if change.get("change") == "unchanged":
                 continue
@@ -527,8 +545,9 @@ def _call_failed(state: SagaState, dep: Deployment, effect: Call, failed: Failed
         return [event]
     why = f"{step} failed after {attempt} attempt(s): {failed.code or failed.kind}: "
     why += failed.message
-    if step in ("delete_old", "rollback_delete_new"):
-        # Keeping an unreferenced version is harmless; it must not undo a finished shift.
+    if step in ("delete_old", "rollback_delete_new", "rollback_sources"):
+        # Keeping an unreferenced version is harmless; it must not undo a finished shift. Event
+        # sources left as attempted stay stray: the next reconcile removes them.
         return [event, StepSucceeded(deployment_id=did, step=step, result={"kept": why})]
     return [event, *_fail(dep, why)]
 

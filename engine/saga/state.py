@@ -12,7 +12,8 @@ The phase machine of one deployment (every arrow is a recorded event):
                            promote → verify_old → delete_old → finish
     unchanged code and configuration: inspect_alias → sources → finish
     delete: inspect_function → detach_sources → delete_function → finish
-    rollback: rollback_alias → rollback_verify → rollback_delete_new → finish
+    rollback: rollback_alias → rollback_verify → rollback_delete_new → rollback_sources → finish
+      (rollback_sources only when this deployment reconciled event sources)
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, assert_never
 
 from engine.events import Event
-from engine.events.desired import DeploymentSettings, DesiredFunction
+from engine.events.desired import DeploymentSettings, DesiredFunction, EventSources
 from engine.events.function import (
     AlarmObserved,
     DeploymentFinished,
@@ -47,6 +48,7 @@ from engine.events.repo import (
     SourceUnavailable,
 )
 from engine.saga.schedule import DEFAULT_POLICY, SagaPolicy, weights
+from engine.sources_plan import union_sources
 
 Phase = Literal[
     "inspect_function",
@@ -69,6 +71,7 @@ Phase = Literal[
     "rollback_alias",
     "rollback_verify",
     "rollback_delete_new",
+    "rollback_sources",
     "detach_sources",
     "delete_function",
     "finish",
@@ -155,6 +158,7 @@ class Deployment:
     alias_version: str | None = None  # the alias as last set or read
     alias_routing: tuple[tuple[str, float], ...] = ()
     alias_touched: bool = False  # a shift or promote may have changed the alias
+    sources_touched: bool = False  # the sources step may have changed event sources
     attempt: int = 1  # attempt number of this phase's next call
     polls: int = 0  # polls made in this phase (wait_*, readiness, settle)
     dangling: StepStarted | None = None  # write-ahead intent with no outcome yet
@@ -199,6 +203,10 @@ class SagaState:
     # against the last successful deployment.
     latest_code: dict[str, Any] | None = None
     latest_config: dict[str, Any] | None = None
+    # Event sources an unsuccessful deployment may have left wired (its rollback could not
+    # undo them): passed as ``previous`` with the deployed ones, so the next reconcile or
+    # detach removes them.
+    stray_sources: EventSources | None = None
 
     @property
     def idle(self) -> bool:
@@ -230,11 +238,24 @@ def evolve(state: SagaState, event: Event) -> SagaState:
                 return state
             state = _latest_started(state, event)
             touched = dep.alias_touched or event.step in ("shift", "promote")
-            return _with(state, dep, dangling=event, attempt=event.attempt, alias_touched=touched)
+            wired = dep.sources_touched or event.step == "sources"
+            if event.step == "sources" and dep.desired is not None:
+                strays = union_sources(state.stray_sources, dep.desired.event_sources)
+                state = replace(state, stray_sources=strays)
+            return _with(
+                state,
+                dep,
+                dangling=event,
+                attempt=event.attempt,
+                alias_touched=touched,
+                sources_touched=wired,
+            )
         case StepSucceeded():
             if dep is None or event.deployment_id != dep.deployment_id:
                 return state
             state = _latest_written(state, dep, event)
+            if event.step == "rollback_sources" and not event.result.get("kept"):
+                state = replace(state, stray_sources=None)
             return _with_dep(state, _succeeded(state, dep, event))
         case StepFailed():
             if dep is None or event.deployment_id != dep.deployment_id:
@@ -251,7 +272,7 @@ def evolve(state: SagaState, event: Event) -> SagaState:
         case RollbackStarted():
             if dep is None:
                 return state
-            return _with_dep(state, _start_rollback(dep, event))
+            return _with_dep(state, _start_rollback(state, dep, event))
         case DeploymentFinished():
             return _finished(state, event)
         case FunctionDeleted():
@@ -331,6 +352,8 @@ def _finished(state: SagaState, event: DeploymentFinished) -> SagaState:
     request = dep.request
     new = replace(state, last_finished=event, active=None)
     if event.outcome == "succeeded":
+        # Its reconcile (or detach) had the strays as ``previous``: they are gone now.
+        new = replace(new, stray_sources=None)
         if request.action == "delete":
             new = replace(new, function_exists=False, stable_version=None, deployed=None)
         else:
@@ -487,16 +510,19 @@ def _succeeded(state: SagaState, dep: Deployment, event: StepSucceeded) -> Deplo
     if step == "rollback_alias":
         dep = _alias_from(dep, r)
         if dep.new_version is None or dep.new_version == dep.stable:
-            return _finish(dep, _rollback_outcome(dep))
+            return _after_rollback(state, dep, dep.reason)
         return _next_phase(dep, "rollback_verify", weight=0.0)
     if step == "rollback_verify":
         dep = _alias_from(dep, r)
         if dep.new_version in (dep.alias_version, *dep.routing):
             note = f"; new version {dep.new_version} kept: the alias still references it"
-            return _finish(dep, _rollback_outcome(dep), dep.reason + note)
+            return _after_rollback(state, dep, dep.reason + note)
         return _next_phase(dep, "rollback_delete_new")
     if step == "rollback_delete_new":
         note = f"; new version {dep.new_version} kept: {r['kept']}" if r.get("kept") else ""
+        return _after_rollback(state, dep, dep.reason + note)
+    if step == "rollback_sources":
+        note = f"; event sources left as attempted: {r['kept']}" if r.get("kept") else ""
         return _finish(dep, _rollback_outcome(dep), dep.reason + note)
     if step == "detach_sources":
         return _next_phase(dep, "delete_function")
@@ -510,6 +536,14 @@ def poll_ready(step: str, result: dict[str, Any]) -> bool:
     if step == "wait_active":
         return result.get("state") == "Active" and result.get("last_update_status") != "InProgress"
     return result.get("last_update_status") == "Successful"
+
+
+def _after_rollback(state: SagaState, dep: Deployment, reason: str) -> Deployment:
+    """The alias is back: put back the deployed event sources if this deployment reconciled
+    them (sources are wired before the first shift), then finish."""
+    if dep.sources_touched and state.deployed is not None:
+        return _next_phase(dep, "rollback_sources", reason=reason)
+    return _finish(dep, _rollback_outcome(dep), reason)
 
 
 def _rollback_outcome(dep: Deployment) -> Outcome:
@@ -529,10 +563,10 @@ def _failed(state: SagaState, dep: Deployment, event: StepFailed) -> Deployment:
     return replace(dep, due_wait=("backoff", state.policy.retry.backoff(attempt - 1)))
 
 
-def _start_rollback(dep: Deployment, event: RollbackStarted) -> Deployment:
+def _start_rollback(state: SagaState, dep: Deployment, event: RollbackStarted) -> Deployment:
     dep = replace(dep, rollback=event, reason=event.reason)
     if dep.alias_touched:
         return _next_phase(dep, "rollback_alias")
     if dep.new_version is not None and dep.new_version != dep.stable:
         return _next_phase(dep, "rollback_verify")
-    return _finish(dep, _rollback_outcome(dep))
+    return _after_rollback(state, dep, dep.reason)
