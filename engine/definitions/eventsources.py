@@ -12,6 +12,7 @@ from typing import Any
 
 from engine.errors import DefinitionError
 from engine.events.desired import EventSources, PushSource
+from engine.sources_plan import mapping_key
 
 _ELB = "elasticloadbalancing.amazonaws.com"
 _APIGW = "apigateway.amazonaws.com"
@@ -53,7 +54,29 @@ def parse_event_sources(raw: Any, function_name: str, alias: str, file: str) -> 
             hint="see CreateEventSourceMapping",
         )
     mappings = tuple(_qualify(dict(m), function_name, alias) for m in mappings_raw)
+    _one_mapping_per_source(mappings, file)
     return EventSources(push=push, mappings=mappings)
+
+
+def _one_mapping_per_source(mappings: tuple[dict[str, Any], ...], file: str) -> None:
+    # AWS allows one mapping of a source per qualified function; two would make the
+    # reconciler's plan ambiguous. Rejecting here keeps the rest of the commit deployable.
+    seen: set[str] = set()
+    for index, mapping in enumerate(mappings):
+        where = f"EventSourceMapping[{index}]"
+        try:
+            key = mapping_key(mapping)
+        except ValueError as exc:
+            raise DefinitionError(
+                f"{where}: {exc}", file=file, hint="add EventSourceArn (or SelfManagedEventSource)"
+            ) from None
+        if key in seen:
+            raise DefinitionError(
+                f"{where} maps source {key} a second time",
+                file=file,
+                hint="keep one mapping per source and merge their settings",
+            )
+        seen.add(key)
 
 
 def _push(item: Any, index: int, file: str) -> PushSource:

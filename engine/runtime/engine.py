@@ -449,6 +449,11 @@ class Engine:
             text = exc.one_line() if isinstance(exc, GlamError) else f"invariant: {exc}"
             log.error("%s: saga stopped: %s", stream, text)
             self._report.errors.append(f"{stream}: {text}")
+        except Exception as exc:
+            # The runner records a port's unexpected error as a failed step; anything still
+            # escaping is a bug in glam, and it must stop this function only, not the engine.
+            log.exception("%s: saga stopped by an unexpected error", stream)
+            self._report.errors.append(f"{stream}: unexpected {type(exc).__name__}: {exc}")
         finally:
             self._running.discard(stream)
             self._dirty.discard(stream)

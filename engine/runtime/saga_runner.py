@@ -217,6 +217,11 @@ class _Runner:
                 message=f"{call.method} gave no answer within {self.call_timeout:g}s",
                 retryable=True,
             )
+        except Exception as exc:
+            # Not an AWS answer but a bug or an input the port cannot take: record it as a
+            # failed step that will not clear, so the saga rolls back or fails this function
+            # alone instead of the exception stopping the engine.
+            return Failed(kind="error", code=type(exc).__name__, message=str(exc), retryable=False)
         return Ok(result=to_result(call.method, value))
 
     async def wait(self, wait: Wait) -> Waited | None:

@@ -438,7 +438,10 @@ def _succeeded(state: SagaState, dep: Deployment, event: StepSucceeded) -> Deplo
     if step == "inspect_alias":
         found = bool(r.get("found"))
         dep = _alias_from(replace(dep, alias_exists=found), r)
-        stable = str(r["function_version"]) if found else None
+        # An alias on $LATEST (made outside glam) has no version to fall back to: deploy as a
+        # first deployment, switching the alias to the new version without routing.
+        on_version = found and r.get("function_version") not in (None, "$LATEST")
+        stable = str(r["function_version"]) if on_version else None
         dep = replace(dep, stable=stable)
         if desired is not None:
             # Compared with what $LATEST holds (not with the last success): after a rollback
@@ -490,6 +493,8 @@ def _succeeded(state: SagaState, dep: Deployment, event: StepSucceeded) -> Deplo
         if shifting and dep.new_version is not None and dep.new_version != dep.stable:
             schedule = weights(settings.traffic if settings else None)
             return _next_phase(dep, "shift" if schedule else "promote", schedule=schedule)
+        if dep.path == "update" and dep.alias_exists and dep.stable is None and dep.new_version:
+            return _next_phase(dep, "promote")  # the alias was on $LATEST: switch it
         return _finish(dep, "succeeded")
     if step == "shift":
         return _next_phase(_alias_from(dep, r), "bake")

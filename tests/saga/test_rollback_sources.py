@@ -51,7 +51,7 @@ async def test_sources_a_failed_rollback_left_are_removed_by_the_next_deployment
             raise AwsInvalid("refused")
         return await original(*args, **kwargs)  # type: ignore[arg-type]
 
-    world.sources.reconcile = reconcile  # type: ignore[method-assign]
+    world.sources.reconcile = reconcile  # type: ignore[method-assign,assignment]
     run = await world.deploy("d2", _with_queue(desired("v2", alarms=("errors",))))
     assert [f.outcome for f in run.finished] == ["rolled_back"]
     assert "event sources left as attempted" in run.finished[0].reason

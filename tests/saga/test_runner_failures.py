@@ -7,6 +7,7 @@ import itertools
 import pytest
 
 from engine.errors import AwsError, AwsThrottled
+from engine.events.desired import EventSources
 from tests.saga.support import NAME, World, desired
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
@@ -70,7 +71,7 @@ def _alarm_after_first_shift(world: World, then_fail: AwsError, times: int) -> N
             raise then_fail
         return await original(*args, **kwargs)  # type: ignore[arg-type]
 
-    world.aws.update_alias = update_alias  # type: ignore[method-assign]
+    world.aws.update_alias = update_alias  # type: ignore[method-assign,assignment]
 
 
 async def test_throttled_rollback_retries_until_the_alias_is_back() -> None:
@@ -100,3 +101,33 @@ async def test_rollback_refused_finishes_failed_naming_the_alias_state() -> None
     reason = run.finished[0].reason
     assert "may still send traffic to version 2" in reason
     assert "set it to version 1 with no additional version weights" in reason
+
+
+async def test_unexpected_port_error_fails_the_deployment_not_the_runner() -> None:
+    """A port raising something that is not an AwsError (two mappings of one source reach the
+    reconciler) is recorded as a failed step; the runner returns normally."""
+    world = World()
+    queue = {"EventSourceArn": "arn:aws:sqs:us-east-1:123456789012:q"}
+    twice = EventSources(mappings=({**queue, "BatchSize": 10}, {**queue, "BatchSize": 5}))
+    want = desired("v1").model_copy(update={"event_sources": twice})
+    run = await world.deploy("d1", want, action="create")
+    assert [f.outcome for f in run.finished] == ["failed"]
+    failed = await world.events("StepFailed")
+    assert [(f.step, f.error_code, f.retryable) for f in failed] == [
+        ("sources", "ValueError", False)
+    ]
+
+
+async def test_alias_on_latest_is_switched_to_the_new_version() -> None:
+    """An alias made outside glam that points at $LATEST has no stable version: the update
+    switches it to the new version without routing."""
+    world = World()
+    await world.deploy("d1", desired("v1"), action="create")
+    from engine.aws.fake import _Alias
+
+    # Lambda allows it; the fake's UpdateAlias (like glam) refuses, so set it directly.
+    world.aws._functions[NAME].aliases["live"] = _Alias("live", "$LATEST", {}, "r9")
+    run = await world.deploy("d2", desired("v2"))
+    assert [f.outcome for f in run.finished] == ["succeeded"]
+    assert await _alias(world) == ("2", {})
+    assert await world.weights("d2") == []
