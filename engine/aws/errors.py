@@ -137,6 +137,24 @@ _CREDENTIALS_HINT = (
 )
 
 
+# AWS messages are recorded in the log for good: keep them short.
+MESSAGE_LIMIT = 500
+
+
+def clip_message(message: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``message`` without what AWS echoes of the request, at most ``limit`` characters.
+
+    A too-large environment makes Lambda answer with every variable after "String measured:";
+    that text must never reach the log.
+    """
+    cut = message.find("String measured:")
+    if cut >= 0:
+        message = message[:cut].rstrip(" :;,") + " (request text omitted)"
+    if len(message) > limit:
+        message = message[: limit - 1] + "…"
+    return message
+
+
 def translate(exc: BaseException, operation: str, *, mutating: bool) -> AwsError:
     """The glam error for ``exc`` raised by AWS ``operation`` (e.g. ``"UpdateAlias"``).
 
@@ -151,7 +169,7 @@ def translate(exc: BaseException, operation: str, *, mutating: bool) -> AwsError
     if isinstance(exc, BotoCoreError | OSError | TimeoutError | aiohttp.ClientError):
         return _from_transport_error(exc, operation, mutating=mutating)
     # Something we did not foresee: if it interrupted a mutation we cannot know the outcome.
-    text = f"{operation}: {type(exc).__name__}: {redact(str(exc))}"
+    text = f"{operation}: {type(exc).__name__}: {clip_message(redact(str(exc)))}"
     if mutating:
         return AwsAmbiguous(text, operation=operation, hint=_AMBIGUOUS_HINT)
     return AwsError(text, operation=operation, retryable=False, hint="report this as a bug")
@@ -164,7 +182,7 @@ def _from_client_error(exc: ClientError, operation: str, *, mutating: bool) -> A
     meta: Mapping[str, Any] = response.get("ResponseMetadata") or {}
     status_raw = meta.get("HTTPStatusCode")
     status = int(str(status_raw)) if str(status_raw).isdigit() else None
-    aws_message = redact(str(error.get("Message") or error.get("message") or ""))
+    aws_message = clip_message(redact(str(error.get("Message") or error.get("message") or "")))
     text = f"{operation} failed: {code or status or 'error'}" + (
         f": {aws_message}" if aws_message else ""
     )
@@ -176,6 +194,14 @@ def _from_client_error(exc: ClientError, operation: str, *, mutating: bool) -> A
         return err
     if code == "ResourceConflictException":
         lowered = aws_message.lower()
+        if "aliases reference it" in lowered or "alias references it" in lowered:
+            # A refused version delete is not an update in progress: retrying cannot help.
+            return AwsConflict(
+                text,
+                retryable=False,
+                hint="an alias still references the version: keep it, or repoint the alias",
+                **kw,
+            )
         if "already exist" in lowered:
             return AwsConflict(
                 text, retryable=False, hint="it already exists: read it and adopt it", **kw

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -59,6 +59,12 @@ from engine.saga.saga import next_effect, on_outcome
 from engine.saga.schedule import DEFAULT_POLICY, SagaPolicy
 from engine.saga.state import SagaState, evolve, initial_state
 
+# Deadline of one port call. Longer than the Lambda adapter's own wait for an in-progress
+# update to settle (LambdaRetry.settle_timeout, 300 s), so a call the adapter is still
+# legitimately waiting on is never cut off and turned into an ambiguous outcome.
+CALL_TIMEOUT = 360.0
+# Longest AWS message recorded in a StepFailed.
+MESSAGE_LIMIT = 500
 # Polls past the end of a bake to wait for a successful alarm read before rolling back.
 UNREAD_GRACE_POLLS = 3
 
@@ -105,7 +111,7 @@ async def run_saga(
     ids: Callable[[], str],
     *,
     policy: SagaPolicy = DEFAULT_POLICY,
-    call_timeout: float = 60.0,
+    call_timeout: float = CALL_TIMEOUT,
     on_event: Callable[[RecordedEvent], None] | None = None,
 ) -> SagaRun:
     """Drive the saga of ``stream`` until no deployment is in flight or held.
@@ -131,6 +137,8 @@ async def run_saga(
             outcome: Outcome | None
             if isinstance(effect, Call):
                 outcome = await runner.perform(effect)
+                if isinstance(outcome, Failed):
+                    outcome = replace(outcome, message=mask_secrets(outcome.message, state))
             else:
                 outcome = await runner.wait(effect)
             if outcome is None:  # the stream moved on while we waited: decide again
@@ -277,6 +285,32 @@ class _Runner:
             # Wake at every poll even without alarms, to notice a newer request in the stream.
             deadline = wait.until if now < wait.until else give_up
             await self.clock.sleep_until(min(deadline, now + poll))
+
+
+def secret_values(state: SagaState) -> list[str]:
+    """The environment values of the desired (and deployed) definitions: any of them may be a
+    secret that AWS echoes back in an error message."""
+    values: set[str] = set()
+    wanted = state.active.desired if state.active else None
+    for desired in (wanted, state.deployed):
+        if desired is None:
+            continue
+        variables = (desired.definition.get("Environment") or {}).get("Variables") or {}
+        values.update(str(v) for v in variables.values() if len(str(v)) >= 3)
+    return sorted(values, key=len, reverse=True)  # longest first: no partial leftovers
+
+
+def mask_secrets(message: str, state: SagaState) -> str:
+    """``message`` as it may be recorded: what AWS echoed of the request cut off, environment
+    values masked, at most MESSAGE_LIMIT characters."""
+    cut = message.find("String measured:")
+    if cut >= 0:
+        message = message[:cut].rstrip(" :;,") + " (request text omitted)"
+    for value in secret_values(state):
+        message = message.replace(value, "***")
+    if len(message) > MESSAGE_LIMIT:
+        message = message[: MESSAGE_LIMIT - 1] + "…"
+    return message
 
 
 def failure_kind(exc: AwsError) -> FailureKind:

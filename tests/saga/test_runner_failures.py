@@ -8,7 +8,7 @@ import pytest
 
 from engine.errors import AwsError, AwsThrottled
 from engine.events.desired import EventSources
-from tests.saga.support import NAME, World, desired
+from tests.saga.support import NAME, STREAM, World, desired
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 
@@ -131,3 +131,27 @@ async def test_alias_on_latest_is_switched_to_the_new_version() -> None:
     assert [f.outcome for f in run.finished] == ["succeeded"]
     assert await _alias(world) == ("2", {})
     assert await world.weights("d2") == []
+
+
+async def test_environment_values_never_reach_a_failed_step() -> None:
+    """An AWS message that quotes an environment value is recorded with the value masked."""
+    world = World()
+    await world.deploy("d1", desired("v1"), action="create")
+    want = desired("v2")
+    definition = {**want.definition, "Environment": {"Variables": {"DB_PASSWORD": "s3cr3t-pw"}}}
+    want = want.model_copy(update={"definition": definition})
+    echo = AwsError(
+        "UpdateFunctionConfiguration failed: bad value s3cr3t-pw. String measured: {...}",
+        retryable=False,
+    )
+    world.aws.fail_next("UpdateFunctionConfiguration", echo)
+    run = await world.deploy("d2", want)
+    assert [f.outcome for f in run.finished] == ["rolled_back"]
+    failed = await world.events("StepFailed")
+    assert failed
+    records = await world.store.read_stream(STREAM)
+    # The request carries the desired state by design; nothing recorded after it repeats it.
+    recorded = [r.event for r in records if r.event.type != "DeploymentRequested"]
+    assert all("s3cr3t-pw" not in e.model_dump_json() for e in recorded)
+    assert "bad value ***" in failed[0].message
+    assert "String measured" not in failed[0].message
