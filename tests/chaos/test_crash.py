@@ -4,7 +4,8 @@ Each case is one function in a repository and database of its own. The function 
 where the case starts (in this process, quickly), the next change is committed, and
 ``glam run --once`` runs as a child process with ``GLAM_FAILPOINTS`` armed on one mutating
 port method, before or after its call. The child must die by SIGKILL at the saga step the case
-names; a second child without failpoints must then finish the deployment. Every case checks:
+names; an engine started afterwards on the same database, without failpoints, must finish the
+deployment and exit as ``--once`` would (0, or 1 after a rollback). Every case checks:
 
 - it converged: the alias on the desired version (or, after a rollback, the stable one) with
   empty routing, the SQS mapping as desired, or the function gone after a delete;
@@ -13,8 +14,9 @@ names; a second child without failpoints must then finish the deployment. Every 
 - no delete of a version an alias referenced was even attempted;
 - ``glam replay --verify`` exits 0.
 
-Cases of one scenario run side by side (one embedded AWS and account for all of them), a few at
-a time, so the whole matrix costs little more than its slowest cases.
+All the cases run side by side in one test (one embedded AWS and account for all of them), a
+few at a time: most of a case's time is a child's start-up and the saga's waits, which overlap
+well, so the matrix costs little more than its slowest cases.
 """
 
 from __future__ import annotations
@@ -41,9 +43,9 @@ from tests.chaos.support import (
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration, pytest.mark.slow]
 
-# Child processes at a time: enough to overlap their start-up and waits on two cores, few
-# enough that the cases together stay under the 15 requests/second control-plane quota.
-PARALLEL = 5
+# Cases at a time: enough to overlap child start-ups and saga waits on two cores, few enough
+# that the engines together stay under the 15 requests/second control-plane quota.
+PARALLEL = 8
 
 
 @dataclass(frozen=True)
@@ -101,8 +103,8 @@ class Env:
     outputs: dict[str, Any]
     root: Path
 
-    def case(self, scenario: str, index: int) -> Case:
-        name = f"{scenario}{index:02d}"
+    def case(self, scenario: str, point: Point) -> Case:
+        name = f"{scenario}-{point.id}".replace("_", "")
         return Case(name, self.root / name, self.outputs, self.aws.endpoint_url, self.aws.region)
 
 
@@ -113,67 +115,16 @@ async def env(local_aws: LocalAwsThread, tmp_path: Path) -> Env:
     return Env(local_aws, outputs, tmp_path)
 
 
-Prepare = Callable[[Case], Awaitable[None]]
-Check = Callable[[Case], Awaitable[list[str]]]
+# -- where each scenario starts, and what it must end with -----------------------------------
 
 
-async def run_matrix(
-    env: Env,
-    scenario: str,
-    points: list[Point],
-    prepare: Prepare,
-    check: Check,
-    *,
-    restart_code: int,
-) -> None:
-    """Run every point of one scenario side by side; fail naming every case that broke."""
-    problems: dict[str, list[str]] = {}
-    cases: dict[str, Case] = {}
-    limiter = anyio.CapacityLimiter(PARALLEL)
-
-    async def one(index: int, point: Point) -> None:
-        case = env.case(scenario, index)
-        cases[point.id] = case
-        found: list[str] = []
-        async with limiter:
-            await prepare(case)
-            code, output = await case.run_subprocess(point.failpoint)
-            if code != -9:
-                found.append(f"expected SIGKILL at {point.failpoint}, exit {code}:\n{output}")
-            else:
-                step = await case.dangling_step()
-                if step != point.step:
-                    found.append(f"killed with intent {step!r} dangling, expected {point.step!r}")
-                code, output = await case.run_subprocess()
-                if code != restart_code:
-                    found.append(f"restart exited {code}, expected {restart_code}:\n{output}")
-                found += await check(case)
-        found += [
-            f"referenced version delete attempted: {d}"
-            for d in referenced_deletes(env.aws, case.name)
-        ]
-        if found:
-            problems[point.id] = found
-
-    async with anyio.create_task_group() as tg:
-        for index, point in enumerate(points):
-            tg.start_soon(one, index, point)
-    # After the engines: `glam replay --verify` runs its own event loop, one at a time.
-    for point_id, case in cases.items():
-        code, output = await anyio.to_thread.run_sync(replay_verify, case.db)
-        if code != 0:
-            problems.setdefault(point_id, []).append(f"replay --verify exited {code}: {output}")
-    report = "\n".join(f"[{pid}] {p}" for pid, found in sorted(problems.items()) for p in found)
-    assert not problems, f"{len(problems)} of {len(points)} cases broke:\n{report}"
-
-
-async def converged_on(case: Case, env: Env, *, version_of_deployment: int) -> list[str]:
-    """Problems with a function that must end on the version of the ``version_of_deployment``
-    -th deployment, routing empty, with one SQS mapping of batch size 10 or 5."""
+async def converged_on(env: Env, case: Case, deployment: int) -> list[str]:
+    """Problems with a function that must end on the version its ``deployment``-th
+    deployment published, routing empty, each version published once, one SQS mapping."""
     found = []
     deployments = await case.deployments()
     view = await read_aws(env.aws, case.name)
-    target = await version_of(env.aws, case.name, deployments[version_of_deployment])
+    target = await version_of(env.aws, case.name, deployments[deployment])
     if view.alias != (target, {}):
         found.append(f"alias is {view.alias}, expected ({target!r}, {{}})")
     duplicated = {marker: n for marker, n in view.markers.items() if n > 1}
@@ -187,95 +138,146 @@ async def converged_on(case: Case, env: Env, *, version_of_deployment: int) -> l
     return found
 
 
-async def test_killed_on_the_create_path(env: Env) -> None:
-    """A first deployment killed at any step is finished by the next run, exactly once."""
-
-    async def prepare(case: Case) -> None:
-        case.write()
-        case.repo.commit(f"add {case.name}")
-
-    async def check(case: Case) -> list[str]:
-        found = await converged_on(case, env, version_of_deployment=0)
-        creates = env.aws.journal.calls("CreateFunction", function=case.name)
-        applied = [e for e in creates if 200 <= e.status < 300]
-        if len(applied) != 1:
-            found.append(f"CreateFunction took effect {len(applied)} times")
-        return found
-
-    await run_matrix(env, "create", CREATE, prepare, check, restart_code=0)
+async def deployed(case: Case, **options: Any) -> None:
+    """The first version deployed, in this process."""
+    case.write(**options)
+    case.repo.commit(f"add {case.name}")
+    report = await case.run_in_process()
+    assert report.exit_code == 0, report
 
 
-async def test_killed_on_the_update_path(env: Env) -> None:
-    """A canary update killed at any step (configuration, code, between UpdateFunctionCode and
-    PublishVersion, publish, sources, shift, promote, old-version delete) converges on the new
-    version, the old one deleted."""
-
-    async def prepare(case: Case) -> None:
-        case.write()
-        case.repo.commit(f"add {case.name}")
-        report = await case.run_in_process()
-        assert report.exit_code == 0, report
-        case.write(code="green", memory=256, batch=5)
-        case.repo.commit(f"{case.name}: green, more memory, smaller batches")
-
-    async def check(case: Case) -> list[str]:
-        found = await converged_on(case, env, version_of_deployment=1)
-        first = (await case.deployments())[0]
-        if await version_of(env.aws, case.name, first) is not None:
-            found.append("the old version was not deleted")
-        view = await read_aws(env.aws, case.name)
-        if [m.get("BatchSize") for m in view.mappings] != [5]:
-            found.append(f"SQS mapping not updated: {view.mappings}")
-        return found
-
-    await run_matrix(env, "update", UPDATE, prepare, check, restart_code=0)
+async def prepare_create(env: Env, case: Case) -> None:
+    case.write()
+    case.repo.commit(f"add {case.name}")
 
 
-async def test_killed_during_a_rollback(env: Env) -> None:
-    """A rollback (an alarm in ALARM during the canary) killed while moving the alias back or
-    deleting the new version still ends on the stable version, the new one deleted."""
+async def check_create(env: Env, case: Case) -> list[str]:
+    found = await converged_on(env, case, 0)
+    creates = env.aws.journal.calls("CreateFunction", function=case.name)
+    applied = [e for e in creates if 200 <= e.status < 300]
+    if len(applied) != 1:
+        found.append(f"CreateFunction took effect {len(applied)} times")
+    return found
+
+
+async def prepare_update(env: Env, case: Case) -> None:
+    await deployed(case)
+    case.write(code="green", memory=256, batch=5)
+    case.repo.commit(f"{case.name}: green, more memory, smaller batches")
+
+
+async def check_update(env: Env, case: Case) -> list[str]:
+    found = await converged_on(env, case, 1)
+    first = (await case.deployments())[0]
+    if await version_of(env.aws, case.name, first) is not None:
+        found.append("the old version was not deleted")
+    view = await read_aws(env.aws, case.name)
+    if [m.get("BatchSize") for m in view.mappings] != [5]:
+        found.append(f"SQS mapping not updated: {view.mappings}")
+    return found
+
+
+async def prepare_rollback(env: Env, case: Case) -> None:
+    await deployed(case, alarms=(ALARM,))  # a first deployment does not watch alarms
+    case.write(code="green", alarms=(ALARM,))
+    case.repo.commit(f"{case.name}: green, which fires the alarm")
+
+
+async def check_rollback(env: Env, case: Case) -> list[str]:
+    found = await converged_on(env, case, 0)
+    second = (await case.deployments())[1]
+    outcome = (await case.finished()).get(second)
+    if outcome is None or outcome.outcome != "rolled_back":
+        found.append(f"the update finished {outcome}, expected rolled_back")
+    if await version_of(env.aws, case.name, second) is not None:
+        found.append("the new version was not deleted")
+    return found
+
+
+async def prepare_delete(env: Env, case: Case) -> None:
+    await deployed(case)
+    case.remove()
+    case.repo.commit(f"remove {case.name}")
+
+
+async def check_delete(env: Env, case: Case) -> list[str]:
+    view = await read_aws(env.aws, case.name)
+    found = []
+    if view.exists:
+        found.append("the function still exists")
+    if view.mappings:
+        found.append(f"mappings left behind: {view.mappings}")
+    return found
+
+
+@dataclass(frozen=True)
+class Scenario:
+    points: list[Point]
+    prepare: Callable[[Env, Case], Awaitable[None]]
+    check: Callable[[Env, Case], Awaitable[list[str]]]
+    exit_code: int  # of the restart's --once run
+
+
+SCENARIOS = {
+    "create": Scenario(CREATE, prepare_create, check_create, 0),
+    "update": Scenario(UPDATE, prepare_update, check_update, 0),
+    "rollback": Scenario(ROLLBACK, prepare_rollback, check_rollback, 1),
+    "delete": Scenario(DELETE, prepare_delete, check_delete, 0),
+}
+
+
+# -- the matrix ------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(300)
+async def test_killed_at_every_saga_step_then_restarted_converges(env: Env) -> None:
+    """SIGKILLed before or after any mutation of a create, a canary update (including between
+    UpdateFunctionCode and PublishVersion), a rollback or a delete, the engine resumes from the
+    log: it converges, publishes no version twice, never tries to delete a referenced version,
+    and leaves a log that ``glam replay --verify`` accepts."""
+    # The rollback cases' updates watch this alarm; no other case does.
     await set_alarm_state(env.aws.endpoint_url, ALARM, "ALARM", region=env.aws.region)
+    problems: dict[str, list[str]] = {}
+    cases: dict[str, Case] = {}
+    limiter = anyio.CapacityLimiter(PARALLEL)
 
-    async def prepare(case: Case) -> None:
-        case.write(alarms=(ALARM,))  # a first deployment does not watch alarms
-        case.repo.commit(f"add {case.name}")
-        report = await case.run_in_process()
-        assert report.exit_code == 0, report
-        case.write(code="green", alarms=(ALARM,))
-        case.repo.commit(f"{case.name}: green, which fires the alarm")
+    async def one(scenario: Scenario, case: Case, point: Point) -> None:
+        found: list[str] = []
+        async with limiter:
+            await scenario.prepare(env, case)
+            code, output = await case.run_subprocess(point.failpoint)
+            if code != -9:
+                found.append(f"expected SIGKILL at {point.failpoint}, exit {code}:\n{output}")
+            else:
+                step = await case.dangling_step()
+                if step != point.step:
+                    found.append(f"killed with intent {step!r} dangling, expected {point.step!r}")
+                # The restart runs here: recovery is the same Engine code, and child start-ups
+                # are what the matrix's time goes on.
+                report = await case.run_in_process()
+                if report.exit_code != scenario.exit_code:
+                    found.append(f"restart ended {report}, exit code {scenario.exit_code} wanted")
+                found += await scenario.check(env, case)
+        found += [
+            f"referenced version delete attempted: {d}"
+            for d in referenced_deletes(env.aws, case.name)
+        ]
+        if found:
+            problems[case.name] = found
 
-    async def check(case: Case) -> list[str]:
-        found = await converged_on(case, env, version_of_deployment=0)
-        second = (await case.deployments())[1]
-        outcome = (await case.finished()).get(second)
-        if outcome is None or outcome.outcome != "rolled_back":
-            found.append(f"the update finished {outcome}, expected rolled_back")
-        if await version_of(env.aws, case.name, second) is not None:
-            found.append("the new version was not deleted")
-        return found
-
-    await run_matrix(env, "rollback", ROLLBACK, prepare, check, restart_code=1)
-
-
-async def test_killed_while_deleting(env: Env) -> None:
-    """Deleting a function killed while detaching its source or deleting it still ends with
-    the function and its mapping gone."""
-
-    async def prepare(case: Case) -> None:
-        case.write()
-        case.repo.commit(f"add {case.name}")
-        report = await case.run_in_process()
-        assert report.exit_code == 0, report
-        case.remove()
-        case.repo.commit(f"remove {case.name}")
-
-    async def check(case: Case) -> list[str]:
-        view = await read_aws(env.aws, case.name)
-        found = []
-        if view.exists:
-            found.append("the function still exists")
-        if view.mappings:
-            found.append(f"mappings left behind: {view.mappings}")
-        return found
-
-    await run_matrix(env, "delete", DELETE, prepare, check, restart_code=0)
+    async with anyio.create_task_group() as tg:
+        # Longest first: the update cases walk a whole canary before some of their crashes.
+        for name in ("update", "rollback", "delete", "create"):
+            scenario = SCENARIOS[name]
+            for point in scenario.points:
+                case = env.case(name, point)
+                cases[case.name] = case
+                tg.start_soon(one, scenario, case, point)
+    # After the engines: `glam replay --verify` runs its own event loop, one at a time.
+    for name, case in cases.items():
+        code, output = await anyio.to_thread.run_sync(replay_verify, case.db)
+        if code != 0:
+            problems.setdefault(name, []).append(f"replay --verify exited {code}: {output}")
+    report = "\n".join(f"[{name}] {p}" for name, found in sorted(problems.items()) for p in found)
+    assert not problems, f"{len(problems)} of {len(cases)} cases broke:\n{report}"
+    print(f"control-plane peak: {env.aws.journal.max_rate('control')} calls/s")
