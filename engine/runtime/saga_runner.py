@@ -31,7 +31,12 @@ from engine.errors import (
     ConcurrencyConflict,
 )
 from engine.events import Event, Metadata, NewEvent, RecordedEvent
-from engine.events.function import DeploymentFinished, FailureKind
+from engine.events.function import (
+    DeploymentFinished,
+    DeploymentRequested,
+    FailureKind,
+    SettingsRecorded,
+)
 from engine.ports import (
     NO_STREAM,
     AlarmsApi,
@@ -146,7 +151,7 @@ async def run_saga(
                 continue
             events = on_outcome(state, effect, outcome, SagaContext(now=clock.now()))
             if events:
-                state = await runner.append(state, events)
+                state = await runner.append_outcome(state, events, policy)
         except ConcurrencyConflict:
             state, runner.version = await load_saga(store, stream, policy)
 
@@ -204,6 +209,25 @@ class _Runner:
             if self.on_event is not None:
                 self.on_event(record)
         return state
+
+    async def append_outcome(
+        self, state: SagaState, events: Sequence[Event], policy: SagaPolicy
+    ) -> SagaState:
+        """Append what AWS answered. The planner appends requests and settings without a
+        version check; one landing during the call must not cost the outcome: when only such
+        events arrived, the same outcome is appended after them."""
+        while True:
+            try:
+                return await self.append(state, events)
+            except ConcurrencyConflict:
+                arrived = [
+                    r for r in await self.store.read_stream(self.stream) if r.version > self.version
+                ]
+                if not arrived or not all(isinstance(r.event, _PLANNER) for r in arrived):
+                    raise  # another runner moved on: re-read and decide again
+                for record in arrived:
+                    state = evolve(state, record.event)
+                    self.version = record.version
 
     async def perform(self, call: Call) -> Outcome:
         method = getattr(self.apis[call.api], call.method)
@@ -285,6 +309,10 @@ class _Runner:
             # Wake at every poll even without alarms, to notice a newer request in the stream.
             deadline = wait.until if now < wait.until else give_up
             await self.clock.sleep_until(min(deadline, now + poll))
+
+
+# Events appended by the planner, not by a runner: they do not change what a step did.
+_PLANNER = (DeploymentRequested, SettingsRecorded)
 
 
 def secret_values(state: SagaState) -> list[str]:

@@ -155,3 +155,33 @@ async def test_environment_values_never_reach_a_failed_step() -> None:
     assert all("s3cr3t-pw" not in e.model_dump_json() for e in recorded)
     assert "bad value ***" in failed[0].message
     assert "String measured" not in failed[0].message
+
+
+async def test_outcome_survives_a_request_appended_during_the_call() -> None:
+    """The planner appends a newer request while UpdateAlias is in flight: the shift's outcome
+    is still recorded (no resolve read needed), then the newer request supersedes."""
+    world = World()
+    await world.deploy("d1", desired("v1"), action="create")
+    original = world.aws.update_alias
+    calls = 0
+
+    async def update_alias(*args: object, **kwargs: object) -> object:
+        nonlocal calls
+        result = await original(*args, **kwargs)  # type: ignore[arg-type]
+        calls += 1
+        if calls == 1:
+            await world.request("d3", desired("v3"))
+        return result
+
+    world.aws.update_alias = update_alias  # type: ignore[method-assign,assignment]
+    run = await world.deploy("d2", desired("v2"))
+    assert [(f.deployment_id, f.outcome) for f in run.finished] == [
+        ("d2", "superseded"),
+        ("d3", "succeeded"),
+    ]
+    # Recorded at once: the call after the shift is not a read to find out what it did.
+    ops = [op for op, _ in world.aws.journal]
+    first_shift = ops.index(
+        "UpdateAlias", ops.index("PublishVersion", ops.index("UpdateFunctionCode"))
+    )
+    assert ops[first_shift + 1] != "GetAlias"
