@@ -162,6 +162,7 @@ class Deployment:
     attempt: int = 1  # attempt number of this phase's next call
     polls: int = 0  # polls made in this phase (wait_*, readiness, settle)
     dangling: StepStarted | None = None  # write-ahead intent with no outcome yet
+    unresolved: int = 0  # failed reads in a row settling the dangling intent
     settling: bool = False  # a conflict: wait for LastUpdateStatus before repeating
     due_wait: tuple[str, float] | None = None  # (purpose, seconds) to wait before going on
     timer: TimerStarted | None = None
@@ -380,6 +381,7 @@ def _next_phase(dep: Deployment, phase: Phase, **changes: Any) -> Deployment:
         attempt=1,
         polls=0,
         dangling=None,
+        unresolved=0,
         settling=False,
         due_wait=None,
         timer=None,
@@ -557,8 +559,12 @@ def _rollback_outcome(dep: Deployment) -> Outcome:
 
 def _failed(state: SagaState, dep: Deployment, event: StepFailed) -> Deployment:
     if event.step.startswith("resolve:") or event.kind == "ambiguous":
-        # The outcome of the dangling step is still unknown: keep it, read again after a pause.
-        return replace(dep, due_wait=("backoff", state.policy.retry.backoff(1)))
+        # The outcome of the dangling step is still unknown: keep it, read again after a pause
+        # that grows (capped) with every failed read, so a read that keeps failing does not
+        # flood the log.
+        unresolved = dep.unresolved + 1 if event.step.startswith("resolve:") else 1
+        pause = state.policy.retry.backoff(unresolved)
+        return replace(dep, unresolved=unresolved, due_wait=("backoff", pause))
     attempt = (dep.dangling.attempt if dep.dangling else dep.attempt) + 1
     dep = replace(dep, dangling=None, attempt=attempt)
     if event.kind == "conflict":

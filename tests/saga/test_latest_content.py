@@ -117,3 +117,34 @@ async def test_revert_mid_canary_ends_on_the_reverted_content_once() -> None:
     assert live.code_sha256 == first.code_sha256
     versions = [v.version for v in await world.aws.list_versions(NAME) if v.version != "$LATEST"]
     assert versions == [alias.function_version]
+
+
+def test_failing_resolve_reads_back_off_exponentially() -> None:
+    """Given a dangling publish whose resolve read keeps failing, then each pause is longer
+    than the one before, up to the cap."""
+    from engine.events.function import StepFailed
+    from engine.saga import Wait
+
+    state = fold(initial_state(NAME), [*PUBLISHED[:-1]])
+    pauses = []
+    for _ in range(8):
+        state = fold(
+            state,
+            [
+                StepFailed(
+                    deployment_id="d2",
+                    step="resolve:publish",
+                    error_code="ServiceException",
+                    message="down",
+                    retryable=True,
+                )
+            ],
+        )
+        effect = next_effect(state, NOW)
+        assert isinstance(effect, Wait)
+        pauses.append((effect.until - NOW).total_seconds())
+        assert state.active is not None
+        state = fold(state, [effect.intent] if effect.intent else [])
+        state = fold(state, [ok("wait:backoff")])
+    assert pauses == sorted(pauses)
+    assert pauses[0] < pauses[-1] == state.policy.retry.max_backoff
