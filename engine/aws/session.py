@@ -1,10 +1,12 @@
 """aiobotocore clients for one account and region, configured the way glam needs them.
 
-botocore's own retries are switched off (``max_attempts=1``): a blind retry of a mutation whose
-first attempt timed out could publish a second version or shift an alias twice. glam retries
-itself, knowing which calls are safe to repeat (engine/aws/lambda_api.py). Timeouts are explicit
-so a silent endpoint becomes an error instead of a hung saga. Credentials come from the usual
-chain (environment, profile, SSO, instance role) unless given explicitly for a local endpoint.
+botocore's own retries are switched off (``total_max_attempts=1``; botocore's ``max_attempts``
+counts retries after the first call, so ``max_attempts=1`` would still repeat once): a blind
+retry of a mutation whose first attempt timed out could publish a second version or shift an
+alias twice. glam retries itself, knowing which calls are safe to repeat
+(engine/aws/lambda_api.py). Timeouts are explicit so a silent endpoint becomes an error instead
+of a hung saga. Credentials come from the usual chain (environment, profile, SSO, instance role)
+unless given explicitly for a local endpoint.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ class AwsConfig:
         """The botocore ``Config``: no botocore retries, explicit timeouts."""
         return Config(
             region_name=self.region,
-            retries={"mode": "standard", "max_attempts": 1},
+            retries={"mode": "standard", "total_max_attempts": 1},
             connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout,
             max_pool_connections=self.max_pool_connections,
