@@ -56,13 +56,14 @@ class Case:
         self.repo = GitRepo(self.root / "repo")
         self.db = self.root / "state" / "glam.db"
 
-    @property
-    def prefix(self) -> str:
-        return f"apps/{self.name}/{self.name}"
+    def prefix(self, name: str | None = None) -> str:
+        name = name or self.name
+        return f"apps/{name}/{name}"
 
     def write(
         self,
         *,
+        name: str | None = None,
         code: str = "blue",
         memory: int = 128,
         batch: int | None = 10,
@@ -70,7 +71,8 @@ class Case:
         traffic: dict[str, Any] | None = None,
     ) -> None:
         """The definition, the deployment definition and (``batch`` not None) an SQS pull
-        source on the alias."""
+        source on the alias, of this case's function or another ``name`` in its repository."""
+        name = name or self.name
         write_function(
             self.repo,
             self.outputs,
@@ -78,21 +80,21 @@ class Case:
             memory=memory,
             traffic=traffic or CANARY,
             alarms=alarms,
-            name=self.name,
-            prefix=self.prefix,
+            name=name,
+            prefix=self.prefix(name),
         )
         if batch is not None:
             queue = self.outputs["sqs_queue_arn"]["value"]
-            mapping = {"EventSourceArn": queue, "FunctionName": self.name, "BatchSize": batch}
+            mapping = {"EventSourceArn": queue, "FunctionName": name, "BatchSize": batch}
             self.repo.write(
-                f"{self.prefix}_lambdaeventsourcedef.json",
+                f"{self.prefix(name)}_lambdaeventsourcedef.json",
                 {"PullEventSources": {"EventSourceMapping": mapping}},
             )
 
     def remove(self) -> None:
         for suffix in ("lambdadef", "lambdadepdef", "lambdaeventsourcedef"):
-            if (self.repo.path / f"{self.prefix}_{suffix}.json").exists():
-                self.repo.remove(f"{self.prefix}_{suffix}.json")
+            if (self.repo.path / f"{self.prefix()}_{suffix}.json").exists():
+                self.repo.remove(f"{self.prefix()}_{suffix}.json")
 
     def config(self, **changes: Any) -> EngineConfig:
         return EngineConfig(
@@ -139,17 +141,17 @@ class Case:
             done = await anyio.run_process(args, env=env, cwd=ROOT, check=False)
         return done.returncode, (done.stdout + done.stderr).decode(errors="replace")
 
-    async def events(self) -> list[RecordedEvent]:
-        """This case's function stream, in order."""
+    async def events(self, name: str | None = None) -> list[RecordedEvent]:
+        """The function stream of this case's function (or ``name``), in order."""
         async with SqliteEventStore(self.db, readonly=True) as store:
             records = await store.read_all()
-        return [r for r in records if r.stream.endswith(f":{self.name}")]
+        return [r for r in records if r.stream.endswith(f":{name or self.name}")]
 
-    async def deployments(self) -> list[str]:
+    async def deployments(self, name: str | None = None) -> list[str]:
         """Deployment ids, in the order they were requested."""
         return [
             r.event.deployment_id
-            for r in await self.events()
+            for r in await self.events(name)
             if isinstance(r.event, DeploymentRequested)
         ]
 
