@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -165,8 +166,9 @@ def to_recorded(row: StoredRow) -> RecordedEvent:
     return decode_values(row.as_tuple())
 
 
-_gc_pauses = 0  # sections inside gc_paused() right now, across tasks
+_gc_pauses = 0  # sections inside gc_paused() right now, across tasks and threads
 _gc_was_enabled = False
+_gc_lock = threading.Lock()
 
 
 @contextmanager
@@ -182,16 +184,18 @@ def gc_paused() -> Iterator[None]:
     was on when the first began.
     """
     global _gc_pauses, _gc_was_enabled
-    if _gc_pauses == 0:
-        _gc_was_enabled = gc.isenabled()
-        gc.disable()
-    _gc_pauses += 1
+    with _gc_lock:
+        if _gc_pauses == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
     try:
         yield
     finally:
-        _gc_pauses -= 1
-        if _gc_pauses == 0 and _gc_was_enabled:
-            gc.enable()
+        with _gc_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_was_enabled:
+                gc.enable()
 
 
 def decode_values(values: Sequence[Any]) -> RecordedEvent:
