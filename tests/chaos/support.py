@@ -222,7 +222,10 @@ async def version_of(aws: LocalAwsThread, name: str, deployment_id: str) -> str 
 
 def effective_publishes(aws: LocalAwsThread, name: str) -> list[str]:
     """Versions the journal shows PublishVersion actually made for ``name``: answered 2xx, or
-    applied by moto before an injected apply-then-fail/drop."""
+    applied by moto before an injected apply-then-fail/drop.
+
+    Count them, do not compare their numbers: moto numbers a new version "versions left + 1",
+    so after a delete it can hand out a number it used before (real Lambda never does)."""
     made = []
     for entry in aws.journal.calls("PublishVersion", function=name):
         applied = entry.forwarded_status if entry.fault else entry.status

@@ -43,8 +43,10 @@ from tests.chaos.support import (
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration, pytest.mark.slow]
 
-# Cases at a time: enough to overlap child start-ups and saga waits on two cores, few enough
-# that the engines together stay under the 15 requests/second control-plane quota.
+# Cases at a time: enough to overlap child start-ups and saga waits on two cores (more only
+# adds CPU contention). Eight engines on one account do exceed the 15 requests/second quota
+# together: the proxy answers 429 and they ride it out, which is fair chaos; the quota as one
+# engine must respect it is checked in test_scale.
 PARALLEL = 8
 
 
@@ -280,4 +282,3 @@ async def test_killed_at_every_saga_step_then_restarted_converges(env: Env) -> N
             problems.setdefault(name, []).append(f"replay --verify exited {code}: {output}")
     report = "\n".join(f"[{name}] {p}" for name, found in sorted(problems.items()) for p in found)
     assert not problems, f"{len(problems)} of {len(cases)} cases broke:\n{report}"
-    print(f"control-plane peak: {env.aws.journal.max_rate('control')} calls/s")
