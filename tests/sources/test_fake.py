@@ -121,3 +121,25 @@ async def test_rerun_makes_no_mutating_call() -> None:
     changes = await fake.reconcile("orders", ALIAS_ARN, desired, desired)
     assert {c.change for c in changes} == {"unchanged"}
     assert fake.aws.calls == before
+
+
+class CountingBackend(MemorySourcesBackend):
+    def __init__(self) -> None:
+        super().__init__(region="us-east-1", account="123456789012")
+        self.lists = 0
+
+    async def list_mappings(self, function_name: str) -> list[dict[str, object]]:
+        self.lists += 1
+        return await super().list_mappings(function_name)
+
+
+async def test_no_mappings_wanted_or_wired_lists_nothing() -> None:
+    """A function with no mapping desired and none wired before costs no list call; one with
+    a mapping still lists, so a mapping made by hand is adopted, never duplicated."""
+    backend = CountingBackend()
+    time = ManualTime()
+    await reconciler(backend, time, 60).reconcile("orders", ALIAS_ARN, EventSources(), None)
+    assert backend.lists == 0
+    wanted = EventSources(mappings=({"EventSourceArn": QUEUE},))
+    await reconciler(backend, time, 60).reconcile("orders", ALIAS_ARN, wanted, None)
+    assert backend.lists > 0
