@@ -47,9 +47,8 @@ API = SampleFunction("lambda/lambda-api/hello", "glam-demo-hello", "HTTP API rou
 ELB = SampleFunction("lambda/lambda-elb/status", "glam-demo-status", "ALB target group")
 FUNCTIONS = (SQS, API, ELB)
 # The parts they play: act 2 ships a good version of CANARY, act 3 a broken one of BROKEN, act 4
-# deletes RETIRED. Acts 2 and 3 use two functions because the embedded AWS (moto) numbers a new
-# version after the count of versions left, so a third version published after the first was
-# deleted would reuse number 2 (real Lambda never reuses a number).
+# deletes RETIRED. Each act has a function of its own, so each function's history tells one
+# story in `glam status` and `glam events --stream`.
 CANARY, BROKEN, RETIRED = API, ELB, SQS
 _ALARMS = {CANARY: [LATENCY_ALARM], BROKEN: [ERRORS_ALARM], RETIRED: []}
 
