@@ -15,6 +15,7 @@ DESIGN §1's rule table, per prefix:
     only a ref file changed                               -> nothing on its own
     rendered hash equal to the deployed one               -> nothing
     hash equal to a rolled-back desired state             -> nothing until it changes
+                                                             (or an operator's retry)
 
 An invalid prefix is rejected alone and never turns into a delete.
 """
@@ -33,6 +34,7 @@ from engine.events.function import (
     DeploymentFinished,
     DeploymentRequested,
     FunctionDeleted,
+    OperatorRequested,
     SettingsRecorded,
 )
 from engine.events.repo import (
@@ -65,6 +67,9 @@ class DeployedState:
     content_hash: str | None = None
     settings: DeploymentSettings | None = None
     rolled_back_hash: str | None = None
+    # The request whose desired state rolled back (or failed): what an operator's retry
+    # requests again.
+    rolled_back: DeploymentRequested | None = None
     requests: tuple[DeploymentRequested, ...] = ()
 
     @property
@@ -110,9 +115,12 @@ def evolve_deployed(state: DeployedState, event: Event) -> DeployedState:
                     content_hash=request.desired.content_hash,
                     settings=request.desired.settings,
                     rolled_back_hash=None,
+                    rolled_back=None,
                 )
             if outcome in ("rolled_back", "failed") and request.desired is not None:
-                return replace(state, rolled_back_hash=request.desired.content_hash)
+                return replace(
+                    state, rolled_back_hash=request.desired.content_hash, rolled_back=request
+                )
             return state
         case FunctionDeleted(deployment_id=dep_id):
             return replace(
@@ -259,6 +267,10 @@ def plan_commit(
         )
         if not live or current.stream in claimed or current.prefix is None:
             continue
+        if current.in_flight is not None and current.in_flight.action == "delete":
+            # Already being deleted: planning the same commit again (an operator's
+            # allow-deletes after a restart) or a later one must not request it twice.
+            continue
         files = tuple(c.path for c in state.changes_of(current.prefix) if c.change == "deleted")
         gone = current.prefix not in state.prefixes
         reason = "definition deleted" if gone else "function renamed in its definition"
@@ -344,6 +356,50 @@ def plan_commit(
         held=held,
         desired=dict(state.desired),
     )
+
+
+def retry_refusal(current: DeployedState) -> str | None:
+    """Why an operator's retry cannot be acted on for this function, or None when it can."""
+    if current.in_flight is not None:
+        return f"{current.stream} has a deployment in progress; abort it first"
+    if current.rolled_back is None or current.rolled_back_hash is None:
+        return f"{current.stream} has no rolled-back desired state to retry"
+    return None
+
+
+def plan_retry(current: DeployedState, ctx: PlanContext) -> DeploymentRequested | None:
+    """An operator's retry: request the rolled-back desired state again (same commit, a new
+    deployment id), or None when ``retry_refusal`` says it cannot be retried."""
+    if retry_refusal(current) is not None:
+        return None
+    rejected = current.rolled_back
+    assert rejected is not None  # retry_refusal checked it
+    assert rejected.desired is not None  # only requests with a desired state roll back
+    return DeploymentRequested(
+        deployment_id=ctx.new_id(),
+        commit=rejected.commit,
+        action="update" if current.exists else "create",
+        desired=rejected.desired,
+    )
+
+
+def held_deletes(events: Iterable[Event]) -> dict[str, DeletesHeld]:
+    """The commits whose deletes are held and not yet allowed, from the repository stream's
+    events in order: a ``DeletesHeld`` holds its commit, a later ``CommitPlanned`` of another
+    commit makes it stale (that plan decides anew), an ``allow_deletes`` handed to the stream
+    releases it."""
+    held: dict[str, DeletesHeld] = {}
+    for event in events:
+        match event:
+            case DeletesHeld(sha=sha):
+                held = {sha: event}
+            case CommitPlanned(sha=sha) if sha not in held:
+                held = {}
+            case OperatorRequested(command="allow_deletes", target=sha):
+                held.pop(sha, None)
+            case _:
+                pass
+    return held
 
 
 def _decide(

@@ -13,6 +13,7 @@ from engine.events.function import (
     DeploymentRequested,
     EventSourceChanged,
     FunctionDeleted,
+    OperatorRequested,
     RollbackStarted,
     SettingsRecorded,
     StepFailed,
@@ -81,6 +82,9 @@ def key(record: RecordedEvent) -> str | None:
             return event.commit
         case OperatorCommandIssued():
             return event.target if event.command == "allow_deletes" else None
+        case OperatorRequested():
+            # The held deletes of this commit were released: planned again, guard lifted.
+            return event.target if event.command == "allow_deletes" else None
         case (
             SourceUnavailable()
             | SettingsRecorded()
@@ -147,6 +151,8 @@ def _changes(row: CommitRow, record: RecordedEvent) -> dict[str, object]:
             return {"deployments": (*row.deployments, event.deployment_id)}
         case OperatorCommandIssued():
             return {"deletes_allowed_by": f"{record.meta.actor}: {event.reason}"}
+        case OperatorRequested():
+            return {"held_deletes": ()}
         case (
             SourceUnavailable()
             | SettingsRecorded()

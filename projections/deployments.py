@@ -14,6 +14,7 @@ from engine.events.function import (
     DeploymentRequested,
     EventSourceChanged,
     FunctionDeleted,
+    OperatorRequested,
     RollbackStarted,
     SettingsRecorded,
     StepFailed,
@@ -82,6 +83,9 @@ def key(record: RecordedEvent) -> str | None:
             | DeploymentFinished()
             | FunctionDeleted()
         ):
+            return event.deployment_id
+        case OperatorRequested():
+            # An abort or promote belongs to the deployment it was handed to.
             return event.deployment_id
         case (
             SettingsRecorded()
@@ -187,6 +191,8 @@ def _changes(row: DeploymentRow, record: RecordedEvent) -> tuple[dict[str, objec
             return changes, ("finished", event.outcome, event.reason)
         case FunctionDeleted():
             return {}, ("deleted", "", "")
+        case OperatorRequested():
+            return {}, ("operator", event.command, f"{event.actor}: {event.reason}")
         case (
             SettingsRecorded()
             | OperatorCommandIssued()

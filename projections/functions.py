@@ -15,6 +15,7 @@ from engine.events.function import (
     DeploymentRequested,
     EventSourceChanged,
     FunctionDeleted,
+    OperatorRequested,
     RollbackStarted,
     SettingsRecorded,
     StepFailed,
@@ -92,6 +93,8 @@ def key(record: RecordedEvent) -> str | None:
             return record.stream
         case OperatorCommandIssued():
             return event.target if event.target.startswith("fn:") else None
+        case OperatorRequested():
+            return None  # the row already shows the command (OperatorCommandIssued)
         case (
             CommitObserved()
             | HistoryRewritten()
@@ -186,6 +189,8 @@ def _changes(row: FunctionRow, record: RecordedEvent) -> dict[str, object]:
             return {
                 "last_operator_command": f"{event.command} by {record.meta.actor}: {event.reason}"
             }
+        case OperatorRequested():
+            return {}
         case (
             CommitObserved()
             | HistoryRewritten()

@@ -56,6 +56,7 @@ def main() -> None:
 import engine.cli.aws_local  # noqa: E402  (registers `glam aws-local`)
 import engine.cli.demo  # noqa: E402  (registers `glam demo`)
 import engine.cli.plan  # noqa: E402, F401  (registers `glam plan`)
+from engine.cli import ops as _ops  # noqa: E402, F401  (registers the operator commands)
 from engine.cli import query as _query  # noqa: E402, F401  (registers events, status, replay)
 from engine.cli import run as _run  # noqa: E402, F401  (registers `glam run`)
 

@@ -23,6 +23,7 @@ from engine.events.function import (
     DeploymentRequested,
     EventSourceChanged,
     FunctionDeleted,
+    OperatorRequested,
     RollbackStarted,
     SettingsRecorded,
     StepFailed,
@@ -60,6 +61,7 @@ Event = Annotated[
     | EventSourceChanged
     | DeploymentFinished
     | FunctionDeleted
+    | OperatorRequested
     | OperatorCommandIssued,
     Field(discriminator="type"),
 ]
@@ -87,6 +89,7 @@ EVENT_CLASSES: dict[str, type[EventBase]] = {
         EventSourceChanged,
         DeploymentFinished,
         FunctionDeleted,
+        OperatorRequested,
         OperatorCommandIssued,
     )
 }

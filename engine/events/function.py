@@ -121,3 +121,18 @@ class DeploymentFinished(EventBase):
 class FunctionDeleted(EventBase):
     type: Literal["FunctionDeleted"] = "FunctionDeleted"
     deployment_id: str
+
+
+class OperatorRequested(EventBase):
+    """An operator's command handed to the stream it acts on: the engine copies each
+    ``OperatorCommandIssued`` of the ``ops`` stream here (causation: the command's event id),
+    so a saga stays a fold of its own stream. ``deployment_id`` is the deployment in flight
+    the command was handed to (abort, promote); ``target`` is the function stream, or the
+    commit sha of an ``allow_deletes`` (recorded on the repository stream)."""
+
+    type: Literal["OperatorRequested"] = "OperatorRequested"
+    command: Literal["promote", "abort", "retry", "allow_deletes"]
+    target: str
+    actor: str
+    reason: str
+    deployment_id: str | None = None

@@ -6,8 +6,13 @@ from typing import Literal
 
 from engine.events.base import EventBase
 
+OPS_STREAM = "ops"  # the one stream of operator commands
+
 
 class OperatorCommandIssued(EventBase):
+    """``glam promote|abort|retry|allow-deletes``: the actor is in the metadata. The engine
+    hands it to its target as an ``OperatorRequested`` (engine.events.function)."""
+
     type: Literal["OperatorCommandIssued"] = "OperatorCommandIssued"
     command: Literal["promote", "abort", "retry", "allow_deletes"]
     target: str  # a function stream, or a commit sha for allow_deletes

@@ -10,6 +10,9 @@ One anyio task group owns everything the engine does while it runs:
                   against what the log says is deployed, append the decisions
     sagas         one task per function stream with work to do, at most ``max_parallel`` at
                   a time; started by recovery (at start) and by the planner (on a new request)
+    operators     every ``ops_poll`` seconds: hand each new command of the ``ops`` stream
+                  (``glam abort``, ``promote``, ``retry``, ``allow-deletes``, possibly from
+                  another process) to its target as an ``OperatorRequested``
 
 Write-ahead: the planner appends ``DeploymentRequested`` before any saga may act on it, and a
 saga makes each intent durable before its AWS call (``engine.runtime.saga_runner``). The
@@ -19,6 +22,10 @@ between the two re-plans the head, which the planner answers with "already in pr
 A newer request for a function whose saga runs lands in the same stream; the runner notices the
 stream moved at its next safe point and supersedes. Entering the engine takes the engine lock
 on the database: a second engine on the same file refuses to start (``StoreLocked``).
+
+Operator commands are acted on exactly once: the copy handed to the target carries the
+command's event id as causation (and an event id made from it, so a repeated append is a
+no-op); commands whose copy the log already holds are skipped, also after a restart.
 """
 
 from __future__ import annotations
@@ -39,7 +46,8 @@ from engine.aws.session import AwsConfig
 from engine.errors import ConfigError, GlamError, StoreError
 from engine.events import Metadata, NewEvent, RecordedEvent
 from engine.events.catalog import Event
-from engine.events.function import DeploymentFinished, DeploymentRequested
+from engine.events.function import DeploymentFinished, DeploymentRequested, OperatorRequested
+from engine.events.operator import OPS_STREAM, OperatorCommandIssued
 from engine.events.repo import DefinitionRejected
 from engine.git.source import GitSource
 from engine.git.state import observe_branch, read_commit_state
@@ -56,15 +64,19 @@ from engine.observe import (
 from engine.planner import (
     DeployedState,
     PlanContext,
+    deployed_from_events,
     evolve_deployed,
+    held_deletes,
     plan_commit,
+    plan_retry,
     render_filter,
+    retry_refusal,
 )
 from engine.ports import ANY_VERSION, Clock
 from engine.runtime.clock import SystemClock
 from engine.runtime.failpoints import Failpoints
 from engine.runtime.providers import AwsProvider, PortsProvider, RegionPorts
-from engine.runtime.saga_runner import run_saga
+from engine.runtime.saga_runner import load_saga, run_saga
 from engine.saga import DEFAULT_POLICY, InvariantViolation, SagaPolicy, evolve, initial_state
 from engine.saga.state import SagaState
 from engine.store.lock import EngineLock
@@ -86,6 +98,7 @@ class EngineConfig:
     region: str = "us-east-1"
     endpoint_url: str | None = None
     poll: float = 30.0
+    ops_poll: float = 1.0  # how often the ``ops`` stream is read for operator commands
     max_parallel: int = 10
     token_env: str | None = None
     data_dir: Path | None = None
@@ -181,6 +194,12 @@ class Engine:
         self._dirty: set[str] = set()
         self._changed = anyio.Event()
         self._report = RunReport()
+        # Operator commands: how far the ``ops`` stream is read, and the commands whose copy
+        # the log holds (causation ids of OperatorRequested). One pass at a time, and never
+        # while the repository is planned (an allow-deletes plans too).
+        self._ops_version = 0
+        self._handled_ops: set[str] = set()
+        self._plan_lock = anyio.Lock()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -240,10 +259,13 @@ class Engine:
                 await self._recover()
                 if once:
                     await self._poll()
+                    tg.start_soon(self._operator_loop, name="glam operators")
+                    await self._operator_pass()  # commands given while no engine ran
                     await self._wait_idle()
                     tg.cancel_scope.cancel()
                 else:
                     tg.start_soon(self._repository_loop, name="glam repository")
+                    tg.start_soon(self._operator_loop, name="glam operators")
         finally:
             self._tg = None
             # A fresh runner from the stored checkpoint: the cancelled one may hold views
@@ -297,6 +319,10 @@ class Engine:
 
     async def _poll(self) -> None:
         """One look at the branch: record what is new, plan the head if not yet planned."""
+        async with self._plan_lock:
+            await self._poll_locked()
+
+    async def _poll_locked(self) -> None:
         if self.source.branch is None:
             # The default branch is learnt from the first fetch; the repository stream is
             # named after it, so nothing can be recorded before.
@@ -327,7 +353,9 @@ class Engine:
             log.warning("repository unavailable: %s", reason)
         self._report.unavailable = reason
 
-    async def _plan(self, stream: str, observation: Fetched) -> None:
+    async def _plan(
+        self, stream: str, observation: Fetched, *, allow_deletes: bool = False
+    ) -> None:
         head = observation.head
         base = plan_base(self._repo, observation)
         if base is not None and not await self._known(base):
@@ -337,7 +365,10 @@ class Engine:
         )
         assert self.account is not None
         ctx = PlanContext(
-            new_id=self.ids, default_region=self.config.region, default_account=self.account
+            new_id=self.ids,
+            default_region=self.config.region,
+            default_account=self.account,
+            allow_deletes=allow_deletes,
         )
         plan = plan_commit(state, self._deployed, ctx)
         requested: list[str] = []
@@ -382,8 +413,11 @@ class Engine:
         # Shielded: once decided, a plan is recorded whole even while the engine stops.
         with anyio.CancelScope(shield=True):
             recorded = await self.store.append(stream, batch, expected_version=ANY_VERSION)
+        # Folded by reading on from the last folded position, not record by record: the
+        # sagas append meanwhile, and jumping past their events would leave a finished
+        # deployment in flight for the planner.
+        await self._catch_up()
         for record in recorded:
-            self._fold(self._repo_stream(), record)
             self._saw(record)
 
     def _saw(self, record: RecordedEvent) -> None:
@@ -400,6 +434,8 @@ class Engine:
             batch = await self.store.read_all(position + 1, limit=1_000)
             for record in batch:
                 position = record.position
+                if isinstance(record.event, OperatorRequested) and record.meta.causation_id:
+                    self._handled_ops.add(record.meta.causation_id)
                 if not record.stream.startswith(FUNCTION_PREFIX):
                     continue
                 state = states.get(record.stream)
@@ -476,6 +512,118 @@ class Engine:
             alarms=ports.alarms,
             sources=fp.guard(ports.sources),
         )
+
+    # -- operator commands ---------------------------------------------------------------------
+
+    async def _operator_loop(self) -> None:
+        while True:
+            try:
+                await self._operator_pass()
+            except StoreError:
+                raise
+            except GlamError as exc:
+                log.error("operator commands: %s", exc.one_line())
+            await anyio.sleep(self.config.ops_poll)
+
+    async def _operator_pass(self) -> None:
+        """Hand every new command of the ``ops`` stream to its target, in order."""
+        async with self._plan_lock:
+            for record in await self.store.read_stream(OPS_STREAM, self._ops_version + 1):
+                if not isinstance(record.event, OperatorCommandIssued):
+                    self._ops_version = record.version
+                    continue
+                if record.meta.event_id not in self._handled_ops:
+                    if not await self._hand_over(record, record.event):
+                        return  # not yet possible (the branch is not known): next pass
+                    self._handled_ops.add(record.meta.event_id)
+                self._ops_version = record.version
+
+    async def _hand_over(self, record: RecordedEvent, command: OperatorCommandIssued) -> bool:
+        """Act on one command; False when it must wait for a later pass. A command that
+        cannot apply (nothing in flight any more) is logged and dropped: the CLI checked it
+        when it was given, so only a race with the saga lands here."""
+        actor = record.meta.actor
+        what = f"{command.command} of {command.target} by {actor}"
+        copy = OperatorRequested(
+            command=command.command, target=command.target, actor=actor, reason=command.reason
+        )
+        if command.command == "allow_deletes":
+            return await self._allow_deletes(record, copy)
+        stream = command.target
+        if not stream.startswith(FUNCTION_PREFIX):
+            log.warning("%s ignored: not a function stream", what)
+            return True
+        if command.command == "retry":
+            current = deployed_from_events(await self.store.read_stream(stream)).get(stream)
+            current = current or DeployedState(stream=stream)
+            assert self.account is not None
+            ctx = PlanContext(
+                new_id=self.ids, default_region=self.config.region, default_account=self.account
+            )
+            request = plan_retry(current, ctx)
+            if request is None:
+                log.warning("%s ignored: %s", what, retry_refusal(current))
+                return True
+            # One append: the copy that marks the command handled and the request it makes.
+            await self._append_handed(stream, [copy, request], record, commit=request.commit)
+            log.info("%s: retrying deployment of commit %s", stream, request.commit[:12])
+        else:
+            state, _ = await load_saga(self.store, stream, self.config.policy)
+            if state.active is None:
+                log.warning("%s ignored: no deployment in flight", what)
+                return True
+            did = state.active.deployment_id
+            copy = copy.model_copy(update={"deployment_id": did})
+            await self._append_handed(stream, [copy], record, commit=state.active.request.commit)
+            log.info("%s: %s requested by %s (%s)", stream, command.command, actor, did)
+        self._start_saga(stream)
+        return True
+
+    async def _allow_deletes(self, record: RecordedEvent, copy: OperatorRequested) -> bool:
+        stream = self._repo_stream()
+        if stream is None:
+            return False
+        sha = copy.target
+        held = held_deletes(r.event for r in await self.store.read_stream(stream))
+        if sha not in held:
+            log.warning("allow-deletes of %s ignored: no deletes held for it", sha[:12])
+            return True
+        await self._catch_up()
+        # Planned again with the guard lifted. Deletes already requested are not requested
+        # twice, so a crash before the copy below is recorded only plans this once more.
+        await self._plan(stream, Fetched(head=sha, commits=()), allow_deletes=True)
+        await self._append_handed(stream, [copy], record, commit=sha)
+        log.info("deletes of %s allowed by %s", sha[:12], copy.actor)
+        return True
+
+    async def _append_handed(
+        self,
+        stream: str,
+        events: Sequence[Event],
+        command: RecordedEvent,
+        *,
+        commit: str | None,
+    ) -> None:
+        cause = command.meta.event_id
+        batch = [
+            NewEvent(
+                event=event,
+                meta=Metadata(
+                    # Made from the command's id: appending the same hand-over again (after a
+                    # crash right after it) stores nothing new.
+                    event_id=f"{cause}:handed:{index}",
+                    actor=command.meta.actor,
+                    commit=commit,
+                    deployment_id=getattr(event, "deployment_id", None),
+                    causation_id=cause,
+                ),
+            )
+            for index, event in enumerate(events)
+        ]
+        with anyio.CancelScope(shield=True):
+            recorded = await self.store.append(stream, batch, expected_version=ANY_VERSION)
+        for rec in recorded:
+            self._saw(rec)  # folded by the next catch-up, in log order
 
     async def _wait_idle(self) -> None:
         while self._running:

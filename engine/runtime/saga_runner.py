@@ -35,6 +35,7 @@ from engine.events.function import (
     DeploymentFinished,
     DeploymentRequested,
     FailureKind,
+    OperatorRequested,
     SettingsRecorded,
 )
 from engine.ports import (
@@ -60,7 +61,7 @@ from engine.saga.effects import (
     Wait,
     Waited,
 )
-from engine.saga.saga import next_effect, on_outcome
+from engine.saga.saga import OPERATOR_PROMOTE, next_effect, on_outcome
 from engine.saga.schedule import DEFAULT_POLICY, SagaPolicy
 from engine.saga.state import SagaState, evolve, initial_state
 
@@ -265,7 +266,7 @@ class _Runner:
         # A bake vouches for the new version only if its alarms were read near its end: an
         # alarm nobody could read is not a quiet alarm. Retryable read errors are retried
         # every poll, for a few polls past the end; a non-retryable one ends the wait at once.
-        must_read = bool(names) and wait.purpose == "bake"
+        must_read = bool(names) and wait.purpose in ("bake", OPERATOR_PROMOTE)
         give_up = wait.until + poll * UNREAD_GRACE_POLLS
         last_read: datetime | None = None
         last_error = "no read attempted"
@@ -312,7 +313,8 @@ class _Runner:
 
 
 # Events appended by the planner, not by a runner: they do not change what a step did.
-_PLANNER = (DeploymentRequested, SettingsRecorded)
+# The engine's copies of operator commands land the same way (the next decision acts on them).
+_PLANNER = (DeploymentRequested, SettingsRecorded, OperatorRequested)
 
 
 def secret_values(state: SagaState) -> list[str]:

@@ -22,6 +22,9 @@ Rules worth knowing:
   deployment has no stable version: it finishes "failed" and leaves the function as it is.
 - A newer request is held; at the next safe point (between steps, before promote) the current
   deployment rolls back and finishes "superseded", then the newer one starts.
+- An operator's command (``OperatorRequested``) also acts at a safe point: abort rolls back
+  like a failure, with the operator's name and reason; promote, once the saga is shifting or
+  baking, reads the alarms once and then promotes, skipping the rest of the schedule.
 """
 
 from __future__ import annotations
@@ -149,6 +152,10 @@ def next_effect(state: SagaState, now: Any) -> Effect:
                 ),
             )
         )
+    if dep.operator is not None and dep.rollback is None and dep.dangling is None:
+        acted = _operator_effect(state, dep, now)
+        if acted is not None:
+            return acted
     if dep.timer is not None:
         return Wait(
             purpose=dep.timer.purpose,
@@ -209,6 +216,44 @@ def on_outcome(state: SagaState, effect: Effect, outcome: Outcome, ctx: SagaCont
 
 
 # -- building effects ------------------------------------------------------------------------
+
+
+# Where an operator's promote may act: the schedule has started (the new version is published,
+# ready and wired), so what is left to skip is shifting and baking.
+PROMOTABLE: frozenset[Phase] = frozenset({"shift", "bake"})
+OPERATOR_PROMOTE = "operator_promote"  # the purpose of the one alarm read before promoting
+
+
+def _operator_effect(state: SagaState, dep: Deployment, now: Any) -> Effect | None:
+    """What an operator's pending abort or promote asks for at this point, or None when this
+    is not a point where it may act (it waits for one, or the deployment ends first)."""
+    command = dep.operator
+    assert command is not None
+    did = dep.deployment_id
+    if command.command == "abort":
+        if dep.phase not in SUPERSEDABLE:
+            return None  # promoting, cleaning up or deleting: finishing is the safe way out
+        reason = f"aborted by {command.actor}: {command.reason}"
+        if dep.path is None:
+            # Still inspecting: nothing has been changed in AWS.
+            return Record(
+                (
+                    DeploymentFinished(
+                        deployment_id=did,
+                        outcome="rolled_back",
+                        reason=reason + "; nothing had been changed",
+                        stable_version=state.stable_version,
+                    ),
+                )
+            )
+        return Record(tuple(_fail(dep, reason)))
+    if command.command == "promote" and dep.phase in PROMOTABLE:
+        if dep.timer is not None and dep.timer.purpose == OPERATOR_PROMOTE:
+            return None  # the alarm read is under way
+        # A wait that ends now: the runner reads the alarms once before it completes, and an
+        # alarm in ALARM (or missing) rolls back instead of promoting.
+        return _timer(state, dep, OPERATOR_PROMOTE, now)
+    return None
 
 
 def _alarms(dep: Deployment) -> tuple[str, ...]:

@@ -29,6 +29,7 @@ from engine.events.function import (
     DeploymentRequested,
     EventSourceChanged,
     FunctionDeleted,
+    OperatorRequested,
     Outcome,
     RollbackStarted,
     SettingsRecorded,
@@ -167,6 +168,8 @@ class Deployment:
     due_wait: tuple[str, float] | None = None  # (purpose, seconds) to wait before going on
     timer: TimerStarted | None = None
     rollback: RollbackStarted | None = None
+    # An operator's abort or promote, waiting for the next safe point (engine.saga.saga).
+    operator: OperatorRequested | None = None
     outcome: Outcome | None = None  # set when phase is "finish"
     reason: str = ""
 
@@ -285,6 +288,8 @@ def evolve(state: SagaState, event: Event) -> SagaState:
                 latest_code=None,
                 latest_config=None,
             )
+        case OperatorRequested():
+            return _operator(state, event)
         case AlarmObserved() | EventSourceChanged():
             return state
         case (
@@ -373,6 +378,19 @@ def _finished(state: SagaState, event: DeploymentFinished) -> SagaState:
     return new
 
 
+def _operator(state: SagaState, event: OperatorRequested) -> SagaState:
+    """An abort or promote sticks to the deployment it was handed to (a later one never
+    inherits it); a retry lifts the hold on the rolled-back desired state."""
+    if event.command == "retry":
+        return replace(state, rolled_back_hash=None)
+    dep = state.active
+    if event.command not in ("abort", "promote") or dep is None or dep.rollback is not None:
+        return state
+    if event.deployment_id is not None and event.deployment_id != dep.deployment_id:
+        return state
+    return _with(state, dep, operator=event)
+
+
 def _next_phase(dep: Deployment, phase: Phase, **changes: Any) -> Deployment:
     """Enter ``phase``: a fresh attempt and poll count, no pending wait."""
     return replace(
@@ -416,6 +434,9 @@ def _succeeded(state: SagaState, dep: Deployment, event: StepSucceeded) -> Deplo
     step, r = event.step, event.result
     if step.startswith("wait:"):
         dep = replace(dep, timer=None)
+        if step == "wait:operator_promote":
+            # The operator's promote: the alarms were read once and were quiet.
+            return _next_phase(dep, "promote", shift_index=len(dep.schedule))
         if step == "wait:bake":
             index = dep.shift_index + 1
             if index < len(dep.schedule):
