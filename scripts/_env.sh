@@ -5,6 +5,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export UV_PYTHON_DOWNLOADS=never   # use the machine's Python; never fetch an interpreter
 export UV_LINK_MODE=copy
+# Trust the machine's certificate store (where a company or sandbox CA lives), as pip and git
+# do; uv's built-in roots alone fail behind a TLS-inspecting proxy.
+export UV_SYSTEM_CERTS="${UV_SYSTEM_CERTS:-1}" UV_NATIVE_TLS="${UV_NATIVE_TLS:-1}"
 PY="${GLAM_PYTHON:-$(command -v python3.11 || command -v python3)}"
 # The interpreter itself, not a launcher (a pyenv shim): uv compares this path with the one
 # .venv was made from, and a different path makes it replace the whole .venv, under any test
