@@ -59,6 +59,7 @@ from engine.saga.effects import (
     Waited,
 )
 from engine.saga.state import (
+    RESOLVE_WAIT,
     Deployment,
     Phase,
     SagaState,
@@ -156,7 +157,12 @@ def next_effect(state: SagaState, now: Any) -> Effect:
         acted = _operator_effect(state, dep, now)
         if acted is not None:
             return acted
-    if dep.timer is not None:
+    # A pause between resolve reads that is over needs no event to end it: the next read
+    # (or the deployment's end) follows, so a read that keeps failing adds one event per try.
+    resolve_due = (
+        dep.timer is not None and dep.timer.purpose == RESOLVE_WAIT and now >= dep.timer.until
+    )
+    if dep.timer is not None and not resolve_due:
         return Wait(
             purpose=dep.timer.purpose,
             until=dep.timer.until,
@@ -199,13 +205,13 @@ def on_outcome(state: SagaState, effect: Effect, outcome: Outcome, ctx: SagaCont
                     for a, s in sorted(fired.items())
                 )
                 return observed + _fail(dep, what)
-            if not outcome.completed:
-                return []
+            if not outcome.completed or effect.purpose == RESOLVE_WAIT:
+                return []  # a pause between resolve reads ends by the clock alone
             result = {"alarms": dict(outcome.alarms)} if outcome.alarms else {}
             return [StepSucceeded(deployment_id=did, step=f"wait:{effect.purpose}", result=result)]
         case Call():
             if effect.resolves is not None:
-                return _resolved(dep, effect, outcome)
+                return _resolved(state, dep, effect, outcome, ctx)
             if isinstance(outcome, Ok):
                 return _call_ok(state, dep, effect, dict(outcome.result))
             if isinstance(outcome, Failed):
@@ -597,20 +603,13 @@ def _call_failed(state: SagaState, dep: Deployment, effect: Call, failed: Failed
     return [event, *_fail(dep, why)]
 
 
-def _resolved(dep: Deployment, effect: Call, outcome: Outcome) -> list[Event]:
+def _resolved(
+    state: SagaState, dep: Deployment, effect: Call, outcome: Outcome, ctx: SagaContext
+) -> list[Event]:
     did = dep.deployment_id
     step = effect.resolves or ""
     if isinstance(outcome, Failed):
-        return [
-            StepFailed(
-                deployment_id=did,
-                step=effect.step,
-                error_code=outcome.code,
-                message=outcome.message,
-                retryable=True,
-                kind=outcome.kind,
-            )
-        ]
+        return _resolve_failed(state, dep, effect, outcome, ctx)
     if not isinstance(outcome, Ok):
         raise TypeError(f"a call ends in Ok or Failed, not {outcome!r}")
     result = dict(outcome.result)
@@ -645,6 +644,76 @@ def _resolved(dep: Deployment, effect: Call, outcome: Outcome) -> list[Event]:
             kind="not_applied",
         )
     ]
+
+
+def _resolve_failed(
+    state: SagaState, dep: Deployment, effect: Call, failed: Failed, ctx: SagaContext
+) -> list[Event]:
+    """A read settling the dangling intent failed. A new error is recorded (StepFailed) and
+    the same one again only as the pause before the next read (a RESOLVE_WAIT timer, which
+    also counts the reads); after ``policy.resolve_attempts`` failed reads, or
+    ``resolve_refused_attempts`` when AWS refuses the read outright, the deployment finishes
+    failed. Never a guess at the outcome, never the mutation repeated."""
+    did = dep.deployment_id
+    policy = state.policy
+    reads = dep.unresolved + 1  # failed reads of this intent, this one included
+    events: list[Event] = []
+    if failed.code != dep.unresolved_code:
+        events.append(
+            StepFailed(
+                deployment_id=did,
+                step=effect.step,
+                error_code=failed.code,
+                message=failed.message,
+                retryable=failed.retryable,
+                kind=failed.kind,
+            )
+        )
+    limit = policy.resolve_attempts if failed.retryable else policy.resolve_refused_attempts
+    if reads >= limit:
+        stable = state.stable_version if dep.request.action == "delete" else dep.stable
+        reason = _unresolved_reason(state, dep, effect, failed, reads)
+        finished = DeploymentFinished(
+            deployment_id=did, outcome="failed", reason=reason, stable_version=stable
+        )
+        return [*events, finished]
+    if events:
+        return events  # evolve turns it into the pause before the next read
+    until = ctx.now + timedelta(seconds=policy.retry.backoff(reads))
+    return [TimerStarted(deployment_id=did, purpose=RESOLVE_WAIT, until=until)]
+
+
+def _unresolved_reason(
+    state: SagaState, dep: Deployment, effect: Call, failed: Failed, reads: int
+) -> str:
+    """Why a deployment gave up on a step whose outcome is unknown, and what to check."""
+    step = effect.resolves or ""
+    name = state.function_name
+    request = dep.dangling.request if dep.dangling else {}
+    if step in ("create_function", "delete_function"):
+        check = f"whether function {name} exists"
+    elif step == "publish":
+        check = (
+            f"whether function {name} has a version described "
+            f"'{version_marker(dep.deployment_id)}' (this deployment published it)"
+        )
+    elif step in ("delete_old", "rollback_delete_new"):
+        check = f"whether version {request.get('version')} of function {name} still exists"
+    else:
+        routing = request.get("routing") or {}
+        weights = ", ".join(f"{float(w):.0%} to version {v}" for v, w in sorted(routing.items()))
+        asked = f"version {request.get('version')}" + (f" routing {weights}" if weights else "")
+        check = f"what alias {effect.args.get('alias')} of function {name} points at"
+        check += f" (the step set it to {asked})"
+        if dep.stable is not None and step != "create_alias":
+            check += f"; glam still counts version {dep.stable} as the stable one"
+    refused = "" if failed.retryable else " (refused: not retried further)"
+    return (
+        f"the outcome of {step} is unknown: {reads} read(s) with {effect.method} to settle it "
+        f"failed, the last with {failed.code}{refused}: {failed.message}; glam neither guesses "
+        f"it nor repeats the step. Check {check}, and that glam's credentials may call "
+        f"{effect.method}; then run glam retry for {name}"
+    )
 
 
 def _finish_events(state: SagaState, dep: Deployment) -> tuple[Event, ...]:

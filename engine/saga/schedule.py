@@ -64,6 +64,14 @@ class SagaPolicy:
     max_polls: int = 150
     # Alarms are polled this often during every wait of a deployment that can roll back.
     alarm_poll_seconds: float = 5.0
+    # A read that settles a step whose outcome was not recorded (a crash or a lost answer
+    # during a mutation) is repeated with the backoff of ``retry``, but not for ever: after
+    # ``resolve_attempts`` failed reads in all (about seven minutes with the default backoff),
+    # or ``resolve_refused_attempts`` when the last one was refused outright (AccessDenied
+    # and other errors that do not clear by waiting), the deployment finishes failed and
+    # names what the operator must check. The outcome is never guessed, nor the step repeated.
+    resolve_attempts: int = 20
+    resolve_refused_attempts: int = 3
 
 
 DEFAULT_POLICY = SagaPolicy()

@@ -97,6 +97,10 @@ CREATE_ONLY_KEYS = frozenset(
 )
 
 
+# The purpose of the pause between two reads that settle a dangling intent.
+RESOLVE_WAIT = "resolve"
+
+
 class InvariantViolation(AssertionError):
     """The saga was about to break a rule that protects live traffic. Always a bug in glam."""
 
@@ -164,6 +168,7 @@ class Deployment:
     polls: int = 0  # polls made in this phase (wait_*, readiness, settle)
     dangling: StepStarted | None = None  # write-ahead intent with no outcome yet
     unresolved: int = 0  # failed reads in a row settling the dangling intent
+    unresolved_code: str | None = None  # error code of the last such failure recorded
     settling: bool = False  # a conflict: wait for LastUpdateStatus before repeating
     due_wait: tuple[str, float] | None = None  # (purpose, seconds) to wait before going on
     timer: TimerStarted | None = None
@@ -253,6 +258,8 @@ def evolve(state: SagaState, event: Event) -> SagaState:
                 attempt=event.attempt,
                 alias_touched=touched,
                 sources_touched=wired,
+                unresolved=0,  # a new intent: no read has failed to settle it yet
+                unresolved_code=None,
             )
         case StepSucceeded():
             if dep is None or event.deployment_id != dep.deployment_id:
@@ -268,6 +275,10 @@ def evolve(state: SagaState, event: Event) -> SagaState:
         case TimerStarted():
             if dep is None:
                 return state
+            if event.purpose == RESOLVE_WAIT:
+                # Each pause before reading again follows one failed resolve read: the count
+                # that bounds the reads (repeats of a recorded error record only this).
+                return _with(state, dep, timer=event, due_wait=None, unresolved=dep.unresolved + 1)
             return _with(state, dep, timer=event, due_wait=None)
         case TrafficShifted():
             if dep is None:
@@ -400,6 +411,7 @@ def _next_phase(dep: Deployment, phase: Phase, **changes: Any) -> Deployment:
         polls=0,
         dangling=None,
         unresolved=0,
+        unresolved_code=None,
         settling=False,
         due_wait=None,
         timer=None,
@@ -579,15 +591,20 @@ def _rollback_outcome(dep: Deployment) -> Outcome:
 
 
 def _failed(state: SagaState, dep: Deployment, event: StepFailed) -> Deployment:
-    if event.step.startswith("resolve:") or event.kind == "ambiguous":
+    if event.step.startswith("resolve:"):
         # The outcome of the dangling step is still unknown: keep it, read again after a pause
-        # that grows (capped) with every failed read, so a read that keeps failing does not
-        # flood the log.
-        unresolved = dep.unresolved + 1 if event.step.startswith("resolve:") else 1
-        pause = state.policy.retry.backoff(unresolved)
-        return replace(dep, unresolved=unresolved, due_wait=("backoff", pause))
+        # that grows (capped) with every failed read. Only a new error is recorded like this;
+        # the pause (a RESOLVE_WAIT timer) counts the read, see saga._resolve_failed.
+        pause = state.policy.retry.backoff(dep.unresolved + 1)
+        return replace(dep, unresolved_code=event.error_code, due_wait=(RESOLVE_WAIT, pause))
+    if event.kind == "ambiguous":
+        # The mutation may have happened: pause, then read before anything is repeated.
+        pause = state.policy.retry.backoff(1)
+        return replace(dep, unresolved=0, unresolved_code=None, due_wait=("backoff", pause))
     attempt = (dep.dangling.attempt if dep.dangling else dep.attempt) + 1
-    dep = replace(dep, dangling=None, attempt=attempt)
+    dep = replace(
+        dep, dangling=None, attempt=attempt, unresolved=0, unresolved_code=None, timer=None
+    )
     if event.kind == "conflict":
         return replace(dep, settling=True, polls=0)
     if event.kind == "not_applied":
