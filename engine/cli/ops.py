@@ -133,13 +133,22 @@ async def issue(
         raise StoreError(
             f"no event log at {db}", hint="point --db / $GLAM_DB at the engine's database"
         )
-    async with SqliteEventStore(db) as store:
-        resolved = await check_command(store, command, target)
-        new = NewEvent(
-            OperatorCommandIssued(command=command, target=resolved, reason=reason),
-            Metadata(event_id=event_id or uuid.uuid4().hex, actor=actor),
-        )
-        [record] = await store.append(OPS_STREAM, [new], expected_version=ANY_VERSION)
+    # Checked on a read-only connection, appended on a writing one: an error raised inside
+    # the writing store's task group would reach the CLI wrapped in an exception group.
+    async with SqliteEventStore(db, readonly=True) as reader:
+        resolved = await check_command(reader, command, target)
+    new = NewEvent(
+        OperatorCommandIssued(command=command, target=resolved, reason=reason),
+        Metadata(event_id=event_id or uuid.uuid4().hex, actor=actor),
+    )
+    failure: GlamError | None = None
+    async with SqliteEventStore(db, check=False) as store:  # checked just above
+        try:
+            [record] = await store.append(OPS_STREAM, [new], expected_version=ANY_VERSION)
+        except GlamError as exc:
+            failure = exc  # raised outside the store's task group, unwrapped
+    if failure is not None:
+        raise failure
     return Issued(record=record, target=resolved)
 
 
