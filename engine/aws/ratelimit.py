@@ -1,9 +1,11 @@
-"""One rate limiter per AWS account and region, shared by every saga.
+"""One rate limiter per AWS service, account and region, shared by every saga.
 
 Lambda's control plane allows about 15 requests/second per account and region for all mutating
 APIs together, and GetFunction has a budget of its own. Each saga pacing itself would multiply
-the rate by the number of sagas, so every AWS call of one account+region goes through the same
-:class:`RateLimiter` (see :func:`limiter_for`).
+the rate by the number of sagas, so every Lambda call of one account+region goes through the
+same :class:`RateLimiter` (see :func:`limiter_for`). Other services glam calls (ELB and API
+Gateway, for event sources) have quotas of their own: they get limiters of their own, so their
+calls neither spend Lambda's budget nor wait for it.
 
 The limiter is a pair of reservation-based token buckets (GCRA): an ``acquire`` reserves the
 next free slot synchronously and then sleeps until it. Reservation happens without an await,
@@ -17,13 +19,20 @@ Time is injected (``clock`` and ``sleep``) so unit tests drive it by hand and ne
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import anyio
 
 DEFAULT_RATE = 10.0  # mutating and other calls per second, below Lambda's ~15/s quota
 DEFAULT_POLL_RATE = 50.0  # GetFunction polls per second, half of its own ~100/s quota
+
+LAMBDA = "lambda"
+# Calls per second of the other services, about half of their documented control-plane
+# quotas (ELB's register/describe calls and API Gateway's management API both allow about
+# 10/s per account and region), so glam leaves room for everything else using the account.
+SERVICE_RATES: dict[str, float] = {"elbv2": 5.0, "apigatewayv2": 5.0}
+DEFAULT_SERVICE_RATE = 5.0  # a service with no rate of its own above
 
 MonotonicClock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -104,29 +113,42 @@ class RateLimiter:
 
 
 class LimiterRegistry:
-    """The limiters of a process, one per (account, region), created on first use."""
+    """The limiters of a process, one per (account, region, service), created on first use.
+
+    ``rate`` and ``poll_rate`` are Lambda's; ``service_rates`` overrides the rates of other
+    services (default :data:`SERVICE_RATES`).
+    """
 
     def __init__(
         self,
         *,
         rate: float = DEFAULT_RATE,
         poll_rate: float = DEFAULT_POLL_RATE,
+        service_rates: Mapping[str, float] | None = None,
         clock: MonotonicClock = time.monotonic,
         sleep: Sleep = anyio.sleep,
     ) -> None:
         self.rate = rate
         self.poll_rate = poll_rate
+        self.service_rates = {**SERVICE_RATES, **(service_rates or {})}
         self._clock = clock
         self._sleep = sleep
-        self._limiters: dict[tuple[str, str], RateLimiter] = {}
+        self._limiters: dict[tuple[str, str, str], RateLimiter] = {}
 
-    def get(self, account: str, region: str) -> RateLimiter:
-        """The shared limiter for ``account`` in ``region``."""
-        key = (account, region)
+    def get(self, account: str, region: str, service: str = LAMBDA) -> RateLimiter:
+        """The shared limiter of ``service`` (botocore's name: "lambda", "elbv2",
+        "apigatewayv2") for ``account`` in ``region``."""
+        key = (account, region, service)
         limiter = self._limiters.get(key)
         if limiter is None:
+            if service == LAMBDA:
+                rate, poll_rate = self.rate, self.poll_rate
+            else:
+                # Only Lambda's GetFunction has a poll budget; other services use one bucket.
+                rate = self.service_rates.get(service, DEFAULT_SERVICE_RATE)
+                poll_rate = rate
             limiter = RateLimiter(
-                rate=self.rate, poll_rate=self.poll_rate, clock=self._clock, sleep=self._sleep
+                rate=rate, poll_rate=poll_rate, clock=self._clock, sleep=self._sleep
             )
             self._limiters[key] = limiter
         return limiter
@@ -138,6 +160,6 @@ class LimiterRegistry:
 _DEFAULT_REGISTRY = LimiterRegistry()
 
 
-def limiter_for(account: str, region: str) -> RateLimiter:
-    """The process-wide limiter for ``account`` in ``region`` (default rates)."""
-    return _DEFAULT_REGISTRY.get(account, region)
+def limiter_for(account: str, region: str, service: str = LAMBDA) -> RateLimiter:
+    """The process-wide limiter of ``service`` for ``account`` in ``region`` (default rates)."""
+    return _DEFAULT_REGISTRY.get(account, region, service)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import anyio
 
@@ -403,8 +403,17 @@ _GONE_CODES = frozenset(
 )
 
 
+Service = Literal["lambda", "elbv2", "apigatewayv2"]
+
+
 class AwsBackend:
-    """:class:`SourcesBackend` over ready aiobotocore clients, paced by ``limiter``."""
+    """:class:`SourcesBackend` over ready aiobotocore clients.
+
+    Each service's calls are paced by that service's limiter: ``limiter`` (Lambda's shared
+    control-plane limiter) for mappings and permissions, ``elb_limiter`` for ELB and
+    ``apigw_limiter`` for API Gateway, which have quotas of their own. A service with no
+    limiter is not paced (its throttling is still retried with backoff).
+    """
 
     def __init__(
         self,
@@ -413,31 +422,40 @@ class AwsBackend:
         apigw_client: Any,
         *,
         limiter: RateLimiter | None = None,
+        elb_limiter: RateLimiter | None = None,
+        apigw_limiter: RateLimiter | None = None,
         policy: RetryPolicy | None = None,
         sleep: Sleep = anyio.sleep,
     ) -> None:
-        self._lambda = lambda_client
-        self._elbv2 = elbv2_client
-        self._apigw = apigw_client
-        self._limiter = limiter
+        self._clients: dict[Service, Any] = {
+            "lambda": lambda_client,
+            "elbv2": elbv2_client,
+            "apigatewayv2": apigw_client,
+        }
+        self._limiters: dict[Service, RateLimiter | None] = {
+            "lambda": limiter,
+            "elbv2": elb_limiter,
+            "apigatewayv2": apigw_limiter,
+        }
         self._policy = policy or RetryPolicy()
         self._sleep = sleep
         self._rng = random.Random()
 
     async def _call(
-        self, client: Any, operation: str, *, mutating: bool, **params: Any
+        self, service: Service, operation: str, *, mutating: bool, **params: Any
     ) -> dict[str, Any]:
-        """Call paced and translated; repeat only what is safe to repeat.
+        """Call paced (on ``service``'s limiter) and translated; repeat only what is safe.
 
         Throttling and a failure before the request was sent are retried with jittered
         backoff (``RetryPolicy``). An ambiguous mutation is not: the reconciler reads before
         it acts, so the caller's next run finds out what happened instead of guessing.
         """
-        method = getattr(client, _snake(operation))
+        method = getattr(self._clients[service], _snake(operation))
+        limiter = self._limiters[service]
         retries = 0
         while True:
-            if self._limiter is not None:
-                await self._limiter.acquire()
+            if limiter is not None:
+                await limiter.acquire()
             try:
                 answer = await method(**params)
             except Exception as exc:  # every failure is translated
@@ -450,14 +468,15 @@ class AwsBackend:
                 raise error from None
             if retries >= self._policy.attempts:
                 raise error from None
-            if isinstance(error, AwsThrottled) and error.retry_after and self._limiter:
-                self._limiter.retry_after(error.retry_after)
+            # A Retry-After holds back this service's callers only: it is its quota.
+            if isinstance(error, AwsThrottled) and error.retry_after and limiter:
+                limiter.retry_after(error.retry_after)
             await self._sleep(self._policy.delay(retries, self._rng))
 
-    async def _removal(self, client: Any, operation: str, **params: Any) -> None:
+    async def _removal(self, service: Service, operation: str, **params: Any) -> None:
         """A removal whose "not found" means the job is already done."""
         try:
-            await self._call(client, operation, mutating=True, **params)
+            await self._call(service, operation, mutating=True, **params)
         except AwsNotFound:
             return
         except AwsError as exc:
@@ -476,7 +495,7 @@ class AwsBackend:
                 params["Marker"] = marker
             try:
                 page = await self._call(
-                    self._lambda, "ListEventSourceMappings", mutating=False, **params
+                    "lambda", "ListEventSourceMappings", mutating=False, **params
                 )
             except AwsNotFound:
                 return items
@@ -487,29 +506,27 @@ class AwsBackend:
 
     async def get_mapping(self, uuid: str) -> dict[str, Any] | None:
         try:
-            return await self._call(
-                self._lambda, "GetEventSourceMapping", mutating=False, UUID=uuid
-            )
+            return await self._call("lambda", "GetEventSourceMapping", mutating=False, UUID=uuid)
         except AwsNotFound:
             return None
 
     async def create_mapping(self, request: Mapping[str, Any]) -> dict[str, Any]:
         return await self._call(
-            self._lambda, "CreateEventSourceMapping", mutating=True, **dict(request)
+            "lambda", "CreateEventSourceMapping", mutating=True, **dict(request)
         )
 
     async def update_mapping(self, uuid: str, changes: Mapping[str, Any]) -> dict[str, Any]:
         return await self._call(
-            self._lambda, "UpdateEventSourceMapping", mutating=True, UUID=uuid, **dict(changes)
+            "lambda", "UpdateEventSourceMapping", mutating=True, UUID=uuid, **dict(changes)
         )
 
     async def delete_mapping(self, uuid: str) -> None:
-        await self._removal(self._lambda, "DeleteEventSourceMapping", UUID=uuid)
+        await self._removal("lambda", "DeleteEventSourceMapping", UUID=uuid)
 
     async def policy(self, function_name: str, qualifier: str) -> list[dict[str, Any]]:
         try:
             answer = await self._call(
-                self._lambda,
+                "lambda",
                 "GetPolicy",
                 mutating=False,
                 FunctionName=function_name,
@@ -523,7 +540,7 @@ class AwsBackend:
         self, function_name: str, qualifier: str, sid: str, principal: str, source_arn: str
     ) -> None:
         await self._call(
-            self._lambda,
+            "lambda",
             "AddPermission",
             mutating=True,
             FunctionName=function_name,
@@ -536,7 +553,7 @@ class AwsBackend:
 
     async def remove_permission(self, function_name: str, qualifier: str, sid: str) -> None:
         await self._removal(
-            self._lambda,
+            "lambda",
             "RemovePermission",
             FunctionName=function_name,
             Qualifier=qualifier,
@@ -547,7 +564,7 @@ class AwsBackend:
             # unqualified function's policy; the qualified name form reaches the alias there
             # and is equally valid on AWS.
             await self._removal(
-                self._lambda,
+                "lambda",
                 "RemovePermission",
                 FunctionName=f"{function_name}:{qualifier}",
                 StatementId=sid,
@@ -557,7 +574,7 @@ class AwsBackend:
 
     async def target_ids(self, target_group_arn: str) -> list[str]:
         answer = await self._call(
-            self._elbv2, "DescribeTargetHealth", mutating=False, TargetGroupArn=target_group_arn
+            "elbv2", "DescribeTargetHealth", mutating=False, TargetGroupArn=target_group_arn
         )
         ids: list[str] = []
         for item in answer.get("TargetHealthDescriptions", []):
@@ -570,7 +587,7 @@ class AwsBackend:
 
     async def register_target(self, target_group_arn: str, target_id: str) -> None:
         await self._call(
-            self._elbv2,
+            "elbv2",
             "RegisterTargets",
             mutating=True,
             TargetGroupArn=target_group_arn,
@@ -579,7 +596,7 @@ class AwsBackend:
 
     async def deregister_target(self, target_group_arn: str, target_id: str) -> None:
         await self._removal(
-            self._elbv2,
+            "elbv2",
             "DeregisterTargets",
             TargetGroupArn=target_group_arn,
             Targets=[{"Id": target_id}],
@@ -594,7 +611,7 @@ class AwsBackend:
             params: dict[str, Any] = {"ApiId": api_id}
             if token:
                 params["NextToken"] = token
-            page = await self._call(self._apigw, operation, mutating=False, **params)
+            page = await self._call("apigatewayv2", operation, mutating=False, **params)
             items.extend(page.get("Items", []))
             token = page.get("NextToken")
             if not token:
@@ -605,7 +622,7 @@ class AwsBackend:
 
     async def create_integration(self, api_id: str, uri: str) -> dict[str, Any]:
         return await self._call(
-            self._apigw,
+            "apigatewayv2",
             "CreateIntegration",
             mutating=True,
             ApiId=api_id,
@@ -617,7 +634,7 @@ class AwsBackend:
 
     async def delete_integration(self, api_id: str, integration_id: str) -> None:
         await self._removal(
-            self._apigw, "DeleteIntegration", ApiId=api_id, IntegrationId=integration_id
+            "apigatewayv2", "DeleteIntegration", ApiId=api_id, IntegrationId=integration_id
         )
 
     async def routes(self, api_id: str) -> list[dict[str, Any]]:
@@ -625,12 +642,12 @@ class AwsBackend:
 
     async def get_route(self, api_id: str, route_id: str) -> dict[str, Any]:
         return await self._call(
-            self._apigw, "GetRoute", mutating=False, ApiId=api_id, RouteId=route_id
+            "apigatewayv2", "GetRoute", mutating=False, ApiId=api_id, RouteId=route_id
         )
 
     async def set_route_target(self, api_id: str, route_id: str, target: str) -> None:
         await self._call(
-            self._apigw,
+            "apigatewayv2",
             "UpdateRoute",
             mutating=True,
             ApiId=api_id,
@@ -658,6 +675,8 @@ class AwsSources(SourceReconciler):
         apigw_client: Any,
         *,
         limiter: RateLimiter | None = None,
+        elb_limiter: RateLimiter | None = None,
+        apigw_limiter: RateLimiter | None = None,
         region: str,
         account: str,
         policy: RetryPolicy | None = None,
@@ -671,6 +690,8 @@ class AwsSources(SourceReconciler):
                 elbv2_client,
                 apigw_client,
                 limiter=limiter,
+                elb_limiter=elb_limiter,
+                apigw_limiter=apigw_limiter,
                 policy=policy,
                 sleep=sleep,
             ),

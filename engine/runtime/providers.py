@@ -1,10 +1,10 @@
 """Where the engine gets its ports: per region, for the one account its credentials belong to.
 
 A function names its region in its deployment definition (default: ``--region``), so the
-engine needs a LambdaApi, AlarmsApi and SourcesApi per region, all paced by one shared
-RateLimiter per account and region. ``AwsProvider`` opens aiobotocore clients lazily, the
-first time a region is needed, and closes them all on ``aclose``; ``FakeProvider`` serves the
-in-memory fakes for the fast tests.
+engine needs a LambdaApi, AlarmsApi and SourcesApi per region, paced by limiters shared per
+service, account and region (Lambda's calls on Lambda's, ELB's and API Gateway's on their
+own). ``AwsProvider`` opens aiobotocore clients lazily, the first time a region is needed, and
+closes them all on ``aclose``; ``FakeProvider`` serves the in-memory fakes for the fast tests.
 """
 
 from __future__ import annotations
@@ -107,6 +107,10 @@ class AwsProvider:
                 clients.elbv2,
                 clients.apigatewayv2,
                 limiter=limiter,
+                # ELB and API Gateway have quotas of their own: pacing them on Lambda's
+                # limiter would spend its 15 requests/second on other services.
+                elb_limiter=self.limiters.get(account, region, "elbv2"),
+                apigw_limiter=self.limiters.get(account, region, "apigatewayv2"),
                 region=region,
                 account=account,
             ),

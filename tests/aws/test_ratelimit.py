@@ -8,7 +8,7 @@ import itertools
 import anyio
 import pytest
 
-from engine.aws.ratelimit import LimiterRegistry, RateLimiter
+from engine.aws.ratelimit import SERVICE_RATES, LimiterRegistry, RateLimiter
 
 
 class FakeTime:
@@ -119,3 +119,28 @@ async def test_retry_after_arriving_while_a_caller_sleeps_holds_it_back() -> Non
 def test_rates_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         RateLimiter(rate=0)
+
+
+def test_each_service_has_its_own_limiter_per_account_and_region() -> None:
+    """Lambda's limiter (the default) is not ELB's or API Gateway's; each service keeps its
+    own rate, and a registry can override the other services' rates."""
+    registry = LimiterRegistry(rate=10, poll_rate=50, service_rates={"apigatewayv2": 2.0})
+    lam = registry.get("123456789012", "us-east-1")
+    elb = registry.get("123456789012", "us-east-1", "elbv2")
+    apigw = registry.get("123456789012", "us-east-1", "apigatewayv2")
+    assert registry.get("123456789012", "us-east-1", "lambda") is lam
+    assert registry.get("123456789012", "us-east-1", "elbv2") is elb
+    assert registry.get("123456789012", "eu-west-1", "elbv2") is not elb
+    assert len({id(lam), id(elb), id(apigw)}) == 3
+    assert (lam.rate, lam.poll_rate) == (10, 50)
+    assert elb.rate == SERVICE_RATES["elbv2"] < 10
+    assert apigw.rate == 2.0
+
+
+@pytest.mark.anyio
+async def test_retry_after_on_one_service_does_not_pause_another() -> None:
+    t = FakeTime()
+    registry = LimiterRegistry(rate=10, clock=t.clock, sleep=t.sleep)
+    registry.get("123456789012", "us-east-1", "elbv2").retry_after(5.0)
+    await registry.get("123456789012", "us-east-1").acquire()
+    assert t.now == 1000.0

@@ -8,8 +8,10 @@ import pytest
 from botocore.exceptions import ClientError
 
 from engine.aws.lambda_api import RetryPolicy
+from engine.aws.ratelimit import LimiterRegistry, RateLimiter
 from engine.aws.sources import AwsBackend
 from engine.errors import AwsAmbiguous, AwsInvalid
+from tests.aws.test_ratelimit import FakeTime
 
 pytestmark = pytest.mark.anyio
 
@@ -79,3 +81,78 @@ async def test_deleting_what_is_gone_succeeds() -> None:
     stub = StubLambda([client_error("ResourceNotFoundException", 404, "Delete")])
     await backend(stub, []).delete_mapping("u")
     assert stub.calls == ["DeleteEventSourceMapping"]
+
+
+class StubClient:
+    """Any operation answers ``{}`` and is noted with the clock's time."""
+
+    def __init__(self, service: str, log: list[tuple[str, str, float]], time: FakeTime) -> None:
+        self._service = service
+        self._log = log
+        self._time = time
+
+    def __getattr__(self, name: str) -> Any:
+        async def call(**_: Any) -> dict[str, Any]:
+            self._log.append((self._service, name, self._time.now))
+            return {}
+
+        return call
+
+
+def paced_backend() -> tuple[AwsBackend, dict[str, RateLimiter], FakeTime, list[Any]]:
+    t = FakeTime()
+    # Lambda at 1 call/s: a Lambda token taken by anything else makes the next Lambda call
+    # wait a whole second, which the tests below would see.
+    registry = LimiterRegistry(rate=1, clock=t.clock, sleep=t.sleep)
+    limiters = {
+        s: registry.get("123456789012", "us-east-1", s) for s in ("lambda", "elbv2", "apigatewayv2")
+    }
+    log: list[Any] = []
+    backend = AwsBackend(
+        StubClient("lambda", log, t),
+        StubClient("elbv2", log, t),
+        StubClient("apigatewayv2", log, t),
+        limiter=limiters["lambda"],
+        elb_limiter=limiters["elbv2"],
+        apigw_limiter=limiters["apigatewayv2"],
+        sleep=t.sleep,
+    )
+    return backend, limiters, t, log
+
+
+async def test_an_elb_call_does_not_take_a_lambda_token() -> None:
+    backend, limiters, t, log = paced_backend()
+    await limiters["lambda"].acquire()  # Lambda's only token of this second
+    await backend.target_ids("arn:tg")
+    await backend.register_target("arn:tg", "arn:fn:live")
+    assert [(s, op) for s, op, _ in log] == [
+        ("elbv2", "describe_target_health"),
+        ("elbv2", "register_targets"),
+    ]
+    # Paced at ELB's own rate, not held back by Lambda's spent budget.
+    assert log[0][2] == 1000.0
+    assert log[1][2] == pytest.approx(1000.0 + 1 / limiters["elbv2"].rate)
+    # Lambda's next slot is where its own last call left it: one second after it.
+    await limiters["lambda"].acquire()
+    assert t.now == pytest.approx(1001.0)
+
+
+async def test_an_api_gateway_call_does_not_take_a_lambda_token() -> None:
+    backend, limiters, t, log = paced_backend()
+    await backend.integrations("api")
+    await backend.get_route("api", "route")
+    await limiters["lambda"].acquire()
+    assert t.now == pytest.approx(1000.0 + 1 / limiters["apigatewayv2"].rate)
+    assert [s for s, _, _ in log] == ["apigatewayv2", "apigatewayv2"]
+
+
+async def test_lambda_source_calls_stay_on_lambdas_limiter() -> None:
+    """ListEventSourceMappings and AddPermission spend Lambda's budget (its quota)."""
+    backend, _, _, log = paced_backend()
+    await backend.list_mappings("orders:live")
+    await backend.add_permission("orders", "live", "sid", "elasticloadbalancing.amazonaws.com", "a")
+    assert [(s, op) for s, op, _ in log] == [
+        ("lambda", "list_event_source_mappings"),
+        ("lambda", "add_permission"),
+    ]
+    assert log[1][2] == pytest.approx(1001.0)  # Lambda's 1/s pacing
