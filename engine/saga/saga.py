@@ -13,6 +13,9 @@ Rules worth knowing:
   list versions and adopt the one whose Description carries this deployment id; alias changes
   -> GetAlias and compare; deletes -> list or GetFunction) before anything is repeated.
   Idempotent steps (configuration and code updates, event sources) are simply repeated.
+  A resolve read that keeps failing is retried with capped backoff, recording each new error
+  once, and a bounded number of times (SagaPolicy.resolve_attempts, fewer when refused); then
+  the deployment finishes "failed", naming the unknown step and what to check.
 - Alarms are polled during every wait once a new version exists. ALARM, or a configured alarm
   that does not exist, rolls back. INSUFFICIENT_DATA does not: a new version that gets little
   traffic during a short bake often has no datapoints yet, and treating that as failure would
