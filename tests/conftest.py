@@ -36,3 +36,13 @@ def local_aws(_local_aws_session: LocalAwsThread) -> LocalAwsThread:
     ``.set_fidelity``, ``.endpoint_url``, ``.region``, ``.credentials``."""
     _local_aws_session.reset()
     return _local_aws_session
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """Plain moto over HTTP for the adapters' contract suites: the embedded AWS with every
+    fidelity rule off (moto as it is, behind the journaling proxy), one for the session."""
+    from engine.local import Fidelity, LocalAwsThread
+
+    with LocalAwsThread(fidelity=Fidelity.off()) as aws:
+        yield aws.endpoint_url
