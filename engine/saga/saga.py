@@ -5,6 +5,8 @@ record, or nothing); the runner performs it and hands the result to
 ``on_outcome(state, effect, outcome, ctx)``, which returns the events to append. ``evolve``
 (engine.saga.state) folds those events back into the state. Nothing here awaits, reads a
 clock, makes an id or talks to AWS, so a recorded history replays to the same decisions.
+Two parts of the decisions live beside this module: engine.saga.resolve (settling a dangling
+intent by a read) and engine.saga.rollback (what a failure that will not clear leads to).
 
 Rules worth knowing:
 
@@ -61,6 +63,8 @@ from engine.saga.effects import (
     Wait,
     Waited,
 )
+from engine.saga.resolve import RESOLVERS, resolved
+from engine.saga.rollback import fail
 from engine.saga.state import (
     RESOLVE_WAIT,
     Deployment,
@@ -94,19 +98,6 @@ SUPERSEDABLE: frozenset[Phase] = frozenset(
         "bake",
     }
 )
-
-# Mutations whose dangling intent is settled by a read, and the read.
-_RESOLVERS: dict[str, str] = {
-    "create_function": "get_function",
-    "delete_function": "get_function",
-    "publish": "list_versions",
-    "delete_old": "list_versions",
-    "rollback_delete_new": "list_versions",
-    "create_alias": "get_alias",
-    "shift": "get_alias",
-    "promote": "get_alias",
-    "rollback_alias": "get_alias",
-}
 
 _BULKY_ARGS = frozenset({"request", "configuration", "code", "desired", "previous"})
 
@@ -175,7 +166,7 @@ def next_effect(state: SagaState, now: Any) -> Effect:
     if dep.due_wait is not None:
         purpose, seconds = dep.due_wait
         return _timer(state, dep, purpose, now + timedelta(seconds=seconds))
-    if dep.dangling is not None and dep.dangling.step in _RESOLVERS:
+    if dep.dangling is not None and dep.dangling.step in RESOLVERS:
         return _resolve_call(state, dep, dep.dangling)
     if dep.settling:
         return _read(dep, "settle", "get_function", name=state.function_name)
@@ -197,7 +188,7 @@ def on_outcome(state: SagaState, effect: Effect, outcome: Outcome, ctx: SagaCont
             if not isinstance(outcome, Waited):
                 raise TypeError(f"a wait ends in Waited, not {outcome!r}")
             if not outcome.completed and outcome.unreadable:
-                return _fail(dep, outcome.unreadable)
+                return fail(dep, outcome.unreadable)
             fired = {a: s for a, s in outcome.alarms.items() if s in ("ALARM", "MISSING")}
             if not outcome.completed and fired:
                 observed: list[Event] = [
@@ -207,14 +198,14 @@ def on_outcome(state: SagaState, effect: Effect, outcome: Outcome, ctx: SagaCont
                     f"alarm {a} is in ALARM" if s == "ALARM" else f"alarm {a} does not exist"
                     for a, s in sorted(fired.items())
                 )
-                return observed + _fail(dep, what)
+                return observed + fail(dep, what)
             if not outcome.completed or effect.purpose == RESOLVE_WAIT:
                 return []  # a pause between resolve reads ends by the clock alone
             result = {"alarms": dict(outcome.alarms)} if outcome.alarms else {}
             return [StepSucceeded(deployment_id=did, step=f"wait:{effect.purpose}", result=result)]
         case Call():
             if effect.resolves is not None:
-                return _resolved(state, dep, effect, outcome, ctx)
+                return resolved(state, dep, effect, outcome, ctx)
             if isinstance(outcome, Ok):
                 return _call_ok(state, dep, effect, dict(outcome.result))
             if isinstance(outcome, Failed):
@@ -255,7 +246,7 @@ def _operator_effect(state: SagaState, dep: Deployment, now: Any) -> Effect | No
                     ),
                 )
             )
-        return Record(tuple(_fail(dep, reason)))
+        return Record(tuple(fail(dep, reason)))
     if command.command == "promote" and dep.phase in PROMOTABLE:
         if dep.timer is not None and dep.timer.purpose == OPERATOR_PROMOTE:
             return None  # the alarm read is under way
@@ -456,7 +447,7 @@ def _phase_call(state: SagaState, dep: Deployment) -> Effect:
 
 
 def _resolve_call(state: SagaState, dep: Deployment, dangling: StepStarted) -> Call:
-    method = _RESOLVERS[dangling.step]
+    method = RESOLVERS[dangling.step]
     name = state.function_name
     args: dict[str, Any] = {"name": name}
     if method == "get_alias":
@@ -472,46 +463,6 @@ def _resolve_call(state: SagaState, dep: Deployment, dangling: StepStarted) -> C
 
 
 # -- interpreting outcomes -------------------------------------------------------------------
-
-
-def _fail(dep: Deployment, reason: str) -> list[Event]:
-    """Events for a failure that will not clear, at the deployment's current point."""
-    did = dep.deployment_id
-    if dep.rollback is not None:
-        return [
-            DeploymentFinished(
-                deployment_id=did,
-                outcome="failed",
-                reason=f"{dep.reason}; rollback failed: {reason}; {_alias_advice(dep)}",
-                stable_version=dep.stable,
-            )
-        ]
-    if dep.path == "update" and dep.stable is not None:
-        return [RollbackStarted(deployment_id=did, reason=reason)]
-    if dep.path in ("create", "update"):
-        reason += "; first deployment: no stable version to roll back to, function left as is"
-    return [
-        DeploymentFinished(
-            deployment_id=did, outcome="failed", reason=reason, stable_version=dep.stable
-        )
-    ]
-
-
-def _alias_advice(dep: Deployment) -> str:
-    """What the alias may look like after a failed rollback, and what the operator must do."""
-    alias = dep.desired.settings.alias if dep.desired else "the alias"
-    if dep.phase == "rollback_alias" or dep.new_version in (dep.alias_version, *dep.routing):
-        shifted = ", ".join(f"{w:.0%} to version {v}" for v, w in sorted(dep.routing.items()))
-        seen = f"version {dep.alias_version}" + (f" routing {shifted}" if shifted else "")
-        return (
-            f"alias {alias} may still send traffic to version {dep.new_version} (last seen: "
-            f"{seen}); set it to version {dep.stable} with no additional version weights, "
-            f"then delete version {dep.new_version}"
-        )
-    return (
-        f"alias {alias} is on version {dep.stable}; version {dep.new_version} may be left "
-        "over and can be deleted"
-    )
 
 
 def _call_ok(
@@ -556,11 +507,11 @@ def _call_ok(
     elif step in ("wait_active", "wait_config", "wait_code", "settle"):
         if result.get("state") == "Failed" or result.get("last_update_status") == "Failed":
             why = result.get("state_reason") or "no reason given"
-            return [*events, *_fail(dep, f"function update failed at {step}: {why}")]
+            return [*events, *fail(dep, f"function update failed at {step}: {why}")]
         # A rollback polls on: giving up would leave the alias shifted.
         exhausted = dep.polls + 1 >= state.policy.max_polls and dep.rollback is None
         if not poll_ready(step, result) and exhausted:
-            return [*events, *_fail(dep, f"{step}: not ready after {dep.polls + 1} polls")]
+            return [*events, *fail(dep, f"{step}: not ready after {dep.polls + 1} polls")]
     elif step == "readiness" and result.get("state") != "Active":
         settings = dep.desired.settings if dep.desired else None
         retries = settings.readiness.max_retries if settings else 5
@@ -568,7 +519,7 @@ def _call_ok(
             seen = result.get("state") or "absent"
             return [
                 *events,
-                *_fail(
+                *fail(
                     dep,
                     f"version {dep.new_version} not Active after {dep.polls + 1} "
                     f"readiness checks (last state {seen})",
@@ -603,120 +554,7 @@ def _call_failed(state: SagaState, dep: Deployment, effect: Call, failed: Failed
         # Keeping an unreferenced version is harmless; it must not undo a finished shift. Event
         # sources left as attempted stay stray: the next reconcile removes them.
         return [event, StepSucceeded(deployment_id=did, step=step, result={"kept": why})]
-    return [event, *_fail(dep, why)]
-
-
-def _resolved(
-    state: SagaState, dep: Deployment, effect: Call, outcome: Outcome, ctx: SagaContext
-) -> list[Event]:
-    did = dep.deployment_id
-    step = effect.resolves or ""
-    if isinstance(outcome, Failed):
-        return _resolve_failed(state, dep, effect, outcome, ctx)
-    if not isinstance(outcome, Ok):
-        raise TypeError(f"a call ends in Ok or Failed, not {outcome!r}")
-    result = dict(outcome.result)
-    request = dep.dangling.request if dep.dangling else {}
-    adopted: dict[str, Any] | None = None
-    if step == "create_function":
-        adopted = result if result.get("found") else None
-    elif step == "delete_function":
-        adopted = None if result.get("found") else {"already_absent": True}
-    elif step == "publish":
-        marker = version_marker(did)
-        for version in result.get("versions", []):
-            if version.get("description") == marker:
-                adopted = dict(version)
-    elif step in ("delete_old", "rollback_delete_new"):
-        present = {v.get("version") for v in result.get("versions", [])}
-        adopted = None if request.get("version") in present else {"already_absent": True}
-    else:  # alias steps: adopt when the alias already is what the intent asked for
-        routing = {str(k): float(v) for k, v in (request.get("routing") or {}).items()}
-        actual = {str(k): float(v) for k, v in (result.get("routing") or {}).items()}
-        same = result.get("function_version") == request.get("version") and actual == routing
-        adopted = result if result.get("found") and same else None
-    if adopted is not None:
-        return [StepSucceeded(deployment_id=did, step=step, result=adopted)]
-    return [
-        StepFailed(
-            deployment_id=did,
-            step=step,
-            error_code="NotApplied",
-            message=f"{step} did not happen before the restart; repeating it",
-            retryable=True,
-            kind="not_applied",
-        )
-    ]
-
-
-def _resolve_failed(
-    state: SagaState, dep: Deployment, effect: Call, failed: Failed, ctx: SagaContext
-) -> list[Event]:
-    """A read settling the dangling intent failed. A new error is recorded (StepFailed) and
-    the same one again only as the pause before the next read (a RESOLVE_WAIT timer, which
-    also counts the reads); after ``policy.resolve_attempts`` failed reads, or
-    ``resolve_refused_attempts`` when AWS refuses the read outright, the deployment finishes
-    failed. Never a guess at the outcome, never the mutation repeated."""
-    did = dep.deployment_id
-    policy = state.policy
-    reads = dep.unresolved + 1  # failed reads of this intent, this one included
-    events: list[Event] = []
-    if failed.code != dep.unresolved_code:
-        events.append(
-            StepFailed(
-                deployment_id=did,
-                step=effect.step,
-                error_code=failed.code,
-                message=failed.message,
-                retryable=failed.retryable,
-                kind=failed.kind,
-            )
-        )
-    limit = policy.resolve_attempts if failed.retryable else policy.resolve_refused_attempts
-    if reads >= limit:
-        stable = state.stable_version if dep.request.action == "delete" else dep.stable
-        reason = _unresolved_reason(state, dep, effect, failed, reads)
-        finished = DeploymentFinished(
-            deployment_id=did, outcome="failed", reason=reason, stable_version=stable
-        )
-        return [*events, finished]
-    if events:
-        return events  # evolve turns it into the pause before the next read
-    until = ctx.now + timedelta(seconds=policy.retry.backoff(reads))
-    return [TimerStarted(deployment_id=did, purpose=RESOLVE_WAIT, until=until)]
-
-
-def _unresolved_reason(
-    state: SagaState, dep: Deployment, effect: Call, failed: Failed, reads: int
-) -> str:
-    """Why a deployment gave up on a step whose outcome is unknown, and what to check."""
-    step = effect.resolves or ""
-    name = state.function_name
-    request = dep.dangling.request if dep.dangling else {}
-    if step in ("create_function", "delete_function"):
-        check = f"whether function {name} exists"
-    elif step == "publish":
-        check = (
-            f"whether function {name} has a version described "
-            f"'{version_marker(dep.deployment_id)}' (this deployment published it)"
-        )
-    elif step in ("delete_old", "rollback_delete_new"):
-        check = f"whether version {request.get('version')} of function {name} still exists"
-    else:
-        routing = request.get("routing") or {}
-        weights = ", ".join(f"{float(w):.0%} to version {v}" for v, w in sorted(routing.items()))
-        asked = f"version {request.get('version')}" + (f" routing {weights}" if weights else "")
-        check = f"what alias {effect.args.get('alias')} of function {name} points at"
-        check += f" (the step set it to {asked})"
-        if dep.stable is not None and step != "create_alias":
-            check += f"; glam still counts version {dep.stable} as the stable one"
-    refused = "" if failed.retryable else " (refused: not retried further)"
-    return (
-        f"the outcome of {step} is unknown: {reads} read(s) with {effect.method} to settle it "
-        f"failed, the last with {failed.code}{refused}: {failed.message}; glam neither guesses "
-        f"it nor repeats the step. Check {check}, and that glam's credentials may call "
-        f"{effect.method}; then run glam retry for {name}"
-    )
+    return [event, *fail(dep, why)]
 
 
 def _finish_events(state: SagaState, dep: Deployment) -> tuple[Event, ...]:

@@ -594,7 +594,7 @@ def _failed(state: SagaState, dep: Deployment, event: StepFailed) -> Deployment:
     if event.step.startswith("resolve:"):
         # The outcome of the dangling step is still unknown: keep it, read again after a pause
         # that grows (capped) with every failed read. Only a new error is recorded like this;
-        # the pause (a RESOLVE_WAIT timer) counts the read, see saga._resolve_failed.
+        # the pause (a RESOLVE_WAIT timer) counts the read, see resolve._resolve_failed.
         pause = state.policy.retry.backoff(dep.unresolved + 1)
         return replace(dep, unresolved_code=event.error_code, due_wait=(RESOLVE_WAIT, pause))
     if event.kind == "ambiguous":
