@@ -6,8 +6,9 @@ The work is split in three layers so that the fake and the real adapter share th
   which permission statement to keep or add.
 - :class:`SourceReconciler` (here) observes, asks the plan, acts and reports ``SourceChange``s,
   against a small :class:`SourcesBackend` of plain calls.
-- :class:`AwsBackend` (here) is that backend over aiobotocore's lambda, elbv2 and apigatewayv2
-  clients; ``engine.aws.fake_sources`` is the same backend in memory.
+- :class:`~engine.aws.sources_backend.AwsBackend` is that backend over aiobotocore's lambda,
+  elbv2 and apigatewayv2 clients (``AwsSources``, here, runs the reconciler over it);
+  ``engine.aws.fake_sources`` is the same backend in memory.
 
 Every backend call raises only ``AwsError`` subclasses; "not there" on a read comes back as an
 empty answer, and "already gone" on a removal is success, so detaching twice is harmless.
@@ -15,22 +16,20 @@ empty answer, and "already gone" on a removal is success, so detaching twice is 
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import anyio
 
-from engine.aws.errors import translate
 from engine.aws.lambda_api import RetryPolicy
 from engine.aws.ratelimit import RateLimiter
-from engine.errors import AwsAmbiguous, AwsConflict, AwsError, AwsNotFound, AwsThrottled
+from engine.aws.sources_backend import AwsBackend
+from engine.errors import AwsConflict, AwsNotFound
 from engine.events.desired import EventSources, PushSource
 from engine.ports import SourceChange
 from engine.sources_plan import (
     ELB_SERVICE,
-    INVOKE_ACTION,
     TRANSITIONAL_STATES,
     ActualMapping,
     CreateMapping,
@@ -44,10 +43,12 @@ from engine.sources_plan import (
     plan_detach_mappings,
     plan_mappings,
     plan_push,
-    policy_statements,
     push_id,
     split_alias_arn,
 )
+
+# AwsBackend moved to engine.aws.sources_backend; it is still importable from here.
+__all__ = ["AwsBackend", "AwsSources", "SourceReconciler", "SourcesBackend"]
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -391,278 +392,6 @@ def _verdict(mutated: bool, known: bool, same_as_before: bool) -> str:
     if mutated:
         return "updated" if known else "attached"
     return "unchanged" if known and same_as_before else "adopted"
-
-
-# ----------------------------------------------------------------------------------------------
-# aiobotocore
-# ----------------------------------------------------------------------------------------------
-
-# Codes that mean "it is already gone" on a removal.
-_GONE_CODES = frozenset(
-    {"ResourceNotFoundException", "NotFoundException", "InvalidTarget", "TargetGroupNotFound"}
-)
-
-
-Service = Literal["lambda", "elbv2", "apigatewayv2"]
-
-
-class AwsBackend:
-    """:class:`SourcesBackend` over ready aiobotocore clients.
-
-    Each service's calls are paced by that service's limiter: ``limiter`` (Lambda's shared
-    control-plane limiter) for mappings and permissions, ``elb_limiter`` for ELB and
-    ``apigw_limiter`` for API Gateway, which have quotas of their own. A service with no
-    limiter is not paced (its throttling is still retried with backoff).
-    """
-
-    def __init__(
-        self,
-        lambda_client: Any,
-        elbv2_client: Any,
-        apigw_client: Any,
-        *,
-        limiter: RateLimiter | None = None,
-        elb_limiter: RateLimiter | None = None,
-        apigw_limiter: RateLimiter | None = None,
-        policy: RetryPolicy | None = None,
-        sleep: Sleep = anyio.sleep,
-    ) -> None:
-        self._clients: dict[Service, Any] = {
-            "lambda": lambda_client,
-            "elbv2": elbv2_client,
-            "apigatewayv2": apigw_client,
-        }
-        self._limiters: dict[Service, RateLimiter | None] = {
-            "lambda": limiter,
-            "elbv2": elb_limiter,
-            "apigatewayv2": apigw_limiter,
-        }
-        self._policy = policy or RetryPolicy()
-        self._sleep = sleep
-        self._rng = random.Random()
-
-    async def _call(
-        self, service: Service, operation: str, *, mutating: bool, **params: Any
-    ) -> dict[str, Any]:
-        """Call paced (on ``service``'s limiter) and translated; repeat only what is safe.
-
-        Throttling and a failure before the request was sent are retried with jittered
-        backoff (``RetryPolicy``). An ambiguous mutation is not: the reconciler reads before
-        it acts, so the caller's next run finds out what happened instead of guessing.
-        """
-        method = getattr(self._clients[service], _snake(operation))
-        limiter = self._limiters[service]
-        retries = 0
-        while True:
-            if limiter is not None:
-                await limiter.acquire()
-            try:
-                answer = await method(**params)
-            except Exception as exc:  # every failure is translated
-                error = translate(exc, operation, mutating=mutating)
-            else:
-                answer.pop("ResponseMetadata", None)
-                return dict(answer)
-            retries += 1
-            if isinstance(error, AwsAmbiguous) or not error.retryable:
-                raise error from None
-            if retries >= self._policy.attempts:
-                raise error from None
-            # A Retry-After holds back this service's callers only: it is its quota.
-            if isinstance(error, AwsThrottled) and error.retry_after and limiter:
-                limiter.retry_after(error.retry_after)
-            await self._sleep(self._policy.delay(retries, self._rng))
-
-    async def _removal(self, service: Service, operation: str, **params: Any) -> None:
-        """A removal whose "not found" means the job is already done."""
-        try:
-            await self._call(service, operation, mutating=True, **params)
-        except AwsNotFound:
-            return
-        except AwsError as exc:
-            if exc.code in _GONE_CODES:
-                return
-            raise
-
-    # -- lambda -------------------------------------------------------------------------------
-
-    async def list_mappings(self, function_name: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        marker: str | None = None
-        while True:
-            params: dict[str, Any] = {"FunctionName": function_name}
-            if marker:
-                params["Marker"] = marker
-            try:
-                page = await self._call(
-                    "lambda", "ListEventSourceMappings", mutating=False, **params
-                )
-            except AwsNotFound:
-                return items
-            items.extend(page.get("EventSourceMappings", []))
-            marker = page.get("NextMarker")
-            if not marker:
-                return items
-
-    async def get_mapping(self, uuid: str) -> dict[str, Any] | None:
-        try:
-            return await self._call("lambda", "GetEventSourceMapping", mutating=False, UUID=uuid)
-        except AwsNotFound:
-            return None
-
-    async def create_mapping(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        return await self._call(
-            "lambda", "CreateEventSourceMapping", mutating=True, **dict(request)
-        )
-
-    async def update_mapping(self, uuid: str, changes: Mapping[str, Any]) -> dict[str, Any]:
-        return await self._call(
-            "lambda", "UpdateEventSourceMapping", mutating=True, UUID=uuid, **dict(changes)
-        )
-
-    async def delete_mapping(self, uuid: str) -> None:
-        await self._removal("lambda", "DeleteEventSourceMapping", UUID=uuid)
-
-    async def policy(self, function_name: str, qualifier: str) -> list[dict[str, Any]]:
-        try:
-            answer = await self._call(
-                "lambda",
-                "GetPolicy",
-                mutating=False,
-                FunctionName=function_name,
-                Qualifier=qualifier,
-            )
-        except AwsNotFound:
-            return []
-        return policy_statements(answer.get("Policy"))
-
-    async def add_permission(
-        self, function_name: str, qualifier: str, sid: str, principal: str, source_arn: str
-    ) -> None:
-        await self._call(
-            "lambda",
-            "AddPermission",
-            mutating=True,
-            FunctionName=function_name,
-            Qualifier=qualifier,
-            StatementId=sid,
-            Action=INVOKE_ACTION,
-            Principal=principal,
-            SourceArn=source_arn,
-        )
-
-    async def remove_permission(self, function_name: str, qualifier: str, sid: str) -> None:
-        await self._removal(
-            "lambda",
-            "RemovePermission",
-            FunctionName=function_name,
-            Qualifier=qualifier,
-            StatementId=sid,
-        )
-        if any(s.get("Sid") == sid for s in await self.policy(function_name, qualifier)):
-            # Some emulators drop the Qualifier of RemovePermission and look in the
-            # unqualified function's policy; the qualified name form reaches the alias there
-            # and is equally valid on AWS.
-            await self._removal(
-                "lambda",
-                "RemovePermission",
-                FunctionName=f"{function_name}:{qualifier}",
-                StatementId=sid,
-            )
-
-    # -- elbv2 --------------------------------------------------------------------------------
-
-    async def target_ids(self, target_group_arn: str) -> list[str]:
-        answer = await self._call(
-            "elbv2", "DescribeTargetHealth", mutating=False, TargetGroupArn=target_group_arn
-        )
-        ids: list[str] = []
-        for item in answer.get("TargetHealthDescriptions", []):
-            reason = (item.get("TargetHealth") or {}).get("Reason")
-            # A target on its way out is no longer glam's registration.
-            if reason in ("Target.NotRegistered", "Target.DeregistrationInProgress"):
-                continue
-            ids.append(str(item["Target"]["Id"]))
-        return ids
-
-    async def register_target(self, target_group_arn: str, target_id: str) -> None:
-        await self._call(
-            "elbv2",
-            "RegisterTargets",
-            mutating=True,
-            TargetGroupArn=target_group_arn,
-            Targets=[{"Id": target_id}],
-        )
-
-    async def deregister_target(self, target_group_arn: str, target_id: str) -> None:
-        await self._removal(
-            "elbv2",
-            "DeregisterTargets",
-            TargetGroupArn=target_group_arn,
-            Targets=[{"Id": target_id}],
-        )
-
-    # -- apigatewayv2 -------------------------------------------------------------------------
-
-    async def _pages(self, operation: str, api_id: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        token: str | None = None
-        while True:
-            params: dict[str, Any] = {"ApiId": api_id}
-            if token:
-                params["NextToken"] = token
-            page = await self._call("apigatewayv2", operation, mutating=False, **params)
-            items.extend(page.get("Items", []))
-            token = page.get("NextToken")
-            if not token:
-                return items
-
-    async def integrations(self, api_id: str) -> list[dict[str, Any]]:
-        return await self._pages("GetIntegrations", api_id)
-
-    async def create_integration(self, api_id: str, uri: str) -> dict[str, Any]:
-        return await self._call(
-            "apigatewayv2",
-            "CreateIntegration",
-            mutating=True,
-            ApiId=api_id,
-            IntegrationType="AWS_PROXY",
-            IntegrationMethod="POST",
-            IntegrationUri=uri,
-            PayloadFormatVersion="2.0",
-        )
-
-    async def delete_integration(self, api_id: str, integration_id: str) -> None:
-        await self._removal(
-            "apigatewayv2", "DeleteIntegration", ApiId=api_id, IntegrationId=integration_id
-        )
-
-    async def routes(self, api_id: str) -> list[dict[str, Any]]:
-        return await self._pages("GetRoutes", api_id)
-
-    async def get_route(self, api_id: str, route_id: str) -> dict[str, Any]:
-        return await self._call(
-            "apigatewayv2", "GetRoute", mutating=False, ApiId=api_id, RouteId=route_id
-        )
-
-    async def set_route_target(self, api_id: str, route_id: str, target: str) -> None:
-        await self._call(
-            "apigatewayv2",
-            "UpdateRoute",
-            mutating=True,
-            ApiId=api_id,
-            RouteId=route_id,
-            Target=target,
-        )
-
-
-def _snake(operation: str) -> str:
-    out = []
-    for i, ch in enumerate(operation):
-        if ch.isupper() and i:
-            out.append("_")
-        out.append(ch.lower())
-    return "".join(out)
 
 
 class AwsSources(SourceReconciler):
