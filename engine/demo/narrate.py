@@ -32,7 +32,7 @@ _STEPS = {
     "delete_old": "old version deleted",
     "rollback_alias": "alias back on the stable version, routing cleared",
     "rollback_delete_new": "failed version deleted",
-    "delete_function": "function deleted in AWS",
+    # delete_function is told by its FunctionDeleted event, one line for one fact.
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import textwrap
@@ -354,7 +355,9 @@ def _name_of(stream: str) -> str:
 
 
 def _on_path(command: str) -> bool:
-    return shutil.which(command) is not None
+    """Whether ``command`` works as typed in the caller's shell (``scripts/demo`` passes the
+    PATH it was started with, before it put .venv/bin on its own)."""
+    return shutil.which(command, path=os.environ.get("GLAM_CALLER_PATH")) is not None
 
 
 __all__ = ["DEFAULT_FOLDER", "DemoFailed", "DemoOptions", "run_demo"]
