@@ -395,7 +395,7 @@ def held_deletes(events: Iterable[Event]) -> dict[str, DeletesHeld]:
                 held = {sha: event}
             case CommitPlanned(sha=sha) if sha not in held:
                 held = {}
-            case OperatorRequested(command="allow_deletes", target=sha):
+            case OperatorRequested(command="allow_deletes", target=sha, outcome="applied"):
                 held.pop(sha, None)
             case _:
                 pass

@@ -84,7 +84,8 @@ def key(record: RecordedEvent) -> str | None:
             return event.target if event.command == "allow_deletes" else None
         case OperatorRequested():
             # The held deletes of this commit were released: planned again, guard lifted.
-            return event.target if event.command == "allow_deletes" else None
+            applied = event.command == "allow_deletes" and event.outcome == "applied"
+            return event.target if applied else None
         case (
             SourceUnavailable()
             | SettingsRecorded()

@@ -88,11 +88,21 @@ async def resolve_function(store: SqliteEventStore, function: str) -> str:
     return streams[0]
 
 
-async def check_command(store: SqliteEventStore, command: Command, target: str) -> str:
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """What a command was checked against: its target (a function stream or a full commit
+    sha) and, for a function, the deployment it acts on."""
+
+    target: str
+    deployment_id: str | None = None
+
+
+async def check_command(store: SqliteEventStore, command: Command, target: str) -> Checked:
     """Resolve and check ``target`` for ``command``: the stream (or full commit sha) the
-    command will name. Raises a ``GlamError`` saying why it cannot apply."""
+    command will name, and the deployment it was checked against (in flight for abort and
+    promote, rolled back for retry). Raises a ``GlamError`` saying why it cannot apply."""
     if command == "allow_deletes":
-        return await _held_sha(store, target)
+        return Checked(await _held_sha(store, target))
     stream = await resolve_function(store, target)
     records = await store.read_stream(stream)
     if command == "retry":
@@ -100,7 +110,9 @@ async def check_command(store: SqliteEventStore, command: Command, target: str) 
         refusal = retry_refusal(current) if current is not None else "nothing to retry"
         if refusal is not None:
             raise GlamError(refusal, hint="`glam status` shows what it is doing")
-        return stream
+        assert current is not None  # no refusal: there is a rolled-back request
+        assert current.rolled_back is not None
+        return Checked(stream, current.rolled_back.deployment_id)
     state = fold(initial_state(function_name_of(stream)), [r.event for r in records])
     dep = state.active
     if dep is None:
@@ -113,7 +125,7 @@ async def check_command(store: SqliteEventStore, command: Command, target: str) 
             f"deployment {dep.deployment_id} of {stream} is already rolling back",
             hint="wait for it to finish",
         )
-    return stream
+    return Checked(stream, dep.deployment_id)
 
 
 async def issue(
@@ -136,9 +148,15 @@ async def issue(
     # Checked on a read-only connection, appended on a writing one: an error raised inside
     # the writing store's task group would reach the CLI wrapped in an exception group.
     async with SqliteEventStore(db, readonly=True) as reader:
-        resolved = await check_command(reader, command, target)
+        checked = await check_command(reader, command, target)
+    resolved = checked.target
     new = NewEvent(
-        OperatorCommandIssued(command=command, target=resolved, reason=reason),
+        OperatorCommandIssued(
+            command=command,
+            target=resolved,
+            reason=reason,
+            deployment_id=checked.deployment_id,
+        ),
         Metadata(event_id=event_id or uuid.uuid4().hex, actor=actor),
     )
     failure: GlamError | None = None

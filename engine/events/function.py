@@ -128,7 +128,9 @@ class OperatorRequested(EventBase):
     ``OperatorCommandIssued`` of the ``ops`` stream here (causation: the command's event id),
     so a saga stays a fold of its own stream. ``deployment_id`` is the deployment in flight
     the command was handed to (abort, promote); ``target`` is the function stream, or the
-    commit sha of an ``allow_deletes`` (recorded on the repository stream)."""
+    commit sha of an ``allow_deletes`` (recorded on the repository stream). A command the
+    engine cannot act on is recorded too, with ``outcome="ignored"`` and a ``note`` saying why
+    (on the ``ops`` stream when it names no known stream), so it is handled exactly once."""
 
     type: Literal["OperatorRequested"] = "OperatorRequested"
     command: Literal["promote", "abort", "retry", "allow_deletes"]
@@ -136,3 +138,5 @@ class OperatorRequested(EventBase):
     actor: str
     reason: str
     deployment_id: str | None = None
+    outcome: Literal["applied", "ignored"] = "applied"
+    note: str = ""

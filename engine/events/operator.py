@@ -17,3 +17,7 @@ class OperatorCommandIssued(EventBase):
     command: Literal["promote", "abort", "retry", "allow_deletes"]
     target: str  # a function stream, or a commit sha for allow_deletes
     reason: str
+    # The deployment the CLI checked the command against: the one in flight (abort, promote)
+    # or the rolled-back one (retry). The engine ignores the command when that deployment is
+    # no longer the one it would act on, so a late hand-over never reaches a newer deployment.
+    deployment_id: str | None = None

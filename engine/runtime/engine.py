@@ -526,22 +526,29 @@ class Engine:
             await anyio.sleep(self.config.ops_poll)
 
     async def _operator_pass(self) -> None:
-        """Hand every new command of the ``ops`` stream to its target, in order."""
+        """Hand every new command of the ``ops`` stream to its target, in order. A command that
+        must wait (an allow-deletes while the branch is not known) is skipped for this pass
+        only: the ones after it are still handed over, and the position stays before it."""
         async with self._plan_lock:
+            deferred = False
             for record in await self.store.read_stream(OPS_STREAM, self._ops_version + 1):
-                if not isinstance(record.event, OperatorCommandIssued):
-                    self._ops_version = record.version
-                    continue
-                if record.meta.event_id not in self._handled_ops:
-                    if not await self._hand_over(record, record.event):
-                        return  # not yet possible (the branch is not known): next pass
+                command = record.event
+                if (
+                    isinstance(command, OperatorCommandIssued)
+                    and record.meta.event_id not in self._handled_ops
+                ):
+                    if not await self._hand_over(record, command):
+                        deferred = True  # next pass starts from here again
+                        continue
                     self._handled_ops.add(record.meta.event_id)
-                self._ops_version = record.version
+                if not deferred:
+                    self._ops_version = record.version
 
     async def _hand_over(self, record: RecordedEvent, command: OperatorCommandIssued) -> bool:
         """Act on one command; False when it must wait for a later pass. A command that
-        cannot apply (nothing in flight any more) is logged and dropped: the CLI checked it
-        when it was given, so only a race with the saga lands here."""
+        cannot apply (nothing in flight any more, or not the deployment the CLI checked it
+        against) is recorded as ignored, with why: the CLI checked it when it was given, so
+        only a race with the saga lands here, and it must never reach a later deployment."""
         actor = record.meta.actor
         what = f"{command.command} of {command.target} by {actor}"
         copy = OperatorRequested(
@@ -551,8 +558,9 @@ class Engine:
             return await self._allow_deletes(record, copy)
         stream = command.target
         if not stream.startswith(FUNCTION_PREFIX):
-            log.warning("%s ignored: not a function stream", what)
+            await self._ignore(OPS_STREAM, copy, record, "not a function stream", what)
             return True
+        wanted = command.deployment_id
         if command.command == "retry":
             current = deployed_from_events(await self.store.read_stream(stream)).get(stream)
             current = current or DeployedState(stream=stream)
@@ -560,9 +568,13 @@ class Engine:
             ctx = PlanContext(
                 new_id=self.ids, default_region=self.config.region, default_account=self.account
             )
-            request = plan_retry(current, ctx)
+            refusal = retry_refusal(current)
+            rolled_back = current.rolled_back.deployment_id if current.rolled_back else None
+            if refusal is None and wanted is not None and wanted != rolled_back:
+                refusal = f"deployment {wanted} is no longer the rolled-back one"
+            request = plan_retry(current, ctx) if refusal is None else None
             if request is None:
-                log.warning("%s ignored: %s", what, retry_refusal(current))
+                await self._ignore(stream, copy, record, refusal or "nothing to retry", what)
                 return True
             # One append: the copy that marks the command handled and the request it makes.
             await self._append_handed(stream, [copy, request], record, commit=request.commit)
@@ -570,14 +582,27 @@ class Engine:
         else:
             state, _ = await load_saga(self.store, stream, self.config.policy)
             if state.active is None:
-                log.warning("%s ignored: no deployment in flight", what)
+                await self._ignore(stream, copy, record, "no deployment in flight", what)
                 return True
             did = state.active.deployment_id
+            if wanted is not None and wanted != did:
+                note = f"deployment {wanted} is no longer in flight ({did} is)"
+                await self._ignore(stream, copy, record, note, what)
+                return True
             copy = copy.model_copy(update={"deployment_id": did})
             await self._append_handed(stream, [copy], record, commit=state.active.request.commit)
             log.info("%s: %s requested by %s (%s)", stream, command.command, actor, did)
         self._start_saga(stream)
         return True
+
+    async def _ignore(
+        self, stream: str, copy: OperatorRequested, record: RecordedEvent, note: str, what: str
+    ) -> None:
+        """Record ``copy`` as handled but ignored: a restart does not hand it over again, and
+        ``glam events`` shows why nothing happened."""
+        log.warning("%s ignored: %s", what, note)
+        ignored = copy.model_copy(update={"outcome": "ignored", "note": note})
+        await self._append_handed(stream, [ignored], record, commit=None)
 
     async def _allow_deletes(self, record: RecordedEvent, copy: OperatorRequested) -> bool:
         stream = self._repo_stream()
@@ -586,7 +611,8 @@ class Engine:
         sha = copy.target
         held = held_deletes(r.event for r in await self.store.read_stream(stream))
         if sha not in held:
-            log.warning("allow-deletes of %s ignored: no deletes held for it", sha[:12])
+            what = f"allow-deletes of {sha[:12]} by {copy.actor}"
+            await self._ignore(stream, copy, record, "no deletes held for it", what)
             return True
         await self._catch_up()
         # Planned again with the guard lifted. Deletes already requested are not requested

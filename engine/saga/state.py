@@ -391,7 +391,10 @@ def _finished(state: SagaState, event: DeploymentFinished) -> SagaState:
 
 def _operator(state: SagaState, event: OperatorRequested) -> SagaState:
     """An abort or promote sticks to the deployment it was handed to (a later one never
-    inherits it); a retry lifts the hold on the rolled-back desired state."""
+    inherits it); a retry lifts the hold on the rolled-back desired state. A command the engine
+    recorded as ignored changes nothing."""
+    if event.outcome == "ignored":
+        return state
     if event.command == "retry":
         return replace(state, rolled_back_hash=None)
     dep = state.active

@@ -72,6 +72,12 @@ async def _ops(path: Path) -> list[tuple[str, str, str, str]]:
     return out
 
 
+async def _deployments(path: Path) -> list[str | None]:
+    async with SqliteEventStore(path, readonly=True) as store:
+        records = await store.read_stream(OPS_STREAM)
+    return [getattr(r.event, "deployment_id", None) for r in records]
+
+
 def test_commands_are_appended_with_actor_and_reason(
     db: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -90,6 +96,8 @@ def test_commands_are_appended_with_actor_and_reason(
         ("promote", WEST, "ok", "bob"),
         ("retry", BILLING, "fixed", default_actor()),
     ]
+    # Each names the deployment it was checked against: in flight, or rolled back for retry.
+    assert anyio.run(_deployments, db) == ["d1", "d1", "b2"]
 
 
 @pytest.mark.parametrize(
