@@ -108,7 +108,14 @@ def evolve_deployed(state: DeployedState, event: Event) -> DeployedState:
             state = replace(state, requests=_without(state.requests, dep_id))
             if outcome == "succeeded":
                 if request.action == "delete" or request.desired is None:
-                    return replace(state, exists=False, content_hash=None)
+                    # Gone with its definition: nothing is left for a retry to bring back.
+                    return replace(
+                        state,
+                        exists=False,
+                        content_hash=None,
+                        rolled_back_hash=None,
+                        rolled_back=None,
+                    )
                 return replace(
                     state,
                     exists=True,
@@ -124,7 +131,12 @@ def evolve_deployed(state: DeployedState, event: Event) -> DeployedState:
             return state
         case FunctionDeleted(deployment_id=dep_id):
             return replace(
-                state, exists=False, content_hash=None, requests=_without(state.requests, dep_id)
+                state,
+                exists=False,
+                content_hash=None,
+                rolled_back_hash=None,
+                rolled_back=None,
+                requests=_without(state.requests, dep_id),
             )
         case _:
             return state
@@ -358,19 +370,43 @@ def plan_commit(
     )
 
 
-def retry_refusal(current: DeployedState) -> str | None:
-    """Why an operator's retry cannot be acted on for this function, or None when it can."""
+def head_action(events: Iterable[Event], stream: str) -> PlannedAction | None:
+    """The last action the planner recorded for function ``stream`` (from the repository
+    stream's events in order): what the latest planned commit wants of it. A plan records only
+    the prefixes it changes, so the last one naming the stream is the one that counts."""
+    last: PlannedAction | None = None
+    for event in events:
+        if isinstance(event, CommitPlanned):
+            for action in event.actions:
+                if action.function == stream:
+                    last = action
+    return last
+
+
+def retry_refusal(current: DeployedState, head: PlannedAction | None = None) -> str | None:
+    """Why an operator's retry cannot be acted on for this function, or None when it can.
+    ``head`` is ``head_action`` of the repository stream: a retry never brings back a desired
+    state the branch has since deleted or replaced (the normal plan handles a replacement)."""
     if current.in_flight is not None:
         return f"{current.stream} has a deployment in progress; abort it first"
     if current.rolled_back is None or current.rolled_back_hash is None:
         return f"{current.stream} has no rolled-back desired state to retry"
+    if head is not None and head.action == "delete":
+        return f"the branch deleted the definition of {current.stream}; nothing to retry"
+    if head is not None and head.content_hash not in (None, current.rolled_back_hash):
+        return (
+            f"the branch wants another desired state of {current.stream} than the rolled-back "
+            "one; the engine deploys it without a retry"
+        )
     return None
 
 
-def plan_retry(current: DeployedState, ctx: PlanContext) -> DeploymentRequested | None:
+def plan_retry(
+    current: DeployedState, ctx: PlanContext, head: PlannedAction | None = None
+) -> DeploymentRequested | None:
     """An operator's retry: request the rolled-back desired state again (same commit, a new
     deployment id), or None when ``retry_refusal`` says it cannot be retried."""
-    if retry_refusal(current) is not None:
+    if retry_refusal(current, head) is not None:
         return None
     rejected = current.rolled_back
     assert rejected is not None  # retry_refusal checked it

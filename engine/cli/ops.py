@@ -30,7 +30,7 @@ from engine.cli.main import app
 from engine.errors import GlamError, StoreError, UsageError
 from engine.events import Metadata, NewEvent, RecordedEvent
 from engine.events.operator import OPS_STREAM, OperatorCommandIssued
-from engine.planner import deployed_from_events, held_deletes, retry_refusal
+from engine.planner import deployed_from_events, head_action, held_deletes, retry_refusal
 from engine.ports import ANY_VERSION
 from engine.runtime.saga_runner import function_name_of
 from engine.saga import fold, initial_state
@@ -107,7 +107,9 @@ async def check_command(store: SqliteEventStore, command: Command, target: str) 
     records = await store.read_stream(stream)
     if command == "retry":
         current = deployed_from_events(records).get(stream)
-        refusal = retry_refusal(current) if current is not None else "nothing to retry"
+        plans = await store.read_selected(types={"CommitPlanned"})
+        head = head_action((r.event for r in plans if r.stream.startswith(REPO_PREFIX)), stream)
+        refusal = retry_refusal(current, head) if current is not None else "nothing to retry"
         if refusal is not None:
             raise GlamError(refusal, hint="`glam status` shows what it is doing")
         assert current is not None  # no refusal: there is a rolled-back request

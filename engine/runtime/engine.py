@@ -66,6 +66,7 @@ from engine.planner import (
     PlanContext,
     deployed_from_events,
     evolve_deployed,
+    head_action,
     held_deletes,
     plan_commit,
     plan_retry,
@@ -568,11 +569,14 @@ class Engine:
             ctx = PlanContext(
                 new_id=self.ids, default_region=self.config.region, default_account=self.account
             )
-            refusal = retry_refusal(current)
+            repo = self._repo_stream()
+            planned = [] if repo is None else await self.store.read_stream(repo)
+            head = head_action((r.event for r in planned), stream)
+            refusal = retry_refusal(current, head)
             rolled_back = current.rolled_back.deployment_id if current.rolled_back else None
             if refusal is None and wanted is not None and wanted != rolled_back:
                 refusal = f"deployment {wanted} is no longer the rolled-back one"
-            request = plan_retry(current, ctx) if refusal is None else None
+            request = plan_retry(current, ctx, head) if refusal is None else None
             if request is None:
                 await self._ignore(stream, copy, record, refusal or "nothing to retry", what)
                 return True

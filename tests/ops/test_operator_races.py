@@ -9,8 +9,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from engine.events import Metadata, NewEvent
-from engine.events.function import OperatorRequested
+from engine.cli.ops import issue
+from engine.errors import GlamError
+from engine.events import Metadata, NewEvent, RecordedEvent
+from engine.events.function import OperatorRequested, TrafficShifted
 from engine.events.operator import OPS_STREAM, OperatorCommandIssued
 from engine.ports import ANY_VERSION
 from engine.runtime.engine import Engine, EngineConfig, RunReport
@@ -103,3 +105,48 @@ async def test_an_ignored_abort_is_recorded_and_never_reaches_a_later_deployment
         ("promote", "ignored", "other"),
     ]
     assert "dep-gone" in handed[1][1].note
+
+
+async def test_retry_never_recreates_a_deleted_function(world: World) -> None:
+    """A rolled-back function whose definition is then deleted: ``glam retry`` is refused, and
+    a retry already in the ops stream is recorded as ignored, not deployed."""
+    write_function(world.repo, OUT, traffic=NOW)
+    world.repo.commit("v1")
+    await world.once()
+    canary = {"type": "CANARY", "percent": 50, "waitInterval": 30}
+    write_function(world.repo, OUT, code="green", traffic=canary)
+    world.repo.commit("v2")
+    # Checked while v2 is in flight, handed over at once: v2 rolls back.
+    shifted = anyio.Event()
+
+    def watch(record: RecordedEvent) -> None:
+        if isinstance(record.event, TrafficShifted) and record.event.weight > 0:
+            shifted.set()
+
+    report = RunReport()
+    async with Engine(world.config, ports=world.provider, on_event=watch) as engine:
+
+        async def run() -> None:
+            nonlocal report
+            report = await engine.run(once=True)
+
+        with anyio.fail_after(45):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run)
+                await shifted.wait()
+                await issue(world.db, "abort", "orders", reason="bad", actor="alice")
+    assert [f.outcome for _, f in report.finished] == ["rolled_back"]
+    world.repo.remove("apps/orders/orders_lambdadef.json")
+    world.repo.remove("apps/orders/orders_lambdadepdef.json")
+    world.repo.commit("retire orders")
+    assert [f.outcome for _, f in (await world.once()).finished] == ["succeeded"]
+    fake = world.provider.fakes["us-east-1"][0]
+    assert "orders" not in fake._functions
+    with pytest.raises(GlamError, match="no rolled-back desired state"):
+        await issue(world.db, "retry", STREAM, reason="oops", actor="bob")
+    # A retry checked before the delete, handed over after it.
+    await world.command("retry", STREAM, "late-retry")
+    assert (await world.once()).finished == []
+    assert "orders" not in fake._functions
+    retries = [(e.outcome, e.note) for _, e, _ in await world.handed() if e.command == "retry"]
+    assert retries == [("ignored", f"{STREAM} has no rolled-back desired state to retry")]

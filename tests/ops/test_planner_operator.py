@@ -9,9 +9,14 @@ from pathlib import Path
 import pytest
 
 from engine.events import Event
-from engine.events.function import DeploymentFinished, DeploymentRequested, OperatorRequested
-from engine.events.repo import CommitPlanned, DeletesHeld
-from engine.planner import held_deletes, plan_retry, retry_refusal
+from engine.events.function import (
+    DeploymentFinished,
+    DeploymentRequested,
+    FunctionDeleted,
+    OperatorRequested,
+)
+from engine.events.repo import ActionKind, CommitPlanned, DeletesHeld, PlannedAction
+from engine.planner import head_action, held_deletes, plan_retry, retry_refusal
 from tests.repo.gitrepo import GitRepo
 from tests.repo.test_planner import Log, first_deploy, kinds, plan_head
 from tests.saga.support import desired, requested
@@ -93,6 +98,73 @@ def test_retry_is_refused_without_a_rolled_back_state(
     assert reason is not None
     assert refusal in reason
     assert plan_retry(log.deployed[STREAM], log.ctx()) is None
+
+
+def _planned(action: ActionKind, content_hash: str | None) -> CommitPlanned:
+    return CommitPlanned(
+        sha="h",
+        actions=(
+            PlannedAction(
+                prefix="apps/orders/orders",
+                function=STREAM,
+                action=action,
+                files=(),
+                reason="r",
+                content_hash=content_hash,
+            ),
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("events", "plans", "refusal"),
+    [
+        pytest.param(
+            (*ROLLED_BACK, FunctionDeleted(deployment_id="d9")),
+            (),
+            "no rolled-back desired state",
+            id="deleted",
+        ),
+        pytest.param(
+            (
+                *ROLLED_BACK,
+                requested("d9", None, action="delete"),
+                DeploymentFinished(deployment_id="d9", outcome="succeeded"),
+            ),
+            (),
+            "no rolled-back desired state",
+            id="delete-finished",
+        ),
+        pytest.param(
+            ROLLED_BACK, (_planned("delete", None),), "deleted the definition", id="head-deletes"
+        ),
+        pytest.param(
+            ROLLED_BACK,
+            (_planned("nothing", desired("v2").content_hash), _planned("nothing", "other")),
+            "another desired state",
+            id="head-differs",
+        ),
+    ],
+)
+def test_retry_is_refused_when_the_branch_no_longer_wants_it(
+    events: tuple[Event, ...], plans: tuple[CommitPlanned, ...], refusal: str
+) -> None:
+    """A retry never brings back a function the branch deleted, nor a desired state it has
+    replaced since (the normal plan deploys that)."""
+    log = logged(*events)
+    current = log.deployed[STREAM]
+    head = head_action(plans, STREAM)
+    reason = retry_refusal(current, head)
+    assert reason is not None
+    assert refusal in reason
+    assert plan_retry(current, log.ctx(), head) is None
+
+
+def test_retry_of_what_the_branch_still_wants() -> None:
+    """The head's last plan for the function is the rolled-back state: the retry is made."""
+    log = logged(*ROLLED_BACK)
+    head = head_action((_planned("nothing", desired("v2").content_hash),), STREAM)
+    assert retry_refusal(log.deployed[STREAM], head) is None
 
 
 def _allow(sha: str) -> OperatorRequested:
