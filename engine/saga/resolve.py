@@ -14,9 +14,18 @@ from datetime import timedelta
 from typing import Any
 
 from engine.events import Event
-from engine.events.function import DeploymentFinished, StepFailed, StepSucceeded, TimerStarted
+from engine.events.function import (
+    DeploymentFinished,
+    RollbackStarted,
+    StepFailed,
+    StepSucceeded,
+    TimerStarted,
+)
 from engine.saga.effects import Call, Failed, Ok, Outcome, SagaContext
 from engine.saga.state import RESOLVE_WAIT, Deployment, SagaState, version_marker
+
+# Steps that write the alias: one whose outcome stays unknown is undone by a rollback.
+ALIAS_STEPS = frozenset({"shift", "promote", "create_alias"})
 
 # Mutations whose dangling intent is settled by a read, and the read.
 RESOLVERS: dict[str, str] = {
@@ -104,6 +113,12 @@ def _resolve_failed(
     if reads >= limit:
         stable = state.stable_version if dep.request.action == "delete" else dep.stable
         reason = _unresolved_reason(state, dep, effect, failed, reads)
+        if effect.resolves in ALIAS_STEPS and dep.rollback is None and dep.alias_touched:
+            # The alias may be shifted. Setting it to the stable version with no routing is
+            # right whatever the lost write did, so the rollback needs no outcome: finishing
+            # "failed" here would leave live traffic on the new version. (A first deployment
+            # has no stable version and never touches the alias: it finishes failed below.)
+            return [*events, RollbackStarted(deployment_id=did, reason=reason)]
         finished = DeploymentFinished(
             deployment_id=did, outcome="failed", reason=reason, stable_version=stable
         )

@@ -246,7 +246,10 @@ def evolve(state: SagaState, event: Event) -> SagaState:
             if dep is None:
                 return state
             state = _latest_started(state, event)
-            touched = dep.alias_touched or event.step in ("shift", "promote")
+            # A created alias routes to the new version: with a stable version to go back to,
+            # a rollback must set it there like after a shift.
+            creates = event.step == "create_alias" and dep.stable is not None
+            touched = dep.alias_touched or creates or event.step in ("shift", "promote")
             wired = dep.sources_touched or event.step == "sources"
             if event.step == "sources" and dep.desired is not None:
                 strays = union_sources(state.stray_sources, dep.desired.event_sources)

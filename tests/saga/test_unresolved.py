@@ -11,7 +11,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from engine.events import Event
-from engine.events.function import DeploymentFinished, StepFailed, TimerStarted
+from engine.events.function import (
+    DeploymentFinished,
+    RollbackStarted,
+    StepFailed,
+    TimerStarted,
+)
 from engine.saga import (
     Call,
     Failed,
@@ -58,9 +63,10 @@ def drive(
     answer: Callable[[int], Outcome],
     policy: SagaPolicy | None = None,
     limit: int = 500,
+    until: type[Event] = DeploymentFinished,
 ) -> Drive:
-    """Run the saga from ``given`` until a deployment finishes; ``answer(n)`` is the outcome
-    of the n-th resolve read (1-based)."""
+    """Run the saga from ``given`` until a deployment finishes (or an ``until`` event is
+    recorded); ``answer(n)`` is the outcome of the n-th resolve read (1-based)."""
     state = fold(initial_state(NAME, policy) if policy else initial_state(NAME), list(given))
     run = Drive(state)
     now: datetime = NOW
@@ -85,7 +91,7 @@ def drive(
             events = on_outcome(run.state, effect, answer(reads), SagaContext(now=now))
         run.state = fold(run.state, events)
         run.recorded.extend(events)
-        if any(isinstance(e, DeploymentFinished) for e in events):
+        if any(isinstance(e, until) for e in events):
             return run
     raise AssertionError("the saga never finished")
 
@@ -194,22 +200,26 @@ def test_replay_keeps_the_count() -> None:
     assert len(again.of(StepFailed)) == 0  # the same error is already on record
 
 
-def test_an_unresolved_shift_names_the_alias_to_check() -> None:
-    """Given a shift with no outcome whose GetAlias keeps failing, then the deployment
-    finishes failed (no rollback guessed from an unknown alias) and says what to look at."""
+def test_an_unresolved_shift_rolls_the_alias_back() -> None:
+    """Given a shift with no outcome whose GetAlias keeps failing, then the deployment rolls
+    back (not "failed": the alias may be shifted), saying what stayed unknown, and the next
+    call sets the alias to the stable version with no routing, right whatever the shift did."""
     given: list[Event] = [
         *IN_CANARY[:-4],
         started("shift", version="1", routing={"2": 0.2}),
     ]
-    run = drive(given, lambda n: DOWN)
+    run = drive(given, lambda n: DOWN, until=RollbackStarted)
     assert {c.method for c in run.calls} == {"get_alias"}
-    (finished,) = run.of(DeploymentFinished)
-    assert isinstance(finished, DeploymentFinished)
-    assert finished.outcome == "failed"
-    assert "outcome of shift is unknown" in finished.reason
-    assert "alias live of function orders" in finished.reason
-    assert "version 1 routing 20% to version 2" in finished.reason
-    assert finished.stable_version == "1"
+    assert run.of(DeploymentFinished) == []
+    (rollback,) = run.of(RollbackStarted)
+    assert isinstance(rollback, RollbackStarted)
+    assert "outcome of shift is unknown" in rollback.reason
+    assert "alias live of function orders" in rollback.reason
+    assert "version 1 routing 20% to version 2" in rollback.reason
+    effect = next_effect(run.state, NOW + timedelta(hours=1))
+    assert isinstance(effect, Call)
+    assert (effect.step, effect.method) == ("rollback_alias", "update_alias")
+    assert (effect.args["version"], effect.args["routing"]) == ("1", None)
 
 
 def test_a_new_intent_starts_a_new_count() -> None:
