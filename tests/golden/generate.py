@@ -1,16 +1,18 @@
 """Write the golden event log and the views it must fold into.
 
-    uv run --frozen python -m tests.golden.generate
+    uv run --frozen python -m tests.golden.generate NAME    # writes log-NAME.jsonl, views-NAME.json
 
-Run it only when adding a NEW golden log (name it after the glam version that wrote it); never
-regenerate an existing one: its point is that logs written by earlier versions keep replaying
-to the same views. The log is a JSONL export of the ``events`` rows, hashes included.
+Run it only when adding a NEW golden log (name it after the glam version that wrote it, and
+what it covers); it refuses to overwrite one. Never regenerate an existing one: its point is
+that logs written by earlier versions keep replaying to the same views. The log is a JSONL
+export of the ``events`` rows, hashes included.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from engine.events.function import (
     DeploymentRequested,
     EventSourceChanged,
     FunctionDeleted,
+    OperatorRequested,
     RollbackStarted,
     SettingsRecorded,
     StepFailed,
@@ -50,8 +53,6 @@ from engine.store.records import GENESIS_HASH, StoredRow, format_time, make_row,
 from projections.views import fold
 
 HERE = Path(__file__).parent
-LOG = HERE / "log-0.1.jsonl"
-SNAPSHOT = HERE / "views-0.1.json"
 
 REPO = "repo:main"
 ORDERS = "fn:111111111111:eu-west-1:orders"
@@ -350,11 +351,113 @@ def scenario() -> list[tuple[str, Event, Metadata]]:
     ]
 
 
-def rows() -> list[StoredRow]:
+def operator_scenario() -> list[tuple[str, Event, Metadata]]:
+    """Operator commands handed over (0.1): an abort applied to a canary in flight, which rolls
+    it back, and a promote that arrived after that deployment had finished, ignored."""
+
+    def m(i: str, **kw: str) -> Metadata:
+        return Metadata(event_id=i, **kw)
+
+    d1, d2 = "dep-1", "dep-2"
+    abort, late = "op-1", "op-2"
+    return [
+        (
+            ORDERS,
+            DeploymentRequested(
+                deployment_id=d1, commit=C1, action="create", desired=desired("orders", 128)
+            ),
+            m("o1", commit=C1, deployment_id=d1),
+        ),
+        (
+            ORDERS,
+            DeploymentFinished(deployment_id=d1, outcome="succeeded", stable_version="1"),
+            m("o2", deployment_id=d1),
+        ),
+        (
+            ORDERS,
+            DeploymentRequested(
+                deployment_id=d2, commit=C2, action="update", desired=desired("orders", 256)
+            ),
+            m("o3", commit=C2, deployment_id=d2),
+        ),
+        (
+            ORDERS,
+            TrafficShifted(
+                deployment_id=d2, alias="live", stable_version="1", new_version="2", weight=0.2
+            ),
+            m("o4", deployment_id=d2),
+        ),
+        (
+            "ops",
+            OperatorCommandIssued(
+                command="abort", target=ORDERS, reason="p99 doubled", deployment_id=d2
+            ),
+            m(abort, actor="alice"),
+        ),
+        (
+            ORDERS,
+            OperatorRequested(
+                command="abort",
+                target=ORDERS,
+                actor="alice",
+                reason="p99 doubled",
+                deployment_id=d2,
+            ),
+            m("o5", actor="alice", deployment_id=d2, causation_id=abort),
+        ),
+        (
+            ORDERS,
+            RollbackStarted(deployment_id=d2, reason="aborted by alice: p99 doubled"),
+            m("o6", deployment_id=d2),
+        ),
+        (
+            ORDERS,
+            TrafficShifted(
+                deployment_id=d2, alias="live", stable_version="1", new_version="2", weight=0.0
+            ),
+            m("o7", deployment_id=d2),
+        ),
+        (
+            ORDERS,
+            DeploymentFinished(
+                deployment_id=d2,
+                outcome="rolled_back",
+                reason="aborted by alice: p99 doubled",
+                stable_version="1",
+            ),
+            m("o8", deployment_id=d2),
+        ),
+        (
+            "ops",
+            OperatorCommandIssued(
+                command="promote", target=ORDERS, reason="looks good", deployment_id=d2
+            ),
+            m(late, actor="bob"),
+        ),
+        (
+            ORDERS,
+            OperatorRequested(
+                command="promote",
+                target=ORDERS,
+                actor="bob",
+                reason="looks good",
+                deployment_id=d2,
+                outcome="ignored",
+                note="deployment dep-2 already finished",
+            ),
+            m("o9", actor="bob", causation_id=late),
+        ),
+    ]
+
+
+SCENARIOS = {"0.1": scenario, "0.1-operator": operator_scenario}
+
+
+def rows(name: str = "0.1") -> list[StoredRow]:
     out: list[StoredRow] = []
     prev = GENESIS_HASH
     versions: dict[str, int] = {}
-    for position, (stream, event, meta) in enumerate(scenario(), start=1):
+    for position, (stream, event, meta) in enumerate(SCENARIOS[name](), start=1):
         versions[stream] = versions.get(stream, 0) + 1
         row = make_row(
             NewEvent(event, meta),
@@ -370,11 +473,17 @@ def rows() -> list[StoredRow]:
 
 
 def main() -> None:
-    log_rows = rows()
-    LOG.write_text("".join(json.dumps(as_dict(r), ensure_ascii=False) + "\n" for r in log_rows))
+    if len(sys.argv) != 2 or sys.argv[1] not in SCENARIOS:
+        raise SystemExit(f"usage: python -m tests.golden.generate {{{','.join(SCENARIOS)}}}")
+    name = sys.argv[1]
+    log, snapshot = HERE / f"log-{name}.jsonl", HERE / f"views-{name}.json"
+    if log.exists():
+        raise SystemExit(f"{log.name} exists: golden logs are never regenerated")
+    log_rows = rows(name)
+    log.write_text("".join(json.dumps(as_dict(r), ensure_ascii=False) + "\n" for r in log_rows))
     views = fold(to_recorded(r) for r in log_rows)
-    SNAPSHOT.write_text(json.dumps(views.as_json(), indent=2, sort_keys=True) + "\n")
-    print(f"wrote {LOG.name} ({len(log_rows)} events) and {SNAPSHOT.name}")
+    snapshot.write_text(json.dumps(views.as_json(), indent=2, sort_keys=True) + "\n")
+    print(f"wrote {log.name} ({len(log_rows)} events) and {snapshot.name}")
 
 
 def as_dict(row: StoredRow) -> dict[str, object]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from engine.events import EVENT_CLASSES
 from engine.store.records import StoredRow, to_recorded, verify_rows
 from engine.store.sqlite import SqliteEventStore
 from projections.runner import ProjectionRunner
@@ -34,6 +35,13 @@ def _snapshot(log: Path) -> object:
 
 def test_there_is_a_golden_log() -> None:
     assert LOGS
+
+
+def test_every_event_type_is_in_a_golden_log() -> None:
+    """A new event type needs a new golden log (tests/golden/generate.py), so that the logs it
+    writes are held to replaying forever like the others."""
+    seen = {json.loads(line)["type"] for log in LOGS for line in log.read_text().splitlines()}
+    assert set(EVENT_CLASSES) - seen == set()
 
 
 @pytest.mark.parametrize("log", LOGS, ids=[p.stem for p in LOGS])
