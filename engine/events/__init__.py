@@ -10,6 +10,7 @@ from engine.events.catalog import (
     RecordedEvent,
     decode,
     encode,
+    stamped,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "RecordedEvent",
     "decode",
     "encode",
+    "stamped",
 ]

@@ -8,7 +8,7 @@ the current one, then validates; an unknown type or a version newer than this gl
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, cast
@@ -125,6 +125,32 @@ class RecordedEvent:
     @property
     def type(self) -> str:
         return self.event.type
+
+
+def stamped(
+    events: Sequence[Event],
+    event_ids: Iterable[str],
+    *,
+    commit: str | None = None,
+    actor: str = "engine",
+    causation_id: str | None = None,
+) -> list[NewEvent]:
+    """``events`` ready to append: one id each from ``event_ids`` (the caller decides how ids
+    are made, e.g. derived from a command so a repeated append is a no-op), the deployment id
+    taken from the event itself, the rest shared."""
+    return [
+        NewEvent(
+            event=event,
+            meta=Metadata(
+                event_id=event_id,
+                actor=actor,
+                commit=commit,
+                deployment_id=getattr(event, "deployment_id", None),
+                causation_id=causation_id,
+            ),
+        )
+        for event, event_id in zip(events, event_ids, strict=False)
+    ]
 
 
 def encode(event: Event) -> tuple[str, int, str]:

@@ -30,6 +30,7 @@ no-op); commands whose copy the log already holds are skipped, also after a rest
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
@@ -44,7 +45,7 @@ from anyio.abc import TaskGroup
 from engine.aws.ratelimit import DEFAULT_POLL_RATE, DEFAULT_RATE
 from engine.aws.session import AwsConfig
 from engine.errors import ConfigError, GlamError, StoreError
-from engine.events import Metadata, NewEvent, RecordedEvent
+from engine.events import RecordedEvent, stamped
 from engine.events.catalog import Event
 from engine.events.function import DeploymentFinished, DeploymentRequested, OperatorRequested
 from engine.events.operator import OPS_STREAM, OperatorCommandIssued
@@ -400,17 +401,7 @@ class Engine:
     ) -> None:
         if not events:
             return
-        batch = [
-            NewEvent(
-                event=event,
-                meta=Metadata(
-                    event_id=self.ids(),
-                    commit=commit,
-                    deployment_id=getattr(event, "deployment_id", None),
-                ),
-            )
-            for event in events
-        ]
+        batch = stamped(events, iter(self.ids, None), commit=commit)
         # Shielded: once decided, a plan is recorded whole even while the engine stops.
         with anyio.CancelScope(shield=True):
             recorded = await self.store.append(stream, batch, expected_version=ANY_VERSION)
@@ -635,21 +626,15 @@ class Engine:
         commit: str | None,
     ) -> None:
         cause = command.meta.event_id
-        batch = [
-            NewEvent(
-                event=event,
-                meta=Metadata(
-                    # Made from the command's id: appending the same hand-over again (after a
-                    # crash right after it) stores nothing new.
-                    event_id=f"{cause}:handed:{index}",
-                    actor=command.meta.actor,
-                    commit=commit,
-                    deployment_id=getattr(event, "deployment_id", None),
-                    causation_id=cause,
-                ),
-            )
-            for index, event in enumerate(events)
-        ]
+        # Ids made from the command's id: appending the same hand-over again (after a crash
+        # right after it) stores nothing new.
+        batch = stamped(
+            events,
+            (f"{cause}:handed:{index}" for index in itertools.count()),
+            actor=command.meta.actor,
+            commit=commit,
+            causation_id=cause,
+        )
         with anyio.CancelScope(shield=True):
             recorded = await self.store.append(stream, batch, expected_version=ANY_VERSION)
         for rec in recorded:

@@ -30,7 +30,7 @@ from engine.errors import (
     AwsThrottled,
     ConcurrencyConflict,
 )
-from engine.events import Event, Metadata, NewEvent, RecordedEvent
+from engine.events import Event, RecordedEvent, stamped
 from engine.events.function import (
     DeploymentFinished,
     DeploymentRequested,
@@ -187,17 +187,7 @@ class _Runner:
 
     async def append(self, state: SagaState, events: Sequence[Event]) -> SagaState:
         commit = state.active.request.commit if state.active else None
-        batch = [
-            NewEvent(
-                event=event,
-                meta=Metadata(
-                    event_id=self.ids(),
-                    commit=commit,
-                    deployment_id=getattr(event, "deployment_id", None),
-                ),
-            )
-            for event in events
-        ]
+        batch = stamped(events, iter(self.ids, None), commit=commit)
         # Shielded: AWS may already have done what these events record; losing them to a
         # cancellation would leave the log claiming less than what happened.
         with anyio.CancelScope(shield=True):
