@@ -7,21 +7,8 @@ from typing import assert_never
 from pydantic import BaseModel, ConfigDict
 
 from engine.events import RecordedEvent
-from engine.events.function import (
-    AlarmObserved,
-    DeploymentFinished,
-    DeploymentRequested,
-    EventSourceChanged,
-    FunctionDeleted,
-    OperatorRequested,
-    RollbackStarted,
-    SettingsRecorded,
-    StepFailed,
-    StepStarted,
-    StepSucceeded,
-    TimerStarted,
-    TrafficShifted,
-)
+from engine.events.base import FunctionEvent
+from engine.events.function import DeploymentRequested, OperatorRequested
 from engine.events.operator import OperatorCommandIssued
 from engine.events.repo import (
     CommitObserved,
@@ -86,20 +73,7 @@ def key(record: RecordedEvent) -> str | None:
             # The held deletes of this commit were released: planned again, guard lifted.
             applied = event.command == "allow_deletes" and event.outcome == "applied"
             return event.target if applied else None
-        case (
-            SourceUnavailable()
-            | SettingsRecorded()
-            | StepStarted()
-            | StepSucceeded()
-            | StepFailed()
-            | TimerStarted()
-            | TrafficShifted()
-            | AlarmObserved()
-            | RollbackStarted()
-            | EventSourceChanged()
-            | DeploymentFinished()
-            | FunctionDeleted()
-        ):
+        case SourceUnavailable() | FunctionEvent():
             return None
         case _:
             assert_never(event)
@@ -154,20 +128,7 @@ def _changes(row: CommitRow, record: RecordedEvent) -> dict[str, object]:
             return {"deletes_allowed_by": f"{record.meta.actor}: {event.reason}"}
         case OperatorRequested():
             return {"held_deletes": ()}
-        case (
-            SourceUnavailable()
-            | SettingsRecorded()
-            | StepStarted()
-            | StepSucceeded()
-            | StepFailed()
-            | TimerStarted()
-            | TrafficShifted()
-            | AlarmObserved()
-            | RollbackStarted()
-            | EventSourceChanged()
-            | DeploymentFinished()
-            | FunctionDeleted()
-        ):
+        case SourceUnavailable() | FunctionEvent():
             return {}
         case _:
             assert_never(event)

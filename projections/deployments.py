@@ -8,6 +8,7 @@ from typing import Literal, assert_never
 from pydantic import BaseModel, ConfigDict
 
 from engine.events import RecordedEvent
+from engine.events.base import FunctionEvent, RepoEvent
 from engine.events.function import (
     AlarmObserved,
     DeploymentFinished,
@@ -24,14 +25,6 @@ from engine.events.function import (
     TrafficShifted,
 )
 from engine.events.operator import OperatorCommandIssued
-from engine.events.repo import (
-    CommitObserved,
-    CommitPlanned,
-    DefinitionRejected,
-    DeletesHeld,
-    HistoryRewritten,
-    SourceUnavailable,
-)
 from projections.base import Row, evolve
 
 NAME = "deployments"
@@ -70,34 +63,13 @@ def key(record: RecordedEvent) -> str | None:
     """The row an event changes, or None."""
     event = record.event
     match event:
-        case (
-            DeploymentRequested()
-            | StepStarted()
-            | StepSucceeded()
-            | StepFailed()
-            | TimerStarted()
-            | TrafficShifted()
-            | AlarmObserved()
-            | RollbackStarted()
-            | EventSourceChanged()
-            | DeploymentFinished()
-            | FunctionDeleted()
-        ):
+        case SettingsRecorded() | OperatorCommandIssued() | RepoEvent():
+            return None
+        case FunctionEvent():
             return event.deployment_id
         case OperatorRequested():
             # An abort or promote belongs to the deployment it was handed to.
             return event.deployment_id
-        case (
-            SettingsRecorded()
-            | OperatorCommandIssued()
-            | CommitObserved()
-            | HistoryRewritten()
-            | SourceUnavailable()
-            | CommitPlanned()
-            | DefinitionRejected()
-            | DeletesHeld()
-        ):
-            return None
         case _:
             assert_never(event)
 
@@ -193,16 +165,7 @@ def _changes(row: DeploymentRow, record: RecordedEvent) -> tuple[dict[str, objec
             return {}, ("deleted", "", "")
         case OperatorRequested():
             return {}, ("operator", event.command, f"{event.actor}: {event.reason}")
-        case (
-            SettingsRecorded()
-            | OperatorCommandIssued()
-            | CommitObserved()
-            | HistoryRewritten()
-            | SourceUnavailable()
-            | CommitPlanned()
-            | DefinitionRejected()
-            | DeletesHeld()
-        ):
+        case SettingsRecorded() | OperatorCommandIssued() | RepoEvent():
             return {}, ("other", event.type, "")
         case _:
             assert_never(event)

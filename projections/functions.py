@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Literal, assert_never
 
 from engine.events import RecordedEvent
+from engine.events.base import FunctionEvent, RepoEvent
 from engine.events.function import (
     AlarmObserved,
     DeploymentFinished,
@@ -25,14 +26,6 @@ from engine.events.function import (
     TrafficShifted,
 )
 from engine.events.operator import OperatorCommandIssued
-from engine.events.repo import (
-    CommitObserved,
-    CommitPlanned,
-    DefinitionRejected,
-    DeletesHeld,
-    HistoryRewritten,
-    SourceUnavailable,
-)
 from projections.base import Row, evolve
 
 NAME = "functions"
@@ -76,33 +69,13 @@ def key(record: RecordedEvent) -> str | None:
     """The row an event changes, or None."""
     event = record.event
     match event:
-        case (
-            DeploymentRequested()
-            | SettingsRecorded()
-            | StepStarted()
-            | StepSucceeded()
-            | StepFailed()
-            | TimerStarted()
-            | TrafficShifted()
-            | AlarmObserved()
-            | RollbackStarted()
-            | EventSourceChanged()
-            | DeploymentFinished()
-            | FunctionDeleted()
-        ):
+        case FunctionEvent():
             return record.stream
         case OperatorCommandIssued():
             return event.target if event.target.startswith("fn:") else None
         case OperatorRequested():
             return None  # the row already shows the command (OperatorCommandIssued)
-        case (
-            CommitObserved()
-            | HistoryRewritten()
-            | SourceUnavailable()
-            | CommitPlanned()
-            | DefinitionRejected()
-            | DeletesHeld()
-        ):
+        case RepoEvent():
             return None
         case _:
             assert_never(event)
@@ -191,14 +164,7 @@ def _changes(row: FunctionRow, record: RecordedEvent) -> dict[str, object]:
             }
         case OperatorRequested():
             return {}
-        case (
-            CommitObserved()
-            | HistoryRewritten()
-            | SourceUnavailable()
-            | CommitPlanned()
-            | DefinitionRejected()
-            | DeletesHeld()
-        ):
+        case RepoEvent():
             return {}
         case _:
             assert_never(event)

@@ -7,10 +7,10 @@ silently ignored would turn a canary into an all-at-once deployment.
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from typing import Any, get_args
 
 from engine.errors import DefinitionError
-from engine.events.desired import DeploymentSettings, Readiness, TrafficShifting
+from engine.events.desired import DeploymentSettings, Readiness, ShiftType, TrafficShifting
 
 _TOP = (
     "alias",
@@ -22,7 +22,7 @@ _TOP = (
     "readinessCheck",
     "deleteOldVersion",
 )
-_SHIFT_TYPES = ("CANARY", "LINEAR", "ALL_AT_ONCE")
+_SHIFT_TYPES: tuple[str, ...] = get_args(ShiftType)
 
 
 def parse_settings(raw: Any, file: str) -> DeploymentSettings:

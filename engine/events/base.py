@@ -1,4 +1,15 @@
-"""What every event shares: the frozen model base, metadata, and the recorded envelope."""
+"""What every event shares: the frozen model base, metadata, and the stream base classes.
+
+Every event class derives from the base of the stream family it belongs to, so a fold that
+cares about one family ignores the others in one ``case`` and ``assert_never`` still proves
+the ``match`` exhaustive:
+
+- :class:`RepoEvent`: the repository stream ``repo:<url>#<branch>`` (engine.events.repo);
+- :class:`FunctionEvent`: a function stream ``fn:<account>:<region>:<name>``
+  (engine.events.function);
+- :class:`OpsEvent`: operator commands, issued on the ``ops`` stream and handed over to the
+  stream each acts on (engine.events.operator, and ``OperatorRequested``).
+"""
 
 from __future__ import annotations
 
@@ -17,10 +28,23 @@ class EventBase(Frozen):
     """An event's data. Subclasses add ``type: Literal["StableName"]`` and their fields.
 
     ``SCHEMA_VERSION`` grows when the stored shape changes; an upcaster registered in
-    ``engine.events.upcasters`` turns the older raw dict into the newer one before validation.
+    ``engine.events.catalog.UPCASTERS`` turns the older raw dict into the newer one before
+    validation.
     """
 
     SCHEMA_VERSION: ClassVar[int] = 1
+
+
+class RepoEvent(EventBase):
+    """An event of a repository stream: what glam saw in Git and what it planned."""
+
+
+class FunctionEvent(EventBase):
+    """An event of a function stream: a deployment and every AWS fact about the function."""
+
+
+class OpsEvent(EventBase):
+    """An operator's command: as issued, or as handed over to the stream it acts on."""
 
 
 class Metadata(Frozen):

@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, cast, get_args
 
 from pydantic import Field, TypeAdapter, ValidationError
 
@@ -68,30 +68,9 @@ Event = Annotated[
 
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
+# Stored type name -> class, read off the union so that the two can never disagree.
 EVENT_CLASSES: dict[str, type[EventBase]] = {
-    cls.model_fields["type"].default: cls
-    for cls in (
-        CommitObserved,
-        HistoryRewritten,
-        SourceUnavailable,
-        CommitPlanned,
-        DefinitionRejected,
-        DeletesHeld,
-        DeploymentRequested,
-        SettingsRecorded,
-        StepStarted,
-        StepSucceeded,
-        StepFailed,
-        TimerStarted,
-        TrafficShifted,
-        AlarmObserved,
-        RollbackStarted,
-        EventSourceChanged,
-        DeploymentFinished,
-        FunctionDeleted,
-        OperatorRequested,
-        OperatorCommandIssued,
-    )
+    cls.model_fields["type"].default: cls for cls in get_args(get_args(Event)[0])
 }
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]

@@ -11,15 +11,23 @@ from typing import Any, Literal
 from engine.events.base import Frozen
 
 ShiftType = Literal["CANARY", "LINEAR", "ALL_AT_ONCE"]
+# The AWS service principal of a push source, as ``Service`` names it in the definition file.
+PushService = Literal["elasticloadbalancing.amazonaws.com", "apigateway.amazonaws.com"]
+# What kind of source an ``EventSourceChanged`` is about: a pull mapping, or a push kind.
+SourceKind = Literal["mapping", "elb", "apigateway"]
 
 
 class TrafficShifting(Frozen):
+    """How the alias moves to the new version: the schedule and the bake after each step."""
+
     type: ShiftType = "CANARY"
     percent: int = 20
     wait_interval: int = 60  # seconds, after every step including the last (the bake)
 
 
 class Readiness(Frozen):
+    """How the new version is polled (GetFunction) until Active, before traffic shifts to it."""
+
     wait_interval: int = 10  # seconds between polls of GetFunction
     max_retries: int = 5
 
@@ -40,7 +48,7 @@ class DeploymentSettings(Frozen):
 class PushSource(Frozen):
     """A push event source: an ALB target group or an API Gateway v2 route."""
 
-    service: Literal["elasticloadbalancing.amazonaws.com", "apigateway.amazonaws.com"]
+    service: PushService
     target_group_arn: str | None = None
     api_id: str | None = None
     route_id: str | None = None
@@ -48,6 +56,8 @@ class PushSource(Frozen):
 
 
 class EventSources(Frozen):
+    """The ``_lambdaeventsourcedef.json`` of a function: push sources and pull mappings."""
+
     push: tuple[PushSource, ...] = ()
     # Each item is an event source mapping request as the user wrote it (rendered), with an
     # unqualified FunctionName already qualified with the alias.

@@ -1,5 +1,8 @@
 """Events of a function stream ``fn:<account>:<region>:<name>``: its deployments and every AWS
-fact about it. A saga is rebuilt from these alone."""
+fact about it. A saga is rebuilt from these alone.
+
+``OperatorRequested`` lives here too, because a command is handed to the stream it acts on
+(most often a function's); it is an ``OpsEvent``, like the command it copies."""
 
 from __future__ import annotations
 
@@ -8,8 +11,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from engine.events.base import EventBase
-from engine.events.desired import DeploymentSettings, DesiredFunction
+from engine.events.base import FunctionEvent, OpsEvent
+from engine.events.desired import DeploymentSettings, DesiredFunction, SourceKind
 
 DeployAction = Literal["create", "update", "delete"]
 Outcome = Literal["succeeded", "rolled_back", "failed", "superseded"]
@@ -21,7 +24,7 @@ FailureKind = Literal[
 ]
 
 
-class DeploymentRequested(EventBase):
+class DeploymentRequested(FunctionEvent):
     """The planner asks for a deployment. Carries the whole desired state."""
 
     type: Literal["DeploymentRequested"] = "DeploymentRequested"
@@ -31,7 +34,7 @@ class DeploymentRequested(EventBase):
     desired: DesiredFunction | None  # None for a delete
 
 
-class SettingsRecorded(EventBase):
+class SettingsRecorded(FunctionEvent):
     """Only the deployment definition changed: no deployment, the next one uses these."""
 
     type: Literal["SettingsRecorded"] = "SettingsRecorded"
@@ -39,7 +42,7 @@ class SettingsRecorded(EventBase):
     settings: DeploymentSettings
 
 
-class StepStarted(EventBase):
+class StepStarted(FunctionEvent):
     """Write-ahead intent: the saga is about to perform ``step`` (an AWS mutation or read).
     If no outcome follows it in the log, recovery reads AWS before doing anything again."""
 
@@ -50,14 +53,19 @@ class StepStarted(EventBase):
     request: dict[str, Any] = Field(default_factory=dict)
 
 
-class StepSucceeded(EventBase):
+class StepSucceeded(FunctionEvent):
+    """The AWS call of ``step`` succeeded; ``result`` holds what the saga reads from the answer."""
+
     type: Literal["StepSucceeded"] = "StepSucceeded"
     deployment_id: str
     step: str
     result: dict[str, Any] = Field(default_factory=dict)
 
 
-class StepFailed(EventBase):
+class StepFailed(FunctionEvent):
+    """The AWS call of ``step`` failed; ``kind`` tells the saga what to do next (retry, wait
+    for the update in progress, or read AWS before repeating)."""
+
     type: Literal["StepFailed"] = "StepFailed"
     deployment_id: str
     step: str
@@ -67,7 +75,7 @@ class StepFailed(EventBase):
     kind: FailureKind = "error"
 
 
-class TimerStarted(EventBase):
+class TimerStarted(FunctionEvent):
     """A durable wait: after a restart the saga waits only until ``until``."""
 
     type: Literal["TimerStarted"] = "TimerStarted"
@@ -76,7 +84,7 @@ class TimerStarted(EventBase):
     until: datetime
 
 
-class TrafficShifted(EventBase):
+class TrafficShifted(FunctionEvent):
     """The alias sends ``weight`` of traffic to ``new_version``, the rest to ``stable_version``."""
 
     type: Literal["TrafficShifted"] = "TrafficShifted"
@@ -87,30 +95,41 @@ class TrafficShifted(EventBase):
     weight: float
 
 
-class AlarmObserved(EventBase):
+class AlarmObserved(FunctionEvent):
+    """The state of one alarm, polled while a shift bakes (MISSING: CloudWatch has no such
+    alarm)."""
+
     type: Literal["AlarmObserved"] = "AlarmObserved"
     deployment_id: str
     alarm: str
     state: str  # OK, ALARM, INSUFFICIENT_DATA or MISSING
 
 
-class RollbackStarted(EventBase):
+class RollbackStarted(FunctionEvent):
+    """The deployment goes back to the stable version: the alias to it with routing cleared,
+    then the new version deleted."""
+
     type: Literal["RollbackStarted"] = "RollbackStarted"
     deployment_id: str
     reason: str
     superseded_by: str | None = None  # set when a newer deployment interrupts this one
 
 
-class EventSourceChanged(EventBase):
+class EventSourceChanged(FunctionEvent):
+    """An event source of the alias was attached, updated or detached, or found already wired
+    (adopted)."""
+
     type: Literal["EventSourceChanged"] = "EventSourceChanged"
     deployment_id: str
-    kind: Literal["mapping", "elb", "apigateway"]
+    kind: SourceKind
     change: Literal["attached", "updated", "detached", "adopted"]
     source_id: str  # mapping UUID, target group ARN, or api/route
     details: dict[str, Any] = Field(default_factory=dict)
 
 
-class DeploymentFinished(EventBase):
+class DeploymentFinished(FunctionEvent):
+    """The deployment ended: succeeded, rolled back, failed, or superseded by a newer one."""
+
     type: Literal["DeploymentFinished"] = "DeploymentFinished"
     deployment_id: str
     outcome: Outcome
@@ -118,12 +137,14 @@ class DeploymentFinished(EventBase):
     stable_version: str | None = None  # the version the alias points to now
 
 
-class FunctionDeleted(EventBase):
+class FunctionDeleted(FunctionEvent):
+    """The function is gone from AWS, its event sources detached first."""
+
     type: Literal["FunctionDeleted"] = "FunctionDeleted"
     deployment_id: str
 
 
-class OperatorRequested(EventBase):
+class OperatorRequested(OpsEvent):
     """An operator's command handed to the stream it acts on: the engine copies each
     ``OperatorCommandIssued`` of the ``ops`` stream here (causation: the command's event id),
     so a saga stays a fold of its own stream. ``deployment_id`` is the deployment in flight

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from engine.events.base import EventBase
+from engine.events.base import OpsEvent
 
 OPS_STREAM = "ops"  # the one stream of operator commands
 
 
-class OperatorCommandIssued(EventBase):
+class OperatorCommandIssued(OpsEvent):
     """``glam promote|abort|retry|allow-deletes``: the actor is in the metadata. The engine
     hands it to its target as an ``OperatorRequested`` (engine.events.function)."""
 

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from typing import Literal
 
-from engine.events.base import EventBase, Frozen
+from engine.events.base import Frozen, RepoEvent
 
 ChangeKind = Literal["added", "modified", "deleted"]
 ActionKind = Literal["create", "new_version", "settings_only", "delete", "nothing"]
 
 
 class FileChange(Frozen):
+    """One Lambda definition file a commit added, modified or deleted."""
+
     path: str
     change: ChangeKind
 
 
-class CommitObserved(EventBase):
+class CommitObserved(RepoEvent):
     """A new first-parent commit on the watched branch."""
 
     type: Literal["CommitObserved"] = "CommitObserved"
@@ -27,7 +29,7 @@ class CommitObserved(EventBase):
     changes: tuple[FileChange, ...]  # Lambda definition files only
 
 
-class HistoryRewritten(EventBase):
+class HistoryRewritten(RepoEvent):
     """The branch head is not a descendant of the last observed commit (force-push)."""
 
     type: Literal["HistoryRewritten"] = "HistoryRewritten"
@@ -35,7 +37,7 @@ class HistoryRewritten(EventBase):
     head: str
 
 
-class SourceUnavailable(EventBase):
+class SourceUnavailable(RepoEvent):
     """The remote or branch could not be read; nothing is planned, nothing is deleted."""
 
     type: Literal["SourceUnavailable"] = "SourceUnavailable"
@@ -45,6 +47,8 @@ class SourceUnavailable(EventBase):
 
 
 class PlannedAction(Frozen):
+    """What the plan of a commit does about one function prefix, and why."""
+
     prefix: str
     function: str  # the function stream, fn:<account>:<region>:<name>
     action: ActionKind
@@ -53,13 +57,15 @@ class PlannedAction(Frozen):
     content_hash: str | None = None
 
 
-class CommitPlanned(EventBase):
+class CommitPlanned(RepoEvent):
+    """The plan of a commit: one action per function prefix it touches (or orphans)."""
+
     type: Literal["CommitPlanned"] = "CommitPlanned"
     sha: str
     actions: tuple[PlannedAction, ...]
 
 
-class DefinitionRejected(EventBase):
+class DefinitionRejected(RepoEvent):
     """One function prefix of a commit is invalid; the others are planned normally."""
 
     type: Literal["DefinitionRejected"] = "DefinitionRejected"
@@ -71,7 +77,7 @@ class DefinitionRejected(EventBase):
     reason: str
 
 
-class DeletesHeld(EventBase):
+class DeletesHeld(RepoEvent):
     """A commit would delete more than the allowed share of functions; held until allowed."""
 
     type: Literal["DeletesHeld"] = "DeletesHeld"
