@@ -26,7 +26,7 @@ R = TypeVar("R", bound=BaseModel)
 _set_attribute = object.__setattr__
 
 
-def evolve(row: R, changes: Mapping[str, Any]) -> R:
+def with_changes(row: R, changes: Mapping[str, Any]) -> R:
     """``row.model_copy(update=changes)``, for the fold's hot path.
 
     Same result, field for field and in ``model_fields_set`` (a test holds it to that), and the

@@ -18,7 +18,7 @@ from engine.events.repo import (
     HistoryRewritten,
     SourceUnavailable,
 )
-from projections.base import Row, evolve
+from projections.base import Row, with_changes
 
 NAME = "commits"
 
@@ -84,7 +84,7 @@ def apply(row: CommitRow | None, record: RecordedEvent) -> CommitRow:
     sha = key(record)
     assert sha is not None, "apply is only called for events that have a key"
     current = row or CommitRow(sha=sha, position=record.position, updated_at=record.recorded_at)
-    return evolve(
+    return with_changes(
         current,
         {
             **_changes(current, record),

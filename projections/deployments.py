@@ -25,12 +25,12 @@ from engine.events.function import (
     TrafficShifted,
 )
 from engine.events.operator import OperatorCommandIssued
-from projections.base import Row, evolve
+from projections.base import Row, with_changes
 
 NAME = "deployments"
 
 
-class Step(BaseModel):
+class TimelineEntry(BaseModel):
     """One line of a deployment's timeline."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -56,7 +56,7 @@ class DeploymentRow(Row):
     new_version: str | None = None
     weight: float = 0.0
     alarms: dict[str, str] = {}  # noqa: RUF012 - pydantic copies defaults; the row is frozen
-    steps: tuple[Step, ...] = ()
+    steps: tuple[TimelineEntry, ...] = ()
 
 
 def key(record: RecordedEvent) -> str | None:
@@ -85,14 +85,14 @@ def apply(row: DeploymentRow | None, record: RecordedEvent) -> DeploymentRow:
         updated_at=record.recorded_at,
     )
     changes, (kind, name, detail) = _changes(current, record)
-    step = Step(
+    entry = TimelineEntry(
         position=record.position, at=record.recorded_at, kind=kind, name=name, detail=detail
     )
-    return evolve(
+    return with_changes(
         current,
         {
             **changes,
-            "steps": (*current.steps, step),
+            "steps": (*current.steps, entry),
             "position": record.position,
             "updated_at": record.recorded_at,
         },

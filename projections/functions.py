@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from typing import Literal, assert_never
 
+from pydantic import BaseModel, ConfigDict
+
 from engine.events import RecordedEvent
 from engine.events.base import FunctionEvent, RepoEvent
+from engine.events.desired import SourceKind
 from engine.events.function import (
     AlarmObserved,
     DeploymentFinished,
@@ -26,7 +29,7 @@ from engine.events.function import (
     TrafficShifted,
 )
 from engine.events.operator import OperatorCommandIssued
-from projections.base import Row, evolve
+from projections.base import Row, with_changes
 
 NAME = "functions"
 
@@ -45,6 +48,15 @@ FunctionState = Literal[
 ]
 
 
+class WiredSource(BaseModel):
+    """An event source on the function's alias: its kind and id, as the event recorded them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: SourceKind
+    source_id: str  # mapping UUID, target group ARN, or api/route
+
+
 class FunctionRow(Row):
     stream: str
     account: str
@@ -61,7 +73,7 @@ class FunctionRow(Row):
     last_outcome: str | None = None
     last_reason: str = ""
     last_error: str = ""
-    event_sources: tuple[str, ...] = ()
+    event_sources: tuple[WiredSource, ...] = ()
     last_operator_command: str | None = None
 
 
@@ -99,7 +111,7 @@ def apply(row: FunctionRow | None, record: RecordedEvent) -> FunctionRow:
     assert stream is not None, "apply is only called for events that have a key"
     current = row or new_row(stream, record)
     changes = _changes(current, record)
-    return evolve(
+    return with_changes(
         current, {**changes, "position": record.position, "updated_at": record.recorded_at}
     )
 
@@ -143,9 +155,9 @@ def _changes(row: FunctionRow, record: RecordedEvent) -> dict[str, object]:
         case RollbackStarted():
             return {"state": "rolling_back", "last_reason": event.reason}
         case EventSourceChanged():
-            sources = tuple(s for s in row.event_sources if s != event.source_id)
+            sources = tuple(s for s in row.event_sources if s.source_id != event.source_id)
             if event.change != "detached":
-                sources += (event.source_id,)
+                sources += (WiredSource(kind=event.kind, source_id=event.source_id),)
             return {"event_sources": sources}
         case DeploymentFinished():
             return _finished(row, event)

@@ -48,17 +48,21 @@ class ProjectionRunner:
         self.store = store
         self.batch = batch
         self.views: Views | None = None
+        self._stale = False  # the stored rows are in an older shape: replace them all
 
     async def load(self) -> Views:
-        """The stored views and their checkpoint."""
+        """The stored views and their checkpoint (empty views at 0 when an earlier glam
+        stored them in a shape this one does not read: the next catch-up rebuilds them)."""
         checkpoint, rows = await self.store.load_views(PROJECTION)
         self.views = Views.from_rows(checkpoint, rows)
+        self._stale = self.views.position != checkpoint
         return self.views
 
     async def catch_up(self) -> int:
         """Fold everything after the checkpoint; the new checkpoint."""
         views = self.views or await self.load()
-        return await self._fold_from(views, reset=False)
+        stale, self._stale = self._stale, False
+        return await self._fold_from(views, reset=stale)
 
     async def rebuild(self) -> int:
         """Drop the stored views and fold the whole log again (same code path)."""

@@ -12,55 +12,57 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from pydantic import ValidationError
+
 from engine.events import RecordedEvent
 from projections import commits, deployments, functions
 from projections.base import Row
+from projections.commits import CommitRow
+from projections.deployments import DeploymentRow
+from projections.functions import FunctionRow
 
 R = TypeVar("R", bound=Row)
 
 
 @dataclass(frozen=True, slots=True)
 class ViewSpec(Generic[R]):
-    """A view: its name, row model, which row an event changes and how."""
+    """A view: its name, row model, which row an event changes and how, and where its rows
+    sit in :class:`Views`."""
 
     name: str
     row: type[R]
     key: Callable[[RecordedEvent], str | None]
     apply: Callable[[R | None, RecordedEvent], R]
+    rows: Callable[[Views], dict[str, R]]
 
 
 VIEWS: tuple[ViewSpec[Any], ...] = (
-    ViewSpec(functions.NAME, functions.FunctionRow, functions.key, functions.apply),
-    ViewSpec(deployments.NAME, deployments.DeploymentRow, deployments.key, deployments.apply),
-    ViewSpec(commits.NAME, commits.CommitRow, commits.key, commits.apply),
+    ViewSpec(functions.NAME, FunctionRow, functions.key, functions.apply, lambda v: v.functions),
+    ViewSpec(
+        deployments.NAME, DeploymentRow, deployments.key, deployments.apply, lambda v: v.deployments
+    ),
+    ViewSpec(commits.NAME, CommitRow, commits.key, commits.apply, lambda v: v.commits),
 )
 VIEW_NAMES = tuple(spec.name for spec in VIEWS)
+_SPECS = {spec.name: spec for spec in VIEWS}
 
 RowKey = tuple[str, str]  # (view name, row key)
 
 
 @dataclass(slots=True)
 class Views:
-    """Every view's rows, keyed by view name then row key, and the last position folded."""
+    """Every view's rows by row key, and the last position folded."""
 
-    rows: dict[str, dict[str, Row]] = field(default_factory=lambda: {n: {} for n in VIEW_NAMES})
+    functions: dict[str, FunctionRow] = field(default_factory=dict)
+    deployments: dict[str, DeploymentRow] = field(default_factory=dict)
+    commits: dict[str, CommitRow] = field(default_factory=dict)
     position: int = 0
-
-    @property
-    def functions(self) -> dict[str, functions.FunctionRow]:
-        return self.rows[functions.NAME]  # type: ignore[return-value]
-
-    @property
-    def deployments(self) -> dict[str, deployments.DeploymentRow]:
-        return self.rows[deployments.NAME]  # type: ignore[return-value]
-
-    @property
-    def commits(self) -> dict[str, commits.CommitRow]:
-        return self.rows[commits.NAME]  # type: ignore[return-value]
 
     def copy(self) -> Views:
         # Rows are immutable, so copying the dicts is a full, independent copy.
-        return Views({name: dict(rows) for name, rows in self.rows.items()}, self.position)
+        return Views(
+            dict(self.functions), dict(self.deployments), dict(self.commits), self.position
+        )
 
     def apply(self, record: RecordedEvent) -> list[RowKey]:
         """Fold one event in place; the rows it changed. Events must come in position order."""
@@ -70,44 +72,47 @@ class Views:
         for spec in VIEWS:
             key = spec.key(record)
             if key is not None:
-                rows = self.rows[spec.name]
+                rows = spec.rows(self)
                 rows[key] = spec.apply(rows.get(key), record)
                 changed.append((spec.name, key))
         self.position = record.position
         return changed
 
     def row_text(self, view: str, key: str) -> str | None:
-        row = self.rows[view].get(key)
+        row = _SPECS[view].rows(self).get(key)
         return None if row is None else row.model_dump_json()
 
     def to_rows(self) -> dict[RowKey, str]:
         """Every row as JSON text, as the ViewStore keeps them."""
         return {
-            (view, key): row.model_dump_json()
-            for view, rows in self.rows.items()
-            for key, row in rows.items()
+            (spec.name, key): row.model_dump_json()
+            for spec in VIEWS
+            for key, row in spec.rows(self).items()
         }
 
     @classmethod
     def from_rows(cls, position: int, stored: Mapping[RowKey, str]) -> Views:
+        """The views a ViewStore kept. Rows in a shape this glam does not read (an earlier
+        glam stored them) give empty views at position 0 instead: views are derived, so the
+        caller folds the log into them again from the start."""
         views = cls(position=position)
-        models = {spec.name: spec.row for spec in VIEWS}
         for (view, key), text in stored.items():
-            model = models.get(view)
-            if model is None:
+            spec = _SPECS.get(view)
+            if spec is None:
                 continue  # a view this glam no longer has; a rebuild drops it
-            views.rows[view][key] = model.model_validate_json(text)
+            try:
+                spec.rows(views)[key] = spec.row.model_validate_json(text)
+            except ValidationError:
+                return cls()
         return views
 
     def as_json(self) -> dict[str, Any]:
         """Plain JSON-able data, rows sorted by key (CLI, snapshots)."""
-        return {
-            "position": self.position,
-            **{
-                view: {key: json.loads(rows[key].model_dump_json()) for key in sorted(rows)}
-                for view, rows in self.rows.items()
-            },
-        }
+        out: dict[str, Any] = {"position": self.position}
+        for spec in VIEWS:
+            rows = spec.rows(self)
+            out[spec.name] = {key: json.loads(rows[key].model_dump_json()) for key in sorted(rows)}
+        return out
 
 
 def fold(events: Iterable[RecordedEvent], start: Views | None = None) -> Views:

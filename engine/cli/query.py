@@ -204,18 +204,8 @@ def status(
         _table(
             "event sources",
             ["function", "alias", "kind", "source"],
-            [(r.name, r.alias, _source_kind(s), s) for r in rows for s in r.event_sources],
+            [(r.name, r.alias, s.kind, s.source_id) for r in rows for s in r.event_sources],
         )
-
-
-def _source_kind(source_id: str) -> str:
-    """The kind of an ``EventSourceChanged.source_id``: a target group ARN, ``api/route``, or
-    a mapping UUID."""
-    if source_id.startswith("arn:") and ":elasticloadbalancing:" in source_id:
-        return "elb"
-    if "/" in source_id and not source_id.startswith("arn:"):
-        return "apigateway"
-    return "mapping"
 
 
 # -- glam replay ---------------------------------------------------------------------------

@@ -131,9 +131,12 @@ async def test_gm_demo_end_to_end(
     capsys.readouterr()
     assert await glam("status", SQS, "--db", str(setup.db), "--json") == 0
     (row,) = json.loads(capsys.readouterr().out)
-    assert row["event_sources"] == [mappings[0]["UUID"]]
+    assert row["event_sources"] == [{"kind": "mapping", "source_id": mappings[0]["UUID"]}]
     assert await glam("status", SQS, "--db", str(setup.db)) == 0
-    assert mappings[0]["UUID"] in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"mapping\t{mappings[0]['UUID']}" in out
+    assert await glam("status", API, "--db", str(setup.db)) == 0
+    assert f"apigateway\t{output(setup, 'api_id')}/" in capsys.readouterr().out
 
     # -- 2. the green code through a 50 % canary -----------------------------------------------
     local_aws.journal.clear()

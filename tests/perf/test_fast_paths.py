@@ -25,7 +25,7 @@ from engine.store.records import (
     make_row,
     to_recorded,
 )
-from projections.base import evolve
+from projections.base import with_changes
 from projections.functions import FunctionRow
 from tests.projections.strategies import any_event
 
@@ -113,7 +113,7 @@ def test_invalid_metadata_still_fails() -> None:
         decode_values(values)
 
 
-def test_evolve_equals_model_copy() -> None:
+def test_with_changes_equals_model_copy() -> None:
     row = FunctionRow(
         stream="fn:1:eu-west-1:f",
         account="1",
@@ -123,7 +123,7 @@ def test_evolve_equals_model_copy() -> None:
         updated_at="2025-01-01T00:00:00+00:00",  # type: ignore[arg-type]
     )
     changes = {"state": "stable", "weight": 0.5, "position": 2}
-    fast, slow = evolve(row, changes), row.model_copy(update=changes)
+    fast, slow = with_changes(row, changes), row.model_copy(update=changes)
     assert fast == slow
     assert fast.model_fields_set == slow.model_fields_set
     assert fast.model_dump_json() == slow.model_dump_json()

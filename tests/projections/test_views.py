@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import anyio
@@ -18,6 +19,7 @@ from engine.events.function import (
     TrafficShifted,
 )
 from engine.store.memory import MemoryEventStore
+from projections.functions import WiredSource
 from projections.runner import ProjectionRunner
 from projections.views import Views, fold
 from tests.projections.strategies import desired_function, record_all
@@ -114,10 +116,12 @@ def test_functions_view_state(
 
 
 def test_event_sources_follow_attach_and_detach() -> None:
-    def change(c: str, s: str) -> EventSourceChanged:
+    """The view keeps each wired source with the kind its event named (the CLI shows it)."""
+
+    def change(c: str, s: str, kind: str = "mapping") -> EventSourceChanged:
         return EventSourceChanged(
             deployment_id="d1",
-            kind="mapping",
+            kind=kind,  # type: ignore[arg-type]
             change=c,  # type: ignore[arg-type]
             source_id=s,
         )
@@ -127,11 +131,44 @@ def test_event_sources_follow_attach_and_detach() -> None:
             _request(),
             change("attached", "m1"),
             change("adopted", "m2"),
+            change("attached", "api/route", "apigateway"),
             change("updated", "m1"),
             change("detached", "m2"),
         ]
     )
-    assert views.functions[FN].event_sources == ("m1",)
+    assert views.functions[FN].event_sources == (
+        WiredSource(kind="apigateway", source_id="api/route"),
+        WiredSource(kind="mapping", source_id="m1"),
+    )
+
+
+def test_rows_in_an_older_shape_are_folded_again() -> None:
+    """Stored rows this glam cannot read (an earlier one kept event sources as bare ids) give
+    empty views at position 0, so every reader folds the log again instead of failing."""
+    views = _fold([_request(), _shift(0.2)])
+    stored = views.to_rows()
+    row = json.loads(stored[("functions", FN)])
+    stored[("functions", FN)] = json.dumps({**row, "event_sources": ["m1"]})
+    assert Views.from_rows(views.position, views.to_rows()).as_json() == views.as_json()
+    assert Views.from_rows(views.position, stored).as_json() == Views().as_json()
+
+
+@pytest.mark.anyio
+async def test_runner_replaces_rows_in_an_older_shape() -> None:
+    store = MemoryEventStore()
+    await store.append(FN, [NewEvent(_request(), Metadata(event_id="a"))])
+    await ProjectionRunner(store).catch_up()
+    checkpoint, rows = await store.load_views("views")
+    old_shape = {**json.loads(rows[("functions", FN)]), "event_sources": ["m1"]}
+    stale = ("deployments", "gone")  # a row the fold would not write again
+    await store.save_views(
+        "views", checkpoint, {("functions", FN): json.dumps(old_shape), stale: "{}"}
+    )
+    assert await ProjectionRunner(store).catch_up() == 1
+    checkpoint, rows = await store.load_views("views")
+    assert json.loads(rows[("functions", FN)])["event_sources"] == []
+    assert stale not in rows
+    assert rows == Views.from_rows(checkpoint, rows).to_rows()
 
 
 def test_deployment_timeline_and_outcome() -> None:
