@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from engine.events import NewEvent, RecordedEvent
-from engine.events.desired import EventSources
+from engine.events.desired import EventSources, SourceKind
 
 # Expected-version sentinels for EventStore.append.
 ANY_VERSION = -2  # append whatever the stream's version is
@@ -151,13 +151,17 @@ class AlarmsApi(Protocol):
         ...
 
 
+# What reconciling did to one source; "unchanged" is not recorded as an event.
+SourceVerdict = Literal["attached", "updated", "detached", "adopted", "unchanged"]
+
+
 @dataclass(frozen=True, slots=True)
 class SourceChange:
     """One change made (or found already made) while reconciling an event source."""
 
-    kind: str  # mapping | elb | apigateway
-    change: str  # attached | updated | detached | adopted | unchanged
-    source_id: str
+    kind: SourceKind  # as EventSourceChanged records it
+    change: SourceVerdict
+    source_id: str  # mapping UUID, target group ARN, or api/route
     details: Mapping[str, Any] = field(default_factory=dict)
 
 

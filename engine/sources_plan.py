@@ -10,23 +10,27 @@ Identity rules, which are what make re-running a plan a no-op:
   the Kafka topics or MQ queues, or the self-managed Kafka bootstrap servers) together with the
   *qualified* function it invokes. glam adopts a mapping with the same identity instead of
   creating another one, so there is never a second mapping for one source and one alias.
-- An ALB source is identified by its target group ARN; an API Gateway v2 source by
-  ``<api id>/<route id>``. Invoke permissions get deterministic statement ids derived from the
-  target group ARN or the API id, so a retry finds the statement it added before.
+- A push source is identified as its kind says (:data:`PUSH_KINDS`): an ALB source by its
+  target group ARN, an API Gateway v2 source by ``<api id>/<route id>``. Invoke permissions get
+  deterministic statement ids derived from the kind's scope (the target group ARN, the API id),
+  so a retry finds the statement it added before.
+
+Push kinds are one table: a new kind is one :class:`PushKind` entry here, plus its adapter
+(``engine.aws.push_sources``) and the backend calls that adapter makes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from engine.events.desired import EventSources, PushSource
+from engine.events.desired import EventSources, PushService, PushSource, SourceKind
 
-ELB_SERVICE = "elasticloadbalancing.amazonaws.com"
-APIGW_SERVICE = "apigateway.amazonaws.com"
+ELB_SERVICE: PushService = "elasticloadbalancing.amazonaws.com"
+APIGW_SERVICE: PushService = "apigateway.amazonaws.com"
 INVOKE_ACTION = "lambda:InvokeFunction"
 
 # The members of UpdateEventSourceMapping's request besides UUID and FunctionName (botocore's
@@ -101,12 +105,6 @@ def function_qualifier(function_arn: str) -> str | None:
     return tail.split(":", 1)[1] if ":" in tail else None
 
 
-def statement_id(service: str, scope: str) -> str:
-    """A deterministic statement id: ``glam-elb-<hash>`` or ``glam-apigw-<hash>``."""
-    short = "elb" if service == ELB_SERVICE else "apigw"
-    return f"glam-{short}-{hashlib.sha256(scope.encode()).hexdigest()[:16]}"
-
-
 def execute_api_arn(region: str, account: str, api_id: str) -> str:
     """The SourceArn that lets every stage and route of an API invoke the function."""
     return f"arn:aws:execute-api:{region}:{account}:{api_id}/*"
@@ -120,28 +118,104 @@ def integration_uri(alias_arn: str, stage_variable: str | None) -> str:
     return f"{unqualified}:${{stageVariables.{stage_variable}}}"
 
 
+# ------------------------------------------------------------------------------------------
+# Push kinds
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PushKind:
+    """One kind of push source: how its definition reads, how glam names it, and what its
+    invoke permission covers. What it does in AWS is its adapter's (engine.aws.push_sources).
+    """
+
+    kind: SourceKind  # as EventSourceChanged records it
+    service: PushService  # the definition's ``Service``: the principal that invokes the alias
+    client: str  # the botocore service its adapter calls
+    label: str  # for messages
+    short: str  # in its statement ids: ``glam-<short>-<hash>``
+    # Definition key -> PushSource field, the preferred spelling first; and the keys it needs.
+    fields: Mapping[str, str]
+    required: tuple[str, ...]
+    # The id events record for a source; what its permission is for (sources with one scope
+    # share one statement); that permission's SourceArn, from (scope, region, account).
+    id: Callable[[PushSource], str]
+    scope: Callable[[PushSource], str]
+    source_arn: Callable[[str, str, str], str]
+
+
+PUSH_KINDS: dict[PushService, PushKind] = {
+    kind.service: kind
+    for kind in (
+        PushKind(
+            kind="elb",
+            service=ELB_SERVICE,
+            client="elbv2",
+            label="ELB",
+            short="elb",
+            fields={"TargetGroupArn": "target_group_arn"},
+            required=("TargetGroupArn",),
+            id=lambda s: s.target_group_arn or "",
+            scope=lambda s: s.target_group_arn or "",
+            source_arn=lambda scope, _region, _account: scope,
+        ),
+        PushKind(
+            kind="apigateway",
+            service=APIGW_SERVICE,
+            client="apigatewayv2",
+            label="API Gateway",
+            short="apigw",
+            # Real repositories spell it AlaisStageVariableName; both mean the same thing.
+            fields={
+                "ApiId": "api_id",
+                "RouteId": "route_id",
+                "AliasStageVariableName": "stage_variable",
+                "AlaisStageVariableName": "stage_variable",
+            },
+            required=("ApiId", "RouteId"),
+            id=lambda s: f"{s.api_id}/{s.route_id}",
+            scope=lambda s: s.api_id or "",
+            source_arn=lambda scope, region, account: execute_api_arn(region, account, scope),
+        ),
+    )
+}
+
+# The botocore services event sources are wired through: Lambda's own (mappings and
+# permissions), then each push kind's.
+SOURCE_CLIENTS: tuple[str, ...] = tuple(
+    dict.fromkeys(("lambda", *(kind.client for kind in PUSH_KINDS.values())))
+)
+
+
+def push_kind(source: PushSource) -> PushKind:
+    """The kind of ``source``, by its service."""
+    return PUSH_KINDS[source.service]
+
+
+def statement_id(service: PushService, scope: str) -> str:
+    """A deterministic statement id: ``glam-elb-<hash>`` or ``glam-apigw-<hash>``."""
+    short = PUSH_KINDS[service].short
+    return f"glam-{short}-{hashlib.sha256(scope.encode()).hexdigest()[:16]}"
+
+
 def push_id(source: PushSource) -> str:
     """The source id recorded in events: the target group ARN, or ``<api id>/<route id>``."""
-    if source.service == ELB_SERVICE:
-        return source.target_group_arn or ""
-    return f"{source.api_id}/{source.route_id}"
+    return push_kind(source).id(source)
 
 
 def permission_scope(source: PushSource, region: str, account: str) -> tuple[str, str]:
     """``(statement id, SourceArn)`` of the invoke permission a push source needs."""
-    if source.service == ELB_SERVICE:
-        arn = source.target_group_arn or ""
-        return statement_id(ELB_SERVICE, arn), arn
-    api = source.api_id or ""
-    return statement_id(APIGW_SERVICE, api), execute_api_arn(region, account, api)
+    kind = push_kind(source)
+    scope = kind.scope(source)
+    return statement_id(kind.service, scope), kind.source_arn(scope, region, account)
 
 
 def validate_push(source: PushSource) -> None:
     """Refuse a push source missing the ids it needs (the definitions layer should catch it)."""
-    if source.service == ELB_SERVICE and not source.target_group_arn:
-        raise ValueError("an ELB event source needs TargetGroupArn")
-    if source.service == APIGW_SERVICE and not (source.api_id and source.route_id):
-        raise ValueError("an API Gateway event source needs ApiId and RouteId")
+    kind = push_kind(source)
+    missing = [key for key in kind.required if not getattr(source, kind.fields[key])]
+    if missing:
+        raise ValueError(f"an {kind.label} event source needs {' and '.join(missing)}")
 
 
 # ------------------------------------------------------------------------------------------
@@ -410,10 +484,6 @@ class PushPlan:
     kept_scopes: frozenset[str]
 
 
-def _scope(source: PushSource) -> str:
-    return source.target_group_arn or "" if source.service == ELB_SERVICE else source.api_id or ""
-
-
 def plan_push(desired: EventSources, previous: EventSources | None) -> PushPlan:
     """Attach every desired push source; detach previous ones whose id is gone.
 
@@ -427,4 +497,4 @@ def plan_push(desired: EventSources, previous: EventSources | None) -> PushPlan:
     wanted = {push_id(s): s for s in desired.push}
     attach = tuple((s, before.get(push_id(s))) for s in desired.push)
     detach = tuple(s for pid, s in before.items() if pid not in wanted)
-    return PushPlan(attach, detach, frozenset(_scope(s) for s in desired.push))
+    return PushPlan(attach, detach, frozenset(push_kind(s).scope(s) for s in desired.push))

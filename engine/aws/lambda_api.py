@@ -45,8 +45,9 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How glam repeats a failed AWS call that is safe to repeat (data, not code paths).
+class CallRetry:
+    """How glam repeats one failed AWS call that is safe to repeat (data, not code paths).
+    A saga step that still fails is retried as a whole by the saga's own policy, above this.
 
     ``attempts`` counts calls (1 = no retry). The n-th retry waits ``min(cap, base * 2**n)``
     shortened by up to ``jitter`` of itself at random, so concurrent sagas spread out.
@@ -87,14 +88,14 @@ class AwsLambda:
         client: Any,
         limiter: RateLimiter,
         *,
-        policy: RetryPolicy | None = None,
+        policy: CallRetry | None = None,
         sleep: Sleep = anyio.sleep,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
         self._client = client
         self._limiter = limiter
-        self._policy = policy or RetryPolicy()
+        self._policy = policy or CallRetry()
         self._sleep = sleep
         self._clock = clock
         self._rng = rng or random.Random()

@@ -4,7 +4,7 @@ Lambda's control plane allows about 15 requests/second per account and region fo
 APIs together, and GetFunction has a budget of its own. Each saga pacing itself would multiply
 the rate by the number of sagas, so every Lambda call of one account+region goes through the
 same :class:`RateLimiter` (see :func:`limiter_for`). Other services glam calls (ELB and API
-Gateway, for event sources) have quotas of their own: they get limiters of their own, so their
+Gateway, for event sources) have quotas of their own: each gets a limiter of its own, so their
 calls neither spend Lambda's budget nor wait for it.
 
 The limiter is a pair of reservation-based token buckets (GCRA): an ``acquire`` reserves the
@@ -28,11 +28,11 @@ DEFAULT_RATE = 10.0  # mutating and other calls per second, below Lambda's ~15/s
 DEFAULT_POLL_RATE = 50.0  # GetFunction polls per second, half of its own ~100/s quota
 
 LAMBDA = "lambda"
-# Calls per second of the other services, about half of their documented control-plane
-# quotas (ELB's register/describe calls and API Gateway's management API both allow about
-# 10/s per account and region), so glam leaves room for everything else using the account.
-SERVICE_RATES: dict[str, float] = {"elbv2": 5.0, "apigatewayv2": 5.0}
-DEFAULT_SERVICE_RATE = 5.0  # a service with no rate of its own above
+# Calls per second of any other service, about half of the control-plane quotas of the ones
+# event sources use (ELB's register/describe calls and API Gateway's management API both allow
+# about 10/s per account and region), so glam leaves room for everything else in the account.
+# ``LimiterRegistry(service_rates=...)`` sets another rate for a service.
+DEFAULT_SERVICE_RATE = 5.0
 
 MonotonicClock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -115,8 +115,8 @@ class RateLimiter:
 class LimiterRegistry:
     """The limiters of a process, one per (account, region, service), created on first use.
 
-    ``rate`` and ``poll_rate`` are Lambda's; ``service_rates`` overrides the rates of other
-    services (default :data:`SERVICE_RATES`).
+    ``rate`` and ``poll_rate`` are Lambda's; ``service_rates`` sets the rates of other
+    services (by botocore name; :data:`DEFAULT_SERVICE_RATE` for the rest).
     """
 
     def __init__(
@@ -130,7 +130,7 @@ class LimiterRegistry:
     ) -> None:
         self.rate = rate
         self.poll_rate = poll_rate
-        self.service_rates = {**SERVICE_RATES, **(service_rates or {})}
+        self.service_rates = dict(service_rates or {})
         self._clock = clock
         self._sleep = sleep
         self._limiters: dict[tuple[str, str, str], RateLimiter] = {}

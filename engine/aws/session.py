@@ -22,8 +22,12 @@ from botocore.config import Config
 from engine.aws.errors import translate
 from engine.aws.ratelimit import DEFAULT_POLL_RATE, DEFAULT_RATE
 from engine.errors import AwsError
+from engine.sources_plan import SOURCE_CLIENTS
 
-ALL_SERVICES: tuple[str, ...] = ("lambda", "cloudwatch", "elbv2", "apigatewayv2", "sts")
+# Every client glam uses: Lambda, CloudWatch for alarms, the event sources' services, STS.
+ALL_SERVICES: tuple[str, ...] = tuple(
+    dict.fromkeys(("lambda", "cloudwatch", *SOURCE_CLIENTS, "sts"))
+)
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,8 @@ class AwsConfig:
 
 @dataclass
 class AwsClients:
-    """Open aiobotocore clients by service name (``clients["lambda"]``)."""
+    """Open aiobotocore clients by botocore service name (``clients["elbv2"]``), with
+    accessors for the ones the engine itself uses."""
 
     config: AwsConfig
     _clients: dict[str, Any]
@@ -77,14 +82,6 @@ class AwsClients:
     @property
     def cloudwatch(self) -> Any:
         return self["cloudwatch"]
-
-    @property
-    def elbv2(self) -> Any:
-        return self["elbv2"]
-
-    @property
-    def apigatewayv2(self) -> Any:
-        return self["apigatewayv2"]
 
     @property
     def sts(self) -> Any:

@@ -1,14 +1,15 @@
 """Event sources on the alias, through aiobotocore: ``AwsSources`` implements ``SourcesApi``.
 
-The work is split in three layers so that the fake and the real adapter share the rules:
+The work is split in layers so that the fake and the real adapter share the rules:
 
 - :mod:`engine.sources_plan` decides (pure): which mapping to create, update, adopt or delete;
-  which permission statement to keep or add.
+  which permission statement to keep or add; how each push kind is named and scoped.
 - :class:`SourceReconciler` (here) observes, asks the plan, acts and reports ``SourceChange``s,
-  against a small :class:`SourcesBackend` of plain calls.
-- :class:`~engine.aws.sources_backend.AwsBackend` is that backend over aiobotocore's lambda,
-  elbv2 and apigatewayv2 clients (``AwsSources``, here, runs the reconciler over it);
-  ``engine.aws.fake_sources`` is the same backend in memory.
+  against a small :class:`SourcesBackend` of plain calls; each push kind's own wiring is its
+  adapter's (:mod:`engine.aws.push_sources`).
+- :class:`~engine.aws.sources_backend.AwsBackend` is that backend over aiobotocore clients
+  (``AwsSources``, here, runs the reconciler over it); ``engine.aws.fake_sources`` is the same
+  backend in memory.
 
 Every backend call raises only ``AwsError`` subclasses; "not there" on a read comes back as an
 empty answer, and "already gone" on a removal is success, so detaching twice is harmless.
@@ -22,14 +23,14 @@ from typing import Any, Protocol
 
 import anyio
 
-from engine.aws.lambda_api import RetryPolicy
+from engine.aws.lambda_api import CallRetry
+from engine.aws.push_sources import PUSH_ADAPTERS, PushCalls
 from engine.aws.ratelimit import RateLimiter
 from engine.aws.sources_backend import AwsBackend
 from engine.errors import AwsConflict, AwsNotFound
 from engine.events.desired import EventSources, PushSource
-from engine.ports import SourceChange
+from engine.ports import SourceChange, SourceVerdict
 from engine.sources_plan import (
-    ELB_SERVICE,
     TRANSITIONAL_STATES,
     ActualMapping,
     CreateMapping,
@@ -37,36 +38,41 @@ from engine.sources_plan import (
     KeepMapping,
     UpdateMapping,
     decide_permission,
-    integration_uri,
     observe_mapping,
     permission_scope,
     plan_detach_mappings,
     plan_mappings,
     plan_push,
-    push_id,
+    push_kind,
     split_alias_arn,
 )
-
-# AwsBackend moved to engine.aws.sources_backend; it is still importable from here.
-__all__ = ["AwsBackend", "AwsSources", "SourceReconciler", "SourcesBackend"]
 
 Sleep = Callable[[float], Awaitable[None]]
 
 
-class SourcesBackend(Protocol):
-    """The AWS calls the reconciler needs, with botocore's request and response shapes."""
+class SourcesBackend(PushCalls, Protocol):
+    """The AWS calls the reconciler needs, with botocore's request and response shapes:
+    Lambda's (mappings, the alias's resource policy) and every push kind's."""
 
     async def list_mappings(self, function_name: str) -> list[dict[str, Any]]:
         """ListEventSourceMappings(FunctionName=...), every page."""
         ...
 
-    async def get_mapping(self, uuid: str) -> dict[str, Any] | None: ...
+    async def get_mapping(self, uuid: str) -> dict[str, Any] | None:
+        """GetEventSourceMapping, or None when there is no such mapping."""
+        ...
 
-    async def create_mapping(self, request: Mapping[str, Any]) -> dict[str, Any]: ...
+    async def create_mapping(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """CreateEventSourceMapping with the request as given."""
+        ...
 
-    async def update_mapping(self, uuid: str, changes: Mapping[str, Any]) -> dict[str, Any]: ...
+    async def update_mapping(self, uuid: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """UpdateEventSourceMapping with only ``changes``."""
+        ...
 
-    async def delete_mapping(self, uuid: str) -> None: ...
+    async def delete_mapping(self, uuid: str) -> None:
+        """DeleteEventSourceMapping; one already gone is success."""
+        ...
 
     async def policy(self, function_name: str, qualifier: str) -> list[dict[str, Any]]:
         """The statements of the alias's resource policy ([] when it has none)."""
@@ -74,27 +80,13 @@ class SourcesBackend(Protocol):
 
     async def add_permission(
         self, function_name: str, qualifier: str, sid: str, principal: str, source_arn: str
-    ) -> None: ...
+    ) -> None:
+        """AddPermission: ``principal`` may invoke the alias from ``source_arn``."""
+        ...
 
-    async def remove_permission(self, function_name: str, qualifier: str, sid: str) -> None: ...
-
-    async def target_ids(self, target_group_arn: str) -> list[str]: ...
-
-    async def register_target(self, target_group_arn: str, target_id: str) -> None: ...
-
-    async def deregister_target(self, target_group_arn: str, target_id: str) -> None: ...
-
-    async def integrations(self, api_id: str) -> list[dict[str, Any]]: ...
-
-    async def create_integration(self, api_id: str, uri: str) -> dict[str, Any]: ...
-
-    async def delete_integration(self, api_id: str, integration_id: str) -> None: ...
-
-    async def routes(self, api_id: str) -> list[dict[str, Any]]: ...
-
-    async def get_route(self, api_id: str, route_id: str) -> dict[str, Any]: ...
-
-    async def set_route_target(self, api_id: str, route_id: str, target: str) -> None: ...
+    async def remove_permission(self, function_name: str, qualifier: str, sid: str) -> None:
+        """RemovePermission of statement ``sid``; one already gone is success."""
+        ...
 
 
 class SourceReconciler:
@@ -123,6 +115,7 @@ class SourceReconciler:
         self._state_timeout = state_timeout
         self._sleep = sleep
         self._monotonic = monotonic
+        self._push = {kind: adapter(backend) for kind, adapter in PUSH_ADAPTERS.items()}
 
     # -- SourcesApi ---------------------------------------------------------------------------
 
@@ -153,9 +146,7 @@ class SourceReconciler:
 
         plan = plan_push(desired, previous)
         for source, before in plan.attach:
-            changes.append(
-                await self._attach_push(function_name, alias_arn, source, before, previous)
-            )
+            changes.append(await self._attach_push(function_name, alias_arn, source, before))
         for source in plan.detach:
             changes.append(
                 await self._detach_push(function_name, alias_arn, source, plan.kept_scopes)
@@ -287,78 +278,16 @@ class SourceReconciler:
     # -- push sources -------------------------------------------------------------------------
 
     async def _attach_push(
-        self,
-        function_name: str,
-        alias_arn: str,
-        source: PushSource,
-        before: PushSource | None,
-        previous: EventSources | None,
+        self, function_name: str, alias_arn: str, source: PushSource, before: PushSource | None
     ) -> SourceChange:
         _, _, _, alias = split_alias_arn(alias_arn)
-        known = before is not None
+        kind = push_kind(source)
         # The permission comes first: ELB refuses to register a Lambda target it may not
         # invoke, and a route must not point at an integration that cannot call the alias.
         perm_changed, sid = await self._ensure_permission(function_name, alias, source)
-        details: dict[str, Any] = {"statement_id": sid}
-        if source.service == ELB_SERVICE:
-            tg = source.target_group_arn or ""
-            registered = alias_arn in await self._backend.target_ids(tg)
-            if not registered:
-                await self._backend.register_target(tg, alias_arn)
-            details["target"] = alias_arn
-            mutated = perm_changed or not registered
-            return SourceChange("elb", _verdict(mutated, known, before == source), tg, details)
-
-        api, route = source.api_id or "", source.route_id or ""
-        uri = integration_uri(alias_arn, source.stage_variable)
-        integration_id, created = await self._ensure_integration(api, uri)
-        target = f"integrations/{integration_id}"
-        current = await self._backend.get_route(api, route)
-        retargeted = current.get("Target") != target
-        if retargeted:
-            await self._backend.set_route_target(api, route, target)
-        details.update({"integration_id": integration_id, "integration_uri": uri})
-        if before is not None and before != source:
-            old_uri = integration_uri(alias_arn, before.stage_variable)
-            if old_uri != uri:
-                await self._drop_integration(api, old_uri)
-        mutated = perm_changed or created or retargeted
-        return SourceChange(
-            "apigateway", _verdict(mutated, known, before == source), push_id(source), details
-        )
-
-    async def _ensure_integration(self, api: str, uri: str) -> tuple[str, bool]:
-        for item in await self._backend.integrations(api):
-            if item.get("IntegrationType") == "AWS_PROXY" and item.get("IntegrationUri") == uri:
-                return str(item["IntegrationId"]), False
-        created = await self._backend.create_integration(api, uri)
-        return str(created["IntegrationId"]), True
-
-    async def _drop_integration(self, api: str, uri: str, route: str | None = None) -> str | None:
-        """Delete glam's integration for ``uri`` unless a route still targets it; clear
-        ``route``'s target first when it points there. Returns the deleted integration id."""
-        ours = [
-            str(i["IntegrationId"])
-            for i in await self._backend.integrations(api)
-            if i.get("IntegrationType") == "AWS_PROXY" and i.get("IntegrationUri") == uri
-        ]
-        deleted = None
-        for integration_id in ours:
-            target = f"integrations/{integration_id}"
-            if route is not None:
-                current = await self._backend.get_route(api, route)
-                if current.get("Target") == target:
-                    await self._backend.set_route_target(api, route, "")
-            # An integration another route still uses is that route's, not garbage. The
-            # route just cleared is skipped: some emulators keep an emptied target.
-            if any(
-                r.get("Target") == target and r.get("RouteId") != route
-                for r in await self._backend.routes(api)
-            ):
-                continue
-            await self._backend.delete_integration(api, integration_id)
-            deleted = integration_id
-        return deleted
+        wired, details = await self._push[kind.kind].attach(alias_arn, source, before)
+        verdict = _verdict(perm_changed or wired, before is not None, before == source)
+        return SourceChange(kind.kind, verdict, kind.id(source), {"statement_id": sid, **details})
 
     async def _detach_push(
         self,
@@ -368,62 +297,40 @@ class SourceReconciler:
         kept_scopes: frozenset[str],
     ) -> SourceChange:
         _, _, _, alias = split_alias_arn(alias_arn)
-        details: dict[str, Any] = {}
-        if source.service == ELB_SERVICE:
-            tg = source.target_group_arn or ""
-            if alias_arn in await self._backend.target_ids(tg):
-                await self._backend.deregister_target(tg, alias_arn)
-                details["deregistered"] = alias_arn
-            if tg not in kept_scopes and await self._drop_permission(function_name, alias, source):
-                details["permission_removed"] = True
-            return SourceChange("elb", "detached", tg, details)
-
-        api, route = source.api_id or "", source.route_id or ""
-        uri = integration_uri(alias_arn, source.stage_variable)
-        deleted = await self._drop_integration(api, uri, route)
-        if deleted:
-            details["integration_deleted"] = deleted
-        if api not in kept_scopes and await self._drop_permission(function_name, alias, source):
+        kind = push_kind(source)
+        details = await self._push[kind.kind].detach(alias_arn, source)
+        if kind.scope(source) not in kept_scopes and await self._drop_permission(
+            function_name, alias, source
+        ):
             details["permission_removed"] = True
-        return SourceChange("apigateway", "detached", push_id(source), details)
+        return SourceChange(kind.kind, "detached", kind.id(source), details)
 
 
-def _verdict(mutated: bool, known: bool, same_as_before: bool) -> str:
+def _verdict(mutated: bool, known: bool, same_as_before: bool) -> SourceVerdict:
     if mutated:
         return "updated" if known else "attached"
     return "unchanged" if known and same_as_before else "adopted"
 
 
 class AwsSources(SourceReconciler):
-    """``SourcesApi`` for real AWS (or the embedded one), over ready aiobotocore clients."""
+    """``SourcesApi`` for real AWS (or the embedded one), over ready aiobotocore clients by
+    botocore service name (``engine.sources_plan.SOURCE_CLIENTS``), each service's calls paced
+    on its own limiter in ``limiters``."""
 
     def __init__(
         self,
-        lambda_client: Any,
-        elbv2_client: Any,
-        apigw_client: Any,
+        clients: Mapping[str, Any],
         *,
-        limiter: RateLimiter | None = None,
-        elb_limiter: RateLimiter | None = None,
-        apigw_limiter: RateLimiter | None = None,
+        limiters: Mapping[str, RateLimiter] | None = None,
         region: str,
         account: str,
-        policy: RetryPolicy | None = None,
+        policy: CallRetry | None = None,
         poll_interval: float = 2.0,
         state_timeout: float = 300.0,
         sleep: Sleep = anyio.sleep,
     ) -> None:
         super().__init__(
-            AwsBackend(
-                lambda_client,
-                elbv2_client,
-                apigw_client,
-                limiter=limiter,
-                elb_limiter=elb_limiter,
-                apigw_limiter=apigw_limiter,
-                policy=policy,
-                sleep=sleep,
-            ),
+            AwsBackend(clients, limiters=limiters, policy=policy, sleep=sleep),
             region=region,
             account=account,
             poll_interval=poll_interval,

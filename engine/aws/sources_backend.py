@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 
 from engine.aws.errors import translate
-from engine.aws.lambda_api import RetryPolicy
+from engine.aws.lambda_api import CallRetry
 from engine.aws.ratelimit import RateLimiter
 from engine.errors import AwsAmbiguous, AwsError, AwsNotFound, AwsThrottled
 from engine.sources_plan import INVOKE_ACTION, policy_statements
@@ -28,55 +28,41 @@ _GONE_CODES = frozenset(
 )
 
 
-Service = Literal["lambda", "elbv2", "apigatewayv2"]
-
-
 class AwsBackend:
-    """:class:`SourcesBackend` over ready aiobotocore clients.
+    """:class:`SourcesBackend` over ready aiobotocore clients, by botocore service name
+    (``engine.sources_plan.SOURCE_CLIENTS``: "lambda" and each push kind's).
 
-    Each service's calls are paced by that service's limiter: ``limiter`` (Lambda's shared
-    control-plane limiter) for mappings and permissions, ``elb_limiter`` for ELB and
-    ``apigw_limiter`` for API Gateway, which have quotas of their own. A service with no
-    limiter is not paced (its throttling is still retried with backoff).
+    Each service's calls are paced by that service's limiter in ``limiters``: Lambda's shared
+    control-plane limiter for mappings and permissions, and ELB's and API Gateway's own, which
+    have quotas of their own. A service with no limiter is not paced (its throttling is still
+    retried with backoff).
     """
 
     def __init__(
         self,
-        lambda_client: Any,
-        elbv2_client: Any,
-        apigw_client: Any,
+        clients: Mapping[str, Any],
         *,
-        limiter: RateLimiter | None = None,
-        elb_limiter: RateLimiter | None = None,
-        apigw_limiter: RateLimiter | None = None,
-        policy: RetryPolicy | None = None,
+        limiters: Mapping[str, RateLimiter] | None = None,
+        policy: CallRetry | None = None,
         sleep: Sleep = anyio.sleep,
     ) -> None:
-        self._clients: dict[Service, Any] = {
-            "lambda": lambda_client,
-            "elbv2": elbv2_client,
-            "apigatewayv2": apigw_client,
-        }
-        self._limiters: dict[Service, RateLimiter | None] = {
-            "lambda": limiter,
-            "elbv2": elb_limiter,
-            "apigatewayv2": apigw_limiter,
-        }
-        self._policy = policy or RetryPolicy()
+        self._clients = dict(clients)
+        self._limiters = dict(limiters or {})
+        self._policy = policy or CallRetry()
         self._sleep = sleep
         self._rng = random.Random()
 
     async def _call(
-        self, service: Service, operation: str, *, mutating: bool, **params: Any
+        self, service: str, operation: str, *, mutating: bool, **params: Any
     ) -> dict[str, Any]:
         """Call paced (on ``service``'s limiter) and translated; repeat only what is safe.
 
         Throttling and a failure before the request was sent are retried with jittered
-        backoff (``RetryPolicy``). An ambiguous mutation is not: the reconciler reads before
+        backoff (``CallRetry``). An ambiguous mutation is not: the reconciler reads before
         it acts, so the caller's next run finds out what happened instead of guessing.
         """
         method = getattr(self._clients[service], _snake(operation))
-        limiter = self._limiters[service]
+        limiter = self._limiters.get(service)
         retries = 0
         while True:
             if limiter is not None:
@@ -98,7 +84,7 @@ class AwsBackend:
                 limiter.retry_after(error.retry_after)
             await self._sleep(self._policy.delay(retries, self._rng))
 
-    async def _removal(self, service: Service, operation: str, **params: Any) -> None:
+    async def _removal(self, service: str, operation: str, **params: Any) -> None:
         """A removal whose "not found" means the job is already done."""
         try:
             await self._call(service, operation, mutating=True, **params)

@@ -12,14 +12,7 @@ from typing import Any
 
 from engine.errors import DefinitionError
 from engine.events.desired import EventSources, PushSource
-from engine.sources_plan import mapping_key
-
-_ELB = "elasticloadbalancing.amazonaws.com"
-_APIGW = "apigateway.amazonaws.com"
-_PUSH_KEYS = {
-    _ELB: ("Service", "TargetGroupArn"),
-    _APIGW: ("Service", "ApiId", "RouteId", "AliasStageVariableName", "AlaisStageVariableName"),
-}
+from engine.sources_plan import PUSH_KINDS, mapping_key
 
 
 def parse_event_sources(raw: Any, function_name: str, alias: str, file: str) -> EventSources:
@@ -83,29 +76,24 @@ def _push(item: Any, index: int, file: str) -> PushSource:
     where = f"PushEventSources[{index}]"
     if not isinstance(item, dict):
         raise DefinitionError(f"{where} must be an object", file=file, hint="use { ... }")
-    service = item.get("Service")
-    if service not in _PUSH_KEYS:
-        raise DefinitionError(
-            f"{where}.Service must be {_ELB!r} or {_APIGW!r}", file=file, hint="fix Service"
-        )
-    _known(item, _PUSH_KEYS[service], where, file)
+    kind = next((k for k in PUSH_KINDS.values() if k.service == item.get("Service")), None)
+    if kind is None:
+        services = " or ".join(repr(service) for service in PUSH_KINDS)
+        raise DefinitionError(f"{where}.Service must be {services}", file=file, hint="fix Service")
+    _known(item, ("Service", *kind.fields), where, file)
     for key, value in item.items():
         if not isinstance(value, str) or not value:
             raise DefinitionError(
                 f"{where}.{key} must be a non-empty string", file=file, hint="fix it"
             )
-    if service == _ELB:
-        if "TargetGroupArn" not in item:
-            raise DefinitionError(f"{where} needs TargetGroupArn", file=file, hint="add it")
-        return PushSource(service=service, target_group_arn=item["TargetGroupArn"])
-    for key in ("ApiId", "RouteId"):
+    for key in kind.required:
         if key not in item:
             raise DefinitionError(f"{where} needs {key}", file=file, hint="add it")
-    # Real repositories spell it AlaisStageVariableName; both mean the same thing.
-    stage = item.get("AliasStageVariableName", item.get("AlaisStageVariableName"))
-    return PushSource(
-        service=service, api_id=item["ApiId"], route_id=item["RouteId"], stage_variable=stage
-    )
+    values: dict[str, str] = {}
+    for key, name in kind.fields.items():  # the preferred spelling of a field comes first
+        if key in item:
+            values.setdefault(name, item[key])
+    return PushSource.model_validate({"service": kind.service, **values})
 
 
 def _qualify(mapping: dict[str, Any], function_name: str, alias: str) -> dict[str, Any]:

@@ -20,9 +20,10 @@ from engine.aws.fake_sources import FakeSources
 from engine.aws.ratelimit import LimiterRegistry
 from engine.aws.session import AwsClients, AwsConfig, caller_account, open_clients
 from engine.ports import AlarmsApi, LambdaApi, SourcesApi
+from engine.sources_plan import SOURCE_CLIENTS
 
 # Services a region's ports use. STS only for the account, in the default region.
-_REGION_SERVICES = ("lambda", "cloudwatch", "elbv2", "apigatewayv2")
+_REGION_SERVICES = tuple(dict.fromkeys(("lambda", "cloudwatch", *SOURCE_CLIENTS)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,14 +104,11 @@ class AwsProvider:
             # CloudWatch has quotas of its own: its polls must not eat Lambda's budget.
             alarms=AwsAlarms(clients.cloudwatch),
             sources=AwsSources(
-                clients.lambda_,
-                clients.elbv2,
-                clients.apigatewayv2,
-                limiter=limiter,
-                # ELB and API Gateway have quotas of their own: pacing them on Lambda's
-                # limiter would spend its 15 requests/second on other services.
-                elb_limiter=self.limiters.get(account, region, "elbv2"),
-                apigw_limiter=self.limiters.get(account, region, "apigatewayv2"),
+                {service: clients[service] for service in SOURCE_CLIENTS},
+                # Each service on its own limiter (Lambda's is the one above): ELB and API
+                # Gateway have quotas of their own, and pacing them on Lambda's would spend
+                # its 15 requests/second on other services.
+                limiters={s: self.limiters.get(account, region, s) for s in SOURCE_CLIENTS},
                 region=region,
                 account=account,
             ),

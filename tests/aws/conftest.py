@@ -18,7 +18,7 @@ import pytest
 
 from engine.aws.alarms import AwsAlarms
 from engine.aws.fake import FakeAws
-from engine.aws.lambda_api import AwsLambda, RetryPolicy
+from engine.aws.lambda_api import AwsLambda, CallRetry
 from engine.aws.ratelimit import RateLimiter
 from engine.aws.session import AwsConfig, open_clients
 from engine.ports import AlarmsApi, LambdaApi
@@ -108,7 +108,7 @@ async def target(request: pytest.FixtureRequest) -> AsyncIterator[Target]:
         )
         limiter = RateLimiter(rate=200, poll_rate=200)
         api = AwsLambda(
-            clients.lambda_, limiter, policy=RetryPolicy(settle_poll=0.05, settle_timeout=10)
+            clients.lambda_, limiter, policy=CallRetry(settle_poll=0.05, settle_timeout=10)
         )
         cloudwatch = clients.cloudwatch
 

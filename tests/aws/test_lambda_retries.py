@@ -10,7 +10,7 @@ import botocore.session
 import pytest
 from botocore.exceptions import ClientError
 
-from engine.aws.lambda_api import AwsLambda, RetryPolicy
+from engine.aws.lambda_api import AwsLambda, CallRetry
 from engine.aws.ratelimit import RateLimiter
 from engine.errors import AwsAmbiguous, AwsConflict, AwsError, AwsThrottled
 
@@ -84,7 +84,7 @@ def adapter(client: StubClient, clock: Clock, **policy: Any) -> tuple[AwsLambda,
     api = AwsLambda(
         client,
         limiter,
-        policy=RetryPolicy(**policy),
+        policy=CallRetry(**policy),
         sleep=clock.sleep,
         clock=clock,
         rng=random.Random(7),

@@ -8,7 +8,7 @@ import itertools
 import anyio
 import pytest
 
-from engine.aws.ratelimit import SERVICE_RATES, LimiterRegistry, RateLimiter
+from engine.aws.ratelimit import DEFAULT_SERVICE_RATE, LimiterRegistry, RateLimiter
 
 
 class FakeTime:
@@ -133,7 +133,7 @@ def test_each_service_has_its_own_limiter_per_account_and_region() -> None:
     assert registry.get("123456789012", "eu-west-1", "elbv2") is not elb
     assert len({id(lam), id(elb), id(apigw)}) == 3
     assert (lam.rate, lam.poll_rate) == (10, 50)
-    assert elb.rate == SERVICE_RATES["elbv2"] < 10
+    assert elb.rate == DEFAULT_SERVICE_RATE < 10
     assert apigw.rate == 2.0
 
 

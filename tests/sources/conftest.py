@@ -22,6 +22,7 @@ from engine.aws.fake_sources import FakeSources
 from engine.aws.session import AwsConfig, open_clients
 from engine.aws.sources import AwsSources
 from engine.ports import SourcesApi
+from engine.sources_plan import SOURCE_CLIENTS
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
@@ -72,19 +73,21 @@ class World:
     async def targets(self, target_group: str) -> list[str]:
         if self.fake is not None:
             return list(self.fake.aws.targets.get(target_group, []))
-        answer = await self.clients.elbv2.describe_target_health(TargetGroupArn=target_group)
+        answer = await self.clients["elbv2"].describe_target_health(TargetGroupArn=target_group)
         return [d["Target"]["Id"] for d in answer["TargetHealthDescriptions"]]
 
     async def integrations(self) -> list[dict[str, Any]]:
         if self.fake is not None:
             return list(self.fake.aws.apis[self.api_id]["integrations"].values())
-        answer = await self.clients.apigatewayv2.get_integrations(ApiId=self.api_id)
+        answer = await self.clients["apigatewayv2"].get_integrations(ApiId=self.api_id)
         return list(answer["Items"])
 
     async def route_target(self) -> str | None:
         if self.fake is not None:
             return self.fake.aws.apis[self.api_id]["routes"][self.route_id].get("Target")
-        answer = await self.clients.apigatewayv2.get_route(ApiId=self.api_id, RouteId=self.route_id)
+        answer = await self.clients["apigatewayv2"].get_route(
+            ApiId=self.api_id, RouteId=self.route_id
+        )
         return answer.get("Target")
 
     async def create_mapping_directly(self, request: dict[str, Any]) -> None:
@@ -140,7 +143,7 @@ async def moto_world(endpoint: str) -> AsyncIterator[World]:
         access_key_id="testing",
         secret_access_key="testing",
     )
-    services = ("lambda", "elbv2", "apigatewayv2", "iam", "sqs")
+    services = (*SOURCE_CLIENTS, "iam", "sqs")
     async with open_clients(config, services) as clients:
         name = f"fn{next(_names)}"
         iam = clients["iam"]
@@ -179,18 +182,18 @@ async def moto_world(endpoint: str) -> AsyncIterator[World]:
             queues.append(attrs["Attributes"]["QueueArn"])
         groups = []
         for i in range(2):
-            tg = await clients.elbv2.create_target_group(Name=f"{name}-tg{i}", TargetType="lambda")
+            tg = await clients["elbv2"].create_target_group(
+                Name=f"{name}-tg{i}", TargetType="lambda"
+            )
             groups.append(tg["TargetGroups"][0]["TargetGroupArn"])
-        apigw = clients.apigatewayv2
+        apigw = clients["apigatewayv2"]
         api = await apigw.create_api(Name=f"{name}-api", ProtocolType="HTTP")
         route = await apigw.create_route(ApiId=api["ApiId"], RouteKey="GET /test")
         await apigw.create_stage(
             ApiId=api["ApiId"], StageName="$default", StageVariables={"lambdaAlias": ALIAS}
         )
         sources = AwsSources(
-            lam,
-            clients.elbv2,
-            apigw,
+            {service: clients[service] for service in SOURCE_CLIENTS},
             region=REGION,
             account=ACCOUNT,
             poll_interval=0.05,

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from engine.aws.lambda_api import RetryPolicy
+from engine.aws.lambda_api import CallRetry
 from engine.aws.ratelimit import LimiterRegistry, RateLimiter
-from engine.aws.sources import AwsBackend
+from engine.aws.sources_backend import AwsBackend
 from engine.errors import AwsAmbiguous, AwsInvalid
 from tests.aws.test_ratelimit import FakeTime
 
@@ -48,7 +48,7 @@ def backend(stub: StubLambda, sleeps: list[float]) -> AwsBackend:
     async def sleep(seconds: float) -> None:
         sleeps.append(seconds)
 
-    return AwsBackend(stub, None, None, policy=RetryPolicy(attempts=3), sleep=sleep)
+    return AwsBackend({"lambda": stub}, policy=CallRetry(attempts=3), sleep=sleep)
 
 
 async def test_throttling_is_retried_with_backoff() -> None:
@@ -109,13 +109,7 @@ def paced_backend() -> tuple[AwsBackend, dict[str, RateLimiter], FakeTime, list[
     }
     log: list[Any] = []
     backend = AwsBackend(
-        StubClient("lambda", log, t),
-        StubClient("elbv2", log, t),
-        StubClient("apigatewayv2", log, t),
-        limiter=limiters["lambda"],
-        elb_limiter=limiters["elbv2"],
-        apigw_limiter=limiters["apigatewayv2"],
-        sleep=t.sleep,
+        {s: StubClient(s, log, t) for s in limiters}, limiters=limiters, sleep=t.sleep
     )
     return backend, limiters, t, log
 
