@@ -16,7 +16,7 @@ says what to do.
     │   ├── StoreLocked            another engine owns the database
     │   └── EventDecodeError       unknown event type or schema version
     ├── SourceError                the Git repository
-    │   └── SourceUnavailable      remote or branch cannot be reached (retryable)
+    │   └── SourceUnreachable      remote or branch cannot be reached (retryable)
     ├── DefinitionError            a file in the user's repository is invalid
     ├── AwsError                   an AWS call failed
     │   ├── AwsThrottled           429 / throttling (retryable)
@@ -25,6 +25,11 @@ says what to do.
     │   ├── AwsInvalid             AWS refused the request as invalid (not retryable)
     │   └── AwsAmbiguous           a mutation whose outcome is unknown (read before repeating)
     └── LocalAwsError              the embedded AWS could not start or is not installed
+
+    InvariantViolation             (engine.saga.state; an AssertionError, outside the tree)
+                                   the saga was about to break a rule that protects live
+                                   traffic: always a bug in glam. The engine stops that one
+                                   function's saga, as it does on a GlamError.
 """
 
 from __future__ import annotations
@@ -49,42 +54,53 @@ class GlamError(Exception):
 
 
 class UsageError(GlamError):
+    """Raised by the CLI for flags or arguments that cannot work (exit code 2)."""
+
     exit_code = 2
 
 
 class ConfigError(GlamError):
-    pass
+    """Raised when a setting or the environment cannot work: the engine's limits, the demo's
+    folder, a failpoint specification."""
 
 
 class StoreError(GlamError):
-    pass
+    """Raised by an event store when the log cannot be read or written; the engine stops."""
 
 
 class ConcurrencyConflict(StoreError):
+    """Raised by ``append`` when the stream moved past the expected version: re-read it and
+    decide again."""
+
     retryable = True
 
 
 class StoreCorrupt(StoreError):
-    pass
+    """Raised when the file is not a readable glam log: integrity check, format or hash chain."""
 
 
 class StoreTooNew(StoreError):
-    pass
+    """Raised on opening a log whose file format a newer glam wrote."""
 
 
 class StoreLocked(StoreError):
-    pass
+    """Raised when another engine holds the database's lock (one writer per log)."""
 
 
 class EventDecodeError(StoreError):
-    pass
+    """Raised when a stored event cannot be read: unknown type, newer schema version, or data
+    that does not validate."""
 
 
 class SourceError(GlamError):
-    pass
+    """Raised by the Git source for a repository glam cannot use as given (no token, not a
+    commit, no mirror folder)."""
 
 
-class SourceUnavailable(SourceError):
+class SourceUnreachable(SourceError):
+    """Raised when the remote or the branch cannot be reached now; the engine records a
+    ``SourceUnavailable`` event and polls again later."""
+
     retryable = True
 
 
@@ -113,6 +129,9 @@ class DefinitionError(GlamError):
 
 
 class AwsError(GlamError):
+    """Raised by the AWS adapters for a failed call, translated from botocore at the
+    boundary; ``code``, ``operation`` and ``status`` say which and how."""
+
     def __init__(
         self,
         message: str,
@@ -130,25 +149,32 @@ class AwsError(GlamError):
 
 
 class AwsThrottled(AwsError):
+    """Raised when AWS throttled the call (429 or a throttling code); repeat after a pause."""
+
     retryable = True
     retry_after: float | None = None  # seconds AWS asked us to wait (Retry-After), if it said
 
 
 class AwsConflict(AwsError):
+    """Raised on ResourceConflictException: an update is in progress; wait, then repeat."""
+
     retryable = True
 
 
 class AwsNotFound(AwsError):
-    pass
+    """Raised when the resource does not exist (reads answer None instead)."""
 
 
 class AwsInvalid(AwsError):
-    pass
+    """Raised when AWS, or glam's own check before the call, refuses the request as invalid."""
 
 
 class AwsAmbiguous(AwsError):
+    """Raised when a mutation may or may not have happened (a 5xx, a lost answer): read AWS
+    before repeating it."""
+
     retryable = True
 
 
 class LocalAwsError(GlamError):
-    pass
+    """Raised when the embedded AWS cannot start, or its extra is not installed."""

@@ -22,7 +22,7 @@ from engine.events.repo import (
     HistoryRewritten,
     SourceUnavailable,
 )
-from engine.git.urls import redact_url
+from engine.redact import redact_url
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,9 +23,13 @@ NO_STREAM = 0  # the stream must not exist yet (versions start at 1)
 class Clock(Protocol):
     """Time as the runtime sees it; tests use a manual clock so they never sleep."""
 
-    def now(self) -> datetime: ...
+    def now(self) -> datetime:
+        """The current time, timezone-aware (UTC)."""
+        ...
 
-    async def sleep_until(self, deadline: datetime) -> None: ...
+    async def sleep_until(self, deadline: datetime) -> None:
+        """Return at ``deadline`` (at once if it has passed)."""
+        ...
 
 
 class EventStore(Protocol):
@@ -40,23 +44,36 @@ class EventStore(Protocol):
 
     async def append(
         self, stream: str, events: Sequence[NewEvent], expected_version: int = ANY_VERSION
-    ) -> list[RecordedEvent]: ...
+    ) -> list[RecordedEvent]:
+        """Append ``events`` to ``stream`` atomically; their records, in order (see above)."""
+        ...
 
-    async def read_stream(self, stream: str, from_version: int = 1) -> list[RecordedEvent]: ...
+    async def read_stream(self, stream: str, from_version: int = 1) -> list[RecordedEvent]:
+        """The events of ``stream`` from ``from_version`` on, in version order."""
+        ...
 
     async def read_all(
         self, from_position: int = 1, limit: int | None = None
-    ) -> list[RecordedEvent]: ...
+    ) -> list[RecordedEvent]:
+        """Every stream's events from ``from_position`` on, in position order, at most
+        ``limit`` of them."""
+        ...
 
     def follow(self, from_position: int = 1) -> AsyncIterator[RecordedEvent]:
         """Every event from ``from_position`` on, then new ones as they are appended."""
         ...
 
-    async def last_position(self) -> int: ...
+    async def last_position(self) -> int:
+        """The position of the last event in the log (0 when it is empty)."""
+        ...
 
-    async def stream_version(self, stream: str) -> int: ...
+    async def stream_version(self, stream: str) -> int:
+        """The version of the last event of ``stream`` (``NO_STREAM`` when it has none)."""
+        ...
 
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        """Finish the appends already queued, then release the store."""
+        ...
 
 
 # --------------------------------------------------------------------------------------------
@@ -85,6 +102,8 @@ class FunctionInfo:
 
 @dataclass(frozen=True, slots=True)
 class VersionInfo:
+    """A published version, as ListVersionsByFunction / PublishVersion describe it."""
+
     version: str
     code_sha256: str
     description: str
@@ -93,6 +112,8 @@ class VersionInfo:
 
 @dataclass(frozen=True, slots=True)
 class AliasInfo:
+    """An alias: the version it points at and the weights of its routing."""
+
     name: str
     function_version: str
     routing: Mapping[str, float]  # AdditionalVersionWeights; empty when no routing
@@ -103,35 +124,56 @@ class AliasInfo:
 class LambdaApi(Protocol):
     """The Lambda control plane, one account and region."""
 
-    async def get_function(
-        self, name: str, qualifier: str | None = None
-    ) -> FunctionInfo | None: ...
+    async def get_function(self, name: str, qualifier: str | None = None) -> FunctionInfo | None:
+        """GetFunction of ``qualifier`` ($LATEST when None); None when there is no such
+        function or version. Paced on the poll budget."""
+        ...
 
-    async def create_function(self, request: Mapping[str, Any]) -> FunctionInfo: ...
+    async def create_function(self, request: Mapping[str, Any]) -> FunctionInfo:
+        """CreateFunction with the rendered definition as given."""
+        ...
 
     async def update_function_configuration(
         self, name: str, configuration: Mapping[str, Any], revision_id: str | None = None
-    ) -> FunctionInfo: ...
+    ) -> FunctionInfo:
+        """UpdateFunctionConfiguration, guarded by ``revision_id`` when given."""
+        ...
 
     async def update_function_code(
         self, name: str, code: Mapping[str, Any], revision_id: str | None = None
-    ) -> FunctionInfo: ...
+    ) -> FunctionInfo:
+        """UpdateFunctionCode, guarded by ``revision_id`` when given."""
+        ...
 
     async def publish_version(
         self, name: str, *, description: str, code_sha256: str | None, revision_id: str | None
-    ) -> VersionInfo: ...
+    ) -> VersionInfo:
+        """PublishVersion of $LATEST, guarded by its CodeSha256 and RevisionId; the
+        description carries the deployment id, so a retry finds the version it published."""
+        ...
 
-    async def list_versions(self, name: str) -> list[VersionInfo]: ...
+    async def list_versions(self, name: str) -> list[VersionInfo]:
+        """Every published version, oldest first ($LATEST excluded); [] when there is no
+        such function."""
+        ...
 
-    async def delete_version(self, name: str, version: str) -> None: ...
+    async def delete_version(self, name: str, version: str) -> None:
+        """Delete one published version; one already gone is not an error."""
+        ...
 
-    async def delete_function(self, name: str) -> None: ...
+    async def delete_function(self, name: str) -> None:
+        """Delete the function and all its versions; one already gone is not an error."""
+        ...
 
-    async def get_alias(self, name: str, alias: str) -> AliasInfo | None: ...
+    async def get_alias(self, name: str, alias: str) -> AliasInfo | None:
+        """GetAlias; None when there is no such alias."""
+        ...
 
     async def create_alias(
         self, name: str, alias: str, version: str, routing: Mapping[str, float] | None = None
-    ) -> AliasInfo: ...
+    ) -> AliasInfo:
+        """CreateAlias on ``version``, with ``routing`` weights if any."""
+        ...
 
     async def update_alias(
         self,
@@ -140,7 +182,10 @@ class LambdaApi(Protocol):
         version: str,
         routing: Mapping[str, float] | None,
         revision_id: str | None = None,
-    ) -> AliasInfo: ...
+    ) -> AliasInfo:
+        """UpdateAlias to ``version`` with ``routing`` (None or empty clears it), guarded
+        by ``revision_id`` when given."""
+        ...
 
 
 class AlarmsApi(Protocol):

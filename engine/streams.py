@@ -7,7 +7,7 @@ is ``repo:<url>#<branch>`` with the URL redacted first, so a token never reaches
 
 from __future__ import annotations
 
-from engine.git.urls import redact_url
+from engine.redact import redact_url
 
 FUNCTION_PREFIX = "fn:"
 REPO_PREFIX = "repo:"

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 import anyio
 
-from engine.aws.rules import LATEST, check_alias_target, code_sha256
+from engine.aws.rules import LATEST, code_sha256, refuse_unsafe_alias
 from engine.errors import AwsAmbiguous, AwsConflict, AwsError, AwsInvalid, AwsNotFound
 from engine.ports import AliasInfo, FunctionInfo, VersionInfo
 
@@ -461,7 +461,7 @@ class FakeAws:
     def _check_target(
         self, fn: _Function, operation: str, version: str, routing: Mapping[str, float] | None
     ) -> dict[str, float]:
-        weights = check_alias_target(operation, version, routing)
+        weights = refuse_unsafe_alias(operation, version, routing)
         for wanted in (version, *weights):
             if wanted not in fn.versions:
                 raise AwsInvalid(

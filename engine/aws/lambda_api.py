@@ -28,7 +28,7 @@ import anyio
 
 from engine.aws.errors import translate
 from engine.aws.ratelimit import RateLimiter
-from engine.aws.rules import LATEST, check_alias_target, zip_bytes
+from engine.aws.rules import LATEST, refuse_unsafe_alias, zip_bytes
 from engine.errors import (
     AwsAmbiguous,
     AwsConflict,
@@ -243,7 +243,7 @@ class AwsLambda:
         self, name: str, alias: str, version: str, routing: Mapping[str, float] | None = None
     ) -> AliasInfo:
         """CreateAlias at ``version``, with routing when given."""
-        weights = check_alias_target("CreateAlias", version, routing)
+        weights = refuse_unsafe_alias("CreateAlias", version, routing)
         kwargs: dict[str, Any] = {"FunctionName": name, "Name": alias, "FunctionVersion": version}
         if weights:
             kwargs["RoutingConfig"] = {"AdditionalVersionWeights": weights}
@@ -259,7 +259,7 @@ class AwsLambda:
         revision_id: str | None = None,
     ) -> AliasInfo:
         """Point the alias at ``version``; ``routing`` None or empty clears the routing."""
-        weights = check_alias_target("UpdateAlias", version, routing)
+        weights = refuse_unsafe_alias("UpdateAlias", version, routing)
         kwargs: dict[str, Any] = {
             "FunctionName": name,
             "Name": alias,

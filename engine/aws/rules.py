@@ -1,6 +1,6 @@
 """Lambda rules glam enforces itself, in the adapter and the fake alike.
 
-They are the deployment invariants of DESIGN §5 that must never be trusted to an emulator:
+They are deployment invariants that must never be trusted to an emulator:
 an alias never routes to ``$LATEST``, has at most one additional version, with a weight in
 [0, 1], never to the version it already points at. Checking them before the request is sent
 turns a saga bug into a clear ``AwsInvalid`` instead of a half-applied change.
@@ -19,10 +19,14 @@ from engine.errors import AwsInvalid
 LATEST = "$LATEST"
 
 
-def check_alias_target(
+def refuse_unsafe_alias(
     operation: str, version: str, routing: Mapping[str, float] | None
 ) -> dict[str, float]:
-    """The routing to send, or ``AwsInvalid`` when the alias would break an invariant."""
+    """The routing to send, or ``AwsInvalid`` when the alias would break an invariant.
+
+    The adapter's line of defence, in front of AWS and the fake alike. The core has its own
+    assert in the saga (``engine.saga.state``), which raises ``InvariantViolation`` before a
+    call is even planned; this one stops whatever gets past it from reaching AWS."""
     hint = "an alias points at one published version and routes to at most one other"
     if version == LATEST or not version:
         raise AwsInvalid(

@@ -2,7 +2,7 @@
 
 Every dulwich call runs in a worker thread (``anyio.to_thread``), one at a time per source,
 behind a deadline. Dulwich, urllib3 and OS errors are translated here into
-``SourceUnavailable`` (cannot reach it: retry later) or ``SourceError``, with the URL
+``SourceUnreachable`` (cannot reach it: retry later) or ``SourceError``, with the URL
 redacted: a token never leaves this module except inside dulwich's own HTTP headers.
 
     local path / file://   read in place when no data folder is given (``glam plan``),
@@ -30,7 +30,7 @@ from dulwich.objects import S_ISGITLINK, Commit, Tree  # noqa: TID251
 from dulwich.repo import Repo  # noqa: TID251
 
 from engine.definitions import is_lambda_file
-from engine.errors import DefinitionError, SourceError, SourceUnavailable
+from engine.errors import DefinitionError, SourceError, SourceUnreachable
 from engine.events.repo import ChangeKind, FileChange
 from engine.git.urls import parse_repo_url, redact_url
 from engine.logs import redact
@@ -124,7 +124,7 @@ class GitSource:
     # -- async API ---------------------------------------------------------------------------
 
     async def sync(self) -> str:
-        """Fetch what is new and return the branch head sha. ``SourceUnavailable`` when the
+        """Fetch what is new and return the branch head sha. ``SourceUnreachable`` when the
         remote cannot be reached or the branch does not exist."""
         return await self.run(self._sync_blocking, deadline=self._timeout)
 
@@ -144,7 +144,7 @@ class GitSource:
         """Run blocking dulwich work in a worker thread, one at a time for this source.
 
         ``deadline`` (seconds) is for network work; on timeout the thread is abandoned
-        (dulwich cannot be interrupted) and the caller gets ``SourceUnavailable``. The lock
+        (dulwich cannot be interrupted) and the caller gets ``SourceUnreachable``. The lock
         keeps a late thread from racing the next call only for as long as this call waited,
         which is why the mirror update is a single ref write.
         """
@@ -155,7 +155,7 @@ class GitSource:
                 with anyio.fail_after(deadline):
                     return await anyio.to_thread.run_sync(fn, abandon_on_cancel=True)
             except TimeoutError:
-                raise SourceUnavailable(
+                raise SourceUnreachable(
                     f"{self.display_url}: no answer within {self._timeout:g} s",
                     hint="check the network and the URL; glam retries on the next poll",
                 ) from None
@@ -176,7 +176,7 @@ class GitSource:
                         self._mirror_dir.mkdir(parents=True, exist_ok=True)
                         self._repo = Repo.init_bare(str(self._mirror_dir))
             except Exception as exc:
-                raise SourceUnavailable(
+                raise SourceUnreachable(
                     f"{self.display_url}: not a git repository ({_reason(exc)})",
                     hint="check the path or URL",
                 ) from None
@@ -187,7 +187,7 @@ class GitSource:
             return b"refs/heads/" + self.branch.encode()
         target = symrefs.get(b"HEAD")
         if target is None:
-            raise SourceUnavailable(
+            raise SourceUnreachable(
                 f"{self.display_url}: cannot tell the default branch",
                 hint="pass --branch",
             )
@@ -202,7 +202,7 @@ class GitSource:
                 self.branch = names[-1].decode().removeprefix("refs/heads/")
             sha = repo.refs.as_dict().get(b"refs/heads/" + self.branch.encode())
             if sha is None:
-                raise SourceUnavailable(
+                raise SourceUnreachable(
                     f"{self.display_url}: branch {self.branch!r} not found",
                     hint="check --branch; nothing is planned while it is missing",
                 )
@@ -236,14 +236,14 @@ class GitSource:
         except SourceError:
             raise
         except Exception as exc:
-            raise SourceUnavailable(
+            raise SourceUnreachable(
                 f"{self.display_url}: fetch failed ({_reason(exc)})",
                 hint="check the URL, the network and the token; glam retries on the next poll",
             ) from None
         ref = self._branch_ref(dict(result.refs), dict(getattr(result, "symrefs", {}) or {}))
         head: Any = dict(result.refs).get(ref)
         if head is None:
-            raise SourceUnavailable(
+            raise SourceUnreachable(
                 f"{self.display_url}: branch {self.branch!r} not found",
                 hint="check --branch; nothing is planned while it is missing",
             )

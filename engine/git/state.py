@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from engine.definitions.commit import CommitState, build_commit_state
-from engine.errors import SourceError, SourceUnavailable
+from engine.errors import SourceError, SourceUnreachable
 from engine.git.source import GitSource
 from engine.observe import Fetched, Observation, ObservedCommit, Unavailable
 
@@ -47,7 +47,7 @@ async def observe_branch(source: GitSource, last_sha: str | None) -> Observation
     Lambda file changes, or ``Unavailable`` when the remote or branch cannot be read."""
     try:
         head = await source.sync()
-    except SourceUnavailable as exc:
+    except SourceUnreachable as exc:
         return Unavailable(reason=exc.message)
 
     def work() -> Fetched:

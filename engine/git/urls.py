@@ -1,6 +1,7 @@
-"""Repository URLs: classify them, take credentials out, and show them redacted.
+"""Repository URLs: classify them and take credentials out.
 
-Pure string work, no dulwich, so that the CLI, the stream names and the events can use it.
+Pure string work, no dulwich. Showing a URL redacted is ``engine.redact.redact_url``, which the
+core uses too; it is re-exported here for the Git adapter's callers.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-REDACTED = "****"
+from engine.redact import redact_url
+
+__all__ = ["RepoUrl", "parse_repo_url", "redact_url"]
 
 _SCP_LIKE = re.compile(r"^(?:(?P<user>[^@/]+)@)?(?P<host>[^:/]+):(?P<path>.+)$")
 
@@ -70,20 +73,3 @@ def parse_repo_url(raw: str) -> RepoUrl:
         netloc = user + (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
         return RepoUrl("ssh", urlunsplit((scheme, netloc, parts.path, "", "")))
     return RepoUrl("local" if scheme == "" else scheme, raw)
-
-
-def redact_url(raw: str) -> str:
-    """``raw`` as it may be shown: any password or token in it replaced by ``****``."""
-    if "://" not in raw:
-        return raw
-    parts = urlsplit(raw)
-    if parts.password is None and (parts.username is None or parts.scheme not in ("http", "https")):
-        return raw
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    if parts.password is not None:
-        netloc = f"{parts.username}:{REDACTED}@{host}"
-    else:
-        netloc = f"{REDACTED}@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

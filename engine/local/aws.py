@@ -31,7 +31,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from engine.errors import LocalAwsError
 from engine.local.faults import FaultSpec
-from engine.local.fidelity import Clock, Fidelity
+from engine.local.fidelity import Fidelity, Monotonic
 from engine.local.journal import Journal
 from engine.local.proxy import Proxy
 
@@ -131,7 +131,7 @@ class LocalAws:
         fidelity: Fidelity | None = None,
         faults: FaultSpec | str = "",
         port: int = 0,
-        clock: Clock = time.monotonic,
+        clock: Monotonic = time.monotonic,
     ) -> None:
         self._fidelity = fidelity or Fidelity()
         self._faults = faults

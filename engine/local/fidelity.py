@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-Clock = Callable[[], float]
+Monotonic = Callable[[], float]
 """Monotonic seconds. The proxy reads time only through this, so tests can drive it."""
 
 
@@ -182,8 +182,9 @@ def duplicate_mapping(
 
 
 @dataclass
-class RateLimiter:
-    """A sliding one-second window per (region, bucket) over the calls it let through."""
+class ProxyQuota:
+    """The embedded AWS's request quota: a sliding one-second window per (region, bucket)
+    over the calls it let through (glam's own client-side pacing is engine.aws.ratelimit)."""
 
     _windows: dict[tuple[str, str], deque[float]] = field(default_factory=dict)
 

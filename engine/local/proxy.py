@@ -34,10 +34,10 @@ from aiohttp import web
 from engine.errors import GlamError, LocalAwsError
 from engine.local.faults import FaultInjector, FaultSpec, parse_faults
 from engine.local.fidelity import (
-    Clock,
     Fidelity,
     LambdaState,
-    RateLimiter,
+    Monotonic,
+    ProxyQuota,
     Refusal,
     check_alias,
     conflict_while_busy,
@@ -85,7 +85,7 @@ class Proxy:
         *,
         fidelity: Fidelity | None = None,
         faults: FaultSpec | str = "",
-        clock: Clock = time.monotonic,
+        clock: Monotonic = time.monotonic,
         journal: Journal | None = None,
     ) -> None:
         self.upstream = upstream.rstrip("/")
@@ -94,7 +94,7 @@ class Proxy:
         self._clock = clock
         self._injector = FaultInjector(parse_faults(faults) if isinstance(faults, str) else faults)
         self._state = LambdaState()
-        self._limiter = RateLimiter()
+        self._limiter = ProxyQuota()
         self._seq = 0
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None

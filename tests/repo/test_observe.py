@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import SourceError, SourceUnavailable
+from engine.errors import SourceError, SourceUnreachable
 from engine.events.catalog import Event
 from engine.git.serve import serve_repository
 from engine.git.source import GitSource
@@ -112,7 +112,7 @@ async def test_unreachable_remote_is_unavailable(
 ) -> None:
     url = "http://user:s3cr3t-token@127.0.0.1:9/repo.git"
     source = open_source(url, "main", data_dir=tmp_path, timeout=10)
-    with pytest.raises(SourceUnavailable) as info:
+    with pytest.raises(SourceUnreachable) as info:
         await source.sync()
     assert "s3cr3t" not in info.value.one_line()
     observation = await observe_branch(source, None)
