@@ -361,12 +361,16 @@ def create_only_differences(request: Mapping[str, Any], actual: ActualMapping) -
 
 @dataclass(frozen=True, slots=True)
 class CreateMapping:
+    """Create a mapping for a source the alias has none of."""
+
     key: str
     request: Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
 class UpdateMapping:
+    """Change the updatable parameters of an existing mapping in place."""
+
     key: str
     uuid: str
     changes: Mapping[str, Any]
@@ -375,6 +379,8 @@ class UpdateMapping:
 
 @dataclass(frozen=True, slots=True)
 class KeepMapping:
+    """Leave a mapping as it is: glam's own (unchanged), or one it finds and takes over."""
+
     key: str
     uuid: str
     change: Literal["adopted", "unchanged"]
@@ -383,6 +389,8 @@ class KeepMapping:
 
 @dataclass(frozen=True, slots=True)
 class DeleteMapping:
+    """Delete a mapping of a source glam no longer wants on the alias."""
+
     key: str
     uuid: str
 

@@ -24,10 +24,14 @@ NAME = "commits"
 
 
 class _Value(BaseModel):
+    """An immutable value inside a row."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class Planned(_Value):
+    """One action of the commit's plan."""
+
     prefix: str
     function: str
     action: str
@@ -35,6 +39,8 @@ class Planned(_Value):
 
 
 class Rejection(_Value):
+    """One function prefix of the commit rejected as invalid, and why."""
+
     prefix: str
     file: str
     line: int | None = None
@@ -42,6 +48,8 @@ class Rejection(_Value):
 
 
 class CommitRow(Row):
+    """One commit: observed, planned, rejected, held, and the deployments it asked for."""
+
     sha: str
     observed: bool = False
     author: str = ""

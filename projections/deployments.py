@@ -43,6 +43,8 @@ class TimelineEntry(BaseModel):
 
 
 class DeploymentRow(Row):
+    """One deployment: its state, outcome and timeline."""
+
     deployment_id: str
     function: str  # the function stream
     commit: str | None = None

@@ -58,6 +58,8 @@ class WiredSource(BaseModel):
 
 
 class FunctionRow(Row):
+    """One function: what AWS serves, what glam is doing, where it came from."""
+
     stream: str
     account: str
     region: str
