@@ -43,7 +43,6 @@ VIEWS: tuple[ViewSpec[Any], ...] = (
     ),
     ViewSpec(commits.NAME, CommitRow, commits.key, commits.apply, lambda v: v.commits),
 )
-VIEW_NAMES = tuple(spec.name for spec in VIEWS)
 _SPECS = {spec.name: spec for spec in VIEWS}
 
 RowKey = tuple[str, str]  # (view name, row key)
