@@ -585,24 +585,24 @@ class SqliteEventStore:
 
     async def load_views(self, projection: str) -> tuple[int, dict[tuple[str, str], str]]:
         """The projection's checkpoint and its rows, read in one snapshot."""
-        conn = self._reader
-        if conn is None:
-            raise StoreError("the event store is not open", hint="open it before reading")
-        try:
-            # One read transaction: rows and checkpoint from the same commit.
-            await conn.execute("BEGIN")
-            try:
-                checkpoint = await self._scalar(
-                    conn, "SELECT position FROM checkpoints WHERE projection = ?", (projection,)
-                )
-                rows = await conn.execute_fetchall(
-                    "SELECT view, key, data FROM view_rows WHERE projection = ?", (projection,)
-                )
-            finally:
-                await conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise self._corrupt(exc) from exc
-        return int(checkpoint or 0), {(view, key): data for view, key, data in rows}
+        # ONE statement, so one implicit read transaction: rows and checkpoint come from the
+        # same commit, and a cancelled caller cannot leave the shared reader connection inside
+        # a transaction (aiosqlite runs the statement to its end in its thread regardless).
+        # An explicit BEGIN ... COMMIT would: its COMMIT never runs in a cancelled scope, and
+        # every later read would see that old snapshot.
+        rows = await self._fetch(
+            "SELECT NULL, NULL, NULL, position FROM checkpoints WHERE projection = ? "
+            "UNION ALL SELECT view, key, data, NULL FROM view_rows WHERE projection = ?",
+            (projection, projection),
+        )
+        checkpoint = 0
+        found: dict[tuple[str, str], str] = {}
+        for view, key, data, position in rows:
+            if view is None:
+                checkpoint = int(position)
+            else:
+                found[(view, key)] = data
+        return checkpoint, found
 
     async def save_views(
         self,

@@ -142,3 +142,20 @@ async def test_closed_store_refuses_appends(store: Store) -> None:
     await store.aclose()
     with pytest.raises(StoreError):
         await store.append("s", [new_event()])
+
+
+@pytest.mark.parametrize("yields", [0, 1, 2, 3, 5])
+async def test_a_cancelled_load_views_leaves_the_store_readable(store: Store, yields: int) -> None:
+    """A load_views cancelled part way (Ctrl-C, a sibling task failing) leaves no read
+    half done: later reads see new appends, and the next load_views works."""
+    await store.append("s", [new_event()])
+    await store.save_views("p", 1, {("functions", "a"): "{}"})
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(store.load_views, "p")
+        for _ in range(yields):
+            await anyio.sleep(0)
+        tg.cancel_scope.cancel()
+    await store.append("s", [new_event(), new_event()])
+    assert await store.last_position() == 3
+    assert len(await store.read_all()) == 3
+    assert await store.load_views("p") == (1, {("functions", "a"): "{}"})
