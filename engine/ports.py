@@ -1,19 +1,30 @@
 """The ports: what the core needs from the outside world, as Protocols.
 
 Adapters implement them (SQLite, aiobotocore, dulwich); in-memory fakes implement them too and
-are real implementations used by the fast tests. Each port has one contract suite in tests/
-that runs against every implementation.
+are real implementations used by the fast tests (``engine.store.memory``, ``engine.testing``).
+Each port has one contract suite in tests/ that runs against every implementation.
+
+    Clock            time, and sleeping until a deadline
+    EventStore       the append-only log               engine.store.sqlite, engine.store.memory
+    ViewStore        projection rows and checkpoint    (the same two stores)
+    ProjectionStore  both at once: what the engine runs on (``engine.store.open_store``)
+    RepoSource       the watched branch                engine.git.repo_source, engine.testing
+    LambdaApi, AlarmsApi, SourcesApi                   engine.aws, engine.testing
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from engine.events import NewEvent, RecordedEvent
 from engine.events.desired import EventSources, SourceKind
+
+if TYPE_CHECKING:  # only for annotations: ports must not load the definitions (botocore)
+    from engine.definitions.commit import CommitState
+    from engine.observe import Observation
 
 # Expected-version sentinels for EventStore.append.
 ANY_VERSION = -2  # append whatever the stream's version is
@@ -76,9 +87,69 @@ class EventStore(Protocol):
         ...
 
 
+class ViewStore(Protocol):
+    """Where projection rows and their checkpoint live: ``save_views`` writes changed rows
+    (None deletes one) and the checkpoint in one transaction, ``load_views`` reads both from
+    one snapshot. Rows are keyed by ``(view, key)`` and stored as JSON text."""
+
+    async def load_views(self, projection: str) -> tuple[int, dict[tuple[str, str], str]]:
+        """The checkpoint of ``projection`` (0 when never saved) and its rows."""
+        ...
+
+    async def save_views(
+        self,
+        projection: str,
+        checkpoint: int,
+        rows: Mapping[tuple[str, str], str | None],
+        *,
+        reset: bool = False,
+    ) -> None:
+        """Write ``rows`` and ``checkpoint`` together; ``reset`` first drops every row."""
+        ...
+
+
+class ProjectionStore(EventStore, ViewStore, Protocol):
+    """An event store that also keeps the views: what the engine runs on (both glam stores
+    are one)."""
+
+
+class RepoSource(Protocol):
+    """One branch of one repository, as the engine reads it.
+
+    The adapter over a bare Git mirror is ``engine.git.repo_source.GitRepoSource``; an
+    in-memory one is ``engine.testing.MemoryRepo``. Every method raises only ``GlamError``s;
+    a remote that cannot be reached is an ``Unavailable`` observation, not an error.
+    """
+
+    @property
+    def branch(self) -> str | None:
+        """The branch watched; None until the first ``observe`` learns the default branch."""
+        ...
+
+    async def observe(self, last_sha: str | None) -> Observation:
+        """Fetch, then the head and the first-parent commits after ``last_sha`` (oldest first)
+        with their Lambda file changes; ``Unavailable`` when the branch cannot be read."""
+        ...
+
+    async def commit_state(
+        self, sha: str, *, base: str | None, select: Callable[[str], bool] | None = None
+    ) -> CommitState:
+        """The desired states of commit ``sha``, changes measured from ``base`` (None: every
+        prefix counts as changed); ``select`` picks the unchanged prefixes to render too."""
+        ...
+
+    async def has_commit(self, sha: str) -> bool:
+        """Whether the source still holds commit ``sha`` (a rewrite may have dropped it)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what the source holds open (a mirror's pack files); it may be used again."""
+        ...
+
+
 # --------------------------------------------------------------------------------------------
 # AWS. Values are plain frozen dataclasses so the core never sees botocore shapes. The
-# aiobotocore adapters (engine/aws/) and the in-memory fake (engine/aws/fake.py) implement these.
+# aiobotocore adapters (engine/aws/) and the in-memory fakes (engine.testing) implement these.
 # Every method raises only AwsError subclasses (engine.errors). Reads of something that does not
 # exist return None rather than raising, because "is it there?" is the question recovery asks.
 # --------------------------------------------------------------------------------------------

@@ -8,10 +8,9 @@ very same code, which is why a rebuilt view equals an incrementally built one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
-from engine.ports import EventStore
+from engine.ports import ProjectionStore
 from engine.store.records import gc_paused
 from projections.views import RowKey, Views
 
@@ -20,25 +19,6 @@ if TYPE_CHECKING:
     from engine.store.sqlite import SqliteEventStore
 
 PROJECTION = "views"
-
-
-class ViewStore(Protocol):
-    """Where view rows and their checkpoint live (the SQLite file, or memory)."""
-
-    async def load_views(self, projection: str) -> tuple[int, dict[RowKey, str]]: ...
-
-    async def save_views(
-        self,
-        projection: str,
-        checkpoint: int,
-        rows: Mapping[RowKey, str | None],
-        *,
-        reset: bool = False,
-    ) -> None: ...
-
-
-class ProjectionStore(EventStore, ViewStore, Protocol):
-    """An event store that also keeps the views (both glam stores are)."""
 
 
 class ProjectionRunner:
