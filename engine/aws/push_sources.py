@@ -4,7 +4,7 @@
 permission, the verdict, the ``SourceChange``) and hands the rest to the kind's adapter in
 :data:`PUSH_ADAPTERS`, keyed like ``engine.sources_plan.PUSH_KINDS``. An adapter makes only the
 calls of its own small Protocol, which the real backend (engine.aws.sources_backend) and the
-in-memory one (engine.aws.fake_sources) both implement.
+in-memory one (engine.testing.sources) both implement.
 
 A new push kind: its ``PushKind`` entry, its calls Protocol (added to :class:`PushCalls`), an
 adapter here, and those calls in both backends.

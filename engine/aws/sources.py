@@ -8,7 +8,7 @@ The work is split in layers so that the fake and the real adapter share the rule
   against a small :class:`SourcesBackend` of plain calls; each push kind's own wiring is its
   adapter's (:mod:`engine.aws.push_sources`).
 - :class:`~engine.aws.sources_backend.AwsBackend` is that backend over aiobotocore clients
-  (``AwsSources``, here, runs the reconciler over it); ``engine.aws.fake_sources`` is the same
+  (``AwsSources``, here, runs the reconciler over it); ``engine.testing.sources`` is the same
   backend in memory.
 
 Every backend call raises only ``AwsError`` subclasses; "not there" on a read comes back as an

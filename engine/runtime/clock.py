@@ -1,4 +1,5 @@
-"""Clocks implementing ``engine.ports.Clock``: the system's, and a manual one for tests.
+"""The system clock, implementing ``engine.ports.Clock`` (a manual one for tests is
+``engine.testing.ManualClock``).
 
 Timezone-aware UTC everywhere: durable timers are stored in events and compared after a
 restart, possibly on another machine.
@@ -6,7 +7,7 @@ restart, possibly on another machine.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import anyio
 
@@ -21,45 +22,3 @@ class SystemClock:
         delay = (deadline - self.now()).total_seconds()
         # Always yield once, so a loop of past deadlines cannot starve the event loop.
         await anyio.sleep(max(0.0, delay))
-
-
-class ManualClock:
-    """Time that moves only when told: ``advance()`` wakes sleepers whose deadline passed.
-
-    With ``autojump=True`` a sleeper moves time straight to its deadline instead of waiting,
-    so a saga with a ten-minute bake runs in microseconds. ``sleeps`` records every deadline
-    slept until, for assertions.
-    """
-
-    def __init__(self, start: datetime | None = None, *, autojump: bool = False) -> None:
-        self._now = start or datetime(2025, 1, 1, tzinfo=UTC)
-        self.autojump = autojump
-        self.sleeps: list[datetime] = []
-        # Created on first sleep: an anyio Event needs a running event loop.
-        self._changed: anyio.Event | None = None
-
-    def now(self) -> datetime:
-        return self._now
-
-    def set(self, moment: datetime) -> None:
-        """Move time to ``moment`` (never backwards) and wake whoever is due."""
-        if moment > self._now:
-            self._now = moment
-        if self._changed is not None:
-            self._changed.set()
-            self._changed = None
-
-    def advance(self, seconds: float) -> None:
-        """Move time forward by ``seconds``."""
-        self.set(self._now + timedelta(seconds=seconds))
-
-    async def sleep_until(self, deadline: datetime) -> None:
-        self.sleeps.append(deadline)
-        if self.autojump:
-            self.set(deadline)
-            await anyio.lowlevel.checkpoint()
-            return
-        while self._now < deadline:
-            if self._changed is None:
-                self._changed = anyio.Event()
-            await self._changed.wait()

@@ -4,19 +4,18 @@ A function names its region in its deployment definition (default: ``--region``)
 engine needs a LambdaApi, AlarmsApi and SourcesApi per region, paced by limiters shared per
 service, account and region (Lambda's calls on Lambda's, ELB's and API Gateway's on their
 own). ``AwsProvider`` opens aiobotocore clients lazily, the first time a region is needed, and
-closes them all on ``aclose``; ``FakeProvider`` serves the in-memory fakes for the fast tests.
+closes them all on ``aclose``. ``engine.testing.FakeProvider`` serves the in-memory fakes
+for the fast tests.
 """
 
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Protocol
 
 import anyio
 
-from engine.aws.fake import FakeAws
-from engine.aws.fake_sources import FakeSources
 from engine.aws.ratelimit import LimiterRegistry
 from engine.aws.session import AwsClients, AwsConfig, caller_account, open_clients
 from engine.ports import AlarmsApi, LambdaApi, SourcesApi
@@ -118,27 +117,3 @@ class AwsProvider:
         with anyio.CancelScope(shield=True):
             await self._stack.aclose()
         self._ports.clear()
-
-
-class FakeProvider:
-    """In-memory AWS, one ``FakeAws`` and ``FakeSources`` per region (fast tests)."""
-
-    def __init__(self, account: str = "123456789012", **fake_options: Any) -> None:
-        self._account = account
-        self._options = fake_options
-        self.fakes: dict[str, tuple[FakeAws, FakeSources]] = {}
-
-    async def account(self) -> str:
-        return self._account
-
-    async def region(self, region: str) -> RegionPorts:
-        if region not in self.fakes:
-            self.fakes[region] = (
-                FakeAws(account=self._account, region=region, **self._options),
-                FakeSources(region=region, account=self._account),
-            )
-        aws, sources = self.fakes[region]
-        return RegionPorts(region=region, lambda_api=aws, alarms=aws, sources=sources)
-
-    async def aclose(self) -> None:
-        return None

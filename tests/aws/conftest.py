@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 
 from engine.aws.alarms import AwsAlarms
-from engine.aws.fake import FakeAws
 from engine.aws.lambda_api import AwsLambda, CallRetry
 from engine.aws.ratelimit import RateLimiter
 from engine.aws.session import AwsConfig, open_clients
 from engine.ports import AlarmsApi, LambdaApi
+from engine.testing.aws import FakeAws
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.aws.fake import FakeAws
 from engine.errors import AwsAmbiguous, AwsConflict, AwsInvalid, AwsThrottled
+from engine.testing.aws import FakeAws
 
 from .conftest import code_zip
 

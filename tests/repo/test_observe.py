@@ -10,7 +10,6 @@ import pytest
 
 from engine.errors import SourceError, SourceUnreachable
 from engine.events.catalog import Event
-from engine.git.serve import serve_repository
 from engine.git.source import GitSource
 from engine.git.state import observe_branch
 from engine.git.urls import parse_repo_url, redact_url
@@ -24,6 +23,7 @@ from engine.observe import (
 )
 from engine.streams import function_stream, repo_stream
 from tests.repo.gitrepo import GitRepo, function_files
+from tests.support.git_server import serve_repository
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 

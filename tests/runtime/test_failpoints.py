@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.aws.fake import FakeAws
 from engine.errors import ConfigError
 from engine.runtime.failpoints import Failpoints, parse
+from engine.testing.aws import FakeAws
 
 pytestmark = pytest.mark.anyio
 
@@ -44,9 +44,9 @@ def test_parse_refuses_a_typo(spec: str) -> None:
 
 
 def test_inactive_without_the_variable() -> None:
-    """Without GLAM_FAILPOINTS the ports are returned unwrapped."""
+    """With no point armed the ports are returned unwrapped."""
     api = FakeAws()
-    assert Failpoints.from_env({}).guard(api) is api
+    assert Failpoints({}).guard(api) is api
 
 
 async def test_fires_after_the_call_at_the_nth_hit() -> None:

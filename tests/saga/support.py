@@ -6,15 +6,15 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.aws.fake import FakeAws
-from engine.aws.fake_sources import FakeSources
 from engine.events import Metadata, NewEvent
 from engine.events.desired import DeploymentSettings, DesiredFunction, Readiness, TrafficShifting
 from engine.events.function import DeployAction, DeploymentRequested
-from engine.runtime.clock import ManualClock
 from engine.runtime.saga_runner import SagaRun, run_saga
 from engine.saga import DEFAULT_POLICY, SagaPolicy
 from engine.store.memory import MemoryEventStore
+from engine.testing import ManualClock
+from engine.testing.aws import FakeAws
+from engine.testing.sources import FakeSources
 
 NAME = "orders"
 CANARY = TrafficShifting(type="CANARY", percent=20, wait_interval=60)

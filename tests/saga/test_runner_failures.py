@@ -123,7 +123,7 @@ async def test_alias_on_latest_is_switched_to_the_new_version() -> None:
     switches it to the new version without routing."""
     world = World()
     await world.deploy("d1", desired("v1"), action="create")
-    from engine.aws.fake import _Alias
+    from engine.testing.aws import _Alias
 
     # Lambda allows it; the fake's UpdateAlias (like glam) refuses, so set it directly.
     world.aws._functions[NAME].aliases["live"] = _Alias("live", "$LATEST", {}, "r9")

@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from engine.aws.fake_sources import FakeSources
 from engine.aws.session import AwsConfig, open_clients
 from engine.aws.sources import AwsSources
 from engine.ports import SourcesApi
 from engine.sources_plan import SOURCE_CLIENTS
+from engine.testing.sources import FakeSources
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account

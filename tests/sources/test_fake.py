@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from engine.aws.fake_sources import FakeSources, MemorySourcesBackend
 from engine.aws.sources import SourceReconciler
 from engine.errors import AwsConflict
 from engine.events.desired import EventSources, PushSource
+from engine.testing.sources import FakeSources, MemorySourcesBackend
 
 pytestmark = pytest.mark.anyio
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from engine.errors import ConcurrencyConflict, StoreError
@@ -153,7 +154,7 @@ async def test_a_cancelled_load_views_leaves_the_store_readable(store: Store, yi
     async with anyio.create_task_group() as tg:
         tg.start_soon(store.load_views, "p")
         for _ in range(yields):
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
         tg.cancel_scope.cancel()
     await store.append("s", [new_event(), new_event()])
     assert await store.last_position() == 3

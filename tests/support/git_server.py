@@ -1,7 +1,6 @@
-"""A read-only smart-HTTP Git server on 127.0.0.1, for tests and the demo.
+"""A read-only smart-HTTP Git server on 127.0.0.1, for tests of the Git source over HTTP.
 
-Lives here because only ``engine/git`` may import dulwich. It serves one repository at
-``/repo.git`` from a thread and stops when the context exits.
+It serves one repository at ``/repo.git`` from a thread and stops when the context exits.
 """
 
 from __future__ import annotations
@@ -13,9 +12,9 @@ from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from dulwich.repo import Repo  # noqa: TID251
-from dulwich.server import DictBackend  # noqa: TID251
-from dulwich.web import make_wsgi_chain  # noqa: TID251
+from dulwich.repo import Repo
+from dulwich.server import DictBackend
+from dulwich.web import make_wsgi_chain
 
 
 class _QuietHandler(WSGIRequestHandler):
