@@ -20,10 +20,20 @@ def function_stream(account: str, region: str, name: str) -> str:
 
 def parse_function_stream(stream: str) -> tuple[str, str, str]:
     """``(account, region, name)`` of a function stream; ``ValueError`` if it is not one."""
-    if not stream.startswith(FUNCTION_PREFIX):
+    parts = stream[len(FUNCTION_PREFIX) :].split(":", 2)
+    if not stream.startswith(FUNCTION_PREFIX) or len(parts) != 3 or not all(parts):
         raise ValueError(f"not a function stream: {stream!r}")
-    account, region, name = stream[len(FUNCTION_PREFIX) :].split(":", 2)
+    account, region, name = parts
     return account, region, name
+
+
+def is_function_stream(stream: str) -> bool:
+    """Whether ``stream`` is ``fn:<account>:<region>:<name>``."""
+    try:
+        parse_function_stream(stream)
+    except ValueError:
+        return False
+    return True
 
 
 def repo_stream(url: str, branch: str) -> str:
