@@ -11,18 +11,20 @@ import contextlib
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import anyio
 import typer
 
+from engine.cli.app import app
 from engine.cli.common import DbOption, db_path
-from engine.cli.main import app
 from engine.errors import UsageError
 from engine.logs import get_logger, setup_logging
 
 if TYPE_CHECKING:
     from engine.runtime.engine import EngineConfig, RunReport
+    from engine.runtime.failpoints import Failpoints
 
 log = get_logger("run")
 
@@ -65,6 +67,33 @@ def run_command(
         raise UsageError("--poll must be positive", hint="e.g. --poll 30")
     if max_parallel < 1:
         raise UsageError("--max-parallel must be at least 1", hint="e.g. --max-parallel 10")
+    config = engine_config(
+        repo=repo,
+        branch=branch,
+        db=db,
+        endpoint_url=endpoint_url,
+        region=region,
+        poll=poll,
+        max_parallel=max_parallel,
+        token_env=token_env,
+    )
+    return run_engine(config, once=once, verbose=verbose)
+
+
+def engine_config(
+    *,
+    repo: str,
+    branch: str | None = None,
+    db: Path | None = None,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    poll: float = 30.0,
+    max_parallel: int = 10,
+    token_env: str | None = None,
+) -> EngineConfig:
+    """The engine's configuration from ``glam run``'s options: the region falls back to
+    ``$AWS_REGION``, ``$AWS_DEFAULT_REGION``, then us-east-1; an endpoint with no credentials
+    in the environment gets dummy ones (only an emulator accepts them)."""
     region = (
         region
         or os.environ.get("AWS_REGION")
@@ -81,7 +110,7 @@ def run_command(
     # every other glam command (and `glam --help`) would otherwise pay for at start-up.
     from engine.runtime.engine import EngineConfig
 
-    config = EngineConfig(
+    return EngineConfig(
         repo=repo,
         db=db_path(db),
         branch=branch,
@@ -93,23 +122,38 @@ def run_command(
         access_key_id=access_key,
         secret_access_key=secret,
     )
+
+
+def run_engine(
+    config: EngineConfig,
+    *,
+    once: bool,
+    verbose: bool = False,
+    failpoints: Failpoints | None = None,
+) -> int:
+    """Run the engine in the foreground as ``glam run`` does; the exit code (with ``once``:
+    0 reconciled, 1 not). ``failpoints`` is for chaos tests, which start glam through it."""
     setup_logging(verbose)
-    report = anyio.run(_run, config, once, sys.stdout.isatty(), backend="asyncio")
+    terminal = sys.stdout.isatty()
+    report = anyio.run(_run, config, once, terminal, failpoints, backend="asyncio")
     if once:
         _summary(report)
     return report.exit_code if once else 0
 
 
-async def _run(config: EngineConfig, once: bool, terminal: bool) -> RunReport:
+async def _run(
+    config: EngineConfig, once: bool, terminal: bool, failpoints: Failpoints | None
+) -> RunReport:
+    from engine.cli.progress import LineProgress, LiveProgress
     from engine.runtime.clock import SystemClock
     from engine.runtime.engine import Engine
-    from engine.runtime.progress import LineProgress, LiveProgress
 
     clock = SystemClock()
     live = LiveProgress(clock) if terminal else None
     hook = live if live is not None else LineProgress()
     with live if live is not None else contextlib.nullcontext():
-        async with Engine(config, clock=clock, on_event=hook) as engine:
+        engine = Engine(config, clock=clock, on_event=hook, failpoints=failpoints)
+        async with engine:
             log.info(
                 "engine started: %s",
                 " ".join(f"{k}={v}" for k, v in engine.describe().items() if v),
@@ -144,4 +188,4 @@ def _summary(report: RunReport) -> None:
         typer.echo("nothing to do")
 
 
-__all__ = ["run_command"]
+__all__ = ["engine_config", "run_command", "run_engine"]

@@ -1,10 +1,12 @@
 """Named crash points for chaos tests: the process SIGKILLs itself at a chosen point.
 
-Inactive (a no-op costing one dict lookup) unless ``GLAM_FAILPOINTS`` is set when the process
-starts. The variable holds comma-separated points::
+Armed only by passing ``Engine(failpoints=Failpoints(parse(spec)))``: glam never reads them
+from its environment, so no setting of a user's can make a production engine kill itself (the
+chaos tests start their child engine through a small script that does). Unarmed, a point is a
+no-op. A spec holds comma-separated points::
 
-    GLAM_FAILPOINTS=publish_version:after_call
-    GLAM_FAILPOINTS=update_alias:before_call@3,delete_version:before_call
+    publish_version:after_call
+    update_alias:before_call@3,delete_version:before_call
 
 A point is ``<operation>:<when>[@<n>]``: ``operation`` is a mutating port method
 (``MUTATIONS``), ``when`` is ``before_call`` (the StepStarted intent is durable, the call is
@@ -26,7 +28,6 @@ from typing import Any
 
 from engine.errors import ConfigError
 
-ENV = "GLAM_FAILPOINTS"
 WHEN = ("before_call", "after_call")
 
 # Every AWS mutation a saga performs, by port method name.
@@ -47,8 +48,8 @@ MUTATIONS = frozenset(
 
 
 def parse(spec: str) -> dict[str, int]:
-    """``{"<operation>:<when>": n}`` from a ``GLAM_FAILPOINTS`` value; ``ConfigError`` on a
-    point that names no known operation or moment (a typo must not silently test nothing)."""
+    """``{"<operation>:<when>": n}`` from a spec; ``ConfigError`` on a point that names no
+    known operation or moment (a typo must not silently test nothing)."""
     points: dict[str, int] = {}
     for raw in spec.split(","):
         item = raw.strip()
@@ -58,7 +59,7 @@ def parse(spec: str) -> dict[str, int]:
         operation, _, when = name.partition(":")
         if operation not in MUTATIONS or when not in WHEN:
             raise ConfigError(
-                f"{ENV}: unknown failpoint {item!r}",
+                f"unknown failpoint {item!r}",
                 hint=f"use <operation>:<before_call|after_call>[@n], operation one of "
                 f"{', '.join(sorted(MUTATIONS))}",
             )
@@ -67,7 +68,7 @@ def parse(spec: str) -> dict[str, int]:
         except ValueError:
             nth = 0
         if nth < 1:
-            raise ConfigError(f"{ENV}: bad count in {item!r}", hint="@n counts from 1")
+            raise ConfigError(f"bad count in failpoint {item!r}", hint="@n counts from 1")
         points[name] = nth
     return points
 
@@ -79,10 +80,6 @@ class Failpoints:
         self.points = dict(points)
         self.reached: Counter[str] = Counter()
         self._kill = kill or _sigkill_self
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Failpoints:
-        return cls(parse((environ if environ is not None else os.environ).get(ENV, "")))
 
     @property
     def active(self) -> bool:

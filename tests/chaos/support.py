@@ -116,17 +116,18 @@ class Case:
                 return await engine.run(once=True)
 
     async def run_subprocess(self, failpoints: str = "") -> tuple[int, str]:
-        """``glam run --once`` as a child process (``python -m engine``); its exit code
-        (``-9`` when a failpoint SIGKILLed it) and its output."""
+        """``glam run --once`` as a child process; its exit code (``-9`` when a failpoint
+        SIGKILLed it) and its output. With ``failpoints`` the child is started through
+        ``tests.support.engine_main``, which arms them (glam never reads them itself)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GLAM_"))}
         env["PYTHONPATH"] = str(ROOT)
+        entry = ["-m", "engine", "run"]
         if failpoints:
             env["GLAM_FAILPOINTS"] = failpoints
+            entry = ["-m", "tests.support.engine_main"]
         args = [
             sys.executable,
-            "-m",
-            "engine",
-            "run",
+            *entry,
             "--repo",
             str(self.repo.path),
             "--db",

@@ -3,7 +3,8 @@
 Each case is one function in a repository and database of its own. The function is brought to
 where the case starts (in this process, quickly), the next change is committed, and
 ``glam run --once`` runs as a child process with ``GLAM_FAILPOINTS`` armed on one mutating
-port method, before or after its call. The child must die by SIGKILL at the saga step the case
+port method, before or after its call (started through ``tests.support.engine_main``, which
+arms them: glam never reads the variable). The child must die by SIGKILL at the saga step the case
 names; an engine started afterwards on the same database, without failpoints, must finish the
 deployment and exit as ``--once`` would (0, or 1 after a rollback). Every case checks:
 

@@ -16,8 +16,8 @@ from engine.events.function import OperatorRequested, TrafficShifted
 from engine.events.operator import OPS_STREAM, OperatorCommandIssued
 from engine.ports import ANY_VERSION
 from engine.runtime.engine import Engine, EngineConfig, RunReport
-from engine.runtime.providers import FakeProvider
 from engine.store.sqlite import SqliteEventStore
+from engine.testing import FakeProvider
 from tests.repo.gitrepo import GitRepo
 from tests.runtime.support import FAST, write_function
 
@@ -90,7 +90,7 @@ async def test_an_ignored_abort_is_recorded_and_never_reaches_a_later_deployment
     assert (await world.once()).finished == []
     [(stream, event, cause)] = await world.handed()
     assert (stream, event.outcome, cause) == (STREAM, "ignored", "stale")
-    assert "no deployment in flight" in event.note
+    assert "nothing in flight" in event.note
     # A command naming a deployment that is not the one in flight is ignored as well.
     await world.command("promote", STREAM, "other", deployment_id="dep-gone")
     canary = {"type": "CANARY", "percent": 50, "waitInterval": 1}

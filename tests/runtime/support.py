@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 
@@ -27,8 +27,14 @@ FAST = SagaPolicy(
 )
 
 
+class WorkTree(Protocol):
+    """A repository tests write files into: ``GitRepo`` or ``engine.testing.MemoryRepo``."""
+
+    def write(self, path: str, content: Any, /) -> None: ...
+
+
 def write_function(
-    repo: GitRepo,
+    repo: WorkTree,
     outputs: dict[str, Any],
     *,
     code: str = "blue",

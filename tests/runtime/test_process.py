@@ -16,7 +16,7 @@ from engine.events import Event, RecordedEvent
 from engine.events.function import DeploymentFinished, TrafficShifted
 from engine.local import LocalAwsThread
 from engine.runtime.engine import Engine, EngineConfig
-from engine.runtime.providers import FakeProvider
+from engine.testing import FakeProvider
 from tests.runtime.support import NAME, Setup, write_function
 from tests.runtime.test_engine import _alias_calls, _deployed_v1
 
@@ -97,15 +97,18 @@ async def test_second_engine_on_the_same_database_is_refused(tmp_path: Path) -> 
     assert report.exit_code == 0
 
 
-async def _glam_run_once(setup: Setup, **extra_env: str) -> tuple[int, str]:
+async def _glam_run_once(setup: Setup, *, failpoints: str = "") -> tuple[int, str]:
+    """``glam run --once`` in a child process; with ``failpoints``, started through
+    ``tests.support.engine_main``, which arms them."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GLAM_"))}
-    env.update(extra_env)
     env["PYTHONPATH"] = str(ROOT)
+    entry = ["-c", "from engine.cli.main import main; main()", "run"]
+    if failpoints:
+        env["GLAM_FAILPOINTS"] = failpoints
+        entry = ["-m", "tests.support.engine_main"]
     args = [
         sys.executable,
-        "-c",
-        "from engine.cli.main import main; main()",
-        "run",
+        *entry,
         "--repo",
         str(setup.repo.path),
         "--db",
@@ -161,7 +164,7 @@ async def test_killed_at_a_failpoint_then_restarted_converges(
     assert (await _glam_run_once(setup))[0] == 0
     write_function(setup.repo, setup.outputs, code="green", traffic=fast)
     setup.repo.commit("green")
-    code, output = await _glam_run_once(setup, GLAM_FAILPOINTS=point)
+    code, output = await _glam_run_once(setup, failpoints=point)
     assert code == -9, output  # SIGKILL
     code, output = await _glam_run_once(setup)
     assert code == 0, output

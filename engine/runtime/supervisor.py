@@ -1,0 +1,162 @@
+"""The saga supervisor: one task per function stream with work to do, at most ``max_parallel``
+running at a time, in the engine's task group.
+
+A saga is started by recovery (a stream the log leaves with work in flight), by the planner
+(a new request) and by an operator's hand-over. Asking for a stream whose saga already runs
+marks it dirty instead: the running task looks at its stream once more before it ends, so a
+request appended while it finished is never left without a saga.
+
+One function's trouble never stops the others: a saga stopped by an error is logged and
+reported, and its stream keeps the intent, so the next start resumes it. Only a failing event
+store stops the engine, because then nothing can go on safely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import anyio
+from anyio.abc import TaskGroup
+
+from engine.errors import ConfigError, GlamError, StoreError
+from engine.events import RecordedEvent
+from engine.logs import get_logger
+from engine.ports import Clock, EventStore
+from engine.runtime.failpoints import Failpoints
+from engine.runtime.providers import PortsProvider, RegionPorts
+from engine.runtime.report import EventHook, RunReport
+from engine.runtime.saga_runner import run_saga
+from engine.saga import InvariantViolation, SagaPolicy, evolve, initial_state
+from engine.saga.state import SagaState
+from engine.streams import FUNCTION_PREFIX, parse_function_stream
+
+log = get_logger("engine")
+
+
+class Supervisor:
+    """Runs sagas in ``task_group``. ``account`` is the one the credentials belong to: a
+    stream of another account is refused, never deployed with the wrong credentials."""
+
+    def __init__(
+        self,
+        task_group: TaskGroup,
+        store: EventStore,
+        ports: PortsProvider,
+        *,
+        account: str,
+        clock: Clock,
+        ids: Callable[[], str],
+        policy: SagaPolicy,
+        max_parallel: int,
+        failpoints: Failpoints,
+        report: RunReport,
+        on_event: EventHook,
+    ) -> None:
+        self._tg = task_group
+        self._store = store
+        self._ports = ports
+        self._account = account
+        self._clock = clock
+        self._ids = ids
+        self._policy = policy
+        self._failpoints = failpoints
+        self._report = report
+        self._on_event = on_event
+        self._capacity = anyio.CapacityLimiter(max_parallel)
+        self._running: set[str] = set()  # streams with a task, running or queued
+        self._dirty: set[str] = set()  # streams asked to look again while their task runs
+        self._changed = anyio.Event()
+        self._recovered: dict[str, SagaState] = {}
+
+    @property
+    def running(self) -> frozenset[str]:
+        return frozenset(self._running)
+
+    # -- recovery ------------------------------------------------------------------------------
+
+    def recovering(self, record: RecordedEvent) -> None:
+        """Fold one event of the log read at start into the saga state of its stream."""
+        if not record.stream.startswith(FUNCTION_PREFIX):
+            return
+        state = self._recovered.get(record.stream)
+        if state is None:
+            state = initial_state(parse_function_stream(record.stream)[2])
+        self._recovered[record.stream] = evolve(state, record.event)
+
+    def resume(self) -> None:
+        """Start a saga for every stream the log read at start leaves with work in flight."""
+        recovered, self._recovered = self._recovered, {}
+        for stream, state in sorted(recovered.items()):
+            if not state.idle:
+                log.info("%s: resuming the deployment in flight", stream)
+                self.start(stream)
+
+    # -- sagas ---------------------------------------------------------------------------------
+
+    def start(self, stream: str) -> None:
+        """Run the saga of ``stream``, or have its running saga look again before it ends."""
+        if stream in self._running:
+            self._dirty.add(stream)
+            return
+        self._running.add(stream)
+        self._tg.start_soon(self._saga, stream, name=f"glam saga {stream}")
+
+    async def wait_idle(self) -> None:
+        """Return once no saga is running or queued."""
+        while self._running:
+            self._changed = anyio.Event()
+            await self._changed.wait()
+
+    async def _saga(self, stream: str) -> None:
+        try:
+            async with self._capacity:
+                ports = await self._ports_of(stream)
+                while True:
+                    self._dirty.discard(stream)
+                    run = await run_saga(
+                        stream,
+                        self._store,
+                        ports.lambda_api,
+                        ports.alarms,
+                        ports.sources,
+                        self._clock,
+                        self._ids,
+                        policy=self._policy,
+                        on_event=self._on_event,
+                    )
+                    self._report.finished.extend((stream, f) for f in run.finished)
+                    if stream not in self._dirty:
+                        break
+        except StoreError:
+            raise  # the log itself failed: nothing can go on safely
+        except (GlamError, InvariantViolation) as exc:
+            text = exc.one_line() if isinstance(exc, GlamError) else f"invariant: {exc}"
+            log.error("%s: saga stopped: %s", stream, text)
+            self._report.errors.append(f"{stream}: {text}")
+        except Exception as exc:
+            # The runner records a port's unexpected error as a failed step; anything still
+            # escaping is a bug in glam, and it must stop this function only, not the engine.
+            log.exception("%s: saga stopped by an unexpected error", stream)
+            self._report.errors.append(f"{stream}: unexpected {type(exc).__name__}: {exc}")
+        finally:
+            self._running.discard(stream)
+            self._dirty.discard(stream)
+            self._changed.set()
+
+    async def _ports_of(self, stream: str) -> RegionPorts:
+        account, region, _ = parse_function_stream(stream)
+        if account != self._account:
+            raise ConfigError(
+                f"{stream} is in account {account}, the credentials are for {self._account}",
+                hint="run one engine per account, with that account's credentials",
+            )
+        ports = await self._ports.region(region)
+        fp = self._failpoints
+        if not fp.active:
+            return ports
+        return RegionPorts(
+            region=region,
+            lambda_api=fp.guard(ports.lambda_api),
+            alarms=ports.alarms,
+            sources=fp.guard(ports.sources),
+        )
