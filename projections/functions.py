@@ -29,6 +29,7 @@ from engine.events.function import (
     TrafficShifted,
 )
 from engine.events.operator import OperatorCommandIssued
+from engine.streams import parse_function_stream
 from projections.base import Row, with_changes
 
 NAME = "functions"
@@ -96,7 +97,10 @@ def key(record: RecordedEvent) -> str | None:
 
 
 def new_row(stream: str, record: RecordedEvent) -> FunctionRow:
-    _, account, region, name = [*stream.split(":", 3), "", "", ""][:4]
+    try:
+        account, region, name = parse_function_stream(stream)
+    except ValueError:  # a stream glam did not name: shown with blanks, never fatal to a view
+        account = region = name = ""
     return FunctionRow(
         stream=stream,
         account=account,

@@ -11,7 +11,7 @@ from typing import Annotated
 import anyio
 import typer
 
-from engine.cli.main import app
+from engine.cli.app import app
 
 _HELP = """Run an embedded AWS on 127.0.0.1: moto behind glam's fidelity and fault proxy.
 

@@ -1,4 +1,4 @@
-"""What every glam command shares: where the database is, and how output and errors look."""
+"""What every glam command shares: where the database is, its options, the current views."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from engine.ports import ProjectionStore
+from projections.runner import PROJECTION
+from projections.views import Views
 
 DEFAULT_DB = Path(".glam") / "glam.db"
 
@@ -28,3 +32,14 @@ DbOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+async def current_views(store: ProjectionStore) -> Views:
+    """The stored views, brought up to the end of the log in memory (the engine may be
+    stopped or behind; nothing is written)."""
+    checkpoint, rows = await store.load_views(PROJECTION)
+    views = Views.from_rows(checkpoint, rows)
+    while batch := await store.read_all(views.position + 1, limit=5000):
+        for record in batch:
+            views.apply(record)
+    return views

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from engine.cli.main import app
+from engine.cli.app import app
 
 _HELP = """Deploy a sample repository on an embedded AWS, in four acts: a first deployment of
 three functions (SQS, HTTP API, ALB), a canary (50 % then 100 %), a broken version rolled back

@@ -1,39 +1,34 @@
-"""The ``glam`` command. Each group of subcommands lives in its own module and registers itself
-here; errors from the whole tree are caught once, in ``main``."""
+"""The ``glam`` command: every subcommand module, registered on the one ``app``
+(``engine.cli.app``), and ``main``, which catches glam's errors once for the whole tree."""
 
 from __future__ import annotations
 
 import sys
 
-import typer
-
+from engine.cli import aws_local, demo, ops, plan, query, run
+from engine.cli.app import app
 from engine.errors import GlamError
 
+# Imported for what importing them does: each registers its commands on `app`.
+SUBCOMMANDS = (aws_local, demo, ops, plan, query, run)
 
-def _exit_with(result: object, **_: object) -> None:
-    """A command may return its exit code (``glam plan`` returns 0, 1, 2 or 3)."""
-    if isinstance(result, int) and not isinstance(result, bool) and result != 0:
-        raise typer.Exit(result)
-
-
-app = typer.Typer(
-    result_callback=_exit_with,
-    name="glam",
-    help="GitOps for AWS Lambda: make AWS match the Lambda definitions in a Git repository.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
-
-# Subcommand modules register themselves on `app` when imported (one import per module).
+__all__ = ["app", "first_glam_error", "main"]
 
 
-@app.callback()
-def _root() -> None:
-    """GitOps for AWS Lambda."""
-    # An explicit callback keeps `glam <command>` a command group even while only one
-    # subcommand is registered (typer would otherwise run that command as the whole app).
+def first_glam_error(exc: BaseException) -> GlamError | None:
+    """``exc`` if it is a GlamError, else the first GlamError inside it when it is an
+    exception group (depth first, in order), else None.
+
+    Task groups wrap what leaves them (``async with Engine(...)``, a writable store) in an
+    ``ExceptionGroup``, even a single error; the user must still get its one line."""
+    if isinstance(exc, GlamError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = first_glam_error(inner)
+            if found is not None:
+                return found
+    return None
 
 
 def main() -> None:
@@ -41,28 +36,17 @@ def main() -> None:
     (2 for usage errors, 1 for failures).
 
     Usage errors, ``--help`` and Ctrl-C are handled by click's standalone mode (exit 2 for a
-    usage error); everything glam raises on purpose is a ``GlamError`` and caught here once.
+    usage error); everything glam raises on purpose is a ``GlamError`` and caught here once,
+    also when it arrives inside an exception group.
     """
     try:
         app()
-    except GlamError as exc:
-        print(f"glam: {exc.one_line()}", file=sys.stderr)
-        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         print("glam: interrupted", file=sys.stderr)
         sys.exit(130)
-
-
-import engine.cli.aws_local  # noqa: E402  (registers `glam aws-local`)
-import engine.cli.demo  # noqa: E402  (registers `glam demo`)
-import engine.cli.plan  # noqa: E402, F401  (registers `glam plan`)
-from engine.cli import ops as _ops  # noqa: E402, F401  (registers the operator commands)
-from engine.cli import query as _query  # noqa: E402, F401  (registers events, status, replay)
-from engine.cli import run as _run  # noqa: E402, F401  (registers `glam run`)
-
-if __name__ == "__main__":
-    # Run as `python -m engine.cli.main`: this file is then `__main__`, a second copy of the
-    # module the subcommands register on. Call the real one.
-    from engine.cli.main import main as _main
-
-    _main()
+    except BaseException as exc:
+        error = first_glam_error(exc)
+        if error is None:
+            raise
+        print(f"glam: {error.one_line()}", file=sys.stderr)
+        sys.exit(error.exit_code)

@@ -2,7 +2,9 @@
 
 Each one checks the log, then appends one ``OperatorCommandIssued`` (actor and reason) to the
 ``ops`` stream of the same database the engine uses, usually while it runs in another process;
-the engine hands it to its target (engine.runtime.engine). SQLite makes the second writer safe:
+the engine hands it to its target (engine.runtime.operators). Both decide with the same
+``engine.operator.decide_hand_over``, so a command accepted here is one the engine acts on
+unless the saga moved on meanwhile. SQLite makes the second writer safe:
 every append is one ``BEGIN IMMEDIATE`` transaction that reads the chain's last hash inside it,
 and a writer waits up to the busy timeout for the other.
 
@@ -25,19 +27,17 @@ from typing import Annotated, Literal
 import anyio
 import typer
 
-from engine.cli.common import DbOption, db_path
-from engine.cli.main import app
+from engine.cli.app import app
+from engine.cli.common import DbOption, current_views, db_path
 from engine.errors import GlamError, StoreError, UsageError
 from engine.events import Metadata, NewEvent, RecordedEvent
 from engine.events.operator import OPS_STREAM, OperatorCommandIssued
-from engine.planner import deployed_from_events, head_action, held_deletes, retry_refusal
+from engine.operator import Refusal, Target, decide_hand_over
+from engine.planner import deployed_from_events, head_action, held_deletes
 from engine.ports import ANY_VERSION
-from engine.runtime.saga_runner import function_name_of
 from engine.saga import fold, initial_state
 from engine.store.sqlite import SqliteEventStore
-from engine.streams import FUNCTION_PREFIX, REPO_PREFIX
-from projections.runner import PROJECTION
-from projections.views import Views
+from engine.streams import FUNCTION_PREFIX, REPO_PREFIX, is_function_stream, parse_function_stream
 
 Command = Literal["promote", "abort", "retry", "allow_deletes"]
 
@@ -62,19 +62,17 @@ async def resolve_function(store: SqliteEventStore, function: str) -> str:
     """The stream of ``function``: a full ``fn:ACCOUNT:REGION:NAME`` the log knows, or a name
     that exactly one function of the functions view has."""
     if function.startswith(FUNCTION_PREFIX):
-        try:
-            function_name_of(function)
-        except ValueError:
+        if not is_function_stream(function):
             raise UsageError(
                 f"{function!r} is not a function stream",
                 hint="pass a function name or fn:ACCOUNT:REGION:NAME",
-            ) from None
+            )
         if await store.stream_version(function) == 0:
             raise GlamError(
                 f"unknown function {function}", hint="run `glam status` to list the functions"
             )
         return function
-    views = await _current_views(store)
+    views = await current_views(store)
     streams = sorted(r.stream for r in views.functions.values() if r.name == function)
     if not streams:
         raise GlamError(
@@ -97,37 +95,30 @@ class Checked:
     deployment_id: str | None = None
 
 
-async def check_command(store: SqliteEventStore, command: Command, target: str) -> Checked:
+async def check_command(
+    store: SqliteEventStore, command: Command, target: str, *, actor: str = "operator"
+) -> Checked:
     """Resolve and check ``target`` for ``command``: the stream (or full commit sha) the
     command will name, and the deployment it was checked against (in flight for abort and
-    promote, rolled back for retry). Raises a ``GlamError`` saying why it cannot apply."""
+    promote, rolled back for retry). Raises a ``GlamError`` saying why it cannot apply: the
+    refusal the engine would record if it were handed over now."""
     if command == "allow_deletes":
         return Checked(await _held_sha(store, target))
     stream = await resolve_function(store, target)
     records = await store.read_stream(stream)
     if command == "retry":
-        current = deployed_from_events(records).get(stream)
         plans = await store.read_selected(types={"CommitPlanned"})
         head = head_action((r.event for r in plans if r.stream.startswith(REPO_PREFIX)), stream)
-        refusal = retry_refusal(current, head) if current is not None else "nothing to retry"
-        if refusal is not None:
-            raise GlamError(refusal, hint="`glam status` shows what it is doing")
-        assert current is not None  # no refusal: there is a rolled-back request
-        assert current.rolled_back is not None
-        return Checked(stream, current.rolled_back.deployment_id)
-    state = fold(initial_state(function_name_of(stream)), [r.event for r in records])
-    dep = state.active
-    if dep is None:
-        raise GlamError(
-            f"nothing in flight for {stream} to {command}",
-            hint="`glam status` shows its last deployment",
-        )
-    if dep.rollback is not None:
-        raise GlamError(
-            f"deployment {dep.deployment_id} of {stream} is already rolling back",
-            hint="wait for it to finish",
-        )
-    return Checked(stream, dep.deployment_id)
+        state = Target(deployed=deployed_from_events(records).get(stream), head=head)
+    else:
+        name = parse_function_stream(stream)[2]
+        state = Target(saga=fold(initial_state(name), [r.event for r in records]))
+    given = OperatorCommandIssued(command=command, target=stream, reason="(checking)")
+    # The request a retry would make is not kept: only whether it can be made counts here.
+    decision = decide_hand_over(given, state, actor=actor, new_id=lambda: "checking")
+    if isinstance(decision, Refusal):
+        raise GlamError(decision.reason, hint=decision.hint)
+    return Checked(stream, decision.deployment_id)
 
 
 async def issue(
@@ -147,10 +138,9 @@ async def issue(
         raise StoreError(
             f"no event log at {db}", hint="point --db / $GLAM_DB at the engine's database"
         )
-    # Checked on a read-only connection, appended on a writing one: an error raised inside
-    # the writing store's task group would reach the CLI wrapped in an exception group.
+    # Checked on a read-only connection (it never creates a log), appended on a writing one.
     async with SqliteEventStore(db, readonly=True) as reader:
-        checked = await check_command(reader, command, target)
+        checked = await check_command(reader, command, target, actor=actor)
     resolved = checked.target
     new = NewEvent(
         OperatorCommandIssued(
@@ -161,24 +151,9 @@ async def issue(
         ),
         Metadata(event_id=event_id or uuid.uuid4().hex, actor=actor),
     )
-    failure: GlamError | None = None
     async with SqliteEventStore(db, check=False) as store:  # checked just above
-        try:
-            [record] = await store.append(OPS_STREAM, [new], expected_version=ANY_VERSION)
-        except GlamError as exc:
-            failure = exc  # raised outside the store's task group, unwrapped
-    if failure is not None:
-        raise failure
+        [record] = await store.append(OPS_STREAM, [new], expected_version=ANY_VERSION)
     return Issued(record=record, target=resolved)
-
-
-async def _current_views(store: SqliteEventStore) -> Views:
-    checkpoint, rows = await store.load_views(PROJECTION)
-    views = Views.from_rows(checkpoint, rows)
-    while batch := await store.read_all(views.position + 1, limit=5000):
-        for record in batch:
-            views.apply(record)
-    return views
 
 
 async def _held_sha(store: SqliteEventStore, sha: str) -> str:

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import anyio
 import typer
 
+from engine.cli.app import app
 from engine.cli.common import DbOption, JsonOption, db_path
-from engine.cli.main import app
 from engine.errors import SourceError, UsageError
 
 if TYPE_CHECKING:

@@ -17,8 +17,8 @@ from typing import Annotated, Any, TypeVar
 import anyio
 import typer
 
-from engine.cli.common import DbOption, JsonOption, db_path
-from engine.cli.main import app
+from engine.cli.app import app
+from engine.cli.common import DbOption, JsonOption, current_views, db_path
 from engine.errors import GlamError, UsageError
 from engine.events import RecordedEvent
 from engine.store.sqlite import SqliteEventStore
@@ -137,17 +137,6 @@ def events(
 # -- glam status ---------------------------------------------------------------------------
 
 
-async def _current_views(store: SqliteEventStore) -> Views:
-    """The stored views, brought up to the end of the log in memory (the engine may be
-    stopped or behind; nothing is written)."""
-    checkpoint, rows = await store.load_views(PROJECTION)
-    views = Views.from_rows(checkpoint, rows)
-    while batch := await store.read_all(views.position + 1, limit=5000):
-        for record in batch:
-            views.apply(record)
-    return views
-
-
 @app.command()
 def status(
     function: Annotated[
@@ -157,7 +146,7 @@ def status(
     as_json: JsonOption = False,
 ) -> None:
     """Show every function (or one) as glam last saw it: versions, traffic, state."""
-    views = _run(db, _current_views)
+    views = _run(db, current_views)
     rows = sorted(views.functions.values(), key=lambda r: r.stream)
     if function is not None:
         rows = [r for r in rows if function in (r.stream, r.name)]

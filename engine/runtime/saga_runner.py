@@ -21,6 +21,7 @@ from typing import Any
 
 import anyio
 
+from engine.aws.errors import MESSAGE_LIMIT
 from engine.errors import (
     AwsAmbiguous,
     AwsConflict,
@@ -69,8 +70,6 @@ from engine.saga.state import SagaState, evolve, initial_state
 # update to settle (LambdaRetry.settle_timeout, 300 s), so a call the adapter is still
 # legitimately waiting on is never cut off and turned into an ambiguous outcome.
 CALL_TIMEOUT = 360.0
-# Longest AWS message recorded in a StepFailed.
-MESSAGE_LIMIT = 500
 # Polls past the end of a bake to wait for a successful alarm read before rolling back.
 UNREAD_GRACE_POLLS = 3
 

@@ -1,0 +1,30 @@
+"""The ``glam`` Typer app. Each group of subcommands lives in its own module and registers
+itself on ``app`` when imported; ``engine.cli.main`` imports them all and runs it."""
+
+from __future__ import annotations
+
+import typer
+
+
+def _exit_with(result: object, **_: object) -> None:
+    """A command may return its exit code (``glam plan`` returns 0, 1, 2 or 3)."""
+    if isinstance(result, int) and not isinstance(result, bool) and result != 0:
+        raise typer.Exit(result)
+
+
+app = typer.Typer(
+    result_callback=_exit_with,
+    name="glam",
+    help="GitOps for AWS Lambda: make AWS match the Lambda definitions in a Git repository.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """GitOps for AWS Lambda."""
+    # An explicit callback keeps `glam <command>` a command group even while only one
+    # subcommand is registered (typer would otherwise run that command as the whole app).
