@@ -109,13 +109,13 @@ async def check_command(
     if command == "retry":
         plans = await store.read_selected(types={"CommitPlanned"})
         head = head_action((r.event for r in plans if r.stream.startswith(REPO_PREFIX)), stream)
-        state = Target(deployed=deployed_from_events(records).get(stream), head=head)
+        known = Target(deployed=deployed_from_events(records).get(stream), head=head)
     else:
         name = parse_function_stream(stream)[2]
-        state = Target(saga=fold(initial_state(name), [r.event for r in records]))
+        known = Target(saga=fold(initial_state(name), [r.event for r in records]))
     given = OperatorCommandIssued(command=command, target=stream, reason="(checking)")
     # The request a retry would make is not kept: only whether it can be made counts here.
-    decision = decide_hand_over(given, state, actor=actor, new_id=lambda: "checking")
+    decision = decide_hand_over(given, known, actor=actor, new_id=lambda: "checking")
     if isinstance(decision, Refusal):
         raise GlamError(decision.reason, hint=decision.hint)
     return Checked(stream, decision.deployment_id)

@@ -49,6 +49,7 @@ class World:
     store: MemoryEventStore = field(default_factory=MemoryEventStore)
     provider: FakeProvider = field(default_factory=FakeProvider)
     seen: list[RecordedEvent] = field(default_factory=list)
+    _changed: anyio.Event = field(default_factory=anyio.Event)
 
     def config(self) -> EngineConfig:
         # The database path is never opened: the engine runs on the store given to it.
@@ -63,6 +64,7 @@ class World:
     ) -> Engine:
         def hook(record: RecordedEvent) -> None:
             self.seen.append(record)
+            self._changed.set()
             if on_event is not None:
                 on_event(record)
 
@@ -79,6 +81,13 @@ class World:
         async with self.engine(clock) as engine:
             with anyio.fail_after(10):
                 return await engine.run(once=True)
+
+    async def wait_for(self, predicate: Callable[[Event], bool]) -> None:
+        """Until an engine of this world appended an event ``predicate`` accepts."""
+        with anyio.fail_after(10):
+            while not any(predicate(r.event) for r in self.seen):
+                self._changed = anyio.Event()
+                await self._changed.wait()
 
     async def aws(self) -> FakeAws:
         await self.provider.region("us-east-1")
@@ -163,6 +172,14 @@ async def test_a_newer_commit_supersedes_a_canary_in_flight(world: World) -> Non
         await _until(clock, lambda: any(isinstance(r.event, TrafficShifted) for r in world.seen))
         write_function(world.repo, OUT, code="blue", memory=256, traffic=NOW)
         world.repo.commit("blue with more memory")
+        # Planned while the canary bakes (the clock stands still until it is).
+        requests = [r for r in world.seen if isinstance(r.event, DeploymentRequested)]
+        await world.wait_for(
+            lambda e: (
+                isinstance(e, DeploymentRequested)
+                and e.deployment_id != requests[0].event.deployment_id
+            )  # type: ignore[union-attr]
+        )
         await _until(clock, lambda: finished()[-1:] == ["succeeded"])
         engine.stop()
     assert finished() == ["superseded", "succeeded"]
