@@ -58,7 +58,6 @@ from engine.runtime.repository import Repository
 from engine.runtime.supervisor import Supervisor
 from engine.saga import DEFAULT_POLICY, SagaPolicy
 from engine.store import open_store
-from engine.store.lock import EngineLock
 from projections.runner import ProjectionRunner
 
 __all__ = ["Engine", "EngineConfig", "EventHook", "RunReport"]
@@ -143,7 +142,6 @@ class Engine:
         self._ports_given = ports
         self._ports: PortsProvider | None = None
         self._stack = AsyncExitStack()
-        self._lock = EngineLock(config.db) if store is None else None
         self.account: str | None = None
         self._tg: TaskGroup | None = None
         self._supervisor: Supervisor | None = None
@@ -163,13 +161,12 @@ class Engine:
         return self._ports
 
     async def __aenter__(self) -> Engine:
-        if self._lock is not None:
-            self._lock.acquire()  # before anything else: a second engine must not even open
         try:
             if self._store_given is not None:
                 self._store = self._store_given
             else:
-                opened = open_store(self.config.db)
+                # First, and locked: a second engine on the same log must not even open it.
+                opened = open_store(self.config.db, exclusive=True)
                 self._store = await self._stack.enter_async_context(opened)
             self._stack.push_async_callback(self._close_source)
             self._ports = self._ports_given or AwsProvider(self.config.aws_config())
@@ -177,7 +174,6 @@ class Engine:
             self.account = await self._ports.account()
         except BaseException:
             await self._stack.aclose()
-            self._release()
             raise
         return self
 
@@ -187,16 +183,9 @@ class Engine:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        try:
-            # Not shielded here: the store's writer task group must exit in the scope it was
-            # entered in; the store and the provider shield their own closing.
-            await self._stack.aclose()
-        finally:
-            self._release()
-
-    def _release(self) -> None:
-        if self._lock is not None:
-            self._lock.release()
+        # Not shielded here: the store's writer task group must exit in the scope it was
+        # entered in; the store and the provider shield their own closing.
+        await self._stack.aclose()
 
     async def _close_source(self) -> None:
         with anyio.CancelScope(shield=True):
