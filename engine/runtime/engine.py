@@ -46,9 +46,9 @@ from engine.aws.session import AwsConfig
 from engine.errors import ConfigError, GlamError
 from engine.events import RecordedEvent
 from engine.git.repo_source import GitRepoSource
-from engine.git.urls import redact_url
 from engine.logs import get_logger
 from engine.ports import Clock, ProjectionStore, RepoSource
+from engine.redact import redact_url
 from engine.runtime.clock import SystemClock
 from engine.runtime.failpoints import Failpoints
 from engine.runtime.operators import Operators
