@@ -4,6 +4,11 @@ It binds moto's WSGI application to 127.0.0.1 on a port the kernel picks (no rac
 choosing a free port and binding it), prints ``PORT <n>`` on stdout, and serves until its
 stdin closes or it gets SIGTERM/SIGINT. Watching stdin means the server also goes away when
 its parent dies without cleaning up, so no orphan keeps a port open.
+
+Only the proxy is meant to talk to it, so it is set up for that: no CORS headers (moto would
+let any web page read its answers), the account of a call taken from its credentials alone
+(never from ``MOTO_ACCOUNT_ID``), and of moto's management API only the reset the proxy
+uses (``POST /moto-api/reset``); the state dump, seed and recorder answer 404.
 """
 
 from __future__ import annotations
@@ -51,12 +56,38 @@ def _patch_monotonic_versions() -> None:
     LambdaStorage.publish_version = publish_version  # type: ignore[method-assign]
 
 
+def _management_api_guard(app: Any) -> Any:
+    """Wrap the WSGI app: of ``/moto-api/...`` only ``POST /moto-api/reset`` gets through.
+
+    The check sees the decoded path exactly as moto's dispatcher does, so no spelling of the
+    path reaches what the guard refuses."""
+
+    def guarded(environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        management = path.startswith("/moto-api") or path == "/favicon.ico"
+        reset = path == "/moto-api/reset" and environ.get("REQUEST_METHOD") == "POST"
+        if management and not reset:
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not found"]
+        return app(environ, start_response)
+
+    return guarded
+
+
 def main() -> None:
     """Serve moto on loopback until stdin closes or a stop signal arrives."""
+    # Run as a file, this folder comes first on sys.path: its modules must not stand in for
+    # packages moto imports (a "responses.py" here would).
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
     # Credentials only keep botocore inside moto from looking anywhere else for them.
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    # Read by moto.settings at import: no Access-Control-Allow-Origin: * on every answer.
+    os.environ["MOTO_DISABLE_GLOBAL_CORS"] = "true"
+    # It would put every call in one account whatever its credentials say.
+    os.environ.pop("MOTO_ACCOUNT_ID", None)
     # werkzeug logs one line per request; the proxy keeps its own journal instead.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
@@ -68,7 +99,7 @@ def main() -> None:
     )
     from werkzeug.serving import make_server
 
-    app = DomainDispatcherApplication(create_backend_app)
+    app = _management_api_guard(DomainDispatcherApplication(create_backend_app))
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
 
     def stop(*_: Any) -> None:

@@ -7,6 +7,12 @@ target group of type ``lambda``, and an HTTP API with route ``GET /test`` (no ta
 ``$default`` stage whose stage variable ``lambdaAlias`` is ``PROD``. It returns what
 ``terraform output -json`` would print for the same infrastructure, with exactly the output
 names the sample input files reference.
+
+Many accounts: ``build_account(..., account="111111111111")`` builds the same things in
+another account, and ``build_target_role`` makes there the role a deployer in the engine's
+account assumes (``glam-deployer``, trusting the engine's account). Both get into the other
+account the way an organisation's administrator does, by assuming its
+``OrganizationAccountAccessRole`` (moto lets any role be assumed, so no set-up comes first).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import json
 import zipfile
 from typing import Any
 
-from engine.local.clients import aws_client
+from engine.local.clients import Credentials, assume_role, aws_client
 
 ROLE_NAME = "glam-lambda-exec"
 BUCKET = "glam-demo-code"
@@ -25,6 +31,8 @@ TARGET_GROUP = "glam-demo-tg"
 LOAD_BALANCER = "glam-demo-alb"
 API_NAME = "glam-demo-api"
 ALARM_NAMES = ("glam-demo-errors", "glam-demo-latency")
+ADMIN_ROLE = "OrganizationAccountAccessRole"
+DEPLOY_ROLE = "glam-deployer"
 CODE_KEYS = {"blue": "blue_function.zip", "green": "green_function.zip", "sqs": "sqs_function.zip"}
 
 _ASSUME_ROLE = json.dumps(
@@ -72,13 +80,126 @@ def _output(value: str) -> dict[str, Any]:
     return {"sensitive": False, "type": "string", "value": value}
 
 
+async def caller_account(
+    endpoint_url: str,
+    *,
+    region: str = "us-east-1",
+    credentials: Credentials = ("testing", "testing"),
+) -> str:
+    """The account ``credentials`` act in (``sts:GetCallerIdentity``)."""
+    async with aws_client(
+        "sts", endpoint_url, region=region, credentials=credentials, max_attempts=10
+    ) as sts:
+        return str((await sts.get_caller_identity())["Account"])
+
+
+async def account_credentials(
+    endpoint_url: str,
+    account: str,
+    *,
+    region: str = "us-east-1",
+    credentials: Credentials = ("testing", "testing"),
+) -> Credentials:
+    """Credentials that act in ``account``: ``credentials`` themselves if they already do,
+    else the ones of its ``OrganizationAccountAccessRole``, assumed with them."""
+    if await caller_account(endpoint_url, region=region, credentials=credentials) == account:
+        return credentials
+    return await assume_role(
+        endpoint_url,
+        f"arn:aws:iam::{account}:role/{ADMIN_ROLE}",
+        region=region,
+        credentials=credentials,
+        session_name="glam-admin",
+        max_attempts=10,
+    )
+
+
+def _deployer_policy(account: str, region: str) -> str:
+    """What a deployer needs in its target account: Lambda, passing the execution role,
+    reading alarms, and wiring the event sources glam attaches."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Action": "lambda:*", "Resource": "*"},
+                {
+                    "Effect": "Allow",
+                    "Action": "iam:PassRole",
+                    "Resource": f"arn:aws:iam::{account}:role/{ROLE_NAME}",
+                },
+                {"Effect": "Allow", "Action": "cloudwatch:DescribeAlarms", "Resource": "*"},
+                {
+                    "Effect": "Allow",
+                    "Action": [
+                        "elasticloadbalancing:RegisterTargets",
+                        "elasticloadbalancing:DeregisterTargets",
+                        "elasticloadbalancing:DescribeTargetHealth",
+                        "apigateway:GET",
+                        "apigateway:POST",
+                        "apigateway:PATCH",
+                        "apigateway:DELETE",
+                        "sqs:GetQueueAttributes",
+                    ],
+                    "Resource": "*",
+                    "Condition": {"StringEquals": {"aws:RequestedRegion": region}},
+                },
+            ],
+        }
+    )
+
+
+async def build_target_role(
+    endpoint_url: str,
+    account: str,
+    *,
+    trusted_account: str | None = None,
+    role_name: str = DEPLOY_ROLE,
+    region: str = "us-east-1",
+    credentials: Credentials = ("testing", "testing"),
+) -> str:
+    """Create in ``account`` the role a deployer assumes, trusting ``trusted_account`` (by
+    default the account of ``credentials``: the engine's); return its ARN."""
+    trusted = trusted_account or await caller_account(
+        endpoint_url, region=region, credentials=credentials
+    )
+    creds = await account_credentials(endpoint_url, account, region=region, credentials=credentials)
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{trusted}:root"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+    async with aws_client(
+        "iam", endpoint_url, region=region, credentials=creds, max_attempts=10
+    ) as iam:
+        role = await iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps(trust))
+        await iam.put_role_policy(
+            RoleName=role_name,
+            PolicyName="glam-deploy",
+            PolicyDocument=_deployer_policy(account, region),
+        )
+    return str(role["Role"]["Arn"])
+
+
 async def build_account(
     endpoint_url: str,
     *,
     region: str = "us-east-1",
-    credentials: tuple[str, str] = ("testing", "testing"),
+    credentials: Credentials = ("testing", "testing"),
+    account: str | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Create the demo account behind ``endpoint_url``; return terraform-output-shaped JSON."""
+    """Create the demo account behind ``endpoint_url``; return terraform-output-shaped JSON.
+
+    With ``account``, build it in that account (see the module docstring) rather than in the
+    one ``credentials`` act in."""
+    if account is not None:
+        credentials = await account_credentials(
+            endpoint_url, account, region=region, credentials=credentials
+        )
 
     def client(service: str) -> Any:
         # The builder must succeed even while faults are injected: let botocore retry.
@@ -168,7 +289,7 @@ async def set_alarm_state(
     state: str = "ALARM",
     *,
     region: str = "us-east-1",
-    credentials: tuple[str, str] = ("testing", "testing"),
+    credentials: Credentials = ("testing", "testing"),
 ) -> None:
     """Force a CloudWatch alarm into ``state`` (``ALARM``, ``OK``, ``INSUFFICIENT_DATA``)."""
     async with aws_client(

@@ -8,6 +8,16 @@
 ``LocalAwsThread`` is the same thing for synchronous code and pytest session fixtures: it runs
 the proxy on an event loop in its own thread and joins it on exit.
 
+Time inside is the proxy's movable clock: ``aws.advance_clock(5)`` makes five seconds pass at
+once for every timer (Pending, InProgress, the quota windows, an injected latency), so a test
+never waits for them; the clock never moves back, not even on ``reset()``.
+
+Accounts: moto keeps resources per account, and a call acts in the account of its access
+key. ``aws.assume_role(arn)`` returns credentials for the role's account (any role ARN, in
+any account); ``aws.client_kwargs(credentials=...)`` points a client at the endpoint with
+them. The journal records each call's account, and the fidelity rules and the quota hold per
+account and region.
+
 moto runs as a subprocess rather than a thread: its state is module-global, and a process can
 always be stopped completely (no thread of moto's can outlive the component).
 """
@@ -30,6 +40,7 @@ import anyio.abc
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from engine.errors import LocalAwsError
+from engine.local.clock import MovableClock
 from engine.local.faults import FaultSpec
 from engine.local.fidelity import Fidelity, Monotonic
 from engine.local.journal import Journal
@@ -43,14 +54,22 @@ STOP_TIMEOUT = 5.0
 
 @dataclass(frozen=True)
 class Credentials:
-    """Dummy credentials: moto accepts anything, and these can never work on real AWS."""
+    """Credentials for the embedded AWS: the dummies (the default account), or the session
+    credentials of an assumed role (its account). None of them work on real AWS."""
 
     access_key_id: str = "testing"
     secret_access_key: str = "testing"  # noqa: S105 - a dummy only moto accepts
+    session_token: str | None = None
 
     def __repr__(self) -> str:
         # Dummies, but the habit matters: credentials never reach logs.
-        return "Credentials(<dummy>)"
+        return f"Credentials(<{'session' if self.session_token else 'dummy'}>)"
+
+    def as_tuple(self) -> tuple[str, str] | tuple[str, str, str]:
+        """``(key, secret)`` or ``(key, secret, token)``, as ``clients.aws_client`` takes."""
+        if self.session_token:
+            return (self.access_key_id, self.secret_access_key, self.session_token)
+        return (self.access_key_id, self.secret_access_key)
 
 
 class MotoServer:
@@ -139,7 +158,8 @@ class LocalAws:
         self.journal = Journal()
         self._moto = MotoServer()
         self._proxy: Proxy | None = None
-        self._clock = clock
+        # The proxy's clock (engine.local.clock): read it, or move it with advance_clock.
+        self.clock = clock if isinstance(clock, MovableClock) else MovableClock(clock)
 
     @property
     def endpoint_url(self) -> str:
@@ -163,14 +183,47 @@ class LocalAws:
             )
         return self._proxy
 
-    def client_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``session.create_client(service, **aws.client_kwargs())``."""
-        return {
+    def client_kwargs(self, credentials: Credentials | None = None) -> dict[str, Any]:
+        """Keyword arguments for ``session.create_client(service, **aws.client_kwargs())``;
+        with ``credentials`` (e.g. from ``assume_role``) the client acts in their account."""
+        creds = credentials or self.credentials
+        kwargs: dict[str, Any] = {
             "endpoint_url": self.endpoint_url,
             "region_name": self.region,
-            "aws_access_key_id": self.credentials.access_key_id,
-            "aws_secret_access_key": self.credentials.secret_access_key,
+            "aws_access_key_id": creds.access_key_id,
+            "aws_secret_access_key": creds.secret_access_key,
         }
+        if creds.session_token:
+            kwargs["aws_session_token"] = creds.session_token
+        return kwargs
+
+    async def assume_role(
+        self,
+        role_arn: str,
+        *,
+        session_name: str = "glam-local",
+        credentials: Credentials | None = None,
+    ) -> Credentials:
+        """``sts:AssumeRole`` through the proxy (it shows in the journal): credentials that act
+        in the role's account. moto lets any role ARN be assumed, existing or not."""
+        from engine.local.clients import assume_role
+
+        caller = credentials or self.credentials
+        key, secret, token = await assume_role(
+            self.endpoint_url,
+            role_arn,
+            region=self.region,
+            credentials=caller.as_tuple(),
+            session_name=session_name,
+        )
+        return Credentials(key, secret, token)
+
+    def advance_clock(self, seconds: float) -> float:
+        """Move the clock forward by ``seconds`` (0 to a year; never back) and return its
+        reading: timers, quota windows and injected latencies see the time pass at once."""
+        if self._proxy is None:
+            return self.clock.advance(seconds)
+        return self._proxy.advance_clock(seconds)
 
     def set_faults(self, spec: FaultSpec | str) -> FaultSpec:
         """Replace the fault rules (see ``engine.local.faults`` for the spec)."""
@@ -195,7 +248,7 @@ class LocalAws:
                 self._moto.url,
                 fidelity=self._fidelity,
                 faults=self._faults,
-                clock=self._clock,
+                clock=self.clock,
                 journal=self.journal,
             )
             await self._proxy.start(self._port)
@@ -244,11 +297,22 @@ class LocalAwsThread:
     moto_pid = property(lambda self: self._aws.moto_pid)
     journal = property(lambda self: self._aws.journal)
     fidelity = property(lambda self: self._aws.fidelity)
+    clock = property(lambda self: self._aws.clock)
     region = REGION
     credentials = Credentials()
 
-    def client_kwargs(self) -> dict[str, Any]:
-        return self._aws.client_kwargs()
+    def client_kwargs(self, credentials: Credentials | None = None) -> dict[str, Any]:
+        return self._aws.client_kwargs(credentials)
+
+    def assume_role(self, role_arn: str, **kwargs: Any) -> Credentials:
+        """``LocalAws.assume_role``, from synchronous code."""
+        result: Credentials = self._call(lambda: self._aws.assume_role(role_arn, **kwargs))
+        return result
+
+    def advance_clock(self, seconds: float) -> float:
+        """Move the clock forward by ``seconds`` (see ``LocalAws.advance_clock``)."""
+        result: float = self._call(self._aws.advance_clock, seconds)
+        return result
 
     def _call(self, fn: Any, *args: Any) -> Any:
         if self._portal is None:

@@ -13,13 +13,16 @@ from typing import Any
 from aiobotocore.config import AioConfig  # noqa: TID251 - see the module docstring
 from aiobotocore.session import get_session  # noqa: TID251 - see the module docstring
 
+Credentials = tuple[str, str] | tuple[str, str, str]
+"""``(access key id, secret)``, or with a session token third (assumed-role credentials)."""
+
 
 def aws_client(
     service: str,
     endpoint_url: str,
     *,
     region: str = "us-east-1",
-    credentials: tuple[str, str] = ("testing", "testing"),
+    credentials: Credentials = ("testing", "testing"),
     max_attempts: int = 1,
 ) -> AbstractAsyncContextManager[Any]:
     """``async with aws_client("lambda", aws.endpoint_url) as lam:`` — a plain aiobotocore
@@ -31,6 +34,25 @@ def aws_client(
         region_name=region,
         aws_access_key_id=credentials[0],
         aws_secret_access_key=credentials[1],
+        aws_session_token=credentials[2] if len(credentials) > 2 else None,
         config=config,
     )
     return client
+
+
+async def assume_role(
+    endpoint_url: str,
+    role_arn: str,
+    *,
+    region: str = "us-east-1",
+    credentials: Credentials = ("testing", "testing"),
+    session_name: str = "glam-local",
+    max_attempts: int = 1,
+) -> tuple[str, str, str]:
+    """``sts:AssumeRole`` into ``role_arn``: ``(key, secret, token)`` that act in its account."""
+    async with aws_client(
+        "sts", endpoint_url, region=region, credentials=credentials, max_attempts=max_attempts
+    ) as sts:
+        answer = await sts.assume_role(RoleArn=role_arn, RoleSessionName=session_name)
+    creds = answer["Credentials"]
+    return (str(creds["AccessKeyId"]), str(creds["SecretAccessKey"]), str(creds["SessionToken"]))

@@ -9,7 +9,7 @@ Spec grammar (whitespace ignored; clauses separated by ``;``)::
              | "error=" SHARE           500 ServiceException, not forwarded
              | "apply_then_fail=" SHARE forwarded to moto (it takes effect), then 500
              | "apply_then_drop=" SHARE forwarded, then the connection is closed unanswered
-             | "latency=" DURATION      added before forwarding: "50ms", "0.2s", "1"
+             | "latency=" DURATION      added before forwarding: "50ms", "0.2s", "1" (at most 300 s)
     OPERATION := an API operation name (UpdateAlias, PublishVersion, ...) or "*" for all
     SHARE   := a probability in [0, 1]
 
@@ -17,7 +17,8 @@ Example: ``seed=7;UpdateAlias:throttle=0.3;PublishVersion:apply_then_fail=0.5;*:
 
 Draws come from one ``random.Random(seed)``, in request order, so the same spec and the same
 sequence of calls inject the same faults: a failing test replays. A call gets at most one
-failure; rules of its own operation are consulted before ``*`` rules, and latencies add up.
+failure; rules of its own operation are consulted before ``*`` rules, and latencies add up
+(to at most ``MAX_LATENCY``). A latency ends early when the proxy's clock is moved past it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ from engine.errors import UsageError
 
 FaultKind = Literal["throttle", "error", "apply_then_fail", "apply_then_drop"]
 FAULT_KINDS: tuple[FaultKind, ...] = ("throttle", "error", "apply_then_fail", "apply_then_drop")
+
+MAX_LATENCY = 300.0
+"""The most latency one call can be given, in seconds: longer than any client waits, short
+enough that a typo cannot hang the emulator for good."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,11 @@ class FaultDecision:
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s)?$")
 
 
+def _shown(text: str, limit: int = 40) -> str:
+    """A piece of the spec fit to quote in an error: short, never the whole input."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."
+
+
 def _bad(message: str) -> UsageError:
     return UsageError(
         f"invalid fault spec: {message}",
@@ -89,32 +99,36 @@ def parse_faults(spec: str) -> FaultSpec:
             try:
                 seed = int(raw[5:])
             except ValueError:
-                raise _bad(f"seed must be an integer, not {raw[5:]!r}") from None
+                raise _bad(f"seed must be an integer, not {_shown(raw[5:])}") from None
             continue
         operation, sep, body = raw.partition(":")
         if not sep or not operation or not body:
-            raise _bad(f"{raw!r} is not OPERATION:rule=value")
+            raise _bad(f"{_shown(raw)} is not OPERATION:rule=value")
         shares: list[tuple[FaultKind, float]] = []
         latency = 0.0
         for item in body.split(","):
             key, eq, value = item.partition("=")
             if not eq:
-                raise _bad(f"{item!r} is not rule=value")
+                raise _bad(f"{_shown(item)} is not rule=value")
             if key == "latency":
                 m = _DURATION.match(value)
                 if not m:
-                    raise _bad(f"latency {value!r} is not a duration like 50ms or 0.5s")
+                    raise _bad(f"latency {_shown(value)} is not a duration like 50ms or 0.5s")
                 latency += float(m.group(1)) / (1000 if m.group(2) == "ms" else 1)
+                if latency > MAX_LATENCY:
+                    raise _bad(f"latency of {_shown(operation)} is more than {MAX_LATENCY:g} s")
             elif key in FAULT_KINDS:
                 try:
                     share = float(value)
                 except ValueError:
-                    raise _bad(f"{key} share {value!r} is not a number") from None
-                if not 0.0 <= share <= 1.0:
+                    raise _bad(f"{key} share {_shown(value)} is not a number") from None
+                if not 0.0 <= share <= 1.0:  # NaN fails this too
                     raise _bad(f"{key} share {share} is outside [0, 1]")
                 shares.append((key, share))
             else:
-                raise _bad(f"unknown rule {key!r}; known: {', '.join((*FAULT_KINDS, 'latency'))}")
+                raise _bad(
+                    f"unknown rule {_shown(key)}; known: {', '.join((*FAULT_KINDS, 'latency'))}"
+                )
         rules.append(FaultRule(operation=operation, shares=tuple(shares), latency=latency))
     return FaultSpec(seed=seed, rules=tuple(rules))
 
@@ -142,4 +156,4 @@ class FaultInjector:
                 hit = self._rng.random() < share
                 if hit and kind is None:
                     kind = rule_kind
-        return FaultDecision(latency=latency, kind=kind)
+        return FaultDecision(latency=min(latency, MAX_LATENCY), kind=kind)

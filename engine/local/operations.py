@@ -1,14 +1,15 @@
 """Name the AWS operation behind a raw HTTP request, the way the service itself would.
 
 The proxy sees bytes, not botocore calls. The service comes from the SigV4 credential scope
-(``Credential=AKID/20240101/us-east-1/lambda/aws4_request``), which also gives the region.
+(``Credential=AKID/20240101/us-east-1/lambda/aws4_request``), which also gives the region and
+the access key (from which the proxy learns the account, see ``engine.local.accounts``).
 The operation comes from botocore's own service model, so every operation of every service is
 recognised without a hand-written table:
 
 - REST protocols (Lambda, S3, API Gateway v2): HTTP method plus the model's ``requestUri``
   template, the most specific template winning;
 - query protocol (IAM, ELBv2): the ``Action`` form field;
-- JSON protocol (SQS): the ``X-Amz-Target`` header;
+- JSON protocol (SQS, Secrets Manager, SSM): the ``X-Amz-Target`` header;
 - Smithy RPC v2 CBOR (CloudWatch): the ``/service/<name>/operation/<op>`` path.
 
 For Lambda it also pulls out the function name and qualifier, from any of the forms AWS
@@ -28,7 +29,7 @@ import botocore.session
 ACCOUNT_ID = "123456789012"
 """The account moto puts every resource in when credentials are dummies."""
 
-_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/([^/,\s]+)/([^/,\s]+)/aws4_request")
+_SCOPE = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/,\s]+)/([^/,\s]+)/aws4_request")
 
 # Signing names that differ from botocore's service names.
 _SIGNING_TO_SERVICE = {
@@ -49,6 +50,10 @@ class Operation:
     function: str | None = None
     qualifier: str | None = None
     path_params: tuple[tuple[str, str], ...] = ()
+    access_key: str | None = None
+    """The access key id the request was signed with (an identifier, not a secret)."""
+    account: str = ACCOUNT_ID
+    """The account the call is made in; ``identify`` cannot know it, the proxy fills it in."""
 
     def param(self, key: str) -> str | None:
         """A path parameter of the request URI, decoded."""
@@ -70,9 +75,11 @@ def split_function(name: str) -> tuple[str, str | None]:
     return name, None
 
 
-def function_arn(region: str, name: str, qualifier: str | None = None) -> str:
+def function_arn(
+    region: str, name: str, qualifier: str | None = None, *, account: str = ACCOUNT_ID
+) -> str:
     """The ARN moto (and AWS) give a function or one of its versions or aliases."""
-    arn = f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{name}"
+    arn = f"arn:aws:lambda:{region}:{account}:function:{name}"
     return f"{arn}:{qualifier}" if qualifier else arn
 
 
@@ -135,7 +142,7 @@ def identify(
     """Name the operation of one request; ``Unknown`` when nothing matches."""
     auth = headers.get("authorization", "")
     scope = _SCOPE.search(auth)
-    region, signing = (scope.group(1), scope.group(2)) if scope else ("us-east-1", "")
+    access_key, region, signing = scope.groups() if scope else (None, "us-east-1", "")
     service = _SIGNING_TO_SERVICE.get(signing, signing)
     name = "Unknown"
     params: dict[str, str] = {}
@@ -184,4 +191,5 @@ def identify(
         function=function,
         qualifier=qualifier,
         path_params=tuple(sorted(params.items())),
+        access_key=access_key,
     )

@@ -1,26 +1,22 @@
 """The fidelity and fault proxy: an aiohttp server on 127.0.0.1 in front of moto.
 
-Every request is named (``operations.identify``), journaled, possibly delayed or failed by
-the fault injector, checked against the fidelity rules, forwarded to moto byte for byte, and
-its answer possibly rewritten (``State: Pending``, ``LastUpdateStatus: InProgress``).
+Every request passes the guard (``engine.local.control``: Host, Origin, no moto management
+API), is named (``operations.identify``), placed in its account (``engine.local.accounts``),
+journaled, possibly delayed or failed by the fault injector, checked against the fidelity
+rules, forwarded to moto byte for byte, and its answer possibly rewritten
+(``State: Pending``, ``LastUpdateStatus: InProgress``).
 
 Order of checks for one call: quota (AWS throttles before anything else), injected
 throttle/error, fidelity rules, forward, then injected apply-then-fail / apply-then-drop.
+The fidelity state (timers, event source mappings) and the quota are kept per account and
+region, as AWS keeps them. Time is the proxy's ``MovableClock`` (``engine.local.clock``).
 
-Control endpoint (JSON; not an AWS API, so it is never journaled or throttled)::
-
-    GET  /_glam/health              {"ok": true}
-    GET  /_glam/journal             {"entries": [...]}      every call so far
-    GET  /_glam/faults              {"spec": "seed=0;..."}
-    POST /_glam/faults              body: a fault spec string, or {"spec": "..."}
-    GET  /_glam/fidelity            the Fidelity settings
-    POST /_glam/fidelity            body: {"field": value, ...} changes those settings
-    POST /_glam/reset               empty moto, the journal and the proxy's own state
+The control endpoint (``/_glam/...``, JSON; never journaled or throttled) is described in
+``engine.local.control``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import time
@@ -31,7 +27,10 @@ from urllib.parse import quote
 import aiohttp
 from aiohttp import web
 
-from engine.errors import GlamError, LocalAwsError
+from engine.errors import LocalAwsError
+from engine.local.accounts import AccountResolver
+from engine.local.clock import MovableClock
+from engine.local.control import ControlEndpoint, is_moto_api, refusal_reason
 from engine.local.faults import FaultInjector, FaultSpec, parse_faults
 from engine.local.fidelity import (
     Fidelity,
@@ -44,8 +43,15 @@ from engine.local.fidelity import (
     duplicate_mapping,
     referenced_version,
 )
-from engine.local.journal import DATA_PLANE, Journal, JournalEntry
+from engine.local.journal import DATA_PLANE, Journal, JournalEntry, identifying_params
 from engine.local.operations import Operation, function_arn, identify, split_function
+from engine.local.refusals import (
+    error_response,
+    forbidden,
+    lambda_body,
+    service_error,
+    throttle_code,
+)
 
 _HOP_BY_HOP = frozenset(
     {
@@ -75,6 +81,13 @@ _SHOWS_STATE = frozenset(
 )
 _API = "/2015-03-31"
 
+AWS_BODY_MAX = 256 * 1024**2
+"""The largest AWS API request body, in bytes (Lambda takes zips of up to 50 MB inline)."""
+
+
+def _is_control(path: str) -> bool:
+    return path == "/_glam" or path.startswith("/_glam/")
+
 
 class Proxy:
     """The proxy server. ``await start()`` binds 127.0.0.1; ``await stop()`` closes it."""
@@ -91,10 +104,12 @@ class Proxy:
         self.upstream = upstream.rstrip("/")
         self.fidelity = fidelity or Fidelity()
         self.journal = journal if journal is not None else Journal()
-        self._clock = clock
+        self.clock = clock if isinstance(clock, MovableClock) else MovableClock(clock)
         self._injector = FaultInjector(parse_faults(faults) if isinstance(faults, str) else faults)
-        self._state = LambdaState()
-        self._limiter = ProxyQuota()
+        self._accounts = AccountResolver(self.upstream)
+        # Per account: what moto does not remember about Lambda, and the quota windows.
+        self._states: dict[str, LambdaState] = {}
+        self._limiters: dict[str, ProxyQuota] = {}
         self._seq = 0
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -104,14 +119,8 @@ class Proxy:
 
     async def start(self, port: int = 0) -> int:
         """Listen on 127.0.0.1:``port`` (0: a free one); return the port."""
-        app = web.Application(client_max_size=1024**3)
-        app.router.add_get("/_glam/health", self._health)
-        app.router.add_get("/_glam/journal", self._get_journal)
-        app.router.add_get("/_glam/faults", self._get_faults)
-        app.router.add_post("/_glam/faults", self._post_faults)
-        app.router.add_get("/_glam/fidelity", self._get_fidelity)
-        app.router.add_post("/_glam/fidelity", self._post_fidelity)
-        app.router.add_post("/_glam/reset", self._post_reset)
+        app = web.Application(client_max_size=AWS_BODY_MAX, middlewares=[self._guard])
+        ControlEndpoint(self).add_routes(app)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         # moto answers with "Connection: close"; a fresh connection per call is what it wants.
         self._session = aiohttp.ClientSession(
@@ -154,10 +163,15 @@ class Proxy:
     def faults(self) -> FaultSpec:
         return self._injector.spec
 
+    def advance_clock(self, seconds: float) -> float:
+        """Move the proxy's clock forward (never back); return its new reading."""
+        return self.clock.advance(seconds)
+
     async def reset(
         self, *, faults: FaultSpec | str = "", fidelity: Fidelity | None = None
     ) -> None:
-        """Empty moto and forget every call and timer, as if just started."""
+        """Empty moto and forget every call and timer, as if just started (the clock stays
+        where it is: it never moves back)."""
         assert self._session is not None, "start() the proxy first"
         async with self._session.post(f"{self.upstream}/moto-api/reset") as resp:
             if resp.status != 200:
@@ -166,56 +180,44 @@ class Proxy:
                     hint="restart the embedded AWS",
                 )
         self.journal.clear()
-        self._state = LambdaState()
-        self._limiter.clear()
+        self._states.clear()
+        self._limiters.clear()
+        self._accounts.clear()
         self.set_faults(faults)
         if fidelity is not None:
             self.fidelity = fidelity
 
-    async def _health(self, _: web.Request) -> web.Response:
-        return web.json_response({"ok": True})
-
-    async def _get_journal(self, _: web.Request) -> web.Response:
-        return web.json_response({"entries": [e.to_json() for e in self.journal]})
-
-    async def _get_faults(self, _: web.Request) -> web.Response:
-        return web.json_response({"spec": str(self.faults)})
-
-    async def _post_faults(self, request: web.Request) -> web.Response:
-        text = (await request.text()).strip()
-        if text.startswith("{"):
-            text = str(json.loads(text).get("spec", ""))
-        try:
-            parsed = self.set_faults(text)
-        except GlamError as exc:
-            return web.json_response({"error": exc.one_line()}, status=400)
-        return web.json_response({"spec": str(parsed)})
-
-    async def _get_fidelity(self, _: web.Request) -> web.Response:
-        return web.json_response(dataclasses.asdict(self.fidelity))
-
-    async def _post_fidelity(self, request: web.Request) -> web.Response:
-        try:
-            changes = await request.json()
-            self.fidelity = dataclasses.replace(self.fidelity, **changes)
-        except (TypeError, ValueError) as exc:
-            return web.json_response({"error": str(exc)}, status=400)
-        return web.json_response(dataclasses.asdict(self.fidelity))
-
-    async def _post_reset(self, _: web.Request) -> web.Response:
-        await self.reset()
-        return web.json_response({"ok": True})
+    def _state(self, account: str) -> LambdaState:
+        return self._states.setdefault(account, LambdaState())
 
     # -- the proxy --------------------------------------------------------------------------
 
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        control = _is_control(request.path)
+        reason = refusal_reason(request, self.port, control=control)
+        if reason is not None:
+            return (
+                web.json_response({"error": reason}, status=403) if control else forbidden(reason)
+            )
+        if is_moto_api(request.raw_path):
+            return web.json_response({"error": "not found"}, status=404)
+        response: web.StreamResponse = await handler(request)
+        return response
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if _is_control(request.path):  # a /_glam/ path or method the endpoint does not have
+            return web.json_response({"error": "not found"}, status=404)
         body = await request.read()
         headers = {k.lower(): v for k, v in request.headers.items()}
         try:
             op = identify(request.method, request.raw_path, request.query_string, headers, body)
         except Exception:  # naming is best effort; the call must still reach moto
             op = Operation(service="unknown", name="Unknown", region="us-east-1")
-        now = self._clock()
+        assert self._session is not None
+        account = await self._accounts.account_of(self._session, op.access_key, headers)
+        op = dataclasses.replace(op, account=account)
+        now = self.clock()
         started = time.perf_counter()
         self._seq += 1
         record: dict[str, Any] = {
@@ -225,8 +227,10 @@ class Proxy:
             "service": op.service,
             "operation": op.name,
             "region": op.region,
+            "account": account,
             "function": op.function,
             "qualifier": op.qualifier,
+            "params": identifying_params(body, headers.get("content-type", "")),
         }
         if op.name in ("CreateAlias", "UpdateAlias"):
             record.update(_alias_request(body))
@@ -253,7 +257,7 @@ class Proxy:
         is_lambda = op.service == "lambda"
         if is_lambda and fidelity.quota and op.name not in DATA_PLANE:
             get_fn = op.name == "GetFunction"
-            refusal = self._limiter.admit(
+            refusal = self._limiters.setdefault(op.account, ProxyQuota()).admit(
                 op.region,
                 "get_function" if get_fn else "control",
                 fidelity.get_function_rps if get_fn else fidelity.control_rps,
@@ -264,17 +268,18 @@ class Proxy:
 
         decision = self._injector.decide(op.name)
         if decision.latency:
-            await asyncio.sleep(decision.latency)
+            await self.clock.sleep(decision.latency)
+            now = self.clock()  # the call reaches "AWS" only now
         if decision.kind == "throttle":
             record["fault"] = "throttle"
             return self._refuse(
                 op,
-                Refusal(429, _throttle_code(op.service), "Rate exceeded", "", retry_after=1),
+                Refusal(429, throttle_code(op.service), "Rate exceeded", "", retry_after=1),
                 record,
             )
         if decision.kind == "error":
             record["fault"] = "error"
-            return self._refuse(op, _service_error(op), record)
+            return self._refuse(op, service_error(op), record)
 
         if is_lambda:
             refusal = await self._lambda_rules(op, body, headers, now, record)
@@ -290,7 +295,7 @@ class Proxy:
         if decision.kind == "apply_then_fail":
             record["fault"] = "apply_then_fail"
             record["forwarded_status"] = status
-            return self._refuse(op, _service_error(op), record)
+            return self._refuse(op, service_error(op), record)
         if decision.kind == "apply_then_drop":
             record["fault"] = "apply_then_drop"
             record["forwarded_status"] = status
@@ -323,11 +328,12 @@ class Proxy:
             ) as resp:
                 data = await resp.read()
                 return resp.status, {k: v for k, v in resp.headers.items()}, data
-        except aiohttp.ClientError as exc:
+        except aiohttp.ClientError:
             return (
                 502,
                 {"x-amzn-ErrorType": "ServiceException"},
-                _lambda_body("Service", f"embedded AWS backend unreachable: {exc}"),
+                # Not the exception's text: it would name moto's own address.
+                lambda_body("Service", "the embedded AWS backend is unreachable"),
             )
 
     def _refuse(self, op: Operation, refusal: Refusal, record: dict[str, Any]) -> web.Response:
@@ -352,7 +358,12 @@ class Proxy:
         auth = headers.get("authorization", "")
         if name and op.name in _BUSY_GUARDED:
             refusal = conflict_while_busy(
-                fidelity, self._state, op.region, name, function_arn(op.region, name), now
+                fidelity,
+                self._state(op.account),
+                op.region,
+                name,
+                function_arn(op.region, name, account=op.account),
+                now,
             )
             if refusal:
                 return refusal
@@ -385,41 +396,44 @@ class Proxy:
             source = str(request.get("EventSourceArn", ""))
             fn, qualifier = split_function(str(request.get("FunctionName", "")))
             record["function"], record["qualifier"] = fn, qualifier
-            return duplicate_mapping(self._state, op.region, source, fn, qualifier or "$LATEST")
+            return duplicate_mapping(
+                self._state(op.account), op.region, source, fn, qualifier or "$LATEST"
+            )
         return None
 
     def _after_success(
         self, op: Operation, body: bytes, resp_body: bytes, now: float, record: dict[str, Any]
     ) -> bytes:
         fidelity = self.fidelity
+        state = self._state(op.account)
         result = _json(resp_body)
         if op.name == "CreateFunction":
             op = dataclasses.replace(op, function=str(result.get("FunctionName", "")))
             record["function"] = op.function
-            self._state.created(op.region, op.function or "", now)
+            state.created(op.region, op.function or "", now)
         elif op.name in ("UpdateFunctionCode", "UpdateFunctionConfiguration") and op.function:
-            self._state.updated(op.region, op.function, now)
+            state.updated(op.region, op.function, now)
         elif op.name == "PublishVersion":
             record["version"] = result.get("Version")
         elif op.name == "DeleteFunction" and op.function and not op.qualifier:
-            self._state.deleted(op.region, op.function)
+            state.deleted(op.region, op.function)
         elif op.name == "CreateEventSourceMapping" and "UUID" in result:
             request = _json(body)
             fn, qualifier = split_function(str(request.get("FunctionName", "")))
-            self._state.mappings[str(result["UUID"])] = (
+            state.mappings[str(result["UUID"])] = (
                 op.region,
                 str(request.get("EventSourceArn", "")),
                 fn,
                 qualifier or "$LATEST",
             )
         elif op.name == "DeleteEventSourceMapping":
-            self._state.mappings.pop(op.param("UUID") or "", None)
+            state.mappings.pop(op.param("UUID") or "", None)
 
         if op.name in _SHOWS_STATE and op.function and op.qualifier in (None, "$LATEST"):
             config = result.get("Configuration") if op.name == "GetFunction" else result
             if isinstance(config, dict):
                 changed = False
-                if self._state.pending(fidelity, op.region, op.function, now):
+                if state.pending(fidelity, op.region, op.function, now):
                     config.update(
                         State="Pending",
                         StateReason="The function is being created.",
@@ -429,7 +443,7 @@ class Proxy:
                         LastUpdateStatusReasonCode="Creating",
                     )
                     changed = True
-                elif self._state.in_progress(fidelity, op.region, op.function, now):
+                elif state.in_progress(fidelity, op.region, op.function, now):
                     config.update(
                         LastUpdateStatus="InProgress",
                         LastUpdateStatusReason="The function is being updated.",
@@ -443,9 +457,11 @@ class Proxy:
     async def _read(self, path: str, op: Operation, auth: str) -> dict[str, Any] | None:
         """A read straight from moto, outside the journal and the quota."""
         assert self._session is not None
-        # moto routes by the SigV4 scope of the Authorization header; the caller's does.
+        # moto routes by the SigV4 scope of the Authorization header (the caller's does), and
+        # the account header pins the read to the account the call was placed in.
         async with self._session.get(
-            f"{self.upstream}{path}", headers={"Authorization": auth}
+            f"{self.upstream}{path}",
+            headers={"Authorization": auth, "x-moto-account-id": op.account},
         ) as resp:
             if resp.status != 200:
                 return None
@@ -479,7 +495,7 @@ class Proxy:
         return (await self._aliases(op, name, auth)).get(alias)
 
 
-# -- AWS-shaped errors ------------------------------------------------------------------------
+# -- request details ----------------------------------------------------------------------------
 
 
 def _json(data: bytes) -> dict[str, Any]:
@@ -499,76 +515,3 @@ def _alias_request(body: bytes) -> dict[str, Any]:
     if isinstance(routing, dict):
         out["routing"] = {str(k): float(v) for k, v in routing.items()}
     return out
-
-
-def _throttle_code(service: str) -> str:
-    return {
-        "lambda": "TooManyRequestsException",
-        "apigatewayv2": "TooManyRequestsException",
-        "s3": "SlowDown",
-    }.get(service, "Throttling")
-
-
-def _service_error(op: Operation) -> Refusal:
-    code = "ServiceException" if op.service == "lambda" else "InternalFailure"
-    return Refusal(500, code, "An internal error occurred (injected fault).", "")
-
-
-def _lambda_body(kind: str, message: str, **extra: str) -> bytes:
-    return json.dumps({"Type": kind, "message": message, **extra}).encode()
-
-
-def error_response(op: Operation, refusal: Refusal) -> web.Response:
-    """An error shaped the way the service's protocol shapes it, so botocore parses the code."""
-    headers = {"x-amzn-RequestId": f"glam-{time.monotonic_ns():x}"}
-    if refusal.retry_after is not None:
-        headers["Retry-After"] = str(refusal.retry_after)
-    sender = refusal.status < 500
-    if op.service in ("lambda", "apigatewayv2", "sqs") or op.service not in _XML_SERVICES:
-        headers["x-amzn-ErrorType"] = refusal.code
-        if op.service == "lambda":
-            extra = {"Reason": "CallerRateLimitExceeded"} if refusal.status == 429 else {}
-            body = _lambda_body("User" if sender else "Service", refusal.message, **extra)
-        else:
-            body = json.dumps({"__type": refusal.code, "message": refusal.message}).encode()
-        if op.service == "cloudwatch":
-            headers["smithy-protocol"] = "rpc-v2-cbor"
-            return web.Response(
-                status=refusal.status,
-                body=_cbor_text_map({"__type": refusal.code, "message": refusal.message}),
-                headers=headers,
-                content_type="application/cbor",
-            )
-        return web.Response(
-            status=refusal.status, body=body, headers=headers, content_type="application/json"
-        )
-    xml = (
-        "<ErrorResponse><Error>"
-        f"<Type>{'Sender' if sender else 'Receiver'}</Type>"
-        f"<Code>{refusal.code}</Code><Message>{refusal.message}</Message>"
-        f"</Error><RequestId>{headers['x-amzn-RequestId']}</RequestId></ErrorResponse>"
-    )
-    if op.service == "s3":
-        xml = f"<Error><Code>{refusal.code}</Code><Message>{refusal.message}</Message></Error>"
-    return web.Response(status=refusal.status, text=xml, headers=headers, content_type="text/xml")
-
-
-_XML_SERVICES = frozenset({"iam", "elbv2", "s3", "sts", "ec2"})
-
-
-def _cbor_text_map(values: dict[str, str]) -> bytes:
-    """The few bytes of CBOR an error body needs: a map of text strings (RFC 8949)."""
-
-    def head(major: int, length: int) -> bytes:
-        if length < 24:
-            return bytes([major << 5 | length])
-        if length < 256:
-            return bytes([major << 5 | 24, length])
-        return bytes([major << 5 | 25]) + length.to_bytes(2, "big")
-
-    out = bytearray(head(5, len(values)))
-    for key, value in values.items():
-        for text in (key, value):
-            raw = text.encode()
-            out += head(3, len(raw)) + raw
-    return bytes(out)
