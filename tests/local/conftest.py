@@ -1,6 +1,6 @@
-"""Fixtures of the embedded-AWS tests: one component on a manual clock for the whole module
+"""Fixtures of the embedded-AWS tests: one component on a frozen clock for the whole module
 set, emptied before each test, and aiobotocore clients that never retry (so every fault and
-refusal is seen as it is)."""
+refusal is seen as it is). Time passes only when a test moves the component's own clock."""
 
 from __future__ import annotations
 
@@ -13,20 +13,23 @@ from typing import Any
 import pytest
 
 from engine.local import Fidelity, LocalAwsThread
-from engine.local.clients import aws_client
+from engine.local.clients import Credentials, aws_client
+
+
+def _frozen() -> float:
+    """The base of the component's clock: it never moves on its own."""
+    return 1000.0
 
 
 class ManualClock:
-    """A clock the test moves: fidelity timers and the quota window read it."""
+    """The component's clock as a test moves it: fidelity timers, quota windows and
+    latencies read it, and ``advance`` is the component's own ``advance_clock``."""
 
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+    def __init__(self, aws: LocalAwsThread) -> None:
+        self._aws = aws
 
     def advance(self, seconds: float) -> None:
-        self.now += seconds
+        self._aws.advance_clock(seconds)
 
 
 # Timers long enough that nothing expires unless the test moves the clock.
@@ -34,14 +37,14 @@ FIDELITY = Fidelity(pending_seconds=5, update_seconds=5)
 
 
 @pytest.fixture(scope="session")
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture(scope="session")
-def _manual_aws(clock: ManualClock) -> Iterator[LocalAwsThread]:
-    with LocalAwsThread(fidelity=FIDELITY, clock=clock) as aws:
+def _manual_aws() -> Iterator[LocalAwsThread]:
+    with LocalAwsThread(fidelity=FIDELITY, clock=_frozen) as aws:
         yield aws
+
+
+@pytest.fixture
+def clock(_manual_aws: LocalAwsThread) -> ManualClock:
+    return ManualClock(_manual_aws)
 
 
 @pytest.fixture
@@ -62,14 +65,26 @@ class Clients:
         return self._clients[name.rstrip("_")]
 
 
+SERVICES = ("lambda", "iam", "sqs", "sts", "secretsmanager", "ssm")
+
+
+async def open_clients(
+    stack: AsyncExitStack, endpoint_url: str, credentials: Credentials = ("testing", "testing")
+) -> Clients:
+    """Clients of ``SERVICES`` acting with ``credentials``, closed with ``stack``."""
+    made = {
+        name: await stack.enter_async_context(
+            aws_client(name, endpoint_url, credentials=credentials)
+        )
+        for name in SERVICES
+    }
+    return Clients(made)
+
+
 @pytest.fixture
 async def clients(aws: LocalAwsThread) -> AsyncIterator[Clients]:
     async with AsyncExitStack() as stack:
-        made = {
-            name: await stack.enter_async_context(aws_client(name, aws.endpoint_url))
-            for name in ("lambda", "iam", "sqs")
-        }
-        yield Clients(made)
+        yield await open_clients(stack, aws.endpoint_url)
 
 
 def code() -> bytes:
