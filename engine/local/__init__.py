@@ -4,12 +4,17 @@ It lives in the optional ``local`` extra: importing this package without moto in
 ``LocalAwsError`` saying how to install it.
 
     engine.local.aws         LocalAws (async), LocalAwsThread (sync), MotoServer
-    engine.local.proxy       the aiohttp proxy and its control endpoint (/_glam/...)
+    engine.local.proxy       the aiohttp proxy in front of moto
+    engine.local.control     its control endpoint (/_glam/...) and the Host/Origin guard
+    engine.local.clock       the one movable clock every timer of the proxy reads
+    engine.local.accounts    the account a call is made in, from its access key
     engine.local.fidelity    Fidelity switches and the real-Lambda rules
     engine.local.faults      the fault spec language and the seeded injector
+    engine.local.refusals    AWS-shaped errors in each service's protocol
     engine.local.journal     the journal of calls and its invariant checks
     engine.local.operations  naming the AWS operation behind an HTTP request
-    engine.local.account     the demo account (role, bucket, queue, alarms, ALB, HTTP API)
+    engine.local.account     the demo account (role, bucket, queue, alarms, ALB, HTTP API),
+                             in the engine's account or another one
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ if importlib.util.find_spec("moto") is None:  # pragma: no cover - depends on th
     )
 
 from engine.local.aws import Credentials, LocalAws, LocalAwsThread, MotoServer
+from engine.local.clock import MovableClock
 from engine.local.faults import FaultSpec, parse_faults
 from engine.local.fidelity import Fidelity
 from engine.local.journal import Journal, JournalEntry
@@ -38,5 +44,6 @@ __all__ = [
     "LocalAws",
     "LocalAwsThread",
     "MotoServer",
+    "MovableClock",
     "parse_faults",
 ]

@@ -135,7 +135,7 @@ async def test_acceptance_scenario() -> None:
             await _wait_for(lam, "LastUpdateStatus", "Successful")
             assert (await lam.publish_version(FunctionName="orders"))["Version"] == "2"
             await lam.create_alias(FunctionName="orders", Name="PROD", FunctionVersion="1")
-            await anyio.sleep(1.0)  # a fresh quota second for the shift
+            aws.advance_clock(1.0)  # a fresh quota second for the shift, without waiting it
             shift = {"AdditionalVersionWeights": {"2": 0.2}}
             await lam.update_alias(FunctionName="orders", Name="PROD", RoutingConfig=shift)
             with pytest.raises(ClientError, match="InvalidParameterValueException"):
@@ -147,7 +147,7 @@ async def test_acceptance_scenario() -> None:
             with pytest.raises(ClientError, match="ResourceConflictException"):
                 await lam.delete_function(FunctionName="orders", Qualifier="1")
 
-            await anyio.sleep(1.0)
+            aws.advance_clock(1.0)
             throttled = 0
             burst_start = time.perf_counter()
             for i in range(40):
