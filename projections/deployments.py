@@ -119,11 +119,11 @@ def _changes(row: DeploymentRow, record: RecordedEvent) -> tuple[dict[str, objec
             )
         case StepStarted():
             detail = f"attempt {event.attempt}" if event.attempt > 1 else ""
-            return {}, ("started", event.step, detail)
+            return {}, ("started", str(event.step), detail)
         case StepSucceeded():
-            return {}, ("succeeded", event.step, "")
+            return {}, ("succeeded", str(event.step), "")
         case StepFailed():
-            return {}, ("failed", event.step, f"{event.error_code}: {event.message}")
+            return {}, ("failed", str(event.step), f"{event.error_code}: {event.message}")
         case TimerStarted():
             return {}, ("waiting", event.purpose, f"until {event.until.isoformat()}")
         case TrafficShifted():

@@ -47,7 +47,8 @@ def describe(record: RecordedEvent) -> str | None:
         case DeploymentRequested():
             return f"{event.action} requested (deployment {event.deployment_id[:8]})"
         case StepStarted():
-            return f"{event.step} (attempt {event.attempt})" if event.attempt > 1 else event.step
+            step = str(event.step)
+            return f"{step} (attempt {event.attempt})" if event.attempt > 1 else step
         case StepFailed():
             return f"{event.step} failed: {event.error_code}: {event.message}"
         case TrafficShifted():
@@ -128,7 +129,7 @@ class LiveProgress:
             case DeploymentRequested():
                 self.rows[_who(record)] = row = _Row(step=f"{event.action} requested")
             case StepStarted() | StepSucceeded():
-                row.step = event.step
+                row.step = str(event.step)
                 row.bake_until = None
             case TimerStarted():
                 row.step = f"wait:{event.purpose}"

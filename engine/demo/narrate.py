@@ -20,10 +20,12 @@ from engine.events.function import (
     TimerStarted,
     TrafficShifted,
 )
+from engine.saga.results import Published, parse_result
+from engine.saga.steps import Step, StepName
 from engine.streams import FUNCTION_PREFIX, parse_function_stream
 
 # Saga steps whose success is news; the others are waits, reads and retries.
-_STEPS = {
+_STEPS: dict[Step, str] = {
     "create_function": "function created",
     "update_config": "configuration updated",
     "update_code": "code updated",
@@ -51,9 +53,11 @@ def _describe(record: RecordedEvent) -> str | None:
         case DeploymentRequested():
             commit = event.commit[:8]
             return f"{event.action} requested by commit {commit}"
-        case StepSucceeded(step="publish"):
-            return f"version {event.result.get('version', '?')} published"
-        case StepSucceeded(step=step) if step in _STEPS:
+        case StepSucceeded(step=StepName(step="publish")):
+            published = parse_result(event.step, event.result)
+            assert isinstance(published, Published)
+            return f"version {published.version} published"
+        case StepSucceeded(step=StepName(step=str() as step)) if step in _STEPS:
             return _STEPS[step]
         case StepFailed(retryable=False):
             return f"step {event.step} failed: {event.error_code}: {event.message}"

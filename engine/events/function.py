@@ -7,15 +7,24 @@ fact about it. A saga is rebuilt from these alone.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, PlainSerializer, PlainValidator, WithJsonSchema
 
 from engine.events.base import FunctionEvent, OpsEvent
 from engine.events.desired import DeploymentSettings, DesiredFunction, SourceKind
+from engine.saga.steps import StepName
 
 DeployAction = Literal["create", "update", "delete"]
-Outcome = Literal["succeeded", "rolled_back", "failed", "superseded"]
+DeployOutcome = Literal["succeeded", "rolled_back", "failed", "superseded"]
+# A step's name is stored as the text it has always been (``publish``, ``wait:bake``,
+# ``resolve:publish``) and read back into a StepName, which alone knows that spelling.
+StepText = Annotated[
+    StepName,
+    PlainValidator(StepName.coerce),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"type": "string"}),
+]
 # Why a step failed, as the saga needs to know it: "ambiguous" (a mutation whose outcome is
 # unknown: read AWS before repeating), "conflict" (update in progress: wait for
 # LastUpdateStatus), "not_applied" (a read proved a dangling step never happened: repeat it).
@@ -44,31 +53,35 @@ class SettingsRecorded(FunctionEvent):
 
 class StepStarted(FunctionEvent):
     """Write-ahead intent: the saga is about to perform ``step`` (an AWS mutation or read).
-    If no outcome follows it in the log, recovery reads AWS before doing anything again."""
+    If no outcome follows it in the log, recovery reads AWS before doing anything again.
+    ``step`` (a StepName) is stored as text: a step such as ``publish`` or ``shift``."""
 
     type: Literal["StepStarted"] = "StepStarted"
     deployment_id: str
-    step: str
+    step: StepText
     attempt: int = 1
     request: dict[str, Any] = Field(default_factory=dict)
 
 
 class StepSucceeded(FunctionEvent):
-    """The AWS call of ``step`` succeeded; ``result`` holds what the saga reads from the answer."""
+    """The AWS call of ``step`` succeeded (or its wait ended); ``result`` holds what the saga
+    reads from the answer (engine.saga.results). ``step`` is stored as text: ``publish``, or
+    ``wait:<purpose>`` for a wait."""
 
     type: Literal["StepSucceeded"] = "StepSucceeded"
     deployment_id: str
-    step: str
+    step: StepText
     result: dict[str, Any] = Field(default_factory=dict)
 
 
 class StepFailed(FunctionEvent):
     """The AWS call of ``step`` failed; ``kind`` tells the saga what to do next (retry, wait
-    for the update in progress, or read AWS before repeating)."""
+    for the update in progress, or read AWS before repeating). ``step`` is stored as text:
+    ``publish``, or ``resolve:<step>`` for a failed read settling a dangling intent."""
 
     type: Literal["StepFailed"] = "StepFailed"
     deployment_id: str
-    step: str
+    step: StepText
     error_code: str
     message: str
     retryable: bool
@@ -132,7 +145,7 @@ class DeploymentFinished(FunctionEvent):
 
     type: Literal["DeploymentFinished"] = "DeploymentFinished"
     deployment_id: str
-    outcome: Outcome
+    outcome: DeployOutcome
     reason: str = ""
     stable_version: str | None = None  # the version the alias points to now
 

@@ -27,24 +27,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from engine.errors import ConfigError
+from engine.saga.effects import OPERATIONS
 
 WHEN = ("before_call", "after_call")
 
-# Every AWS mutation a saga performs, by port method name.
-MUTATIONS = frozenset(
-    {
-        "create_function",
-        "update_function_configuration",
-        "update_function_code",
-        "publish_version",
-        "create_alias",
-        "update_alias",
-        "delete_version",
-        "delete_function",
-        "reconcile",
-        "detach_all",
-    }
-)
+# Every AWS mutation a saga performs, by port method name: the operations whose intent is
+# made durable before the call (engine.saga.effects).
+MUTATIONS = frozenset(operation.method for operation in OPERATIONS if operation.mutation)
 
 
 def parse(spec: str) -> dict[str, int]:

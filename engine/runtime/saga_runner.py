@@ -13,11 +13,10 @@ ambiguous and is resolved by a read before it is repeated.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import assert_never
 
 import anyio
 
@@ -39,32 +38,50 @@ from engine.events.function import (
     OperatorRequested,
     SettingsRecorded,
 )
-from engine.ports import (
-    NO_STREAM,
-    AlarmsApi,
-    AliasInfo,
-    Clock,
-    EventStore,
-    FunctionInfo,
-    LambdaApi,
-    SourceChange,
-    SourcesApi,
-    VersionInfo,
-)
+from engine.ports import NO_STREAM, AlarmsApi, Clock, EventStore, LambdaApi, SourcesApi
 from engine.saga.effects import (
     Call,
+    CallOutcome,
+    CreateAlias,
+    CreateFunction,
+    DeleteFunction,
+    DeleteVersion,
+    DetachSources,
     Done,
     Failed,
+    GetAlias,
+    GetFunction,
+    LambdaMutation,
+    LambdaRead,
+    ListVersions,
     Ok,
-    Outcome,
+    Operation,
+    PublishVersion,
+    Read,
+    ReconcileSources,
     Record,
     SagaContext,
+    SourcesMutation,
+    SourcesWrite,
+    UpdateAlias,
+    UpdateCode,
+    UpdateConfig,
     Wait,
     Waited,
 )
-from engine.saga.saga import OPERATOR_PROMOTE, next_effect, on_outcome
+from engine.saga.replay import evolve
+from engine.saga.results import (
+    AliasRead,
+    CallResult,
+    Deleted,
+    FunctionRead,
+    Published,
+    SourcesChanged,
+    VersionsRead,
+)
+from engine.saga.saga import next_effect, on_outcome
 from engine.saga.schedule import DEFAULT_POLICY, SagaPolicy
-from engine.saga.state import SagaState, evolve, initial_state
+from engine.saga.state import OPERATOR_PROMOTE, SagaState, initial_state
 
 # Deadline of one port call. Longer than the Lambda adapter's own wait for an in-progress
 # update to settle (LambdaRetry.settle_timeout, 300 s), so a call the adapter is still
@@ -139,7 +156,7 @@ async def run_saga(
                 continue
             if effect.intent is not None:
                 state = await runner.append(state, (effect.intent,))
-            outcome: Outcome | None
+            outcome: CallOutcome | None
             if isinstance(effect, Call):
                 outcome = await runner.perform(effect)
                 if isinstance(outcome, Failed):
@@ -171,11 +188,8 @@ class _Runner:
     ) -> None:
         self.stream = stream
         self.store = store
-        self.apis: dict[str, Any] = {
-            "lambda": lambda_api,
-            "alarms": alarms_api,
-            "sources": sources_api,
-        }
+        self.lambda_api = lambda_api
+        self.sources_api = sources_api
         self.alarms = alarms_api
         self.clock = clock
         self.ids = ids
@@ -219,11 +233,10 @@ class _Runner:
                     state = evolve(state, record.event)
                     self.version = record.version
 
-    async def perform(self, call: Call) -> Outcome:
-        method = getattr(self.apis[call.api], call.method)
+    async def perform(self, call: Call) -> CallOutcome:
         try:
             with anyio.fail_after(self.call_timeout):
-                value = await method(**call.args)
+                result = await self._invoke(call.operation)
         except AwsError as exc:
             return Failed(
                 kind=failure_kind(exc),
@@ -244,7 +257,66 @@ class _Runner:
             # failed step that will not clear, so the saga rolls back or fails this function
             # alone instead of the exception stopping the engine.
             return Failed(kind="error", code=type(exc).__name__, message=str(exc), retryable=False)
-        return Ok(result=to_result(call.method, value))
+        return Ok(result=result)
+
+    async def _invoke(self, operation: Operation) -> CallResult:
+        """Call the port method ``operation`` stands for, and say what it answered."""
+        if isinstance(operation, LambdaRead):
+            return await self._read(operation)
+        if isinstance(operation, SourcesWrite):
+            return await self._wire(operation)
+        return await self._write(operation)
+
+    async def _read(self, read: Read) -> CallResult:
+        api = self.lambda_api
+        match read:
+            case GetFunction(name, qualifier):
+                return FunctionRead.from_info(await api.get_function(name, qualifier))
+            case GetAlias(name, alias):
+                return AliasRead.from_info(await api.get_alias(name, alias))
+            case ListVersions(name):
+                return VersionsRead.from_infos(await api.list_versions(name))
+            case _:
+                assert_never(read)
+
+    async def _write(self, write: LambdaMutation) -> CallResult:
+        api = self.lambda_api
+        match write:
+            case CreateFunction(request):
+                return FunctionRead.from_info(await api.create_function(request))
+            case UpdateConfig(name, configuration):
+                answer = await api.update_function_configuration(name, configuration)
+                return FunctionRead.from_info(answer)
+            case UpdateCode(name, code):
+                return FunctionRead.from_info(await api.update_function_code(name, code))
+            case PublishVersion(name, description, code_sha256, revision_id):
+                version = await api.publish_version(
+                    name, description=description, code_sha256=code_sha256, revision_id=revision_id
+                )
+                return Published.from_info(version)
+            case DeleteVersion(name, version):
+                await api.delete_version(name, version)
+                return Deleted()
+            case DeleteFunction(name):
+                await api.delete_function(name)
+                return Deleted()
+            case CreateAlias(name, alias, version):
+                return AliasRead.from_info(await api.create_alias(name, alias, version))
+            case UpdateAlias(name, alias, version, routing):
+                return AliasRead.from_info(await api.update_alias(name, alias, version, routing))
+            case _:
+                assert_never(write)
+
+    async def _wire(self, write: SourcesMutation) -> SourcesChanged:
+        api = self.sources_api
+        match write:
+            case ReconcileSources(function_name, alias_arn, desired, previous):
+                changes = await api.reconcile(function_name, alias_arn, desired, previous)
+            case DetachSources(function_name, alias_arn, previous):
+                changes = await api.detach_all(function_name, alias_arn, previous)
+            case _:
+                assert_never(write)
+        return SourcesChanged.from_changes(changes)
 
     async def wait(self, wait: Wait) -> Waited | None:
         """Wait until ``wait.until``, polling alarms; None when the stream changed meanwhile
@@ -345,62 +417,3 @@ def failure_kind(exc: AwsError) -> FailureKind:
     if isinstance(exc, AwsInvalid):
         return "invalid"
     return "error"
-
-
-def to_result(method: str, value: object) -> dict[str, Any]:
-    """A port's answer as the JSON-able dict a StepSucceeded records.
-
-    Never the raw function configuration: it holds environment values, which may be secrets.
-    """
-    if value is None:
-        return {"found": False} if method.startswith("get_") else {}
-    if isinstance(value, FunctionInfo):
-        return {
-            "found": True,
-            "name": value.name,
-            "arn": value.arn,
-            "version": value.version,
-            "state": value.state,
-            "last_update_status": value.last_update_status,
-            "code_sha256": value.code_sha256,
-            "revision_id": value.revision_id,
-            "description": value.description,
-            "state_reason": value.state_reason,
-        }
-    if isinstance(value, VersionInfo):
-        return _version(value)
-    if isinstance(value, AliasInfo):
-        return {
-            "found": True,
-            "name": value.name,
-            "function_version": value.function_version,
-            "routing": {str(k): float(v) for k, v in value.routing.items()},
-            "revision_id": value.revision_id,
-            "arn": value.arn,
-        }
-    if isinstance(value, list):
-        if method == "list_versions":
-            return {"versions": [_version(v) for v in value]}
-        return {"changes": [_change(c) for c in value]}
-    if isinstance(value, dict):
-        return {"states": {str(k): str(v) for k, v in value.items()}}
-    raise TypeError(f"{method} answered {type(value).__name__}, which the saga cannot record")
-
-
-def _version(value: VersionInfo) -> dict[str, Any]:
-    return {
-        "version": value.version,
-        "code_sha256": value.code_sha256,
-        "description": value.description,
-        "revision_id": value.revision_id,
-    }
-
-
-def _change(change: SourceChange) -> dict[str, Any]:
-    details = json.loads(json.dumps(dict(change.details), default=str))
-    return {
-        "kind": change.kind,
-        "change": change.change,
-        "source_id": change.source_id,
-        "details": details,
-    }

@@ -1,47 +1,228 @@
 """What the saga asks the runner to do (effects) and what the runner reports back (outcomes).
 
-Effects are plain data: the runner executes them generically, without knowing the saga.
+Effects are plain data: the runner executes them without knowing the saga.
 
-    Call    one method of a port (``lambda`` = LambdaApi, ``alarms`` = AlarmsApi,
-            ``sources`` = SourcesApi) with keyword arguments. A mutation carries its
+    Call    one AWS operation (below), logged under ``step``. A mutation carries its
             write-ahead ``intent`` (a StepStarted) that must be durable before the call.
     Wait    a durable wait until ``until``, polling ``alarms`` every ``poll_seconds``; its
             ``intent`` (a TimerStarted) is recorded first unless the timer already is.
     Record  events to append as they are: a decision that needs no I/O.
     Done    nothing left to do on this stream.
+
+Each AWS operation the saga can ask for is its own frozen dataclass whose fields are the
+arguments of one port method (engine.ports), so the runner's ``match`` over them is checked
+by mypy against the port. Class attributes say what the saga and the failpoints need to know:
+``method`` (the port method, as failpoints and messages name it), ``mutation`` (whether it
+writes, and so needs a write-ahead intent), ``resolver`` (the read that settles an intent of
+it left with no outcome; None when repeating it is harmless) and ``omitted`` (arguments the
+intent does not record: bulky, or holding environment values).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Self, get_args
 
 from engine.events import Event
+from engine.events.desired import EventSources
 from engine.events.function import FailureKind, StepStarted, TimerStarted
+from engine.saga.results import CallResult
+from engine.saga.steps import Step, StepName
 
-Api = Literal["lambda", "alarms", "sources"]
+
+@dataclass(frozen=True, slots=True)
+class _Operation:
+    method: ClassVar[str]
+    mutation: ClassVar[bool] = False
+    resolver: ClassVar[type[Read] | None] = None
+    omitted: ClassVar[frozenset[str]] = frozenset()
+
+    def summary(self) -> dict[str, Any]:
+        """The arguments a write-ahead intent records (``StepStarted.request``)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self.omitted}
+
+
+@dataclass(frozen=True, slots=True)
+class LambdaRead(_Operation):
+    """A read of the Lambda control plane."""
+
+    name: str
+
+    @classmethod
+    def settling(cls, name: str, alias: str) -> Self:
+        """This read of function ``name`` (and ``alias``), settling a dangling intent."""
+        return cls(name)
+
+
+@dataclass(frozen=True, slots=True)
+class LambdaWrite(_Operation):
+    """A write to the Lambda control plane."""
+
+    mutation: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class SourcesWrite(_Operation):
+    """A change to the event sources wired to a function's alias (idempotent)."""
+
+    mutation: ClassVar[bool] = True
+    function_name: str
+    alias_arn: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetFunction(LambdaRead):
+    method: ClassVar[str] = "get_function"
+    qualifier: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GetAlias(LambdaRead):
+    method: ClassVar[str] = "get_alias"
+    alias: str
+
+    @classmethod
+    def settling(cls, name: str, alias: str) -> Self:
+        return cls(name, alias)
+
+
+@dataclass(frozen=True, slots=True)
+class ListVersions(LambdaRead):
+    method: ClassVar[str] = "list_versions"
+
+
+@dataclass(frozen=True, slots=True)
+class CreateFunction(LambdaWrite):
+    method: ClassVar[str] = "create_function"
+    resolver: ClassVar[type[Read] | None] = GetFunction
+    omitted: ClassVar[frozenset[str]] = frozenset({"request"})
+    request: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateConfig(LambdaWrite):
+    method: ClassVar[str] = "update_function_configuration"
+    omitted: ClassVar[frozenset[str]] = frozenset({"configuration"})
+    name: str
+    configuration: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateCode(LambdaWrite):
+    method: ClassVar[str] = "update_function_code"
+    omitted: ClassVar[frozenset[str]] = frozenset({"code"})
+    name: str
+    code: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PublishVersion(LambdaWrite):
+    """Guarded by CodeSha256/RevisionId; ``description`` carries the deployment id so the
+    read that settles a lost answer recognises the version (engine.saga.state.version_marker)."""
+
+    method: ClassVar[str] = "publish_version"
+    resolver: ClassVar[type[Read] | None] = ListVersions
+    name: str
+    description: str
+    code_sha256: str | None
+    revision_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteVersion(LambdaWrite):
+    method: ClassVar[str] = "delete_version"
+    resolver: ClassVar[type[Read] | None] = ListVersions
+    name: str
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteFunction(LambdaWrite):
+    method: ClassVar[str] = "delete_function"
+    resolver: ClassVar[type[Read] | None] = GetFunction
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class CreateAlias(LambdaWrite):
+    method: ClassVar[str] = "create_alias"
+    resolver: ClassVar[type[Read] | None] = GetAlias
+    name: str
+    alias: str
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateAlias(LambdaWrite):
+    method: ClassVar[str] = "update_alias"
+    resolver: ClassVar[type[Read] | None] = GetAlias
+    name: str
+    alias: str
+    version: str
+    routing: Mapping[str, float] | None  # None clears the routing
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileSources(SourcesWrite):
+    method: ClassVar[str] = "reconcile"
+    omitted: ClassVar[frozenset[str]] = frozenset({"desired", "previous"})
+    desired: EventSources
+    previous: EventSources | None
+
+
+@dataclass(frozen=True, slots=True)
+class DetachSources(SourcesWrite):
+    method: ClassVar[str] = "detach_all"
+    omitted: ClassVar[frozenset[str]] = frozenset({"previous"})
+    previous: EventSources
+
+
+Read = GetFunction | GetAlias | ListVersions
+LambdaMutation = (
+    CreateFunction
+    | UpdateConfig
+    | UpdateCode
+    | PublishVersion
+    | DeleteVersion
+    | DeleteFunction
+    | CreateAlias
+    | UpdateAlias
+)
+SourcesMutation = ReconcileSources | DetachSources
+Mutation = LambdaMutation | SourcesMutation
+Operation = Read | Mutation
+OPERATIONS: tuple[type[Operation], ...] = (*get_args(Read), *get_args(Mutation))
 
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """Call ``api.method(**args)``; ``step`` names it in the log. ``resolves`` is set when the
-    call is the read that settles a dangling write-ahead step of that name."""
+    """Perform ``operation``; ``step`` names it in the log. A read that settles a dangling
+    write-ahead intent is named ``resolve:<step>`` (``resolves`` is that step)."""
 
-    step: str
-    api: Api
-    method: str
-    args: Mapping[str, Any]
-    mutation: bool
+    step: StepName
+    operation: Operation
     intent: StepStarted | None = None
-    resolves: str | None = None
+
+    @property
+    def mutation(self) -> bool:
+        return self.operation.mutation
+
+    @property
+    def method(self) -> str:
+        return self.operation.method
+
+    @property
+    def resolves(self) -> Step | None:
+        return self.step.resolves
 
 
 @dataclass(frozen=True, slots=True)
 class Wait:
     """Wait until ``until``. When ``alarms`` is not empty, poll them every ``poll_seconds``
-    and stop early as soon as one is in ALARM or does not exist."""
+    and stop early as soon as one is in ALARM or does not exist. ``purpose`` is a
+    TimerStarted's (engine.saga.steps.WaitPurpose, or another version's, read from the log)."""
 
     purpose: str
     until: datetime
@@ -65,9 +246,9 @@ Effect = Call | Wait | Record | Done
 
 @dataclass(frozen=True, slots=True)
 class Ok:
-    """A call returned; ``result`` is its JSON-able summary (see saga_runner.to_result)."""
+    """A call returned; ``result`` is what it reported (engine.saga.results)."""
 
-    result: Mapping[str, Any] = field(default_factory=dict)
+    result: CallResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +273,7 @@ class Waited:
     unreadable: str = ""
 
 
-Outcome = Ok | Failed | Waited
+CallOutcome = Ok | Failed | Waited
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,89 +1,139 @@
 """Settling a dangling intent by a read, and what that read's outcome means.
 
-A log that ends in a mutation's ``StepStarted`` with no outcome is resolved by the read named
-in ``RESOLVERS`` before anything is repeated; ``resolved`` turns the read's outcome into
-events: the step adopted (``StepSucceeded``), found not applied (a retryable ``StepFailed``,
-so it is repeated), or, when the read itself keeps failing, a bounded number of paused retries
-and then a deployment that finishes "failed" naming what to check. Pure, like
-engine.saga.saga.
+A log that ends in a mutation's ``StepStarted`` with no outcome is resolved, before anything
+is repeated, by the read its operation names as ``resolver`` (engine.saga.effects);
+``resolved`` turns the read's outcome into events: the step adopted (``StepSucceeded``),
+found not applied (a retryable ``StepFailed``, so it is repeated), or, when the read itself
+keeps failing, a bounded number of paused retries and then a deployment that finishes
+"failed" naming what to check. Pure, like engine.saga.saga.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
 
 from engine.events import Event
 from engine.events.function import (
     DeploymentFinished,
     RollbackStarted,
     StepFailed,
+    StepStarted,
     StepSucceeded,
     TimerStarted,
 )
-from engine.saga.effects import Call, Failed, Ok, Outcome, SagaContext
+from engine.saga.effects import (
+    Call,
+    CallOutcome,
+    CreateAlias,
+    CreateFunction,
+    DeleteFunction,
+    DeleteVersion,
+    DetachSources,
+    Failed,
+    GetAlias,
+    GetFunction,
+    ListVersions,
+    Mutation,
+    Ok,
+    PublishVersion,
+    ReconcileSources,
+    SagaContext,
+    UpdateAlias,
+    UpdateCode,
+    UpdateConfig,
+)
+from engine.saga.results import (
+    AliasRead,
+    AlreadyAbsent,
+    CallResult,
+    FunctionRead,
+    Requested,
+    StepResult,
+    VersionsRead,
+)
 from engine.saga.state import RESOLVE_WAIT, Deployment, SagaState, version_marker
+from engine.saga.steps import Step, StepName
 
-# Steps that write the alias: one whose outcome stays unknown is undone by a rollback.
-ALIAS_STEPS = frozenset({"shift", "promote", "create_alias"})
-
-# Mutations whose dangling intent is settled by a read, and the read.
-RESOLVERS: dict[str, str] = {
-    "create_function": "get_function",
-    "delete_function": "get_function",
-    "publish": "list_versions",
-    "delete_old": "list_versions",
-    "rollback_delete_new": "list_versions",
-    "create_alias": "get_alias",
-    "shift": "get_alias",
-    "promote": "get_alias",
-    "rollback_alias": "get_alias",
+# The operation each mutating step performs. An intent in the log names only its step: the
+# operation's ``resolver`` is the read that settles it, or None when repeating the step is
+# harmless (it is then simply repeated). engine.saga.saga builds every mutation against this.
+PERFORMS: Mapping[Step, type[Mutation]] = {
+    "create_function": CreateFunction,
+    "update_config": UpdateConfig,
+    "update_code": UpdateCode,
+    "publish": PublishVersion,
+    "create_alias": CreateAlias,
+    "sources": ReconcileSources,
+    "shift": UpdateAlias,
+    "promote": UpdateAlias,
+    "rollback_alias": UpdateAlias,
+    "delete_old": DeleteVersion,
+    "rollback_delete_new": DeleteVersion,
+    "rollback_sources": ReconcileSources,
+    "detach_sources": DetachSources,
+    "delete_function": DeleteFunction,
 }
 
 
+def settling_call(state: SagaState, dangling: StepStarted) -> Call | None:
+    """The read that settles ``dangling``, or None when its step is simply repeated."""
+    step = dangling.step.step
+    performs = PERFORMS.get(step) if step is not None else None
+    if step is None or performs is None or performs.resolver is None:
+        return None
+    read = performs.resolver.settling(state.function_name, state.alias or "")
+    return Call(step=StepName.resolve(step), operation=read)
+
+
 def resolved(
-    state: SagaState, dep: Deployment, effect: Call, outcome: Outcome, ctx: SagaContext
+    state: SagaState, dep: Deployment, effect: Call, outcome: CallOutcome, ctx: SagaContext
 ) -> list[Event]:
     """The events that record ``outcome`` of the read ``effect`` that settles
     ``dep.dangling`` (``effect.resolves`` names the step)."""
     did = dep.deployment_id
-    step = effect.resolves or ""
-    if isinstance(outcome, Failed):
-        return _resolve_failed(state, dep, effect, outcome, ctx)
-    if not isinstance(outcome, Ok):
-        raise TypeError(f"a call ends in Ok or Failed, not {outcome!r}")
-    result = dict(outcome.result)
-    request = dep.dangling.request if dep.dangling else {}
-    adopted: dict[str, Any] | None = None
-    if step == "create_function":
-        adopted = result if result.get("found") else None
-    elif step == "delete_function":
-        adopted = None if result.get("found") else {"already_absent": True}
-    elif step == "publish":
-        marker = version_marker(did)
-        for version in result.get("versions", []):
-            if version.get("description") == marker:
-                adopted = dict(version)
-    elif step in ("delete_old", "rollback_delete_new"):
-        present = {v.get("version") for v in result.get("versions", [])}
-        adopted = None if request.get("version") in present else {"already_absent": True}
-    else:  # alias steps: adopt when the alias already is what the intent asked for
-        routing = {str(k): float(v) for k, v in (request.get("routing") or {}).items()}
-        actual = {str(k): float(v) for k, v in (result.get("routing") or {}).items()}
-        same = result.get("function_version") == request.get("version") and actual == routing
-        adopted = result if result.get("found") and same else None
+    step = effect.resolves
+    assert step is not None
+    match outcome:
+        case Failed():
+            return _resolve_failed(state, dep, effect, outcome, ctx)
+        case Ok(result=result):
+            asked = Requested.model_validate(dep.dangling.request if dep.dangling else {})
+            adopted = _adopted(did, step, asked, result)
+        case _:
+            raise TypeError(f"a call ends in Ok or Failed, not {outcome!r}")
     if adopted is not None:
-        return [StepSucceeded(deployment_id=did, step=step, result=adopted)]
+        return [StepSucceeded(deployment_id=did, step=StepName(step), result=adopted.to_json())]
     return [
         StepFailed(
             deployment_id=did,
-            step=step,
+            step=StepName(step),
             error_code="NotApplied",
             message=f"{step} did not happen before the restart; repeating it",
             retryable=True,
             kind="not_applied",
         )
     ]
+
+
+def _adopted(did: str, step: Step, asked: Requested, read: CallResult) -> StepResult | None:
+    """What the dangling step reported, as AWS shows it now; None if it did not happen."""
+    match read:
+        case FunctionRead() if step == "delete_function":
+            return None if read.found else AlreadyAbsent()
+        case FunctionRead():  # create_function
+            return read if read.found else None
+        case VersionsRead() if step == "publish":
+            # The version whose Description carries this deployment id (the last, if several).
+            marker = version_marker(did)
+            return next((v for v in reversed(read.versions) if v.description == marker), None)
+        case VersionsRead():  # a delete of one version
+            present = {v.version for v in read.versions}
+            return None if asked.version in present else AlreadyAbsent()
+        case AliasRead():  # an alias write: adopted when the alias already is what it asked
+            same = read.function_version == asked.version and read.routing == (asked.routing or {})
+            return read if read.found and same else None
+    return None
 
 
 def _resolve_failed(
@@ -113,7 +163,7 @@ def _resolve_failed(
     if reads >= limit:
         stable = state.stable_version if dep.request.action == "delete" else dep.stable
         reason = _unresolved_reason(state, dep, effect, failed, reads)
-        if effect.resolves in ALIAS_STEPS and dep.rollback is None and dep.alias_touched:
+        if _moves_alias(effect.resolves) and dep.rollback is None and dep.alias_touched:
             # The alias may be shifted. Setting it to the stable version with no routing is
             # right whatever the lost write did, so the rollback needs no outcome: finishing
             # "failed" here would leave live traffic on the new version. (A first deployment
@@ -129,30 +179,40 @@ def _resolve_failed(
     return [TimerStarted(deployment_id=did, purpose=RESOLVE_WAIT, until=until)]
 
 
+def _moves_alias(step: Step | None) -> bool:
+    """Whether ``step`` writes the alias (one whose outcome stays unknown is undone by a
+    rollback)."""
+    performs = PERFORMS.get(step) if step is not None else None
+    return performs is not None and performs.resolver is GetAlias
+
+
 def _unresolved_reason(
     state: SagaState, dep: Deployment, effect: Call, failed: Failed, reads: int
 ) -> str:
     """Why a deployment gave up on a step whose outcome is unknown, and what to check."""
-    step = effect.resolves or ""
+    step = effect.resolves
     name = state.function_name
-    request = dep.dangling.request if dep.dangling else {}
-    if step in ("create_function", "delete_function"):
-        check = f"whether function {name} exists"
-    elif step == "publish":
-        check = (
-            f"whether function {name} has a version described "
-            f"'{version_marker(dep.deployment_id)}' (this deployment published it)"
-        )
-    elif step in ("delete_old", "rollback_delete_new"):
-        check = f"whether version {request.get('version')} of function {name} still exists"
-    else:
-        routing = request.get("routing") or {}
-        weights = ", ".join(f"{float(w):.0%} to version {v}" for v, w in sorted(routing.items()))
-        asked = f"version {request.get('version')}" + (f" routing {weights}" if weights else "")
-        check = f"what alias {effect.args.get('alias')} of function {name} points at"
-        check += f" (the step set it to {asked})"
-        if dep.stable is not None and step != "create_alias":
-            check += f"; glam still counts version {dep.stable} as the stable one"
+    asked = Requested.model_validate(dep.dangling.request if dep.dangling else {})
+    match effect.operation:
+        case GetFunction():
+            check = f"whether function {name} exists"
+        case ListVersions() if step == "publish":
+            check = (
+                f"whether function {name} has a version described "
+                f"'{version_marker(dep.deployment_id)}' (this deployment published it)"
+            )
+        case ListVersions():
+            check = f"whether version {asked.version} of function {name} still exists"
+        case GetAlias(alias=alias):
+            shares = sorted((asked.routing or {}).items())
+            weights = ", ".join(f"{w:.0%} to version {v}" for v, w in shares)
+            target = f"version {asked.version}" + (f" routing {weights}" if weights else "")
+            check = f"what alias {alias} of function {name} points at"
+            check += f" (the step set it to {target})"
+            if dep.stable is not None and step != "create_alias":
+                check += f"; glam still counts version {dep.stable} as the stable one"
+        case _:
+            check = f"what {step} did to function {name}"
     refused = "" if failed.retryable else " (refused: not retried further)"
     return (
         f"the outcome of {step} is unknown: {reads} read(s) with {effect.method} to settle it "

@@ -3,7 +3,7 @@
 ``next_effect(state, now)`` names what to do next (an AWS call, a durable wait, events to
 record, or nothing); the runner performs it and hands the result to
 ``on_outcome(state, effect, outcome, ctx)``, which returns the events to append. ``evolve``
-(engine.saga.state) folds those events back into the state. Nothing here awaits, reads a
+(engine.saga.replay) folds those events back into the state. Nothing here awaits, reads a
 clock, makes an id or talks to AWS, so a recorded history replays to the same decisions.
 Two parts of the decisions live beside this module: engine.saga.resolve (settling a dangling
 intent by a read) and engine.saga.rollback (what a failure that will not clear leads to).
@@ -34,8 +34,8 @@ Rules worth knowing:
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Literal
 
 from engine.events import Event
 from engine.events.desired import EventSources
@@ -53,29 +53,52 @@ from engine.events.function import (
 )
 from engine.saga.effects import (
     Call,
+    CallOutcome,
+    CreateAlias,
+    CreateFunction,
+    DeleteFunction,
+    DeleteVersion,
+    DetachSources,
     Done,
     Effect,
     Failed,
+    GetAlias,
+    GetFunction,
+    Mutation,
     Ok,
-    Outcome,
+    PublishVersion,
+    Read,
+    ReconcileSources,
     Record,
     SagaContext,
+    UpdateAlias,
+    UpdateCode,
+    UpdateConfig,
     Wait,
     Waited,
 )
-from engine.saga.resolve import RESOLVERS, resolved
+from engine.saga.resolve import PERFORMS, resolved, settling_call
+from engine.saga.results import (
+    AlarmsRead,
+    AlreadyAbsent,
+    CallResult,
+    FunctionRead,
+    Kept,
+    SourcesChanged,
+)
 from engine.saga.rollback import fail
 from engine.saga.state import (
+    OPERATOR_PROMOTE,
     RESOLVE_WAIT,
     Deployment,
-    Phase,
     SagaState,
-    check_alias_target,
+    assert_alias_safe,
     check_deletable,
-    poll_ready,
     split_definition,
     version_marker,
 )
+from engine.saga.steps import Phase, PhaseStep, Step, StepName, WaitPurpose
+from engine.saga.transitions import Poll, poll_ready
 from engine.sources_plan import union_sources
 
 # Phases at which a newer request may interrupt: between steps, before the promote. Later
@@ -98,12 +121,18 @@ SUPERSEDABLE: frozenset[Phase] = frozenset(
         "bake",
     }
 )
+# Where an operator's promote may act: the schedule has started (the new version is published,
+# ready and wired), so what is left to skip is shifting and baking.
+PROMOTABLE: frozenset[Phase] = frozenset({"shift", "bake"})
+# Clean-up steps that may give up without harm: an unreferenced version is kept, event
+# sources are left as attempted.
+_KEPT_ON_FAILURE: frozenset[Step] = frozenset(
+    {"delete_old", "rollback_delete_new", "rollback_sources"}
+)
 
-_BULKY_ARGS = frozenset({"request", "configuration", "code", "desired", "previous"})
 
-
-def next_effect(state: SagaState, now: Any) -> Effect:
-    """What the saga of this function needs done next. ``now`` is a timezone-aware datetime."""
+def next_effect(state: SagaState, now: datetime) -> Effect:
+    """What the saga of this function needs done next; ``now`` is timezone-aware."""
     if state.dropped:
         return Record(
             tuple(
@@ -121,55 +150,21 @@ def next_effect(state: SagaState, now: Any) -> Effect:
         return Done()
     if dep.phase == "finish":
         return Record(_finish_events(state, dep))
-    if (
-        state.held is not None
-        and dep.rollback is None
-        and dep.dangling is None
-        and dep.phase in SUPERSEDABLE
-    ):
-        newer = state.held.deployment_id
-        reason = f"superseded by deployment {newer}"
-        if dep.path == "update" and dep.stable is not None:
-            return Record(
-                (
-                    RollbackStarted(
-                        deployment_id=dep.deployment_id, reason=reason, superseded_by=newer
-                    ),
-                )
-            )
-        return Record(
-            (
-                DeploymentFinished(
-                    deployment_id=dep.deployment_id,
-                    outcome="superseded",
-                    reason=reason + "; nothing to roll back",
-                    stable_version=dep.stable,
-                ),
-            )
-        )
-    if dep.operator is not None and dep.rollback is None and dep.dangling is None:
+    at_rest = dep.rollback is None and dep.dangling is None
+    if state.held is not None and at_rest and dep.phase in SUPERSEDABLE:
+        return _supersede(dep, state.held.deployment_id)
+    if dep.operator is not None and at_rest:
         acted = _operator_effect(state, dep, now)
         if acted is not None:
             return acted
-    # A pause between resolve reads that is over needs no event to end it: the next read
-    # (or the deployment's end) follows, so a read that keeps failing adds one event per try.
-    resolve_due = (
-        dep.timer is not None and dep.timer.purpose == RESOLVE_WAIT and now >= dep.timer.until
-    )
-    if dep.timer is not None and not resolve_due:
-        return Wait(
-            purpose=dep.timer.purpose,
-            until=dep.timer.until,
-            alarms=_alarms(dep),
-            poll_seconds=state.policy.alarm_poll_seconds,
-        )
-    if dep.due_wait is not None:
-        purpose, seconds = dep.due_wait
-        return _timer(state, dep, purpose, now + timedelta(seconds=seconds))
-    if dep.dangling is not None and dep.dangling.step in RESOLVERS:
-        return _resolve_call(state, dep, dep.dangling)
+    wait = _wait(state, dep, now)
+    if wait is not None:
+        return wait
+    settle = settling_call(state, dep.dangling) if dep.dangling is not None else None
+    if settle is not None:
+        return settle
     if dep.settling:
-        return _read(dep, "settle", "get_function", name=state.function_name)
+        return _read("settle", GetFunction(state.function_name))
     if dep.phase == "bake":
         settings = dep.desired.settings if dep.desired else None
         seconds = settings.traffic.wait_interval if settings and settings.traffic else 0
@@ -177,54 +172,68 @@ def next_effect(state: SagaState, now: Any) -> Effect:
     return _phase_call(state, dep)
 
 
-def on_outcome(state: SagaState, effect: Effect, outcome: Outcome, ctx: SagaContext) -> list[Event]:
+def on_outcome(
+    state: SagaState, effect: Effect, outcome: CallOutcome, ctx: SagaContext
+) -> list[Event]:
     """The events that record ``outcome`` of ``effect``. ``state`` includes the intent."""
     dep = state.active
     if dep is None:
         return []
-    did = dep.deployment_id
-    match effect:
-        case Wait():
-            if not isinstance(outcome, Waited):
-                raise TypeError(f"a wait ends in Waited, not {outcome!r}")
-            if not outcome.completed and outcome.unreadable:
-                return fail(dep, outcome.unreadable)
-            fired = {a: s for a, s in outcome.alarms.items() if s in ("ALARM", "MISSING")}
-            if not outcome.completed and fired:
-                observed: list[Event] = [
-                    AlarmObserved(deployment_id=did, alarm=a, state=s) for a, s in fired.items()
-                ]
-                what = ", ".join(
-                    f"alarm {a} is in ALARM" if s == "ALARM" else f"alarm {a} does not exist"
-                    for a, s in sorted(fired.items())
-                )
-                return observed + fail(dep, what)
-            if not outcome.completed or effect.purpose == RESOLVE_WAIT:
-                return []  # a pause between resolve reads ends by the clock alone
-            result = {"alarms": dict(outcome.alarms)} if outcome.alarms else {}
-            return [StepSucceeded(deployment_id=did, step=f"wait:{effect.purpose}", result=result)]
-        case Call():
-            if effect.resolves is not None:
-                return resolved(state, dep, effect, outcome, ctx)
-            if isinstance(outcome, Ok):
-                return _call_ok(state, dep, effect, dict(outcome.result))
-            if isinstance(outcome, Failed):
-                return _call_failed(state, dep, effect, outcome)
-            raise TypeError(f"a call ends in Ok or Failed, not {outcome!r}")
-        case Record() | Done():
+    match effect, outcome:
+        case Wait(), Waited():
+            return _waited(dep, effect, outcome)
+        case Call(), _ if effect.resolves is not None:
+            return resolved(state, dep, effect, outcome, ctx)
+        case Call(), Ok(result=result):
+            return _call_ok(state, dep, effect, result)
+        case Call(), Failed():
+            return _call_failed(state, dep, effect, outcome)
+        case Record() | Done(), _:
             return []
+    raise TypeError(f"{effect!r} cannot end in {outcome!r}")
 
 
 # -- building effects ------------------------------------------------------------------------
 
 
-# Where an operator's promote may act: the schedule has started (the new version is published,
-# ready and wired), so what is left to skip is shifting and baking.
-PROMOTABLE: frozenset[Phase] = frozenset({"shift", "bake"})
-OPERATOR_PROMOTE = "operator_promote"  # the purpose of the one alarm read before promoting
+def _supersede(dep: Deployment, newer: str) -> Record:
+    """A newer request waits at this safe point: roll back to stable, or just stop."""
+    reason = f"superseded by deployment {newer}"
+    if dep.path == "update" and dep.stable is not None:
+        return Record(
+            (RollbackStarted(deployment_id=dep.deployment_id, reason=reason, superseded_by=newer),)
+        )
+    return Record(
+        (
+            DeploymentFinished(
+                deployment_id=dep.deployment_id,
+                outcome="superseded",
+                reason=reason + "; nothing to roll back",
+                stable_version=dep.stable,
+            ),
+        )
+    )
 
 
-def _operator_effect(state: SagaState, dep: Deployment, now: Any) -> Effect | None:
+def _wait(state: SagaState, dep: Deployment, now: datetime) -> Wait | None:
+    """The recorded timer still running, or the wait the deployment is due (its intent)."""
+    # A pause between resolve reads that is over needs no event to end it: the next read
+    # (or the deployment's end) follows, so a read that keeps failing adds one event per try.
+    timer = dep.timer
+    if timer is not None and not (timer.purpose == RESOLVE_WAIT and now >= timer.until):
+        return Wait(
+            purpose=timer.purpose,
+            until=timer.until,
+            alarms=_alarms(dep),
+            poll_seconds=state.policy.alarm_poll_seconds,
+        )
+    if dep.due_wait is not None:
+        purpose, seconds = dep.due_wait
+        return _timer(state, dep, purpose, now + timedelta(seconds=seconds))
+    return None
+
+
+def _operator_effect(state: SagaState, dep: Deployment, now: datetime) -> Effect | None:
     """What an operator's pending abort or promote asks for at this point, or None when this
     is not a point where it may act (it waits for one, or the deployment ends first)."""
     command = dep.operator
@@ -266,7 +275,7 @@ def _alarms(dep: Deployment) -> tuple[str, ...]:
     return dep.desired.settings.alarms
 
 
-def _timer(state: SagaState, dep: Deployment, purpose: str, until: Any) -> Wait:
+def _timer(state: SagaState, dep: Deployment, purpose: WaitPurpose, until: datetime) -> Wait:
     intent = TimerStarted(deployment_id=dep.deployment_id, purpose=purpose, until=until)
     return Wait(
         purpose=purpose,
@@ -277,264 +286,243 @@ def _timer(state: SagaState, dep: Deployment, purpose: str, until: Any) -> Wait:
     )
 
 
-def _read(dep: Deployment, step: str, method: str, **args: Any) -> Call:
-    return Call(step=step, api="lambda", method=method, args=args, mutation=False)
+def _read(step: Step, operation: Read) -> Call:
+    return Call(step=StepName(step), operation=operation)
 
 
-def _summary(args: dict[str, Any]) -> dict[str, Any]:
-    """What the intent records of a call's arguments: never the definition (it can hold
-    environment values) or other bulky payloads, which the DeploymentRequested already has."""
-    return {k: v for k, v in args.items() if k not in _BULKY_ARGS}
-
-
-def _mutation(dep: Deployment, step: str, api: Any, method: str, **args: Any) -> Call:
+def _mutation(dep: Deployment, step: PhaseStep, operation: Mutation) -> Call:
+    """The call of a mutating step, with its write-ahead intent: the attempt number, and the
+    arguments it may record (never the definition: it can hold environment values)."""
+    # The resolver of a dangling intent is found by its step (resolve.PERFORMS): a step must
+    # always perform the same operation.
+    assert type(operation) is PERFORMS.get(step), f"{step} performs {PERFORMS.get(step)}"
     attempt = dep.dangling.attempt + 1 if dep.dangling is not None else dep.attempt
+    name = StepName(step)
     intent = StepStarted(
-        deployment_id=dep.deployment_id, step=step, attempt=attempt, request=_summary(args)
+        deployment_id=dep.deployment_id, step=name, attempt=attempt, request=operation.summary()
     )
-    return Call(step=step, api=api, method=method, args=args, mutation=True, intent=intent)
+    return Call(step=name, operation=operation, intent=intent)
 
 
 def _alias_arn(state: SagaState, dep: Deployment) -> str:
     arn = dep.function_arn or state.function_name
-    alias = _alias_name(state, dep)
-    return f"{arn}:{alias}" if alias else arn
+    return f"{arn}:{state.alias}" if state.alias else arn
 
 
-def _alias_name(state: SagaState, dep: Deployment) -> str | None:
-    if dep.desired is not None:
-        return dep.desired.settings.alias
-    if state.deployed is not None:
-        return state.deployed.settings.alias
-    return None
-
-
-def _phase_call(state: SagaState, dep: Deployment) -> Effect:
+def _phase_call(state: SagaState, dep: Deployment) -> Call:
+    """The call this phase makes, grouped by what it acts on."""
     name = state.function_name
-    desired = dep.desired
-    alias = _alias_name(state, dep) or ""
-    match dep.phase:
+    phase = dep.phase
+    match phase:
         case "inspect_function" | "wait_active" | "wait_config" | "wait_code":
-            return _read(dep, dep.phase, "get_function", name=name)
-        case "inspect_alias" | "verify_old" | "rollback_verify":
-            return _read(dep, dep.phase, "get_alias", name=name, alias=alias)
+            return _read(phase, GetFunction(name))
         case "readiness":
-            return _read(dep, "readiness", "get_function", name=name, qualifier=dep.new_version)
+            return _read(phase, GetFunction(name, qualifier=dep.new_version))
+        case "inspect_alias" | "verify_old" | "rollback_verify":
+            return _read(phase, GetAlias(name, state.alias or ""))
+        case "create_function" | "update_config" | "update_code" | "publish":
+            return _function_write(state, dep, phase)
+        case "create_alias" | "shift" | "promote" | "rollback_alias":
+            return _alias_write(state, dep, phase)
+        case "delete_old" | "rollback_delete_new" | "delete_function":
+            return _delete(state, dep, phase)
+        case "sources" | "rollback_sources" | "detach_sources":
+            return _sources_write(state, dep, phase)
+        case "bake" | "finish":
+            raise AssertionError(f"phase {phase} has no call")  # handled by next_effect
+
+
+def _function_write(
+    state: SagaState,
+    dep: Deployment,
+    phase: Literal["create_function", "update_config", "update_code", "publish"],
+) -> Call:
+    name = state.function_name
+    if phase == "publish":
+        publish = PublishVersion(
+            name,
+            description=version_marker(dep.deployment_id),
+            code_sha256=dep.code_sha256,
+            revision_id=dep.revision_id,
+        )
+        return _mutation(dep, phase, publish)
+    assert dep.desired is not None
+    definition = dep.desired.definition
+    code, configuration = split_definition(definition)
+    match phase:
         case "create_function":
-            assert desired is not None
             # glam publishes itself, after the function is Active, with its marker.
-            request = {**desired.definition, "FunctionName": name, "Publish": False}
-            return _mutation(dep, "create_function", "lambda", "create_function", request=request)
+            request = {**definition, "FunctionName": name, "Publish": False}
+            return _mutation(dep, phase, CreateFunction(request))
         case "update_config":
-            assert desired is not None
-            _, configuration = split_definition(desired.definition)
-            return _mutation(
-                dep,
-                "update_config",
-                "lambda",
-                "update_function_configuration",
-                name=name,
-                configuration=configuration,
-            )
+            return _mutation(dep, phase, UpdateConfig(name, configuration))
         case "update_code":
-            assert desired is not None
-            code, _ = split_definition(desired.definition)
-            return _mutation(
-                dep, "update_code", "lambda", "update_function_code", name=name, code=code
-            )
-        case "publish":
-            return _mutation(
-                dep,
-                "publish",
-                "lambda",
-                "publish_version",
-                name=name,
-                description=version_marker(dep.deployment_id),
-                code_sha256=dep.code_sha256,
-                revision_id=dep.revision_id,
-            )
+            return _mutation(dep, phase, UpdateCode(name, code))
+
+
+def _alias_write(
+    state: SagaState,
+    dep: Deployment,
+    phase: Literal["create_alias", "shift", "promote", "rollback_alias"],
+) -> Call:
+    name, alias = state.function_name, state.alias or ""
+    match phase:
         case "create_alias":
             assert dep.new_version is not None
-            check_alias_target(dep.new_version, {})
-            return _mutation(
-                dep,
-                "create_alias",
-                "lambda",
-                "create_alias",
-                name=name,
-                alias=alias,
-                version=dep.new_version,
-            )
-        case "sources":
-            assert desired is not None
-            # What glam may have wired: the deployed sources and any an unsuccessful attempt
-            # left behind, so nothing it attached is orphaned.
-            deployed = state.deployed.event_sources if state.deployed else None
-            previous = union_sources(deployed, state.stray_sources)
-            return _mutation(
-                dep,
-                "sources",
-                "sources",
-                "reconcile",
-                function_name=name,
-                alias_arn=_alias_arn(state, dep),
-                desired=desired.event_sources,
-                previous=previous,
-            )
+            assert_alias_safe(dep.new_version, {})
+            return _mutation(dep, phase, CreateAlias(name, alias, dep.new_version))
         case "shift":
             assert dep.stable is not None
             assert dep.new_version is not None
             routing = {dep.new_version: dep.schedule[dep.shift_index]}
-            check_alias_target(dep.stable, routing)
-            return _mutation(
-                dep,
-                "shift",
-                "lambda",
-                "update_alias",
-                name=name,
-                alias=alias,
-                version=dep.stable,
-                routing=routing,
-            )
+            assert_alias_safe(dep.stable, routing)
+            return _mutation(dep, phase, UpdateAlias(name, alias, dep.stable, routing))
         case "promote" | "rollback_alias":
-            target = dep.new_version if dep.phase == "promote" else dep.stable
+            target = dep.new_version if phase == "promote" else dep.stable
             assert target is not None
-            check_alias_target(target, {})
+            assert_alias_safe(target, {})
+            return _mutation(dep, phase, UpdateAlias(name, alias, target, routing=None))
+
+
+def _delete(
+    state: SagaState,
+    dep: Deployment,
+    phase: Literal["delete_old", "rollback_delete_new", "delete_function"],
+) -> Call:
+    if phase == "delete_function":
+        return _mutation(dep, phase, DeleteFunction(state.function_name))
+    victim = dep.stable if phase == "delete_old" else dep.new_version
+    assert victim is not None
+    check_deletable(victim, dep.alias_version, dep.routing)
+    return _mutation(dep, phase, DeleteVersion(state.function_name, victim))
+
+
+def _sources_write(
+    state: SagaState,
+    dep: Deployment,
+    phase: Literal["sources", "rollback_sources", "detach_sources"],
+) -> Call:
+    # What glam may have wired: the deployed sources and any an unsuccessful attempt left
+    # behind, so nothing it attached is orphaned.
+    deployed = state.deployed.event_sources if state.deployed else None
+    target = (state.function_name, _alias_arn(state, dep))
+    match phase:
+        case "sources":
+            assert dep.desired is not None
+            previous = union_sources(deployed, state.stray_sources)
             return _mutation(
-                dep,
-                dep.phase,
-                "lambda",
-                "update_alias",
-                name=name,
-                alias=alias,
-                version=target,
-                routing=None,
+                dep, phase, ReconcileSources(*target, dep.desired.event_sources, previous)
             )
-        case "delete_old" | "rollback_delete_new":
-            victim = dep.stable if dep.phase == "delete_old" else dep.new_version
-            assert victim is not None
-            check_deletable(victim, dep.alias_version, dep.routing)
-            return _mutation(dep, dep.phase, "lambda", "delete_version", name=name, version=victim)
         case "rollback_sources":
-            assert desired is not None
-            assert state.deployed is not None
-            return _mutation(
-                dep,
-                "rollback_sources",
-                "sources",
-                "reconcile",
-                function_name=name,
-                alias_arn=_alias_arn(state, dep),
-                desired=state.deployed.event_sources,
-                previous=union_sources(desired.event_sources, state.stray_sources),
-            )
+            assert dep.desired is not None
+            assert deployed is not None
+            attempted = union_sources(dep.desired.event_sources, state.stray_sources)
+            return _mutation(dep, phase, ReconcileSources(*target, deployed, attempted))
         case "detach_sources":
-            deployed = state.deployed.event_sources if state.deployed else None
-            previous = union_sources(deployed, state.stray_sources) or EventSources()
-            return _mutation(
-                dep,
-                "detach_sources",
-                "sources",
-                "detach_all",
-                function_name=name,
-                alias_arn=_alias_arn(state, dep),
-                previous=previous,
-            )
-        case "delete_function":
-            return _mutation(dep, "delete_function", "lambda", "delete_function", name=name)
-        case "bake" | "finish":
-            raise AssertionError(f"phase {dep.phase} has no call")  # handled by next_effect
-
-
-def _resolve_call(state: SagaState, dep: Deployment, dangling: StepStarted) -> Call:
-    method = RESOLVERS[dangling.step]
-    name = state.function_name
-    args: dict[str, Any] = {"name": name}
-    if method == "get_alias":
-        args["alias"] = _alias_name(state, dep) or ""
-    return Call(
-        step=f"resolve:{dangling.step}",
-        api="lambda",
-        method=method,
-        args=args,
-        mutation=False,
-        resolves=dangling.step,
-    )
+            wired = union_sources(deployed, state.stray_sources) or EventSources()
+            return _mutation(dep, phase, DetachSources(*target, wired))
 
 
 # -- interpreting outcomes -------------------------------------------------------------------
 
 
-def _call_ok(
-    state: SagaState, dep: Deployment, effect: Call, result: dict[str, Any]
-) -> list[Event]:
+def _waited(dep: Deployment, effect: Wait, outcome: Waited) -> list[Event]:
     did = dep.deployment_id
-    step = effect.step
-    events: list[Event] = [StepSucceeded(deployment_id=did, step=step, result=result)]
-    if step == "shift" and dep.stable is not None and dep.new_version is not None:
-        events.append(
-            TrafficShifted(
-                deployment_id=did,
-                alias=str(effect.args["alias"]),
-                stable_version=dep.stable,
-                new_version=dep.new_version,
-                weight=dep.schedule[dep.shift_index],
-            )
+    if not outcome.completed and outcome.unreadable:
+        return fail(dep, outcome.unreadable)
+    fired = {a: s for a, s in outcome.alarms.items() if s in ("ALARM", "MISSING")}
+    if not outcome.completed and fired:
+        observed: list[Event] = [
+            AlarmObserved(deployment_id=did, alarm=a, state=s) for a, s in fired.items()
+        ]
+        what = ", ".join(
+            f"alarm {a} is in ALARM" if s == "ALARM" else f"alarm {a} does not exist"
+            for a, s in sorted(fired.items())
         )
-    elif step == "rollback_alias" and dep.stable is not None and dep.new_version is not None:
-        events.append(
-            TrafficShifted(
-                deployment_id=did,
-                alias=str(effect.args["alias"]),
-                stable_version=dep.stable,
-                new_version=dep.new_version,
-                weight=0.0,
-            )
-        )
-    elif step in ("sources", "detach_sources", "rollback_sources"):
-        for change in result.get("changes", []):
-            if change.get("change") == "unchanged":
-                continue
-            events.append(
+        return observed + fail(dep, what)
+    if not outcome.completed or effect.purpose == RESOLVE_WAIT:
+        return []  # a pause between resolve reads ends by the clock alone
+    read = AlarmsRead(alarms=dict(outcome.alarms))
+    return [
+        StepSucceeded(deployment_id=did, step=StepName.wait(effect.purpose), result=read.to_json())
+    ]
+
+
+def _call_ok(state: SagaState, dep: Deployment, effect: Call, result: CallResult) -> list[Event]:
+    did = dep.deployment_id
+    events: list[Event] = [
+        StepSucceeded(deployment_id=did, step=effect.step, result=result.to_json())
+    ]
+    match effect.step.step, effect.operation, result:
+        case "shift" | "rollback_alias" as step, UpdateAlias(alias=alias), _:
+            events += _traffic_shifted(dep, alias, rollback=step == "rollback_alias")
+        case _, _, SourcesChanged():
+            events += [
                 EventSourceChanged(
                     deployment_id=did,
-                    kind=change["kind"],
-                    change=change["change"],
-                    source_id=change["source_id"],
-                    details=dict(change.get("details") or {}),
+                    kind=c.kind,
+                    change=c.change,
+                    source_id=c.source_id,
+                    details=dict(c.details),
                 )
-            )
-    elif step in ("wait_active", "wait_config", "wait_code", "settle"):
-        if result.get("state") == "Failed" or result.get("last_update_status") == "Failed":
-            why = result.get("state_reason") or "no reason given"
-            return [*events, *fail(dep, f"function update failed at {step}: {why}")]
-        # A rollback polls on: giving up would leave the alias shifted.
-        exhausted = dep.polls + 1 >= state.policy.max_polls and dep.rollback is None
-        if not poll_ready(step, result) and exhausted:
-            return [*events, *fail(dep, f"{step}: not ready after {dep.polls + 1} polls")]
-    elif step == "readiness" and result.get("state") != "Active":
-        settings = dep.desired.settings if dep.desired else None
-        retries = settings.readiness.max_retries if settings else 5
-        if dep.polls >= retries:
-            seen = result.get("state") or "absent"
-            return [
-                *events,
-                *fail(
-                    dep,
-                    f"version {dep.new_version} not Active after {dep.polls + 1} "
-                    f"readiness checks (last state {seen})",
-                ),
+                for c in result.changes
+                if c.change != "unchanged"
             ]
+        case "wait_active" | "wait_config" | "wait_code" | "settle" as poll, _, FunctionRead():
+            events += _poll_verdict(state, dep, poll, result)
+        case "readiness", _, FunctionRead():
+            events += _readiness_verdict(dep, result)
     return events
+
+
+def _traffic_shifted(dep: Deployment, alias: str, *, rollback: bool) -> list[Event]:
+    if dep.stable is None or dep.new_version is None:
+        return []
+    weight = 0.0 if rollback else dep.schedule[dep.shift_index]
+    return [
+        TrafficShifted(
+            deployment_id=dep.deployment_id,
+            alias=alias,
+            stable_version=dep.stable,
+            new_version=dep.new_version,
+            weight=weight,
+        )
+    ]
+
+
+def _poll_verdict(state: SagaState, dep: Deployment, step: Poll, read: FunctionRead) -> list[Event]:
+    """A poll that shows the update failed, or that ran out of polls, fails the step."""
+    if read.state == "Failed" or read.last_update_status == "Failed":
+        why = read.state_reason or "no reason given"
+        return fail(dep, f"function update failed at {step}: {why}")
+    # A rollback polls on: giving up would leave the alias shifted.
+    exhausted = dep.polls + 1 >= state.policy.max_polls and dep.rollback is None
+    if not poll_ready(step, read) and exhausted:
+        return fail(dep, f"{step}: not ready after {dep.polls + 1} polls")
+    return []
+
+
+def _readiness_verdict(dep: Deployment, read: FunctionRead) -> list[Event]:
+    if read.state == "Active":
+        return []
+    settings = dep.desired.settings if dep.desired else None
+    retries = settings.readiness.max_retries if settings else 5
+    if dep.polls < retries:
+        return []
+    seen = read.state or "absent"
+    return fail(
+        dep,
+        f"version {dep.new_version} not Active after {dep.polls + 1} readiness checks "
+        f"(last state {seen})",
+    )
 
 
 def _call_failed(state: SagaState, dep: Deployment, effect: Call, failed: Failed) -> list[Event]:
     did = dep.deployment_id
     step = effect.step
-    gone = effect.method in ("delete_version", "delete_function")
-    if failed.kind == "not_found" and gone:
+    if failed.kind == "not_found" and isinstance(effect.operation, DeleteVersion | DeleteFunction):
         # Already absent is what a delete wants; a retry after an ambiguous delete sees this.
-        return [StepSucceeded(deployment_id=did, step=step, result={"already_absent": True})]
+        return [StepSucceeded(deployment_id=did, step=step, result=AlreadyAbsent().to_json())]
     event = StepFailed(
         deployment_id=did,
         step=step,
@@ -550,10 +538,13 @@ def _call_failed(state: SagaState, dep: Deployment, effect: Call, failed: Failed
         return [event]
     why = f"{step} failed after {attempt} attempt(s): {failed.code or failed.kind}: "
     why += failed.message
-    if step in ("delete_old", "rollback_delete_new", "rollback_sources"):
+    if step.step in _KEPT_ON_FAILURE:
         # Keeping an unreferenced version is harmless; it must not undo a finished shift. Event
         # sources left as attempted stay stray: the next reconcile removes them.
-        return [event, StepSucceeded(deployment_id=did, step=step, result={"kept": why})]
+        return [
+            event,
+            StepSucceeded(deployment_id=did, step=step, result=Kept(reason=why).to_json()),
+        ]
     return [event, *fail(dep, why)]
 
 

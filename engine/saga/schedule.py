@@ -39,14 +39,26 @@ def weights(traffic: TrafficShifting | None) -> tuple[float, ...]:
 
 
 @dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How a retryable failure of one step is repeated: ``max_attempts`` in all, waiting
-    ``initial_backoff * multiplier**(attempt-1)`` seconds (capped) before each repeat."""
+class StepRetry:
+    """How a retryable failure of one saga step is repeated: ``max_attempts`` in all, waiting
+    ``initial_backoff * multiplier**(attempt-1)`` seconds (capped) before each repeat.
+
+    This is the saga's retry of a whole step. Each attempt is one call to the AWS adapter,
+    which has its own, shorter retry of throttling and 5xx answers underneath it.
+    """
 
     max_attempts: int = 5
+    """Attempts of one step in all, the first included. A rollback step is not bounded by it:
+    giving up would leave the alias shifted, so it retries for as long as it takes."""
+
     initial_backoff: float = 1.0
+    """Seconds to wait after the first failed attempt."""
+
     multiplier: float = 2.0
+    """How much longer each further wait is than the one before."""
+
     max_backoff: float = 30.0
+    """The longest wait between two attempts, in seconds."""
 
     def backoff(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
@@ -57,21 +69,30 @@ class RetryPolicy:
 class SagaPolicy:
     """Everything tunable about a saga that is not in the user's deployment definition."""
 
-    retry: RetryPolicy = RetryPolicy()
-    # Waiting for State Active / LastUpdateStatus Successful: poll every ``poll_seconds``, at
-    # most ``max_polls`` times (five minutes by default) before the step counts as failed.
+    retry: StepRetry = StepRetry()
+    """How a step that failed in a way that may clear is repeated, and the backoff between
+    the reads that settle a step whose outcome was not recorded."""
+
     poll_seconds: float = 2.0
+    """How often a function is read while waiting for State Active or LastUpdateStatus
+    Successful (after a create, a configuration or a code update, or a conflict)."""
+
     max_polls: int = 150
-    # Alarms are polled this often during every wait of a deployment that can roll back.
+    """Reads of such a wait (five minutes by default) before the step counts as failed. A
+    rollback polls on regardless."""
+
     alarm_poll_seconds: float = 5.0
-    # A read that settles a step whose outcome was not recorded (a crash or a lost answer
-    # during a mutation) is repeated with the backoff of ``retry``, but not for ever: after
-    # ``resolve_attempts`` failed reads in all (about seven minutes with the default backoff),
-    # or ``resolve_refused_attempts`` when the last one was refused outright (AccessDenied
-    # and other errors that do not clear by waiting), the deployment finishes failed and
-    # names what the operator must check. The outcome is never guessed, nor the step repeated.
+    """How often the alarms are read during every wait of a deployment that can roll back."""
+
     resolve_attempts: int = 20
+    """Failed reads in all (about seven minutes with the default backoff) settling a step
+    whose outcome was not recorded (a crash or a lost answer during a mutation), after which
+    the deployment finishes failed and names what the operator must check. The outcome is
+    never guessed, nor the step repeated."""
+
     resolve_refused_attempts: int = 3
+    """The same bound when the last read was refused outright (AccessDenied and other errors
+    that do not clear by waiting)."""
 
 
 DEFAULT_POLICY = SagaPolicy()

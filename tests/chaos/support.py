@@ -21,7 +21,7 @@ from engine.events.function import DeploymentFinished, DeploymentRequested, Step
 from engine.local import LocalAwsThread
 from engine.local.clients import aws_client
 from engine.runtime.engine import Engine, EngineConfig, RunReport
-from engine.saga import RetryPolicy, SagaPolicy
+from engine.saga import SagaPolicy, StepRetry
 from engine.saga.state import version_marker
 from engine.store.sqlite import SqliteEventStore
 from tests.repo.gitrepo import GitRepo
@@ -34,7 +34,7 @@ CANARY = {"type": "CANARY", "percent": 50, "waitInterval": 1}
 # Short polls and a generous number of attempts: under injected faults a step may need
 # several tries, and every try must be allowed to land before the saga gives up.
 PATIENT = SagaPolicy(
-    retry=RetryPolicy(max_attempts=12, initial_backoff=0.1, max_backoff=0.5),
+    retry=StepRetry(max_attempts=12, initial_backoff=0.1, max_backoff=0.5),
     poll_seconds=0.25,
     alarm_poll_seconds=0.25,
 )
@@ -167,7 +167,7 @@ class Case:
         """The step of an intent the log holds no outcome for: where a crash left it."""
         records = await self.events()
         last = records[-1].event if records else None
-        return last.step if isinstance(last, StepStarted) else None
+        return str(last.step) if isinstance(last, StepStarted) else None
 
 
 # -- the checks every chaos test makes -----------------------------------------------------

@@ -14,9 +14,10 @@ from engine.events.function import (
     RollbackStarted,
     TimerStarted,
 )
-from engine.saga import Call, Ok, Record, Wait, Waited, fold, next_effect, on_outcome
+from engine.saga import Call, Ok, Record, StepName, Wait, Waited, fold, next_effect, on_outcome
+from engine.saga.results import AliasRead, Deleted, SourcesChanged
 from engine.saga.saga import OPERATOR_PROMOTE
-from tests.saga.support import STREAM, desired, requested
+from tests.saga.support import STREAM, alias_write, desired, requested
 from tests.saga.test_saga import (
     CTX,
     DEPLOYED,
@@ -89,10 +90,10 @@ def test_aborted_canary_finishes_rolled_back_with_the_operators_reason() -> None
     events: list[Event] = [*IN_CANARY, op("abort")]
     state = state_of(events)
     for outcome in (
-        {"found": True, "function_version": "1", "routing": {}},  # rollback_alias
-        {"found": True, "function_version": "1", "routing": {}},  # rollback_verify
-        {},  # rollback_delete_new
-        {"changes": []},  # rollback_sources: the deployed sources put back
+        AliasRead(function_version="1"),  # rollback_alias
+        AliasRead(function_version="1"),  # rollback_verify
+        Deleted(),  # rollback_delete_new
+        SourcesChanged(),  # rollback_sources: the deployed sources put back
     ):
         effect = next_effect(state, NOW)
         if isinstance(effect, Record):
@@ -158,12 +159,7 @@ def test_promote_reads_alarms_once_then_promotes(given: list[Event]) -> None:
     )
     state = fold(state, on_outcome(state, effect, Waited(True, {"errors": "OK"}), CTX))
     promote = next_effect(state, NOW)
-    assert isinstance(promote, Call)
-    assert (promote.step, promote.args["version"], promote.args["routing"]) == (
-        "promote",
-        "2",
-        None,
-    )
+    assert alias_write(promote) == ("promote", "2", None)
 
 
 def test_promote_with_an_alarm_firing_rolls_back() -> None:
@@ -183,7 +179,7 @@ def test_promote_before_the_schedule_waits_for_it_then_skips_it() -> None:
     state = state_of([*READINESS, op("promote")])
     effect = next_effect(state, NOW)
     assert isinstance(effect, Call)
-    assert effect.step == "readiness"
+    assert effect.step == StepName("readiness")
     state = fold(
         state, [ok("readiness", state="Active"), started("sources"), ok("sources", changes=[])]
     )

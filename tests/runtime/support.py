@@ -12,7 +12,7 @@ import anyio
 from engine.events import RecordedEvent
 from engine.runtime.engine import Engine, EngineConfig, RunReport
 from engine.runtime.providers import PortsProvider
-from engine.saga import RetryPolicy, SagaPolicy
+from engine.saga import SagaPolicy, StepRetry
 from engine.store.sqlite import SqliteEventStore
 from tests.repo.gitrepo import GitRepo
 
@@ -21,7 +21,7 @@ PREFIX = "apps/orders/orders"
 ALARM = "glam-demo-errors"  # made by engine.local.account.build_account
 # Short polls so that a deployment with 1 s waits takes seconds, not minutes.
 FAST = SagaPolicy(
-    retry=RetryPolicy(max_attempts=5, initial_backoff=0.2, max_backoff=1.0),
+    retry=StepRetry(max_attempts=5, initial_backoff=0.2, max_backoff=1.0),
     poll_seconds=0.25,
     alarm_poll_seconds=0.25,
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,7 +11,8 @@ from engine.events import Metadata, NewEvent
 from engine.events.desired import DeploymentSettings, DesiredFunction, Readiness, TrafficShifting
 from engine.events.function import DeployAction, DeploymentRequested
 from engine.runtime.saga_runner import SagaRun, run_saga
-from engine.saga import DEFAULT_POLICY, SagaPolicy
+from engine.saga import DEFAULT_POLICY, Call, Effect, SagaPolicy
+from engine.saga.effects import UpdateAlias
 from engine.store.memory import MemoryEventStore
 from engine.testing import ManualClock
 from engine.testing.aws import FakeAws
@@ -52,6 +54,13 @@ def desired(
         ),
         content_hash=f"hash-{code}-{memory}",
     )
+
+
+def alias_write(effect: Effect) -> tuple[str, str, Mapping[str, float] | None]:
+    """``(step, version, routing)`` of an effect that must be an UpdateAlias call."""
+    assert isinstance(effect, Call)
+    assert isinstance(effect.operation, UpdateAlias)
+    return str(effect.step), effect.operation.version, effect.operation.routing
 
 
 def requested(

@@ -113,7 +113,7 @@ async def test_unexpected_port_error_fails_the_deployment_not_the_runner() -> No
     run = await world.deploy("d1", want, action="create")
     assert [f.outcome for f in run.finished] == ["failed"]
     failed = await world.events("StepFailed")
-    assert [(f.step, f.error_code, f.retryable) for f in failed] == [
+    assert [(str(f.step), f.error_code, f.retryable) for f in failed] == [
         ("sources", "ValueError", False)
     ]
 

@@ -35,8 +35,9 @@ from engine.saga import (
     on_outcome,
     weights,
 )
-from engine.saga.state import check_alias_target, check_deletable
-from tests.saga.support import NAME, desired, requested
+from engine.saga.results import FunctionRead, Published, VersionsRead
+from engine.saga.state import assert_alias_safe, check_deletable
+from tests.saga.support import NAME, alias_write, desired, requested
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 CTX = SagaContext(now=NOW)
@@ -109,19 +110,21 @@ def test_resolved_publish_adopts_the_marked_version() -> None:
     """The version whose Description carries the deployment id is adopted."""
     state = state_of([*UNTIL_PUBLISH, started("publish")])
     effect = next_effect(state, NOW)
-    versions = [
-        {"version": "1", "description": "glam deployment d1"},
-        {"version": "2", "description": "glam deployment d2"},
+    versions = (
+        Published(version="1", description="glam deployment d1"),
+        Published(version="2", description="glam deployment d2"),
+    )
+    events = on_outcome(state, effect, Ok(VersionsRead(versions=versions)), CTX)
+    assert events == [
+        StepSucceeded(deployment_id="d2", step="publish", result=versions[1].to_json())
     ]
-    events = on_outcome(state, effect, Ok({"versions": versions}), CTX)
-    assert events == [StepSucceeded(deployment_id="d2", step="publish", result=versions[1])]
     assert fold(state, events).active.new_version == "2"  # type: ignore[union-attr]
 
 
 def test_unresolved_publish_is_repeated_with_next_attempt() -> None:
     """A publish the read shows never happened is repeated as attempt 2."""
     state = state_of([*UNTIL_PUBLISH, started("publish")])
-    events = on_outcome(state, next_effect(state, NOW), Ok({"versions": []}), CTX)
+    events = on_outcome(state, next_effect(state, NOW), Ok(VersionsRead()), CTX)
     assert [type(e).__name__ for e in events] == ["StepFailed"]
     effect = next_effect(fold(state, events), NOW)
     assert isinstance(effect, Call)
@@ -172,12 +175,7 @@ def test_alarm_during_bake_rolls_back(alarm: str, reason: str) -> None:
     events = on_outcome(state, next_effect(state, NOW), Waited(False, {"errors": alarm}), CTX)
     assert events[-1] == RollbackStarted(deployment_id="d2", reason=reason)
     effect = next_effect(fold(state, events), NOW)
-    assert isinstance(effect, Call)
-    assert (effect.step, effect.args["version"], effect.args["routing"]) == (
-        "rollback_alias",
-        "1",
-        None,
-    )
+    assert alias_write(effect) == ("rollback_alias", "1", None)
 
 
 def test_bake_after_last_step_before_promote() -> None:
@@ -192,12 +190,7 @@ def test_bake_after_last_step_before_promote() -> None:
     assert isinstance(effect, Wait)
     assert effect.purpose == "bake"
     promote = next_effect(state_of([*last, *_timer_done()]), NOW)
-    assert isinstance(promote, Call)
-    assert (promote.step, promote.args["version"], promote.args["routing"]) == (
-        "promote",
-        "2",
-        None,
-    )
+    assert alias_write(promote) == ("promote", "2", None)
 
 
 def _timer_done() -> list[Event]:
@@ -219,7 +212,7 @@ def test_readiness_exhausted_rolls_back() -> None:
     state = state_of(polls)
     effect = next_effect(state, NOW)
     assert isinstance(effect, Call)
-    events = on_outcome(state, effect, Ok({"state": "Pending"}), CTX)
+    events = on_outcome(state, effect, Ok(FunctionRead(state="Pending")), CTX)
     assert isinstance(events[-1], RollbackStarted)
 
 
@@ -263,7 +256,7 @@ def test_delete_path() -> None:
     )
     effect = next_effect(state, NOW)
     assert isinstance(effect, Call)
-    assert (effect.step, effect.method) == ("detach_sources", "detach_all")
+    assert (str(effect.step), effect.method) == ("detach_sources", "detach_all")
     state = fold(state, [started("detach_sources"), ok("detach_sources", changes=[])])
     effect = next_effect(state, NOW)
     assert isinstance(effect, Call)
@@ -309,7 +302,7 @@ def test_retryable_failure_backs_off_then_repeats() -> None:
 def test_alias_invariants(version: str, routing: dict[str, float]) -> None:
     """$LATEST never routed, at most one extra version, weights in [0, 1]."""
     with pytest.raises(InvariantViolation):
-        check_alias_target(version, routing)
+        assert_alias_safe(version, routing)
 
 
 @pytest.mark.parametrize(

@@ -19,9 +19,9 @@ from engine.events.function import (
 )
 from engine.saga import (
     Call,
+    CallOutcome,
     Failed,
     Ok,
-    Outcome,
     Record,
     SagaContext,
     SagaPolicy,
@@ -33,7 +33,8 @@ from engine.saga import (
     next_effect,
     on_outcome,
 )
-from tests.saga.support import NAME
+from engine.saga.results import Published, VersionsRead
+from tests.saga.support import NAME, alias_write
 from tests.saga.test_saga import IN_CANARY, NOW, UNTIL_PUBLISH, started
 
 THROTTLED = Failed(
@@ -60,7 +61,7 @@ class Drive:
 
 def drive(
     given: Sequence[Event],
-    answer: Callable[[int], Outcome],
+    answer: Callable[[int], CallOutcome],
     policy: SagaPolicy | None = None,
     limit: int = 500,
     until: type[Event] = DeploymentFinished,
@@ -138,7 +139,9 @@ def test_each_new_error_is_recorded_once() -> None:
     """Given reads failing A, A, B, B, B, A, then success, then StepFailed is recorded when
     the error changes only, and the publish is adopted (not repeated)."""
     answers = [DOWN, DOWN, THROTTLED, THROTTLED, THROTTLED, DOWN]
-    versions = Ok({"versions": [{"version": "2", "description": "glam deployment d2"}]})
+    versions = Ok(
+        VersionsRead(versions=(Published(version="2", description="glam deployment d2"),))
+    )
     given = DANGLING_PUBLISH
     state = fold(initial_state(NAME), given)
     recorded: list[Event] = []
@@ -218,8 +221,8 @@ def test_an_unresolved_shift_rolls_the_alias_back() -> None:
     assert "version 1 routing 20% to version 2" in rollback.reason
     effect = next_effect(run.state, NOW + timedelta(hours=1))
     assert isinstance(effect, Call)
-    assert (effect.step, effect.method) == ("rollback_alias", "update_alias")
-    assert (effect.args["version"], effect.args["routing"]) == ("1", None)
+    assert effect.method == "update_alias"
+    assert alias_write(effect) == ("rollback_alias", "1", None)
 
 
 def test_a_new_intent_starts_a_new_count() -> None:

@@ -1,0 +1,239 @@
+"""What a saga step reports, as frozen models: made by the runner from a port's answer,
+recorded as a StepSucceeded's ``result``, and parsed back from it once, in ``evolve``.
+
+The recorded JSON is the one glam has always written (``to_json``), so every log replays
+as before. Parsing is lenient the way the log needs: unknown keys are ignored and missing
+ones take their defaults, so results recorded by older versions (or written by hand in a
+test) still read. Nothing here ever holds a function's configuration: it carries environment
+values, which may be secrets.
+
+    FunctionRead    GetFunction, CreateFunction, UpdateFunctionConfiguration/Code (or not found)
+    AliasRead       GetAlias, CreateAlias, UpdateAlias (or not found)
+    Published       PublishVersion; one entry of VersionsRead (ListVersionsByFunction)
+    SourcesChanged  reconciling or detaching event sources
+    Deleted         DeleteVersion, DeleteFunction
+    AlreadyAbsent   a delete found its target gone (what a delete wants)
+    Kept            a clean-up step gave up without harm, and why
+    AlarmsRead      a wait that ended, with the alarm states it saw last
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.ports import AliasInfo, FunctionInfo, SourceChange, VersionInfo
+from engine.saga.steps import (
+    StepName,
+    is_alias_step,
+    is_delete_step,
+    is_function_step,
+    is_sources_step,
+)
+
+
+class Result(BaseModel):
+    """Base of every step result: frozen, and lenient about keys it does not know."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object a StepSucceeded records."""
+        return self.model_dump(mode="json")
+
+
+class FunctionRead(Result):
+    """One qualifier of a function ($LATEST or a version), or ``found=False``."""
+
+    found: bool = True
+    name: str | None = None
+    arn: str | None = None
+    version: str | None = None
+    state: str | None = None  # Pending | Active | Inactive | Failed
+    last_update_status: str | None = None  # InProgress | Successful | Failed
+    code_sha256: str | None = None
+    revision_id: str | None = None
+    description: str | None = None
+    state_reason: str | None = None
+
+    @classmethod
+    def from_info(cls, info: FunctionInfo | None) -> FunctionRead:
+        """Never ``info.configuration``: it holds environment values."""
+        if info is None:
+            return cls(found=False)
+        return cls(
+            name=info.name,
+            arn=info.arn,
+            version=info.version,
+            state=info.state,
+            last_update_status=info.last_update_status,
+            code_sha256=info.code_sha256,
+            revision_id=info.revision_id,
+            description=info.description,
+            state_reason=info.state_reason,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return super().to_json() if self.found else {"found": False}
+
+
+class AliasRead(Result):
+    """An alias as AWS answered it, or ``found=False``."""
+
+    found: bool = True
+    name: str | None = None
+    function_version: str | None = None
+    routing: dict[str, float] = Field(default_factory=dict)  # AdditionalVersionWeights
+    revision_id: str | None = None
+    arn: str | None = None
+
+    @classmethod
+    def from_info(cls, info: AliasInfo | None) -> AliasRead:
+        if info is None:
+            return cls(found=False)
+        return cls(
+            name=info.name,
+            function_version=info.function_version,
+            routing={str(k): float(v) for k, v in info.routing.items()},
+            revision_id=info.revision_id,
+            arn=info.arn,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return super().to_json() if self.found else {"found": False}
+
+
+class Published(Result):
+    """A published version: what PublishVersion answers, and one entry of a listing."""
+
+    version: str
+    code_sha256: str = ""
+    description: str = ""
+    revision_id: str = ""
+
+    @classmethod
+    def from_info(cls, info: VersionInfo) -> Published:
+        return cls(
+            version=info.version,
+            code_sha256=info.code_sha256,
+            description=info.description,
+            revision_id=info.revision_id,
+        )
+
+
+class VersionsRead(Result):
+    """Every published version of a function (the read settling a publish or a delete)."""
+
+    versions: tuple[Published, ...] = ()
+
+    @classmethod
+    def from_infos(cls, infos: Sequence[VersionInfo]) -> VersionsRead:
+        return cls(versions=tuple(Published.from_info(v) for v in infos))
+
+
+class ChangedSource(Result):
+    """One event source attached, updated, detached, adopted, or found unchanged."""
+
+    kind: str  # mapping | elb | apigateway
+    change: str  # attached | updated | detached | adopted | unchanged
+    source_id: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def from_change(cls, change: SourceChange) -> ChangedSource:
+        # Details come from AWS answers: anything not JSON (a datetime) is recorded as text.
+        details = json.loads(json.dumps(dict(change.details), default=str))
+        return cls(
+            kind=change.kind, change=change.change, source_id=change.source_id, details=details
+        )
+
+
+class SourcesChanged(Result):
+    """What reconciling (or detaching) the event sources changed."""
+
+    changes: tuple[ChangedSource, ...] = ()
+
+    @classmethod
+    def from_changes(cls, changes: Sequence[SourceChange]) -> SourcesChanged:
+        return cls(changes=tuple(ChangedSource.from_change(c) for c in changes))
+
+
+class Deleted(Result):
+    """A delete AWS carried out."""
+
+
+class AlreadyAbsent(Result):
+    """A delete whose target was already gone: after an ambiguous delete, or a retry."""
+
+    already_absent: Literal[True] = True
+
+
+class Kept(Result):
+    """A clean-up step (deleting an old or failed version, putting event sources back) that
+    failed for good and was given up: what it would have removed is kept, ``reason`` says
+    why. Harmless, and it must not undo a finished shift."""
+
+    reason: str
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> Kept:
+        return cls(reason=str(raw["kept"]))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kept": self.reason}
+
+
+class AlarmsRead(Result):
+    """A wait that ended, with the last state seen of each alarm it watched."""
+
+    alarms: dict[str, str] = Field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return super().to_json() if self.alarms else {}
+
+
+class Requested(Result):
+    """What a write-ahead intent (StepStarted.request) recorded of the call it announced:
+    the version and routing an alias write or a delete asked for."""
+
+    version: str | None = None
+    routing: dict[str, float] | None = None
+
+
+# What the runner answers a call with.
+CallResult = FunctionRead | AliasRead | Published | VersionsRead | SourcesChanged | Deleted
+# What a StepSucceeded records.
+StepResult = (
+    FunctionRead
+    | AliasRead
+    | Published
+    | SourcesChanged
+    | Deleted
+    | AlreadyAbsent
+    | Kept
+    | AlarmsRead
+)
+
+
+def parse_result(name: StepName, raw: Mapping[str, Any]) -> StepResult | None:
+    """The model of what step ``name`` reported as ``raw``; None for a step this glam does
+    not know (its result is left as it was recorded)."""
+    step = name.step
+    if name.purpose is not None:
+        return AlarmsRead.model_validate(raw)
+    if step == "settle" or is_function_step(step):
+        return FunctionRead.model_validate(raw)
+    if is_alias_step(step):
+        return AliasRead.model_validate(raw)
+    if step == "publish":
+        return Published.model_validate(raw)
+    if raw.get("kept") and (is_delete_step(step) or is_sources_step(step)):
+        return Kept.parse(raw)
+    if is_delete_step(step):
+        return AlreadyAbsent() if raw.get("already_absent") else Deleted()
+    if is_sources_step(step):
+        return SourcesChanged.model_validate(raw)
+    return None

@@ -1,0 +1,153 @@
+"""The names of the saga's steps: the one vocabulary the saga, its runner and its events share.
+
+A step is named in the log by a short text. Three spellings exist, and only ``StepName``
+reads or writes them:
+
+    <step>              a call the saga made: ``publish``, ``shift``, ``settle``, ...
+    wait:<purpose>      a durable wait that ended: ``wait:bake``, ``wait:readiness``, ...
+    resolve:<step>      the read settling a dangling write-ahead intent: ``resolve:publish``
+
+Every phase of the saga that makes a call is logged under the phase's own name, so one
+``Literal`` member is both the phase and its step. The phases are grouped by what their call
+reports (engine.saga.results): a function read, an alias read, a published version, a delete,
+a change of event sources. Adding a step means adding it to its group here; mypy then points
+at every ``match`` that has to learn it.
+
+Pure: no imports from the rest of glam, so the event models can use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, TypeGuard, get_args
+
+# Phases whose call answers with the function (GetFunction, CreateFunction, Update*).
+FunctionStep = Literal[
+    "inspect_function",
+    "create_function",
+    "wait_active",
+    "update_config",
+    "wait_config",
+    "update_code",
+    "wait_code",
+    "readiness",
+]
+# Phases whose call answers with the alias (GetAlias, CreateAlias, UpdateAlias).
+AliasStep = Literal[
+    "inspect_alias",
+    "create_alias",
+    "shift",
+    "promote",
+    "verify_old",
+    "rollback_alias",
+    "rollback_verify",
+]
+# Phases that delete a version or the function.
+DeleteStep = Literal["delete_old", "rollback_delete_new", "delete_function"]
+# Phases that wire or unwire event sources.
+SourcesStep = Literal["sources", "rollback_sources", "detach_sources"]
+
+# Every phase that makes one call, logged under its own name.
+PhaseStep = Literal[FunctionStep, AliasStep, "publish", DeleteStep, SourcesStep]
+# Every step a call can be logged as: the phases' calls, and ``settle`` (reading the function
+# until an update in progress has finished, after a conflict).
+Step = Literal[PhaseStep, "settle"]
+# The saga's phases: the ones that call, the bake between shifts (a wait) and the end.
+Phase = Literal[PhaseStep, "bake", "finish"]
+
+# Why the saga waits: the bake after a shift, a readiness re-check, a poll of an update in
+# progress, the backoff before repeating a failed call, the one alarm read before an
+# operator's promote, and the pause between reads settling a dangling intent.
+WaitPurpose = Literal["bake", "readiness", "poll", "backoff", "operator_promote", "resolve"]
+
+STEPS: frozenset[str] = frozenset(get_args(Step))
+WAIT_PURPOSES: frozenset[str] = frozenset(get_args(WaitPurpose))
+_FUNCTION_STEPS: frozenset[str] = frozenset(get_args(FunctionStep))
+_ALIAS_STEPS: frozenset[str] = frozenset(get_args(AliasStep))
+_DELETE_STEPS: frozenset[str] = frozenset(get_args(DeleteStep))
+_SOURCES_STEPS: frozenset[str] = frozenset(get_args(SourcesStep))
+
+
+def is_step(text: object) -> TypeGuard[Step]:
+    return text in STEPS
+
+
+def is_wait_purpose(text: object) -> TypeGuard[WaitPurpose]:
+    return text in WAIT_PURPOSES
+
+
+def is_function_step(step: object) -> TypeGuard[FunctionStep]:
+    return step in _FUNCTION_STEPS
+
+
+def is_alias_step(step: object) -> TypeGuard[AliasStep]:
+    return step in _ALIAS_STEPS
+
+
+def is_delete_step(step: object) -> TypeGuard[DeleteStep]:
+    return step in _DELETE_STEPS
+
+
+def is_sources_step(step: object) -> TypeGuard[SourcesStep]:
+    return step in _SOURCES_STEPS
+
+
+@dataclass(frozen=True, slots=True)
+class StepName:
+    """A step as the log names it; exactly one field is set.
+
+    ``StepName("publish")`` is a call, ``StepName.wait("bake")`` a wait that ended,
+    ``StepName.resolve("publish")`` the read settling a dangling ``publish``. ``unknown``
+    keeps a name this glam does not know (written by another version, or by hand) verbatim:
+    such a log still loads, writes back the same text, and the saga passes over the step.
+    """
+
+    step: Step | None = None
+    purpose: WaitPurpose | None = None
+    resolves: Step | None = None
+    unknown: str | None = None
+
+    def __post_init__(self) -> None:
+        parts = (self.step, self.purpose, self.resolves, self.unknown)
+        if sum(part is not None for part in parts) != 1:
+            raise ValueError(f"a step name has exactly one part, got {parts}")
+
+    @classmethod
+    def wait(cls, purpose: str) -> StepName:
+        """The name a wait for ``purpose`` ends under (a purpose this glam does not know, read
+        from a timer another version recorded, stays as it was written)."""
+        if is_wait_purpose(purpose):
+            return cls(purpose=purpose)
+        return cls(unknown=f"wait:{purpose}")
+
+    @classmethod
+    def resolve(cls, step: Step) -> StepName:
+        return cls(resolves=step)
+
+    @classmethod
+    def parse(cls, text: str) -> StepName:
+        """The name stored as ``text``; total: ``str(StepName.parse(t)) == t`` for any text."""
+        head, colon, tail = text.partition(":")
+        if not colon and is_step(text):
+            return cls(step=text)
+        if colon and head == "wait" and is_wait_purpose(tail):
+            return cls(purpose=tail)
+        if colon and head == "resolve" and is_step(tail):
+            return cls(resolves=tail)
+        return cls(unknown=text)
+
+    @classmethod
+    def coerce(cls, value: object) -> StepName:
+        """A step name from what an event is built or loaded with: a StepName or its text."""
+        if isinstance(value, StepName):
+            return value
+        if isinstance(value, str):
+            return cls.parse(value)
+        raise ValueError(f"a step name is text, not {type(value).__name__}")
+
+    def __str__(self) -> str:
+        if self.purpose is not None:
+            return f"wait:{self.purpose}"
+        if self.resolves is not None:
+            return f"resolve:{self.resolves}"
+        return self.step or self.unknown or ""
