@@ -51,8 +51,8 @@ class LambdaRead(_Operation):
     name: str
 
     @classmethod
-    def settling(cls, name: str, alias: str) -> Self:
-        """This read of function ``name`` (and ``alias``), settling a dangling intent."""
+    def of(cls, name: str, alias: str) -> Self:
+        """This read of function ``name`` (and of its ``alias``, where it reads one)."""
         return cls(name)
 
 
@@ -84,7 +84,7 @@ class GetAlias(LambdaRead):
     alias: str
 
     @classmethod
-    def settling(cls, name: str, alias: str) -> Self:
+    def of(cls, name: str, alias: str) -> Self:
         return cls(name, alias)
 
 

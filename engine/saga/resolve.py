@@ -10,7 +10,6 @@ keeps failing, a bounded number of paused retries and then a deployment that fin
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import timedelta
 
 from engine.events import Event
@@ -22,26 +21,16 @@ from engine.events.function import (
     StepSucceeded,
     TimerStarted,
 )
+from engine.saga.calls import PERFORMS
 from engine.saga.effects import (
     Call,
     CallOutcome,
-    CreateAlias,
-    CreateFunction,
-    DeleteFunction,
-    DeleteVersion,
-    DetachSources,
     Failed,
     GetAlias,
     GetFunction,
     ListVersions,
-    Mutation,
     Ok,
-    PublishVersion,
-    ReconcileSources,
     SagaContext,
-    UpdateAlias,
-    UpdateCode,
-    UpdateConfig,
 )
 from engine.saga.results import (
     AliasRead,
@@ -55,34 +44,14 @@ from engine.saga.results import (
 from engine.saga.state import RESOLVE_WAIT, Deployment, SagaState, version_marker
 from engine.saga.steps import Step, StepName
 
-# The operation each mutating step performs. An intent in the log names only its step: the
-# operation's ``resolver`` is the read that settles it, or None when repeating the step is
-# harmless (it is then simply repeated). engine.saga.saga builds every mutation against this.
-PERFORMS: Mapping[Step, type[Mutation]] = {
-    "create_function": CreateFunction,
-    "update_config": UpdateConfig,
-    "update_code": UpdateCode,
-    "publish": PublishVersion,
-    "create_alias": CreateAlias,
-    "sources": ReconcileSources,
-    "shift": UpdateAlias,
-    "promote": UpdateAlias,
-    "rollback_alias": UpdateAlias,
-    "delete_old": DeleteVersion,
-    "rollback_delete_new": DeleteVersion,
-    "rollback_sources": ReconcileSources,
-    "detach_sources": DetachSources,
-    "delete_function": DeleteFunction,
-}
 
-
-def settling_call(state: SagaState, dangling: StepStarted) -> Call | None:
+def resolve_call(state: SagaState, dangling: StepStarted) -> Call | None:
     """The read that settles ``dangling``, or None when its step is simply repeated."""
     step = dangling.step.step
     performs = PERFORMS.get(step) if step is not None else None
     if step is None or performs is None or performs.resolver is None:
         return None
-    read = performs.resolver.settling(state.function_name, state.alias or "")
+    read = performs.resolver.of(state.function_name, state.alias or "")
     return Call(step=StepName.resolve(step), operation=read)
 
 

@@ -35,10 +35,8 @@ Rules worth knowing:
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Literal
 
 from engine.events import Event
-from engine.events.desired import EventSources
 from engine.events.function import (
     AlarmObserved,
     DeploymentFinished,
@@ -46,38 +44,28 @@ from engine.events.function import (
     FunctionDeleted,
     RollbackStarted,
     StepFailed,
-    StepStarted,
     StepSucceeded,
     TimerStarted,
     TrafficShifted,
 )
+from engine.saga.calls import phase_call, read_call
 from engine.saga.effects import (
     Call,
     CallOutcome,
-    CreateAlias,
-    CreateFunction,
     DeleteFunction,
     DeleteVersion,
-    DetachSources,
     Done,
     Effect,
     Failed,
-    GetAlias,
     GetFunction,
-    Mutation,
     Ok,
-    PublishVersion,
-    Read,
-    ReconcileSources,
     Record,
     SagaContext,
     UpdateAlias,
-    UpdateCode,
-    UpdateConfig,
     Wait,
     Waited,
 )
-from engine.saga.resolve import PERFORMS, resolved, settling_call
+from engine.saga.resolve import resolve_call, resolved
 from engine.saga.results import (
     AlarmsRead,
     AlreadyAbsent,
@@ -92,14 +80,9 @@ from engine.saga.state import (
     RESOLVE_WAIT,
     Deployment,
     SagaState,
-    assert_alias_safe,
-    check_deletable,
-    split_definition,
-    version_marker,
 )
-from engine.saga.steps import Phase, PhaseStep, Step, StepName, WaitPurpose
+from engine.saga.steps import Phase, Step, StepName, WaitPurpose
 from engine.saga.transitions import Poll, poll_ready
-from engine.sources_plan import union_sources
 
 # Phases at which a newer request may interrupt: between steps, before the promote. Later
 # phases finish first (the new version is already live), and so do deletes and rollbacks.
@@ -160,16 +143,16 @@ def next_effect(state: SagaState, now: datetime) -> Effect:
     wait = _wait(state, dep, now)
     if wait is not None:
         return wait
-    settle = settling_call(state, dep.dangling) if dep.dangling is not None else None
-    if settle is not None:
-        return settle
+    resolve = resolve_call(state, dep.dangling) if dep.dangling is not None else None
+    if resolve is not None:
+        return resolve
     if dep.settling:
-        return _read("settle", GetFunction(state.function_name))
+        return read_call("settle", GetFunction(state.function_name))
     if dep.phase == "bake":
         settings = dep.desired.settings if dep.desired else None
         seconds = settings.traffic.wait_interval if settings and settings.traffic else 0
         return _timer(state, dep, "bake", now + timedelta(seconds=seconds))
-    return _phase_call(state, dep)
+    return phase_call(state, dep)
 
 
 def on_outcome(
@@ -284,143 +267,6 @@ def _timer(state: SagaState, dep: Deployment, purpose: WaitPurpose, until: datet
         poll_seconds=state.policy.alarm_poll_seconds,
         intent=intent,
     )
-
-
-def _read(step: Step, operation: Read) -> Call:
-    return Call(step=StepName(step), operation=operation)
-
-
-def _mutation(dep: Deployment, step: PhaseStep, operation: Mutation) -> Call:
-    """The call of a mutating step, with its write-ahead intent: the attempt number, and the
-    arguments it may record (never the definition: it can hold environment values)."""
-    # The resolver of a dangling intent is found by its step (resolve.PERFORMS): a step must
-    # always perform the same operation.
-    assert type(operation) is PERFORMS.get(step), f"{step} performs {PERFORMS.get(step)}"
-    attempt = dep.dangling.attempt + 1 if dep.dangling is not None else dep.attempt
-    name = StepName(step)
-    intent = StepStarted(
-        deployment_id=dep.deployment_id, step=name, attempt=attempt, request=operation.summary()
-    )
-    return Call(step=name, operation=operation, intent=intent)
-
-
-def _alias_arn(state: SagaState, dep: Deployment) -> str:
-    arn = dep.function_arn or state.function_name
-    return f"{arn}:{state.alias}" if state.alias else arn
-
-
-def _phase_call(state: SagaState, dep: Deployment) -> Call:
-    """The call this phase makes, grouped by what it acts on."""
-    name = state.function_name
-    phase = dep.phase
-    match phase:
-        case "inspect_function" | "wait_active" | "wait_config" | "wait_code":
-            return _read(phase, GetFunction(name))
-        case "readiness":
-            return _read(phase, GetFunction(name, qualifier=dep.new_version))
-        case "inspect_alias" | "verify_old" | "rollback_verify":
-            return _read(phase, GetAlias(name, state.alias or ""))
-        case "create_function" | "update_config" | "update_code" | "publish":
-            return _function_write(state, dep, phase)
-        case "create_alias" | "shift" | "promote" | "rollback_alias":
-            return _alias_write(state, dep, phase)
-        case "delete_old" | "rollback_delete_new" | "delete_function":
-            return _delete(state, dep, phase)
-        case "sources" | "rollback_sources" | "detach_sources":
-            return _sources_write(state, dep, phase)
-        case "bake" | "finish":
-            raise AssertionError(f"phase {phase} has no call")  # handled by next_effect
-
-
-def _function_write(
-    state: SagaState,
-    dep: Deployment,
-    phase: Literal["create_function", "update_config", "update_code", "publish"],
-) -> Call:
-    name = state.function_name
-    if phase == "publish":
-        publish = PublishVersion(
-            name,
-            description=version_marker(dep.deployment_id),
-            code_sha256=dep.code_sha256,
-            revision_id=dep.revision_id,
-        )
-        return _mutation(dep, phase, publish)
-    assert dep.desired is not None
-    definition = dep.desired.definition
-    code, configuration = split_definition(definition)
-    match phase:
-        case "create_function":
-            # glam publishes itself, after the function is Active, with its marker.
-            request = {**definition, "FunctionName": name, "Publish": False}
-            return _mutation(dep, phase, CreateFunction(request))
-        case "update_config":
-            return _mutation(dep, phase, UpdateConfig(name, configuration))
-        case "update_code":
-            return _mutation(dep, phase, UpdateCode(name, code))
-
-
-def _alias_write(
-    state: SagaState,
-    dep: Deployment,
-    phase: Literal["create_alias", "shift", "promote", "rollback_alias"],
-) -> Call:
-    name, alias = state.function_name, state.alias or ""
-    match phase:
-        case "create_alias":
-            assert dep.new_version is not None
-            assert_alias_safe(dep.new_version, {})
-            return _mutation(dep, phase, CreateAlias(name, alias, dep.new_version))
-        case "shift":
-            assert dep.stable is not None
-            assert dep.new_version is not None
-            routing = {dep.new_version: dep.schedule[dep.shift_index]}
-            assert_alias_safe(dep.stable, routing)
-            return _mutation(dep, phase, UpdateAlias(name, alias, dep.stable, routing))
-        case "promote" | "rollback_alias":
-            target = dep.new_version if phase == "promote" else dep.stable
-            assert target is not None
-            assert_alias_safe(target, {})
-            return _mutation(dep, phase, UpdateAlias(name, alias, target, routing=None))
-
-
-def _delete(
-    state: SagaState,
-    dep: Deployment,
-    phase: Literal["delete_old", "rollback_delete_new", "delete_function"],
-) -> Call:
-    if phase == "delete_function":
-        return _mutation(dep, phase, DeleteFunction(state.function_name))
-    victim = dep.stable if phase == "delete_old" else dep.new_version
-    assert victim is not None
-    check_deletable(victim, dep.alias_version, dep.routing)
-    return _mutation(dep, phase, DeleteVersion(state.function_name, victim))
-
-
-def _sources_write(
-    state: SagaState,
-    dep: Deployment,
-    phase: Literal["sources", "rollback_sources", "detach_sources"],
-) -> Call:
-    # What glam may have wired: the deployed sources and any an unsuccessful attempt left
-    # behind, so nothing it attached is orphaned.
-    deployed = state.deployed.event_sources if state.deployed else None
-    target = (state.function_name, _alias_arn(state, dep))
-    match phase:
-        case "sources":
-            assert dep.desired is not None
-            previous = union_sources(deployed, state.stray_sources)
-            return _mutation(
-                dep, phase, ReconcileSources(*target, dep.desired.event_sources, previous)
-            )
-        case "rollback_sources":
-            assert dep.desired is not None
-            assert deployed is not None
-            attempted = union_sources(dep.desired.event_sources, state.stray_sources)
-            return _mutation(dep, phase, ReconcileSources(*target, deployed, attempted))
-        case "detach_sources":
-            wired = union_sources(deployed, state.stray_sources) or EventSources()
-            return _mutation(dep, phase, DetachSources(*target, wired))
 
 
 # -- interpreting outcomes -------------------------------------------------------------------
