@@ -222,7 +222,7 @@ def parse_result(name: StepName, raw: Mapping[str, Any]) -> StepResult | None:
     """The model of what step ``name`` reported as ``raw``; None for a step this glam does
     not know (its result is left as it was recorded)."""
     step = name.step
-    if name.purpose is not None:
+    if name.is_wait:
         return AlarmsRead.model_validate(raw)
     if step == "settle" or is_function_step(step):
         return FunctionRead.model_validate(raw)

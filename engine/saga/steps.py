@@ -145,6 +145,17 @@ class StepName:
             return cls.parse(value)
         raise ValueError(f"a step name is text, not {type(value).__name__}")
 
+    @property
+    def is_wait(self) -> bool:
+        """Whether this names the end of a wait, of a purpose this glam knows or not (a timer
+        another version recorded)."""
+        return str(self).startswith("wait:")
+
+    @property
+    def is_resolve(self) -> bool:
+        """Whether this names a read settling a dangling intent, of a step known or not."""
+        return str(self).startswith("resolve:")
+
     def __str__(self) -> str:
         if self.purpose is not None:
             return f"wait:{self.purpose}"

@@ -110,7 +110,7 @@ def after_success(
     """The deployment after step ``name`` reported ``result``: dispatched on what the step
     reports, then on the step (each group's match is exhaustive over its steps)."""
     match name.step, result:
-        case None, AlarmsRead():
+        case _, AlarmsRead():  # a wait ended (its timer may have any purpose)
             return _after_wait(replace(dep, timer=None), name.purpose)
         case "settle", FunctionRead():
             return _after_settle(state, dep, result)
@@ -356,7 +356,7 @@ def _rollback_outcome(dep: Deployment) -> DeployOutcome:
 
 def after_failure(state: SagaState, dep: Deployment, event: StepFailed) -> Deployment:
     """The deployment after step ``event.step`` failed: pause, settle, read or repeat it."""
-    if event.step.resolves is not None:
+    if event.step.is_resolve:
         # The outcome of the dangling step is still unknown: keep it, read again after a pause
         # that grows (capped) with every failed read. Only a new error is recorded like this;
         # the pause (a RESOLVE_WAIT timer) counts the read, see engine.saga.resolve.

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 import engine.saga
 from engine.events import decode, encode
 from engine.events.desired import EventSources
-from engine.events.function import StepFailed, StepStarted, StepSucceeded
+from engine.events.function import StepFailed, StepStarted, StepSucceeded, TimerStarted
 from engine.ports import (
     AliasInfo,
     FunctionInfo,
@@ -34,6 +34,16 @@ from engine.ports import (
     VersionInfo,
 )
 from engine.runtime.failpoints import MUTATIONS
+from engine.saga import (
+    Call,
+    SagaContext,
+    Wait,
+    Waited,
+    fold,
+    initial_state,
+    next_effect,
+    on_outcome,
+)
 from engine.saga.calls import PERFORMS
 from engine.saga.effects import (
     OPERATIONS,
@@ -56,6 +66,8 @@ from engine.saga.results import (
     parse_result,
 )
 from engine.saga.steps import STEPS, StepName
+from tests.saga.support import NAME
+from tests.saga.test_saga import NOW, PUBLISHED
 
 ROOT = Path(__file__).parents[2]
 
@@ -310,3 +322,18 @@ def test_the_events_load_before_the_saga() -> None:
     code = "import engine.events, engine.saga; engine.saga.fold"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, check=False)
     assert done.returncode == 0, done.stderr.decode()
+
+
+def test_a_timer_of_a_purpose_this_glam_does_not_know_ends_like_any_other() -> None:
+    """A wait another version recorded (``wait:<purpose>`` unknown here) ends the timer, so
+    the saga goes on instead of waiting on it again and again."""
+    timer = TimerStarted(deployment_id="d2", purpose="someday", until=NOW)
+    state = fold(initial_state(NAME), [*PUBLISHED, timer])
+    wait = next_effect(state, NOW)
+    assert isinstance(wait, Wait)
+    assert wait.purpose == "someday"
+    events = on_outcome(state, wait, Waited(completed=True), SagaContext(now=NOW))
+    assert [str(e.step) for e in events if isinstance(e, StepSucceeded)] == ["wait:someday"]
+    after = next_effect(fold(state, events), NOW)
+    assert isinstance(after, Call)
+    assert str(after.step) == "readiness"
