@@ -34,6 +34,8 @@ from engine.saga.steps import Step, StepName
 
 @dataclass(frozen=True, slots=True)
 class _Operation:
+    """Base of every AWS operation the saga can ask for (see the module docstring)."""
+
     method: ClassVar[str]
     mutation: ClassVar[bool] = False
     resolver: ClassVar[type[Read] | None] = None
