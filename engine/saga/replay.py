@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import assert_never
 
 from engine.events import Event
+from engine.events.base import RepoEvent
 from engine.events.function import (
     AlarmObserved,
     DeploymentFinished,
@@ -27,14 +28,6 @@ from engine.events.function import (
     TrafficShifted,
 )
 from engine.events.operator import OperatorCommandIssued
-from engine.events.repo import (
-    CommitObserved,
-    CommitPlanned,
-    DefinitionRejected,
-    DeletesHeld,
-    HistoryRewritten,
-    SourceUnavailable,
-)
 from engine.saga.results import FunctionRead, Kept, StepResult, parse_result
 from engine.saga.state import RESOLVE_WAIT, Deployment, SagaState, split_definition
 from engine.saga.steps import Step, StepName
@@ -87,15 +80,7 @@ def evolve(state: SagaState, event: Event) -> SagaState:
             return _operator(state, event)
         case AlarmObserved() | EventSourceChanged():
             return state
-        case (
-            CommitObserved()
-            | HistoryRewritten()
-            | SourceUnavailable()
-            | CommitPlanned()
-            | DefinitionRejected()
-            | DeletesHeld()
-            | OperatorCommandIssued()
-        ):
+        case RepoEvent() | OperatorCommandIssued():
             # Not function-stream events; a function stream never holds them.
             return state
         case _:
