@@ -133,13 +133,9 @@ def next_effect(state: SagaState, now: datetime) -> Effect:
         return Done()
     if dep.phase == "finish":
         return Record(_finish_events(state, dep))
-    at_rest = dep.rollback is None and dep.dangling is None
-    if state.held is not None and at_rest and dep.phase in SUPERSEDABLE:
-        return _supersede(dep, state.held.deployment_id)
-    if dep.operator is not None and at_rest:
-        acted = _operator_effect(state, dep, now)
-        if acted is not None:
-            return acted
+    interrupted = _interruption(state, dep, now)
+    if interrupted is not None:
+        return interrupted
     wait = _wait(state, dep, now)
     if wait is not None:
         return wait
@@ -177,6 +173,18 @@ def on_outcome(
 
 
 # -- building effects ------------------------------------------------------------------------
+
+
+def _interruption(state: SagaState, dep: Deployment, now: datetime) -> Effect | None:
+    """What a newer request or an operator's command asks for, if this is a point where it
+    may act: between steps (no intent dangling), and not while rolling back."""
+    if dep.rollback is not None or dep.dangling is not None:
+        return None
+    if state.held is not None and dep.phase in SUPERSEDABLE:
+        return _supersede(dep, state.held.deployment_id)
+    if dep.operator is not None:
+        return _operator_effect(state, dep, now)
+    return None
 
 
 def _supersede(dep: Deployment, newer: str) -> Record:
