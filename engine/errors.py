@@ -1,8 +1,8 @@
 """The one error tree of glam.
 
-Every failure that crosses a module boundary is a ``GlamError``. Adapters translate
-botocore, aiosqlite, sqlite3 and dulwich errors into it at the boundary, so the core and the
-CLI never see a third-party exception. Each error says whether repeating the same call could
+Every failure that crosses a module boundary is a ``GlamError``. Adapters translate botocore,
+aiosqlite, sqlite3, psycopg and dulwich errors into it at the boundary, so the core and the CLI
+never see a third-party exception. Each error says whether repeating the same call could
 succeed (``retryable``); the CLI catches the root once and prints ``hint`` as the one line that
 says what to do.
 
@@ -14,6 +14,7 @@ says what to do.
     │   ├── StoreCorrupt           integrity check, hash chain or file format failed
     │   ├── StoreTooNew            file written by a newer glam
     │   ├── StoreLocked            another engine owns the database
+    │   ├── StoreUnavailable       the database server cannot be reached (retryable)
     │   └── EventDecodeError       unknown event type or schema version
     ├── SourceError                the Git repository
     │   └── SourceUnreachable      remote or branch cannot be reached (retryable)
@@ -85,6 +86,13 @@ class StoreTooNew(StoreError):
 
 class StoreLocked(StoreError):
     """Raised when another engine holds the database's lock (one writer per log)."""
+
+
+class StoreUnavailable(StoreError):
+    """The database server cannot be reached or dropped the connection; a write that failed
+    this way may or may not be stored, and repeating it with the same event ids is safe."""
+
+    retryable = True
 
 
 class EventDecodeError(StoreError):

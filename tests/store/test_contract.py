@@ -13,18 +13,25 @@ import pytest
 from engine.errors import ConcurrencyConflict, StoreError
 from engine.ports import ANY_VERSION, NO_STREAM
 from engine.store.memory import MemoryEventStore
+from engine.store.postgres import PostgresEventStore
 from engine.store.sqlite import SqliteEventStore
 from tests.store.helpers import TickingClock, new_event
 
-Store = MemoryEventStore | SqliteEventStore
+Store = MemoryEventStore | SqliteEventStore | PostgresEventStore
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(
+    params=["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.integration)]
+)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     clock = TickingClock()
     if request.param == "memory":
         async with MemoryEventStore(now=clock) as memory:
             yield memory
+    elif request.param == "postgresql":
+        url = request.getfixturevalue("postgres_url")  # a real server, a fresh database
+        async with PostgresEventStore(url, now=clock, poll_interval=0.05) as pg:
+            yield pg
     else:
         async with SqliteEventStore(tmp_path / "glam.db", now=clock, poll_interval=0.05) as db:
             yield db

@@ -1,0 +1,187 @@
+"""The PostgreSQL log without its driver: the tables, and every read written as SQL.
+
+``engine.store.postgres`` runs these through psycopg (``LogReads._fetch``); keeping them here
+keeps the adapter about connections, the writer and errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Collection, Sequence
+from datetime import datetime
+from typing import Any
+
+import anyio
+
+from engine.events import RecordedEvent
+from engine.events.catalog import check_readable
+from engine.store.records import (
+    COLUMNS,
+    ChainVerifier,
+    StoredRow,
+    decode_values,
+    format_time,
+    gc_paused,
+)
+
+SCHEMA_VERSION = 1
+APPLICATION = "glam"
+APPEND_LOCK = 0x676C616D_00000001  # "glam", 1: the advisory lock every append takes
+CHANNEL = "glam_events"  # NOTIFY channel, one notification per append transaction
+
+# The tables of the SQLite log, column for column, plus glam_log (what the SQLite file keeps in
+# its application_id and user_version pragmas). Data and metadata stay text, not jsonb: the
+# hash covers the exact stored characters, and jsonb would reorder keys and drop whitespace.
+SCHEMA = """
+CREATE TABLE glam_log (
+    singleton      boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    application    text    NOT NULL,
+    schema_version integer NOT NULL
+);
+CREATE TABLE events (
+    position       bigint  PRIMARY KEY,
+    event_id       text    NOT NULL UNIQUE,
+    stream         text    NOT NULL,
+    version        bigint  NOT NULL,
+    type           text    NOT NULL,
+    schema_version integer NOT NULL,
+    data           text    NOT NULL,
+    metadata       text    NOT NULL,
+    recorded_at    text    NOT NULL,
+    prev_hash      text    NOT NULL,
+    hash           text    NOT NULL,
+    UNIQUE (stream, version)
+);
+CREATE INDEX events_by_type ON events (type, position);
+CREATE INDEX events_by_time ON events (recorded_at);
+CREATE TABLE view_rows (
+    projection text NOT NULL,
+    view       text NOT NULL,
+    key        text NOT NULL,
+    data       text NOT NULL,
+    PRIMARY KEY (projection, view, key)
+);
+CREATE TABLE checkpoints (
+    projection text   PRIMARY KEY,
+    position   bigint NOT NULL
+);
+"""
+
+# S608 is silenced below only where the interpolated text is COLUMNS.
+_RANGE = f"SELECT {COLUMNS} FROM events WHERE position >= %s ORDER BY position LIMIT %s"  # noqa: S608
+_STREAM = f"SELECT {COLUMNS} FROM events WHERE stream = %s AND version >= %s ORDER BY version"  # noqa: S608
+_SELECTED = (
+    f"SELECT {COLUMNS} FROM events "  # noqa: S608
+    "WHERE type = ANY(%s) OR stream = ANY(%s) ORDER BY position"
+)
+
+
+class LogReads:
+    """The read side of the ``EventStore`` port (and audit reads) as SQL over ``_fetch``.
+
+    Subclasses provide ``_fetch``, ``_closed``, ``_appended`` (an event set after every
+    append this store learns of, replaced after each) and ``_poll_interval``.
+    """
+
+    _closed: bool
+    _appended: anyio.Event
+    _poll_interval: float
+
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    async def _scalar(self, sql: str, params: Sequence[Any] = ()) -> int:
+        rows = await self._fetch(sql, params)
+        return int(rows[0][0] or 0) if rows else 0
+
+    async def read_rows(self, from_position: int = 1, limit: int | None = None) -> list[StoredRow]:
+        """Raw stored rows, undecoded (audit, verify, export)."""
+        return [StoredRow(*values) for values in await self._fetch(_RANGE, (from_position, limit))]
+
+    async def read_all(
+        self, from_position: int = 1, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        rows = await self._fetch(_RANGE, (from_position, limit))
+        with gc_paused():
+            return [decode_values(values) for values in rows]
+
+    async def read_selected(
+        self, types: Collection[str], streams: Collection[str] = ()
+    ) -> list[RecordedEvent]:
+        """Every event whose type is in ``types`` or whose stream is in ``streams``, in log
+        order, for a reader that folds only some events. The rows left out are not decoded,
+        but their types and schema versions are checked: a log this glam cannot read fails
+        here exactly as ``read_all`` would."""
+        for type_name, schema_version in await self._fetch(
+            "SELECT type, max(schema_version) FROM events GROUP BY type"
+        ):
+            check_readable(type_name, schema_version)
+        rows = await self._fetch(_SELECTED, (sorted(types), sorted(streams)))
+        with gc_paused():
+            return [decode_values(values) for values in rows]
+
+    async def read_stream(self, stream: str, from_version: int = 1) -> list[RecordedEvent]:
+        return [
+            decode_values(values) for values in await self._fetch(_STREAM, (stream, from_version))
+        ]
+
+    async def follow(self, from_position: int = 1) -> AsyncIterator[RecordedEvent]:
+        """Every event from ``from_position`` on, then new ones as they commit, in this
+        process or any other (woken by NOTIFY; ``poll_interval`` is only the fallback)."""
+        position = max(from_position, 1)
+        while not self._closed:
+            appended = self._appended  # taken before reading, so no append slips between
+            batch = await self.read_all(position, limit=1000)
+            for record in batch:
+                yield record
+                position = record.position + 1
+            if not batch:
+                with anyio.move_on_after(self._poll_interval):
+                    await appended.wait()
+
+    async def last_position(self) -> int:
+        return await self._scalar("SELECT max(position) FROM events")
+
+    async def stream_version(self, stream: str) -> int:
+        return await self._scalar("SELECT max(version) FROM events WHERE stream = %s", (stream,))
+
+    async def position_at(self, moment: datetime) -> int:
+        """The last position recorded at or before ``moment`` (0 if none)."""
+        return await self._scalar(
+            "SELECT max(position) FROM events WHERE recorded_at <= %s", (format_time(moment),)
+        )
+
+    async def verify(self, *, chunk: int = 10_000) -> int | None:
+        """Walk the hash chain from position 1; the first position that does not check out
+        (altered, missing or reordered), or None when the whole log is intact."""
+        return (await self.verify_detail(chunk=chunk))[0]
+
+    async def verify_detail(self, *, chunk: int = 10_000) -> tuple[int | None, str]:
+        """``verify`` with the reason for the first bad position."""
+        verifier = ChainVerifier()
+        position = 1
+        while True:
+            rows = await self.read_rows(position, chunk)
+            for row in rows:
+                if not verifier.feed(row):
+                    return verifier.first_bad, verifier.reason
+            if len(rows) < chunk:
+                return None, ""
+            position = rows[-1].position + 1
+
+    async def describe(self) -> dict[str, Any]:
+        """What ``glam db info`` shows: server version, schema version, size, checkpoints."""
+        server, schema, size = (
+            await self._fetch(
+                "SELECT current_setting('server_version'), "
+                "(SELECT schema_version FROM glam_log), "
+                "pg_total_relation_size('events') + pg_total_relation_size('view_rows') "
+                "+ pg_total_relation_size('checkpoints')"
+            )
+        )[0]
+        checkpoints = await self._fetch("SELECT projection, position FROM checkpoints")
+        return {
+            "server_version": server,
+            "schema_version": int(schema),
+            "size_bytes": int(size),
+            "checkpoints": {name: int(position) for name, position in checkpoints},
+        }

@@ -1,0 +1,605 @@
+"""``PostgresEventStore``: the event log in a PostgreSQL database, through psycopg 3.
+
+The only module that imports psycopg. Its errors become ``StoreError``s here::
+
+    psycopg.OperationalError    connection refused or lost, server shutting down, lock or
+                                statement timeout -> StoreUnavailable (retryable), once the
+                                store's own retries are spent
+    InsufficientPrivilege       -> StoreError naming the grant to ask for
+    any other psycopg.Error     -> StoreError
+    an ``events`` table that is not glam's -> StoreCorrupt; a newer schema -> StoreTooNew
+
+Layout: the tables of the SQLite log, column for column (``events``, ``view_rows``,
+``checkpoints``; the hash chain of ``engine.store.records``), plus ``glam_log``, one row with
+the application name and the schema version (what the SQLite file keeps in its
+``application_id`` and ``user_version`` pragmas). They live in the first schema of the
+connection's ``search_path``, so one database can hold several logs
+(``?options=-csearch_path%3Dteam_a``).
+
+Global order. The writer gives positions from the last stored row, under a transaction-level
+advisory lock (``pg_advisory_xact_lock``) that every append transaction takes first. Appends of
+every process are therefore serialised: a transaction commits, and is visible, before the next
+one reads the last position, so a reader that has seen position N never later finds a lower
+position committed after it (the anomaly of a sequence, whose numbers are handed out before
+commit to transactions that then commit in any order). The commit itself releases the lock, so
+a client that dies never leaves it held.
+
+Group commit. As in the SQLite store one writer task per store takes everything queued and
+commits it in one transaction: the lock is taken once per batch, not once per append.
+
+Followers. Every append transaction sends ``NOTIFY glam_events``, delivered at commit; a
+listening connection per store wakes its followers, in this process or any other. The poll
+interval is only the fallback for a listener that has lost its connection.
+
+Connection loss. A write that fails because the connection broke is retried on a new
+connection for up to ``retry_for`` seconds. That is safe even when the break hid a successful
+COMMIT: an append whose event ids are all stored returns the stored rows (``plan_batch``), a
+view save writes the same rows again, an import skips the rows already stored unchanged. A read
+is retried once on a new connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+import anyio
+import psycopg  # noqa: TID251 - this is the PostgreSQL adapter
+from anyio.abc import TaskGroup
+from psycopg import errors as pg_errors  # noqa: TID251 - same adapter
+from psycopg.conninfo import conninfo_to_dict  # noqa: TID251 - same adapter
+
+from engine.errors import StoreCorrupt, StoreError, StoreTooNew, StoreUnavailable
+from engine.events import NewEvent, RecordedEvent
+from engine.ports import ANY_VERSION
+from engine.store.batching import Pending, WriteQueue
+from engine.store.pg_log import APPEND_LOCK, APPLICATION, CHANNEL, SCHEMA, SCHEMA_VERSION, LogReads
+from engine.store.records import (
+    COLUMNS,
+    GENESIS_HASH,
+    AppendRequest,
+    ChainVerifier,
+    StoredRow,
+    format_time,
+    plan_batch,
+    to_recorded,
+)
+
+MAX_BATCH = 2_000
+
+# Sessions that take the append lock give up waiting for it, and a transaction left open by a
+# client that stopped (SIGSTOP, a dead network) is ended by the server, so its lock goes too.
+_WRITER_SETTINGS = (
+    "SET lock_timeout = '15s'",
+    "SET idle_in_transaction_session_timeout = '30s'",
+)
+_KEEPALIVES = {"keepalives": "1", "keepalives_idle": "10", "keepalives_interval": "5"}
+_NO_LOG_HINT = (
+    "start the engine with this --db to create the log, or point --db at the database "
+    "(and search_path) that holds it"
+)
+_GRANT_HINT = (
+    "grant this user CREATE on the schema for the first start, and SELECT, INSERT, UPDATE, "
+    "DELETE on glam's tables"
+)
+
+log = logging.getLogger("glam.store")
+T = TypeVar("T")
+Connection = psycopg.AsyncConnection[tuple[Any, ...]]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def describe_url(url: str) -> str:
+    """``postgresql://user@host:port/database`` for messages: never the password, and never
+    the URL as written (it may hold one)."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.Error:
+        # psycopg's message quotes the URL, password included: it is not repeated.
+        raise StoreError(
+            "the PostgreSQL URL cannot be parsed",
+            hint="write it as postgresql://USER@HOST:PORT/DATABASE, with the password in "
+            "$PGPASSWORD or ~/.pgpass",
+        ) from None
+    user = params.get("user") or ""
+    host = params.get("host") or params.get("hostaddr") or "localhost"
+    port = params.get("port") or "5432"
+    return f"postgresql://{user}{'@' if user else ''}{host}:{port}/{params.get('dbname') or ''}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.splitlines()[0].split())
+
+
+def _broken(exc: BaseException) -> bool:
+    """A failure after which the connection cannot be trusted: reconnect and repeat."""
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | TimeoutError)
+
+
+class PostgresEventStore(LogReads):
+    """The ``EventStore`` and ``ViewStore`` ports on a PostgreSQL database.
+
+    Use it as an async context manager, which connects and starts the writer and listener::
+
+        async with PostgresEventStore("postgresql://glam@db:5432/glam") as store:
+            await store.append("fn:1:eu-west-1:orders", [new_event], expected_version=0)
+
+    It creates its tables on first use (needs CREATE on the schema). ``readonly=True`` never
+    creates or writes anything (the log must exist; appends raise ``StoreError``). It uses
+    three connections: the writer, a reader and a listener.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        readonly: bool = False,
+        now: Callable[[], datetime] = _utc_now,
+        max_batch: int = MAX_BATCH,
+        poll_interval: float = 5.0,
+        retry_for: float = 30.0,
+        connect_timeout: float = 10.0,
+        attempt_timeout: float = 60.0,
+    ) -> None:
+        self.where = describe_url(url)  # also refuses an unparsable URL before connecting
+        self._url = url
+        self.readonly = readonly
+        self._now = now
+        self._poll_interval = poll_interval
+        self._retry_for = retry_for
+        self._connect_timeout = connect_timeout
+        self._attempt_timeout = attempt_timeout
+        self._writer: Connection | None = None
+        self._reader: Connection | None = None
+        self._read_lock = anyio.Lock()
+        self._writes = WriteQueue(max_batch=max_batch, name="PostgresEventStore(url) as store")
+        self._appended = anyio.Event()
+        self._closed = False
+        self._listener_scope = anyio.CancelScope()
+        self._task_group: TaskGroup | None = None
+        #: transactions committed by the writer (group commit makes it far below appends)
+        self.commits = 0
+        #: connections opened again after one broke (writer, reader and listener)
+        self.reconnects = 0
+        #: True while the listener connection is listening
+        self.listening = False
+
+    def __repr__(self) -> str:
+        return f"PostgresEventStore({self.where!r}{', readonly' if self.readonly else ''})"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> PostgresEventStore:
+        try:
+            if not self.readonly:
+                self._writer = await self._connect("writer")
+                await self._check_format(self._writer, may_create=True)
+            self._reader = await self._connect("reader")
+            if self.readonly:
+                await self._check_format(self._reader, may_create=False)
+        except BaseException:
+            await self._close_connections()
+            raise
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        self._task_group.start_soon(self._listen_loop, name="glam event store listener")
+        if not self.readonly:
+            self._writes.start()
+            self._task_group.start_soon(
+                self._writes.run, self._run_batch, name="glam event store writer"
+            )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        await self.aclose()
+        task_group, self._task_group = self._task_group, None
+        if task_group is not None:
+            return await task_group.__aexit__(exc_type, exc, tb)
+        return None
+
+    async def aclose(self) -> None:
+        """Finish every queued write, stop the writer and the listener, disconnect."""
+        if self._closed:
+            return
+        with anyio.CancelScope(shield=True):
+            await self._writes.close()  # the writer drains what was queued before closing
+            self._closed = True
+            self._listener_scope.cancel()
+            self._notify()
+            await self._close_connections()
+
+    async def _close_connections(self) -> None:
+        for conn in (self._writer, self._reader):
+            if conn is not None:
+                with contextlib.suppress(psycopg.Error, OSError):
+                    await conn.close()
+        self._writer = self._reader = None
+
+    async def _connect(self, role: str) -> Connection:
+        given = conninfo_to_dict(self._url)
+        options: dict[str, Any] = {k: v for k, v in _KEEPALIVES.items() if k not in given}
+        options.setdefault("application_name", f"glam {role}")
+        if "connect_timeout" not in given:
+            options["connect_timeout"] = max(1, round(self._connect_timeout))
+        try:
+            with anyio.fail_after(self._connect_timeout + 1):
+                conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True, **options)
+                if role == "writer":
+                    for statement in _WRITER_SETTINGS:
+                        await conn.execute(statement)
+                else:  # the reader and the listener never write, whatever a bug asks
+                    await conn.execute("SET default_transaction_read_only = on")
+        except (psycopg.Error, TimeoutError, OSError) as exc:
+            raise StoreUnavailable(
+                f"cannot connect to PostgreSQL at {self.where}: {_first_line(exc)}",
+                hint="check that the server runs and the URL's host, port, database, user "
+                "and password, then retry",
+            ) from exc
+        return conn
+
+    async def _check_format(self, conn: Connection, *, may_create: bool) -> None:
+        try:
+            async with conn.transaction():
+                if may_create:  # two engines starting at once create the tables once
+                    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))
+                cur = await conn.execute(
+                    "SELECT to_regclass('glam_log') IS NOT NULL, to_regclass('events') IS NOT NULL"
+                )
+                has_log, has_events = await cur.fetchone() or (False, False)
+                if not has_log:
+                    if has_events:
+                        raise StoreCorrupt(
+                            f"{self.where} has an events table but is not a glam event log",
+                            hint="give glam a database, or a search_path schema, of its own",
+                        )
+                    if not may_create:
+                        raise StoreError(f"no event log at {self.where}", hint=_NO_LOG_HINT)
+                    await conn.execute(SCHEMA)
+                    await conn.execute(
+                        "INSERT INTO glam_log (application, schema_version) VALUES (%s, %s)",
+                        (APPLICATION, SCHEMA_VERSION),
+                    )
+                cur = await conn.execute("SELECT application, schema_version FROM glam_log")
+                row = await cur.fetchone()
+        except psycopg.Error as exc:
+            raise self._translate(exc, "open the event log") from exc
+        if row is None or row[0] != APPLICATION:
+            raise StoreCorrupt(
+                f"{self.where} holds a glam_log table that is not glam's",
+                hint="give glam a database, or a search_path schema, of its own",
+            )
+        if row[1] > SCHEMA_VERSION:
+            raise StoreTooNew(
+                f"{self.where} was written by a newer glam (database schema {row[1]}, this "
+                f"glam reads up to {SCHEMA_VERSION})",
+                hint="upgrade glam; this version must not write to it",
+            )
+
+    def _translate(self, exc: psycopg.Error, doing: str) -> StoreError:
+        message = f"could not {doing} at {self.where}: {_first_line(exc)}"
+        if isinstance(exc, pg_errors.InsufficientPrivilege):
+            return StoreError(message, hint=_GRANT_HINT)
+        if _broken(exc):
+            return StoreUnavailable(
+                message, hint="check that PostgreSQL runs and is reachable, then retry"
+            )
+        return StoreError(message, hint="see the PostgreSQL server log; retry once it is fixed")
+
+    # -- appends: one writer, group commit ---------------------------------------------------
+
+    async def append(
+        self, stream: str, events: Sequence[NewEvent], expected_version: int = ANY_VERSION
+    ) -> list[RecordedEvent]:
+        """Append atomically (see ``engine.ports.EventStore``). Once queued the append is
+        committed even if the caller is cancelled while waiting, as with any database. A
+        ``StoreUnavailable`` means the outcome is unknown: repeat the same append."""
+        rows: list[StoredRow] = await self._submit(
+            Pending(request=AppendRequest(stream, list(events), expected_version))
+        )
+        return [to_recorded(row) for row in rows]
+
+    async def _submit(self, pending: Pending) -> Any:
+        if self.readonly:
+            raise StoreError(
+                "this event store is open read-only", hint="query commands never write"
+            )
+        return await self._writes.submit(pending)
+
+    async def _run_batch(self, batch: list[Pending]) -> None:
+        deadline = anyio.current_time() + self._retry_for
+        delay = 0.05
+        appended = False
+        while True:
+            try:
+                outcomes, added = await self._attempt(batch)
+            except (psycopg.Error, TimeoutError, StoreUnavailable) as exc:
+                if isinstance(exc, psycopg.Error) and not _broken(exc):
+                    self._fail(batch, self._translate(exc, "write to the event log"))
+                    break
+                # The lost attempt may have committed: wake the followers whatever comes next.
+                appended = True
+                await self._drop_writer()
+                if anyio.current_time() + delay < deadline:
+                    log.warning("event log %s: %s; retrying", self.where, _first_line(exc))
+                    await anyio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+                    continue
+                self._fail(
+                    batch,
+                    StoreUnavailable(
+                        f"lost the connection to {self.where} before this write was "
+                        f"confirmed ({_first_line(exc)}): it may or may not be stored",
+                        hint="retry the same append; its event ids make repeating it safe",
+                    ),
+                )
+                break
+            except Exception as exc:  # a bug or a decode failure: every waiter must hear of it
+                self._fail(batch, exc)
+                break
+            else:
+                appended = appended or added
+                self.commits += 1
+                for pending, outcome in zip(batch, outcomes, strict=True):
+                    if isinstance(outcome, Exception):
+                        pending.error = outcome
+                    else:
+                        pending.result = outcome
+                break
+        if appended:
+            self._notify()
+
+    @staticmethod
+    def _fail(batch: list[Pending], error: BaseException) -> None:
+        for pending in batch:
+            pending.error = error
+
+    async def _attempt(self, batch: list[Pending]) -> tuple[list[Any], bool]:
+        if self._writer is None:
+            self._writer = await self._connect("writer")
+            self.reconnects += 1
+        conn = self._writer
+        with anyio.fail_after(self._attempt_timeout):
+            async with conn.transaction():
+                job = batch[0].job
+                if job is not None:
+                    return [await job(conn)], batch[0].appends
+                requests = [p.request for p in batch if p.request is not None]
+                return await self._append_batch(conn, requests)
+
+    async def _drop_writer(self) -> None:
+        conn, self._writer = self._writer, None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error, OSError):
+                await conn.close()
+
+    async def _append_batch(
+        self, conn: Connection, requests: list[AppendRequest]
+    ) -> tuple[list[Any], bool]:
+        last_position, last_hash, last_time = await self._lock_and_read_last(conn)
+        ids = [new.meta.event_id for r in requests for new in r.events]
+        cur = await conn.execute(
+            f"SELECT {COLUMNS} FROM events WHERE event_id = ANY(%s)",  # noqa: S608
+            (ids,),
+        )
+        existing = {values[1]: StoredRow(*values) for values in await cur.fetchall()}
+        cur = await conn.execute(
+            "SELECT stream, max(version) FROM events WHERE stream = ANY(%s) GROUP BY stream",
+            (sorted({r.stream for r in requests}),),
+        )
+        versions = {stream: version for stream, version in await cur.fetchall()}
+        # Never earlier than the last stored event, whatever this machine's clock says: with
+        # several engines on one log, recorded times still grow with positions.
+        recorded_at = max(format_time(self._now()), last_time)
+        plan = plan_batch(
+            requests,
+            existing=existing,
+            versions=versions,
+            last_position=last_position,
+            last_hash=last_hash,
+            recorded_at=recorded_at,
+        )
+        # Refuse to store what cannot be read back (e.g. an event class without SCHEMA bump).
+        for row in plan.new_rows:
+            to_recorded(row)
+        if plan.new_rows:
+            await self._insert(conn, plan.new_rows)
+        return list(plan.outcomes), bool(plan.new_rows)
+
+    @staticmethod
+    async def _lock_and_read_last(conn: Connection) -> tuple[int, str, str]:
+        # The lock first, the read after, as two statements: each statement of a READ
+        # COMMITTED transaction sees every commit made before it began, so the last position
+        # read here includes the transaction that held the lock just before.
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))
+        cur = await conn.execute(
+            "SELECT position, hash, recorded_at FROM events ORDER BY position DESC LIMIT 1"
+        )
+        last = await cur.fetchone()
+        return (last[0], last[1], last[2]) if last else (0, GENESIS_HASH, "")
+
+    @staticmethod
+    async def _insert(conn: Connection, rows: Sequence[StoredRow]) -> None:
+        sql = f"COPY events ({COLUMNS}) FROM STDIN"
+        async with conn.cursor() as cur, cur.copy(sql) as copy:
+            for row in rows:
+                await copy.write_row(row.as_tuple())
+        await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(rows[-1].position)))
+
+    def _notify(self) -> None:
+        self._appended.set()
+        self._appended = anyio.Event()
+
+    async def _listen_loop(self) -> None:
+        delay = 0.1
+        with self._listener_scope:
+            while not self._closed:
+                try:
+                    conn = await self._connect("listener")
+                    try:
+                        await conn.execute(f"LISTEN {CHANNEL}")
+                        self.listening = True
+                        # Whatever was appended while nobody listened is read now.
+                        self._notify()
+                        delay = 0.1
+                        async for _ in conn.notifies():
+                            self._notify()
+                    finally:
+                        self.listening = False
+                        with anyio.CancelScope(shield=True), contextlib.suppress(psycopg.Error):
+                            await conn.close()
+                except (psycopg.Error, StoreError, OSError) as exc:
+                    log.warning(
+                        "event log %s: not listening (%s); followers poll until it is back",
+                        self.where,
+                        _first_line(exc),
+                    )
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                self.reconnects += 1
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def _read(self, body: Callable[[Connection], Awaitable[T]]) -> T:
+        """Run ``body`` on the reader; once more on a new connection if the first broke."""
+        if self._closed or (self._reader is None and self._task_group is None):
+            raise StoreError("the event store is not open", hint="open it before reading")
+        async with self._read_lock:
+            for attempt in (1, 2):
+                if self._reader is None:
+                    self._reader = await self._connect("reader")
+                    self.reconnects += 1
+                conn = self._reader
+                try:
+                    with anyio.fail_after(self._attempt_timeout):
+                        return await body(conn)
+                except (psycopg.Error, TimeoutError) as exc:
+                    if not _broken(exc) or attempt == 2:
+                        if isinstance(exc, TimeoutError):
+                            raise StoreUnavailable(
+                                f"reading {self.where} took too long",
+                                hint="check the server's load, then retry",
+                            ) from exc
+                        raise self._translate(exc, "read the event log") from exc
+                    self._reader = None
+                    with contextlib.suppress(psycopg.Error, OSError):
+                        await conn.close()
+        raise AssertionError("unreachable")
+
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        async def body(conn: Connection) -> list[tuple[Any, ...]]:
+            cur = await conn.execute(sql, params)
+            return await cur.fetchall()
+
+        return await self._read(body)
+
+    async def import_rows(self, rows: Sequence[StoredRow]) -> None:
+        """Append rows exported from a glam log verbatim (copy, restore, benchmarks). They
+        must continue this log's hash chain exactly, or nothing is written; rows already
+        stored unchanged (a repeated import) are skipped."""
+        batch = list(rows)
+
+        async def job(conn: Connection) -> None:
+            last_position, last_hash, _ = await self._lock_and_read_last(conn)
+            stored = [row for row in batch if row.position <= last_position]
+            if stored:
+                cur = await conn.execute(
+                    "SELECT position, hash FROM events WHERE position = ANY(%s)",
+                    ([row.position for row in stored],),
+                )
+                hashes: dict[int, str] = dict(await cur.fetchall())
+                for row in stored:
+                    if hashes.get(row.position) != row.hash:
+                        raise StoreCorrupt(
+                            f"row {row.position} cannot be imported: the log already holds "
+                            "another event there",
+                            hint="import an unaltered export that continues this log",
+                        )
+            verifier = ChainVerifier()
+            verifier.position, verifier.hash = last_position, last_hash
+            fresh = batch[len(stored) :]
+            for row in fresh:
+                if not verifier.feed(row):
+                    raise StoreCorrupt(
+                        f"row {verifier.first_bad} cannot be imported: {verifier.reason}",
+                        hint="import an unaltered export that continues this log",
+                    )
+            if fresh:
+                await self._insert(conn, fresh)
+
+        if batch:
+            await self._submit(Pending(job=job, appends=True))
+
+    # -- projections (the ViewStore port) ----------------------------------------------------
+
+    async def load_views(self, projection: str) -> tuple[int, dict[tuple[str, str], str]]:
+        """The projection's checkpoint and its rows, read in one snapshot."""
+
+        async def body(conn: Connection) -> tuple[int, dict[tuple[str, str], str]]:
+            async with conn.transaction():
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                cur = await conn.execute(
+                    "SELECT position FROM checkpoints WHERE projection = %s", (projection,)
+                )
+                checkpoint = await cur.fetchone()
+                cur = await conn.execute(
+                    "SELECT view, key, data FROM view_rows WHERE projection = %s", (projection,)
+                )
+                rows = await cur.fetchall()
+            return (int(checkpoint[0]) if checkpoint else 0), {(v, k): d for v, k, d in rows}
+
+        return await self._read(body)
+
+    async def save_views(
+        self,
+        projection: str,
+        checkpoint: int,
+        rows: Mapping[tuple[str, str], str | None],
+        *,
+        reset: bool = False,
+    ) -> None:
+        """Write changed rows (None deletes) and the checkpoint in one transaction;
+        ``reset`` first drops every row of the projection (rebuild)."""
+        upserts = [(v, k, d) for (v, k), d in rows.items() if d is not None]
+        deletes = [(v, k) for (v, k), d in rows.items() if d is None]
+
+        async def job(conn: Connection) -> None:
+            if reset:
+                await conn.execute("DELETE FROM view_rows WHERE projection = %s", (projection,))
+            if deletes:
+                await conn.execute(
+                    "DELETE FROM view_rows WHERE projection = %s AND (view, key) IN "
+                    "(SELECT * FROM unnest(%s::text[], %s::text[]))",
+                    (projection, [v for v, _ in deletes], [k for _, k in deletes]),
+                )
+            if upserts:
+                await conn.execute(
+                    "INSERT INTO view_rows (projection, view, key, data) "
+                    "SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::text[]) "
+                    "ON CONFLICT (projection, view, key) DO UPDATE SET data = EXCLUDED.data",
+                    (
+                        projection,
+                        [v for v, _, _ in upserts],
+                        [k for _, k, _ in upserts],
+                        [d for _, _, d in upserts],
+                    ),
+                )
+            await conn.execute(
+                "INSERT INTO checkpoints (projection, position) VALUES (%s, %s) "
+                "ON CONFLICT (projection) DO UPDATE SET position = EXCLUDED.position",
+                (projection, checkpoint),
+            )
+
+        await self._submit(Pending(job=job))
