@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+
+import anyio
 
 from engine.events import Metadata, NewEvent
 from engine.events.function import RollbackStarted
@@ -28,3 +31,11 @@ class TickingClock:
     def __call__(self) -> datetime:
         self.moment += timedelta(seconds=1)
         return self.moment
+
+
+async def until(condition: Callable[[], object], *, step: float = 0.005) -> None:
+    """Wait until ``condition()`` holds (bound it with ``anyio.fail_after``)."""
+    while True:
+        if condition():
+            return
+        await anyio.sleep(step)

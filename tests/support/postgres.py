@@ -69,15 +69,12 @@ def _system_user() -> str | None:
     try:
         pwd.getpwnam(SYSTEM_USER)
     except KeyError:
-        result = subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-             "--shell", "/usr/sbin/nologin", SYSTEM_USER],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        command = ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent"]
+        command += ["--shell", "/usr/sbin/nologin", SYSTEM_USER]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode not in (0, 9):  # 9: created meanwhile by another run
-            raise RuntimeError(f"cannot create the user {SYSTEM_USER}: {result.stderr.strip()}")
+            message = f"cannot create the user {SYSTEM_USER}: {result.stderr.strip()}"
+            raise RuntimeError(message) from None
     return SYSTEM_USER
 
 
