@@ -207,6 +207,11 @@ class PostgresEventStore(LogReads):
         await self.aclose()
         task_group, self._task_group = self._task_group, None
         if task_group is not None:
+            if isinstance(exc, Exception):
+                # The writer and listener are stopped, and they never fail: an error of the
+                # caller's own code reaches it as raised, not wrapped in an exception group.
+                await task_group.__aexit__(None, None, None)
+                return None
             return await task_group.__aexit__(exc_type, exc, tb)
         return None
 

@@ -1,0 +1,217 @@
+"""Moving a log between backends (``glam db copy``) and describing one (``glam db info``).
+
+``copy_log`` reads the source read-only and imports its rows verbatim into the target, in
+chunks: the same positions, times and hashes, so the hash chain arrives intact, and each
+chunk is checked to continue the chain before it is written. Afterwards the whole target is
+verified and its last hash compared with the source's. A copy that stopped half way is resumed
+by running it again: the rows the target already holds are checked against the source, not
+written twice. Views are not copied; the engine folds them from the copied log when it first
+opens it, with the same code as every rebuild.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from engine.errors import StoreCorrupt, StoreError
+from engine.store import describe_target, is_postgres_url, open_store
+
+if TYPE_CHECKING:
+    from engine.store import Store
+
+COPY_CHUNK = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class CopyReport:
+    """What ``copy_log`` did."""
+
+    source: str
+    target: str
+    copied: int  # rows written by this run
+    already: int  # rows the target held already (a copy resumed), checked against the source
+    position: int  # the last position of both logs
+    last_hash: str  # the hash at that position, the same in both
+
+
+async def copy_log(
+    source: str | Path,
+    target: str | Path,
+    *,
+    chunk: int = COPY_CHUNK,
+    progress: Callable[[int, int], None] | None = None,
+) -> CopyReport:
+    """Copy every event of ``source`` into ``target`` (an SQLite path or a PostgreSQL URL
+    each), chain intact, and verify the copy. ``progress(position, last)`` after each chunk.
+
+    Raises ``StoreCorrupt`` when the target holds another log, when a source row breaks the
+    chain (nothing of that chunk is written) or when the copy does not verify. Stop the engine
+    writing to the source first: what it appends during the copy is not copied (run the copy
+    again to bring it over).
+    """
+    where_from, where_to = describe_target(source), describe_target(target)
+    if where_from == where_to:
+        raise StoreError(f"cannot copy {where_from} onto itself", hint="name another target")
+    failure: StoreError | None = None
+    async with open_store(source, readonly=True) as src, open_store(target) as dst:
+        try:
+            return await _copy(src, dst, where_from, where_to, chunk, progress)
+        except StoreError as exc:
+            # Raised once both stores are closed, as itself (not inside an exception group).
+            failure = exc
+    raise failure
+
+
+async def _copy(
+    src: Store,
+    dst: Store,
+    where_from: str,
+    where_to: str,
+    chunk: int,
+    progress: Callable[[int, int], None] | None,
+) -> CopyReport:
+    end = await src.last_position()
+    start = await dst.last_position()
+    if start > end:
+        raise StoreCorrupt(
+            f"{where_to} holds {start} events, more than {where_from} ({end}): another log",
+            hint="copy into an empty database or file",
+        )
+    if start and (await dst.read_rows(start, 1))[0].hash != (await src.read_rows(start, 1))[0].hash:
+        raise StoreCorrupt(
+            f"{where_to} already holds another log (position {start} differs)",
+            hint="copy into an empty database or file",
+        )
+    position = start + 1
+    while position <= end:
+        rows = await src.read_rows(position, min(chunk, end - position + 1))
+        if not rows:
+            break
+        await dst.import_rows(rows)
+        position = rows[-1].position + 1
+        if progress is not None:
+            progress(rows[-1].position, end)
+    bad, reason = await dst.verify_detail()
+    if bad is not None:
+        raise StoreCorrupt(
+            f"the copy in {where_to} does not verify at position {bad}: {reason}",
+            hint="check the source with `glam replay --verify`, then copy again",
+        )
+    last_hash = ""
+    if end:
+        (theirs,) = await src.read_rows(end, 1)
+        (mine,) = await dst.read_rows(end, 1)
+        if mine.hash != theirs.hash or await dst.last_position() != end:
+            raise StoreCorrupt(
+                f"the copy in {where_to} ends differently from {where_from}",
+                hint="copy into an empty database or file",
+            )
+        last_hash = mine.hash
+    return CopyReport(where_from, where_to, end - start, start, end, last_hash)
+
+
+@dataclass(frozen=True, slots=True)
+class LogInfo:
+    """What ``glam db info`` shows about one log."""
+
+    backend: str  # "sqlite" or "postgresql"
+    location: str  # the path, or the URL without its password
+    schema_version: int
+    events: int  # the last position
+    first_recorded_at: datetime | None
+    last_recorded_at: datetime | None
+    size_bytes: int
+    checkpoints: dict[str, int] = field(default_factory=dict)  # projection -> position
+    server_version: str = ""  # PostgreSQL's
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "location": self.location,
+            "schema_version": self.schema_version,
+            "events": self.events,
+            "first_recorded_at": _iso(self.first_recorded_at),
+            "last_recorded_at": _iso(self.last_recorded_at),
+            "size_bytes": self.size_bytes,
+            "checkpoints": dict(self.checkpoints),
+            "server_version": self.server_version,
+        }
+
+    def lines(self) -> list[str]:
+        """The human form, one fact per line."""
+        backend = self.backend + (f" {self.server_version}" if self.server_version else "")
+        views = ", ".join(f"{name} at {at}" for name, at in sorted(self.checkpoints.items()))
+        return [
+            f"backend     {backend} (schema {self.schema_version})",
+            f"location    {self.location}",
+            f"events      {self.events:,}",
+            f"recorded    {_iso(self.first_recorded_at) or '-'} .. "
+            f"{_iso(self.last_recorded_at) or '-'}",
+            f"size        {self.size_bytes / 1_048_576:,.1f} MiB",
+            f"views       {views or 'not folded yet'}",
+        ]
+
+
+def _iso(moment: datetime | None) -> str:
+    return moment.isoformat() if moment is not None else ""
+
+
+async def log_info(target: str | Path) -> LogInfo:
+    """Describe the log at ``target`` (opened read-only; SQLite without its integrity check,
+    which ``glam replay --verify`` runs)."""
+    async with open_store(target, readonly=True, check=False) as store:
+        events = await store.last_position()
+        first = await store.read_all(1, 1)
+        last = await store.read_all(events, 1) if events else []
+        times = (
+            first[0].recorded_at if first else None,
+            last[0].recorded_at if last else None,
+        )
+        if is_postgres_url(target):
+            from engine.store.postgres import PostgresEventStore
+
+            assert isinstance(store, PostgresEventStore)
+            described = await store.describe()
+            return LogInfo(
+                "postgresql",
+                describe_target(target),
+                described["schema_version"],
+                events,
+                *times,
+                size_bytes=described["size_bytes"],
+                checkpoints=described["checkpoints"],
+                server_version=described["server_version"],
+            )
+    schema, checkpoints = await anyio.to_thread.run_sync(_sqlite_facts, Path(target))
+    return LogInfo(
+        "sqlite",
+        str(target),
+        schema,
+        events,
+        *times,
+        size_bytes=sum(
+            p.stat().st_size
+            for p in (Path(target), Path(f"{target}-wal"), Path(f"{target}-shm"))
+            if p.exists()
+        ),
+        checkpoints=checkpoints,
+    )
+
+
+def _sqlite_facts(path: Path) -> tuple[int, dict[str, int]]:
+    """The schema version and the checkpoints, read with the standard library (read-only):
+    the SQLite store has no call for them, and this needs no writer."""
+    conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+    try:
+        (schema,) = conn.execute("PRAGMA user_version").fetchone()
+        rows = conn.execute("SELECT projection, position FROM checkpoints").fetchall()
+    finally:
+        conn.close()
+    return int(schema), {str(name): int(position) for name, position in rows}
