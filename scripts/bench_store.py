@@ -2,9 +2,14 @@
 
 1. Append throughput with 1,000 concurrent appenders: group commit (the writer commits
    whatever is queued in one transaction) against one commit per event (``max_batch=1``),
-   same store, same durability (WAL, synchronous=FULL).
+   same store, same durability (SQLite: WAL, synchronous=FULL; PostgreSQL: fsync and
+   synchronous_commit on).
 2. Folding N events into the views (decode, apply, write rows and checkpoint: the runner's
    rebuild) against a bare ``SELECT data`` + ``json.loads`` scan of the same table.
+
+Both run on SQLite and on PostgreSQL in the same run: ``--postgres URL`` names an empty
+database, else a throwaway server is started from the Debian packages (``--no-postgres`` to
+leave PostgreSQL out).
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ import json
 import sqlite3
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
+import psycopg  # noqa: TID251 - the benchmark's bare scan, the baseline of the fold
 
 from engine.events import Event, Metadata, NewEvent
 from engine.events.desired import DeploymentSettings, DesiredFunction
@@ -31,9 +38,10 @@ from engine.events.function import (
     TimerStarted,
     TrafficShifted,
 )
+from engine.store import open_store
 from engine.store.records import GENESIS_HASH, StoredRow, format_time, make_row
-from engine.store.sqlite import SqliteEventStore
 from projections.runner import ProjectionRunner
+from tests.support.postgres import TempPostgres, find_bindir
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -45,8 +53,8 @@ def _event(i: int) -> NewEvent:
     )
 
 
-async def _appenders(path: Path, count: int, max_batch: int) -> tuple[float, int]:
-    async with SqliteEventStore(path, max_batch=max_batch) as store:
+async def _appenders(target: Path | str, count: int, max_batch: int) -> tuple[float, int]:
+    async with open_store(target, max_batch=max_batch) as store:
         began = time.perf_counter()
         async with anyio.create_task_group() as tg:
             for i in range(count):
@@ -110,8 +118,17 @@ def _rows(count: int, functions: int = 1000) -> list[StoredRow]:
     raise AssertionError("unreachable")
 
 
-def _bare_scan(path: Path) -> tuple[float, int]:
-    conn = sqlite3.connect(path)
+def _bare_scan(target: Path | str) -> tuple[float, int]:
+    if isinstance(target, str):
+        with psycopg.connect(target) as pg, pg.cursor(name="scan") as cursor:
+            began = time.perf_counter()
+            cursor.itersize = 10_000
+            count = 0
+            for (data,) in cursor.execute("SELECT data FROM events ORDER BY position"):
+                json.loads(data)
+                count += 1
+            return time.perf_counter() - began, count
+    conn = sqlite3.connect(target)
     began = time.perf_counter()
     count = 0
     for (data,) in conn.execute("SELECT data FROM events ORDER BY position"):
@@ -122,16 +139,14 @@ def _bare_scan(path: Path) -> tuple[float, int]:
     return elapsed, count
 
 
-async def _fold(path: Path, count: int) -> tuple[float, float]:
-    print(f"  generating {count:,} events ...", flush=True)
+async def _fold(target: Path | str, rows: list[StoredRow]) -> tuple[float, float]:
+    count = len(rows)
     began = time.perf_counter()
-    rows = _rows(count)
-    async with SqliteEventStore(path) as store:
+    async with open_store(target) as store:
         for start in range(0, len(rows), 50_000):
             await store.import_rows(rows[start : start + 50_000])
-        del rows
         print(f"  loaded in {time.perf_counter() - began:.1f} s", flush=True)
-        scan, scanned = await anyio.to_thread.run_sync(_bare_scan, path)
+        scan, scanned = await anyio.to_thread.run_sync(_bare_scan, target)
         assert scanned == count
         began = time.perf_counter()
         checkpoint = await ProjectionRunner(store, batch=10_000).rebuild()
@@ -140,30 +155,78 @@ async def _fold(path: Path, count: int) -> tuple[float, float]:
     return scan, fold
 
 
+def _report_appends(backend: str, count: int, runs: dict[str, tuple[float, int]]) -> None:
+    (grouped, commits), (single, singles) = runs["grouped"], runs["single"]
+    print(f"append ({backend}): {count:,} concurrent appenders, one event each")
+    print(
+        f"  group commit       {grouped:8.3f} s  {count / grouped:10,.0f} "
+        f"events/s  ({commits} transactions)"
+    )
+    print(
+        f"  commit per event   {single:8.3f} s  {count / single:10,.0f} "
+        f"events/s  ({singles} transactions)"
+    )
+    print(f"  group commit is {single / grouped:.1f}x faster")
+
+
+async def _measure(
+    backend: str,
+    target: Callable[[str], Path | str],
+    args: argparse.Namespace,
+    rows: list[StoredRow],
+) -> tuple[float, float]:
+    """Appends (group commit, then one commit per event) and the fold, each on an empty log
+    from ``target(name)``; the group commit time and the fold time."""
+    runs = {
+        "grouped": await _appenders(target("grouped"), args.appenders, 2000),
+        "single": await _appenders(target("single"), args.appenders, 1),
+    }
+    _report_appends(backend, args.appenders, runs)
+    print(f"fold ({backend}): {args.events:,} events into the views")
+    scan, fold = await _fold(target("fold"), rows)
+    print(f"  SELECT + json.loads  {scan:8.2f} s  {args.events / scan:12,.0f} events/s")
+    print(f"  fold into views      {fold:8.2f} s  {args.events / fold:12,.0f} events/s")
+    print(f"  folding costs {fold / scan:.1f}x the bare scan")
+    return runs["grouped"][0], fold
+
+
+def _emptied(url: str) -> str:
+    """The given database, glam's tables dropped: each measurement starts from nothing."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS events, view_rows, checkpoints, glam_log")
+    return url
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--appenders", type=int, default=1000)
     parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--postgres", metavar="URL", help="a database glam's tables may be in")
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     args = parser.parse_args()
+    print(f"generating {args.events:,} events ...", flush=True)
+    rows = _rows(args.events)
+    results: dict[str, tuple[float, float]] = {}
     with tempfile.TemporaryDirectory(prefix="glam-bench-") as tmp:
         folder = Path(tmp)
-        print(f"append: {args.appenders:,} concurrent appenders, one event each")
-        grouped, commits = await _appenders(folder / "grouped.db", args.appenders, 2000)
-        single, singles = await _appenders(folder / "single.db", args.appenders, 1)
-        print(
-            f"  group commit       {grouped:8.3f} s  {args.appenders / grouped:10,.0f} "
-            f"events/s  ({commits} transactions)"
-        )
-        print(
-            f"  commit per event   {single:8.3f} s  {args.appenders / single:10,.0f} "
-            f"events/s  ({singles} transactions)"
-        )
-        print(f"  group commit is {single / grouped:.1f}x faster")
-        print(f"fold: {args.events:,} events into the views")
-        scan, fold = await _fold(folder / "fold.db", args.events)
-        print(f"  SELECT + json.loads  {scan:8.2f} s  {args.events / scan:12,.0f} events/s")
-        print(f"  fold into views      {fold:8.2f} s  {args.events / fold:12,.0f} events/s")
-        print(f"  folding costs {fold / scan:.1f}x the bare scan")
+        results["SQLite"] = await _measure("SQLite", lambda n: folder / f"{n}.db", args, rows)
+    if args.no_postgres:
+        return
+    if args.postgres:
+        url: str = args.postgres
+        results["PostgreSQL"] = await _measure("PostgreSQL", lambda _: _emptied(url), args, rows)
+    elif find_bindir() is None:
+        print("PostgreSQL is not installed: its figures are left out (see scripts/_postgres.sh)")
+        return
+    else:
+        with TempPostgres(fsync=True) as server:
+            print(f"PostgreSQL: a throwaway server on 127.0.0.1, fsync on ({server.bindir})")
+            results["PostgreSQL"] = await _measure(
+                "PostgreSQL", lambda _: server.create_database(), args, rows
+            )
+    print("side by side: group commit appends/s, fold events/s")
+    for backend, (append, fold) in results.items():
+        print(f"  {backend:<11} {args.appenders / append:10,.0f}  {args.events / fold:10,.0f}")
 
 
 if __name__ == "__main__":

@@ -590,16 +590,21 @@ class PostgresEventStore(LogReads):
                     (projection, [v for v, _ in deletes], [k for _, k in deletes]),
                 )
             if upserts:
+                # COPY into a session table, then one upsert: several times faster than
+                # passing the rows as array parameters, whose text must be escaped.
+                await conn.execute(
+                    "CREATE TEMP TABLE IF NOT EXISTS glam_incoming_views "
+                    "(view text, key text, data text) ON COMMIT DELETE ROWS"
+                )
+                sql = "COPY glam_incoming_views (view, key, data) FROM STDIN"
+                async with conn.cursor() as cur, cur.copy(sql) as copy:
+                    for row in upserts:
+                        await copy.write_row(row)
                 await conn.execute(
                     "INSERT INTO view_rows (projection, view, key, data) "
-                    "SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::text[]) "
+                    "SELECT %s, view, key, data FROM glam_incoming_views "
                     "ON CONFLICT (projection, view, key) DO UPDATE SET data = EXCLUDED.data",
-                    (
-                        projection,
-                        [v for v, _, _ in upserts],
-                        [k for _, k, _ in upserts],
-                        [d for _, _, d in upserts],
-                    ),
+                    (projection,),
                 )
             await conn.execute(
                 "INSERT INTO checkpoints (projection, position) VALUES (%s, %s) "
