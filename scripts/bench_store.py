@@ -191,7 +191,8 @@ async def _measure(
 
 
 def _emptied(url: str) -> str:
-    """The given database, glam's tables dropped: each measurement starts from nothing."""
+    """The given database, the tables the previous measurement made dropped: each
+    measurement starts from nothing (``main`` checked that it held no log at first)."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS events, view_rows, checkpoints, glam_log")
     return url
@@ -214,6 +215,10 @@ async def main() -> None:
         return
     if args.postgres:
         url: str = args.postgres
+        with psycopg.connect(url) as conn:
+            found = conn.execute("SELECT to_regclass('glam_log')").fetchone()
+        if found and found[0] is not None:  # never drop a real log's tables
+            raise SystemExit("--postgres needs a database that holds no glam log")
         results["PostgreSQL"] = await _measure("PostgreSQL", lambda _: _emptied(url), args, rows)
     elif find_bindir() is None:
         print("PostgreSQL is not installed: its figures are left out (see scripts/_postgres.sh)")

@@ -45,7 +45,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import psycopg  # noqa: TID251 - this is the PostgreSQL adapter
@@ -55,7 +55,7 @@ from psycopg.conninfo import conninfo_to_dict  # noqa: TID251 - same adapter
 
 from engine.errors import StoreCorrupt, StoreError, StoreTooNew, StoreUnavailable
 from engine.events import NewEvent, RecordedEvent
-from engine.ports import ANY_VERSION
+from engine.ports import ANY_VERSION, EventStore
 from engine.store.batching import Pending, WriteQueue
 from engine.store.pg_log import APPEND_LOCK, APPLICATION, CHANNEL, SCHEMA, SCHEMA_VERSION, LogReads
 from engine.store.records import (
@@ -86,6 +86,9 @@ _GRANT_HINT = (
     "grant this user CREATE on the schema for the first start, and SELECT, INSERT, UPDATE, "
     "DELETE on glam's tables"
 )
+
+if TYPE_CHECKING:
+    from projections.runner import ProjectionStore
 
 log = logging.getLogger("glam.store")
 T = TypeVar("T")
@@ -613,3 +616,9 @@ class PostgresEventStore(LogReads):
             )
 
         await self._submit(Pending(job=job))
+
+
+if TYPE_CHECKING:  # the store must satisfy the ports the engine and the runner use
+
+    def _conforms(store: PostgresEventStore) -> tuple[EventStore, ProjectionStore]:
+        return store, store
