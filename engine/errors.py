@@ -89,8 +89,9 @@ class StoreLocked(StoreError):
 
 
 class StoreUnavailable(StoreError):
-    """The database server cannot be reached or dropped the connection; a write that failed
-    this way may or may not be stored, and repeating it with the same event ids is safe."""
+    """Raised when the database server cannot be reached or dropped the connection; a write
+    that failed this way may or may not be stored, and repeating it with the same event ids
+    is safe."""
 
     retryable = True
 

@@ -2,6 +2,13 @@
 
 ``engine.store.postgres`` runs these through psycopg (``LogReads._fetch``); keeping them here
 keeps the adapter about connections, the writer and errors.
+
+Layout: the tables of the SQLite log, column for column (``events``, ``view_rows``,
+``checkpoints``; the hash chain of ``engine.store.records``), plus ``glam_log``, one row with
+the application name and the schema version (what the SQLite file keeps in its
+``application_id`` and ``user_version`` pragmas). They live in the first schema of the
+connection's ``search_path``, so one database can hold several logs
+(``?options=-csearch_path%3Dteam_a``).
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from typing import Any
 
 import anyio
 
+from engine.errors import StoreCorrupt
 from engine.events import RecordedEvent
 from engine.events.catalog import check_readable
 from engine.store.records import (
@@ -27,6 +35,22 @@ SCHEMA_VERSION = 1
 APPLICATION = "glam"
 APPEND_LOCK = 0x676C616D_00000001  # "glam", 1: the advisory lock every append takes
 CHANNEL = "glam_events"  # NOTIFY channel, one notification per append transaction
+
+# Sessions that take the append lock give up waiting for it, and a transaction left open by a
+# client that stopped (SIGSTOP, a dead network) is ended by the server, so its lock goes too.
+WRITER_SETTINGS = (
+    "SET lock_timeout = '15s'",
+    "SET idle_in_transaction_session_timeout = '30s'",
+)
+KEEPALIVES = {"keepalives": "1", "keepalives_idle": "10", "keepalives_interval": "5"}
+NO_LOG_HINT = (
+    "start the engine with this --db to create the log, or point --db at the database "
+    "(and search_path) that holds it"
+)
+GRANT_HINT = (
+    "grant this user CREATE on the schema for the first start, and SELECT, INSERT, UPDATE, "
+    "DELETE on glam's tables"
+)
 
 # The tables of the SQLite log, column for column, plus glam_log (what the SQLite file keeps in
 # its application_id and user_version pragmas). Data and metadata stay text, not jsonb: the
@@ -73,6 +97,32 @@ _SELECTED = (
     f"SELECT {COLUMNS} FROM events "  # noqa: S608
     "WHERE type = ANY(%s) OR stream = ANY(%s) ORDER BY position"
 )
+
+
+def rows_to_import(
+    batch: Sequence[StoredRow], last_position: int, last_hash: str, stored: dict[int, str]
+) -> list[StoredRow]:
+    """The rows of ``batch`` to write after the log's last row (``last_position``,
+    ``last_hash``), given the hashes ``stored`` at the batch's positions the log already has.
+    Rows already stored unchanged are left out (a repeated import); a row that differs from
+    the stored one, or that does not continue the chain, raises ``StoreCorrupt``."""
+    hint = "import an unaltered export that continues this log"
+    old = [row for row in batch if row.position <= last_position]
+    for row in old:
+        if stored.get(row.position) != row.hash:
+            raise StoreCorrupt(
+                f"row {row.position} cannot be imported: the log already holds another event there",
+                hint=hint,
+            )
+    verifier = ChainVerifier()
+    verifier.position, verifier.hash = last_position, last_hash
+    fresh = list(batch[len(old) :])
+    for row in fresh:
+        if not verifier.feed(row):
+            raise StoreCorrupt(
+                f"row {verifier.first_bad} cannot be imported: {verifier.reason}", hint=hint
+            )
+    return fresh
 
 
 class LogReads:

@@ -9,12 +9,7 @@ The only module that imports psycopg. Its errors become ``StoreError``s here::
     any other psycopg.Error     -> StoreError
     an ``events`` table that is not glam's -> StoreCorrupt; a newer schema -> StoreTooNew
 
-Layout: the tables of the SQLite log, column for column (``events``, ``view_rows``,
-``checkpoints``; the hash chain of ``engine.store.records``), plus ``glam_log``, one row with
-the application name and the schema version (what the SQLite file keeps in its
-``application_id`` and ``user_version`` pragmas). They live in the first schema of the
-connection's ``search_path``, so one database can hold several logs
-(``?options=-csearch_path%3Dteam_a``).
+Layout: see ``engine.store.pg_log`` (the tables of the SQLite log, plus ``glam_log``).
 
 Global order. The writer gives positions from the last stored row, under a transaction-level
 advisory lock (``pg_advisory_xact_lock``) that every append transaction takes first. Appends of
@@ -56,13 +51,13 @@ from psycopg.conninfo import conninfo_to_dict  # noqa: TID251 - same adapter
 from engine.errors import StoreCorrupt, StoreError, StoreTooNew, StoreUnavailable
 from engine.events import NewEvent, RecordedEvent
 from engine.ports import ANY_VERSION, EventStore
+from engine.store import pg_log
 from engine.store.batching import Pending, WriteQueue
-from engine.store.pg_log import APPEND_LOCK, APPLICATION, CHANNEL, SCHEMA, SCHEMA_VERSION, LogReads
+from engine.store.pg_log import APPEND_LOCK, CHANNEL, LogReads, rows_to_import
 from engine.store.records import (
     COLUMNS,
     GENESIS_HASH,
     AppendRequest,
-    ChainVerifier,
     StoredRow,
     format_time,
     plan_batch,
@@ -70,22 +65,6 @@ from engine.store.records import (
 )
 
 MAX_BATCH = 2_000
-
-# Sessions that take the append lock give up waiting for it, and a transaction left open by a
-# client that stopped (SIGSTOP, a dead network) is ended by the server, so its lock goes too.
-_WRITER_SETTINGS = (
-    "SET lock_timeout = '15s'",
-    "SET idle_in_transaction_session_timeout = '30s'",
-)
-_KEEPALIVES = {"keepalives": "1", "keepalives_idle": "10", "keepalives_interval": "5"}
-_NO_LOG_HINT = (
-    "start the engine with this --db to create the log, or point --db at the database "
-    "(and search_path) that holds it"
-)
-_GRANT_HINT = (
-    "grant this user CREATE on the schema for the first start, and SELECT, INSERT, UPDATE, "
-    "DELETE on glam's tables"
-)
 
 if TYPE_CHECKING:
     from projections.runner import ProjectionStore
@@ -238,7 +217,7 @@ class PostgresEventStore(LogReads):
 
     async def _connect(self, role: str) -> Connection:
         given = conninfo_to_dict(self._url)
-        options: dict[str, Any] = {k: v for k, v in _KEEPALIVES.items() if k not in given}
+        options: dict[str, Any] = {k: v for k, v in pg_log.KEEPALIVES.items() if k not in given}
         options.setdefault("application_name", f"glam {role}")
         if "connect_timeout" not in given:
             options["connect_timeout"] = max(1, round(self._connect_timeout))
@@ -246,7 +225,7 @@ class PostgresEventStore(LogReads):
             with anyio.fail_after(self._connect_timeout + 1):
                 conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True, **options)
                 if role == "writer":
-                    for statement in _WRITER_SETTINGS:
+                    for statement in pg_log.WRITER_SETTINGS:
                         await conn.execute(statement)
                 else:  # the reader and the listener never write, whatever a bug asks
                     await conn.execute("SET default_transaction_read_only = on")
@@ -274,32 +253,32 @@ class PostgresEventStore(LogReads):
                             hint="give glam a database, or a search_path schema, of its own",
                         )
                     if not may_create:
-                        raise StoreError(f"no event log at {self.where}", hint=_NO_LOG_HINT)
-                    await conn.execute(SCHEMA)
+                        raise StoreError(f"no event log at {self.where}", hint=pg_log.NO_LOG_HINT)
+                    await conn.execute(pg_log.SCHEMA)
                     await conn.execute(
                         "INSERT INTO glam_log (application, schema_version) VALUES (%s, %s)",
-                        (APPLICATION, SCHEMA_VERSION),
+                        (pg_log.APPLICATION, pg_log.SCHEMA_VERSION),
                     )
                 cur = await conn.execute("SELECT application, schema_version FROM glam_log")
                 row = await cur.fetchone()
         except psycopg.Error as exc:
             raise self._translate(exc, "open the event log") from exc
-        if row is None or row[0] != APPLICATION:
+        if row is None or row[0] != pg_log.APPLICATION:
             raise StoreCorrupt(
                 f"{self.where} holds a glam_log table that is not glam's",
                 hint="give glam a database, or a search_path schema, of its own",
             )
-        if row[1] > SCHEMA_VERSION:
+        if row[1] > pg_log.SCHEMA_VERSION:
             raise StoreTooNew(
                 f"{self.where} was written by a newer glam (database schema {row[1]}, this "
-                f"glam reads up to {SCHEMA_VERSION})",
+                f"glam reads up to {pg_log.SCHEMA_VERSION})",
                 hint="upgrade glam; this version must not write to it",
             )
 
     def _translate(self, exc: psycopg.Error, doing: str) -> StoreError:
         message = f"could not {doing} at {self.where}: {_first_line(exc)}"
         if isinstance(exc, pg_errors.InsufficientPrivilege):
-            return StoreError(message, hint=_GRANT_HINT)
+            return StoreError(message, hint=pg_log.GRANT_HINT)
         if _broken(exc):
             return StoreUnavailable(
                 message, hint="check that PostgreSQL runs and is reachable, then retry"
@@ -419,7 +398,7 @@ class PostgresEventStore(LogReads):
             last_hash=last_hash,
             recorded_at=recorded_at,
         )
-        # Refuse to store what cannot be read back (e.g. an event class without SCHEMA bump).
+        # Refuse to store what cannot be read back (e.g. an event class without a SCHEMA bump).
         for row in plan.new_rows:
             to_recorded(row)
         if plan.new_rows:
@@ -462,8 +441,7 @@ class PostgresEventStore(LogReads):
                         # Whatever was appended while nobody listened is read now.
                         self._notify()
                         delay = 0.1
-                        async for _ in conn.notifies():
-                            self._notify()
+                        await self._relay_notifications(conn)
                     finally:
                         self.listening = False
                         with anyio.CancelScope(shield=True), contextlib.suppress(psycopg.Error):
@@ -477,6 +455,20 @@ class PostgresEventStore(LogReads):
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 self.reconnects += 1
+
+    async def _relay_notifications(self, conn: Connection) -> None:
+        """Wake the followers at each notification, until the connection breaks. Read from
+        the socket directly, not through ``conn.notifies()``, whose wait wakes every 0.1 s to
+        look for timeouts: an idle store would never be idle."""
+        pgconn = conn.pgconn
+        while True:
+            await anyio.wait_readable(pgconn.socket)
+            pgconn.consume_input()  # OperationalError once the connection is gone
+            woken = False
+            while pgconn.notifies() is not None:
+                woken = True
+            if woken:
+                self._notify()
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -521,29 +513,11 @@ class PostgresEventStore(LogReads):
 
         async def job(conn: Connection) -> None:
             last_position, last_hash, _ = await self._lock_and_read_last(conn)
-            stored = [row for row in batch if row.position <= last_position]
-            if stored:
-                cur = await conn.execute(
-                    "SELECT position, hash FROM events WHERE position = ANY(%s)",
-                    ([row.position for row in stored],),
-                )
-                hashes: dict[int, str] = dict(await cur.fetchall())
-                for row in stored:
-                    if hashes.get(row.position) != row.hash:
-                        raise StoreCorrupt(
-                            f"row {row.position} cannot be imported: the log already holds "
-                            "another event there",
-                            hint="import an unaltered export that continues this log",
-                        )
-            verifier = ChainVerifier()
-            verifier.position, verifier.hash = last_position, last_hash
-            fresh = batch[len(stored) :]
-            for row in fresh:
-                if not verifier.feed(row):
-                    raise StoreCorrupt(
-                        f"row {verifier.first_bad} cannot be imported: {verifier.reason}",
-                        hint="import an unaltered export that continues this log",
-                    )
+            stored = [row.position for row in batch if row.position <= last_position]
+            cur = await conn.execute(
+                "SELECT position, hash FROM events WHERE position = ANY(%s)", (stored,)
+            )
+            fresh = rows_to_import(batch, last_position, last_hash, dict(await cur.fetchall()))
             if fresh:
                 await self._insert(conn, fresh)
 

@@ -30,7 +30,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
             yield memory
     elif request.param == "postgresql":
         url = request.getfixturevalue("postgres_url")  # a real server, a fresh database
-        async with PostgresEventStore(url, now=clock, poll_interval=0.05) as pg:
+        async with PostgresEventStore(url, now=clock) as pg:  # woken by NOTIFY, not polls
             yield pg
     else:
         async with SqliteEventStore(tmp_path / "glam.db", now=clock, poll_interval=0.05) as db:
