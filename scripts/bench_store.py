@@ -38,7 +38,7 @@ from engine.events.function import (
     TimerStarted,
     TrafficShifted,
 )
-from engine.store import open_store
+from engine.store import make_store
 from engine.store.records import GENESIS_HASH, StoredRow, format_time, make_row
 from projections.runner import ProjectionRunner
 from tests.support.postgres import TempPostgres, find_bindir
@@ -54,7 +54,7 @@ def _event(i: int) -> NewEvent:
 
 
 async def _appenders(target: Path | str, count: int, max_batch: int) -> tuple[float, int]:
-    async with open_store(target, max_batch=max_batch) as store:
+    async with make_store(target, max_batch=max_batch) as store:
         began = time.perf_counter()
         async with anyio.create_task_group() as tg:
             for i in range(count):
@@ -142,7 +142,7 @@ def _bare_scan(target: Path | str) -> tuple[float, int]:
 async def _fold(target: Path | str, rows: list[StoredRow]) -> tuple[float, float]:
     count = len(rows)
     began = time.perf_counter()
-    async with open_store(target) as store:
+    async with make_store(target) as store:
         for start in range(0, len(rows), 50_000):
             await store.import_rows(rows[start : start + 50_000])
         print(f"  loaded in {time.perf_counter() - began:.1f} s", flush=True)

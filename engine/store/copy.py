@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from engine.errors import StoreCorrupt, StoreError
-from engine.store import describe_target, is_postgres_url, open_store
+from engine.store import describe_target, is_postgres_url, make_store
 
 if TYPE_CHECKING:
     from engine.store import Store
@@ -60,7 +60,7 @@ async def copy_log(
     if where_from == where_to:
         raise StoreError(f"cannot copy {where_from} onto itself", hint="name another target")
     failure: StoreError | None = None
-    async with open_store(source, readonly=True) as src, open_store(target) as dst:
+    async with make_store(source, readonly=True) as src, make_store(target) as dst:
         try:
             return await _copy(src, dst, where_from, where_to, chunk, progress)
         except StoreError as exc:
@@ -166,7 +166,7 @@ def _iso(moment: datetime | None) -> str:
 async def log_info(target: str | Path) -> LogInfo:
     """Describe the log at ``target`` (opened read-only; SQLite without its integrity check,
     which ``glam replay --verify`` runs)."""
-    async with open_store(target, readonly=True, check=False) as store:
+    async with make_store(target, readonly=True, check=False) as store:
         events = await store.last_position()
         first = await store.read_all(1, 1)
         last = await store.read_all(events, 1) if events else []

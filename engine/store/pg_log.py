@@ -34,6 +34,7 @@ from engine.store.records import (
 SCHEMA_VERSION = 1
 APPLICATION = "glam"
 APPEND_LOCK = 0x676C616D_00000001  # "glam", 1: the advisory lock every append takes
+ENGINE_LOCK = 0x676C616D_00000002  # "glam", 2: held by the one engine of the log (exclusive)
 CHANNEL = "glam_events"  # NOTIFY channel, one notification per append transaction
 
 # Sessions that take the append lock give up waiting for it, and a transaction left open by a

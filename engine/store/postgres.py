@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -48,12 +48,13 @@ from anyio.abc import TaskGroup
 from psycopg import errors as pg_errors  # noqa: TID251 - same adapter
 from psycopg.conninfo import conninfo_to_dict  # noqa: TID251 - same adapter
 
-from engine.errors import StoreCorrupt, StoreError, StoreTooNew, StoreUnavailable
+from engine.errors import StoreCorrupt, StoreError, StoreLocked, StoreTooNew, StoreUnavailable
 from engine.events import NewEvent, RecordedEvent
-from engine.ports import ANY_VERSION, EventStore
+from engine.ports import ANY_VERSION, EventStore, ProjectionStore
 from engine.store import pg_log
 from engine.store.batching import Pending, WriteQueue
 from engine.store.pg_log import APPEND_LOCK, CHANNEL, LogReads, rows_to_import
+from engine.store.pg_views import ViewRows
 from engine.store.records import (
     COLUMNS,
     GENESIS_HASH,
@@ -65,9 +66,6 @@ from engine.store.records import (
 )
 
 MAX_BATCH = 2_000
-
-if TYPE_CHECKING:
-    from projections.runner import ProjectionStore
 
 log = logging.getLogger("glam.store")
 T = TypeVar("T")
@@ -106,7 +104,7 @@ def _broken(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | TimeoutError)
 
 
-class PostgresEventStore(LogReads):
+class PostgresEventStore(LogReads, ViewRows):
     """The ``EventStore`` and ``ViewStore`` ports on a PostgreSQL database.
 
     Use it as an async context manager, which connects and starts the writer and listener::
@@ -130,6 +128,7 @@ class PostgresEventStore(LogReads):
         retry_for: float = 30.0,
         connect_timeout: float = 10.0,
         attempt_timeout: float = 60.0,
+        exclusive: bool = False,
     ) -> None:
         self.where = describe_url(url)  # also refuses an unparsable URL before connecting
         self._url = url
@@ -139,6 +138,9 @@ class PostgresEventStore(LogReads):
         self._retry_for = retry_for
         self._connect_timeout = connect_timeout
         self._attempt_timeout = attempt_timeout
+        self._exclusive = exclusive and not readonly
+        self._lock_conn: Connection | None = None
+        self._lock_scope = anyio.CancelScope()
         self._writer: Connection | None = None
         self._reader: Connection | None = None
         self._read_lock = anyio.Lock()
@@ -161,6 +163,8 @@ class PostgresEventStore(LogReads):
 
     async def __aenter__(self) -> PostgresEventStore:
         try:
+            if self._exclusive:  # first: a second engine must not even create the tables
+                self._lock_conn = await self._take_engine_lock()
             if not self.readonly:
                 self._writer = await self._connect("writer")
                 await self._check_format(self._writer, may_create=True)
@@ -173,6 +177,8 @@ class PostgresEventStore(LogReads):
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         self._task_group.start_soon(self._listen_loop, name="glam event store listener")
+        if self._exclusive:
+            self._task_group.start_soon(self._keep_engine_lock, name="glam engine lock")
         if not self.readonly:
             self._writes.start()
             self._task_group.start_soon(
@@ -205,15 +211,57 @@ class PostgresEventStore(LogReads):
             await self._writes.close()  # the writer drains what was queued before closing
             self._closed = True
             self._listener_scope.cancel()
+            self._lock_scope.cancel()
             self._notify()
             await self._close_connections()
 
     async def _close_connections(self) -> None:
-        for conn in (self._writer, self._reader):
+        for conn in (self._writer, self._reader, self._lock_conn):  # the lock goes last
             if conn is not None:
                 with contextlib.suppress(psycopg.Error, OSError):
                     await conn.close()
-        self._writer = self._reader = None
+        self._writer = self._reader = self._lock_conn = None
+
+    async def _take_engine_lock(self) -> Connection:
+        """A connection holding the log's engine lock (a session advisory lock, released by
+        the server when the connection ends, however the engine dies)."""
+        conn = await self._connect("engine lock")
+        try:
+            cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (pg_log.ENGINE_LOCK,))
+            row = await cur.fetchone()
+        except psycopg.Error as exc:
+            await conn.close()
+            raise self._translate(exc, "take the engine lock") from exc
+        if not (row and row[0]):
+            await conn.close()
+            raise StoreLocked(
+                f"another glam engine is running on {self.where}",
+                hint="stop it first, or use another --db",
+            )
+        return conn
+
+    async def _keep_engine_lock(self) -> None:
+        """When the lock's connection breaks, take the lock again; if another engine took it
+        meanwhile, fail (``StoreLocked`` stops the engine) rather than act beside it."""
+        with self._lock_scope:
+            while True:
+                conn = self._lock_conn
+                assert conn is not None
+                with contextlib.suppress(psycopg.Error, OSError):
+                    await self._relay_notifications(conn)  # returns only when it breaks
+                with anyio.CancelScope(shield=True), contextlib.suppress(psycopg.Error):
+                    await conn.close()
+                log.warning("event log %s: engine lock connection lost; retaking", self.where)
+                deadline = anyio.current_time() + self._retry_for
+                while True:
+                    try:
+                        self._lock_conn = await self._take_engine_lock()
+                        break
+                    except StoreUnavailable:
+                        if anyio.current_time() > deadline:
+                            raise
+                        await anyio.sleep(0.5)
+                self.reconnects += 1
 
     async def _connect(self, role: str) -> Connection:
         given = conninfo_to_dict(self._url)
@@ -523,73 +571,6 @@ class PostgresEventStore(LogReads):
 
         if batch:
             await self._submit(Pending(job=job, appends=True))
-
-    # -- projections (the ViewStore port) ----------------------------------------------------
-
-    async def load_views(self, projection: str) -> tuple[int, dict[tuple[str, str], str]]:
-        """The projection's checkpoint and its rows, read in one snapshot."""
-
-        async def body(conn: Connection) -> tuple[int, dict[tuple[str, str], str]]:
-            async with conn.transaction():
-                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                cur = await conn.execute(
-                    "SELECT position FROM checkpoints WHERE projection = %s", (projection,)
-                )
-                checkpoint = await cur.fetchone()
-                cur = await conn.execute(
-                    "SELECT view, key, data FROM view_rows WHERE projection = %s", (projection,)
-                )
-                rows = await cur.fetchall()
-            return (int(checkpoint[0]) if checkpoint else 0), {(v, k): d for v, k, d in rows}
-
-        return await self._read(body)
-
-    async def save_views(
-        self,
-        projection: str,
-        checkpoint: int,
-        rows: Mapping[tuple[str, str], str | None],
-        *,
-        reset: bool = False,
-    ) -> None:
-        """Write changed rows (None deletes) and the checkpoint in one transaction;
-        ``reset`` first drops every row of the projection (rebuild)."""
-        upserts = [(v, k, d) for (v, k), d in rows.items() if d is not None]
-        deletes = [(v, k) for (v, k), d in rows.items() if d is None]
-
-        async def job(conn: Connection) -> None:
-            if reset:
-                await conn.execute("DELETE FROM view_rows WHERE projection = %s", (projection,))
-            if deletes:
-                await conn.execute(
-                    "DELETE FROM view_rows WHERE projection = %s AND (view, key) IN "
-                    "(SELECT * FROM unnest(%s::text[], %s::text[]))",
-                    (projection, [v for v, _ in deletes], [k for _, k in deletes]),
-                )
-            if upserts:
-                # COPY into a session table, then one upsert: several times faster than
-                # passing the rows as array parameters, whose text must be escaped.
-                await conn.execute(
-                    "CREATE TEMP TABLE IF NOT EXISTS glam_incoming_views "
-                    "(view text, key text, data text) ON COMMIT DELETE ROWS"
-                )
-                sql = "COPY glam_incoming_views (view, key, data) FROM STDIN"
-                async with conn.cursor() as cur, cur.copy(sql) as copy:
-                    for row in upserts:
-                        await copy.write_row(row)
-                await conn.execute(
-                    "INSERT INTO view_rows (projection, view, key, data) "
-                    "SELECT %s, view, key, data FROM glam_incoming_views "
-                    "ON CONFLICT (projection, view, key) DO UPDATE SET data = EXCLUDED.data",
-                    (projection,),
-                )
-            await conn.execute(
-                "INSERT INTO checkpoints (projection, position) VALUES (%s, %s) "
-                "ON CONFLICT (projection) DO UPDATE SET position = EXCLUDED.position",
-                (projection, checkpoint),
-            )
-
-        await self._submit(Pending(job=job))
 
 
 if TYPE_CHECKING:  # the store must satisfy the ports the engine and the runner use

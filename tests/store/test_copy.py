@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import StoreCorrupt, StoreError
-from engine.store import describe_target, is_postgres_url, open_store
+from engine.store import describe_target, is_postgres_url, make_store
 from engine.store.copy import copy_log, log_info
 from engine.store.postgres import PostgresEventStore
 from engine.store.records import StoredRow
@@ -42,10 +42,10 @@ async def test_the_url_picks_the_backend(tmp_path: Path) -> None:
     assert is_postgres_url("postgres://db/glam")
     assert not is_postgres_url("glam.db")
     assert not is_postgres_url(Path("postgresql:/x"))  # a path is always a file
-    assert isinstance(open_store(url), PostgresEventStore)  # not connected until entered
-    assert isinstance(open_store(tmp_path / "glam.db", readonly=True), SqliteEventStore)
+    assert isinstance(make_store(url), PostgresEventStore)  # not connected until entered
+    assert isinstance(make_store(tmp_path / "glam.db", readonly=True), SqliteEventStore)
     assert describe_target(url) == "postgresql://glam@db.internal:6432/glam"
-    assert "s3cret" not in repr(open_store(url))
+    assert "s3cret" not in repr(make_store(url))
 
 
 async def test_copy_between_sqlite_files_keeps_every_row_and_resumes(tmp_path: Path) -> None:

@@ -22,11 +22,13 @@ from engine.errors import (
     EventDecodeError,
     StoreCorrupt,
     StoreError,
+    StoreLocked,
     StoreTooNew,
     StoreUnavailable,
 )
 from engine.events import RecordedEvent
 from engine.ports import NO_STREAM
+from engine.store import open_store
 from engine.store.postgres import PostgresEventStore
 from tests.store.helpers import new_event, until
 from tests.store.proxy import CuttingProxy
@@ -455,3 +457,35 @@ async def test_import_rows_continues_the_chain_and_skips_rows_already_stored(
             await target.import_rows([dataclasses.replace(rows[5], position=7)])
         assert await target.last_position() == 6
         assert await target.verify() is None
+
+
+# -- one engine per log ----------------------------------------------------------------------
+
+
+async def test_the_engine_lock_admits_one_engine(postgres_url: str) -> None:
+    async with open_store(postgres_url, exclusive=True) as first:
+        await first.append("s", [new_event()])
+        with pytest.raises(StoreLocked, match="another glam engine is running on postgresql"):
+            async with open_store(postgres_url, exclusive=True):
+                pass
+        async with open_store(postgres_url, readonly=True) as query:  # queries still open
+            assert await query.last_position() == 1
+    async with open_store(postgres_url, exclusive=True) as second:  # released on close
+        assert await second.last_position() == 1
+
+
+async def test_the_engine_lock_is_taken_again_when_its_connection_breaks(
+    postgres_server: TempPostgres, postgres_url: str
+) -> None:
+    async with (
+        CuttingProxy(postgres_server.port) as proxy,
+        PostgresEventStore(_via(postgres_url, postgres_server, proxy), exclusive=True) as store,
+    ):
+        with anyio.fail_after(10):
+            await until(lambda: store.listening)
+            proxy.cut_all()  # the lock's, the writer's, the reader's and the listener's
+            await until(lambda: store.reconnects >= 2)  # the lock and the listener are back
+        with pytest.raises(StoreLocked):
+            async with PostgresEventStore(postgres_url, exclusive=True):
+                pass
+        await store.append("s", [new_event()])  # and the writer reconnects on its own

@@ -178,7 +178,7 @@ class TempPostgres:
 
     def sql(self, statement: str, params: Any = None, *, database: str = "postgres") -> Any:
         """Run one statement as the superuser (autocommit); its rows, if it returns any."""
-        import psycopg  # noqa: TID251 - the test server's own administration, not glam's log
+        import psycopg
 
         with psycopg.connect(self.url(database), autocommit=True) as conn:
             cur = conn.execute(statement, params)
