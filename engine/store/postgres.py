@@ -534,6 +534,8 @@ class PostgresEventStore(LogReads, ViewRows):
                     with anyio.fail_after(self._attempt_timeout):
                         return await body(conn)
                 except (psycopg.Error, TimeoutError) as exc:
+                    if _broken(exc):
+                        await self._drop_reader(conn)
                     if not _broken(exc) or attempt == 2:
                         if isinstance(exc, TimeoutError):
                             raise StoreUnavailable(
@@ -541,10 +543,17 @@ class PostgresEventStore(LogReads, ViewRows):
                                 hint="check the server's load, then retry",
                             ) from exc
                         raise self._translate(exc, "read the event log") from exc
-                    self._reader = None
-                    with contextlib.suppress(psycopg.Error, OSError):
-                        await conn.close()
+                except BaseException:
+                    # Cancelled part way: the connection may be inside a query or a snapshot
+                    # transaction, so the next read gets a fresh one.
+                    await self._drop_reader(conn)
+                    raise
         raise AssertionError("unreachable")
+
+    async def _drop_reader(self, conn: Connection) -> None:
+        self._reader = None
+        with anyio.CancelScope(shield=True), contextlib.suppress(psycopg.Error, OSError):
+            await conn.close()
 
     async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         async def body(conn: Connection) -> list[tuple[Any, ...]]:

@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 
@@ -489,3 +490,20 @@ async def test_the_engine_lock_is_taken_again_when_its_connection_breaks(
             async with PostgresEventStore(postgres_url, exclusive=True):
                 pass
         await store.append("s", [new_event()])  # and the writer reconnects on its own
+
+
+async def test_reads_cancelled_part_way_leave_a_clean_reader(postgres_url: str) -> None:
+    """A load_views (a REPEATABLE READ transaction) cancelled at any moment leaves no reader
+    inside its snapshot or its query: the next reads see what was appended since."""
+    async with PostgresEventStore(postgres_url) as store:
+        await store.save_views("p", 0, {("functions", f"f{i}"): "{}" for i in range(2000)})
+        for n in range(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(store.load_views, "p")
+                for _ in range(n):
+                    await anyio.lowlevel.checkpoint()
+                tg.cancel_scope.cancel()
+            await store.append("s", [new_event()])
+            assert await store.last_position() == n + 1
+            assert len(await store.read_all()) == n + 1
+        assert (await store.load_views("p"))[0] == 0
