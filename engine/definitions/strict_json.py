@@ -68,6 +68,13 @@ def _reject_constant(name: str) -> Any:
     raise _Problem(f"{name} is not valid JSON", -1, "use a number or a string")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise _Problem(f"the number {text[:40]} is too large", -1, "use a smaller number")
+    return value
+
+
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result = dict(pairs)
     if len(result) != len(pairs):
@@ -91,7 +98,9 @@ def _depth(value: Any, limit: int) -> bool:
 def parse_json_text(text: str, file: str, *, max_depth: int = MAX_DEPTH) -> Any:
     """Parse ``text`` strictly; a problem raises ``DefinitionError`` at file:line:column."""
     try:
-        value = json.loads(text, object_pairs_hook=_pairs, parse_constant=_reject_constant)
+        value = json.loads(
+            text, object_pairs_hook=_pairs, parse_constant=_reject_constant, parse_float=_finite
+        )
     except json.JSONDecodeError as exc:
         raise DefinitionError(
             exc.msg, file=file, line=exc.lineno, column=exc.colno, hint="fix the JSON syntax"
@@ -99,9 +108,16 @@ def parse_json_text(text: str, file: str, *, max_depth: int = MAX_DEPTH) -> Any:
     except RecursionError:
         problem = _locate(text, max_depth)
         raise _as_error(problem, text, file) from None
-    except _Problem:
-        problem = _locate(text, max_depth)
+    except _Problem as exc:
+        problem = _locate(text, max_depth) or exc
         raise _as_error(problem, text, file) from None
+    except ValueError as exc:
+        # Python refuses to turn a number of more than 4,300 digits into an int.
+        raise DefinitionError(
+            f"a number too long to read ({str(exc).split(':')[0]})",
+            file=file,
+            hint="write it as a string",
+        ) from None
     if _depth(value, max_depth):
         raise _as_error(_locate(text, max_depth), text, file)
     return value
@@ -115,6 +131,8 @@ def load_json(data: bytes, file: str, *, max_bytes: int = MAX_BYTES) -> Any:
 def _as_error(problem: _Problem | None, text: str, file: str) -> DefinitionError:
     if problem is None:  # the positional scan must agree with the fast path; be safe anyway
         return DefinitionError("invalid JSON", file=file, hint="fix the JSON syntax")
+    if problem.index < 0:
+        return DefinitionError(problem.message, file=file, hint=problem.hint)
     line, col = line_col(text, problem.index)
     return DefinitionError(problem.message, file=file, line=line, column=col, hint=problem.hint)
 

@@ -51,3 +51,19 @@ def test_extremely_deep_does_not_crash() -> None:
 
 def test_valid_json_with_trailing_blank_line_in_object() -> None:
     assert load_json(b'{\n  "a": 1\n\n}\n', "f.json") == {"a": 1}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        pytest.param(b'{"a": ' + b"1" * 5000 + b"}", "number too long", id="5000-digits"),
+        pytest.param(b'{"a": 1e999}', "too large", id="float-overflow"),
+        pytest.param(b'{"a": -1e400}', "too large", id="negative-float-overflow"),
+    ],
+)
+def test_numbers_python_cannot_hold_are_errors(data: bytes, message: str) -> None:
+    """A number of more than 4,300 digits (Python refuses to make the int) or one past the
+    float range (Python would read it as infinity) is a DefinitionError, not a ValueError."""
+    with pytest.raises(DefinitionError, match=message) as info:
+        load_json(data, "f_lambdainput.json")
+    assert info.value.file == "f_lambdainput.json"
