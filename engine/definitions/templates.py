@@ -21,16 +21,18 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, Undefined
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2 import TemplateError, Undefined
 from markupsafe import Markup
 
+from engine.definitions.limits import RenderLimits, size
+from engine.definitions.sandbox import BoundedEnvironment, Budget, LimitExceeded, measure, using
 from engine.definitions.strict_json import line_col
 from engine.errors import DefinitionError
 
 _MARK = "\x00"
 _MARKER = re.compile("\x00(\\d+)\x00")
 _TEMPLATE_HINT = ("{{", "{%", "{#")
+DEFAULT_LIMITS = RenderLimits()
 
 
 def is_template(text: str) -> bool:
@@ -49,37 +51,64 @@ def _finalize(value: Any) -> str:
 class _Collector:
     """Jinja ``finalize``: stores each output value and returns its marker instead."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget: Budget) -> None:
         self.values: list[Any] = []
+        self.budget = budget
 
     def __call__(self, value: Any) -> str:
         if isinstance(value, Undefined):
             str(value)  # StrictUndefined raises here, naming the missing variable
+        self.budget.add_output(measure(value, self.budget.max_chars))
         self.values.append(value)
         return f"{_MARK}{len(self.values) - 1}{_MARK}"
 
 
-def _make_env() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
-        undefined=StrictUndefined,
-        finalize=_finalize,
-        autoescape=False,
-        keep_trailing_newline=True,
+_JSON_TYPES = (str, int, float, bool, list, tuple, dict, type(None))
+_NOT_JSON_HINTS = {
+    "generator": "add | list (a filter such as map or select gives a generator)",
+    "Namespace": "output one of its attributes, not the namespace",
+    "TemplateReference": "self is the template itself; output a value",
+    "Macro": "call the macro: name()",
+    "LoopContext": "output loop.index or another attribute",
+    "BoundedRange": "add | list",
+}
+
+
+def _not_json(value: Any, file: str, where: tuple[int, int] | None) -> DefinitionError:
+    kind = type(value).__name__
+    return DefinitionError(
+        f"a {kind} cannot stand for a JSON value",
+        file=file,
+        line=where[0] if where else None,
+        column=where[1] if where else None,
+        hint=_NOT_JSON_HINTS.get(kind, "output a string, number, list or object"),
     )
-    # Nothing that reads outside the values: keep pure helpers only.
-    for name in ("lipsum", "cycler", "joiner"):
-        env.globals.pop(name, None)
-    return env
 
 
-def _in_string(value: Any) -> str:
+def _dumps(value: Any, file: str, where: tuple[int, int], **kwargs: Any) -> str:
+    """JSON text of a collected value, or the error that says why it has none."""
+    if not isinstance(value, _JSON_TYPES):
+        raise _not_json(value, file, where)
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise DefinitionError(
+            f"a {type(value).__name__} holding {_short(exc)} cannot stand for a JSON value",
+            file=file,
+            line=where[0],
+            column=where[1],
+            hint="every item must be a string, number, true/false, null, list or object",
+        ) from None
+
+
+def _in_string(value: Any, file: str, where: tuple[int, int]) -> str:
     """The characters that stand for ``value`` between two quotes of a JSON string."""
     if isinstance(value, str):
         text = str(value)
     elif value is None or isinstance(value, bool | int | float):
         text = json.dumps(value)
     else:
-        text = json.dumps(value, sort_keys=True)
+        text = _dumps(value, file, where, sort_keys=True)
     return json.dumps(text, ensure_ascii=False)[1:-1]
 
 
@@ -98,6 +127,8 @@ def _as_value(value: Any, file: str, where: tuple[int, int]) -> str:
         ):
             return json.dumps(parsed, ensure_ascii=False)
         return json.dumps(str(value), ensure_ascii=False)
+    if not isinstance(value, _JSON_TYPES):
+        raise _not_json(value, file, where)
     try:
         return json.dumps(value, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError):
@@ -112,12 +143,33 @@ def _as_value(value: Any, file: str, where: tuple[int, int]) -> str:
 
 _NOT_JSON = object()
 
+_LIMIT_HINTS = {
+    "file_seconds": "make the template do less work",
+    "output_bytes": "make the rendered definition smaller",
+    "call_depth": "a macro must not call itself without end",
+    "range": "loop over fewer items",
+}
 
-def render_json_template(text: str, values: Mapping[str, Any], file: str) -> str:
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text if len(text) <= 200 else text[:200] + "…"
+
+
+def reset_thread_state() -> None:
+    """Forget this thread's environment (after a render was interrupted half-way)."""
+    _local.env = None
+    _local.collector = None
+
+
+def render_json_template(
+    text: str, values: Mapping[str, Any], file: str, limits: RenderLimits = DEFAULT_LIMITS
+) -> str:
     """Render ``text`` with ``values`` so that the result has the template's JSON structure.
 
-    Raises ``DefinitionError`` for template syntax errors, undefined names and sandbox
-    violations, naming the file and line.
+    Raises ``DefinitionError`` for anything the template does wrong — syntax errors, undefined
+    names, sandbox violations, a value that is not JSON, any error while it runs — and when it
+    passes one of ``limits`` (time, output size, call depth), naming the file and the limit.
     """
     if _MARK in text:
         idx = text.index(_MARK)
@@ -127,25 +179,80 @@ def render_json_template(text: str, values: Mapping[str, Any], file: str) -> str
         )
     if not is_template(text):
         return text
-    collector = _Collector()
+    budget = Budget(limits)
+    collector = _Collector(budget)
     # One environment per thread, reused: building one costs more than rendering a file.
     # The finalize hook finds this render's collector through the thread-local.
-    env: ImmutableSandboxedEnvironment | None = getattr(_local, "env", None)
+    env: BoundedEnvironment | None = getattr(_local, "env", None)
     if env is None:
-        env = _local.env = _make_env()
+        env = _local.env = BoundedEnvironment(finalize=_finalize)
     _local.collector = collector
     try:
-        rendered = env.from_string(text).render(dict(values))
+        with using(budget):
+            parts = []
+            for chunk in env.from_string(text).generate(dict(values)):
+                budget.add_output(len(chunk))
+                parts.append(chunk)
+            rendered = "".join(parts)
+            out = _substitute(rendered, collector.values, file)
+    except DefinitionError:
+        raise
+    except LimitExceeded as exc:
+        raise DefinitionError(
+            exc.message or str(exc), file=file, hint=_LIMIT_HINTS.get(exc.limit)
+        ) from None
     except TemplateError as exc:
         lineno: int | None = getattr(exc, "lineno", None)
-        message = str(exc.message or exc)
+        message = _short(exc) if exc.message is None else str(exc.message)[:300]
         hint = "define it in the _lambdainput.json file or its ref files"
         if type(exc).__name__ == "SecurityError":
             hint = "templates may only read values, not Python internals"
         elif type(exc).__name__ == "TemplateSyntaxError":
             hint = "fix the template syntax"
+        elif type(exc).__name__ == "TemplateNotFound":
+            message = f"cannot include {message}"
+            hint = "put the values in the _lambdainput.json file instead"
         raise DefinitionError(f"template: {message}", file=file, line=lineno, hint=hint) from None
-    return _substitute(rendered, collector.values, file)
+    except RecursionError:
+        raise DefinitionError(
+            "template: nested too deeply (Python's recursion limit)",
+            file=file,
+            hint="simplify the expression or stop a macro from calling itself",
+        ) from None
+    except MemoryError:
+        raise DefinitionError(
+            "template: ran out of memory while rendering (the render memory limit is "
+            f"{size(limits.memory_bytes)})",
+            file=file,
+            hint="make the rendered definition smaller",
+        ) from None
+    except Exception as exc:
+        # Anything else a template can raise while it runs: 1/0, 'a' + 1, int('x'), an
+        # OverflowError... all the template's doing, never a reason to stop the engine.
+        raise DefinitionError(
+            f"template: {type(exc).__name__}: {_short(exc)}", file=file, hint="fix the template"
+        ) from None
+    finally:
+        _local.collector = None
+    try:
+        encoded = out.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        line, col = line_col(out, exc.start)
+        raise DefinitionError(
+            "the rendered text holds a character that is not valid UTF-8 (a lone surrogate)",
+            file=file,
+            line=line,
+            column=col,
+            hint="remove the \\ud800-\\udfff escape from the template or its values",
+        ) from None
+    if len(encoded) > limits.output_bytes:
+        raise DefinitionError(
+            f"the rendered file is {len(encoded):,} bytes, over the output limit of "
+            f"{size(limits.output_bytes)}",
+            file=file,
+            hint=_LIMIT_HINTS["output_bytes"],
+        )
+    return out
 
 
 def _substitute(rendered: str, values: list[Any], file: str) -> str:
@@ -168,10 +275,11 @@ def _substitute(rendered: str, values: list[Any], file: str) -> str:
             )
         out.append(chunk)
         value = values[int(match.group(1))]
+        where = line_col(rendered, match.start())
         if in_string:
-            out.append(_in_string(value))
+            out.append(_in_string(value, file, where))
         else:
-            out.append(_as_value(value, file, line_col(rendered, match.start())))
+            out.append(_as_value(value, file, where))
         pos = match.end()
     out.append(rendered[pos:])
     return "".join(out)
