@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, MutableMapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any, Literal
 
 from engine.definitions.eventsources import parse_event_sources
 from engine.definitions.inputs import RepoFiles, load_values
 from engine.definitions.lambdadef import validate_create_function
+from engine.definitions.limits import RenderLimits
+from engine.definitions.names import parse_function_name
 from engine.definitions.settings import parse_settings
 from engine.definitions.strict_json import decode_utf8, load_json, parse_json_text
-from engine.definitions.templates import render_json_template
+from engine.definitions.templates import DEFAULT_LIMITS, render_json_template
 from engine.errors import DefinitionError
 from engine.events.desired import DesiredFunction, EventSources
 
@@ -56,13 +57,6 @@ def group_files(paths: Iterable[str]) -> dict[str, dict[FileKind, str]]:
     return groups
 
 
-@dataclass(frozen=True, slots=True)
-class Rendered:
-    """The rendered text of each file of a group, for ``glam plan --render``."""
-
-    files: Mapping[str, str]
-
-
 def content_hash(definition: Mapping[str, Any], sources: EventSources, alias: str) -> str:
     """sha256 over what decides what runs: the CreateFunction request (code, configuration,
     environment, layers...), the event sources and the alias. Deployment pacing (percent,
@@ -77,12 +71,8 @@ def content_hash(definition: Mapping[str, Any], sources: EventSources, alias: st
 
 
 def function_name_of(definition: Mapping[str, Any]) -> str:
-    """The plain function name, also when ``FunctionName`` is an ARN."""
-    name = str(definition["FunctionName"])
-    if name.startswith("arn:"):
-        parts = name.split(":")
-        return parts[6] if len(parts) > 6 else name
-    return name
+    """The plain function name, also when ``FunctionName`` is an ARN or a partial ARN."""
+    return parse_function_name(definition.get("FunctionName"), "").name
 
 
 def build_desired(
@@ -92,10 +82,15 @@ def build_desired(
     *,
     ref_cache: MutableMapping[tuple[str, str], dict[str, Any]] | None = None,
     rendered: dict[str, str] | None = None,
+    limits: RenderLimits = DEFAULT_LIMITS,
+    warnings: list[tuple[str, str]] | None = None,
+    on_file: Callable[[str], None] | None = None,
 ) -> DesiredFunction:
     """Read, render and validate one function prefix. Raises ``DefinitionError``.
 
-    ``rendered``, when given, receives each file's rendered text by path.
+    ``rendered``, when given, receives each file's rendered text by path; ``warnings`` receives
+    ``(file, message)`` for what is accepted but ignored; ``on_file(path)`` is called before
+    each file is read (the render worker times each file from there).
     """
     def_path = files.get("def")
     if def_path is None:
@@ -103,25 +98,47 @@ def build_desired(
     values: dict[str, Any] = {}
     if "input" in files:
         path = files["input"]
+        if on_file is not None:
+            on_file(path)
         raw = load_json(repo.read_file(path, referenced_from=path), path)
         values = load_values(raw, path, repo, ref_cache)
 
     def render(path: str) -> Any:
+        if on_file is not None:
+            on_file(path)
         text = decode_utf8(repo.read_file(path, referenced_from=path), path)
-        out = render_json_template(text, values, path)
+        out = render_json_template(text, values, path, limits)
         if rendered is not None:
             rendered[path] = out
         return parse_json_text(out, path)
 
     definition = validate_create_function(render(def_path), def_path)
+    function = parse_function_name(definition.get("FunctionName"), def_path)
     if "depdef" not in files:
         raise DefinitionError(
             "no _lambdadepdef.json next to the function definition",
             file=def_path,
             hint=f"add {prefix}_lambdadepdef.json with at least an alias",
         )
-    settings = parse_settings(render(files["depdef"]), files["depdef"])
-    name = function_name_of(definition)
+    notes: list[str] = []
+    settings = parse_settings(render(files["depdef"]), files["depdef"], notes)
+    if warnings is not None:
+        warnings.extend((files["depdef"], note) for note in notes)
+    # An ARN in FunctionName names the region and account: they must be the deployment
+    # definition's, or become them when it names none.
+    for field, named in (("region", function.region), ("account", function.account)):
+        chosen = getattr(settings, field)
+        if named is None:
+            continue
+        if chosen is None:
+            settings = settings.model_copy(update={field: named})
+        elif chosen != named:
+            raise DefinitionError(
+                f"FunctionName is in {field} {named} but {files['depdef']} deploys to {chosen}",
+                file=def_path,
+                hint="make them agree, or give FunctionName as the plain function name",
+            )
+    name = function.name
     sources = EventSources()
     if "eventsource" in files:
         sources = parse_event_sources(

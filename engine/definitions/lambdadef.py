@@ -47,13 +47,18 @@ _JSON_NAMES = {
 
 
 @lru_cache(maxsize=1)
-def create_function_shape() -> Any:
-    """botocore's input shape of Lambda ``CreateFunction`` (loaded once)."""
+def lambda_model() -> Any:
+    """botocore's Lambda service model (loaded once)."""
     # As botocore.session does it: the installed data, plus any folders in $AWS_DATA_PATH.
     loader = botocore.loaders.create_loader(os.environ.get("AWS_DATA_PATH"))
     data = loader.load_service_model("lambda", "service-2")
-    model = botocore.model.ServiceModel(data, service_name="lambda")
-    return model.operation_model("CreateFunction").input_shape
+    return botocore.model.ServiceModel(data, service_name="lambda")
+
+
+@lru_cache(maxsize=1)
+def create_function_shape() -> Any:
+    """botocore's input shape of Lambda ``CreateFunction`` (loaded once)."""
+    return lambda_model().operation_model("CreateFunction").input_shape
 
 
 def validate_create_function(request: Any, file: str) -> dict[str, Any]:

@@ -1,7 +1,11 @@
 """``_lambdadepdef.json`` -> ``DeploymentSettings``: defaults, ranges and legacy names.
 
 Unknown keys are refused with the nearest known name: a misspelt ``trafficShiftingConfig``
-silently ignored would turn a canary into an all-at-once deployment.
+silently ignored would turn a canary into an all-at-once deployment. The keys Gitmoxi itself
+ignores in a Lambda deployment definition (its ECS settings, ``webhooks``) are accepted with a
+warning, so a repository that Gitmoxi deploys is deployed by glam too.
+
+The alias, region and account are checked as AWS would (``engine.definitions.names``).
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import difflib
 from typing import Any, get_args
 
+from engine.definitions.names import check_account, check_alias, check_region
 from engine.errors import DefinitionError
 from engine.events.desired import DeploymentSettings, Readiness, ShiftType, TrafficShifting
 
@@ -24,11 +29,30 @@ _TOP = (
 )
 _SHIFT_TYPES: tuple[str, ...] = get_args(ShiftType)
 
+# Keys of Gitmoxi's deployment definitions that mean nothing for a Lambda function; Gitmoxi
+# skips them there, and so does glam, with a warning.
+_ECS = "an ECS deployment setting"
+GITMOXI_IGNORED: dict[str, str] = {
+    "stabilityCheck": _ECS,
+    "gmDeploymentCircuitBreaker": _ECS,
+    "targetGroupArns": _ECS,
+    "targetGroupArnPairs": _ECS,
+    "deleteNewUponTrafficShiftFailure": _ECS,
+    "deleteNewUponFailure": _ECS,
+    "fallbackCapacityProviderStrategy": _ECS,
+    "webhooks": "a Gitmoxi notification setting glam does not send",
+}
 
-def parse_settings(raw: Any, file: str) -> DeploymentSettings:
-    """Validate a deployment definition and apply DESIGN §1's defaults."""
+
+def parse_settings(raw: Any, file: str, warnings: list[str] | None = None) -> DeploymentSettings:
+    """Validate a deployment definition and apply DESIGN §1's defaults. Keys Gitmoxi ignores
+    are skipped, each with a line appended to ``warnings``."""
     obj = _object(raw, "the deployment definition", file)
-    _known(obj, _TOP, "", file)
+    for key in obj:
+        if key in GITMOXI_IGNORED and warnings is not None:
+            warnings.append(f"key {key!r} ignored: {GITMOXI_IGNORED[key]}, not used for Lambda")
+    obj = {k: v for k, v in obj.items() if k not in GITMOXI_IGNORED}
+    _known(obj, _TOP, "", file, also=tuple(GITMOXI_IGNORED))
     alias = obj.get("alias")
     if not isinstance(alias, str) or not alias:
         raise DefinitionError(
@@ -36,15 +60,16 @@ def parse_settings(raw: Any, file: str) -> DeploymentSettings:
             file=file,
             hint='add "alias": "PROD" (the alias traffic is shifted on)',
         )
+    check_alias(alias, file)
     env_key = "environment" if "environment" in obj else "environmentVariables"
     env = _object(obj.get(env_key, {}), env_key, file)
     _known(env, ("region", "account"), env_key, file)
     region = _opt_str(env.get("region"), f"{env_key}.region", file)
     account = _opt_str(env.get("account"), f"{env_key}.account", file)
-    if account is not None and not (account.isdigit() and len(account) == 12):
-        raise DefinitionError(
-            f"{env_key}.account must be a 12-digit AWS account id", file=file, hint="fix it"
-        )
+    if region is not None:
+        check_region(region, f"{env_key}.region", file)
+    if account is not None:
+        check_account(account, f"{env_key}.account", file)
 
     traffic: TrafficShifting | None = None
     if "trafficShiftingConfig" in obj:
@@ -112,10 +137,12 @@ def _object(value: Any, name: str, file: str) -> dict[str, Any]:
     return value
 
 
-def _known(obj: dict[str, Any], known: tuple[str, ...], where: str, file: str) -> None:
+def _known(
+    obj: dict[str, Any], known: tuple[str, ...], where: str, file: str, also: tuple[str, ...] = ()
+) -> None:
     for key in obj:
         if key not in known:
-            near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            near = difflib.get_close_matches(key, known + also, n=1, cutoff=0.6)
             name = f"{where}.{key}" if where else key
             raise DefinitionError(
                 f"unknown key {name!r}",

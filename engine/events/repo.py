@@ -57,12 +57,22 @@ class PlannedAction(Frozen):
     content_hash: str | None = None
 
 
+class DefinitionWarning(Frozen):
+    """Something in a function's files that is accepted but ignored (a Gitmoxi ECS key)."""
+
+    prefix: str
+    file: str
+    message: str
+
+
 class CommitPlanned(RepoEvent):
     """The plan of a commit: one action per function prefix it touches (or orphans)."""
 
     type: Literal["CommitPlanned"] = "CommitPlanned"
     sha: str
     actions: tuple[PlannedAction, ...]
+    # What the rendered functions hold that glam accepted but ignores.
+    warnings: tuple[DefinitionWarning, ...] = ()
 
 
 class DefinitionRejected(RepoEvent):
