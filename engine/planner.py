@@ -17,7 +17,9 @@ DESIGN §1's rule table, per prefix:
     hash equal to a rolled-back desired state             -> nothing until it changes
                                                              (or an operator's retry)
 
-An invalid prefix is rejected alone and never turns into a delete.
+An invalid prefix is rejected alone and never turns into a delete. So is a prefix whose
+``FunctionName`` (in the same account and region) another prefix owns: the function keeps its
+owner; two new claims on one name are both rejected, each naming the other.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from engine.events.repo import (
     ActionKind,
     CommitPlanned,
     DefinitionRejected,
+    DefinitionWarning,
     DeletesHeld,
     PlannedAction,
 )
@@ -195,6 +198,7 @@ class Plan:
     rejected: tuple[Rejection, ...] = ()
     held: tuple[str, ...] = ()
     desired: Mapping[str, DesiredFunction] = field(default_factory=dict)
+    warnings: tuple[DefinitionWarning, ...] = ()
 
     @property
     def has_changes(self) -> bool:
@@ -225,11 +229,12 @@ def plan_commit(
     for known in deployed.values():
         if known.prefix is not None:
             streams_of.setdefault(known.prefix, []).append(known.stream)
+    rejected = {**state.rejected, **_conflicting_claims(state, deployed, ctx)}
 
     for prefix in sorted(state.prefixes):
         changes = state.changes_of(prefix)
         files = tuple(c.path for c in changes)
-        rejection = state.rejected.get(prefix)
+        rejection = rejected.get(prefix)
         if rejection is not None:
             actions.append(_nothing(prefix, "", files, f"invalid: {rejection.one_line()}"))
             # Keep the live function's stream claimed: an invalid file never deletes it.
@@ -342,8 +347,10 @@ def plan_commit(
             )
 
     actions.sort(key=lambda a: a.prefix)
-    repo_events.append(CommitPlanned(sha=state.sha, actions=tuple(actions)))
-    rejections = tuple(state.rejected[p] for p in sorted(state.rejected))
+    repo_events.append(
+        CommitPlanned(sha=state.sha, actions=tuple(actions), warnings=state.warnings)
+    )
+    rejections = tuple(rejected[p] for p in sorted(rejected))
     for rej in rejections:
         repo_events.append(
             DefinitionRejected(
@@ -367,7 +374,50 @@ def plan_commit(
         rejected=rejections,
         held=held,
         desired=dict(state.desired),
+        warnings=state.warnings,
     )
+
+
+def _conflicting_claims(
+    state: CommitState, deployed: Mapping[str, DeployedState], ctx: PlanContext
+) -> dict[str, Rejection]:
+    """Rendered prefixes that claim a function another prefix owns or claims too.
+
+    The owner is the prefix the log knows for the function, as long as it is still in the tree
+    and still claims it (unchanged, invalid, or rendered to the same stream): a function is
+    never handed to another prefix by a typo or a copied folder. A definition that moves (the
+    old prefix gone) keeps its function."""
+    claims: dict[str, list[str]] = {}
+    for prefix in sorted(state.desired):
+        if prefix not in state.rejected:
+            claims.setdefault(stream_for(state.desired[prefix], ctx), []).append(prefix)
+    out: dict[str, Rejection] = {}
+    for stream, prefixes in claims.items():
+        known = deployed.get(stream)
+        live = known is not None and (
+            known.exists or (known.in_flight is not None and known.in_flight.action != "delete")
+        )
+        owner = known.prefix if known is not None and live else None
+        if owner is not None and owner in state.desired:
+            if stream_for(state.desired[owner], ctx) != stream:
+                owner = None  # renamed its function away: the name is free
+        elif owner is not None and owner not in state.prefixes:
+            owner = None  # gone from the tree: the definition moved
+        name = state.desired[prefixes[0]].function_name
+        for prefix in prefixes:
+            if owner is not None and prefix != owner:
+                reason = f"FunctionName {name!r} ({stream}) belongs to {owner}"
+                hint = "give this function another FunctionName, or delete the other one first"
+            elif owner is None and len(prefixes) > 1:
+                others = ", ".join(p for p in prefixes if p != prefix)
+                reason = f"FunctionName {name!r} ({stream}) is claimed by {others} too"
+                hint = "give each function its own FunctionName"
+            else:
+                continue
+            out[prefix] = Rejection(
+                prefix=prefix, file=f"{prefix}_lambdadef.json", reason=reason, hint=hint
+            )
+    return out
 
 
 def head_action(events: Iterable[Event], stream: str) -> PlannedAction | None:

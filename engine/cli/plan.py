@@ -134,6 +134,7 @@ async def _plan_source(
         base=base,
         select=_render_filter(deployed),
         keep_rendered=render,
+        warn=None,  # printed with the plan below, not logged
     )
     ctx = PlanContext(new_id=lambda: "(preview)", default_region=region, default_account=account)
     return (
@@ -200,6 +201,8 @@ def _print_text(
         typer.echo(f"{label:<16} {action.prefix}{function}{files}  — {action.reason}")
     for rejection in plan.rejected:
         typer.echo(f"invalid: {rejection.one_line()}", err=True)
+    for warning in plan.warnings:
+        typer.echo(f"warning: {warning.file}: {warning.message}", err=True)
     if plan.held:
         typer.echo(
             f"deletes held: {len(plan.held)} functions; an operator must allow them", err=True
@@ -230,6 +233,7 @@ def _as_json(plan: Plan, url: str, branch: str, rendered: dict[str, str]) -> dic
             for r in plan.rejected
         ],
         "held": list(plan.held),
+        "warnings": [w.model_dump(mode="json") for w in plan.warnings],
         "rendered": rendered,
     }
 

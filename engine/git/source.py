@@ -195,6 +195,11 @@ class GitSource:
         return target
 
     def _sync_blocking(self) -> str:
+        # What is fetched is rendered next: a render worker starting now (once per process)
+        # is ready by then, instead of making the first plan wait for it.
+        from engine.git.render import prestart
+
+        prestart()
         if self._in_place:
             repo = self.repo
             if self.branch is None:
@@ -305,13 +310,19 @@ class GitSource:
             entry = change.new if kind != "deleted" else change.old
             if entry is None or entry.path is None:
                 continue
-            path = entry.path.decode("utf-8", errors="replace")
+            path = decode_path(entry.path)
             if is_lambda_file(path):
                 out.append(FileChange(path=path, change=kind))
         return tuple(out)
 
     def snapshot(self, sha: str) -> Snapshot:
         return Snapshot(self.repo, self._tree_of(sha), sha)
+
+    @property
+    def repo_path(self) -> str:
+        """Where the repository (or its mirror) is on disk, for the render worker processes,
+        which open it themselves. Blocking on first use: call from a worker thread."""
+        return str(self.repo.path)
 
     def _commit(self, sha: str) -> Commit:
         obj = self.repo[sha.encode()]
@@ -323,44 +334,99 @@ class GitSource:
         return bytes(self._commit(sha).tree)
 
 
+def decode_path(raw: bytes) -> str:
+    """A tree path as text. Bytes that are not UTF-8 become ``\\xff`` escapes: lossless, so
+    two different paths never read as the same one."""
+    return raw.decode("utf-8", errors="backslashreplace")
+
+
 class Snapshot:
     """The files of one commit, read from the object store by tree path (no work tree).
 
     Implements ``engine.definitions.RepoFiles``: a symlink, a submodule entry, a folder or a
     missing path is a ``DefinitionError`` rather than something followed or guessed.
+    ``entries`` are (mode, blob id) of paths known already (from a listing), read directly.
     """
 
-    def __init__(self, repo: Any, tree: bytes, sha: str):
+    def __init__(
+        self, repo: Any, tree: bytes, sha: str, entries: dict[str, tuple[int, str]] | None = None
+    ):
         self._repo = repo
         self._tree = tree
         self.sha = sha
         # Parsed trees by folder path, and the entries found while listing: without them every
         # read would re-parse each folder from the root (quadratic in a 5,000-folder tree).
         self._trees: dict[str, Any] = {"": repo.object_store[tree]}
-        self._entries: dict[str, tuple[int, bytes]] = {}
+        self._entries: dict[str, tuple[int, bytes]] = {
+            path: (mode, blob.encode()) for path, (mode, blob) in (entries or {}).items()
+        }
+        # Lambda files that must not be read, with why (filled by ``lambda_files``).
+        self.refused: dict[str, str] = {}
+
+    @classmethod
+    def open(
+        cls, path: str, sha: str, entries: dict[str, tuple[int, str]] | None = None
+    ) -> Snapshot:
+        """A snapshot of commit ``sha`` of the repository at ``path`` (in a render worker)."""
+        repo = Repo(path)
+        commit = repo[sha.encode()]
+        if not isinstance(commit, Commit):
+            raise SourceError(f"{sha} is not a commit", hint="pass a commit sha")
+        return cls(repo, bytes(commit.tree), sha, entries)
+
+    def close(self) -> None:
+        self._repo.close()
+
+    def know(self, entries: dict[str, tuple[int, str]]) -> None:
+        """Add (mode, blob id) of paths a listing found, so they are read directly."""
+        for path, (mode, blob) in entries.items():
+            self._entries[path] = (mode, blob.encode())
+
+    def entry(self, path: str) -> tuple[int, str] | None:
+        """(mode, blob id) of a listed file."""
+        known = self._entries.get(path)
+        return None if known is None else (known[0], known[1].decode())
 
     def lambda_files(self) -> list[str]:
-        """Every Lambda definition file in the tree (regular files only)."""
+        """Every Lambda definition file in the tree that is a regular file. The others with a
+        Lambda suffix (symlinks, submodules) land in ``refused``, never silently left out: a
+        definition that disappears from the listing would read as deleted."""
         out: list[str] = []
-        stack: list[tuple[bytes, str]] = [(self._tree, "")]
+        raw_of: dict[str, bytes] = {}
+        stack: list[tuple[bytes, str, bytes]] = [(self._tree, "", b"")]
         store: Any = self._repo.object_store
         while stack:
-            tree_id, base = stack.pop()
+            tree_id, base, raw_base = stack.pop()
             tree = self._trees.get(base.rstrip("/")) or store[tree_id]
             assert isinstance(tree, Tree)
             self._trees[base.rstrip("/")] = tree
             for entry in tree.iteritems():
-                name = entry.path.decode("utf-8", errors="replace")
+                name = decode_path(entry.path)
                 if stat.S_ISDIR(entry.mode):
-                    stack.append((entry.sha, f"{base}{name}/"))
-                elif stat.S_ISREG(entry.mode) and is_lambda_file(name):
-                    out.append(base + name)
-                    self._entries[base + name] = (entry.mode, entry.sha)
-        out.sort()
+                    stack.append((entry.sha, f"{base}{name}/", raw_base + entry.path + b"/"))
+                    continue
+                if not is_lambda_file(name):
+                    continue
+                path, raw = base + name, raw_base + entry.path
+                if raw_of.setdefault(path, raw) != raw:
+                    self.refused[path] = (
+                        f"{path} is the name of two different files (their names are not valid "
+                        "UTF-8); rename one of them"
+                    )
+                elif stat.S_ISREG(entry.mode):
+                    out.append(path)
+                    self._entries[path] = (entry.mode, entry.sha)
+                elif stat.S_ISLNK(entry.mode):
+                    self.refused[path] = f"{path} is a symlink"
+                else:
+                    self.refused[path] = f"{path} is a submodule, not a file"
+        out = sorted(p for p in out if p not in self.refused)
         return out
 
     def read_file(self, path: str, *, referenced_from: str) -> bytes:
         store: Any = self._repo.object_store
+        if path in self.refused:
+            raise DefinitionError(self.refused[path], file=referenced_from, hint="use a file")
         known = self._entries.get(path)
         if known is not None:  # a regular file seen while listing
             return bytes(store[known[1]].as_raw_string())

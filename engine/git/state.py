@@ -1,14 +1,25 @@
-"""The helper the engine and ``glam plan`` call for each commit: Git I/O in one worker thread,
-definitions logic from the pure ``engine.definitions.commit`` module."""
+"""The helpers the engine and ``glam plan`` call for each commit: Git I/O in one worker thread,
+rendering in the render worker processes (``engine.git.render``), definitions logic from the
+pure ``engine.definitions.commit`` module."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from engine.definitions.commit import CommitState, build_commit_state
+from engine.definitions.commit import CommitState, Listing, assemble, list_commit
+from engine.definitions.limits import RenderLimits
 from engine.errors import SourceError, SourceUnreachable
+from engine.events.repo import DefinitionWarning
+from engine.git.render import Job, jobs_of, pool_for, render_listing
 from engine.git.source import GitSource
+from engine.logs import get_logger
 from engine.observe import Fetched, Observation, ObservedCommit, Unavailable
+
+log = get_logger("definitions")
+
+
+def log_warning(warning: DefinitionWarning) -> None:
+    log.warning("%s: %s", warning.file, warning.message)
 
 
 async def read_commit_state(
@@ -18,6 +29,8 @@ async def read_commit_state(
     base: str | None,
     select: Callable[[str], bool] | None = None,
     keep_rendered: bool = False,
+    limits: RenderLimits | None = None,
+    warn: Callable[[DefinitionWarning], None] | None = log_warning,
 ) -> CommitState:
     """The desired states of commit ``sha``.
 
@@ -25,21 +38,28 @@ async def read_commit_state(
     the first parent); ``None`` makes every prefix count as changed. Changed prefixes are always
     rendered; ``select(prefix)`` picks which unchanged ones to render too (default: all). Pass
     ``engine.planner.render_filter(deployed)`` to skip prefixes the log already has deployed.
-    """
 
-    def work() -> CommitState:
+    Rendering runs in worker processes under ``limits`` (default: ``RenderLimits.from_env()``);
+    a function that passes one is rejected alone. ``warn`` sees each warning (default: logged).
+    """
+    limits = limits or RenderLimits.from_env()
+    pool = pool_for(limits)
+
+    def work() -> tuple[Listing, str, list[Job]]:
+        pool.prestart()  # a first start overlaps the listing
         snapshot = source.snapshot(sha)
         changes = source.changes_blocking(base, sha) if base is not None else None
-        return build_commit_state(
-            sha,
-            snapshot.lambda_files(),
-            snapshot,
-            changes=changes,
-            select=select,
-            keep_rendered=keep_rendered,
-        )
+        files = snapshot.lambda_files()
+        listing = list_commit(sha, files, changes=changes, select=select, refused=snapshot.refused)
+        return listing, source.repo_path, jobs_of(listing, snapshot.entry)
 
-    return await source.run(work)
+    listing, repo_path, jobs = await source.run(work)
+    outcomes = await render_listing(pool, repo_path, listing, jobs, keep_rendered=keep_rendered)
+    state = assemble(listing, outcomes)
+    if warn is not None:
+        for warning in state.warnings:
+            warn(warning)
+    return state
 
 
 async def observe_branch(source: GitSource, last_sha: str | None) -> Observation:
