@@ -43,6 +43,7 @@ from engine.events.repo import (
     CommitObserved,
     CommitPlanned,
     DefinitionRejected,
+    DefinitionWarning,
     DeletesHeld,
     FileChange,
     HistoryRewritten,
@@ -450,7 +451,101 @@ def operator_scenario() -> list[tuple[str, Event, Metadata]]:
     ]
 
 
-SCENARIOS = {"0.1": scenario, "0.1-operator": operator_scenario}
+def warnings_scenario() -> list[tuple[str, Event, Metadata]]:
+    """A plan that carries warnings (0.1): Gitmoxi's ECS keys ignored in a depdef, and a
+    function rejected for passing a render limit beside a function that deploys."""
+
+    def m(i: str, **kw: str) -> Metadata:
+        return Metadata(event_id=i, **kw)
+
+    d1 = "dep-1"
+    depdef = "apps/orders/orders_lambdadepdef.json"
+    return [
+        (
+            REPO,
+            CommitObserved(
+                sha=C1,
+                parents=(),
+                author="Dev <dev@example.com>",
+                committed_at="2025-03-01T09:00:00+00:00",
+                summary="orders, with its ECS leftovers; billing loops",
+                changes=(
+                    FileChange(path="apps/orders/orders_lambdadef.json", change="added"),
+                    FileChange(path=depdef, change="added"),
+                    FileChange(path="apps/billing/billing_lambdadef.json", change="added"),
+                ),
+            ),
+            m("w1", commit=C1),
+        ),
+        (
+            ORDERS,
+            DeploymentRequested(
+                deployment_id=d1, commit=C1, action="create", desired=desired("orders", 128)
+            ),
+            m("w2", commit=C1, deployment_id=d1),
+        ),
+        (
+            REPO,
+            CommitPlanned(
+                sha=C1,
+                actions=(
+                    PlannedAction(
+                        prefix="apps/billing/billing",
+                        function="",
+                        action="nothing",
+                        files=("apps/billing/billing_lambdadef.json",),
+                        reason="invalid: rendering took longer than the time limit of 2 s",
+                    ),
+                    PlannedAction(
+                        prefix="apps/orders/orders",
+                        function=ORDERS,
+                        action="create",
+                        files=("apps/orders/orders_lambdadef.json", depdef),
+                        reason="new function",
+                        content_hash=desired("orders", 128).content_hash,
+                    ),
+                ),
+                warnings=(
+                    DefinitionWarning(
+                        prefix="apps/orders/orders",
+                        file=depdef,
+                        message="key 'stabilityCheck' ignored: an ECS deployment setting, "
+                        "not used for Lambda",
+                    ),
+                    DefinitionWarning(
+                        prefix="apps/orders/orders",
+                        file=depdef,
+                        message="key 'webhooks' ignored: a Gitmoxi notification setting glam "
+                        "does not send, not used for Lambda",
+                    ),
+                ),
+            ),
+            m("w3", commit=C1),
+        ),
+        (
+            REPO,
+            DefinitionRejected(
+                sha=C1,
+                prefix="apps/billing/billing",
+                file="apps/billing/billing_lambdadef.json",
+                reason="rendering took longer than the time limit of 2 s per file — make the "
+                "template do less work",
+            ),
+            m("w4", commit=C1),
+        ),
+        (
+            ORDERS,
+            DeploymentFinished(deployment_id=d1, outcome="succeeded", stable_version="1"),
+            m("w5", deployment_id=d1),
+        ),
+    ]
+
+
+SCENARIOS = {
+    "0.1": scenario,
+    "0.1-operator": operator_scenario,
+    "0.1-warnings": warnings_scenario,
+}
 
 
 def rows(name: str = "0.1") -> list[StoredRow]:

@@ -270,3 +270,28 @@ def test_glam_plan_says_invalid(repo: GitRepo) -> None:
     assert "+ create         fns/good/good" in output
     for name in templates:
         assert f"invalid: fns/{name}/{name}_lambdadef.json" in output, name
+
+
+async def test_gitmoxi_keys_deploy_with_a_warning_logged_and_recorded(
+    setup: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A depdef carrying Gitmoxi's ECS keys deploys; each key is a warning in the engine's log
+    and in the recorded plan."""
+    write_function(setup.repo, setup.outputs)
+    path = setup.repo.path / "apps/orders/orders_lambdadepdef.json"
+    depdef = json.loads(path.read_text())
+    depdef["stabilityCheck"] = {"timeoutPerTask": 25, "timeout": 220}
+    depdef["webhooks"] = [{"url": "https://example.com/hook"}]
+    setup.repo.write("apps/orders/orders_lambdadepdef.json", depdef)
+    setup.repo.commit("orders with ECS leftovers")
+    with caplog.at_level("WARNING", logger="glam.definitions"):
+        report = await setup.run_once()
+    assert [f.outcome for _, f in report.finished] == ["succeeded"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "glam.definitions"]
+    assert any("key 'stabilityCheck' ignored" in line for line in logged), logged
+    assert any("key 'webhooks' ignored" in line for line in logged), logged
+    (planned,) = [r.event for r in await setup.events("CommitPlanned")]
+    assert [w.message.split(":")[0] for w in planned.warnings] == [  # type: ignore[union-attr]
+        "key 'stabilityCheck' ignored",
+        "key 'webhooks' ignored",
+    ]
