@@ -26,11 +26,14 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
+import mmap
 import os
 import select
 import signal
+import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -53,6 +56,10 @@ log = get_logger("render")
 
 STARTUP_SECONDS = 60.0  # a cold start (no bytecode cache, a busy machine) takes a few seconds
 _GRACE = 1.0  # after the worker's own timer, before the worker is killed
+# The page a worker writes what it is on into (job id, when the file started, its path), so
+# that the engine can time each file and name it without a message per file.
+BOARD_SIZE = 8192
+BOARD_HEAD = struct.Struct("<Qd")
 # Environment a worker keeps: how to find Python and glam, nothing else (no credentials).
 _KEEP_ENV = (
     "PATH",
@@ -115,12 +122,23 @@ class _Worker:
         package_root = str(Path(__file__).resolve().parents[2])
         env = {k: os.environ[k] for k in _KEEP_ENV if k in os.environ}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        self._board_file = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+        self._board_file.truncate(BOARD_SIZE)
+        self.board = mmap.mmap(self._board_file.fileno(), BOARD_SIZE)
+        board_fd = self._board_file.fileno()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "engine.git.render_worker", json.dumps(asdict(limits))],
+            [
+                sys.executable,
+                "-m",
+                "engine.git.render_worker",
+                json.dumps(asdict(limits)),
+                str(board_fd),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
             close_fds=True,
+            pass_fds=(board_fd,),
             # Its own session: a Ctrl-C at the terminal is the engine's to handle.
             start_new_session=True,
         )
@@ -135,14 +153,40 @@ class _Worker:
         self.started = time.monotonic()
         self.job: Job | None = None
         self.job_id = 0
-        self.file: str | None = None
-        self.deadline = self.started + STARTUP_SECONDS
+        self.sent = 0.0
 
-    def send(self, job: Job, repo: str, sha: str, keep: bool, file_seconds: float) -> None:
+    def deadline(self, file_seconds: float) -> float:
+        """When this worker must have answered: a start has its own time; a job has the
+        per-file limit (and a grace) from when the file it is on began."""
+        if not self.ready:
+            return self.started + STARTUP_SECONDS
+        if self.job is None:
+            return float("inf")
+        job_id, began, _ = self.progress()
+        return (began if job_id == self.job_id else self.sent) + file_seconds * 1.5 + _GRACE
+
+    def progress(self) -> tuple[int, float, str | None]:
+        """(job id, when its current file began, that file) as the worker last wrote them."""
+        if self.board.closed:
+            return 0, 0.0, None
+        job_id, began = BOARD_HEAD.unpack_from(self.board, 0)
+        raw = self.board[BOARD_HEAD.size :].split(b"\0", 1)[0]
+        return int(job_id), float(began), raw.decode("utf-8", errors="replace") or None
+
+    @property
+    def file(self) -> str | None:
+        """The file the current job is on (its definition until the worker says otherwise)."""
+        if self.job is None:
+            return None
+        job_id, _, path = self.progress()
+        if job_id == self.job_id and path:
+            return path
+        return self.job.files["def"][0] if "def" in self.job.files else None
+
+    def send(self, job: Job, repo: str, sha: str, keep: bool) -> None:
         self.job_id += 1
         self.job = job
-        self.file = job.files["def"][0] if "def" in job.files else None
-        self.deadline = time.monotonic() + file_seconds * 1.5 + _GRACE
+        self.sent = time.monotonic()
         line = {
             "id": self.job_id,
             "repo": repo,
@@ -196,6 +240,8 @@ class _Worker:
             self.proc.wait()
         assert self.proc.stdout is not None
         self.proc.stdout.close()
+        self.board.close()
+        self._board_file.close()
 
     def ended(self) -> str:
         """How the process ended, for a message."""
@@ -286,12 +332,13 @@ class RenderPool:
                     if worker.ready and worker.job is None and not worker.leaving and pending:
                         job = pending.popleft()
                         try:
-                            worker.send(job, repo, sha, keep_rendered, limits.file_seconds)
+                            worker.send(job, repo, sha, keep_rendered)
                         except OSError:  # it died while idle: not this job's doing
                             pending.appendleft(job)
                             worker.job = None
                             self._lost(worker, workers, outcomes, replace=True)
-                wait = min([w.deadline for w in workers] + [commit_deadline]) - now
+                deadlines = {w: w.deadline(limits.file_seconds) for w in workers}
+                wait = min([*deadlines.values(), commit_deadline]) - now
                 fds: list[Any] = [w.fd for w in workers]
                 if cancel is not None:
                     fds.append(cancel)
@@ -304,13 +351,13 @@ class RenderPool:
                             self._lost(worker, workers, outcomes, bool(pending))
                             continue
                         for message in messages:
-                            self._handle(worker, message, outcomes, now)
+                            self._handle(worker, message, outcomes)
                         if worker.leaving and worker.job is None:
                             workers.remove(worker)
                             worker.close()
                             if pending:
                                 workers.append(_Worker(limits))
-                    elif now > worker.deadline:
+                    elif now > worker.deadline(limits.file_seconds):
                         self._overran(worker, workers, outcomes, bool(pending))
         finally:
             keep = []
@@ -326,27 +373,17 @@ class RenderPool:
         return [outcomes[job.prefix] for job in jobs if job.prefix in outcomes]
 
     def _handle(
-        self,
-        worker: _Worker,
-        message: dict[str, Any],
-        outcomes: dict[str, PrefixOutcome],
-        now: float,
+        self, worker: _Worker, message: dict[str, Any], outcomes: dict[str, PrefixOutcome]
     ) -> None:
         if "ready" in message:
             worker.ready = True
-            worker.deadline = float("inf")
             return
         if worker.job is None or message.get("id") != worker.job_id:
-            return
-        if "file" in message:
-            worker.file = str(message["file"])
-            worker.deadline = now + self.limits.file_seconds * 1.5 + _GRACE
             return
         if "outcome" in message:
             job = worker.job
             outcomes[job.prefix] = _outcome(message["outcome"], job.prefix, worker.file)
             worker.job = None
-            worker.deadline = float("inf")
             worker.leaving = bool(message.get("exit"))
 
     def _lost(
@@ -358,6 +395,7 @@ class RenderPool:
     ) -> None:
         """The worker's pipe closed (it died) or it sent something that is not a message."""
         workers.remove(worker)
+        file = worker.file
         how = worker.ended()
         worker.close()
         if worker.job is None and not worker.ready:
@@ -370,7 +408,7 @@ class RenderPool:
             prefix = worker.job.prefix
             outcomes[prefix] = _failed(
                 prefix,
-                worker.file or prefix,
+                file or prefix,
                 f"the render worker {how} while reading it (it may have passed the memory "
                 f"limit of {size(self.limits.memory_bytes)})",
             )
@@ -385,6 +423,7 @@ class RenderPool:
         replace: bool,
     ) -> None:
         workers.remove(worker)
+        file = worker.file
         worker.kill()
         self.killed.append(worker.proc.pid)
         if worker.job is None:
@@ -395,7 +434,7 @@ class RenderPool:
         prefix = worker.job.prefix
         outcomes[prefix] = _failed(
             prefix,
-            worker.file or prefix,
+            file or prefix,
             f"reading and rendering took longer than the time limit of "
             f"{seconds(self.limits.file_seconds)} per file (the render worker was stopped)",
         )

@@ -1,18 +1,19 @@
 """A render worker process: reads and renders function prefixes for ``engine.git.render``.
 
-    python -m engine.git.render_worker '<limits as JSON>'
+    python -m engine.git.render_worker '<limits as JSON>' <board fd>
 
 It runs the user's templates, so it runs them fenced in: an address space limit
 (``RLIMIT_AS``), no core files, an interval timer per file that interrupts any Python code, a
 minimal environment (the parent passes no credentials), and it reads the repository itself
 (no file data crosses the pipe). One JSON line per message on a private copy of stdout;
-anything else printed lands on stderr.
+anything else printed lands on stderr. Before each file it writes the job id, the time and the
+file's path into the shared page ``engine.git.render`` gave it (the "board"): the engine times
+each file from there, and names it if it must kill the worker.
 
     parent -> worker  {"id": 7, "repo": "/path", "sha": "...", "prefix": "apps/a/a",
                        "files": {"def": ["apps/a/a_lambdadef.json", 33188, "<blob>"], ...},
                        "keep": false}
     worker -> parent  {"ready": <pid>}                     once, when it can take work
-                      {"id": 7, "file": "apps/a/a_lambdadef.json"}   before each file
                       {"id": 7, "outcome": {...}}          the prefix's PrefixOutcome
                       {"id": 7, "outcome": {...}, "exit": true}   ... and it is leaving
 """
@@ -20,20 +21,23 @@ anything else printed lands on stderr.
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import resource
 import signal
 import sys
+import time
 from typing import IO, Any
 
 from engine.definitions.commit import PrefixOutcome, Rejection, render_prefix
 from engine.definitions.lambdadef import create_function_shape
 from engine.definitions.limits import RenderLimits, seconds
 from engine.definitions.names import partitions
+from engine.git.render import BOARD_HEAD, BOARD_SIZE
 from engine.git.source import Snapshot
 
-# After a job that left the worker using more than this share of its address space limit, it
-# leaves and a fresh one takes its place: memory a template grabbed is not always returned.
+# After a job that took this worker's peak memory past this share of its limit, it leaves and a
+# fresh one takes its place: memory a template grabbed is not always given back.
 _RECYCLE_SHARE = 0.5
 
 
@@ -67,9 +71,10 @@ def outcome_to_json(outcome: PrefixOutcome) -> dict[str, Any]:
 
 
 class Worker:
-    def __init__(self, limits: RenderLimits, out: IO[bytes]):
+    def __init__(self, limits: RenderLimits, out: IO[bytes], board: mmap.mmap | None = None):
         self.limits = limits
         self.out = out
+        self.board = board
         self._snapshot: tuple[str, str, Snapshot] | None = None
         self._ref_cache: dict[tuple[str, str], dict[str, Any]] = {}
 
@@ -100,9 +105,13 @@ class Worker:
 
         def on_file(path: str) -> None:
             current["file"] = path
-            # Never armed while a message is written: a line cut in half would end the worker.
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            self.send({"id": job_id, "file": path})
+            if self.board is not None:
+                # Path and time first, the job id last: a reader that sees this job's id
+                # sees this file's time.
+                raw = path.encode("utf-8", errors="replace")[: BOARD_SIZE - BOARD_HEAD.size - 1]
+                self.board[BOARD_HEAD.size : BOARD_HEAD.size + len(raw) + 1] = raw + b"\0"
+                self.board[8:16] = BOARD_HEAD.pack(0, time.monotonic())[8:16]
+                self.board[0:8] = BOARD_HEAD.pack(job_id, 0.0)[0:8]
             signal.setitimer(signal.ITIMER_REAL, timer)
 
         try:
@@ -135,7 +144,8 @@ class Worker:
                     hint="make the template do less work",
                 ),
             )
-        leave = _address_space() > self.limits.memory_bytes * _RECYCLE_SHARE
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        leave = peak > self.limits.memory_bytes * _RECYCLE_SHARE
         message: dict[str, Any] = {"id": job_id, "outcome": outcome_to_json(outcome)}
         if leave:
             message["exit"] = True
@@ -152,16 +162,9 @@ class Worker:
         self._ref_cache = {}
 
 
-def _address_space() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
 def main(argv: list[str]) -> int:
     limits = RenderLimits(**json.loads(argv[1]))
+    board = mmap.mmap(int(argv[2]), BOARD_SIZE) if len(argv) > 2 else None
     # The protocol gets a private copy of stdout; fd 1 becomes stderr, so a stray print from
     # any library cannot corrupt it.
     out = os.fdopen(os.dup(1), "wb")
@@ -174,7 +177,7 @@ def main(argv: list[str]) -> int:
     resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when this one stops
-    worker = Worker(limits, out)
+    worker = Worker(limits, out, board)
     worker.send({"ready": os.getpid()})
     for line in sys.stdin.buffer:
         if not line.strip():
