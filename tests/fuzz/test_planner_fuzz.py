@@ -3,7 +3,7 @@
 Whatever the files hold, nothing escapes: every function prefix is either planned or rejected
 with a reason (never "could not be read", which would mean an error glam's checks missed), the
 good function beside them is planned, and memory stays bounded. Seeded (``derandomize``) and
-bounded: the per-file time limit is 0.1 s, the examples few enough for seconds in all.
+bounded: the per-file time limit is 0.05 s, the examples few enough for seconds in all.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from engine.planner import PlanContext, plan_commit
 from tests.fuzz.strategies import definitions, depdefs, inputs
 from tests.repo.gitrepo import GitRepo
 
-LIMITS = RenderLimits(file_seconds=0.1, commit_seconds=20)
+LIMITS = RenderLimits(file_seconds=0.05, commit_seconds=20)
 GOOD = {
     "fns/good/good_lambdadef.json": json.dumps(
         {
@@ -95,7 +95,7 @@ def test_random_files_never_escape_the_planner() -> None:
     and the process's peak memory hardly moves."""
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
-    @settings(max_examples=200, **FUZZ)
+    @settings(max_examples=100, **FUZZ)
     @given(commits())
     def examples(files: dict[str, str]) -> None:
         paths = [p for p in files if is_lambda_file(p)]
