@@ -230,11 +230,12 @@ class _Worker:
         self.close()
 
     def close(self) -> None:
-        """Ask it to leave (end of input), wait a little, then make sure."""
+        """Ask it to leave (end of input), wait a little, then make sure. One still starting
+        has nothing to finish: it is stopped at once."""
         with contextlib.suppress(OSError, ValueError):
             self.stdin.close()
         try:
-            self.proc.wait(timeout=2)
+            self.proc.wait(timeout=0.5 if self.ready else 0)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
@@ -264,25 +265,35 @@ class RenderPool:
         self._idle: list[_Worker] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._rendering = 0  # render calls in progress (their workers are not idle)
         self.killed: list[int] = []  # pids of workers stopped mid-file, oldest first
 
     def prestart(self) -> None:
-        """Start one worker now if none is waiting, so its start overlaps other work."""
+        """Start one worker now if none is waiting or working, so its start overlaps other
+        work."""
         with self._lock:
-            if not self._idle and not self._closed:
+            if not self._idle and not self._rendering and not self._closed:
                 self._idle.append(_Worker(self.limits))
 
     def _take(self, n: int) -> list[_Worker]:
         with self._lock:
             if self._closed:
                 raise SourceError("the render workers are shut down", hint="restart glam")
+            self._rendering += 1
             taken, self._idle = self._idle[:n], self._idle[n:]
-        taken += [_Worker(self.limits) for _ in range(n - len(taken))]
+        try:
+            taken += [_Worker(self.limits) for _ in range(n - len(taken))]
+        except OSError as exc:
+            self._give_back(taken)
+            raise SourceError(
+                f"cannot start a render worker ({exc})", hint="check the machine's limits"
+            ) from None
         return taken
 
     def _give_back(self, workers: Sequence[_Worker]) -> None:
         surplus = []
         with self._lock:
+            self._rendering -= 1
             for worker in workers:
                 if self._closed or len(self._idle) >= self.limits.workers:
                     surplus.append(worker)
