@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from typing import Any
 
@@ -174,3 +175,29 @@ async def test_keep_rendered_and_warnings_come_back(repo: GitRepo) -> None:
         ("fns/a/a_lambdadepdef.json", "key 'stabilityCheck' ignored"),
         ("fns/a/a_lambdadepdef.json", "key 'webhooks' ignored"),
     ]
+
+
+async def test_a_worker_that_crashes_rejects_only_its_function(repo: GitRepo) -> None:
+    """A worker that dies under a template (here: killed with SIGSEGV from outside) rejects
+    the function it was on, naming how it ended; the pool carries on with a fresh worker."""
+    limits = RenderLimits(file_seconds=30, commit_seconds=60, workers=1)
+    function_files(repo, "fns/good/good", "good")
+    repo.commit()
+    await read(repo, limits)  # a worker is started and waiting
+    pool = pool_for(limits)
+    (worker,) = pool._idle
+    bad_function(repo, "stuck", STUCK_IN_C)
+    repo.commit()
+
+    async def crash_soon() -> None:
+        await anyio.sleep(1.0)
+        os.kill(worker.proc.pid, signal.SIGSEGV)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(crash_soon)
+        state = await read(repo, limits)
+    assert "stopped by signal SIGSEGV" in state.rejected["fns/stuck/stuck"].reason
+    assert set(state.desired) == {"fns/good/good"}
+    repo.remove("fns/stuck/stuck_lambdadef.json")
+    repo.commit()
+    assert set((await read(repo, limits)).desired) == {"fns/good/good"}
