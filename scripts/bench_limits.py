@@ -1,7 +1,7 @@
 """``scripts/bench-plan --limits [BASELINE]``: hostile templates under the two designs.
 
-For each case (the red-team report's, plus one stuck in C): the outcome, wall time and peak
-memory (max RSS)
+For each hostile case (crashes, hangs and memory bombs seen in practice, plus one stuck in C):
+the outcome, wall time and peak memory (max RSS)
 
     sandbox      rendered in a process of its own by ``render_json_template`` with the
                  sandbox's checks only (what the engine would do without worker processes)

@@ -224,7 +224,7 @@ async def _observed(db: Path) -> bool:
 
 
 def test_glam_plan_says_invalid(repo: GitRepo) -> None:
-    """``glam plan`` on a repository holding each red-team template exits 2 ("invalid"),
+    """``glam plan`` on a repository holding each hostile template exits 2 ("invalid"),
     never 1 and never with a traceback, and still shows the good function."""
     from tests.repo.gitrepo import function_files
 

@@ -47,7 +47,7 @@ async def read(repo: GitRepo, limits: RenderLimits = FAST, **kw: Any) -> CommitS
 
 
 async def test_every_hostile_case_is_rejected_alone(repo: GitRepo) -> None:
-    """Each of the red-team templates rejects its own function, naming the file and the
+    """Each hostile template rejects its own function, naming the file and the
     limit; the good function beside them is planned."""
     function_files(repo, "fns/good/good", "good")
     cases = {
