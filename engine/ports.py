@@ -87,10 +87,34 @@ class EventStore(Protocol):
         ...
 
 
+RowKey = tuple[str, str]  # (view, key)
+
+
+@dataclass(frozen=True, slots=True)
+class ViewSnapshot:
+    """A snapshot of a projection's views at ``position`` (a checkpoint), saved with it.
+
+    Stored as a delta: ``rows`` holds the rows changed since the previous snapshot (every
+    row for the first one), each as (the row's own position, payload), None for a row
+    deleted. The views at a snapshot are every row's latest version at or before it. The
+    payload is opaque to the store; ``format`` names how it is encoded, so a reader that
+    does not know it never uses it. ``drop`` lists older snapshots to forget: each one's
+    rows move to the next snapshot kept, except those that a later version replaced, so
+    every snapshot kept still reads the same. ``clear`` forgets every stored snapshot first
+    (they are of another format, or belong to views being rebuilt)."""
+
+    position: int
+    format: str
+    rows: Mapping[RowKey, tuple[int, bytes] | None]
+    drop: Sequence[int] = ()
+    clear: bool = False
+
+
 class ViewStore(Protocol):
     """Where projection rows and their checkpoint live: ``save_views`` writes changed rows
     (None deletes one) and the checkpoint in one transaction, ``load_views`` reads both from
-    one snapshot. Rows are keyed by ``(view, key)`` and stored as JSON text."""
+    one snapshot. Rows are keyed by ``(view, key)`` and stored as JSON text. Snapshots of the
+    views at some checkpoints (time travel) are written in the same transaction."""
 
     async def load_views(self, projection: str) -> tuple[int, dict[tuple[str, str], str]]:
         """The checkpoint of ``projection`` (0 when never saved) and its rows."""
@@ -103,8 +127,22 @@ class ViewStore(Protocol):
         rows: Mapping[tuple[str, str], str | None],
         *,
         reset: bool = False,
+        snapshot: ViewSnapshot | None = None,
     ) -> None:
-        """Write ``rows`` and ``checkpoint`` together; ``reset`` first drops every row."""
+        """Write ``rows`` and ``checkpoint`` together; ``reset`` first drops every row (and
+        every snapshot). ``snapshot``, at ``checkpoint``, is written in the same transaction."""
+        ...
+
+    async def snapshots(self, projection: str) -> list[tuple[int, str]]:
+        """The stored snapshots of ``projection``: (position, format), oldest first."""
+        ...
+
+    async def load_snapshot(
+        self, projection: str, position: int, format: str
+    ) -> tuple[int, dict[RowKey, tuple[int, bytes]]] | None:
+        """The last snapshot in ``format`` at or before ``position``: its position and every
+        row at it, (row position, payload) by (view, key), read in one snapshot of the
+        database; None when there is none."""
         ...
 
 

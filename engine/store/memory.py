@@ -15,7 +15,7 @@ import anyio
 
 from engine.errors import StoreError
 from engine.events import NewEvent, RecordedEvent
-from engine.ports import ANY_VERSION
+from engine.ports import ANY_VERSION, RowKey, ViewSnapshot
 from engine.store.records import (
     GENESIS_HASH,
     AppendRequest,
@@ -25,6 +25,8 @@ from engine.store.records import (
     to_recorded,
     verify_rows,
 )
+
+_Version = tuple[int, bytes] | None  # a snapshot row: (row position, payload), None if deleted
 
 
 def _utc_now() -> datetime:
@@ -46,6 +48,8 @@ class MemoryEventStore:
         self._appended = anyio.Event()
         self._closed = False
         self._views: dict[str, tuple[int, dict[tuple[str, str], str]]] = {}
+        # projection -> snapshot position -> (format, its delta rows); see ViewSnapshot
+        self._snapshots: dict[str, dict[int, tuple[str, dict[RowKey, _Version]]]] = {}
 
     async def __aenter__(self) -> MemoryEventStore:
         return self
@@ -144,6 +148,7 @@ class MemoryEventStore:
         rows: Mapping[tuple[str, str], str | None],
         *,
         reset: bool = False,
+        snapshot: ViewSnapshot | None = None,
     ) -> None:
         self._check_open()
         _, stored = self._views.get(projection, (0, {}))
@@ -154,6 +159,46 @@ class MemoryEventStore:
             else:
                 stored[key] = value
         self._views[projection] = (checkpoint, stored)
+        if reset:
+            self._snapshots.pop(projection, None)
+        if snapshot is not None:
+            self._save_snapshot(projection, checkpoint, snapshot)
+
+    def _save_snapshot(self, projection: str, checkpoint: int, snapshot: ViewSnapshot) -> None:
+        assert snapshot.position == checkpoint, "a snapshot is of the checkpoint saved with it"
+        chain = {} if snapshot.clear else self._snapshots.get(projection, {})
+        chain[snapshot.position] = (snapshot.format, dict(snapshot.rows))
+        for dropped in sorted(snapshot.drop):
+            later = [p for p in chain if p > dropped]
+            if dropped not in chain or not later:
+                continue  # unknown, or the latest (which is always kept)
+            _, rows = chain.pop(dropped)
+            _, into = chain[min(later)]
+            for key, value in rows.items():
+                into.setdefault(key, value)
+        self._snapshots[projection] = dict(sorted(chain.items()))
+
+    async def snapshots(self, projection: str) -> list[tuple[int, str]]:
+        return [(p, f) for p, (f, _) in self._snapshots.get(projection, {}).items()]
+
+    async def load_snapshot(
+        self, projection: str, position: int, format: str
+    ) -> tuple[int, dict[RowKey, tuple[int, bytes]]] | None:
+        chain = self._snapshots.get(projection, {})
+        found = [p for p, (f, _) in chain.items() if p <= position and f == format]
+        if not found:
+            return None
+        at = max(found)
+        rows: dict[RowKey, tuple[int, bytes]] = {}
+        for p, (_, delta) in chain.items():  # oldest first: later versions replace earlier
+            if p > at:
+                break
+            for key, value in delta.items():
+                if value is None:
+                    rows.pop(key, None)
+                else:
+                    rows[key] = value
+        return at, rows
 
     def _notify(self) -> None:
         self._appended.set()

@@ -1,9 +1,14 @@
-"""The ``ViewStore`` port on PostgreSQL: projection rows and checkpoints, as SQL.
+"""The ``ViewStore`` port on PostgreSQL: projection rows, checkpoints and snapshots, as SQL.
 
 A mixin of ``engine.store.postgres.PostgresEventStore``, which provides ``_read`` (run a body
 on the reader connection, reconnecting once) and ``_submit`` (run a job in the writer's next
 transaction). The connection the bodies get is a psycopg ``AsyncConnection``; it is typed
 ``Any`` here because only the adapter module imports psycopg.
+
+Snapshots (time travel) are kept as in the SQLite log (``engine.store.sqlite_snapshots``
+explains the layout): ``view_snapshots`` lists them, ``snapshot_rows`` holds row versions,
+each belonging to the first snapshot it is part of. The tables are created when a writer
+opens a log that lacks them (``SNAPSHOT_TABLES``); a log without them has no snapshots.
 """
 
 from __future__ import annotations
@@ -11,7 +16,33 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
+from engine.ports import RowKey, ViewSnapshot
 from engine.store.batching import Pending
+
+SNAPSHOT_TABLES = """
+CREATE TABLE IF NOT EXISTS view_snapshots (
+    projection text   NOT NULL,
+    position   bigint NOT NULL,
+    format     text   NOT NULL,
+    PRIMARY KEY (projection, position)
+);
+CREATE TABLE IF NOT EXISTS snapshot_rows (
+    projection text   NOT NULL,
+    snapshot   bigint NOT NULL,
+    view       text   NOT NULL,
+    key        text   NOT NULL,
+    position   bigint NOT NULL,
+    data       bytea,
+    PRIMARY KEY (projection, snapshot, view, key)
+);
+"""
+_MERGE = (
+    "DELETE FROM snapshot_rows AS d WHERE d.projection = %(p)s AND d.snapshot = %(drop)s "
+    "AND EXISTS (SELECT 1 FROM snapshot_rows AS n WHERE n.projection = %(p)s "
+    "AND n.snapshot = %(next)s AND n.view = d.view AND n.key = d.key)",
+    "UPDATE snapshot_rows SET snapshot = %(next)s WHERE projection = %(p)s AND snapshot = %(drop)s",
+    "DELETE FROM view_snapshots WHERE projection = %(p)s AND position = %(drop)s",
+)
 
 T = TypeVar("T")
 
@@ -51,15 +82,21 @@ class ViewRows:
         rows: Mapping[tuple[str, str], str | None],
         *,
         reset: bool = False,
+        snapshot: ViewSnapshot | None = None,
     ) -> None:
         """Write changed rows (None deletes) and the checkpoint in one transaction;
-        ``reset`` first drops every row of the projection (rebuild)."""
+        ``reset`` first drops every row and snapshot of the projection (rebuild);
+        ``snapshot`` is written in the same transaction."""
         upserts = [(v, k, d) for (v, k), d in rows.items() if d is not None]
         deletes = [(v, k) for (v, k), d in rows.items() if d is None]
 
         async def job(conn: Any) -> None:
             if reset:
                 await conn.execute("DELETE FROM view_rows WHERE projection = %s", (projection,))
+                await _drop_snapshots(conn, projection)
+            if snapshot is not None:
+                assert snapshot.position == checkpoint, "a snapshot is of its checkpoint"
+                await _write_snapshot(conn, projection, snapshot)
             if deletes:
                 await conn.execute(
                     "DELETE FROM view_rows WHERE projection = %s AND (view, key) IN "
@@ -90,3 +127,94 @@ class ViewRows:
             )
 
         await self._submit(Pending(job=job))
+
+    async def snapshots(self, projection: str) -> list[tuple[int, str]]:
+        """The stored snapshots of ``projection``: (position, format), oldest first."""
+
+        async def body(conn: Any) -> list[tuple[int, str]]:
+            cur = await conn.execute("SELECT to_regclass('view_snapshots') IS NOT NULL")
+            if not (await cur.fetchone())[0]:
+                return []
+            cur = await conn.execute(
+                "SELECT position, format FROM view_snapshots WHERE projection = %s "
+                "ORDER BY position",
+                (projection,),
+            )
+            return [(int(p), str(f)) for p, f in await cur.fetchall()]
+
+        return await self._read(body)
+
+    async def load_snapshot(
+        self, projection: str, position: int, format: str
+    ) -> tuple[int, dict[RowKey, tuple[int, bytes]]] | None:
+        """The last snapshot in ``format`` at or before ``position`` and its rows, read in
+        one snapshot of the database."""
+
+        async def body(conn: Any) -> tuple[int, dict[RowKey, tuple[int, bytes]]] | None:
+            async with conn.transaction():
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                cur = await conn.execute("SELECT to_regclass('view_snapshots') IS NOT NULL")
+                if not (await cur.fetchone())[0]:
+                    return None
+                cur = await conn.execute(
+                    "SELECT max(position) FROM view_snapshots "
+                    "WHERE projection = %s AND format = %s AND position <= %s",
+                    (projection, format, position),
+                )
+                at = (await cur.fetchone())[0]
+                if at is None:
+                    return None
+                cur = await conn.execute(
+                    "SELECT view, key, position, data FROM snapshot_rows "
+                    "WHERE projection = %s AND snapshot <= %s ORDER BY snapshot",
+                    (projection, at),
+                )
+                rows: dict[RowKey, tuple[int, bytes]] = {}
+                for view, key, row_position, data in await cur.fetchall():
+                    if data is None:
+                        rows.pop((view, key), None)
+                    else:
+                        rows[(view, key)] = (row_position, bytes(data))
+            return int(at), rows
+
+        return await self._read(body)
+
+
+async def create_snapshot_tables(conn: Any) -> None:
+    """Add the snapshot tables to a log that lacks them (one written before they existed)."""
+    async with conn.transaction():
+        await conn.execute(SNAPSHOT_TABLES)
+
+
+async def _drop_snapshots(conn: Any, projection: str) -> None:
+    await conn.execute("DELETE FROM snapshot_rows WHERE projection = %s", (projection,))
+    await conn.execute("DELETE FROM view_snapshots WHERE projection = %s", (projection,))
+
+
+async def _write_snapshot(conn: Any, projection: str, snapshot: ViewSnapshot) -> None:
+    if snapshot.clear:
+        await _drop_snapshots(conn, projection)
+    await conn.execute(
+        "DELETE FROM snapshot_rows WHERE projection = %s AND snapshot = %s",
+        (projection, snapshot.position),
+    )
+    sql = "COPY snapshot_rows (projection, snapshot, view, key, position, data) FROM STDIN"
+    async with conn.cursor() as cur, cur.copy(sql) as copy:
+        for (view, key), value in snapshot.rows.items():
+            row_position, data = value or (0, None)
+            await copy.write_row((projection, snapshot.position, view, key, row_position, data))
+    await conn.execute(
+        "INSERT INTO view_snapshots (projection, position, format) VALUES (%s, %s, %s) "
+        "ON CONFLICT (projection, position) DO UPDATE SET format = EXCLUDED.format",
+        (projection, snapshot.position, snapshot.format),
+    )
+    for dropped in sorted(snapshot.drop):
+        cur = await conn.execute(
+            "SELECT min(position) FROM view_snapshots WHERE projection = %s AND position > %s",
+            (projection, dropped),
+        )
+        following = (await cur.fetchone())[0]
+        if following is None or dropped == snapshot.position:
+            continue  # the latest is always kept
+        for statement in _MERGE:
+            await conn.execute(statement, {"p": projection, "drop": dropped, "next": following})

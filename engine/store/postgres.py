@@ -54,7 +54,7 @@ from engine.ports import ANY_VERSION, EventStore, ProjectionStore
 from engine.store import pg_log
 from engine.store.batching import Pending, WriteQueue
 from engine.store.pg_log import APPEND_LOCK, CHANNEL, LogReads, rows_to_import
-from engine.store.pg_views import ViewRows
+from engine.store.pg_views import ViewRows, create_snapshot_tables
 from engine.store.records import (
     COLUMNS,
     GENESIS_HASH,
@@ -168,6 +168,7 @@ class PostgresEventStore(LogReads, ViewRows):
             if not self.readonly:
                 self._writer = await self._connect("writer")
                 await self._check_format(self._writer, may_create=True)
+                await self._add_snapshot_tables(self._writer)
             self._reader = await self._connect("reader")
             if self.readonly:
                 await self._check_format(self._reader, may_create=False)
@@ -322,6 +323,13 @@ class PostgresEventStore(LogReads, ViewRows):
                 f"glam reads up to {pg_log.SCHEMA_VERSION})",
                 hint="upgrade glam; this version must not write to it",
             )
+
+    async def _add_snapshot_tables(self, conn: Connection) -> None:
+        """A log from before snapshots lacks their tables (``engine.store.pg_views``)."""
+        try:
+            await create_snapshot_tables(conn)
+        except psycopg.Error as exc:
+            raise self._translate(exc, "open the event log") from exc
 
     def _translate(self, exc: psycopg.Error, doing: str) -> StoreError:
         message = f"could not {doing} at {self.where}: {_first_line(exc)}"

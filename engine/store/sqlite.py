@@ -37,7 +37,7 @@ from anyio.abc import TaskGroup
 from engine.errors import StoreCorrupt, StoreError, StoreTooNew
 from engine.events import NewEvent, RecordedEvent
 from engine.events.catalog import check_readable
-from engine.ports import ANY_VERSION
+from engine.ports import ANY_VERSION, ViewSnapshot
 from engine.store.records import (
     COLUMNS,
     GENESIS_HASH,
@@ -49,6 +49,12 @@ from engine.store.records import (
     gc_paused,
     plan_batch,
     to_recorded,
+)
+from engine.store.sqlite_snapshots import (
+    SqliteSnapshots,
+    create_snapshot_tables,
+    drop_snapshots,
+    write_snapshot,
 )
 
 SCHEMA_VERSION = 1
@@ -118,7 +124,7 @@ class _Pending:
     error: BaseException | None = None
 
 
-class SqliteEventStore:
+class SqliteEventStore(SqliteSnapshots):
     """The ``EventStore`` and ``ViewStore`` ports on one SQLite file.
 
     Use it as an async context manager, which starts and stops the writer task::
@@ -229,6 +235,7 @@ class SqliteEventStore:
             await self._check_format(self._writer, may_create=True)
             await self._writer.execute("PRAGMA journal_mode = WAL")
             await self._writer.execute("PRAGMA synchronous = FULL")
+            await create_snapshot_tables(self._writer)  # a log from before snapshots lacks them
             self._reader = await aiosqlite.connect(self.path, isolation_level=None)
             await self._reader.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             await self._reader.execute("PRAGMA query_only = 1")
@@ -611,15 +618,21 @@ class SqliteEventStore:
         rows: Mapping[tuple[str, str], str | None],
         *,
         reset: bool = False,
+        snapshot: ViewSnapshot | None = None,
     ) -> None:
         """Write changed rows (None deletes) and the checkpoint in one transaction;
-        ``reset`` first drops every row of the projection (rebuild)."""
+        ``reset`` first drops every row and snapshot of the projection (rebuild);
+        ``snapshot`` is written in the same transaction (``engine.store.sqlite_snapshots``)."""
         upserts = [(projection, v, k, d) for (v, k), d in rows.items() if d is not None]
         deletes = [(projection, v, k) for (v, k), d in rows.items() if d is None]
 
         async def job(conn: aiosqlite.Connection) -> None:
             if reset:
                 await conn.execute("DELETE FROM view_rows WHERE projection = ?", (projection,))
+                await drop_snapshots(conn, projection)
+            if snapshot is not None:
+                assert snapshot.position == checkpoint, "a snapshot is of its checkpoint"
+                await write_snapshot(conn, projection, snapshot)
             if deletes:
                 await conn.executemany(
                     "DELETE FROM view_rows WHERE projection = ? AND view = ? AND key = ?", deletes

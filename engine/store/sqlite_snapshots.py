@@ -1,0 +1,150 @@
+"""Snapshots of the views in the SQLite log (time travel): the tables and their SQL.
+
+A mixin of ``engine.store.sqlite.SqliteEventStore``, which provides ``_fetch`` (a read on the
+reader connection) and runs ``write_snapshot`` inside the transaction of a view save. The
+connection handed to it is an aiosqlite connection, typed ``Any`` here because only the
+adapter module imports aiosqlite.
+
+Two tables, created when a writer opens a log that lacks them (a log written before snapshots
+existed simply has none; an older glam leaves them alone):
+
+- ``view_snapshots``: one row per snapshot, its position and the format of its rows;
+- ``snapshot_rows``: row versions. A version belongs to the first snapshot it is part of;
+  the views at a snapshot are, per (view, key), the latest version at or before it (``data``
+  NULL: the row was deleted). Dropping a snapshot moves its versions to the next one, except
+  those a version of the next one replaces, so every other snapshot reads the same.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.ports import RowKey, ViewSnapshot
+
+SNAPSHOT_TABLES = """
+CREATE TABLE IF NOT EXISTS view_snapshots (
+    projection TEXT    NOT NULL,
+    position   INTEGER NOT NULL,
+    format     TEXT    NOT NULL,
+    PRIMARY KEY (projection, position)
+) STRICT;
+CREATE TABLE IF NOT EXISTS snapshot_rows (
+    projection TEXT    NOT NULL,
+    snapshot   INTEGER NOT NULL,
+    view       TEXT    NOT NULL,
+    key        TEXT    NOT NULL,
+    position   INTEGER NOT NULL,
+    data       BLOB,
+    PRIMARY KEY (projection, snapshot, view, key)
+) STRICT, WITHOUT ROWID;
+"""
+
+# One statement, so one read transaction: the snapshot chosen and its rows come from the same
+# commit even while the engine writes (and drops) snapshots.
+_LOAD = """
+WITH chosen AS (
+    SELECT max(position) AS at FROM view_snapshots
+    WHERE projection = ?1 AND format = ?2 AND position <= ?3
+)
+SELECT chosen.at, r.view, r.key, r.position, r.data
+FROM chosen LEFT JOIN snapshot_rows AS r ON r.projection = ?1 AND r.snapshot <= chosen.at
+ORDER BY r.snapshot
+"""
+
+_MERGE = (
+    # the versions of the dropped snapshot that the next one replaces
+    "DELETE FROM snapshot_rows WHERE projection = :p AND snapshot = :drop AND EXISTS ("
+    "SELECT 1 FROM snapshot_rows AS n WHERE n.projection = :p AND n.snapshot = :next "
+    "AND n.view = snapshot_rows.view AND n.key = snapshot_rows.key)",
+    # the others now belong to the next one
+    "UPDATE snapshot_rows SET snapshot = :next WHERE projection = :p AND snapshot = :drop",
+    "DELETE FROM view_snapshots WHERE projection = :p AND position = :drop",
+)
+
+
+class SqliteSnapshots:
+    """``snapshots`` and ``load_snapshot`` of the ViewStore port, and the writing half of a
+    view save that carries a snapshot."""
+
+    async def _fetch(self, sql: str, params: Any = ()) -> Any:
+        raise NotImplementedError
+
+    async def _has_snapshot_tables(self) -> bool:
+        rows = list(
+            await self._fetch(
+                "SELECT count(*) FROM sqlite_master "
+                "WHERE type = 'table' AND name = 'view_snapshots'"
+            )
+        )
+        return bool(rows[0][0])
+
+    async def snapshots(self, projection: str) -> list[tuple[int, str]]:
+        """The stored snapshots of ``projection``: (position, format), oldest first."""
+        if not await self._has_snapshot_tables():
+            return []
+        rows = await self._fetch(
+            "SELECT position, format FROM view_snapshots WHERE projection = ? ORDER BY position",
+            (projection,),
+        )
+        return [(int(position), str(format_)) for position, format_ in rows]
+
+    async def load_snapshot(
+        self, projection: str, position: int, format: str
+    ) -> tuple[int, dict[RowKey, tuple[int, bytes]]] | None:
+        """The last snapshot in ``format`` at or before ``position`` and its rows."""
+        if not await self._has_snapshot_tables():
+            return None
+        at: int | None = None
+        rows: dict[RowKey, tuple[int, bytes]] = {}
+        for chosen, view, key, row_position, data in await self._fetch(
+            _LOAD, (projection, format, position)
+        ):
+            at = chosen
+            if view is None:
+                continue  # a snapshot with no rows (empty views)
+            if data is None:
+                rows.pop((view, key), None)
+            else:
+                rows[(view, key)] = (row_position, data)
+        return None if at is None else (at, rows)
+
+
+async def create_snapshot_tables(conn: Any) -> None:
+    """Add the snapshot tables to a log that lacks them (one written before they existed)."""
+    await conn.executescript(f"BEGIN IMMEDIATE;\n{SNAPSHOT_TABLES}\nCOMMIT;")
+
+
+async def drop_snapshots(conn: Any, projection: str) -> None:
+    """Forget every snapshot of ``projection`` (inside the caller's transaction)."""
+    await conn.execute("DELETE FROM snapshot_rows WHERE projection = ?", (projection,))
+    await conn.execute("DELETE FROM view_snapshots WHERE projection = ?", (projection,))
+
+
+async def write_snapshot(conn: Any, projection: str, snapshot: ViewSnapshot) -> None:
+    """Store ``snapshot`` and drop the ones it names (inside the caller's transaction)."""
+    if snapshot.clear:
+        await drop_snapshots(conn, projection)
+    await conn.executemany(
+        "INSERT OR REPLACE INTO snapshot_rows (projection, snapshot, view, key, position, data) "
+        "VALUES (?,?,?,?,?,?)",
+        [
+            (projection, snapshot.position, view, key, *(value or (0, None)))
+            for (view, key), value in snapshot.rows.items()
+        ],
+    )
+    await conn.execute(
+        "INSERT OR REPLACE INTO view_snapshots (projection, position, format) VALUES (?,?,?)",
+        (projection, snapshot.position, snapshot.format),
+    )
+    for dropped in sorted(snapshot.drop):
+        found = list(
+            await conn.execute_fetchall(
+                "SELECT min(position) FROM view_snapshots WHERE projection = ? AND position > ?",
+                (projection, dropped),
+            )
+        )
+        following = found[0][0] if found else None
+        if following is None or dropped == snapshot.position:
+            continue  # the latest is always kept
+        for statement in _MERGE:
+            await conn.execute(statement, {"p": projection, "drop": dropped, "next": following})
