@@ -1,0 +1,229 @@
+"""Time travel from snapshots: the views at any position equal the fold up to it."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import sqlite3
+from pathlib import Path
+
+import anyio
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine.events import Event, Metadata, NewEvent
+from engine.events.repo import CommitObserved
+from engine.store.memory import MemoryEventStore
+from engine.store.sqlite import SqliteEventStore
+from projections import history as history_module
+from projections import runner as runner_module
+from projections.history import History, views_at
+from projections.runner import PROJECTION, ProjectionRunner, kept_snapshots
+from projections.views import SnapshotUnreadable, Views, fold
+from tests.projections.strategies import record_all, stream_events
+
+LOGS = st.lists(stream_events, min_size=1, max_size=40)
+_ids = itertools.count()
+
+
+def _new(event: Event) -> NewEvent:
+    return NewEvent(event, Metadata(event_id=f"h{next(_ids)}"))
+
+
+async def _append(
+    store: MemoryEventStore | SqliteEventStore, items: list[tuple[str, Event]]
+) -> None:
+    for stream, event in items:
+        await store.append(stream, [_new(event)])
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(LOGS, st.lists(st.integers(1, 12), max_size=5), st.integers(1, 5), st.integers(2, 4))
+def test_views_at_any_position_equal_the_fold_up_to_it(
+    items: list[tuple[str, Event]], chunks: list[int], every: int, density: int
+) -> None:
+    """Whatever the snapshots kept (written while catching up in arbitrary chunks, by fresh
+    runners as after restarts, and thinned out), the views at every position equal the fold
+    of the log up to it."""
+
+    async def scenario() -> None:
+        store = MemoryEventStore()
+        remaining = list(items)
+        for size in [*chunks, len(items)]:
+            part, remaining = remaining[:size], remaining[size:]
+            await _append(store, part)
+            runner = ProjectionRunner(
+                store, batch=3, snapshot_every=every, snapshot_density=density
+            )
+            await runner.catch_up()
+        records = await store.read_all()
+        stored = [p for p, _ in await store.snapshots(PROJECTION)]
+        assert stored == kept_snapshots(stored, every=every, density=density)
+        if len(records) >= every:
+            assert stored, "a snapshot every N events"
+        travel = History(store)
+        for position in range(len(records) + 1):
+            expected = fold(records[:position]).as_json()
+            assert (await travel.at(position)).as_json() == expected
+            fresh = History(store)  # no earlier answers: from a snapshot or the log
+            assert (await fresh.at(position)).as_json() == expected
+            start, at = fresh.last_start
+            nearest = max((p for p in stored if p <= position), default=0)
+            assert (start, at) == (("snapshot", nearest) if nearest else ("log", 0))
+
+    anyio.run(scenario)
+
+
+def test_kept_snapshots_are_dense_at_the_end_and_logarithmic_in_number() -> None:
+    """Thinned as the log grows: the last ``density`` snapshots are ``every`` apart, any
+    position has one within a fraction of its age before it, and the count grows with the
+    logarithm of the log."""
+    every, density = 10, 8
+    kept: list[int] = []
+    for latest in range(every, 3000 * every + 1, every):
+        kept = kept_snapshots([*kept, latest], every=every, density=density)
+        assert kept[-1] == latest
+        if latest % (97 * every):
+            continue
+        assert kept[-density:] == list(range(latest - (density - 1) * every, latest + 1, every))
+        bound = density + (density // 2 + 2) * math.log2(max(2, latest / (every * density)))
+        assert len(kept) <= bound
+        for position in range(kept[0], latest + 1, every // 2):
+            nearest = max(p for p in kept if p <= position)
+            assert position - nearest <= max(every, 4 * (latest - position) // density)
+
+
+def test_a_fresh_history_answers_from_the_snapshot_then_from_its_own_answers() -> None:
+    async def scenario() -> None:
+        store = MemoryEventStore()
+        items = [("repo:r", event) for _, event in _commits(25)]
+        await _append(store, items)
+        await ProjectionRunner(store, batch=4, snapshot_every=10).catch_up()
+        assert [p for p, _ in await store.snapshots(PROJECTION)] == [10, 20]
+        travel = History(store, size=2)
+        records = await store.read_all()
+        assert (await travel.at(23)).as_json() == fold(records[:23]).as_json()
+        assert travel.last_start == ("snapshot", 20)
+        assert (await travel.at(23)).position == 23
+        assert travel.last_start == ("cache", 23)
+        await travel.at(24)
+        assert travel.last_start == ("cache", 23)  # nearer than the snapshot
+        assert (await travel.at(99)).position == 25  # past the end: the end
+        assert (await travel.at(15)).as_json() == fold(records[:15]).as_json()
+        assert travel.last_start == ("snapshot", 10)
+        # The module-level helper keeps one History per store.
+        assert (await views_at(store, 5)).as_json() == fold(records[:5]).as_json()
+
+    anyio.run(scenario)
+
+
+def test_a_returned_view_is_a_copy() -> None:
+    async def scenario() -> None:
+        store = MemoryEventStore()
+        await _append(store, _commits(3))
+        travel = History(store)
+        first = await travel.at(3)
+        first.commits.clear()
+        assert len((await travel.at(3)).commits) == 3
+
+    anyio.run(scenario)
+
+
+def _commits(count: int) -> list[tuple[str, Event]]:
+    return [
+        (
+            "repo:r",
+            CommitObserved(
+                sha=f"{n:040x}",
+                author="a",
+                summary=f"commit {n}",
+                committed_at="",
+                changes=(),
+                parents=(),
+            ),
+        )
+        for n in range(count)
+    ]
+
+
+async def _sqlite_log(path: Path, count: int, every: int) -> list[object]:
+    async with SqliteEventStore(path) as store:
+        await _append(store, _commits(count))
+        await ProjectionRunner(store, snapshot_every=every).catch_up()
+        return [v.as_json() for v in [fold((await store.read_all())[:p]) for p in range(count + 1)]]
+
+
+@pytest.mark.anyio
+async def test_a_snapshot_of_another_format_is_ignored_and_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "glam.db"
+    expected = await _sqlite_log(path, 30, every=10)
+    monkeypatch.setattr(history_module, "snapshot_format", lambda: "another")
+    monkeypatch.setattr(runner_module, "snapshot_format", lambda: "another")
+    async with SqliteEventStore(path, readonly=True) as store:
+        travel = History(store)
+        assert (await travel.at(25)).as_json() == expected[25]
+        assert travel.last_start == ("log", 0)
+    async with SqliteEventStore(path) as store:
+        await _append(store, _commits(1))
+        await ProjectionRunner(store, snapshot_every=10).catch_up()
+        assert await store.snapshots(PROJECTION) == [(31, "another")]
+        views = await store.load_snapshot(PROJECTION, 31, "another")
+        assert views is not None
+        assert Views.from_snapshot(*views).as_json() == fold(await store.read_all()).as_json()
+
+
+@pytest.mark.anyio
+async def test_a_snapshot_row_that_does_not_decode_is_never_trusted(tmp_path: Path) -> None:
+    path = tmp_path / "glam.db"
+    expected = await _sqlite_log(path, 30, every=10)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE snapshot_rows SET data = x'00ff' WHERE snapshot = 20")
+    async with SqliteEventStore(path, readonly=True) as store:
+        travel = History(store)
+        views = await travel.at(25)
+        assert travel.last_start == ("snapshot", 20)
+        with pytest.raises(SnapshotUnreadable, match="does not decode"):
+            views.as_json()
+        assert (await travel.at(25, snapshots=False)).as_json() == expected[25]
+        assert travel.last_start == ("log", 0)
+
+
+@pytest.mark.anyio
+async def test_a_log_without_snapshots_travels_from_position_zero(tmp_path: Path) -> None:
+    path = tmp_path / "glam.db"
+    expected = await _sqlite_log(path, 12, every=0)
+    async with SqliteEventStore(path, readonly=True) as store:
+        assert await store.snapshots(PROJECTION) == []
+        travel = History(store)
+        assert (await travel.at(7)).as_json() == expected[7]
+        assert travel.last_start == ("log", 0)
+
+
+@pytest.mark.anyio
+async def test_rebuild_writes_the_snapshots_again(tmp_path: Path) -> None:
+    async with SqliteEventStore(tmp_path / "glam.db") as store:
+        await _append(store, _commits(25))
+        runner = ProjectionRunner(store, snapshot_every=10)
+        await runner.catch_up()
+        before = await store.snapshots(PROJECTION)
+        await runner.rebuild()
+        format_ = before[0][1]
+        assert await store.snapshots(PROJECTION) == before == [(10, format_), (20, format_)]
+        found = await store.load_snapshot(PROJECTION, 20, format_)
+        assert found is not None
+        expected = fold((await store.read_all())[:20])
+        assert Views.from_snapshot(*found).as_json() == expected.as_json()
+
+
+def test_snapshot_views_decode_only_what_is_read() -> None:
+    records = record_all(_commits(5))
+    views = fold(records)
+    payloads = {key: views.payload(*key) for key in views.row_keys()}
+    lazy = Views.from_snapshot(5, {k: v for k, v in payloads.items() if v is not None})
+    assert lazy.count("commits") == 5
+    assert [row.position for row in lazy.recent("commits", 2)] == [4, 5]
+    assert len(lazy._rows[2]) == 2  # only those two were decoded
+    assert lazy.as_json() == views.as_json()
