@@ -22,8 +22,9 @@ from engine.cli.common import DbOption, JsonOption, current_views, db_path
 from engine.errors import GlamError, UsageError
 from engine.events import RecordedEvent
 from engine.store.sqlite import SqliteEventStore
+from projections.history import History
 from projections.runner import PROJECTION
-from projections.views import Views, differences
+from projections.views import SnapshotUnreadable, Views, differences
 
 T = TypeVar("T")
 
@@ -237,10 +238,12 @@ def replay(
     as_json: JsonOption = False,
 ) -> None:
     """Fold the log into fresh views, up to --at, and print them: the state as it was then.
-    With --verify, exit 1 naming the first position that does not check out."""
+    --at folds only from the nearest snapshot the engine saved before it. With --verify,
+    everything is folded from position 0, and it exits 1 naming the first position that
+    does not check out."""
     target = _parse_at(at) if at is not None else None
 
-    async def body(store: SqliteEventStore) -> tuple[Views, dict[str, Any]]:
+    async def body(store: SqliteEventStore) -> tuple[Any, dict[str, Any]]:
         last = await store.last_position()
         if isinstance(target, datetime):
             end = await store.position_at(target)
@@ -251,7 +254,7 @@ def replay(
             bad, reason = await store.verify_detail()
             report["chain"] = {"ok": bad is None, "first_bad_position": bad, "reason": reason}
             if bad is not None:
-                return Views(), report  # an altered log cannot be trusted to fold
+                return _shown(Views(), as_json), report  # an altered log cannot be trusted
             checkpoint, stored = await store.load_views(PROJECTION)
             replayed = await _fold_until(store, checkpoint)
             diffs = differences(stored, replayed.to_rows())
@@ -264,18 +267,41 @@ def replay(
                 "differing_rows": [f"{v}/{k}" for (v, k), _, _ in diffs],
                 "first_bad_position": first,
             }
-        return await _fold_until(store, end), report
+        if target is None or verify:
+            return _shown(await _fold_until(store, end), as_json), report
+        travel = History(store)
+        try:
+            return _shown(await travel.at(end), as_json), report
+        except SnapshotUnreadable as exc:
+            print(f"warning: {exc.one_line()}; folding from position 0", file=sys.stderr)
+            return _shown(await travel.at(end, snapshots=False), as_json), report
 
-    views, report = _run(db, body)
+    shown, report = _run(db, body)
     ok = all(part["ok"] for part in report.values())
     if as_json:
-        _print_json({**views.as_json(), **({"verify": report} if verify else {})})
+        _print_json({**shown, **({"verify": report} if verify else {})})
     else:
         if "views" in report or not verify:
-            _print_views(views)
+            _print_views(shown)
         _print_report(report)
     if not ok:
         raise typer.Exit(1)
+
+
+RECENT = 20  # deployments and commits listed in text; --json has them all
+
+
+def _shown(views: Views, as_json: bool) -> Any:
+    """What replay prints, read from the views while the log is open (rows from a snapshot
+    are decoded here, so one that does not decode is noticed before anything is printed)."""
+    if as_json:
+        return views.as_json()
+    return {
+        "position": views.position,
+        "functions": sorted(views.functions.values(), key=lambda r: r.stream),
+        "deployments": (views.recent("deployments", RECENT), views.count("deployments")),
+        "commits": (views.recent("commits", RECENT), views.count("commits")),
+    }
 
 
 def _row_position(stored: str | None, replayed: str | None) -> int:
@@ -283,9 +309,9 @@ def _row_position(stored: str | None, replayed: str | None) -> int:
     return min(positions) if positions else 0
 
 
-def _print_views(views: Views) -> None:
+def _print_views(shown: dict[str, Any]) -> None:
     _table(
-        f"functions at position {views.position}",
+        f"functions at position {shown['position']}",
         ["function", "alias", "stable", "new", "weight", "state", "commit"],
         [
             (
@@ -297,25 +323,33 @@ def _print_views(views: Views) -> None:
                 r.state,
                 (r.last_commit or "")[:12],
             )
-            for r in sorted(views.functions.values(), key=lambda r: r.stream)
+            for r in shown["functions"]
         ],
     )
+    deployments, count = shown["deployments"]
     _table(
-        "deployments",
+        _title("deployments", len(deployments), count),
         ["deployment", "function", "action", "outcome", "steps", "reason"],
         [
             (r.deployment_id, r.function, r.action, r.outcome or r.state, len(r.steps), r.reason)
-            for r in sorted(views.deployments.values(), key=lambda r: r.position)
+            for r in deployments
         ],
     )
+    commits, count = shown["commits"]
     _table(
-        "commits",
+        _title("commits", len(commits), count),
         ["commit", "summary", "planned", "rejected", "held deletes"],
         [
             (r.sha[:12], r.summary, len(r.planned), len(r.rejections), len(r.held_deletes))
-            for r in sorted(views.commits.values(), key=lambda r: r.position)
+            for r in commits
         ],
     )
+
+
+def _title(view: str, shown: int, count: int) -> str:
+    if shown == count:
+        return view
+    return f"{view} (the last {shown} of {count:,}; --json lists them all)"
 
 
 def _print_report(report: dict[str, Any]) -> None:
