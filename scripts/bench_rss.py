@@ -56,14 +56,27 @@ def _write_all(repo: MemoryRepo, count: int, code: str, traffic: dict[str, objec
         )
 
 
-async def _until(count: int, seen: list[int], what: str, timeout: float) -> float:
-    began = time.perf_counter()
-    with anyio.fail_after(timeout):
-        while seen[0] < count:
-            await anyio.sleep(0.05)
-    elapsed = time.perf_counter() - began
-    print(f"  {count:,} {what} in {elapsed:.1f} s", flush=True)
-    return elapsed
+class _Count:
+    """Counts events of one kind; ``reached`` is set once there are ``target`` of them."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+        self.target = 0
+        self.reached = anyio.Event()
+
+    def expect(self, target: int) -> None:
+        self.seen, self.target, self.reached = 0, target, anyio.Event()
+
+    def add(self) -> None:
+        self.seen += 1
+        if self.seen >= self.target:
+            self.reached.set()
+
+    async def wait(self, what: str, within: float) -> None:
+        began = time.perf_counter()
+        with anyio.fail_after(within):
+            await self.reached.wait()
+        print(f"  {self.target:,} {what} in {time.perf_counter() - began:.1f} s", flush=True)
 
 
 async def main() -> None:
@@ -72,13 +85,15 @@ async def main() -> None:
     parser.add_argument("--timeout", type=float, default=900.0)
     args = parser.parse_args()
     count: int = args.deployments
-    finished, baking = [0], [0]
+    finished, baking = _Count(), _Count()
+    finished.expect(count)
+    baking.expect(count)
 
     def on_event(record: RecordedEvent) -> None:
         if isinstance(record.event, DeploymentFinished):
-            finished[0] += 1
+            finished.add()
         elif isinstance(record.event, TimerStarted) and record.event.purpose == "bake":
-            baking[0] += 1
+            baking.add()
 
     repo = MemoryRepo()
     _write_all(repo, count, "blue", NOW)
@@ -97,20 +112,18 @@ async def main() -> None:
         ):
             print(f"engine with {count:,} functions, in-memory AWS, SQLite log", flush=True)
             tg.start_soon(engine.run)
-            await _until(count, finished, "functions created", args.timeout)
+            await finished.wait("functions created", args.timeout)
             await anyio.sleep(1)  # the projections catch up; nothing else is running
             gc.collect()
             idle, idle_events = _status("VmRSS"), await store.last_position()
             _reset_peak()
-            finished[0] = 0
+            finished.expect(count)
             _write_all(repo, count, "green", BAKING)
             repo.commit(f"{count} canaries")
-            await _until(
-                count, baking, "deployments in flight (traffic shifted, baking)", args.timeout
-            )
+            await baking.wait("deployments in flight (traffic shifted, baking)", args.timeout)
             await anyio.sleep(2)  # alarms polled, views saved, while all of them bake
             peak, now = _status("VmHWM"), _status("VmRSS")
-            assert finished[0] == 0, "a deployment finished: the bake must outlast the bench"
+            assert finished.seen == 0, "a deployment finished: the bake must outlast the bench"
             events = await store.last_position()
             engine.stop()
             tg.cancel_scope.cancel()

@@ -4,8 +4,12 @@
    whatever is queued in one transaction) against one commit per event (``max_batch=1``),
    same store, same durability (SQLite: WAL, synchronous=FULL; PostgreSQL: fsync and
    synchronous_commit on).
-2. Folding N events into the views (decode, apply, write rows and checkpoint: the runner's
-   rebuild) against a bare ``SELECT data`` + ``json.loads`` scan of the same table.
+2. Folding N events into the views (decode, apply, write rows, checkpoint and snapshots: the
+   runner's rebuild) against a bare ``SELECT data`` + ``json.loads`` scan of the same table.
+3. Time travel near the end of that log: the views at the position before the last, from the
+   nearest snapshot (``projections.history``, what ``glam replay --at`` does), against a fold
+   of the log from position 0 to the same position (what it did before snapshots); and, on
+   SQLite, the whole ``glam replay --at`` command in a new process.
 
 Both run on SQLite and on PostgreSQL in the same run: ``--postgres URL`` names an empty
 database, else a throwaway server is started from the Debian packages (``--no-postgres`` to
@@ -17,12 +21,17 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
+import resource
 import sqlite3
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import anyio
 import psycopg  # noqa: TID251 - the benchmark's bare scan, the baseline of the fold
@@ -40,7 +49,9 @@ from engine.events.function import (
 )
 from engine.store import make_store
 from engine.store.records import GENESIS_HASH, StoredRow, format_time, make_row
-from projections.runner import ProjectionRunner
+from projections.history import History
+from projections.runner import PROJECTION, ProjectionRunner
+from projections.views import Views
 from tests.support.postgres import TempPostgres, find_bindir
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -152,7 +163,54 @@ async def _fold(target: Path | str, rows: list[StoredRow]) -> tuple[float, float
         checkpoint = await ProjectionRunner(store, batch=10_000).rebuild()
         fold = time.perf_counter() - began
         assert checkpoint == count
+        await _travel(store, target, count)
     return scan, fold
+
+
+def _shown(views: Views) -> int:
+    """Read what ``glam replay --at`` prints (every function, the last deployments and
+    commits): the rows a snapshot left undecoded are decoded here."""
+    return len(views.functions) + len(views.recent("deployments", 20) + views.recent("commits", 20))
+
+
+async def _travel(store: Any, target: Path | str, count: int) -> None:
+    near = max(1, count - 1)  # the worst case near the end: just before the next snapshot
+    snapshots = await store.snapshots(PROJECTION)
+    print(f"time travel to position {near:,} ({len(snapshots)} snapshots kept)")
+    travel = History(store)
+    began = time.perf_counter()
+    views = await travel.at(near)
+    shown = _shown(views)
+    fast = time.perf_counter() - began
+    start = travel.last_start[1]
+    print(
+        f"  from the snapshot at {start:,}  {fast:8.2f} s  "
+        f"({near - start:,} events folded, {shown:,} rows read)"
+    )
+    began = time.perf_counter()
+    again = await travel.at(near)
+    _shown(again)
+    print(f"  asked again (remembered)  {time.perf_counter() - began:8.3f} s")
+    began = time.perf_counter()
+    full = await History(store).at(near, snapshots=False)
+    slow = time.perf_counter() - began
+    assert full.as_json()["functions"] == views.as_json()["functions"]
+    print(f"  fold from position 0      {slow:8.2f} s")
+    print(f"  the snapshot is {slow / fast:.0f}x faster than the fold")
+    if isinstance(target, Path):
+        # As an installed copy runs: with a bytecode cache (kept beside the database).
+        env = {**os.environ, "PYTHONPYCACHEPREFIX": str(target.parent / "pycache")}
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        glam = Path(sys.executable).parent / "glam"
+        command = [str(glam), "replay", "--at", str(near), "--db", str(target)]
+        for run in ("first run, compiling", "with the bytecode cache"):
+            cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+            began = time.perf_counter()
+            await anyio.run_process(command, stdout=subprocess.DEVNULL, env=env)
+            wall = time.perf_counter() - began
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            used = after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime
+            print(f"  `glam replay --at` ({run})  {wall:8.2f} s  ({used:.2f} s of CPU)")
 
 
 def _report_appends(backend: str, count: int, runs: dict[str, tuple[float, int]]) -> None:
