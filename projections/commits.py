@@ -68,20 +68,22 @@ class CommitRow(Row):
 def key(record: RecordedEvent) -> str | None:
     """The row an event changes, or None."""
     event = record.event
-    match event:
-        case CommitObserved() | CommitPlanned() | DefinitionRejected() | DeletesHeld():
-            return event.sha
-        case HistoryRewritten():
-            return event.head
+    match event:  # the commonest first: a class pattern that misses costs an ABC check
         case DeploymentRequested():
             return event.commit
-        case OperatorCommandIssued():
-            return event.target if event.command == "allow_deletes" else None
         case OperatorRequested():
             # The held deletes of this commit were released: planned again, guard lifted.
             applied = event.command == "allow_deletes" and event.outcome == "applied"
             return event.target if applied else None
-        case SourceUnavailable() | FunctionEvent():
+        case FunctionEvent():
+            return None
+        case CommitObserved() | CommitPlanned() | DefinitionRejected() | DeletesHeld():
+            return event.sha
+        case HistoryRewritten():
+            return event.head
+        case OperatorCommandIssued():
+            return event.target if event.command == "allow_deletes" else None
+        case SourceUnavailable():
             return None
         case _:
             assert_never(event)
@@ -89,17 +91,14 @@ def key(record: RecordedEvent) -> str | None:
 
 def apply(row: CommitRow | None, record: RecordedEvent) -> CommitRow:
     """The row after ``record`` (pure)."""
-    sha = key(record)
-    assert sha is not None, "apply is only called for events that have a key"
-    current = row or CommitRow(sha=sha, position=record.position, updated_at=record.recorded_at)
-    return with_changes(
-        current,
-        {
-            **_changes(current, record),
-            "position": record.position,
-            "updated_at": record.recorded_at,
-        },
-    )
+    if row is None:
+        sha = key(record)
+        assert sha is not None, "apply is only called for events that have a key"
+        row = CommitRow(sha=sha, position=record.position, updated_at=record.recorded_at)
+    changes = _changes(row, record)
+    changes["position"] = record.position
+    changes["updated_at"] = record.recorded_at
+    return with_changes(row, changes)
 
 
 def _changes(row: CommitRow, record: RecordedEvent) -> dict[str, object]:

@@ -25,7 +25,7 @@ from engine.events.function import (
     TrafficShifted,
 )
 from engine.events.operator import OperatorCommandIssued
-from projections.base import Row, with_changes
+from projections.base import Row, built, with_changes
 
 NAME = "deployments"
 
@@ -64,11 +64,13 @@ class DeploymentRow(Row):
 def key(record: RecordedEvent) -> str | None:
     """The row an event changes, or None."""
     event = record.event
-    match event:
-        case SettingsRecorded() | OperatorCommandIssued() | RepoEvent():
+    match event:  # the commonest first: a class pattern that misses costs an ABC check
+        case SettingsRecorded():
             return None
         case FunctionEvent():
             return event.deployment_id
+        case OperatorCommandIssued() | RepoEvent():
+            return None
         case OperatorRequested():
             # An abort or promote belongs to the deployment it was handed to.
             return event.deployment_id
@@ -78,27 +80,25 @@ def key(record: RecordedEvent) -> str | None:
 
 def apply(row: DeploymentRow | None, record: RecordedEvent) -> DeploymentRow:
     """The row after ``record`` (pure)."""
-    deployment_id = key(record)
-    assert deployment_id is not None, "apply is only called for events that have a key"
-    current = row or DeploymentRow(
-        deployment_id=deployment_id,
-        function=record.stream,
-        position=record.position,
-        updated_at=record.recorded_at,
+    if row is None:
+        deployment_id = key(record)
+        assert deployment_id is not None, "apply is only called for events that have a key"
+        row = DeploymentRow(
+            deployment_id=deployment_id,
+            function=record.stream,
+            position=record.position,
+            updated_at=record.recorded_at,
+        )
+    changes, (kind, name, detail) = _changes(row, record)
+    position, at = record.position, record.recorded_at
+    entry = built(
+        TimelineEntry,
+        {"position": position, "at": at, "kind": kind, "name": name, "detail": detail},
     )
-    changes, (kind, name, detail) = _changes(current, record)
-    entry = TimelineEntry(
-        position=record.position, at=record.recorded_at, kind=kind, name=name, detail=detail
-    )
-    return with_changes(
-        current,
-        {
-            **changes,
-            "steps": (*current.steps, entry),
-            "position": record.position,
-            "updated_at": record.recorded_at,
-        },
-    )
+    changes["steps"] = (*row.steps, entry)
+    changes["position"] = position
+    changes["updated_at"] = at
+    return with_changes(row, changes)
 
 
 _Line = tuple[str, str, str]

@@ -113,13 +113,14 @@ def new_row(stream: str, record: RecordedEvent) -> FunctionRow:
 
 def apply(row: FunctionRow | None, record: RecordedEvent) -> FunctionRow:
     """The row after ``record`` (pure)."""
-    stream = key(record)
-    assert stream is not None, "apply is only called for events that have a key"
-    current = row or new_row(stream, record)
-    changes = _changes(current, record)
-    return with_changes(
-        current, {**changes, "position": record.position, "updated_at": record.recorded_at}
-    )
+    if row is None:
+        stream = key(record)
+        assert stream is not None, "apply is only called for events that have a key"
+        row = new_row(stream, record)
+    changes = _changes(row, record)
+    changes["position"] = record.position
+    changes["updated_at"] = record.recorded_at
+    return with_changes(row, changes)
 
 
 def _changes(row: FunctionRow, record: RecordedEvent) -> dict[str, object]:

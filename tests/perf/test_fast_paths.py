@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import json
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
@@ -25,7 +26,8 @@ from engine.store.records import (
     make_row,
     to_recorded,
 )
-from projections.base import with_changes
+from projections.base import built, with_changes
+from projections.deployments import TimelineEntry
 from projections.functions import FunctionRow
 from tests.projections.strategies import any_event
 
@@ -130,6 +132,37 @@ def test_with_changes_equals_model_copy() -> None:
     assert row.state == "pending"  # the original is untouched
     with pytest.raises(ValidationError):
         fast.state = "failed"  # type: ignore[misc]  # still frozen
+
+
+def test_with_changes_of_fields_already_set_equals_model_copy() -> None:
+    row = FunctionRow(
+        stream="fn:1:eu-west-1:f",
+        account="1",
+        region="eu-west-1",
+        name="f",
+        state="stable",
+        position=1,
+        updated_at="2025-01-01T00:00:00+00:00",  # type: ignore[arg-type]
+    )
+    fast, slow = with_changes(row, {"state": "failed"}), row.model_copy(update={"state": "failed"})
+    assert (fast, fast.model_fields_set) == (slow, slow.model_fields_set)
+
+
+def test_built_equals_the_validated_model() -> None:
+    values = {
+        "position": 3,
+        "at": datetime(2025, 1, 1, tzinfo=UTC),
+        "kind": "shifted",
+        "name": "live",
+        "detail": "",
+    }
+    fast, slow = built(TimelineEntry, dict(values)), TimelineEntry(**values)  # type: ignore[arg-type]
+    assert fast == slow
+    assert fast.model_fields_set == slow.model_fields_set
+    assert fast.model_dump_json() == slow.model_dump_json()
+    assert TimelineEntry.model_validate_json(fast.model_dump_json()) == slow
+    with pytest.raises(ValidationError):
+        fast.kind = "x"  # type: ignore[misc]  # still frozen
 
 
 def test_gc_paused_restores_the_collector() -> None:
