@@ -98,10 +98,10 @@ class ViewSnapshot:
     row for the first one), each as (the row's own position, payload), None for a row
     deleted. The views at a snapshot are every row's latest version at or before it. The
     payload is opaque to the store; ``format`` names how it is encoded, so a reader that
-    does not know it never uses it. ``drop`` lists older snapshots to forget: each one's
-    rows move to the next snapshot kept, except those that a later version replaced, so
-    every snapshot kept still reads the same. ``clear`` forgets every stored snapshot first
-    (they are of another format, or belong to views being rebuilt)."""
+    does not know it never uses it. ``drop`` lists older snapshots to forget (never the
+    latest): the row versions only they needed go, and every snapshot kept reads the same.
+    ``clear`` forgets every stored snapshot first (they are of another format, or belong to
+    views being rebuilt)."""
 
     position: int
     format: str

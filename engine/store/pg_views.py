@@ -7,8 +7,9 @@ transaction). The connection the bodies get is a psycopg ``AsyncConnection``; it
 
 Snapshots (time travel) are kept as in the SQLite log (``engine.store.sqlite_snapshots``
 explains the layout): ``view_snapshots`` lists them, ``snapshot_rows`` holds row versions,
-each belonging to the first snapshot it is part of. The tables are created when a writer
-opens a log that lacks them (``SNAPSHOT_TABLES``); a log without them has no snapshots.
+each belonging to the first snapshot it is part of, never moved. The tables are created
+when a writer opens a log that lacks them (``SNAPSHOT_TABLES``); a log without them has no
+snapshots.
 """
 
 from __future__ import annotations
@@ -35,12 +36,14 @@ CREATE TABLE IF NOT EXISTS snapshot_rows (
     data       bytea,
     PRIMARY KEY (projection, snapshot, view, key)
 );
+CREATE INDEX IF NOT EXISTS snapshot_rows_by_key ON snapshot_rows (projection, view, key, snapshot);
 """
-_MERGE = (
-    "DELETE FROM snapshot_rows AS d WHERE d.projection = %(p)s AND d.snapshot = %(drop)s "
-    "AND EXISTS (SELECT 1 FROM snapshot_rows AS n WHERE n.projection = %(p)s "
-    "AND n.snapshot = %(next)s AND n.view = d.view AND n.key = d.key)",
-    "UPDATE snapshot_rows SET snapshot = %(next)s WHERE projection = %(p)s AND snapshot = %(drop)s",
+_DROP = (
+    # the versions after the previous snapshot kept that one up to the next kept replaces
+    "DELETE FROM snapshot_rows WHERE projection = %(p)s "
+    "AND snapshot > %(previous)s AND snapshot <= %(drop)s AND (view, key) IN ("
+    "SELECT view, key FROM snapshot_rows WHERE projection = %(p)s "
+    "AND snapshot > %(drop)s AND snapshot <= %(next)s)",
     "DELETE FROM view_snapshots WHERE projection = %(p)s AND position = %(drop)s",
 )
 
@@ -209,12 +212,17 @@ async def _write_snapshot(conn: Any, projection: str, snapshot: ViewSnapshot) ->
         (projection, snapshot.position, snapshot.format),
     )
     for dropped in sorted(snapshot.drop):
-        cur = await conn.execute(
-            "SELECT min(position) FROM view_snapshots WHERE projection = %s AND position > %s",
-            (projection, dropped),
-        )
-        following = (await cur.fetchone())[0]
-        if following is None or dropped == snapshot.position:
+        if dropped == snapshot.position:
             continue  # the latest is always kept
-        for statement in _MERGE:
-            await conn.execute(statement, {"p": projection, "drop": dropped, "next": following})
+        cur = await conn.execute(
+            "SELECT (SELECT max(position) FROM view_snapshots WHERE projection = %(p)s "
+            "AND position < %(drop)s), (SELECT min(position) FROM view_snapshots "
+            "WHERE projection = %(p)s AND position > %(drop)s)",
+            {"p": projection, "drop": dropped},
+        )
+        previous, following = await cur.fetchone()
+        if following is None:
+            continue
+        bounds = {"p": projection, "drop": dropped, "next": following, "previous": previous or 0}
+        for statement in _DROP:
+            await conn.execute(statement, bounds)

@@ -11,8 +11,10 @@ existed simply has none; an older glam leaves them alone):
 - ``view_snapshots``: one row per snapshot, its position and the format of its rows;
 - ``snapshot_rows``: row versions. A version belongs to the first snapshot it is part of;
   the views at a snapshot are, per (view, key), the latest version at or before it (``data``
-  NULL: the row was deleted). Dropping a snapshot moves its versions to the next one, except
-  those a version of the next one replaces, so every other snapshot reads the same.
+  NULL: the row was deleted). Dropping a snapshot deletes the versions that no snapshot kept
+  reads any more: those after the previous snapshot kept that a version up to the next one
+  kept replaces. A version is written once and never moved, and between two snapshots kept
+  there is at most one version of a row, so every other snapshot reads the same.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ CREATE TABLE IF NOT EXISTS snapshot_rows (
     data       BLOB,
     PRIMARY KEY (projection, snapshot, view, key)
 ) STRICT, WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS snapshot_rows_by_key ON snapshot_rows (projection, view, key, snapshot);
 """
 
 # One statement, so one read transaction: the snapshot chosen and its rows come from the same
@@ -51,13 +54,12 @@ FROM chosen LEFT JOIN snapshot_rows AS r ON r.projection = ?1 AND r.snapshot <= 
 ORDER BY r.snapshot
 """
 
-_MERGE = (
-    # the versions of the dropped snapshot that the next one replaces
-    "DELETE FROM snapshot_rows WHERE projection = :p AND snapshot = :drop AND EXISTS ("
-    "SELECT 1 FROM snapshot_rows AS n WHERE n.projection = :p AND n.snapshot = :next "
-    "AND n.view = snapshot_rows.view AND n.key = snapshot_rows.key)",
-    # the others now belong to the next one
-    "UPDATE snapshot_rows SET snapshot = :next WHERE projection = :p AND snapshot = :drop",
+_DROP = (
+    # the versions after the previous snapshot kept that one up to the next kept replaces
+    "DELETE FROM snapshot_rows WHERE projection = :p "
+    "AND snapshot > :previous AND snapshot <= :drop AND (view, key) IN ("
+    "SELECT view, key FROM snapshot_rows WHERE projection = :p "
+    "AND snapshot > :drop AND snapshot <= :next)",
     "DELETE FROM view_snapshots WHERE projection = :p AND position = :drop",
 )
 
@@ -137,14 +139,19 @@ async def write_snapshot(conn: Any, projection: str, snapshot: ViewSnapshot) -> 
         (projection, snapshot.position, snapshot.format),
     )
     for dropped in sorted(snapshot.drop):
+        if dropped == snapshot.position:
+            continue  # the latest is always kept
         found = list(
             await conn.execute_fetchall(
-                "SELECT min(position) FROM view_snapshots WHERE projection = ? AND position > ?",
-                (projection, dropped),
+                "SELECT (SELECT max(position) FROM view_snapshots WHERE projection = :p "
+                "AND position < :drop), (SELECT min(position) FROM view_snapshots "
+                "WHERE projection = :p AND position > :drop)",
+                {"p": projection, "drop": dropped},
             )
         )
-        following = found[0][0] if found else None
-        if following is None or dropped == snapshot.position:
-            continue  # the latest is always kept
-        for statement in _MERGE:
-            await conn.execute(statement, {"p": projection, "drop": dropped, "next": following})
+        previous, following = found[0]
+        if following is None:
+            continue
+        bounds = {"p": projection, "drop": dropped, "next": following, "previous": previous or 0}
+        for statement in _DROP:
+            await conn.execute(statement, bounds)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import sqlite3
+import tempfile
 from pathlib import Path
 
 import anyio
@@ -46,33 +47,51 @@ def test_views_at_any_position_equal_the_fold_up_to_it(
     """Whatever the snapshots kept (written while catching up in arbitrary chunks, by fresh
     runners as after restarts, and thinned out), the views at every position equal the fold
     of the log up to it."""
+    anyio.run(_travel_everywhere, MemoryEventStore(), items, chunks, every, density)
+
+
+@settings(max_examples=10, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(LOGS, st.lists(st.integers(1, 12), max_size=5), st.integers(1, 3), st.integers(2, 3))
+def test_views_at_any_position_equal_the_fold_up_to_it_on_sqlite(
+    items: list[tuple[str, Event]], chunks: list[int], every: int, density: int
+) -> None:
+    """The same on the SQLite store, whose dropped snapshots leave their rows in place."""
 
     async def scenario() -> None:
-        store = MemoryEventStore()
-        remaining = list(items)
-        for size in [*chunks, len(items)]:
-            part, remaining = remaining[:size], remaining[size:]
-            await _append(store, part)
-            runner = ProjectionRunner(
-                store, batch=3, snapshot_every=every, snapshot_density=density
-            )
-            await runner.catch_up()
-        records = await store.read_all()
-        stored = [p for p, _ in await store.snapshots(PROJECTION)]
-        assert stored == kept_snapshots(stored, every=every, density=density)
-        if len(records) >= every:
-            assert stored, "a snapshot every N events"
-        travel = History(store)
-        for position in range(len(records) + 1):
-            expected = fold(records[:position]).as_json()
-            assert (await travel.at(position)).as_json() == expected
-            fresh = History(store)  # no earlier answers: from a snapshot or the log
-            assert (await fresh.at(position)).as_json() == expected
-            start, at = fresh.last_start
-            nearest = max((p for p in stored if p <= position), default=0)
-            assert (start, at) == (("snapshot", nearest) if nearest else ("log", 0))
+        with tempfile.TemporaryDirectory() as tmp:
+            async with SqliteEventStore(Path(tmp) / "glam.db") as store:
+                await _travel_everywhere(store, items, chunks, every, density)
 
     anyio.run(scenario)
+
+
+async def _travel_everywhere(
+    store: MemoryEventStore | SqliteEventStore,
+    items: list[tuple[str, Event]],
+    chunks: list[int],
+    every: int,
+    density: int,
+) -> None:
+    remaining = list(items)
+    for size in [*chunks, len(items)]:
+        part, remaining = remaining[:size], remaining[size:]
+        await _append(store, part)
+        runner = ProjectionRunner(store, batch=3, snapshot_every=every, snapshot_density=density)
+        await runner.catch_up()
+    records = await store.read_all()
+    stored = [p for p, _ in await store.snapshots(PROJECTION)]
+    assert stored == kept_snapshots(stored, every=every, density=density)
+    if len(records) >= every:
+        assert stored, "a snapshot every N events"
+    travel = History(store)
+    for position in range(len(records) + 1):
+        expected = fold(records[:position]).as_json()
+        assert (await travel.at(position)).as_json() == expected
+        fresh = History(store)  # no earlier answers: from a snapshot or the log
+        assert (await fresh.at(position)).as_json() == expected
+        start, at = fresh.last_start
+        nearest = max((p for p in stored if p <= position), default=0)
+        assert (start, at) == (("snapshot", nearest) if nearest else ("log", 0))
 
 
 def test_kept_snapshots_are_dense_at_the_end_and_logarithmic_in_number() -> None:
