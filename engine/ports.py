@@ -88,6 +88,7 @@ class EventStore(Protocol):
 
 
 RowKey = tuple[str, str]  # (view, key)
+SnapshotRows = dict[str, dict[str, tuple[int, bytes]]]  # view -> key -> (row position, payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,9 +140,9 @@ class ViewStore(Protocol):
 
     async def load_snapshot(
         self, projection: str, position: int, format: str
-    ) -> tuple[int, dict[RowKey, tuple[int, bytes]]] | None:
+    ) -> tuple[int, SnapshotRows] | None:
         """The last snapshot in ``format`` at or before ``position``: its position and every
-        row at it, (row position, payload) by (view, key), read in one snapshot of the
+        row at it, (row position, payload) by view and key, read in one snapshot of the
         database; None when there is none."""
         ...
 

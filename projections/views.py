@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from engine.errors import StoreCorrupt
 from engine.events import RecordedEvent
-from engine.ports import RowKey
+from engine.ports import RowKey, SnapshotRows
 from projections import commits, deployments, functions
 from projections.base import Row
 from projections.commits import CommitRow
@@ -249,13 +249,11 @@ class Views:
         return views
 
     @classmethod
-    def from_snapshot(cls, position: int, stored: Mapping[RowKey, Payload]) -> Views:
-        """The views of a snapshot (in ``snapshot_format()``), rows decoded when first used."""
+    def from_snapshot(cls, position: int, stored: SnapshotRows) -> Views:
+        """The views of a snapshot (in ``snapshot_format()``), rows decoded when first used.
+        It takes ``stored``'s dicts as they are: the caller gives them up."""
         views = cls(position=position)
-        for (view, key), payload in stored.items():
-            spec = _SPECS.get(view)
-            if spec is not None:
-                views._lazy[spec.index][key] = payload
+        views._lazy = tuple(stored.get(spec.name, {}) for spec in VIEWS)
         return views
 
     def as_json(self) -> dict[str, Any]:

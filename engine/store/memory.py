@@ -15,7 +15,7 @@ import anyio
 
 from engine.errors import StoreError
 from engine.events import NewEvent, RecordedEvent
-from engine.ports import ANY_VERSION, RowKey, ViewSnapshot
+from engine.ports import ANY_VERSION, RowKey, SnapshotRows, ViewSnapshot
 from engine.store.records import (
     GENESIS_HASH,
     AppendRequest,
@@ -183,21 +183,21 @@ class MemoryEventStore:
 
     async def load_snapshot(
         self, projection: str, position: int, format: str
-    ) -> tuple[int, dict[RowKey, tuple[int, bytes]]] | None:
+    ) -> tuple[int, SnapshotRows] | None:
         chain = self._snapshots.get(projection, {})
         found = [p for p, (f, _) in chain.items() if p <= position and f == format]
         if not found:
             return None
         at = max(found)
-        rows: dict[RowKey, tuple[int, bytes]] = {}
+        rows: SnapshotRows = {}
         for p, (_, delta) in chain.items():  # oldest first: later versions replace earlier
             if p > at:
                 break
-            for key, value in delta.items():
+            for (view, key), value in delta.items():
                 if value is None:
-                    rows.pop(key, None)
+                    rows.get(view, {}).pop(key, None)
                 else:
-                    rows[key] = value
+                    rows.setdefault(view, {})[key] = value
         return at, rows
 
     def _notify(self) -> None:

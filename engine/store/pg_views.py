@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-from engine.ports import RowKey, ViewSnapshot
+from engine.ports import SnapshotRows, ViewSnapshot
 from engine.store.batching import Pending
 
 SNAPSHOT_TABLES = """
@@ -149,11 +149,11 @@ class ViewRows:
 
     async def load_snapshot(
         self, projection: str, position: int, format: str
-    ) -> tuple[int, dict[RowKey, tuple[int, bytes]]] | None:
+    ) -> tuple[int, SnapshotRows] | None:
         """The last snapshot in ``format`` at or before ``position`` and its rows, read in
         one snapshot of the database."""
 
-        async def body(conn: Any) -> tuple[int, dict[RowKey, tuple[int, bytes]]] | None:
+        async def body(conn: Any) -> tuple[int, SnapshotRows] | None:
             async with conn.transaction():
                 await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 cur = await conn.execute("SELECT to_regclass('view_snapshots') IS NOT NULL")
@@ -172,12 +172,12 @@ class ViewRows:
                     "WHERE projection = %s AND snapshot <= %s ORDER BY snapshot",
                     (projection, at),
                 )
-                rows: dict[RowKey, tuple[int, bytes]] = {}
+                rows: SnapshotRows = {}
                 for view, key, row_position, data in await cur.fetchall():
                     if data is None:
-                        rows.pop((view, key), None)
+                        rows.get(view, {}).pop(key, None)
                     else:
-                        rows[(view, key)] = (row_position, bytes(data))
+                        rows.setdefault(view, {})[key] = (row_position, bytes(data))
             return int(at), rows
 
         return await self._read(body)

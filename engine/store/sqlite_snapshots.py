@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.ports import RowKey, ViewSnapshot
+from engine.ports import SnapshotRows, ViewSnapshot
 
 SNAPSHOT_TABLES = """
 CREATE TABLE IF NOT EXISTS view_snapshots (
@@ -92,12 +92,12 @@ class SqliteSnapshots:
 
     async def load_snapshot(
         self, projection: str, position: int, format: str
-    ) -> tuple[int, dict[RowKey, tuple[int, bytes]]] | None:
+    ) -> tuple[int, SnapshotRows] | None:
         """The last snapshot in ``format`` at or before ``position`` and its rows."""
         if not await self._has_snapshot_tables():
             return None
         at: int | None = None
-        rows: dict[RowKey, tuple[int, bytes]] = {}
+        rows: SnapshotRows = {}
         for chosen, view, key, row_position, data in await self._fetch(
             _LOAD, (projection, format, position)
         ):
@@ -105,9 +105,12 @@ class SqliteSnapshots:
             if view is None:
                 continue  # a snapshot with no rows (empty views)
             if data is None:
-                rows.pop((view, key), None)
+                rows.get(view, {}).pop(key, None)
             else:
-                rows[(view, key)] = (row_position, data)
+                found = rows.get(view)
+                if found is None:
+                    found = rows[view] = {}
+                found[key] = (row_position, data)
         return None if at is None else (at, rows)
 
 

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from engine.events import Event, Metadata, NewEvent
 from engine.events.repo import CommitObserved
+from engine.ports import SnapshotRows
 from engine.store.memory import MemoryEventStore
 from engine.store.sqlite import SqliteEventStore
 from projections import history as history_module
@@ -240,8 +241,12 @@ async def test_rebuild_writes_the_snapshots_again(tmp_path: Path) -> None:
 def test_snapshot_views_decode_only_what_is_read() -> None:
     records = record_all(_commits(5))
     views = fold(records)
-    payloads = {key: views.payload(*key) for key in views.row_keys()}
-    lazy = Views.from_snapshot(5, {k: v for k, v in payloads.items() if v is not None})
+    payloads: SnapshotRows = {}
+    for view, key in views.row_keys():
+        payload = views.payload(view, key)
+        assert payload is not None
+        payloads.setdefault(view, {})[key] = payload
+    lazy = Views.from_snapshot(5, payloads)
     assert lazy.count("commits") == 5
     assert [row.position for row in lazy.recent("commits", 2)] == [4, 5]
     assert len(lazy._rows[2]) == 2  # only those two were decoded

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.ports import ViewSnapshot
+from engine.ports import SnapshotRows, ViewSnapshot
 from engine.store.memory import MemoryEventStore
 from engine.store.postgres import PostgresEventStore
 from engine.store.sqlite import SqliteEventStore
@@ -53,11 +53,13 @@ async def _save(store: Store, snapshot: ViewSnapshot, *, reset: bool = False) ->
     await store.save_views("p", snapshot.position, {}, reset=reset, snapshot=snapshot)
 
 
-def _rows(found: tuple[int, dict[tuple[str, str], tuple[int, bytes]]] | None) -> object:
+def _rows(found: tuple[int, SnapshotRows] | None) -> object:
     if found is None:
         return None
     at, rows = found
-    return at, {key: (position, data.decode()) for (_, key), (position, data) in rows.items()}
+    assert set(rows) <= {"v"}
+    view = rows.get("v", {})
+    return at, {key: (position, data.decode()) for key, (position, data) in view.items()}
 
 
 async def test_a_log_without_snapshots_has_none(store: Store) -> None:
