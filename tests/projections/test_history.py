@@ -22,7 +22,7 @@ from projections import history as history_module
 from projections import runner as runner_module
 from projections.history import History, views_at
 from projections.runner import PROJECTION, ProjectionRunner, kept_snapshots
-from projections.views import SnapshotUnreadable, Views, fold
+from projections.views import SnapshotUnreadable, Views, fold, snapshot_format
 from tests.projections.strategies import record_all, stream_events
 
 LOGS = st.lists(stream_events, min_size=1, max_size=40)
@@ -251,3 +251,31 @@ def test_snapshot_views_decode_only_what_is_read() -> None:
     assert [row.position for row in lazy.recent("commits", 2)] == [4, 5]
     assert len(lazy._rows[2]) == 2  # only those two were decoded
     assert lazy.as_json() == views.as_json()
+
+
+def test_the_running_projection_saves_snapshots_as_the_log_grows() -> None:
+    """The engine's runner (following the log) saves a snapshot every N events too, each
+    with its checkpoint, however the appends are grouped."""
+
+    async def scenario() -> None:
+        store = MemoryEventStore()
+        runner = ProjectionRunner(store, batch=100, snapshot_every=10)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(runner.run)
+            items = _commits(35)
+            await _append(store, items[:3])
+            for start in range(3, 35, 8):  # bursts that straddle the snapshot positions
+                await store.append("repo:r", [_new(e) for _, e in items[start : start + 8]])
+            with anyio.fail_after(5):
+                # The store has no event to wait on for "views saved": poll.
+                while (await store.load_views(PROJECTION))[0] < 35:  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+            tg.cancel_scope.cancel()
+        assert [p for p, _ in await store.snapshots(PROJECTION)] == [10, 20, 30]
+        records = await store.read_all()
+        for at in (10, 20, 30):
+            found = await store.load_snapshot(PROJECTION, at, snapshot_format())
+            assert found is not None
+            assert Views.from_snapshot(*found).as_json() == fold(records[:at]).as_json()
+
+    anyio.run(scenario)
