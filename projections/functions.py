@@ -125,7 +125,9 @@ def apply(row: FunctionRow | None, record: RecordedEvent) -> FunctionRow:
 
 def _changes(row: FunctionRow, record: RecordedEvent) -> dict[str, object]:
     event = record.event
-    match event:
+    match event:  # the commonest first: a class pattern that misses costs an ABC check
+        case StepStarted() | StepSucceeded() | AlarmObserved():
+            return {}
         case DeploymentRequested():
             desired = event.desired
             changes: dict[str, object] = {
@@ -143,8 +145,6 @@ def _changes(row: FunctionRow, record: RecordedEvent) -> dict[str, object]:
             return changes
         case SettingsRecorded():
             return {"alias": event.settings.alias, "last_commit": event.commit}
-        case StepStarted() | StepSucceeded() | AlarmObserved():
-            return {}
         case StepFailed():
             return {"last_error": f"{event.step}: {event.error_code}: {event.message}"}
         case TimerStarted():

@@ -9,7 +9,8 @@ Two tables, created when a writer opens a log that lacks them (a log written bef
 existed simply has none; an older glam leaves them alone):
 
 - ``view_snapshots``: one row per snapshot, its position and the format of its rows;
-- ``snapshot_rows``: row versions. A version belongs to the first snapshot it is part of;
+- ``snapshot_rows``: row versions (a rowid table: its rows are large and written in order,
+  which a WITHOUT ROWID table stores at several times the cost). A version belongs to the first snapshot it is part of;
   the views at a snapshot are, per (view, key), the latest version at or before it (``data``
   NULL: the row was deleted). Dropping a snapshot deletes the versions that no snapshot kept
   reads any more: those after the previous snapshot kept that a version up to the next one
@@ -38,7 +39,7 @@ CREATE TABLE IF NOT EXISTS snapshot_rows (
     position   INTEGER NOT NULL,
     data       BLOB,
     PRIMARY KEY (projection, snapshot, view, key)
-) STRICT, WITHOUT ROWID;
+) STRICT;
 CREATE INDEX IF NOT EXISTS snapshot_rows_by_key ON snapshot_rows (projection, view, key, snapshot);
 """
 
