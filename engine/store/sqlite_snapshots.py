@@ -10,12 +10,13 @@ existed simply has none; an older glam leaves them alone):
 
 - ``view_snapshots``: one row per snapshot, its position and the format of its rows;
 - ``snapshot_rows``: row versions (a rowid table: its rows are large and written in order,
-  which a WITHOUT ROWID table stores at several times the cost). A version belongs to the first snapshot it is part of;
-  the views at a snapshot are, per (view, key), the latest version at or before it (``data``
-  NULL: the row was deleted). Dropping a snapshot deletes the versions that no snapshot kept
-  reads any more: those after the previous snapshot kept that a version up to the next one
-  kept replaces. A version is written once and never moved, and between two snapshots kept
-  there is at most one version of a row, so every other snapshot reads the same.
+  which a WITHOUT ROWID table stores at several times the cost). A version belongs to the
+  first snapshot it is part of; the views at a snapshot are, per (view, key), the latest
+  version at or before it (``data`` NULL: the row was deleted). Dropping a snapshot deletes
+  the versions that no snapshot kept reads any more: those after the previous snapshot kept
+  that a version up to the next one kept replaces. A version is written once and never
+  moved, and between two snapshots kept there is at most one version of a row, so every
+  other snapshot reads the same.
 """
 
 from __future__ import annotations
