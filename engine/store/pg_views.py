@@ -167,17 +167,19 @@ class ViewRows:
                 at = (await cur.fetchone())[0]
                 if at is None:
                     return None
-                cur = await conn.execute(
-                    "SELECT view, key, position, data FROM snapshot_rows "
-                    "WHERE projection = %s AND snapshot <= %s ORDER BY snapshot",
-                    (projection, at),
-                )
                 rows: SnapshotRows = {}
-                for view, key, row_position, data in await cur.fetchall():
-                    if data is None:
-                        rows.get(view, {}).pop(key, None)
-                    else:
-                        rows.setdefault(view, {})[key] = (row_position, bytes(data))
+                # Binary results: bytea as it is stored, not as hexadecimal text to decode.
+                async with conn.cursor(binary=True) as cur:
+                    await cur.execute(
+                        "SELECT view, key, position, data FROM snapshot_rows "
+                        "WHERE projection = %s AND snapshot <= %s ORDER BY snapshot",
+                        (projection, at),
+                    )
+                    for view, key, row_position, data in await cur.fetchall():
+                        if data is None:
+                            rows.get(view, {}).pop(key, None)
+                        else:
+                            rows.setdefault(view, {})[key] = (row_position, bytes(data))
             return int(at), rows
 
         return await self._read(body)
@@ -201,8 +203,12 @@ async def _write_snapshot(conn: Any, projection: str, snapshot: ViewSnapshot) ->
         "DELETE FROM snapshot_rows WHERE projection = %s AND snapshot = %s",
         (projection, snapshot.position),
     )
-    sql = "COPY snapshot_rows (projection, snapshot, view, key, position, data) FROM STDIN"
+    sql = (
+        "COPY snapshot_rows (projection, snapshot, view, key, position, data) "
+        "FROM STDIN (FORMAT BINARY)"  # bytea as it is, not escaped into text
+    )
     async with conn.cursor() as cur, cur.copy(sql) as copy:
+        copy.set_types(["text", "int8", "text", "text", "int8", "bytea"])
         for (view, key), value in snapshot.rows.items():
             row_position, data = value or (0, None)
             await copy.write_row((projection, snapshot.position, view, key, row_position, data))
