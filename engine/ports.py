@@ -9,7 +9,7 @@ Each port has one contract suite in tests/ that runs against every implementatio
     ViewStore        projection rows and checkpoint    (the same two stores)
     ProjectionStore  both at once: what the engine runs on (``engine.store.open_store``)
     RepoSource       the watched branch                engine.git.repo_source, engine.testing
-    LambdaApi, AlarmsApi, SourcesApi                   engine.aws, engine.testing
+    LambdaApi, AlarmsApi, SourcesApi, CodeObjects      engine.aws, engine.testing
 """
 
 from __future__ import annotations
@@ -208,6 +208,10 @@ class FunctionInfo:
     description: str = ""
     state_reason: str = ""
     configuration: Mapping[str, Any] = field(default_factory=dict)  # the raw Configuration
+    # The function's tags (GetFunction answers them with any qualifier); None when the answer
+    # did not carry them (CreateFunction, Update*).
+    tags: Mapping[str, str] | None = None
+    image_uri: str = ""  # Code.ImageUri of a container image function, as GetFunction has it
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,10 +260,15 @@ class LambdaApi(Protocol):
         ...
 
     async def publish_version(
-        self, name: str, *, description: str, code_sha256: str | None, revision_id: str | None
+        self,
+        name: str,
+        *,
+        code_sha256: str | None,
+        revision_id: str | None,
+        description: str | None = None,
     ) -> VersionInfo:
-        """PublishVersion of $LATEST, guarded by its CodeSha256 and RevisionId; the
-        description carries the deployment id, so a retry finds the version it published."""
+        """PublishVersion of $LATEST, guarded by its CodeSha256 and RevisionId. Without a
+        ``description`` the version keeps the function's own Description."""
         ...
 
     async def list_versions(self, name: str) -> list[VersionInfo]:
@@ -279,6 +288,31 @@ class LambdaApi(Protocol):
         """GetAlias; None when there is no such alias."""
         ...
 
+    async def delete_alias(self, name: str, alias: str) -> None:
+        """DeleteAlias; one already gone is not an error."""
+        ...
+
+    async def tag_function(self, arn: str, tags: Mapping[str, str]) -> None:
+        """TagResource on the function (``arn`` unqualified): set ``tags``."""
+        ...
+
+    async def untag_function(self, arn: str, keys: Sequence[str]) -> None:
+        """UntagResource on the function: remove the tags ``keys``."""
+        ...
+
+    async def code_signing_config(self, name: str) -> str | None:
+        """GetFunctionCodeSigningConfig: the ARN of the function's code-signing
+        configuration, or None when it has none."""
+        ...
+
+    async def put_code_signing_config(self, name: str, arn: str) -> None:
+        """PutFunctionCodeSigningConfig: sign the function's code with configuration ``arn``."""
+        ...
+
+    async def delete_code_signing_config(self, name: str) -> None:
+        """DeleteFunctionCodeSigningConfig; none to delete is not an error."""
+        ...
+
     async def create_alias(
         self, name: str, alias: str, version: str, routing: Mapping[str, float] | None = None
     ) -> AliasInfo:
@@ -295,6 +329,15 @@ class LambdaApi(Protocol):
     ) -> AliasInfo:
         """UpdateAlias to ``version`` with ``routing`` (None or empty clears it), guarded
         by ``revision_id`` when given."""
+        ...
+
+
+class CodeObjects(Protocol):
+    """Where a function's code may live: S3 objects, read only."""
+
+    async def code_sha256(self, bucket: str, key: str, version: str | None = None) -> str | None:
+        """What Lambda would report as CodeSha256 for the object (the base64 SHA-256 of its
+        bytes), read as a stream and bounded; None when there is no such object."""
         ...
 
 

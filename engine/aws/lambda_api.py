@@ -20,8 +20,8 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
@@ -113,7 +113,10 @@ class AwsLambda:
             answer = await self._call("GetFunction", "get_function", kwargs, poll=True)
         except AwsNotFound:
             return None
-        return function_info(answer.get("Configuration") or {})
+        info = function_info(answer.get("Configuration") or {})
+        tags = {str(k): str(v) for k, v in (answer.get("Tags") or {}).items()}
+        image = str((answer.get("Code") or {}).get("ImageUri") or "")
+        return replace(info, tags=tags, image_uri=image)
 
     async def list_versions(self, name: str) -> list[VersionInfo]:
         """Published versions, oldest first (``$LATEST`` excluded); [] if no such function."""
@@ -193,11 +196,19 @@ class AwsLambda:
         return function_info(answer)
 
     async def publish_version(
-        self, name: str, *, description: str, code_sha256: str | None, revision_id: str | None
+        self,
+        name: str,
+        *,
+        code_sha256: str | None,
+        revision_id: str | None,
+        description: str | None = None,
     ) -> VersionInfo:
         """PublishVersion guarded by CodeSha256 and RevisionId when given: AWS refuses to
-        publish anything but the code and configuration the saga checked."""
-        kwargs: dict[str, Any] = {"FunctionName": name, "Description": description}
+        publish anything but the code and configuration the saga checked. Without a
+        ``description`` the version keeps the function's own."""
+        kwargs: dict[str, Any] = {"FunctionName": name}
+        if description is not None:
+            kwargs["Description"] = description
         if code_sha256:
             kwargs["CodeSha256"] = code_sha256
         if revision_id:
@@ -271,6 +282,63 @@ class AwsLambda:
             kwargs["RevisionId"] = revision_id
         answer = await self._call("UpdateAlias", "update_alias", kwargs, mutating=True, settle=name)
         return alias_info(answer)
+
+    async def delete_alias(self, name: str, alias: str) -> None:
+        """DeleteAlias; an alias already gone is not an error."""
+        try:
+            await self._call(
+                "DeleteAlias",
+                "delete_alias",
+                {"FunctionName": name, "Name": alias},
+                mutating=True,
+                settle=name,
+            )
+        except AwsNotFound:
+            return
+
+    # ---- function-level attributes (not versioned) -------------------------------------------
+
+    async def tag_function(self, arn: str, tags: Mapping[str, str]) -> None:
+        """TagResource: set ``tags`` on the function ``arn`` (unqualified)."""
+        kwargs = {"Resource": arn, "Tags": dict(tags)}
+        await self._call("TagResource", "tag_resource", kwargs, mutating=True)
+
+    async def untag_function(self, arn: str, keys: Sequence[str]) -> None:
+        """UntagResource: remove the tags ``keys`` from the function ``arn``."""
+        kwargs = {"Resource": arn, "TagKeys": list(keys)}
+        await self._call("UntagResource", "untag_resource", kwargs, mutating=True)
+
+    async def code_signing_config(self, name: str) -> str | None:
+        """The ARN of the function's code-signing configuration, or None."""
+        answer = await self._call(
+            "GetFunctionCodeSigningConfig",
+            "get_function_code_signing_config",
+            {"FunctionName": name},
+        )
+        return str(answer.get("CodeSigningConfigArn") or "") or None
+
+    async def put_code_signing_config(self, name: str, arn: str) -> None:
+        """PutFunctionCodeSigningConfig."""
+        await self._call(
+            "PutFunctionCodeSigningConfig",
+            "put_function_code_signing_config",
+            {"FunctionName": name, "CodeSigningConfigArn": arn},
+            mutating=True,
+            settle=name,
+        )
+
+    async def delete_code_signing_config(self, name: str) -> None:
+        """DeleteFunctionCodeSigningConfig; none to delete is not an error."""
+        try:
+            await self._call(
+                "DeleteFunctionCodeSigningConfig",
+                "delete_function_code_signing_config",
+                {"FunctionName": name},
+                mutating=True,
+                settle=name,
+            )
+        except AwsNotFound:
+            return
 
     # ---- the one call path -------------------------------------------------------------------
 

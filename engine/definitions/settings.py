@@ -94,6 +94,8 @@ def parse_settings(raw: Any, file: str, warnings: list[str] | None = None) -> De
         )
     if not enabled:
         traffic = None
+    elif traffic is None and "trafficShiftingEnabled" in obj:
+        traffic = TrafficShifting()  # shifting asked for without a config: the defaults
 
     alarms_obj = _object(obj.get("alarms", {}), "alarms", file)
     _known(alarms_obj, ("alarmNames",), "alarms", file)

@@ -38,7 +38,8 @@ class DeploymentSettings(Frozen):
     alias: str
     region: str | None = None
     account: str | None = None
-    # None means one switch: no schedule, no bake (no trafficShiftingConfig, or shifting disabled).
+    # None means one switch (no trafficShiftingConfig, or shifting disabled), baked only when
+    # there are alarms to watch.
     traffic: TrafficShifting | None = TrafficShifting()
     alarms: tuple[str, ...] = ()
     readiness: Readiness = Readiness()

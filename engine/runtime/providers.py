@@ -18,11 +18,11 @@ import anyio
 
 from engine.aws.ratelimit import LimiterRegistry
 from engine.aws.session import AwsClients, AwsConfig, caller_account, open_clients
-from engine.ports import AlarmsApi, LambdaApi, SourcesApi
+from engine.ports import AlarmsApi, CodeObjects, LambdaApi, SourcesApi
 from engine.sources_plan import SOURCE_CLIENTS
 
 # Services a region's ports use. STS only for the account, in the default region.
-_REGION_SERVICES = tuple(dict.fromkeys(("lambda", "cloudwatch", *SOURCE_CLIENTS)))
+_REGION_SERVICES = tuple(dict.fromkeys(("lambda", "cloudwatch", "s3", *SOURCE_CLIENTS)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +33,9 @@ class RegionPorts:
     lambda_api: LambdaApi
     alarms: AlarmsApi
     sources: SourcesApi
+    # S3, for the CodeSha256 of code the log has no record of (None: such code counts as
+    # changed).
+    code: CodeObjects | None = None
 
 
 class PortsProvider(Protocol):
@@ -93,6 +96,7 @@ class AwsProvider:
     def _build(self, region: str, account: str, clients: AwsClients) -> RegionPorts:
         # Imported here: only the runtime that talks to AWS needs the adapters loaded.
         from engine.aws.alarms import AwsAlarms
+        from engine.aws.code_objects import AwsCodeObjects
         from engine.aws.lambda_api import AwsLambda
         from engine.aws.sources import AwsSources
 
@@ -111,6 +115,7 @@ class AwsProvider:
                 region=region,
                 account=account,
             ),
+            code=AwsCodeObjects(clients["s3"], self.limiters.get(account, region, "s3")),
         )
 
     async def aclose(self) -> None:

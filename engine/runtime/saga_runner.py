@@ -38,31 +38,47 @@ from engine.events.function import (
     OperatorRequested,
     SettingsRecorded,
 )
-from engine.ports import NO_STREAM, AlarmsApi, Clock, EventStore, LambdaApi, SourcesApi
+from engine.ports import (
+    NO_STREAM,
+    AlarmsApi,
+    Clock,
+    CodeObjects,
+    EventStore,
+    LambdaApi,
+    SourcesApi,
+)
 from engine.saga.effects import (
     Call,
     CallOutcome,
+    CodeRead,
     CreateAlias,
     CreateFunction,
+    DeleteAlias,
     DeleteFunction,
+    DeleteSigning,
     DeleteVersion,
     DetachSources,
     Done,
     Failed,
     GetAlias,
     GetFunction,
+    GetSigning,
+    HashCode,
     LambdaMutation,
     LambdaRead,
     ListVersions,
     Ok,
     Operation,
     PublishVersion,
+    PutSigning,
     Read,
     ReconcileSources,
     Record,
     SagaContext,
     SourcesMutation,
     SourcesWrite,
+    TagFunction,
+    UntagFunction,
     UpdateAlias,
     UpdateCode,
     UpdateConfig,
@@ -72,10 +88,13 @@ from engine.saga.effects import (
 from engine.saga.replay import evolve
 from engine.saga.results import (
     AliasRead,
+    Applied,
     CallResult,
+    CodeHashed,
     Deleted,
     FunctionRead,
     Published,
+    SigningRead,
     SourcesChanged,
     VersionsRead,
 )
@@ -135,15 +154,19 @@ async def run_saga(
     policy: SagaPolicy = DEFAULT_POLICY,
     call_timeout: float = CALL_TIMEOUT,
     on_event: Callable[[RecordedEvent], None] | None = None,
+    code_objects: CodeObjects | None = None,
 ) -> SagaRun:
     """Drive the saga of ``stream`` until no deployment is in flight or held.
 
-    ``ids`` makes event ids; ``on_event`` sees every event this run appends (live progress).
-    Returns when the saga is idle; a deployment requested later needs another call.
+    ``ids`` makes event ids; ``on_event`` sees every event this run appends (live progress);
+    ``code_objects`` reads S3 code the log has no CodeSha256 for (without it such code counts
+    as changed). Returns when the saga is idle; a deployment requested later needs another
+    call.
     """
     runner = _Runner(
         stream, store, lambda_api, alarms_api, sources_api, clock, ids, call_timeout, on_event
     )
+    runner.code_objects = code_objects
     state, version = await load_saga(store, stream, policy)
     runner.version = version
     while True:
@@ -197,6 +220,7 @@ class _Runner:
         self.on_event = on_event
         self.version = NO_STREAM
         self.finished: list[DeploymentFinished] = []
+        self.code_objects: CodeObjects | None = None
 
     async def append(self, state: SagaState, events: Sequence[Event]) -> SagaState:
         commit = state.active.request.commit if state.active else None
@@ -261,7 +285,7 @@ class _Runner:
 
     async def _invoke(self, operation: Operation) -> CallResult:
         """Call the port method ``operation`` stands for, and say what it answered."""
-        if isinstance(operation, LambdaRead):
+        if isinstance(operation, LambdaRead | CodeRead):
             return await self._read(operation)
         if isinstance(operation, SourcesWrite):
             return await self._wire(operation)
@@ -270,12 +294,20 @@ class _Runner:
     async def _read(self, read: Read) -> CallResult:
         api = self.lambda_api
         match read:
-            case GetFunction(name, qualifier):
-                return FunctionRead.from_info(await api.get_function(name, qualifier))
+            case GetFunction(name=name, qualifier=qualifier, against=against):
+                info = await api.get_function(name, qualifier)
+                return FunctionRead.from_info(info, against)
             case GetAlias(name, alias):
                 return AliasRead.from_info(await api.get_alias(name, alias))
             case ListVersions(name):
                 return VersionsRead.from_infos(await api.list_versions(name))
+            case GetSigning(name):
+                return SigningRead(arn=await api.code_signing_config(name))
+            case HashCode(bucket, key, version):
+                if self.code_objects is None:
+                    return CodeHashed()  # no S3 access: the code counts as changed
+                sha = await self.code_objects.code_sha256(bucket, key, version)
+                return CodeHashed(code_sha256=sha)
             case _:
                 assert_never(read)
 
@@ -289,9 +321,9 @@ class _Runner:
                 return FunctionRead.from_info(answer)
             case UpdateCode(name, code):
                 return FunctionRead.from_info(await api.update_function_code(name, code))
-            case PublishVersion(name, description, code_sha256, revision_id):
+            case PublishVersion(name=name, code_sha256=code_sha256, revision_id=revision_id):
                 version = await api.publish_version(
-                    name, description=description, code_sha256=code_sha256, revision_id=revision_id
+                    name, code_sha256=code_sha256, revision_id=revision_id
                 )
                 return Published.from_info(version)
             case DeleteVersion(name, version):
@@ -304,6 +336,21 @@ class _Runner:
                 return AliasRead.from_info(await api.create_alias(name, alias, version))
             case UpdateAlias(name, alias, version, routing):
                 return AliasRead.from_info(await api.update_alias(name, alias, version, routing))
+            case DeleteAlias(name, alias):
+                await api.delete_alias(name, alias)
+                return Deleted()
+            case TagFunction(arn, tags):
+                await api.tag_function(arn, tags)
+                return Applied()
+            case UntagFunction(arn, keys):
+                await api.untag_function(arn, keys)
+                return Applied()
+            case PutSigning(name, arn):
+                await api.put_code_signing_config(name, arn)
+                return Applied()
+            case DeleteSigning(name):
+                await api.delete_code_signing_config(name)
+                return Applied()
             case _:
                 assert_never(write)
 

@@ -18,15 +18,17 @@ from collections.abc import Callable
 import anyio
 from anyio.abc import TaskGroup
 
-from engine.errors import ConfigError, GlamError, StoreError
-from engine.events import RecordedEvent
+from engine.errors import ConcurrencyConflict, ConfigError, GlamError, StoreError
+from engine.events import RecordedEvent, stamped
+from engine.events.function import DeploymentFinished
 from engine.logs import get_logger
 from engine.ports import Clock, EventStore
 from engine.runtime.failpoints import Failpoints
 from engine.runtime.providers import PortsProvider, RegionPorts
 from engine.runtime.report import EventHook, RunReport
-from engine.runtime.saga_runner import run_saga
+from engine.runtime.saga_runner import load_saga, run_saga
 from engine.saga import InvariantViolation, SagaPolicy, evolve, initial_state
+from engine.saga.rollback import unreachable
 from engine.saga.state import SagaState
 from engine.streams import FUNCTION_PREFIX, parse_function_stream
 
@@ -110,7 +112,17 @@ class Supervisor:
     async def _saga(self, stream: str) -> None:
         try:
             async with self._capacity:
-                ports = await self._ports_of(stream)
+                try:
+                    ports = await self._ports_of(stream)
+                except StoreError:
+                    raise
+                except GlamError as exc:
+                    if exc.retryable:
+                        raise
+                    # It will not clear by waiting: end what waits on this stream with why,
+                    # so the log is not left with a deployment in flight for ever.
+                    await self._unreachable(stream, exc.one_line())
+                    return
                 while True:
                     self._dirty.discard(stream)
                     run = await run_saga(
@@ -123,6 +135,7 @@ class Supervisor:
                         self._ids,
                         policy=self._policy,
                         on_event=self._on_event,
+                        code_objects=ports.code,
                     )
                     self._report.finished.extend((stream, f) for f in run.finished)
                     if stream not in self._dirty:
@@ -143,6 +156,29 @@ class Supervisor:
             self._dirty.discard(stream)
             self._changed.set()
 
+    async def _unreachable(self, stream: str, reason: str) -> None:
+        """Record ``unreachable``'s events: the deployments this stream waits on end with the
+        reason (one that has changed AWS already stays in flight unless an operator aborts
+        it), and the run reports them."""
+        log.error("%s: %s", stream, reason)
+        while True:
+            state, version = await load_saga(self._store, stream, self._policy)
+            events = unreachable(state, reason)
+            if not events:
+                self._report.errors.append(f"{stream}: {reason}")
+                return
+            batch = stamped(events, iter(self._ids, None))
+            try:
+                with anyio.CancelScope(shield=True):
+                    recorded = await self._store.append(stream, batch, expected_version=version)
+            except ConcurrencyConflict:
+                continue  # a request or command arrived: decide again
+            for record in recorded:
+                self._on_event(record)
+                if isinstance(record.event, DeploymentFinished):
+                    self._report.finished.append((stream, record.event))
+            return
+
     async def _ports_of(self, stream: str) -> RegionPorts:
         account, region, _ = parse_function_stream(stream)
         if account != self._account:
@@ -159,4 +195,5 @@ class Supervisor:
             lambda_api=fp.guard(ports.lambda_api),
             alarms=ports.alarms,
             sources=fp.guard(ports.sources),
+            code=ports.code,
         )

@@ -31,7 +31,6 @@ if TYPE_CHECKING:
         InvariantViolation,
         SagaState,
         initial_state,
-        split_definition,
         version_marker,
     )
     from engine.saga.steps import StepName
@@ -57,7 +56,6 @@ _HOMES = {
         "InvariantViolation",
         "SagaState",
         "initial_state",
-        "split_definition",
         "version_marker",
     ),
     "engine.saga.steps": ("StepName",),
@@ -87,7 +85,6 @@ __all__ = [
     "initial_state",
     "next_effect",
     "on_outcome",
-    "split_definition",
     "version_marker",
     "weights",
 ]

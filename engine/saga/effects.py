@@ -14,8 +14,10 @@ arguments of one port method (engine.ports), so the runner's ``match`` over them
 by mypy against the port. Class attributes say what the saga and the failpoints need to know:
 ``method`` (the port method, as failpoints and messages name it), ``mutation`` (whether it
 writes, and so needs a write-ahead intent), ``resolver`` (the read that settles an intent of
-it left with no outcome; None when repeating it is harmless) and ``omitted`` (arguments the
-intent does not record: bulky, or holding environment values).
+it left with no outcome; None when repeating it is harmless), ``omitted`` (arguments the
+intent does not record: bulky, or holding environment values) and ``runner_only`` (fields the
+runner uses and does not pass to the port: what a read is compared with, what a publish
+intent records for the read that may settle it).
 """
 
 from __future__ import annotations
@@ -38,12 +40,23 @@ class _Operation:
 
     method: ClassVar[str]
     mutation: ClassVar[bool] = False
-    resolver: ClassVar[type[Read] | None] = None
+    resolver: ClassVar[type[Resolver] | None] = None
     omitted: ClassVar[frozenset[str]] = frozenset()
+    runner_only: ClassVar[frozenset[str]] = frozenset()
 
     def summary(self) -> dict[str, Any]:
         """The arguments a write-ahead intent records (``StepStarted.request``)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self.omitted}
+        return {
+            f.name: _plain(getattr(self, f.name))
+            for f in fields(self)
+            if f.name not in self.omitted
+        }
+
+    def arguments(self) -> dict[str, Any]:
+        """The port method's keyword arguments."""
+        return {
+            f.name: getattr(self, f.name) for f in fields(self) if f.name not in self.runner_only
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +88,34 @@ class SourcesWrite(_Operation):
 
 
 @dataclass(frozen=True, slots=True)
+class CodeRead(_Operation):
+    """A read of where a function's code lives (S3)."""
+
+
+@dataclass(frozen=True, slots=True)
 class GetFunction(LambdaRead):
+    """GetFunction of $LATEST or ``qualifier``; with ``against`` (the desired definition) the
+    runner compares the answer with it and records which members differ."""
+
     method: ClassVar[str] = "get_function"
+    runner_only: ClassVar[frozenset[str]] = frozenset({"against"})
     qualifier: str | None = None
+    against: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class GetSigning(LambdaRead):
+    method: ClassVar[str] = "code_signing_config"
+
+
+@dataclass(frozen=True, slots=True)
+class HashCode(CodeRead):
+    """The CodeSha256 of an S3 code object (engine.ports.CodeObjects)."""
+
+    method: ClassVar[str] = "code_sha256"
+    bucket: str
+    key: str
+    version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +136,7 @@ class ListVersions(LambdaRead):
 @dataclass(frozen=True, slots=True)
 class CreateFunction(LambdaWrite):
     method: ClassVar[str] = "create_function"
-    resolver: ClassVar[type[Read] | None] = GetFunction
+    resolver: ClassVar[type[Resolver] | None] = GetFunction
     omitted: ClassVar[frozenset[str]] = frozenset({"request"})
     request: Mapping[str, Any]
 
@@ -121,21 +159,23 @@ class UpdateCode(LambdaWrite):
 
 @dataclass(frozen=True, slots=True)
 class PublishVersion(LambdaWrite):
-    """Guarded by CodeSha256/RevisionId; ``description`` carries the deployment id so the
-    read that settles a lost answer recognises the version (engine.saga.state.version_marker)."""
+    """Guarded by CodeSha256/RevisionId, with no Description (the version keeps the user's).
+    The intent records ``known_version``, the highest version number known before it: the
+    read that settles a lost answer adopts the version above it with ``code_sha256``."""
 
     method: ClassVar[str] = "publish_version"
-    resolver: ClassVar[type[Read] | None] = ListVersions
+    resolver: ClassVar[type[Resolver] | None] = ListVersions
+    runner_only: ClassVar[frozenset[str]] = frozenset({"known_version"})
     name: str
-    description: str
     code_sha256: str | None
     revision_id: str | None
+    known_version: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class DeleteVersion(LambdaWrite):
     method: ClassVar[str] = "delete_version"
-    resolver: ClassVar[type[Read] | None] = ListVersions
+    resolver: ClassVar[type[Resolver] | None] = ListVersions
     name: str
     version: str
 
@@ -143,23 +183,59 @@ class DeleteVersion(LambdaWrite):
 @dataclass(frozen=True, slots=True)
 class DeleteFunction(LambdaWrite):
     method: ClassVar[str] = "delete_function"
-    resolver: ClassVar[type[Read] | None] = GetFunction
+    resolver: ClassVar[type[Resolver] | None] = GetFunction
     name: str
 
 
 @dataclass(frozen=True, slots=True)
 class CreateAlias(LambdaWrite):
     method: ClassVar[str] = "create_alias"
-    resolver: ClassVar[type[Read] | None] = GetAlias
+    resolver: ClassVar[type[Resolver] | None] = GetAlias
     name: str
     alias: str
     version: str
 
 
 @dataclass(frozen=True, slots=True)
+class DeleteAlias(LambdaWrite):
+    """Idempotent (an alias already gone is success): a dangling one is simply repeated."""
+
+    method: ClassVar[str] = "delete_alias"
+    name: str
+    alias: str
+
+
+@dataclass(frozen=True, slots=True)
+class TagFunction(LambdaWrite):
+    method: ClassVar[str] = "tag_function"
+    arn: str
+    tags: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class UntagFunction(LambdaWrite):
+    method: ClassVar[str] = "untag_function"
+    arn: str
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PutSigning(LambdaWrite):
+    method: ClassVar[str] = "put_code_signing_config"
+    name: str
+    arn: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteSigning(LambdaWrite):
+    method: ClassVar[str] = "delete_code_signing_config"
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class UpdateAlias(LambdaWrite):
     method: ClassVar[str] = "update_alias"
-    resolver: ClassVar[type[Read] | None] = GetAlias
+    resolver: ClassVar[type[Resolver] | None] = GetAlias
     name: str
     alias: str
     version: str
@@ -181,7 +257,18 @@ class DetachSources(SourcesWrite):
     previous: EventSources
 
 
-Read = GetFunction | GetAlias | ListVersions
+def _plain(value: Any) -> Any:
+    """A value as JSON records it (a tuple as a list, a mapping as a dict)."""
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value
+
+
+Read = GetFunction | GetAlias | ListVersions | GetSigning | HashCode
+# The reads that settle a dangling intent.
+Resolver = GetFunction | GetAlias | ListVersions
 LambdaMutation = (
     CreateFunction
     | UpdateConfig
@@ -191,6 +278,11 @@ LambdaMutation = (
     | DeleteFunction
     | CreateAlias
     | UpdateAlias
+    | DeleteAlias
+    | TagFunction
+    | UntagFunction
+    | PutSigning
+    | DeleteSigning
 )
 SourcesMutation = ReconcileSources | DetachSources
 Mutation = LambdaMutation | SourcesMutation

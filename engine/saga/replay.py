@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import assert_never
 
+from engine.definitions.normalize import code_key
 from engine.events import Event
 from engine.events.base import RepoEvent
 from engine.events.function import (
@@ -28,17 +29,23 @@ from engine.events.function import (
     TrafficShifted,
 )
 from engine.events.operator import OperatorCommandIssued
-from engine.saga.results import FunctionRead, Kept, StepResult, parse_result
-from engine.saga.state import RESOLVE_WAIT, Deployment, SagaState, split_definition
+from engine.saga.results import (
+    AliasRead,
+    CodeHashed,
+    FunctionRead,
+    Kept,
+    Published,
+    Requested,
+    StepResult,
+    parse_result,
+)
+from engine.saga.state import CODE_RECORDS, RESOLVE_WAIT, Deployment, SagaState
 from engine.saga.steps import Step, StepName
 from engine.saga.transitions import after_failure, after_success, rolling_back
 from engine.sources_plan import union_sources
 
 # Steps whose intent means the alias may have been moved off the stable version.
 _ALIAS_MOVES: frozenset[Step] = frozenset({"shift", "promote"})
-# Steps that write $LATEST's configuration, and its code.
-_WRITES_CONFIG: frozenset[Step] = frozenset({"update_config", "create_function"})
-_WRITES_CODE: frozenset[Step] = frozenset({"update_code", "create_function"})
 
 
 def fold(state: SagaState, events: list[Event] | tuple[Event, ...]) -> SagaState:
@@ -68,13 +75,14 @@ def evolve(state: SagaState, event: Event) -> SagaState:
         case DeploymentFinished():
             return _finished(state, event)
         case FunctionDeleted():
+            # A function made again under the name numbers its versions from 1 again.
             return replace(
                 state,
                 function_exists=False,
                 stable_version=None,
                 deployed=None,
-                latest_code=None,
-                latest_config=None,
+                alias_known=None,
+                highest_version=0,
             )
         case OperatorRequested():
             return _operator(state, event)
@@ -115,7 +123,7 @@ def _progressed(state: SagaState, dep: Deployment, event: Progress) -> SagaState
 def _step_succeeded(state: SagaState, dep: Deployment, event: StepSucceeded) -> SagaState:
     # The one place a recorded result is read: parsed into its step's model, once.
     result = parse_result(event.step, event.result)
-    state = _latest_written(state, dep, event.step, result)
+    state = _learnt(state, dep, event.step, result)
     if event.step == StepName("rollback_sources") and not isinstance(result, Kept):
         state = replace(state, stray_sources=None)
     return _with_dep(state, after_success(state, dep, event.step, result))
@@ -137,11 +145,10 @@ def _with_dep(state: SagaState, dep: Deployment) -> SagaState:
 def _started(state: SagaState, dep: Deployment, event: StepStarted) -> SagaState:
     """A write-ahead intent: the step is dangling until its outcome is recorded."""
     step = event.step.step
-    # A write to $LATEST whose outcome is not recorded yet may or may not have happened.
-    if step in _WRITES_CONFIG:
-        state = replace(state, latest_config=None)
-    if step in _WRITES_CODE:
-        state = replace(state, latest_code=None)
+    if step == "publish":
+        # What the publish's outcome is measured against: a version above this is new.
+        known = Requested.model_validate(event.request).known_version
+        dep = replace(dep, known_version=known if known is not None else state.highest_version)
     # A created alias routes to the new version: with a stable version to go back to, a
     # rollback must set it there like after a shift.
     creates = step == "create_alias" and dep.stable is not None
@@ -162,21 +169,44 @@ def _started(state: SagaState, dep: Deployment, event: StepStarted) -> SagaState
     return _with_dep(state, dep)
 
 
-def _latest_written(
+def _learnt(
     state: SagaState, dep: Deployment, name: StepName, result: StepResult | None
 ) -> SagaState:
-    """What $LATEST holds once a write to it succeeded."""
+    """What a step's result teaches the stream beyond its deployment: the highest version
+    number seen, and which CodeSha256 the desired code object has."""
+    state = replace(state, highest_version=max([state.highest_version, *_versions(result)]))
     step = name.step
-    if dep.desired is None or step not in _WRITES_CONFIG | _WRITES_CODE:
+    sha: str | None = None
+    match result:
+        case Published() if step == "publish":
+            sha = result.code_sha256
+        case FunctionRead(found=True) if step in ("create_function", "wait_code"):
+            sha = result.code_sha256 if result.last_update_status != "InProgress" else None
+        case CodeHashed() if step == "hash_code":
+            sha = result.code_sha256
+        case _:
+            pass
+    if not sha or dep.desired is None:
         return state
-    code, config = split_definition(dep.desired.definition)
-    if step == "update_config":
-        return replace(state, latest_config=config)
-    if step == "update_code":
-        return replace(state, latest_code=code)
-    if isinstance(result, FunctionRead) and not result.found:
-        return state  # a resolve read that found no function: nothing was written
-    return replace(state, latest_code=code, latest_config=config)
+    key = code_key(dep.desired.definition)
+    if state.code_record(key) == sha:
+        return state
+    records = (*[r for r in state.code_records if r[0] != key], (key, sha))
+    return replace(state, code_records=records[-CODE_RECORDS:])
+
+
+def _versions(result: StepResult | None) -> list[int]:
+    """The version numbers a result names."""
+    match result:
+        case Published():
+            names = [result.version]
+        case AliasRead():
+            names = [result.function_version or "", *result.routing]
+        case FunctionRead():
+            names = [result.version or ""]
+        case _:
+            names = []
+    return [int(n) for n in names if n.isdigit()]
 
 
 def _requested(state: SagaState, event: DeploymentRequested) -> SagaState:
@@ -199,11 +229,15 @@ def _finished(state: SagaState, event: DeploymentFinished) -> SagaState:
         return state
     request = dep.request
     new = replace(state, last_finished=event, active=None)
+    if event.stable_version and event.stable_version.isdigit():
+        new = replace(new, highest_version=max(new.highest_version, int(event.stable_version)))
     if event.outcome == "succeeded":
         # Its reconcile (or detach) had the strays as ``previous``: they are gone now.
         new = replace(new, stray_sources=None)
         if request.action == "delete":
-            new = replace(new, function_exists=False, stable_version=None, deployed=None)
+            new = replace(
+                new, function_exists=False, stable_version=None, deployed=None, alias_known=None
+            )
         else:
             new = replace(
                 new,
@@ -211,10 +245,14 @@ def _finished(state: SagaState, event: DeploymentFinished) -> SagaState:
                 stable_version=event.stable_version,
                 deployed=request.desired,
                 rolled_back_hash=None,
+                # The deployment left its alias on that version with no routing.
+                alias_known=request.desired.settings.alias if request.desired else None,
             )
     elif event.outcome in ("rolled_back", "failed"):
         rejected = request.desired.content_hash if request.desired else None
         new = replace(new, rolled_back_hash=rejected, stable_version=event.stable_version)
+        if event.outcome == "failed" and dep.alias_touched:
+            new = replace(new, alias_known=None)  # a failed rollback: read the alias next time
     if new.held is not None:
         new = replace(new, active=Deployment(request=new.held), held=None)
     return new

@@ -37,6 +37,7 @@ from engine.saga.results import (
     AlreadyAbsent,
     CallResult,
     FunctionRead,
+    Published,
     Requested,
     StepResult,
     VersionsRead,
@@ -93,9 +94,7 @@ def _adopted(did: str, step: Step, asked: Requested, read: CallResult) -> StepRe
         case FunctionRead():  # create_function
             return read if read.found else None
         case VersionsRead() if step == "publish":
-            # The version whose Description carries this deployment id (the last, if several).
-            marker = version_marker(did)
-            return next((v for v in reversed(read.versions) if v.description == marker), None)
+            return _published(did, asked, read)
         case VersionsRead():  # a delete of one version
             present = {v.version for v in read.versions}
             return None if asked.version in present else AlreadyAbsent()
@@ -103,6 +102,22 @@ def _adopted(did: str, step: Step, asked: Requested, read: CallResult) -> StepRe
             same = read.function_version == asked.version and read.routing == (asked.routing or {})
             return read if read.found and same else None
     return None
+
+
+def _published(did: str, asked: Requested, read: VersionsRead) -> Published | None:
+    """The version a dangling publish made: above the highest version known before it, with
+    the code it expected (the last, if several). An intent of an earlier glam, which published
+    with its marker as Description, is settled by that marker."""
+    if asked.known_version is None:
+        marker = asked.description or version_marker(did)
+        return next((v for v in reversed(read.versions) if v.description == marker), None)
+    above = [
+        v
+        for v in read.versions
+        if v.version.isdigit() and int(v.version) > asked.known_version
+        if not asked.code_sha256 or v.code_sha256 == asked.code_sha256
+    ]
+    return above[-1] if above else None
 
 
 def _resolve_failed(
@@ -165,10 +180,17 @@ def _unresolved_reason(
     match effect.operation:
         case GetFunction():
             check = f"whether function {name} exists"
+        case ListVersions() if step == "publish" and asked.known_version is None:
+            # An intent of an earlier glam: it published with its marker as Description.
+            marker = asked.description or version_marker(dep.deployment_id)
+            check = (
+                f"whether function {name} has a version described '{marker}' "
+                "(this deployment published it)"
+            )
         case ListVersions() if step == "publish":
             check = (
-                f"whether function {name} has a version described "
-                f"'{version_marker(dep.deployment_id)}' (this deployment published it)"
+                f"whether function {name} has a version above {asked.known_version} with "
+                f"CodeSha256 {asked.code_sha256} (this deployment published it)"
             )
         case ListVersions():
             check = f"whether version {asked.version} of function {name} still exists"

@@ -7,7 +7,8 @@ ones take their defaults, so results recorded by older versions (or written by h
 test) still read. Nothing here ever holds a function's configuration: it carries environment
 values, which may be secrets.
 
-    FunctionRead    GetFunction, CreateFunction, UpdateFunctionConfiguration/Code (or not found)
+    FunctionRead    GetFunction, CreateFunction, UpdateFunctionConfiguration/Code (or not found);
+                    a read compared with the desired definition says which members differ
     AliasRead       GetAlias, CreateAlias, UpdateAlias (or not found)
     Published       PublishVersion; one entry of VersionsRead (ListVersionsByFunction)
     SourcesChanged  reconciling or detaching event sources
@@ -15,6 +16,9 @@ values, which may be secrets.
     AlreadyAbsent   a delete found its target gone (what a delete wants)
     Kept            a clean-up step gave up without harm, and why
     AlarmsRead      a wait that ended, with the alarm states it saw last
+    Applied         a function-level attribute set (TagResource, code signing...)
+    CodeHashed      the CodeSha256 an S3 code object would give (None: no such object)
+    SigningRead     the function's code-signing configuration (None: it has none)
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from engine.ports import AliasInfo, FunctionInfo, SourceChange, VersionInfo
 from engine.saga.steps import (
     StepName,
     is_alias_step,
+    is_attribute_step,
     is_delete_step,
     is_function_step,
     is_sources_step,
@@ -45,8 +50,18 @@ class Result(BaseModel):
         return self.model_dump(mode="json")
 
 
+# FunctionRead's keys of a read compared with the desired definition: recorded only when set,
+# so a read that was not compared records what it always recorded.
+_COMPARED = ("image_uri", "differs", "create_only", "tags_set", "tags_removed")
+
+
 class FunctionRead(Result):
-    """One qualifier of a function ($LATEST or a version), or ``found=False``."""
+    """One qualifier of a function ($LATEST or a version), or ``found=False``.
+
+    A read compared with the desired definition (``from_info(info, against)``) also records
+    which members differ (``differs``: names only, never values, which may be secrets), the
+    create-only members that differ with their live value, and the tag keys to set and to
+    remove; ``differs`` is None when the read was not compared."""
 
     found: bool = True
     name: str | None = None
@@ -58,12 +73,33 @@ class FunctionRead(Result):
     revision_id: str | None = None
     description: str | None = None
     state_reason: str | None = None
+    image_uri: str | None = None
+    differs: tuple[str, ...] | None = None
+    create_only: dict[str, str] = Field(default_factory=dict)
+    tags_set: tuple[str, ...] = ()
+    tags_removed: tuple[str, ...] = ()
 
     @classmethod
-    def from_info(cls, info: FunctionInfo | None) -> FunctionRead:
-        """Never ``info.configuration``: it holds environment values."""
+    def from_info(
+        cls, info: FunctionInfo | None, against: Mapping[str, Any] | None = None
+    ) -> FunctionRead:
+        """Never ``info.configuration``: it holds environment values. With ``against`` (a
+        desired CreateFunction request) the read is compared with it."""
         if info is None:
             return cls(found=False)
+        compared: dict[str, Any] = {}
+        if against is not None:
+            # Imported here: only the runner compares, and the model loads on first use.
+            from engine.definitions import normalize
+
+            live = info.configuration
+            compared["differs"] = normalize.differences(against, live)
+            compared["create_only"] = {
+                k: str(v) for k, v in normalize.create_only_differences(against, live).items()
+            }
+            if info.tags is not None:
+                to_set, to_remove = normalize.tag_changes(against, info.tags)
+                compared.update(tags_set=to_set, tags_removed=to_remove)
         return cls(
             name=info.name,
             arn=info.arn,
@@ -74,10 +110,18 @@ class FunctionRead(Result):
             revision_id=info.revision_id,
             description=info.description,
             state_reason=info.state_reason,
+            image_uri=info.image_uri or None,
+            **compared,
         )
 
     def to_json(self) -> dict[str, Any]:
-        return super().to_json() if self.found else {"found": False}
+        if not self.found:
+            return {"found": False}
+        recorded = super().to_json()
+        for key in _COMPARED:
+            if not recorded.get(key) and (key != "differs" or recorded.get(key) is None):
+                recorded.pop(key, None)
+        return recorded
 
 
 class AliasRead(Result):
@@ -195,16 +239,48 @@ class AlarmsRead(Result):
         return super().to_json() if self.alarms else {}
 
 
+class Applied(Result):
+    """A function-level attribute set with its own API (tags, code signing)."""
+
+
+class CodeHashed(Result):
+    """The CodeSha256 an S3 code object would give a function; None when it cannot be known
+    (no such object, or no S3 access)."""
+
+    code_sha256: str | None = None
+
+
+class SigningRead(Result):
+    """The function's code-signing configuration; None when it has none."""
+
+    arn: str | None = None
+
+
 class Requested(Result):
     """What a write-ahead intent (StepStarted.request) recorded of the call it announced:
-    the version and routing an alias write or a delete asked for."""
+    the version and routing an alias write or a delete asked for; of a publish, the highest
+    version known before it and the CodeSha256 it expects (``description``: the marker an
+    earlier glam published its versions with)."""
 
     version: str | None = None
     routing: dict[str, float] | None = None
+    known_version: int | None = None
+    code_sha256: str | None = None
+    description: str | None = None
 
 
 # What the runner answers a call with.
-CallResult = FunctionRead | AliasRead | Published | VersionsRead | SourcesChanged | Deleted
+CallResult = (
+    FunctionRead
+    | AliasRead
+    | Published
+    | VersionsRead
+    | SourcesChanged
+    | Deleted
+    | Applied
+    | CodeHashed
+    | SigningRead
+)
 # What a StepSucceeded records.
 StepResult = (
     FunctionRead
@@ -215,6 +291,9 @@ StepResult = (
     | AlreadyAbsent
     | Kept
     | AlarmsRead
+    | Applied
+    | CodeHashed
+    | SigningRead
 )
 
 
@@ -236,4 +315,10 @@ def parse_result(name: StepName, raw: Mapping[str, Any]) -> StepResult | None:
         return AlreadyAbsent() if raw.get("already_absent") else Deleted()
     if is_sources_step(step):
         return SourcesChanged.model_validate(raw)
+    if is_attribute_step(step):
+        return Applied.model_validate(raw)
+    if step == "hash_code":
+        return CodeHashed.model_validate(raw)
+    if step == "inspect_signing":
+        return SigningRead.model_validate(raw)
     return None

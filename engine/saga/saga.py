@@ -12,21 +12,28 @@ Rules worth knowing:
 
 - Write-ahead: every mutation carries a ``StepStarted`` intent that the runner makes durable
   before the call. A log ending in an intent with no outcome is resolved by a READ (publish ->
-  list versions and adopt the one whose Description carries this deployment id; alias changes
-  -> GetAlias and compare; deletes -> list or GetFunction) before anything is repeated.
-  Idempotent steps (configuration and code updates, event sources) are simply repeated.
+  list versions and adopt the one above the highest version known before it, with the code
+  it expects; alias changes -> GetAlias and compare; deletes -> list or GetFunction) before
+  anything is repeated. Idempotent steps (configuration and code updates, tags, code
+  signing, event sources) are simply repeated.
+- What is deployed is what the alias's stable version serves, read from AWS: a version is
+  published iff the definition (every member, AWS's default where the file has none) or its
+  code differs from it (engine.saga.transitions, "decide").
   A resolve read that keeps failing is retried with capped backoff, recording each new error
   once, and a bounded number of times (SagaPolicy.resolve_attempts, fewer when refused); then
   the deployment finishes "failed", naming the unknown step and what to check.
-- Alarms are polled during every wait once a new version exists. ALARM, or a configured alarm
-  that does not exist, rolls back. INSUFFICIENT_DATA does not: a new version that gets little
-  traffic during a short bake often has no datapoints yet, and treating that as failure would
-  roll back every quiet deployment.
+- Alarms are polled during every wait once a new version exists, and read once before the
+  first weight moves. Every step (the promote too) is followed by a bake when the deployment
+  has a trafficShiftingConfig or alarms. ALARM, or a configured alarm that does not exist,
+  rolls back, also in the bake after the promote. INSUFFICIENT_DATA does not: a new version
+  that gets little traffic during a short bake often has no datapoints yet, and treating
+  that as failure would roll back every quiet deployment.
 - Any failure that will not clear rolls back: alias to the stable version with routing
   cleared, then the new version deleted (never a version the alias still references). A first
   deployment has no stable version: it finishes "failed" and leaves the function as it is.
 - A newer request is held; at the next safe point (between steps, before promote) the current
-  deployment rolls back and finishes "superseded", then the newer one starts.
+  deployment rolls back and finishes "superseded", then the newer one starts. Once promoted,
+  the deployment finishes its last bake first.
 - An operator's command (``OperatorRequested``) also acts at a safe point: abort rolls back
   like a failure, with the operator's name and reason; promote, once the saga is shifting or
   baking, reads the alarms once and then promotes, skipping the rest of the schedule.
@@ -75,7 +82,9 @@ from engine.saga.results import (
     SourcesChanged,
 )
 from engine.saga.rollback import fail
+from engine.saga.schedule import bake_seconds
 from engine.saga.state import (
+    ALARM_CHECK,
     OPERATOR_PROMOTE,
     RESOLVE_WAIT,
     Deployment,
@@ -84,12 +93,20 @@ from engine.saga.state import (
 from engine.saga.steps import Phase, Step, StepName, WaitPurpose
 from engine.saga.transitions import Poll, poll_ready
 
-# Phases at which a newer request may interrupt: between steps, before the promote. Later
-# phases finish first (the new version is already live), and so do deletes and rollbacks.
+# Phases at which a newer request may interrupt: between steps, up to the promote (the 100 %
+# step) before its call. Once promoted the deployment finishes first (the new version is
+# live), and so do deletes and rollbacks.
 SUPERSEDABLE: frozenset[Phase] = frozenset(
     {
         "inspect_function",
+        "hash_code",
         "inspect_alias",
+        "inspect_stable",
+        "inspect_signing",
+        "put_signing",
+        "delete_signing",
+        "tag",
+        "untag",
         "create_function",
         "wait_active",
         "update_config",
@@ -100,17 +117,20 @@ SUPERSEDABLE: frozenset[Phase] = frozenset(
         "readiness",
         "create_alias",
         "sources",
+        "detach_old_alias",
+        "alarm_check",
         "shift",
         "bake",
+        "promote",
     }
 )
 # Where an operator's promote may act: the schedule has started (the new version is published,
 # ready and wired), so what is left to skip is shifting and baking.
-PROMOTABLE: frozenset[Phase] = frozenset({"shift", "bake"})
+PROMOTABLE: frozenset[Phase] = frozenset({"alarm_check", "shift", "bake"})
 # Clean-up steps that may give up without harm: an unreferenced version is kept, event
 # sources are left as attempted.
 _KEPT_ON_FAILURE: frozenset[Step] = frozenset(
-    {"delete_old", "rollback_delete_new", "rollback_sources"}
+    {"delete_old", "rollback_delete_new", "rollback_sources", "detach_old_alias"}
 )
 
 
@@ -145,9 +165,10 @@ def next_effect(state: SagaState, now: datetime) -> Effect:
     if dep.settling:
         return read_call("settle", GetFunction(state.function_name))
     if dep.phase == "bake":
-        settings = dep.desired.settings if dep.desired else None
-        seconds = settings.traffic.wait_interval if settings and settings.traffic else 0
+        seconds = bake_seconds(dep.desired.settings if dep.desired else None)
         return _timer(state, dep, "bake", now + timedelta(seconds=seconds))
+    if dep.phase == "alarm_check":
+        return _timer(state, dep, ALARM_CHECK, now)  # a wait that ends once the alarms are read
     return phase_call(state, dep)
 
 
@@ -180,7 +201,7 @@ def _interruption(state: SagaState, dep: Deployment, now: datetime) -> Effect | 
     may act: between steps (no intent dangling), and not while rolling back."""
     if dep.rollback is not None or dep.dangling is not None:
         return None
-    if state.held is not None and dep.phase in SUPERSEDABLE:
+    if state.held is not None and dep.phase in SUPERSEDABLE and not dep.promoted:
         return _supersede(dep, state.held.deployment_id)
     if dep.operator is not None:
         return _operator_effect(state, dep, now)
@@ -247,7 +268,7 @@ def _operator_effect(state: SagaState, dep: Deployment, now: datetime) -> Effect
                 )
             )
         return Record(tuple(fail(dep, reason)))
-    if command.command == "promote" and dep.phase in PROMOTABLE:
+    if command.command == "promote" and dep.phase in PROMOTABLE and not dep.promoted:
         if dep.timer is not None and dep.timer.purpose == OPERATOR_PROMOTE:
             return None  # the alarm read is under way
         # A wait that ends now: the runner reads the alarms once before it completes, and an
@@ -308,8 +329,8 @@ def _call_ok(state: SagaState, dep: Deployment, effect: Call, result: CallResult
         StepSucceeded(deployment_id=did, step=effect.step, result=result.to_json())
     ]
     match effect.step.step, effect.operation, result:
-        case "shift" | "rollback_alias" as step, UpdateAlias(alias=alias), _:
-            events += _traffic_shifted(dep, alias, rollback=step == "rollback_alias")
+        case "shift" | "promote" | "rollback_alias" as step, UpdateAlias(alias=alias), _:
+            events += _traffic_shifted(dep, alias, step)
         case _, _, SourcesChanged():
             events += [
                 EventSourceChanged(
@@ -329,10 +350,16 @@ def _call_ok(state: SagaState, dep: Deployment, effect: Call, result: CallResult
     return events
 
 
-def _traffic_shifted(dep: Deployment, alias: str, *, rollback: bool) -> list[Event]:
+def _traffic_shifted(dep: Deployment, alias: str, step: Step) -> list[Event]:
     if dep.stable is None or dep.new_version is None:
         return []
-    weight = 0.0 if rollback else dep.schedule[dep.shift_index]
+    match step:
+        case "rollback_alias":
+            weight = 0.0
+        case "promote":
+            weight = 1.0  # the 100 % step is the promote itself
+        case _:
+            weight = dep.schedule[dep.shift_index]
     return [
         TrafficShifted(
             deployment_id=dep.deployment_id,

@@ -1,24 +1,26 @@
 """Traffic schedules and the saga's retry and poll policies, as data.
 
-A schedule is the sequence of weights the NEW version gets on the alias, one per step, each
-followed by a bake of ``wait_interval`` seconds (the last one too). Weights are shares in
-[0, 1]; 1.0 means the alias still names the stable version but routes everything to the new
-one, and the promote that follows makes the new version the alias's own.
+A schedule is the sequence of weights the NEW version gets on the alias before the promote,
+one per step; the promote (the alias moved to the new version, routing cleared) is the 100 %
+step itself, one UpdateAlias. Every step, the promote included, is followed by a bake of
+``wait_interval`` seconds while the alarms are polled. Weights are shares in (0, 1).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.events.desired import TrafficShifting
+from engine.events.desired import DeploymentSettings, TrafficShifting
+
+# The bake of a deployment with alarms but no trafficShiftingConfig (its one switch).
+DEFAULT_BAKE_SECONDS = 60
 
 
 def weights(traffic: TrafficShifting | None) -> tuple[float, ...]:
-    """The weight sequence of one deployment.
+    """The weights before the promote.
 
-    CANARY ``percent`` then 100; LINEAR ``percent``, 2x, ... capped at 100; ALL_AT_ONCE 100;
-    ``None`` (no trafficShiftingConfig) is one switch with no shift steps at all: the saga
-    promotes directly, without a bake.
+    CANARY ``percent``; LINEAR ``percent``, 2x, ... below 100; ALL_AT_ONCE (or a percent of
+    100) none: the promote alone. ``None`` (no trafficShiftingConfig) is the promote alone too.
     """
     if traffic is None:
         return ()
@@ -26,16 +28,25 @@ def weights(traffic: TrafficShifting | None) -> tuple[float, ...]:
     # rejects it, and this clamp keeps the core total if it ever slips through.
     percent = max(1, min(traffic.percent, 100))
     if traffic.type == "ALL_AT_ONCE" or percent == 100:
-        return (1.0,)
+        return ()
     if traffic.type == "CANARY":
-        return (percent / 100, 1.0)
-    steps: list[float] = []
-    k = 1
-    while k * percent < 100:
-        steps.append(k * percent / 100)
-        k += 1
-    steps.append(1.0)
-    return tuple(steps)
+        return (percent / 100,)
+    return tuple(k * percent / 100 for k in range(1, (99 // percent) + 1))
+
+
+def baked(settings: DeploymentSettings | None) -> bool:
+    """Whether each step is followed by a bake: with a trafficShiftingConfig, or with alarms
+    to watch (one switch, then a bake with the alarms polled)."""
+    return settings is not None and (settings.traffic is not None or bool(settings.alarms))
+
+
+def bake_seconds(settings: DeploymentSettings | None) -> int:
+    """The bake after each step: ``waitInterval``, or 60 s with alarms and no config."""
+    if settings is None:
+        return 0
+    if settings.traffic is not None:
+        return settings.traffic.wait_interval
+    return DEFAULT_BAKE_SECONDS if settings.alarms else 0
 
 
 @dataclass(frozen=True, slots=True)

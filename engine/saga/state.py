@@ -11,7 +11,7 @@ call is asked for.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from engine.events.desired import DeploymentSettings, DesiredFunction, EventSources
 from engine.events.function import (
@@ -28,28 +28,14 @@ from engine.saga.steps import Phase, WaitPurpose
 
 Path = Literal["create", "update", "sources_only", "delete"]
 
-# Keys of a CreateFunction request that UpdateFunctionConfiguration does not take: the code
-# (and Architectures, which UpdateFunctionCode takes) and what only exists at creation.
-CREATE_ONLY_KEYS = frozenset(
-    {
-        "FunctionName",
-        "Code",
-        "Publish",
-        "PublishTo",
-        "Tags",
-        "PackageType",
-        "CodeSigningConfigArn",
-        "Architectures",
-        "TenancyConfig",
-        "DryRun",
-    }
-)
-
-
 # The purpose of the pause between two reads that settle a dangling intent.
 RESOLVE_WAIT: WaitPurpose = "resolve"
 # The purpose of the one alarm read before an operator's promote (engine.saga.saga).
 OPERATOR_PROMOTE: WaitPurpose = "operator_promote"
+# The purpose of the one alarm read before the first weight moves.
+ALARM_CHECK: WaitPurpose = "alarms"
+# How many code objects' CodeSha256 a function stream remembers (engine.saga.replay).
+CODE_RECORDS = 32
 
 
 class InvariantViolation(AssertionError):
@@ -57,19 +43,10 @@ class InvariantViolation(AssertionError):
 
 
 def version_marker(deployment_id: str) -> str:
-    """The Description of the version a deployment publishes: how recovery recognises it."""
+    """The Description an earlier glam gave the versions it published, and how the read that
+    settles one of its publish intents still recognises the version. This glam publishes
+    without a Description: the version keeps the user's."""
     return f"glam deployment {deployment_id}"
-
-
-def split_definition(definition: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(code, configuration)`` of a CreateFunction request: ``code`` for UpdateFunctionCode
-    (the Code members, plus Architectures), ``configuration`` for UpdateFunctionConfiguration
-    (everything that is not code and not create-only)."""
-    code = dict(definition.get("Code") or {})
-    if "Architectures" in definition:
-        code["Architectures"] = definition["Architectures"]
-    configuration = {k: v for k, v in definition.items() if k not in CREATE_ONLY_KEYS}
-    return code, configuration
 
 
 def assert_alias_safe(version: str, routing: dict[str, float]) -> None:
@@ -108,10 +85,32 @@ class Deployment:
     alias_exists: bool = False
     stable: str | None = None  # the alias's version when this deployment started
     new_version: str | None = None
-    code_sha256: str | None = None
+    code_sha256: str | None = None  # $LATEST's, as last read: what the publish is guarded by
     revision_id: str | None = None
     skip_config: bool = False
     skip_code: bool = False
+    # What the reads before any change found (engine.saga.transitions, "deciding"):
+    routing_known: bool = False  # the alias's version and routing are known (log or GetAlias)
+    alias_read: bool = False  # GetAlias was read in this deployment
+    first_sight: bool = False  # the log knew nothing deployed: a function glam may adopt
+    old_alias: str | None = None  # the deployed alias, when this deployment moves to another
+    expected_code: str | None = None  # the CodeSha256 the desired code has, when known
+    code_hashed: bool = False  # the S3 code object was read for it
+    latest_differs: tuple[str, ...] | None = None  # members $LATEST differs in (None: unread)
+    latest_code: str | None = None  # $LATEST's CodeSha256
+    latest_image: str | None = None
+    stable_read: str | None = None  # the version whose configuration was read
+    stable_differs: tuple[str, ...] | None = None
+    stable_code: str | None = None
+    stable_image: str | None = None
+    tags_set: tuple[str, ...] = ()
+    tags_removed: tuple[str, ...] = ()
+    signing_read: bool = False
+    signing: str | None = None  # the live code-signing configuration, once read
+    todo: tuple[Phase, ...] = ()  # the phases decided, still to come before the publish
+    forced: bool = False  # $LATEST updated once more: AWS published no new version
+    known_version: int = 0  # the highest version number known before the publish
+    promoted: bool = False  # the alias is on the new version; what is left is the last bake
     schedule: tuple[float, ...] = ()
     shift_index: int = 0
     weight: float = 0.0  # share of the new version on the alias, as last set
@@ -161,12 +160,16 @@ class SagaState:
     settings: DeploymentSettings | None = None  # from SettingsRecorded, for the next plan
     rolled_back_hash: str | None = None  # not retried until the desired state changes
     last_finished: DeploymentFinished | None = None
-    # What glam last wrote to $LATEST (code members and configuration, as split_definition
-    # gives them), or None when unknown. A rollback or a supersede leaves the abandoned
-    # content in $LATEST, so whether an update may be skipped is decided against this, never
-    # against the last successful deployment.
-    latest_code: dict[str, Any] | None = None
-    latest_config: dict[str, Any] | None = None
+    # The alias whose routing the log knows: on ``stable_version`` with no routing (after a
+    # deployment finished cleanly); None when it is not known (first sight, a failed rollback).
+    alias_known: str | None = None
+    # The highest version number this stream's events have seen: a publish that answers a
+    # number not above it published nothing new.
+    highest_version: int = 0
+    # Which code object (engine.definitions.normalize.code_key) had which CodeSha256, as the
+    # publishes and code updates of this stream recorded it, newest last (at most
+    # CODE_RECORDS): how S3 code is compared without reading the object.
+    code_records: tuple[tuple[str, str], ...] = ()
     # Event sources an unsuccessful deployment may have left wired (its rollback could not
     # undo them): passed as ``previous`` with the deployed ones, so the next reconcile or
     # detach removes them.
@@ -175,6 +178,10 @@ class SagaState:
     @property
     def idle(self) -> bool:
         return self.active is None and self.held is None and not self.dropped
+
+    def code_record(self, key: str) -> str | None:
+        """The CodeSha256 recorded for code object ``key``, if any."""
+        return next((sha for k, sha in reversed(self.code_records) if k == key), None)
 
     @property
     def alias(self) -> str | None:

@@ -10,8 +10,8 @@ reads or writes them:
 Every phase of the saga that makes a call is logged under the phase's own name, so one
 ``Literal`` member is both the phase and its step. The phases are grouped by what their call
 reports (engine.saga.results): a function read, an alias read, a published version, a delete,
-a change of event sources. Adding a step means adding it to its group here; mypy then points
-at every ``match`` that has to learn it.
+a change of event sources, a function-level attribute set, a lookup. Adding a step means
+adding it to its group here; mypy then points at every ``match`` that has to learn it.
 
 Pure: no imports from the rest of glam, so the event models can use it.
 """
@@ -21,9 +21,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, TypeGuard, get_args
 
-# Phases whose call answers with the function (GetFunction, CreateFunction, Update*).
+# Phases whose call answers with the function (GetFunction, CreateFunction, Update*):
+# ``inspect_stable`` reads the version the alias serves (GetFunction with a qualifier).
 FunctionStep = Literal[
     "inspect_function",
+    "inspect_stable",
     "create_function",
     "wait_active",
     "update_config",
@@ -42,23 +44,35 @@ AliasStep = Literal[
     "rollback_alias",
     "rollback_verify",
 ]
-# Phases that delete a version or the function.
-DeleteStep = Literal["delete_old", "rollback_delete_new", "delete_function"]
-# Phases that wire or unwire event sources.
-SourcesStep = Literal["sources", "rollback_sources", "detach_sources"]
+# Phases that delete a version, an alias or the function.
+DeleteStep = Literal["delete_old", "rollback_delete_new", "delete_function", "delete_alias"]
+# Phases that wire or unwire event sources (``detach_old_alias``: from the alias a deployment
+# moves away from).
+SourcesStep = Literal["sources", "rollback_sources", "detach_sources", "detach_old_alias"]
+# Phases that set a function-level attribute with its own API (not versioned).
+AttributeStep = Literal["tag", "untag", "put_signing", "delete_signing"]
+# Reads that are neither a function nor an alias: the CodeSha256 of an S3 code object, the
+# function's code-signing configuration.
+LookupStep = Literal["hash_code", "inspect_signing"]
 
 # Every phase that makes one call, logged under its own name.
-PhaseStep = Literal[FunctionStep, AliasStep, "publish", DeleteStep, SourcesStep]
+PhaseStep = Literal[
+    FunctionStep, AliasStep, "publish", DeleteStep, SourcesStep, AttributeStep, LookupStep
+]
 # Every step a call can be logged as: the phases' calls, and ``settle`` (reading the function
 # until an update in progress has finished, after a conflict).
 Step = Literal[PhaseStep, "settle"]
-# The saga's phases: the ones that call, the bake between shifts (a wait) and the end.
-Phase = Literal[PhaseStep, "bake", "finish"]
+# The saga's phases: the ones that call, the waits (the bake after each step, the alarm read
+# before the first one) and the end.
+Phase = Literal[PhaseStep, "alarm_check", "bake", "finish"]
 
 # Why the saga waits: the bake after a shift, a readiness re-check, a poll of an update in
 # progress, the backoff before repeating a failed call, the one alarm read before an
-# operator's promote, and the pause between reads settling a dangling intent.
-WaitPurpose = Literal["bake", "readiness", "poll", "backoff", "operator_promote", "resolve"]
+# operator's promote, the pause between reads settling a dangling intent, and the one alarm
+# read before the first weight moves.
+WaitPurpose = Literal[
+    "bake", "readiness", "poll", "backoff", "operator_promote", "resolve", "alarms"
+]
 
 STEPS: frozenset[str] = frozenset(get_args(Step))
 WAIT_PURPOSES: frozenset[str] = frozenset(get_args(WaitPurpose))
@@ -66,6 +80,8 @@ _FUNCTION_STEPS: frozenset[str] = frozenset(get_args(FunctionStep))
 _ALIAS_STEPS: frozenset[str] = frozenset(get_args(AliasStep))
 _DELETE_STEPS: frozenset[str] = frozenset(get_args(DeleteStep))
 _SOURCES_STEPS: frozenset[str] = frozenset(get_args(SourcesStep))
+_ATTRIBUTE_STEPS: frozenset[str] = frozenset(get_args(AttributeStep))
+_LOOKUP_STEPS: frozenset[str] = frozenset(get_args(LookupStep))
 
 
 def is_step(text: object) -> TypeGuard[Step]:
@@ -90,6 +106,14 @@ def is_delete_step(step: object) -> TypeGuard[DeleteStep]:
 
 def is_sources_step(step: object) -> TypeGuard[SourcesStep]:
     return step in _SOURCES_STEPS
+
+
+def is_attribute_step(step: object) -> TypeGuard[AttributeStep]:
+    return step in _ATTRIBUTE_STEPS
+
+
+def is_lookup_step(step: object) -> TypeGuard[LookupStep]:
+    return step in _LOOKUP_STEPS
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,7 @@
-"""``FakeAws``: an in-memory Lambda control plane and CloudWatch alarms with AWS's rules.
+"""``FakeAws``: an in-memory Lambda control plane, CloudWatch alarms and S3 code objects.
 
-A real implementation of ``engine.ports.LambdaApi`` and ``AlarmsApi`` for the fast tests — not
+A real implementation of ``engine.ports.LambdaApi``, ``AlarmsApi`` and ``CodeObjects`` for the
+fast tests — not
 a mock: it keeps state, numbers versions, changes RevisionId on every mutation and refuses what
 AWS refuses. Rules it enforces:
 
@@ -14,6 +15,9 @@ AWS refuses. Rules it enforces:
   ``AwsConflict`` (not retryable).
 - Deletes are idempotent, as in the adapter: deleting what is gone succeeds.
 
+Code in S3 has the CodeSha256 of an object ``put_object`` stored, or else a stable stand-in
+digest of its reference (``code_sha256`` answers None for an object never stored).
+
 Tests steer it with ``fail_next`` (raise an error on the next call of an operation),
 ``apply_then_fail`` (apply the call, then raise ``AwsAmbiguous``: the response was lost),
 ``fail_activation``, ``set_alarm``/``delete_alarm``, and read ``journal``: every call as
@@ -22,11 +26,13 @@ Tests steer it with ``fail_next`` (raise an error on the next call of an operati
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
 import itertools
 from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import anyio
@@ -36,7 +42,10 @@ from engine.errors import AwsAmbiguous, AwsConflict, AwsError, AwsInvalid, AwsNo
 from engine.ports import AliasInfo, FunctionInfo, VersionInfo
 
 # Keys of a CreateFunction request that are not part of the function's configuration.
-_NOT_CONFIGURATION = frozenset({"Code", "Publish", "Tags", "PublishTo", "FunctionName"})
+_NOT_CONFIGURATION = frozenset(
+    {"Code", "Publish", "Tags", "PublishTo", "FunctionName", "CodeSigningConfigArn"}
+)
+_CODE_SOURCES = ("ZipFile", "S3Bucket", "S3Key", "S3ObjectVersion", "ImageUri")
 _T = TypeVar("_T")
 _ALARM_STATES = frozenset({"OK", "ALARM", "INSUFFICIENT_DATA"})
 
@@ -71,6 +80,9 @@ class _Function:
     aliases: dict[str, _Alias] = field(default_factory=dict)
     # (code, configuration, version number) of the last publication.
     published_fingerprint: tuple[str, str, str] | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    code_signing: str | None = None
+    image_uri: str = ""
 
 
 class FakeAws:
@@ -91,6 +103,7 @@ class FakeAws:
         self.journal: list[tuple[str, dict[str, Any]]] = []
         self._functions: dict[str, _Function] = {}
         self._alarms: dict[str, str] = {}
+        self._objects: dict[tuple[str, str], bytes] = {}
         self._revisions = itertools.count(1)
         self._faults: dict[str, deque[AwsError | None]] = defaultdict(deque)
 
@@ -119,6 +132,13 @@ class FakeAws:
     def delete_alarm(self, name: str) -> None:
         self._alarms.pop(name, None)
 
+    def put_object(self, bucket: str, key: str, data: bytes) -> None:
+        """Store an S3 object: code that names it gets its CodeSha256."""
+        self._objects[(bucket, key)] = data
+
+    def tags_of(self, name: str) -> dict[str, str]:
+        return dict(self._fn(name, "Tags").tags)
+
     def calls(self, operation: str) -> list[dict[str, Any]]:
         """The arguments of every call of ``operation``, in order."""
         return [args for op, args in self.journal if op == operation]
@@ -135,13 +155,19 @@ class FakeAws:
             return None
         self._tick(fn)
         if qualifier in (None, LATEST):
-            return self._latest_info(fn)
-        version = qualifier if qualifier in fn.versions else None
-        if version is None and qualifier in fn.aliases:
-            version = fn.aliases[qualifier].version
-        if version is None:
-            return None
-        return _info(fn.versions[version].configuration)
+            info = self._latest_info(fn)
+        else:
+            version = qualifier if qualifier in fn.versions else None
+            if version is None and qualifier in fn.aliases:
+                version = fn.aliases[qualifier].version
+            if version == LATEST:
+                info = self._latest_info(fn)  # an alias on $LATEST serves $LATEST
+            elif version is None:
+                return None
+            else:
+                info = _info(fn.versions[version].configuration)
+        image = str(info.configuration.get("ImageUri", ""))
+        return replace(info, tags=dict(fn.tags), image_uri=image)
 
     async def list_versions(self, name: str) -> list[VersionInfo]:
         await self._enter("ListVersionsByFunction", FunctionName=name)
@@ -192,18 +218,22 @@ class FakeAws:
             k: copy.deepcopy(v) for k, v in request.items() if k not in _NOT_CONFIGURATION
         }
         configuration.setdefault("Description", "")
+        configuration.setdefault("PackageType", "Zip")
         fn = _Function(
             name=name,
             configuration=configuration,
-            code_sha256=code_sha256(request["Code"]),
+            code_sha256=self._code_sha256(request["Code"]),
             revision=self._revision(),
             busy_polls=self.pending_polls,
+            tags={str(k): str(v) for k, v in (request.get("Tags") or {}).items()},
+            code_signing=request.get("CodeSigningConfigArn"),
         )
+        self._set_image(fn, request["Code"])
         if fn.busy_polls <= 0:
             fn.state, fn.last_update_status = "Active", "Successful"
         self._functions[name] = fn
         if request.get("Publish"):
-            self._publish(fn, str(configuration.get("Description", "")))
+            self._publish(fn, None)
         return self._done(fault, "CreateFunction", self._latest_info(fn))
 
     async def update_function_configuration(
@@ -224,11 +254,7 @@ class FakeAws:
         op = "UpdateFunctionCode"
         fault = await self._enter(op, code, FunctionName=name, RevisionId=revision_id)
         fn = self._ready(name, op, revision_id)
-        source = {
-            k: v
-            for k, v in code.items()
-            if k in ("ZipFile", "S3Bucket", "S3Key", "S3ObjectVersion", "ImageUri")
-        }
+        source = {k: v for k, v in code.items() if k in _CODE_SOURCES}
         if not source:
             raise AwsInvalid(
                 f"{op}: no code given (ZipFile, S3Bucket/S3Key or ImageUri)",
@@ -237,12 +263,20 @@ class FakeAws:
                 status=400,
                 hint="give the new code",
             )
-        fn.code_sha256 = code_sha256(source)
+        fn.code_sha256 = self._code_sha256(source)
+        self._set_image(fn, source)
+        if "Architectures" in code:
+            fn.configuration["Architectures"] = list(code["Architectures"])
         self._start_update(fn)
         return self._done(fault, op, self._latest_info(fn))
 
     async def publish_version(
-        self, name: str, *, description: str, code_sha256: str | None, revision_id: str | None
+        self,
+        name: str,
+        *,
+        code_sha256: str | None,
+        revision_id: str | None,
+        description: str | None = None,
     ) -> VersionInfo:
         op = "PublishVersion"
         fault = await self._enter(
@@ -349,6 +383,52 @@ class FakeAws:
         current.version, current.routing, current.revision = version, weights, self._revision()
         return self._done(fault, op, self._alias_info(fn, current))
 
+    async def delete_alias(self, name: str, alias: str) -> None:
+        op = "DeleteAlias"
+        fault = await self._enter(op, FunctionName=name, Name=alias)
+        fn = self._functions.get(name)
+        if fn is not None:
+            fn.aliases.pop(alias, None)
+        self._done(fault, op, None)
+
+    async def tag_function(self, arn: str, tags: Mapping[str, str]) -> None:
+        op = "TagResource"
+        fault = await self._enter(op, Resource=arn, Tags=dict(tags))
+        fn = self._fn(arn.rsplit(":", 1)[-1], op)
+        fn.tags.update({str(k): str(v) for k, v in tags.items()})
+        self._done(fault, op, None)
+
+    async def untag_function(self, arn: str, keys: Sequence[str]) -> None:
+        op = "UntagResource"
+        fault = await self._enter(op, Resource=arn, TagKeys=list(keys))
+        fn = self._fn(arn.rsplit(":", 1)[-1], op)
+        for key in keys:
+            fn.tags.pop(key, None)
+        self._done(fault, op, None)
+
+    async def code_signing_config(self, name: str) -> str | None:
+        await self._enter("GetFunctionCodeSigningConfig", FunctionName=name)
+        return self._fn(name, "GetFunctionCodeSigningConfig").code_signing
+
+    async def put_code_signing_config(self, name: str, arn: str) -> None:
+        op = "PutFunctionCodeSigningConfig"
+        fault = await self._enter(op, FunctionName=name, CodeSigningConfigArn=arn)
+        self._fn(name, op).code_signing = arn
+        self._done(fault, op, None)
+
+    async def delete_code_signing_config(self, name: str) -> None:
+        op = "DeleteFunctionCodeSigningConfig"
+        fault = await self._enter(op, FunctionName=name)
+        self._fn(name, op).code_signing = None
+        self._done(fault, op, None)
+
+    # ---- CodeObjects -------------------------------------------------------------------------
+
+    async def code_sha256(self, bucket: str, key: str, version: str | None = None) -> str | None:
+        await self._enter("GetObject", Bucket=bucket, Key=key, VersionId=version)
+        data = self._objects.get((bucket, key))
+        return None if data is None else _sha256(data)
+
     # ---- AlarmsApi ---------------------------------------------------------------------------
 
     async def alarm_states(self, names: Sequence[str]) -> dict[str, str]:
@@ -435,7 +515,20 @@ class FakeAws:
         if fn.busy_polls <= 0:
             self._settle(fn)
 
-    def _publish(self, fn: _Function, description: str) -> _Version:
+    def _code_sha256(self, code: Mapping[str, Any]) -> str:
+        stored = self._objects.get((str(code.get("S3Bucket")), str(code.get("S3Key"))))
+        if stored is not None and "ZipFile" not in code:
+            return _sha256(stored)
+        return code_sha256(code)
+
+    @staticmethod
+    def _set_image(fn: _Function, code: Mapping[str, Any]) -> None:
+        if code.get("ImageUri"):
+            fn.configuration["ImageUri"] = str(code["ImageUri"])
+        else:
+            fn.configuration.pop("ImageUri", None)
+
+    def _publish(self, fn: _Function, description: str | None) -> _Version:
         fingerprint = (fn.code_sha256, repr(sorted(fn.configuration.items())))
         last = fn.published_fingerprint
         if last is not None and last[:2] == fingerprint and last[2] in fn.versions:
@@ -444,9 +537,10 @@ class FakeAws:
         number = str(fn.next_version)
         fn.next_version += 1
         configuration = self._latest_configuration(fn)
+        if description is not None:
+            configuration["Description"] = description
         configuration.update(
             Version=number,
-            Description=description,
             FunctionArn=f"{self._arn(fn.name)}:{number}",
             RevisionId=self._revision(),
             State="Active",
@@ -514,6 +608,10 @@ def _info(configuration: Mapping[str, Any]) -> FunctionInfo:
         state_reason=configuration.get("StateReason", ""),
         configuration=copy.deepcopy(dict(configuration)),
     )
+
+
+def _sha256(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
 def _version_info(version: _Version) -> VersionInfo:

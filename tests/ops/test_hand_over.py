@@ -86,7 +86,7 @@ def test_the_deployment_in_flight_takes_the_command(kind: str) -> None:
         pytest.param(
             PROMOTING,
             "abort",
-            f"deployment d2 of {STREAM} is past its last safe point (promote)",
+            f"deployment d2 of {STREAM} is past its last safe point (delete_old)",
             id="promoting",
         ),
         pytest.param(
@@ -117,7 +117,8 @@ def test_a_command_checked_against_another_deployment_is_refused() -> None:
 
 
 def test_the_safe_points_are_those_before_the_promote() -> None:
-    """Inspecting is a safe point (an abort finishes at once); promoting is not."""
+    """Inspecting is a safe point (an abort finishes at once); deleting the old version after
+    the last bake is not."""
     assert fold(initial_state(NAME), INSPECTING).active.phase in SUPERSEDABLE  # type: ignore[union-attr]
     assert fold(initial_state(NAME), PROMOTING).active.phase not in SUPERSEDABLE  # type: ignore[union-attr]
 

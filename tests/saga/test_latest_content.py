@@ -1,4 +1,5 @@
-"""What $LATEST holds decides which updates a deployment may skip, not the last success."""
+"""What the alias's stable version serves decides whether a version is published; what
+$LATEST holds (read from AWS, compared member by member) decides which updates are made."""
 
 from __future__ import annotations
 
@@ -6,61 +7,127 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from engine.events.function import DeploymentFinished, RollbackStarted
+from engine.events.function import DeploymentFinished
 from engine.saga import Call, fold, initial_state, next_effect
+from engine.saga.effects import UpdateConfig
 from tests.saga.support import NAME, World, desired, requested
-from tests.saga.test_saga import NOW, PUBLISHED, ok, started
+from tests.saga.test_saga import ARN, DEPLOYED, NOW, ok
 
 
-def test_after_a_rollback_the_reverted_code_is_written_again() -> None:
-    """Given d2 wrote code v2 to $LATEST and was rolled back, when d3 asks for code v1 again
-    with another memory size, then d3 updates the code (it does not publish v2's code)."""
-    given = [
-        requested("d1", desired("v1"), action="create"),
-        started("create_function").model_copy(update={"deployment_id": "d1"}),
-        ok("create_function", found=True).model_copy(update={"deployment_id": "d1"}),
-        DeploymentFinished(deployment_id="d1", outcome="succeeded", stable_version="1"),
-        *PUBLISHED[2:],  # d2: code v2 written to $LATEST and published
-        RollbackStarted(deployment_id="d2", reason="alarm"),
-        started("rollback_verify"),
-        ok("rollback_verify", found=True, function_version="1", routing={}),
-        ok("rollback_delete_new"),
-        DeploymentFinished(deployment_id="d2", outcome="rolled_back", stable_version="1"),
-        requested("d3", desired("v1", memory=256)),
-        ok("inspect_function", found=True).model_copy(update={"deployment_id": "d3"}),
-        ok("inspect_alias", found=True, function_version="1").model_copy(
+def _d2(*reads: object) -> list[object]:
+    return [*DEPLOYED, requested("d2", desired("v2", memory=256)), *reads]
+
+
+def test_only_what_latest_differs_in_is_updated() -> None:
+    """Given $LATEST already holds the desired code and differs only in MemorySize, when the
+    stable version differs, then only the configuration is updated, with only MemorySize."""
+    state = fold(
+        initial_state(NAME),
+        _d2(
+            ok("inspect_function", found=True, arn=ARN, code_sha256="v2", differs=["MemorySize"]),
+            ok("hash_code", code_sha256="v2"),
+            ok("inspect_stable", found=True, version="1", code_sha256="v1", differs=[]),
+        ),
+    )
+    assert state.active is not None
+    assert (state.active.skip_config, state.active.skip_code) == (False, True)
+    effect = next_effect(state, NOW)
+    assert isinstance(effect, Call)
+    assert effect.operation == UpdateConfig(NAME, {"MemorySize": 256})
+
+
+def test_latest_already_desired_publishes_without_an_update() -> None:
+    """Given $LATEST holds the definition already (left by a rolled-back deployment), when the
+    stable version does not serve it, then it is published with no update first."""
+    state = fold(
+        initial_state(NAME),
+        _d2(
+            ok("inspect_function", found=True, arn=ARN, code_sha256="v2", differs=[]),
+            ok("hash_code", code_sha256="v2"),
+            ok("inspect_stable", found=True, version="1", code_sha256="v1", differs=[]),
+        ),
+    )
+    effect = next_effect(state, NOW)
+    assert isinstance(effect, Call)
+    assert effect.method == "publish_version"
+
+
+def test_a_stable_version_that_serves_the_definition_publishes_nothing() -> None:
+    """Given the stable version has the desired code and no member differs, then nothing is
+    updated or published: the sources are reconciled and the deployment succeeds."""
+    state = fold(
+        initial_state(NAME),
+        _d2(
+            ok("inspect_function", found=True, arn=ARN, code_sha256="v2", differs=["Timeout"]),
+            ok("hash_code", code_sha256="v2"),
+            ok("inspect_stable", found=True, version="1", code_sha256="v2", differs=[]),
+        ),
+    )
+    effect = next_effect(state, NOW)
+    assert isinstance(effect, Call)
+    assert str(effect.step) == "sources"
+    assert state.active is not None
+    assert state.active.path == "sources_only"
+
+
+def test_publish_answering_a_known_version_updates_latest_once_more() -> None:
+    """Given AWS answers the publish with a version that already existed (it counts $LATEST
+    as published by a version a rollback deleted), then $LATEST is updated once more and
+    published again: the deployment never ends on the old version."""
+    given = _d2(
+        ok("inspect_function", found=True, arn=ARN, code_sha256="v2", differs=[]),
+        ok("hash_code", code_sha256="v2"),
+        ok("inspect_stable", found=True, version="1", code_sha256="v1", differs=[]),
+    )
+    state = fold(initial_state(NAME), given)
+    publish = next_effect(state, NOW)
+    assert isinstance(publish, Call)
+    assert publish.intent is not None
+    state = fold(state, [publish.intent, ok("publish", version="1")])
+    effect = next_effect(state, NOW)
+    assert isinstance(effect, Call)
+    assert effect.operation == UpdateConfig(NAME, {"Description": ""})
+
+
+def test_a_read_that_was_not_compared_updates_everything() -> None:
+    """A function read an earlier glam recorded (no ``differs``) counts as differing in all
+    the definition sets: both updates are made, as before."""
+    state = fold(
+        initial_state(NAME),
+        [
+            *DEPLOYED,
+            requested("d2", desired("v2")),
+            ok("inspect_function", found=True, arn=ARN),
+            ok("hash_code", code_sha256="v2"),
+            ok("inspect_stable", found=True, version="1", code_sha256="v1"),
+        ],
+    )
+    assert state.active is not None
+    assert (state.active.skip_config, state.active.skip_code) == (False, False)
+
+
+def test_a_finished_publish_records_which_code_the_object_has() -> None:
+    """The CodeSha256 a publish reports is remembered for the definition's code object: the
+    next deployment of the same object needs no S3 read."""
+    published = [
+        *_d2(
+            ok("inspect_function", found=True, arn=ARN, code_sha256="v1", differs=[]),
+            ok("hash_code", code_sha256=None),
+            ok("inspect_stable", found=True, version="1", code_sha256="v1", differs=[]),
+        ),
+        ok("publish", version="2", code_sha256="sha-of-v2"),
+        DeploymentFinished(deployment_id="d2", outcome="succeeded", stable_version="2"),
+        requested("d3", desired("v2", memory=512)),
+        ok("inspect_function", found=True, arn=ARN, code_sha256="sha-of-v2", differs=[]).model_copy(
             update={"deployment_id": "d3"}
         ),
     ]
-    state = fold(initial_state(NAME), given)
+    state = fold(initial_state(NAME), published)
     assert state.active is not None
-    assert (state.active.skip_config, state.active.skip_code) == (False, False)
+    assert state.active.expected_code == "sha-of-v2"
     effect = next_effect(state, NOW)
     assert isinstance(effect, Call)
-    assert effect.method == "update_function_configuration"
-
-
-def test_unchanged_latest_content_is_skipped() -> None:
-    """Given $LATEST holds exactly d1's content, when d2 changes only the memory size, then
-    the code update is skipped."""
-    given = [
-        requested("d1", desired("v1"), action="create"),
-        started("create_function").model_copy(update={"deployment_id": "d1"}),
-        ok("create_function", found=True).model_copy(update={"deployment_id": "d1"}),
-        DeploymentFinished(deployment_id="d1", outcome="succeeded", stable_version="1"),
-        requested("d2", desired("v1", memory=256)),
-        ok("inspect_function", found=True),
-        ok("inspect_alias", found=True, function_version="1"),
-    ]
-    state = fold(initial_state(NAME), given)
-    assert state.active is not None
-    assert (state.active.skip_config, state.active.skip_code) == (False, True)
-
-
-def test_a_dangling_code_update_makes_latest_unknown() -> None:
-    """Given an update_code intent with no outcome, then $LATEST's code counts as unknown."""
-    state = fold(initial_state(NAME), [*PUBLISHED[:-2], started("update_code")])
-    assert state.latest_code is None
+    assert str(effect.step) == "inspect_stable"
 
 
 @pytest.mark.anyio
@@ -85,9 +152,29 @@ async def test_rolled_back_code_is_never_published_by_a_later_deployment() -> No
 
 
 @pytest.mark.anyio
+async def test_the_rolled_back_state_deployed_again_reaches_the_alias() -> None:
+    """d2 is rolled back by an alarm; the same desired state requested again (a retry) finds
+    $LATEST already holding it, publishes it without an update and shifts the alias to it."""
+    world = World()
+    await world.deploy("d1", desired("v1", alarms=("errors",)), action="create")
+    world.aws.set_alarm("errors", "ALARM")
+    assert [
+        f.outcome for f in (await world.deploy("d2", desired("v2", alarms=("errors",)))).finished
+    ] == ["rolled_back"]
+    world.aws.set_alarm("errors", "OK")
+    updates = len(world.aws.calls("UpdateFunctionCode"))
+    run = await world.deploy("d3", desired("v2", alarms=("errors",)))
+    assert [(f.outcome, f.stable_version) for f in run.finished] == [("succeeded", "3")]
+    assert len(world.aws.calls("UpdateFunctionCode")) == updates  # $LATEST held it already
+    alias = await world.aws.get_alias(NAME, "live")
+    assert alias is not None
+    assert (alias.function_version, dict(alias.routing)) == ("3", {})
+
+
+@pytest.mark.anyio
 async def test_revert_mid_canary_ends_on_the_reverted_content_once() -> None:
     """d2 (code v2) is in its canary when d3 reverts to d1's exact desired state: d2 rolls
-    back, d3 writes v1 back to $LATEST, and the alias ends on one version holding v1."""
+    back, and d3 finds the stable version serving it: nothing is published for it."""
     world = World()
     await world.deploy("d1", desired("v1"), action="create")
     first = await world.aws.get_function(NAME, "1")
@@ -111,40 +198,6 @@ async def test_revert_mid_canary_ends_on_the_reverted_content_once() -> None:
     ]
     alias = await world.aws.get_alias(NAME, "live")
     assert alias is not None
-    assert alias.routing == {}
-    live = await world.aws.get_function(NAME, alias.function_version)
-    assert live is not None
-    assert live.code_sha256 == first.code_sha256
+    assert (alias.function_version, alias.routing) == ("1", {})
     versions = [v.version for v in await world.aws.list_versions(NAME) if v.version != "$LATEST"]
-    assert versions == [alias.function_version]
-
-
-def test_failing_resolve_reads_back_off_exponentially() -> None:
-    """Given a dangling publish whose resolve read keeps failing, then each pause is longer
-    than the one before, up to the cap."""
-    from engine.events.function import StepFailed
-    from engine.saga import Wait
-
-    state = fold(initial_state(NAME), [*PUBLISHED[:-1]])
-    pauses = []
-    for _ in range(8):
-        state = fold(
-            state,
-            [
-                StepFailed(
-                    deployment_id="d2",
-                    step="resolve:publish",
-                    error_code="ServiceException",
-                    message="down",
-                    retryable=True,
-                )
-            ],
-        )
-        effect = next_effect(state, NOW)
-        assert isinstance(effect, Wait)
-        pauses.append((effect.until - NOW).total_seconds())
-        assert state.active is not None
-        state = fold(state, [effect.intent] if effect.intent else [])
-        state = fold(state, [ok("wait:backoff")])
-    assert pauses == sorted(pauses)
-    assert pauses[0] < pauses[-1] == state.policy.retry.max_backoff
+    assert versions == ["1"]

@@ -37,32 +37,34 @@ async def test_first_deployment_creates_publishes_and_aliases() -> None:
 
 
 @pytest.mark.parametrize(
-    ("traffic", "expected"),
+    ("traffic", "expected", "bakes"),
     [
-        pytest.param(TrafficShifting(type="CANARY", percent=20), [0.2, 1.0], id="canary"),
-        pytest.param(TrafficShifting(type="LINEAR", percent=40), [0.4, 0.8, 1.0], id="linear"),
-        pytest.param(TrafficShifting(type="ALL_AT_ONCE"), [1.0], id="all-at-once"),
-        pytest.param(None, [], id="one-switch"),
+        pytest.param(TrafficShifting(type="CANARY", percent=20), [0.2, 1.0], 2, id="canary"),
+        pytest.param(TrafficShifting(type="LINEAR", percent=40), [0.4, 0.8, 1.0], 3, id="linear"),
+        pytest.param(TrafficShifting(type="ALL_AT_ONCE"), [1.0], 1, id="all-at-once"),
+        pytest.param(None, [1.0], 0, id="one-switch"),
     ],
 )
 async def test_update_shifts_by_schedule_then_promotes(
-    traffic: TrafficShifting | None, expected: list[float]
+    traffic: TrafficShifting | None, expected: list[float], bakes: int
 ) -> None:
-    """An update shifts by its schedule, bakes after every step, promotes, deletes the old."""
+    """An update shifts by its schedule, the promote being the 100 % step, bakes after every
+    step (the promote too) when it has a schedule, then deletes the old version."""
     world = World()
     await world.deploy("d1", desired("v1", traffic=traffic), action="create")
     start = world.clock.now()
     run = await world.deploy("d2", desired("v2", traffic=traffic))
     assert [f.outcome for f in run.finished] == ["succeeded"]
     assert await world.weights("d2") == expected
-    bakes = [e for e in await world.events("TimerStarted") if e.purpose == "bake"]
-    assert len(bakes) == len(expected)
-    if expected:
-        assert world.clock.now() - start >= timedelta(seconds=60 * len(expected))
+    timers = [e for e in await world.events("TimerStarted") if e.purpose == "bake"]
+    assert len(timers) == bakes
+    assert world.clock.now() - start >= timedelta(seconds=60 * bakes)
     assert await _alias(world) == ("2", {})
     assert await _published(world) == ["2"]
-    # The publish carried the deployment id, and routing never held more than one version.
-    assert world.aws.calls("PublishVersion")[-1]["Description"] == "glam deployment d2"
+    # One alias update per step: the 100 % step is the promote itself.
+    assert len(world.aws.calls("UpdateAlias")) == len(expected)
+    # The publish has no Description: the version keeps the function's (the user's).
+    assert world.aws.calls("PublishVersion")[-1]["Description"] is None
 
 
 async def test_keeps_old_version_when_asked() -> None:
@@ -86,7 +88,9 @@ async def test_alarm_rolls_back(alarm_state: str | None) -> None:
     assert [(f.outcome, f.stable_version) for f in run.finished] == [("rolled_back", "1")]
     assert await _alias(world) == ("1", {})
     assert await _published(world) == ["1"]
-    assert await world.weights("d2") == [0.2, 0.0]
+    # Read once before any weight moved: the alias was never shifted.
+    assert await world.weights("d2") == []
+    assert world.aws.calls("UpdateAlias") == []
 
 
 async def test_insufficient_data_does_not_roll_back() -> None:

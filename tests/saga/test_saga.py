@@ -35,6 +35,7 @@ from engine.saga import (
     on_outcome,
     weights,
 )
+from engine.saga.effects import DeleteVersion
 from engine.saga.results import FunctionRead, Published, VersionsRead
 from engine.saga.state import assert_alias_safe, check_deletable
 from tests.saga.support import NAME, alias_write, desired, requested
@@ -55,21 +56,29 @@ DEPLOYED = [
     requested("d1", desired("v1"), action="create"),
     DeploymentFinished(deployment_id="d1", outcome="succeeded", stable_version="1"),
 ]
-UNTIL_PUBLISH = [
+ARN = f"arn:aws:lambda:us-east-1:1:function:{NAME}"
+# The reads of an update whose code changed: $LATEST and the stable version hold v1's code.
+INSPECTED = [
     *DEPLOYED,
     requested("d2", desired("v2", alarms=("errors",))),
-    ok("inspect_function", found=True, arn=f"arn:aws:lambda:us-east-1:1:function:{NAME}"),
-    ok("inspect_alias", found=True, function_version="1", routing={}),
+    ok("inspect_function", found=True, arn=ARN, code_sha256="v1-sha", differs=[]),
+    ok("hash_code", code_sha256="v2-sha"),
+    ok("inspect_stable", found=True, version="1", code_sha256="v1-sha", differs=[]),
+]
+UNTIL_PUBLISH = [
+    *INSPECTED,
     started("update_code"),
     ok("update_code"),
     ok("wait_code", last_update_status="Successful", code_sha256="abc", revision_id="r2"),
 ]
-PUBLISHED = [*UNTIL_PUBLISH, started("publish"), ok("publish", version="2")]
+PUBLISHED = [*UNTIL_PUBLISH, started("publish", known_version=1), ok("publish", version="2")]
 IN_CANARY = [
     *PUBLISHED,
     ok("readiness", state="Active"),
     started("sources"),
     ok("sources", changes=[]),
+    TimerStarted(deployment_id="d2", purpose="alarms", until=NOW),
+    ok("wait:alarms", alarms={"errors": "OK"}),
     started("shift", version="1", routing={"2": 0.2}),
     ok("shift", found=True, function_version="1", routing={"2": 0.2}),
     TrafficShifted(
@@ -86,16 +95,17 @@ def state_of(events: list[Event]):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize(
     ("traffic", "expected"),
     [
-        pytest.param(TrafficShifting(type="CANARY", percent=20), (0.2, 1.0), id="canary"),
-        pytest.param(TrafficShifting(type="CANARY", percent=100), (1.0,), id="canary-100"),
-        pytest.param(TrafficShifting(type="LINEAR", percent=30), (0.3, 0.6, 0.9, 1.0), id="linear"),
-        pytest.param(TrafficShifting(type="LINEAR", percent=50), (0.5, 1.0), id="linear-even"),
-        pytest.param(TrafficShifting(type="ALL_AT_ONCE"), (1.0,), id="all-at-once"),
+        pytest.param(TrafficShifting(type="CANARY", percent=20), (0.2,), id="canary"),
+        pytest.param(TrafficShifting(type="CANARY", percent=100), (), id="canary-100"),
+        pytest.param(TrafficShifting(type="LINEAR", percent=30), (0.3, 0.6, 0.9), id="linear"),
+        pytest.param(TrafficShifting(type="LINEAR", percent=20), (0.2, 0.4, 0.6, 0.8), id="l20"),
+        pytest.param(TrafficShifting(type="LINEAR", percent=50), (0.5,), id="linear-even"),
+        pytest.param(TrafficShifting(type="ALL_AT_ONCE"), (), id="all-at-once"),
         pytest.param(None, (), id="no-shifting"),
     ],
 )
 def test_schedule_weights(traffic: TrafficShifting | None, expected: tuple[float, ...]) -> None:
-    """Each strategy has its exact weight sequence, capped at 100%."""
+    """Each strategy has its exact weights before the promote, which is the 100 % step."""
     assert weights(traffic) == expected
 
 
@@ -106,19 +116,48 @@ def test_dangling_publish_is_resolved_by_listing_versions() -> None:
     assert (effect.method, effect.resolves, effect.mutation) == ("list_versions", "publish", False)
 
 
-def test_resolved_publish_adopts_the_marked_version() -> None:
-    """The version whose Description carries the deployment id is adopted."""
-    state = state_of([*UNTIL_PUBLISH, started("publish")])
+def test_resolved_publish_adopts_the_version_above_the_known_one_with_its_code() -> None:
+    """The version above the highest one known before the publish, with the code the
+    publish expected, is adopted (one with other code, or the known one, is not)."""
+    state = state_of([*UNTIL_PUBLISH, started("publish", known_version=1, code_sha256="abc")])
     effect = next_effect(state, NOW)
+    versions = (
+        Published(version="1", code_sha256="abc"),
+        Published(version="2", code_sha256="other"),
+        Published(version="3", code_sha256="abc"),
+    )
+    events = on_outcome(state, effect, Ok(VersionsRead(versions=versions)), CTX)
+    assert events == [
+        StepSucceeded(deployment_id="d2", step="publish", result=versions[2].to_json())
+    ]
+    assert fold(state, events).active.new_version == "3"  # type: ignore[union-attr]
+
+
+def test_a_publish_intent_of_an_earlier_glam_is_settled_by_its_marker() -> None:
+    """An intent recorded with the Description marker (no known version) still resolves."""
+    intent = started("publish", description="glam deployment d2", code_sha256="abc")
+    state = state_of([*UNTIL_PUBLISH, intent])
     versions = (
         Published(version="1", description="glam deployment d1"),
         Published(version="2", description="glam deployment d2"),
     )
-    events = on_outcome(state, effect, Ok(VersionsRead(versions=versions)), CTX)
-    assert events == [
-        StepSucceeded(deployment_id="d2", step="publish", result=versions[1].to_json())
-    ]
+    events = on_outcome(state, next_effect(state, NOW), Ok(VersionsRead(versions=versions)), CTX)
     assert fold(state, events).active.new_version == "2"  # type: ignore[union-attr]
+
+
+def test_the_publish_records_the_highest_known_version_and_no_description() -> None:
+    """The intent names the version above which the read after a crash looks; the call has
+    no Description, so the version keeps the user's."""
+    effect = next_effect(state_of(UNTIL_PUBLISH), NOW)
+    assert isinstance(effect, Call)
+    assert effect.intent is not None
+    assert effect.intent.request == {
+        "name": NAME,
+        "code_sha256": "abc",
+        "revision_id": "r2",
+        "known_version": 1,
+    }
+    assert "description" not in effect.operation.arguments()
 
 
 def test_unresolved_publish_is_repeated_with_next_attempt() -> None:
@@ -178,19 +217,76 @@ def test_alarm_during_bake_rolls_back(alarm: str, reason: str) -> None:
     assert alias_write(effect) == ("rollback_alias", "1", None)
 
 
-def test_bake_after_last_step_before_promote() -> None:
-    """The last shift (100%) is baked too before the promote."""
-    last = [
+def test_the_promote_is_the_last_step_and_is_baked_too() -> None:
+    """After the canary's bake the promote moves the alias (the 100 % step), then a bake
+    with the alarms watched, and only then the old version is deleted."""
+    baked = [*IN_CANARY, ok("wait:bake")]
+    assert alias_write(next_effect(state_of(baked), NOW)) == ("promote", "2", None)
+    promoted = [
+        *baked,
+        started("promote", version="2"),
+        ok("promote", found=True, function_version="2", routing={}),
+    ]
+    effect = next_effect(state_of(promoted), NOW)
+    assert isinstance(effect, Wait)
+    assert (effect.purpose, effect.alarms) == ("bake", ("errors",))
+    delete = next_effect(state_of([*promoted, *_timer_done()]), NOW)
+    assert isinstance(delete, Call)
+    assert (str(delete.step), delete.method) == ("delete_old", "delete_version")
+
+
+def test_an_alarm_in_the_bake_after_the_promote_rolls_back() -> None:
+    """An alarm after the promote puts the alias back on the old version and deletes the
+    new one; the old version was not deleted yet."""
+    promoted = [
         *IN_CANARY,
         ok("wait:bake"),
-        started("shift", version="1", routing={"2": 1.0}),
-        ok("shift", found=True, function_version="1", routing={"2": 1.0}),
+        started("promote", version="2"),
+        ok("promote", found=True, function_version="2", routing={}),
+        TimerStarted(deployment_id="d2", purpose="bake", until=NOW + timedelta(seconds=60)),
     ]
-    effect = next_effect(state_of(last), NOW)
+    state = state_of(promoted)
+    events = on_outcome(state, next_effect(state, NOW), Waited(False, {"errors": "ALARM"}), CTX)
+    assert isinstance(events[-1], RollbackStarted)
+    state = fold(state, events)
+    assert alias_write(next_effect(state, NOW)) == ("rollback_alias", "1", None)
+    state = fold(
+        state,
+        [started("rollback_alias"), ok("rollback_alias", function_version="1", routing={})],
+    )
+    effect = next_effect(state, NOW)
+    assert isinstance(effect, Call)
+    assert (str(effect.step), effect.operation) == ("rollback_delete_new", DeleteVersion(NAME, "2"))
+
+
+def test_a_newer_request_waits_for_the_bake_after_the_promote() -> None:
+    """Once promoted the deployment is not superseded: it finishes its last bake first."""
+    promoted = [
+        *IN_CANARY,
+        ok("wait:bake"),
+        started("promote", version="2"),
+        ok("promote", found=True, function_version="2", routing={}),
+        requested("d3", desired("v3")),
+    ]
+    effect = next_effect(state_of(promoted), NOW)
     assert isinstance(effect, Wait)
     assert effect.purpose == "bake"
-    promote = next_effect(state_of([*last, *_timer_done()]), NOW)
-    assert alias_write(promote) == ("promote", "2", None)
+
+
+def test_the_alarms_are_read_once_before_the_first_weight_moves() -> None:
+    """With alarms configured, a wait that ends at once reads them before the first shift:
+    a missing or firing alarm rolls back before any traffic moved."""
+    wired = [*PUBLISHED, ok("readiness", state="Active"), started("sources"), ok("sources")]
+    state = state_of(wired)
+    effect = next_effect(state, NOW)
+    assert isinstance(effect, Wait)
+    assert (effect.purpose, effect.until, effect.alarms) == ("alarms", NOW, ("errors",))
+    events = on_outcome(state, effect, Waited(False, {"errors": "MISSING"}), CTX)
+    assert isinstance(events[-1], RollbackStarted)
+    rolled = next_effect(fold(state, events), NOW)
+    # The alias never moved: nothing to set back, only the new version to delete.
+    assert isinstance(rolled, Call)
+    assert str(rolled.step) == "rollback_delete_new"
 
 
 def _timer_done() -> list[Event]:
@@ -324,12 +420,9 @@ def test_never_delete_a_referenced_version(
 HISTORY: list[Event] = [
     *IN_CANARY,
     ok("wait:bake"),
-    started("shift", version="1", routing={"2": 1.0}),
-    ok("shift", found=True, function_version="1", routing={"2": 1.0}),
-    *_timer_done(),
     started("promote", version="2"),
     ok("promote", found=True, function_version="2", routing={}),
-    ok("verify_old", found=True, function_version="2", routing={}),
+    *_timer_done(),
     started("delete_old", version="1"),
     ok("delete_old"),
     DeploymentFinished(deployment_id="d2", outcome="succeeded", stable_version="2"),

@@ -12,7 +12,7 @@ import json
 import subprocess
 import sys
 import types
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from engine.events.desired import EventSources
 from engine.events.function import StepFailed, StepStarted, StepSucceeded, TimerStarted
 from engine.ports import (
     AliasInfo,
+    CodeObjects,
     FunctionInfo,
     LambdaApi,
     SourceChange,
@@ -47,6 +48,7 @@ from engine.saga import (
 from engine.saga.calls import PERFORMS
 from engine.saga.effects import (
     OPERATIONS,
+    CodeRead,
     CreateFunction,
     ReconcileSources,
     SourcesWrite,
@@ -57,10 +59,13 @@ from engine.saga.results import (
     AlarmsRead,
     AliasRead,
     AlreadyAbsent,
+    Applied,
+    CodeHashed,
     Deleted,
     FunctionRead,
     Kept,
     Published,
+    SigningRead,
     SourcesChanged,
     VersionsRead,
     parse_result,
@@ -87,7 +92,7 @@ def test_any_stored_step_name_reads_back_to_the_same_text(text: str) -> None:
         pytest.param("resolve:publish", StepName.resolve("publish"), id="resolve"),
         pytest.param("publish_version", StepName(unknown="publish_version"), id="unknown"),
         pytest.param("wait:someday", StepName(unknown="wait:someday"), id="unknown-purpose"),
-        pytest.param("resolve:tag", StepName(unknown="resolve:tag"), id="unknown-resolved"),
+        pytest.param("resolve:label", StepName(unknown="resolve:label"), id="unknown-resolved"),
         pytest.param("wait:bake:x", StepName(unknown="wait:bake:x"), id="two-colons"),
     ],
 )
@@ -152,6 +157,30 @@ def test_a_function_read_records_what_it_always_recorded() -> None:
     }
     assert "secret-value" not in json.dumps(recorded)
     assert FunctionRead.from_info(None).to_json() == {"found": False}
+
+
+def test_a_compared_read_records_member_names_never_values() -> None:
+    """A read compared with the definition records which members differ, the create-only
+    ones with their live value, and the tag keys to change; no environment value."""
+    live = replace(FUNCTION, tags={"team": "a", "old": "x"})
+    against = {
+        "FunctionName": "orders",
+        "Role": "r",
+        "Code": {"S3Bucket": "b", "S3Key": "k"},
+        "Environment": {"Variables": {"TOKEN": "another-secret"}},
+        "PackageType": "Image",
+        "Tags": {"team": "b"},
+    }
+    recorded = FunctionRead.from_info(live, against).to_json()
+    assert recorded["differs"] == ["Environment", "Role"]
+    assert recorded["create_only"] == {"PackageType": "None"}
+    assert (recorded["tags_set"], recorded["tags_removed"]) == (["team"], ["old"])
+    assert "secret" not in json.dumps(recorded)
+    # Nothing differs: recorded as an empty list, not left out (left out: not compared).
+    same = {"FunctionName": "orders", "Environment": {"Variables": {"TOKEN": "secret-value"}}}
+    config = {**FUNCTION.configuration, "Architectures": ["x86_64"], "PackageType": "Zip"}
+    info = replace(FUNCTION, configuration=config)
+    assert FunctionRead.from_info(info, same).to_json()["differs"] == []
 
 
 def test_alias_and_version_reads_record_what_they_always_recorded() -> None:
@@ -233,6 +262,15 @@ RECORDED: dict[str, tuple[dict[str, Any], type]] = {
     "sources": ({"changes": []}, SourcesChanged),
     "rollback_sources": ({"kept": "it failed"}, Kept),
     "detach_sources": ({"changes": []}, SourcesChanged),
+    "inspect_stable": ({"found": True, "version": "1", "differs": []}, FunctionRead),
+    "hash_code": ({"code_sha256": "abc"}, CodeHashed),
+    "inspect_signing": ({"arn": None}, SigningRead),
+    "tag": ({}, Applied),
+    "untag": ({}, Applied),
+    "put_signing": ({}, Applied),
+    "delete_signing": ({}, Applied),
+    "delete_alias": ({}, Deleted),
+    "detach_old_alias": ({"changes": []}, SourcesChanged),
 }
 
 
@@ -248,10 +286,15 @@ def test_every_step_reads_its_recorded_result() -> None:
 def test_each_operation_is_a_port_method_taking_its_fields() -> None:
     """An operation's fields are arguments of the port method it names."""
     for operation in OPERATIONS:
-        port = SourcesApi if issubclass(operation, SourcesWrite) else LambdaApi
+        port: type = LambdaApi
+        if issubclass(operation, SourcesWrite):
+            port = SourcesApi
+        elif issubclass(operation, CodeRead):
+            port = CodeObjects
         method = getattr(port, operation.method)
         parameters = set(inspect.signature(method).parameters) - {"self"}
-        assert {f.name for f in fields(operation)} <= parameters, operation
+        taken = {f.name for f in fields(operation)} - operation.runner_only
+        assert taken <= parameters, operation
 
 
 def test_the_mutations_are_the_ones_failpoints_name() -> None:
@@ -267,6 +310,11 @@ def test_the_mutations_are_the_ones_failpoints_name() -> None:
         "delete_function",
         "reconcile",
         "detach_all",
+        "delete_alias",
+        "tag_function",
+        "untag_function",
+        "put_code_signing_config",
+        "delete_code_signing_config",
     }
     assert named == MUTATIONS
 
@@ -291,6 +339,12 @@ def test_dangling_steps_are_settled_by_the_reads_they_always_were() -> None:
         "sources",
         "rollback_sources",
         "detach_sources",
+        "detach_old_alias",
+        "delete_alias",
+        "tag",
+        "untag",
+        "put_signing",
+        "delete_signing",
     }
 
 
