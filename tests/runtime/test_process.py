@@ -71,8 +71,7 @@ async def test_supersede_in_the_middle_of_a_canary(setup: Setup, local_aws: Loca
         ("1", {"2": 0.5}),  # the slow canary
         ("1", {}),  # superseded: back to stable
         ("1", {newest: 0.5}),  # the newer desired state
-        ("1", {newest: 1.0}),
-        (newest, {}),
+        (newest, {}),  # its promote: the 100 % step
     ]
     deletes = local_aws.journal.calls("DeleteFunction", function=NAME)
     assert [e.qualifier for e in deletes] == ["2", "1"]
