@@ -17,12 +17,16 @@ import anyio
 from typer.testing import CliRunner
 
 from engine.events import RecordedEvent
-from engine.events.function import DeploymentFinished, DeploymentRequested, StepStarted
+from engine.events.function import (
+    DeploymentFinished,
+    DeploymentRequested,
+    StepStarted,
+    StepSucceeded,
+)
 from engine.local import LocalAwsThread
 from engine.local.clients import aws_client
 from engine.runtime.engine import Engine, EngineConfig, RunReport
 from engine.saga import SagaPolicy, StepRetry
-from engine.saga.state import version_marker
 from engine.store.sqlite import SqliteEventStore
 from tests.repo.gitrepo import GitRepo
 from tests.runtime.support import write_function
@@ -180,8 +184,9 @@ class AwsView:
 
     exists: bool
     alias: tuple[str, dict[str, float]] | None
-    markers: dict[str, int]  # version Description -> how many versions carry it
+    by_code: dict[str, int]  # CodeSha256 -> how many published versions have it
     mappings: list[dict[str, Any]]
+    versions: tuple[str, ...] = ()  # the published versions
 
 
 async def read_aws(aws: LocalAwsThread, name: str, alias: str = "live") -> AwsView:
@@ -197,11 +202,13 @@ async def read_aws(aws: LocalAwsThread, name: str, alias: str = "live") -> AwsVi
         except lam.exceptions.ResourceNotFoundException:
             return AwsView(False, None, {}, mappings)
         versions = await lam.list_versions_by_function(FunctionName=name)
-        markers: dict[str, int] = {}
+        by_code: dict[str, int] = {}
+        published = []
         for version in versions["Versions"]:
             if version["Version"] != "$LATEST":
-                text = version.get("Description", "")
-                markers[text] = markers.get(text, 0) + 1
+                sha = version.get("CodeSha256", "")
+                by_code[sha] = by_code.get(sha, 0) + 1
+                published.append(str(version["Version"]))
         try:
             found = await lam.get_alias(FunctionName=name, Name=alias)
         except lam.exceptions.ResourceNotFoundException:
@@ -209,16 +216,25 @@ async def read_aws(aws: LocalAwsThread, name: str, alias: str = "live") -> AwsVi
         else:
             routing = (found.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
             current = (str(found["FunctionVersion"]), {k: float(v) for k, v in routing.items()})
-        return AwsView(True, current, markers, mappings)
+        return AwsView(True, current, by_code, mappings, tuple(published))
 
 
-async def version_of(aws: LocalAwsThread, name: str, deployment_id: str) -> str | None:
-    """The version whose Description carries ``deployment_id`` (None if there is none)."""
-    async with aws_client("lambda", aws.moto_url, region=aws.region) as lam:
-        versions = await lam.list_versions_by_function(FunctionName=name)
-    marker = version_marker(deployment_id)
-    found = [v["Version"] for v in versions["Versions"] if v.get("Description") == marker]
-    return found[0] if found else None
+async def version_of(
+    aws: LocalAwsThread, case: Case, deployment_id: str, name: str | None = None
+) -> str | None:
+    """The version ``deployment_id`` published (its publish step's result in the log), if it
+    still exists in AWS; None otherwise."""
+    published = [
+        str(r.event.result.get("version"))
+        for r in await case.events(name)
+        if isinstance(r.event, StepSucceeded)
+        and r.event.deployment_id == deployment_id
+        and str(r.event.step) == "publish"
+    ]
+    if not published:
+        return None
+    view = await read_aws(aws, name or case.name)
+    return published[-1] if published[-1] in view.versions else None
 
 
 def effective_publishes(aws: LocalAwsThread, name: str) -> list[str]:

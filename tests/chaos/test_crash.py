@@ -10,7 +10,7 @@ deployment and exit as ``--once`` would (0, or 1 after a rollback). Every case c
 
 - it converged: the alias on the desired version (or, after a rollback, the stable one) with
   empty routing, the SQS mapping as desired, or the function gone after a delete;
-- no duplicate version: one version per deployment carries its marker, and the journal's
+- no duplicate version: no two versions hold the same code, and the journal's
   PublishVersion calls that took effect are one per deployment;
 - no delete of a version an alias referenced was even attempted;
 - ``glam replay --verify`` exits 0.
@@ -22,6 +22,7 @@ well, so the matrix costs little more than its slowest cases.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +33,9 @@ import pytest
 
 from engine.local import LocalAwsThread
 from engine.local.account import build_account, set_alarm_state
+from engine.local.clients import aws_client
 from tests.chaos.support import (
-    ALARM,
+    DEADLINE,
     Case,
     effective_publishes,
     read_aws,
@@ -78,18 +80,20 @@ CREATE = [
     *both("create_alias", "create_alias"),
     *both("reconcile", "sources"),
 ]
-# CANARY 50%: update_alias is the 50% shift (1st), the 100% shift (2nd), the promote (3rd).
+# CANARY 50%: update_alias is the 50% shift (1st), then the promote (2nd: the 100 % step).
 UPDATE = [
+    *both("tag_function", "tag"),
     *both("update_function_configuration", "update_config"),
     # Between UpdateFunctionCode and PublishVersion: after the code call, before the publish.
     *both("update_function_code", "update_code"),
     *both("publish_version", "publish"),
     *both("reconcile", "sources"),
     *both("update_alias", "shift"),
-    *both("update_alias", "promote", nth=3),
+    *both("update_alias", "promote", nth=2),
     *both("delete_version", "delete_old"),
 ]
-# The alarm fires at the first bake: update_alias is the 50% shift, then the rollback.
+# The case's alarm fires once the 50% shift is made (the alarms are read before any weight
+# moves, so it must be quiet until then): update_alias is the shift, then the rollback.
 ROLLBACK = [
     *both("update_alias", "rollback_alias", nth=2),
     *both("delete_version", "rollback_delete_new"),
@@ -127,10 +131,10 @@ async def converged_on(env: Env, case: Case, deployment: int) -> list[str]:
     found = []
     deployments = await case.deployments()
     view = await read_aws(env.aws, case.name)
-    target = await version_of(env.aws, case.name, deployments[deployment])
+    target = await version_of(env.aws, case, deployments[deployment])
     if view.alias != (target, {}):
         found.append(f"alias is {view.alias}, expected ({target!r}, {{}})")
-    duplicated = {marker: n for marker, n in view.markers.items() if n > 1}
+    duplicated = {marker: n for marker, n in view.by_code.items() if n > 1}
     if duplicated:
         found.append(f"versions published twice: {duplicated}")
     publishes = effective_publishes(env.aws, case.name)
@@ -166,24 +170,66 @@ async def check_create(env: Env, case: Case) -> list[str]:
 async def prepare_update(env: Env, case: Case) -> None:
     await deployed(case)
     case.write(code="green", memory=256, batch=5)
-    case.repo.commit(f"{case.name}: green, more memory, smaller batches")
+    definition = case.repo.path / f"{case.prefix()}_lambdadef.json"
+    case.repo.write(
+        f"{case.prefix()}_lambdadef.json",
+        {**json.loads(definition.read_text()), "Tags": {"team": case.name}},
+    )
+    case.repo.commit(f"{case.name}: green, more memory, smaller batches, a tag")
 
 
 async def check_update(env: Env, case: Case) -> list[str]:
     found = await converged_on(env, case, 1)
     first = (await case.deployments())[0]
-    if await version_of(env.aws, case.name, first) is not None:
+    if await version_of(env.aws, case, first) is not None:
         found.append("the old version was not deleted")
     view = await read_aws(env.aws, case.name)
     if [m.get("BatchSize") for m in view.mappings] != [5]:
         found.append(f"SQS mapping not updated: {view.mappings}")
+    async with aws_client("lambda", env.aws.moto_url, region=env.aws.region) as lam:
+        tags = (await lam.get_function(FunctionName=case.name)).get("Tags") or {}
+    if tags != {"team": case.name}:
+        found.append(f"tags not applied: {tags}")
     return found
 
 
+def case_alarm(case: Case) -> str:
+    return f"{case.name}-errors"
+
+
+# A long bake: the alarm is set while the canary bakes, never after it.
+SLOW_CANARY = {"type": "CANARY", "percent": 50, "waitInterval": 10}
+
+
 async def prepare_rollback(env: Env, case: Case) -> None:
-    await deployed(case, alarms=(ALARM,))  # a first deployment does not watch alarms
-    case.write(code="green", alarms=(ALARM,))
+    alarm = case_alarm(case)
+    async with aws_client("cloudwatch", env.aws.endpoint_url, region=env.aws.region) as cw:
+        await cw.put_metric_alarm(
+            AlarmName=alarm,
+            Namespace="AWS/Lambda",
+            MetricName="Errors",
+            Statistic="Sum",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=1.0,
+            ComparisonOperator="GreaterThanOrEqualToThreshold",
+        )
+    await set_alarm_state(env.aws.endpoint_url, alarm, "OK", region=env.aws.region)
+    await deployed(case, alarms=(alarm,), traffic=SLOW_CANARY)
+    case.write(code="green", alarms=(alarm,), traffic=SLOW_CANARY)
     case.repo.commit(f"{case.name}: green, which fires the alarm")
+
+
+async def fire_alarm_once_shifted(env: Env, case: Case) -> None:
+    """Set the case's alarm to ALARM as soon as the canary's shift took effect (the journal
+    is another thread's: it is polled)."""
+    with anyio.fail_after(DEADLINE):
+        for _ in iter(int, 1):
+            calls = env.aws.journal.calls("UpdateAlias", function=case.name)
+            if any(200 <= e.status < 300 and e.routing for e in calls):
+                break
+            await anyio.sleep(0.05)
+    await set_alarm_state(env.aws.endpoint_url, case_alarm(case), "ALARM", region=env.aws.region)
 
 
 async def check_rollback(env: Env, case: Case) -> list[str]:
@@ -192,7 +238,7 @@ async def check_rollback(env: Env, case: Case) -> list[str]:
     outcome = (await case.finished()).get(second)
     if outcome is None or outcome.outcome != "rolled_back":
         found.append(f"the update finished {outcome}, expected rolled_back")
-    if await version_of(env.aws, case.name, second) is not None:
+    if await version_of(env.aws, case, second) is not None:
         found.append("the new version was not deleted")
     return found
 
@@ -219,12 +265,13 @@ class Scenario:
     prepare: Callable[[Env, Case], Awaitable[None]]
     check: Callable[[Env, Case], Awaitable[list[str]]]
     exit_code: int  # of the restart's --once run
+    during: Callable[[Env, Case], Awaitable[None]] | None = None  # beside the killed engine
 
 
 SCENARIOS = {
     "create": Scenario(CREATE, prepare_create, check_create, 0),
     "update": Scenario(UPDATE, prepare_update, check_update, 0),
-    "rollback": Scenario(ROLLBACK, prepare_rollback, check_rollback, 1),
+    "rollback": Scenario(ROLLBACK, prepare_rollback, check_rollback, 1, fire_alarm_once_shifted),
     "delete": Scenario(DELETE, prepare_delete, check_delete, 0),
 }
 
@@ -232,14 +279,14 @@ SCENARIOS = {
 # -- the matrix ------------------------------------------------------------------------------
 
 
-@pytest.mark.timeout(300)
+# Generous: 32 cases of 20-30 s each on two cores shared with other work; the bound only
+# catches a case that hangs.
+@pytest.mark.timeout(900)
 async def test_killed_at_every_saga_step_then_restarted_converges(env: Env) -> None:
     """SIGKILLed before or after any mutation of a create, a canary update (including between
     UpdateFunctionCode and PublishVersion), a rollback or a delete, the engine resumes from the
     log: it converges, publishes no version twice, never tries to delete a referenced version,
     and leaves a log that ``glam replay --verify`` accepts."""
-    # The rollback cases' updates watch this alarm; no other case does.
-    await set_alarm_state(env.aws.endpoint_url, ALARM, "ALARM", region=env.aws.region)
     problems: dict[str, list[str]] = {}
     cases: dict[str, Case] = {}
     limiter = anyio.CapacityLimiter(PARALLEL)
@@ -248,7 +295,11 @@ async def test_killed_at_every_saga_step_then_restarted_converges(env: Env) -> N
         found: list[str] = []
         async with limiter:
             await scenario.prepare(env, case)
-            code, output = await case.run_subprocess(point.failpoint)
+            async with anyio.create_task_group() as beside:
+                if scenario.during is not None:
+                    beside.start_soon(scenario.during, env, case)
+                code, output = await case.run_subprocess(point.failpoint)
+                beside.cancel_scope.cancel()
             if code != -9:
                 found.append(f"expected SIGKILL at {point.failpoint}, exit {code}:\n{output}")
             else:

@@ -107,10 +107,10 @@ async def expect_on(env: Env, case: Case, deployment: int, batch: int) -> None:
     version published once, one SQS mapping of ``batch``."""
     deployments = await case.deployments()
     view = await read_aws(env.aws, case.name)
-    target = await version_of(env.aws, case.name, deployments[deployment])
+    target = await version_of(env.aws, case, deployments[deployment])
     assert target is not None, f"{case.name}: no version carries deployment {deployment}"
     assert view.alias == (target, {})
-    assert all(n == 1 for n in view.markers.values()), view.markers
+    assert all(n == 1 for n in view.by_code.values()), view.by_code
     assert [m.get("BatchSize") for m in view.mappings] == [batch]
 
 
@@ -193,10 +193,10 @@ async def test_seeded_random_faults_on_many_functions(env: Env) -> None:
     assert injected == {"throttle", "error", "apply_then_fail"}
     for name in names:
         view = await read_aws(aws, name)
-        versions = [await version_of(aws, name, d) for d in await case.deployments(name)]
+        versions = [await version_of(aws, case, d, name) for d in await case.deployments(name)]
         assert versions[0] is None  # the old version deleted
         assert view.alias == (versions[1], {})
-        assert all(n == 1 for n in view.markers.values()), view.markers
+        assert all(n == 1 for n in view.by_code.values()), view.by_code
         assert [m.get("BatchSize") for m in view.mappings] == [5]
         assert len(effective_publishes(aws, name)) == 2
         assert referenced_deletes(aws, name) == []

@@ -54,7 +54,7 @@ async def test_fifty_functions_in_one_commit_stay_under_the_quota(
     for name in names:
         view = await read_aws(aws, name)
         (deployment,) = await case.deployments(name)
-        assert view.alias == (await version_of(aws, name, deployment), {})
+        assert view.alias == (await version_of(aws, case, deployment, name), {})
         assert len(effective_publishes(aws, name)) == 1
     code, output = await anyio.to_thread.run_sync(replay_verify, case.db)
     assert code == 0, output
