@@ -56,6 +56,30 @@ def _patch_monotonic_versions() -> None:
     LambdaStorage.publish_version = publish_version  # type: ignore[method-assign]
 
 
+def _patch_code_signing() -> None:
+    """moto reads a function's code-signing configuration but cannot set or remove it: add
+    PutFunctionCodeSigningConfig and DeleteFunctionCodeSigningConfig, on $LATEST's record (a
+    code-signing configuration belongs to the function, not to a version)."""
+    import json
+    from urllib.parse import unquote
+
+    from moto.awslambda.responses import LambdaResponse
+
+    def put(self: LambdaResponse) -> Any:
+        name = unquote(self.path.rsplit("/", 2)[-2])
+        arn = self.json_body["CodeSigningConfigArn"]
+        self.backend.get_function(name).code_signing_config_arn = arn
+        return 200, {}, json.dumps({"CodeSigningConfigArn": arn, "FunctionName": name})
+
+    def delete(self: LambdaResponse) -> Any:
+        name = unquote(self.path.rsplit("/", 2)[-2])
+        self.backend.get_function(name).code_signing_config_arn = None
+        return 204, {"status": 204}, "{}"
+
+    LambdaResponse.put_function_code_signing_config = put  # type: ignore[attr-defined]
+    LambdaResponse.delete_function_code_signing_config = delete  # type: ignore[attr-defined]
+
+
 def _management_api_guard(app: Any) -> Any:
     """Wrap the WSGI app: of ``/moto-api/...`` only ``POST /moto-api/reset`` gets through.
 
@@ -92,6 +116,7 @@ def main() -> None:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
     _patch_monotonic_versions()
+    _patch_code_signing()
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
         MotoRequestHandler,

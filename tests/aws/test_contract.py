@@ -9,7 +9,7 @@ from engine.aws.rules import code_sha256
 from engine.errors import AwsConflict, AwsInvalid
 from engine.ports import FunctionInfo
 
-from .conftest import Target, code_zip
+from .conftest import ACCOUNT, REGION, Target, code_zip
 
 pytestmark = pytest.mark.anyio
 
@@ -196,3 +196,57 @@ async def test_open_aws_builds_the_adapters(moto_url: str) -> None:
         assert aws.limiter is registry.get("123456789012", "us-east-1")
         assert await aws.lambda_api.get_function("does-not-exist") is None
         assert await aws.alarms.alarm_states(["nope"]) == {}
+
+
+async def test_a_version_published_without_description_keeps_the_functions(
+    target: Target,
+) -> None:
+    """PublishVersion with no Description: the version has the function's (the user's)."""
+    name = target.new_name()
+    await target.api.create_function(target.request(name, Description="the user's text"))
+    await wait_active(target, name)
+    version = await target.api.publish_version(name, code_sha256=None, revision_id=None)
+    assert version.description == "the user's text"
+    read = await target.api.get_function(name, version.version)
+    assert read is not None
+    assert read.description == "the user's text"
+
+
+async def test_tags_are_read_with_the_function_and_set_and_removed(target: Target) -> None:
+    """GetFunction answers the tags (any qualifier); TagResource and UntagResource change
+    them on the function."""
+    name = target.new_name()
+    created = await target.api.create_function(target.request(name, Tags={"team": "a"}))
+    await wait_active(target, name)
+    read = await target.api.get_function(name)
+    assert read is not None
+    assert read.tags == {"team": "a"}
+    await target.api.tag_function(created.arn, {"team": "b", "cost": "c1"})
+    await target.api.untag_function(created.arn, ["cost"])
+    again = await target.api.get_function(name)
+    assert again is not None
+    assert again.tags == {"team": "b"}
+
+
+async def test_code_signing_is_read_put_and_deleted(target: Target) -> None:
+    """The function's code-signing configuration, with its own calls."""
+    name = target.new_name()
+    await target.api.create_function(target.request(name))
+    await wait_active(target, name)
+    assert await target.api.code_signing_config(name) is None
+    arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:code-signing-config:csc-0123456789abcdef0"
+    await target.api.put_code_signing_config(name, arn)
+    assert await target.api.code_signing_config(name) == arn
+    await target.api.delete_code_signing_config(name)
+    assert await target.api.code_signing_config(name) is None
+
+
+async def test_delete_alias_is_idempotent(target: Target) -> None:
+    name = target.new_name()
+    await target.api.create_function(target.request(name))
+    await wait_active(target, name)
+    version = await target.api.publish_version(name, code_sha256=None, revision_id=None)
+    await target.api.create_alias(name, "old", version.version)
+    await target.api.delete_alias(name, "old")
+    assert await target.api.get_alias(name, "old") is None
+    await target.api.delete_alias(name, "old")
