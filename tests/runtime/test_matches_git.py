@@ -377,3 +377,41 @@ async def test_versions_keep_the_users_description(setup: Setup, local_aws: Loca
         listed = await lam.list_versions_by_function(FunctionName=NAME)
     described = {v["Version"]: v.get("Description") for v in listed["Versions"]}
     assert described == {"$LATEST": "orders service, green", "2": "orders service, green"}
+
+
+async def test_an_alias_change_moves_the_event_sources_and_keeps_the_old_alias(
+    setup: Setup, local_aws: LocalAwsThread
+) -> None:
+    """The depdef names another alias: the new alias is made on the version the old one
+    serves, the SQS mapping is attached to it and then detached from the old alias, and the
+    old alias is left for an operator to remove."""
+    queue = setup.outputs["sqs_queue_arn"]["value"]
+    write_function(setup.repo, setup.outputs, traffic=CANARY)
+    mapping = {"EventSourceArn": queue, "FunctionName": NAME, "BatchSize": 10}
+    setup.repo.write(
+        f"{PREFIX}_lambdaeventsourcedef.json", {"PullEventSources": {"EventSourceMapping": mapping}}
+    )
+    setup.repo.commit("on live")
+    assert outcomes(await setup.run_once()) == ["succeeded"]
+    setup.repo.write(DEPDEF, {"alias": "prod", "trafficShiftingConfig": CANARY})
+    setup.repo.commit("on prod")
+    local_aws.journal.clear()
+    report = await setup.run_once()
+    assert [(f.outcome, f.stable_version) for _, f in report.finished] == [("succeeded", "1")]
+    async with aws_client("lambda", local_aws.moto_url, region=local_aws.region) as lam:
+        aliases = await lam.list_aliases(FunctionName=NAME)
+        mappings = {
+            alias: (await lam.list_event_source_mappings(FunctionName=f"{NAME}:{alias}"))[
+                "EventSourceMappings"
+            ]
+            for alias in ("live", "prod")
+        }
+    assert sorted((a["Name"], a["FunctionVersion"]) for a in aliases["Aliases"]) == [
+        ("live", "1"),
+        ("prod", "1"),
+    ]
+    assert (len(mappings["live"]), len(mappings["prod"])) == (0, 1)
+    changes = [r.event for r in await setup.events("EventSourceChanged")]
+    assert [c.change for c in changes][-2:] == ["attached", "detached"]  # type: ignore[union-attr]
+    assert local_aws.journal.calls("PublishVersion") == []
+    assert local_aws.journal.calls("DeleteAlias") == []

@@ -11,7 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from engine.errors import AwsThrottled, SourceError, StoreCorrupt
+from engine.errors import AwsThrottled, ConfigError, SourceError, StoreCorrupt
 from engine.events import Event, Metadata, NewEvent, RecordedEvent
 from engine.events.function import (
     DeploymentFinished,
@@ -270,3 +270,53 @@ async def test_an_error_that_stops_the_engine_is_never_replaced_by_one_while_sto
     [error] = stopped.value.exceptions
     assert isinstance(error, SourceError)
     assert "the views cannot be read" in caplog.text
+
+
+class _NoCredentials(FakeProvider):
+    """AWS ports that cannot be made any more (the credentials for them are gone)."""
+
+    async def region(self, region: str):  # type: ignore[no-untyped-def]
+        raise ConfigError("no credentials for account 123456789012", hint="configure them")
+
+
+async def test_a_deployment_whose_aws_cannot_be_reached_is_not_left_in_flight(
+    world: World,
+) -> None:
+    """A deployment that never started ends "failed" with the reason; one that had changed
+    AWS stays in flight (only a read of AWS can say where its alias is) until an operator
+    aborts it, which then ends it with what to check by hand; afterwards a run exits 0."""
+    write_function(world.repo, OUT, traffic=NOW)
+    world.repo.commit("v1")
+    await world.once()
+    write_function(world.repo, OUT, code="green", traffic=CANARY)
+    world.repo.commit("green, slow canary")
+    # The canary shifts, then the engine stops in its bake.
+    engine = world.engine(
+        on_event=lambda r: engine.stop() if isinstance(r.event, TrafficShifted) else None
+    )
+    async with engine:
+        await engine.run(once=True)
+    healthy, world.provider = world.provider, _NoCredentials()
+    stuck = await world.once()
+    assert stuck.finished == []
+    assert any("no credentials" in error for error in stuck.errors)
+    issued = OperatorCommandIssued(command="abort", target=STREAM, reason="creds gone")
+    await world.store.append(
+        OPS_STREAM, [NewEvent(issued, Metadata(event_id="cmd-1", actor="bob"))]
+    )
+    aborted = await world.once()
+    [(_, done)] = aborted.finished
+    assert done.outcome == "failed"
+    assert done.reason.startswith("aborted by bob: creds gone; glam cannot act on this function")
+    assert "set it to version 1" in done.reason or "version 2 may be left over" in done.reason
+    # A later commit's deployment, still unreachable, ends at once; with AWS back, all is well.
+    write_function(world.repo, OUT, code="blue", memory=256, traffic=NOW)
+    world.repo.commit("blue, more memory")
+    refused = await world.once()
+    assert outcomes(refused) == ["failed"]
+    world.provider = healthy
+    write_function(world.repo, OUT, code="blue", memory=512, traffic=NOW)
+    world.repo.commit("blue, more memory still")
+    fixed = await world.once()
+    assert outcomes(fixed) == ["succeeded"]
+    assert fixed.exit_code == 0
