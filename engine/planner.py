@@ -504,7 +504,7 @@ def _decide(
     if h == current.rolled_back_hash:
         return "nothing", "this desired state was rolled back; change it to retry"
     if not current.exists:
-        return "create", "new function"
+        return "create", "new function (adopted as it is if AWS already serves this definition)"
     if h == current.content_hash:
         if current.settings is not None and desired.settings != current.settings:
             return "settings_only", "deployment settings changed; used by the next deployment"

@@ -35,7 +35,6 @@ from engine.saga.results import (
     FunctionRead,
     Kept,
     Published,
-    Requested,
     StepResult,
     parse_result,
 )
@@ -145,10 +144,6 @@ def _with_dep(state: SagaState, dep: Deployment) -> SagaState:
 def _started(state: SagaState, dep: Deployment, event: StepStarted) -> SagaState:
     """A write-ahead intent: the step is dangling until its outcome is recorded."""
     step = event.step.step
-    if step == "publish":
-        # What the publish's outcome is measured against: a version above this is new.
-        known = Requested.model_validate(event.request).known_version
-        dep = replace(dep, known_version=known if known is not None else state.highest_version)
     # A created alias routes to the new version: with a stable version to go back to, a
     # rollback must set it there like after a shift.
     creates = step == "create_alias" and dep.stable is not None

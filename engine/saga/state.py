@@ -109,7 +109,6 @@ class Deployment:
     signing: str | None = None  # the live code-signing configuration, once read
     todo: tuple[Phase, ...] = ()  # the phases decided, still to come before the publish
     forced: bool = False  # $LATEST updated once more: AWS published no new version
-    known_version: int = 0  # the highest version number known before the publish
     promoted: bool = False  # the alias is on the new version; what is left is the last bake
     schedule: tuple[float, ...] = ()
     shift_index: int = 0

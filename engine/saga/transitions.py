@@ -397,11 +397,13 @@ def _after_readiness(dep: Deployment, read: FunctionRead) -> Deployment:
 def _after_publish(dep: Deployment, published: Published) -> Deployment:
     if dep.path == "create":
         return _next_phase(replace(dep, new_version=published.version), "create_alias")
-    number = int(published.version) if published.version.isdigit() else 0
-    if number > dep.known_version:
+    if published.version != dep.stable:
+        # A new version, or one AWS had already made of exactly what $LATEST holds now (it
+        # answers with that one instead of publishing a copy): either serves the definition.
         return _next_phase(replace(dep, new_version=published.version), "readiness")
-    # AWS published nothing new: it counts $LATEST as unchanged since a version it made
-    # earlier (one a rollback deleted, say). Update $LATEST once more and publish again.
+    # AWS answered with the stable version, which does not serve the definition: it counts
+    # $LATEST as unchanged since that version (the one published after it was deleted by a
+    # rollback, say). Update $LATEST once more and publish again.
     if not dep.forced:
         dep = replace(dep, forced=True, skip_config=False, todo=("wait_config", "publish"))
         return _next_phase(dep, "update_config")

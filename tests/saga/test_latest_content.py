@@ -70,10 +70,10 @@ def test_a_stable_version_that_serves_the_definition_publishes_nothing() -> None
     assert state.active.path == "sources_only"
 
 
-def test_publish_answering_a_known_version_updates_latest_once_more() -> None:
-    """Given AWS answers the publish with a version that already existed (it counts $LATEST
-    as published by a version a rollback deleted), then $LATEST is updated once more and
-    published again: the deployment never ends on the old version."""
+def test_publish_answering_the_stable_version_updates_latest_once_more() -> None:
+    """Given AWS answers the publish with the stable version (it counts $LATEST as unchanged
+    since then: the version published after it was deleted by a rollback), then $LATEST is
+    updated once more and published again: the deployment never ends on the old version."""
     given = _d2(
         ok("inspect_function", found=True, arn=ARN, code_sha256="v2", differs=[]),
         ok("hash_code", code_sha256="v2"),
@@ -87,6 +87,30 @@ def test_publish_answering_a_known_version_updates_latest_once_more() -> None:
     effect = next_effect(state, NOW)
     assert isinstance(effect, Call)
     assert effect.operation == UpdateConfig(NAME, {"Description": ""})
+
+
+def test_publish_answering_an_existing_version_of_the_definition_uses_it() -> None:
+    """Given AWS answers the publish with an older version that is not the stable one (made
+    of exactly what $LATEST holds: a version a rollback could not delete), then that version
+    is the one shifted to: it serves the definition."""
+    given = [
+        requested("d1", desired("v1"), action="create"),
+        DeploymentFinished(deployment_id="d1", outcome="succeeded", stable_version="3"),
+        requested("d2", desired("v2")),
+        ok("inspect_function", found=True, arn=ARN, code_sha256="v2", differs=[]),
+        ok("hash_code", code_sha256="v2"),
+        ok("inspect_stable", found=True, version="3", code_sha256="v1", differs=[]),
+    ]
+    state = fold(initial_state(NAME), given)
+    publish = next_effect(state, NOW)
+    assert isinstance(publish, Call)
+    assert publish.intent is not None
+    state = fold(state, [publish.intent, ok("publish", version="2", code_sha256="v2")])
+    assert state.active is not None
+    assert state.active.new_version == "2"
+    effect = next_effect(state, NOW)
+    assert isinstance(effect, Call)
+    assert str(effect.step) == "readiness"
 
 
 def test_a_read_that_was_not_compared_updates_everything() -> None:
