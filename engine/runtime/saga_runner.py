@@ -100,7 +100,7 @@ from engine.saga.results import (
 )
 from engine.saga.saga import next_effect, on_outcome
 from engine.saga.schedule import DEFAULT_POLICY, SagaPolicy
-from engine.saga.state import OPERATOR_PROMOTE, SagaState, initial_state
+from engine.saga.state import ALARM_CHECK, OPERATOR_PROMOTE, SagaState, initial_state
 
 # Deadline of one port call. Longer than the Lambda adapter's own wait for an in-progress
 # update to settle (LambdaRetry.settle_timeout, 300 s), so a call the adapter is still
@@ -374,7 +374,7 @@ class _Runner:
         # A bake vouches for the new version only if its alarms were read near its end: an
         # alarm nobody could read is not a quiet alarm. Retryable read errors are retried
         # every poll, for a few polls past the end; a non-retryable one ends the wait at once.
-        must_read = bool(names) and wait.purpose in ("bake", OPERATOR_PROMOTE)
+        must_read = bool(names) and wait.purpose in ("bake", OPERATOR_PROMOTE, ALARM_CHECK)
         give_up = wait.until + poll * UNREAD_GRACE_POLLS
         last_read: datetime | None = None
         last_error = "no read attempted"
@@ -409,8 +409,9 @@ class _Runner:
                         completed=False,
                         alarms=states,
                         unreadable=(
-                            f"alarms {', '.join(names)} were not read successfully near the end "
-                            f"of the bake (last error {last_error}); not promoting unwatched"
+                            f"alarms {', '.join(names)} were not read successfully "
+                            f"{_WHEN_READ.get(wait.purpose, 'near the end of the bake')} (last "
+                            f"error {last_error}); not moving traffic unwatched"
                         ),
                     )
             if await self.store.stream_version(self.stream) != self.version:
@@ -418,6 +419,13 @@ class _Runner:
             # Wake at every poll even without alarms, to notice a newer request in the stream.
             deadline = wait.until if now < wait.until else give_up
             await self.clock.sleep_until(min(deadline, now + poll))
+
+
+# When a wait's alarms had to be read, for the reason of a wait that could not read them.
+_WHEN_READ: dict[str, str] = {
+    ALARM_CHECK: "before any traffic moved",
+    OPERATOR_PROMOTE: "before the promote",
+}
 
 
 # Events appended by the planner, not by a runner: they do not change what a step did.

@@ -32,8 +32,9 @@ async def test_alarms_that_cannot_be_read_roll_back() -> None:
     assert await _alias(world) == ("1", {})
 
 
-async def test_alarms_unreadable_through_the_bake_roll_back() -> None:
-    """Throttled alarm reads through the whole bake: no promote on unwatched alarms."""
+async def test_alarms_unreadable_before_the_first_shift_roll_back() -> None:
+    """Alarm reads throttled from the start: the one read before any weight moves never
+    succeeds, so nothing is shifted onto unwatched alarms."""
     world = World()
     await world.deploy("d1", desired("v1", alarms=("errors",)), action="create")
     world.aws.fail_next("DescribeAlarms", AwsThrottled("Rate exceeded"), times=10_000)
@@ -41,14 +42,16 @@ async def test_alarms_unreadable_through_the_bake_roll_back() -> None:
     assert [f.outcome for f in run.finished] == ["rolled_back"]
     assert "not read successfully" in run.finished[0].reason
     assert await _alias(world) == ("1", {})
+    assert world.aws.calls("UpdateAlias") == []
 
 
 async def test_alarm_reads_that_recover_before_the_end_promote() -> None:
-    """A few throttled reads early in the bake are retried; the deployment promotes."""
+    """A few throttled reads are retried, also in the one read before any weight moves;
+    the deployment promotes."""
     world = World()
     await world.deploy("d1", desired("v1", alarms=("errors",)), action="create")
     world.aws.set_alarm("errors", "OK")
-    world.aws.fail_next("DescribeAlarms", AwsThrottled("Rate exceeded"), times=4)
+    world.aws.fail_next("DescribeAlarms", AwsThrottled("Rate exceeded"), times=2)
     run = await world.deploy("d2", desired("v2", alarms=("errors",)))
     assert [f.outcome for f in run.finished] == ["succeeded"]
     assert await _alias(world) == ("2", {})
