@@ -26,20 +26,28 @@ Tests steer it with ``fail_next`` (raise an error on the next call of an operati
 
 from __future__ import annotations
 
-import base64
 import copy
-import hashlib
 import itertools
 from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import anyio
 
 from engine.aws.rules import LATEST, code_sha256, refuse_unsafe_alias
-from engine.errors import AwsAmbiguous, AwsConflict, AwsError, AwsInvalid, AwsNotFound
+from engine.errors import AwsAmbiguous, AwsConflict, AwsError, AwsInvalid
 from engine.ports import AliasInfo, FunctionInfo, VersionInfo
+from engine.testing.aws_records import (
+    Alias,
+    Function,
+    Version,
+    info_of,
+    not_found,
+    precondition,
+    sha256_of,
+    version_info_of,
+)
 
 # Keys of a CreateFunction request that are not part of the function's configuration.
 _NOT_CONFIGURATION = frozenset(
@@ -48,41 +56,6 @@ _NOT_CONFIGURATION = frozenset(
 _CODE_SOURCES = ("ZipFile", "S3Bucket", "S3Key", "S3ObjectVersion", "ImageUri")
 _T = TypeVar("_T")
 _ALARM_STATES = frozenset({"OK", "ALARM", "INSUFFICIENT_DATA"})
-
-
-@dataclass
-class _Version:
-    number: str
-    configuration: dict[str, Any]
-
-
-@dataclass
-class _Alias:
-    name: str
-    version: str
-    routing: dict[str, float]
-    revision: str
-
-
-@dataclass
-class _Function:
-    name: str
-    configuration: dict[str, Any]  # $LATEST, without the state fields
-    code_sha256: str
-    revision: str
-    state: str = "Pending"
-    last_update_status: str = "InProgress"
-    state_reason: str = ""
-    busy_polls: int = 0  # GetFunction calls until Pending/InProgress settles
-    fail_next_settle: str | None = None  # reason, when the settle should end Failed
-    versions: dict[str, _Version] = field(default_factory=dict)
-    next_version: int = 1
-    aliases: dict[str, _Alias] = field(default_factory=dict)
-    # (code, configuration, version number) of the last publication.
-    published_fingerprint: tuple[str, str, str] | None = None
-    tags: dict[str, str] = field(default_factory=dict)
-    code_signing: str | None = None
-    image_uri: str = ""
 
 
 class FakeAws:
@@ -101,7 +74,7 @@ class FakeAws:
         self.pending_polls = pending_polls
         self.update_polls = update_polls
         self.journal: list[tuple[str, dict[str, Any]]] = []
-        self._functions: dict[str, _Function] = {}
+        self._functions: dict[str, Function] = {}
         self._alarms: dict[str, str] = {}
         self._objects: dict[tuple[str, str], bytes] = {}
         self._revisions = itertools.count(1)
@@ -165,7 +138,7 @@ class FakeAws:
             elif version is None:
                 return None
             else:
-                info = _info(fn.versions[version].configuration)
+                info = info_of(fn.versions[version].configuration)
         image = str(info.configuration.get("ImageUri", ""))
         return replace(info, tags=dict(fn.tags), image_uri=image)
 
@@ -219,7 +192,7 @@ class FakeAws:
         }
         configuration.setdefault("Description", "")
         configuration.setdefault("PackageType", "Zip")
-        fn = _Function(
+        fn = Function(
             name=name,
             configuration=configuration,
             code_sha256=self._code_sha256(request["Code"]),
@@ -296,7 +269,7 @@ class FakeAws:
                 hint="the code changed since it was read: read it again",
             )
         version = self._publish(fn, description)
-        return self._done(fault, op, _version_info(version))
+        return self._done(fault, op, version_info_of(version))
 
     async def delete_version(self, name: str, version: str) -> None:
         op = "DeleteFunction"
@@ -352,7 +325,7 @@ class FakeAws:
                 retryable=False,
                 hint="it already exists: read it and update it",
             )
-        created = _Alias(alias, version, weights, self._revision())
+        created = Alias(alias, version, weights, self._revision())
         fn.aliases[alias] = created
         return self._done(fault, op, self._alias_info(fn, created))
 
@@ -377,9 +350,9 @@ class FakeAws:
         weights = self._check_target(fn, op, version, routing)
         current = fn.aliases.get(alias)
         if current is None:
-            raise _not_found(op, f"alias {alias} of {name}")
+            raise not_found(op, f"alias {alias} of {name}")
         if revision_id and revision_id != current.revision:
-            raise _precondition(op)
+            raise precondition(op)
         current.version, current.routing, current.revision = version, weights, self._revision()
         return self._done(fault, op, self._alias_info(fn, current))
 
@@ -427,7 +400,7 @@ class FakeAws:
     async def code_sha256(self, bucket: str, key: str, version: str | None = None) -> str | None:
         await self._enter("GetObject", Bucket=bucket, Key=key, VersionId=version)
         data = self._objects.get((bucket, key))
-        return None if data is None else _sha256(data)
+        return None if data is None else sha256_of(data)
 
     # ---- AlarmsApi ---------------------------------------------------------------------------
 
@@ -470,13 +443,13 @@ class FakeAws:
     def _arn(self, name: str) -> str:
         return f"arn:aws:lambda:{self.region}:{self.account}:function:{name}"
 
-    def _fn(self, name: str, operation: str) -> _Function:
+    def _fn(self, name: str, operation: str) -> Function:
         fn = self._functions.get(name)
         if fn is None:
-            raise _not_found(operation, f"function {name}")
+            raise not_found(operation, f"function {name}")
         return fn
 
-    def _ready(self, name: str, operation: str, revision_id: str | None) -> _Function:
+    def _ready(self, name: str, operation: str, revision_id: str | None) -> Function:
         """The function, if a mutation may start now (not Pending, no update in progress)."""
         fn = self._fn(name, operation)
         if fn.state == "Pending" or fn.last_update_status == "InProgress":
@@ -489,17 +462,17 @@ class FakeAws:
                 hint="an update is in progress: wait until LastUpdateStatus settles",
             )
         if revision_id and revision_id != fn.revision:
-            raise _precondition(operation)
+            raise precondition(operation)
         return fn
 
-    def _tick(self, fn: _Function) -> None:
+    def _tick(self, fn: Function) -> None:
         """One GetFunction poll: a Pending/InProgress period ends after its polls run out."""
         if fn.busy_polls > 0:
             fn.busy_polls -= 1
         if fn.busy_polls == 0 and (fn.state == "Pending" or fn.last_update_status == "InProgress"):
             self._settle(fn)
 
-    def _settle(self, fn: _Function) -> None:
+    def _settle(self, fn: Function) -> None:
         reason = fn.fail_next_settle
         fn.fail_next_settle = None
         if reason is None:
@@ -508,7 +481,7 @@ class FakeAws:
             fn.state = "Failed" if fn.state == "Pending" else fn.state
             fn.last_update_status, fn.state_reason = "Failed", reason
 
-    def _start_update(self, fn: _Function) -> None:
+    def _start_update(self, fn: Function) -> None:
         fn.revision = self._revision()
         fn.busy_polls = self.update_polls
         fn.last_update_status = "InProgress"
@@ -518,17 +491,17 @@ class FakeAws:
     def _code_sha256(self, code: Mapping[str, Any]) -> str:
         stored = self._objects.get((str(code.get("S3Bucket")), str(code.get("S3Key"))))
         if stored is not None and "ZipFile" not in code:
-            return _sha256(stored)
+            return sha256_of(stored)
         return code_sha256(code)
 
     @staticmethod
-    def _set_image(fn: _Function, code: Mapping[str, Any]) -> None:
+    def _set_image(fn: Function, code: Mapping[str, Any]) -> None:
         if code.get("ImageUri"):
             fn.configuration["ImageUri"] = str(code["ImageUri"])
         else:
             fn.configuration.pop("ImageUri", None)
 
-    def _publish(self, fn: _Function, description: str | None) -> _Version:
+    def _publish(self, fn: Function, description: str | None) -> Version:
         fingerprint = (fn.code_sha256, repr(sorted(fn.configuration.items())))
         last = fn.published_fingerprint
         if last is not None and last[:2] == fingerprint and last[2] in fn.versions:
@@ -546,14 +519,14 @@ class FakeAws:
             State="Active",
             LastUpdateStatus="Successful",
         )
-        version = _Version(number, configuration)
+        version = Version(number, configuration)
         fn.versions[number] = version
         fn.published_fingerprint = (*fingerprint, number)
         fn.revision = self._revision()  # publishing changes $LATEST's RevisionId too
         return version
 
     def _check_target(
-        self, fn: _Function, operation: str, version: str, routing: Mapping[str, float] | None
+        self, fn: Function, operation: str, version: str, routing: Mapping[str, float] | None
     ) -> dict[str, float]:
         weights = refuse_unsafe_alias(operation, version, routing)
         for wanted in (version, *weights):
@@ -567,7 +540,7 @@ class FakeAws:
                 )
         return weights
 
-    def _latest_configuration(self, fn: _Function) -> dict[str, Any]:
+    def _latest_configuration(self, fn: Function) -> dict[str, Any]:
         configuration = copy.deepcopy(fn.configuration)
         configuration.update(
             FunctionName=fn.name,
@@ -582,10 +555,10 @@ class FakeAws:
             configuration["StateReason"] = fn.state_reason
         return configuration
 
-    def _latest_info(self, fn: _Function) -> FunctionInfo:
-        return _info(self._latest_configuration(fn))
+    def _latest_info(self, fn: Function) -> FunctionInfo:
+        return info_of(self._latest_configuration(fn))
 
-    def _alias_info(self, fn: _Function, alias: _Alias) -> AliasInfo:
+    def _alias_info(self, fn: Function, alias: Alias) -> AliasInfo:
         return AliasInfo(
             name=alias.name,
             function_version=alias.version,
@@ -593,52 +566,3 @@ class FakeAws:
             revision_id=alias.revision,
             arn=f"{self._arn(fn.name)}:{alias.name}",
         )
-
-
-def _info(configuration: Mapping[str, Any]) -> FunctionInfo:
-    return FunctionInfo(
-        name=configuration["FunctionName"],
-        arn=configuration["FunctionArn"],
-        version=configuration["Version"],
-        state=configuration["State"],
-        last_update_status=configuration["LastUpdateStatus"],
-        code_sha256=configuration["CodeSha256"],
-        revision_id=configuration["RevisionId"],
-        description=configuration.get("Description", ""),
-        state_reason=configuration.get("StateReason", ""),
-        configuration=copy.deepcopy(dict(configuration)),
-    )
-
-
-def _sha256(data: bytes) -> str:
-    return base64.b64encode(hashlib.sha256(data).digest()).decode()
-
-
-def _version_info(version: _Version) -> VersionInfo:
-    return VersionInfo(
-        version=version.number,
-        code_sha256=version.configuration["CodeSha256"],
-        description=version.configuration.get("Description", ""),
-        revision_id=version.configuration["RevisionId"],
-    )
-
-
-def _not_found(operation: str, what: str) -> AwsNotFound:
-    return AwsNotFound(
-        f"{operation}: {what} not found",
-        code="ResourceNotFoundException",
-        operation=operation,
-        status=404,
-        hint="it does not exist (any more): read the current state",
-    )
-
-
-def _precondition(operation: str) -> AwsConflict:
-    return AwsConflict(
-        f"{operation}: the RevisionId does not match the latest RevisionId",
-        code="PreconditionFailedException",
-        operation=operation,
-        status=412,
-        retryable=False,
-        hint="the resource changed since it was read (RevisionId): read it again",
-    )

@@ -126,10 +126,10 @@ async def test_alias_on_latest_is_switched_to_the_new_version() -> None:
     switches it to the new version without routing."""
     world = World()
     await world.deploy("d1", desired("v1"), action="create")
-    from engine.testing.aws import _Alias
+    from engine.testing.aws_records import Alias
 
     # Lambda allows it; the fake's UpdateAlias (like glam) refuses, so set it directly.
-    world.aws._functions[NAME].aliases["live"] = _Alias("live", "$LATEST", {}, "r9")
+    world.aws._functions[NAME].aliases["live"] = Alias("live", "$LATEST", {}, "r9")
     run = await world.deploy("d2", desired("v2"))
     assert [f.outcome for f in run.finished] == ["succeeded"]
     assert await _alias(world) == ("2", {})
