@@ -258,3 +258,28 @@ async def test_durable_timer_waits_only_what_is_left() -> None:
     assert len([e for e in await world.events("TimerStarted") if e.purpose == "bake"]) == 2
     state = fold(initial_state(NAME), [r.event for r in await world.store.read_stream(STREAM)])
     assert state.idle
+
+
+async def test_an_alarm_in_the_bake_after_the_promote_rolls_back() -> None:
+    """The bake after the promote is watched too: an alarm there puts the alias back on the
+    old version with routing cleared and deletes the new one; the old version was kept."""
+    world = World()
+    await world.deploy("d1", desired("v1", alarms=("errors",)), action="create")
+    world.aws.set_alarm("errors", "OK")
+    original = world.aws.update_alias
+    calls = 0
+
+    async def update_alias(*args: object, **kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        result = await original(*args, **kwargs)  # type: ignore[arg-type]
+        if calls == 2:  # the promote: the new version's errors show only now
+            world.aws.set_alarm("errors", "ALARM")
+        return result
+
+    world.aws.update_alias = update_alias  # type: ignore[method-assign,assignment]
+    run = await world.deploy("d2", desired("v2", alarms=("errors",)))
+    assert [(f.outcome, f.stable_version) for f in run.finished] == [("rolled_back", "1")]
+    assert await world.weights("d2") == [0.2, 1.0, 0.0]
+    assert await _alias(world) == ("1", {})
+    assert await _published(world) == ["1"]
