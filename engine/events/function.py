@@ -15,7 +15,10 @@ from engine.events.base import FunctionEvent, OpsEvent
 from engine.events.desired import DeploymentSettings, DesiredFunction, SourceKind
 from engine.saga.steps import StepName
 
-DeployAction = Literal["create", "update", "delete"]
+# "remove_alias": remove the alias ``DeploymentRequested.alias`` of a function whose deployment
+# definition moved to another alias (an identity change an operator released); the function,
+# its versions and the current alias stay.
+DeployAction = Literal["create", "update", "delete", "remove_alias"]
 DeployOutcome = Literal["succeeded", "rolled_back", "failed", "superseded"]
 # A step's name is stored as the text it has always been (``publish``, ``wait:bake``,
 # ``resolve:publish``) and read back into a StepName, which alone knows that spelling.
@@ -34,13 +37,17 @@ FailureKind = Literal[
 
 
 class DeploymentRequested(FunctionEvent):
-    """The planner asks for a deployment. Carries the whole desired state."""
+    """The planner asks for a deployment. Carries the whole desired state.
+
+    ``alias`` names the alias a ``remove_alias`` request removes (None for every other
+    action)."""
 
     type: Literal["DeploymentRequested"] = "DeploymentRequested"
     deployment_id: str
     commit: str
     action: DeployAction
     desired: DesiredFunction | None  # None for a delete
+    alias: str | None = None
 
 
 class SettingsRecorded(FunctionEvent):
