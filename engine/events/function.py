@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, PlainSerializer, PlainValidator, WithJsonSchema
 
-from engine.events.base import FunctionEvent, OpsEvent
+from engine.events.base import Frozen, FunctionEvent, OpsEvent
 from engine.events.desired import DeploymentSettings, DesiredFunction, SourceKind
 from engine.saga.steps import StepName
 
@@ -36,11 +36,23 @@ FailureKind = Literal[
 ]
 
 
+class FunctionOwner(Frozen):
+    """Who owns a function: one path prefix of one branch of one repository. ``repository``
+    is the repository's id (``engine.redact.repository_id``: never a token). Only the owner
+    plans the function; another branch or repository claiming it is refused."""
+
+    repository: str
+    branch: str
+    prefix: str
+
+
 class DeploymentRequested(FunctionEvent):
     """The planner asks for a deployment. Carries the whole desired state.
 
     ``alias`` names the alias a ``remove_alias`` request removes (None for every other
-    action)."""
+    action). ``owner`` is the branch and prefix that asked; None in logs of a glam that
+    watched one branch per log (the function then belongs to the first branch that plans
+    it)."""
 
     type: Literal["DeploymentRequested"] = "DeploymentRequested"
     deployment_id: str
@@ -48,6 +60,7 @@ class DeploymentRequested(FunctionEvent):
     action: DeployAction
     desired: DesiredFunction | None  # None for a delete
     alias: str | None = None
+    owner: FunctionOwner | None = None
 
 
 class SettingsRecorded(FunctionEvent):

@@ -87,11 +87,25 @@ class DefinitionRejected(RepoEvent):
     reason: str
 
 
+class HeldRemoval(Frozen):
+    """One removal a plan holds for an operator: a function (``alias`` None) or one alias of
+    it, and why (``reason``: "definition deleted", "identity changed", "alias changed")."""
+
+    function: str  # the function stream
+    prefix: str
+    reason: str
+    alias: str | None = None
+
+
 class DeletesHeld(RepoEvent):
-    """A commit would delete more than the allowed share of functions; held until allowed."""
+    """A commit would delete more than the allowed share of functions, or remove the old
+    identity of a function whose definition still exists (a new region, account, name or
+    alias): held until an operator allows it. ``removals`` says what each held removal is
+    (empty in logs of a glam that held only mass deletes: then ``prefixes`` says it)."""
 
     type: Literal["DeletesHeld"] = "DeletesHeld"
     sha: str
     prefixes: tuple[str, ...]
     share: float
     limit: float
+    removals: tuple[HeldRemoval, ...] = ()
