@@ -2,12 +2,15 @@
 
 A function's stream is ``fn:<account>:<region>:<name>`` (DESIGN §3), so the same function
 name deployed to two regions or accounts has two independent histories. A repository's stream
-is ``repo:<url>#<branch>`` with the URL redacted first, so a token never reaches the log.
+is ``repo:<repository id>#<branch>``, the id being ``engine.redact.repository_id`` of its URL:
+credentials dropped (a token never reaches the log) and the address normalised, so another
+form of the same URL names the same stream. Streams an earlier glam named from the redacted
+URL as given are read through the same function (``repo_key``), so they name the same branch.
 """
 
 from __future__ import annotations
 
-from engine.redact import redact_url
+from engine.redact import repository_id
 
 FUNCTION_PREFIX = "fn:"
 REPO_PREFIX = "repo:"
@@ -37,5 +40,25 @@ def is_function_stream(stream: str) -> bool:
 
 
 def repo_stream(url: str, branch: str) -> str:
-    """``repo:<redacted url>#<branch>``, the stream of one watched branch."""
-    return f"{REPO_PREFIX}{redact_url(url)}#{branch}"
+    """``repo:<repository id>#<branch>``, the stream of one watched branch."""
+    return f"{REPO_PREFIX}{repository_id(url)}#{branch}"
+
+
+def parse_repo_stream(stream: str) -> tuple[str, str]:
+    """``(repository id, branch)`` of a repository stream, also of one an earlier glam named
+    from the URL as given (normalised here); ``ValueError`` if it is not one."""
+    url, sep, branch = stream[len(REPO_PREFIX) :].rpartition("#")
+    if not stream.startswith(REPO_PREFIX) or not sep or not url or not branch:
+        raise ValueError(f"not a repository stream: {stream!r}")
+    return repository_id(url), branch
+
+
+def repo_key(stream: str) -> str:
+    """The stream of the same branch as this glam names it: ``repo_stream`` of the parsed
+    stream. Two repository streams are the same branch when their keys are equal; a stream
+    this glam cannot parse is its own key."""
+    try:
+        repository, branch = parse_repo_stream(stream)
+    except ValueError:
+        return stream
+    return f"{REPO_PREFIX}{repository}#{branch}"

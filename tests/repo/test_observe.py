@@ -134,7 +134,7 @@ def test_url_redaction_and_parsing() -> None:
     assert parse_repo_url("git@github.com:org/repo.git").kind == "ssh"
     assert parse_repo_url("ssh://git@host/repo").kind == "ssh"
     assert parse_repo_url("file:///srv/repo").local_path == Path("/srv/repo")
-    assert repo_stream("https://u:tok@h/r.git", "main") == "repo:https://u:****@h/r.git#main"
+    assert repo_stream("https://u:tok@h/r.git", "main") == "repo:https://h/r#main"
     assert function_stream("123456789012", "eu-west-1", "f") == "fn:123456789012:eu-west-1:f"
 
 
