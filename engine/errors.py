@@ -9,6 +9,8 @@ says what to do.
     GlamError
     ├── UsageError                 bad flags or arguments (CLI exit 2)
     ├── ConfigError                a setting or environment that cannot work
+    │   ├── ConfigFileError        glam.toml is invalid: every mistake, located
+    │   └── AccountNotConfigured   a function's account has no role for the engine to assume
     ├── StoreError                 the event log
     │   ├── ConcurrencyConflict    expected stream version is stale (retryable after re-read)
     │   ├── StoreCorrupt           integrity check, hash chain or file format failed
@@ -63,6 +65,29 @@ class UsageError(GlamError):
 class ConfigError(GlamError):
     """Raised when a setting or the environment cannot work: the engine's limits, the demo's
     folder, a failpoint specification."""
+
+
+class ConfigFileError(ConfigError):
+    """Raised when a configuration file is invalid. ``problems`` holds one line per mistake,
+    each located (``glam.toml:12: repository[2].branches: ...``); all are reported at once."""
+
+    exit_code = 2
+
+    def __init__(self, path: str, problems: list[str]):
+        count = len(problems)
+        noun = "mistake" if count == 1 else "mistakes"
+        super().__init__(f"{path}: {count} {noun}", hint="fix each line below")
+        self.path = path
+        self.problems = tuple(problems)
+
+    def one_line(self) -> str:
+        """The summary, then one line per mistake (the CLI prints them all)."""
+        return "\n".join([f"{self.message}:", *(f"  {p}" for p in self.problems)])
+
+
+class AccountNotConfigured(ConfigError):
+    """Raised for an AWS account the engine cannot act in: not its own, and no configured
+    role to assume there."""
 
 
 class StoreError(GlamError):

@@ -10,6 +10,7 @@ Each port has one contract suite in tests/ that runs against every implementatio
     ProjectionStore  both at once: what the engine runs on (``engine.store.open_store``)
     RepoSource       the watched branch                engine.git.repo_source, engine.testing
     LambdaApi, AlarmsApi, SourcesApi, CodeObjects      engine.aws, engine.testing
+    SecretsApi       repository tokens by reference    engine.aws.secrets, engine.testing
 """
 
 from __future__ import annotations
@@ -382,4 +383,18 @@ class SourcesApi(Protocol):
         self, function_name: str, alias_arn: str, previous: EventSources
     ) -> list[SourceChange]:
         """Remove every source glam wires to this function (before deleting it)."""
+        ...
+
+
+class SecretsApi(Protocol):
+    """Secrets Manager and SSM Parameter Store, read only, with the engine's own credentials:
+    where a repository's token is kept (``engine.tokens``). Answers are secrets: an
+    implementation never logs them, and its errors never carry them."""
+
+    async def secret_string(self, arn: str, region: str) -> str:
+        """GetSecretValue of the secret ``arn`` (its current version): the SecretString."""
+        ...
+
+    async def parameter_value(self, arn: str, region: str) -> str:
+        """GetParameter of the parameter ``arn`` with decryption: its value."""
         ...

@@ -115,8 +115,9 @@ class RateLimiter:
 class LimiterRegistry:
     """The limiters of a process, one per (account, region, service), created on first use.
 
-    ``rate`` and ``poll_rate`` are Lambda's; ``service_rates`` sets the rates of other
-    services (by botocore name; :data:`DEFAULT_SERVICE_RATE` for the rest).
+    ``rate`` and ``poll_rate`` are Lambda's; ``account_rates`` sets Lambda's ``rate`` of some
+    accounts (in each of their regions); ``service_rates`` sets the rates of other services
+    (by botocore name; :data:`DEFAULT_SERVICE_RATE` for the rest).
     """
 
     def __init__(
@@ -124,12 +125,14 @@ class LimiterRegistry:
         *,
         rate: float = DEFAULT_RATE,
         poll_rate: float = DEFAULT_POLL_RATE,
+        account_rates: Mapping[str, float] | None = None,
         service_rates: Mapping[str, float] | None = None,
         clock: MonotonicClock = time.monotonic,
         sleep: Sleep = anyio.sleep,
     ) -> None:
         self.rate = rate
         self.poll_rate = poll_rate
+        self.account_rates = dict(account_rates or {})
         self.service_rates = dict(service_rates or {})
         self._clock = clock
         self._sleep = sleep
@@ -142,7 +145,7 @@ class LimiterRegistry:
         limiter = self._limiters.get(key)
         if limiter is None:
             if service == LAMBDA:
-                rate, poll_rate = self.rate, self.poll_rate
+                rate, poll_rate = self.account_rates.get(account, self.rate), self.poll_rate
             else:
                 # Only Lambda's GetFunction has a poll budget; other services use one bucket.
                 rate = self.service_rates.get(service, DEFAULT_SERVICE_RATE)

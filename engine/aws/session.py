@@ -94,19 +94,28 @@ class AwsClients:
         return self._account
 
 
+def new_session(config: AwsConfig) -> AioSession:
+    """An aiobotocore session with the engine's own credentials: the usual chain (or the
+    profile of ``config``), unless ``config`` gives explicit ones (passed per client)."""
+    return AioSession(profile=config.profile) if config.profile else AioSession()
+
+
 @asynccontextmanager
 async def open_clients(
-    config: AwsConfig, services: Sequence[str] = ALL_SERVICES
+    config: AwsConfig, services: Sequence[str] = ALL_SERVICES, *, session: AioSession | None = None
 ) -> AsyncIterator[AwsClients]:
-    """Open one client per service for ``config``; all are closed on exit."""
-    session = AioSession(profile=config.profile) if config.profile else AioSession()
+    """Open one client per service for ``config``; all are closed on exit. ``session`` gives
+    other credentials than the engine's own (an assumed role's, ``engine.aws.accounts``): its
+    clients then ignore ``config``'s explicit keys."""
+    assumed = session is not None
+    session = session if session is not None else new_session(config)
     kwargs: dict[str, Any] = {
         "region_name": config.region,
         "config": config.botocore_config(),
     }
     if config.endpoint_url:
         kwargs["endpoint_url"] = config.endpoint_url
-    if config.access_key_id and config.secret_access_key:
+    if not assumed and config.access_key_id and config.secret_access_key:
         kwargs["aws_access_key_id"] = config.access_key_id
         kwargs["aws_secret_access_key"] = config.secret_access_key
         if config.session_token:

@@ -7,7 +7,8 @@ redacted: a token never leaves this module except inside dulwich's own HTTP head
 
     local path / file://   read in place when no data folder is given (``glam plan``),
                            otherwise mirrored like any remote
-    http(s)://             smart HTTP; token from the URL or from the env var ``token_env``
+    http(s)://             smart HTTP; token read at every fetch: a reference resolved at
+                           use time (``token``), the env var ``token_env``, or the URL's
     ssh:// or host:path    the system ssh client and its agent
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -34,6 +35,7 @@ from engine.errors import DefinitionError, SourceError, SourceUnreachable
 from engine.events.repo import ChangeKind, FileChange
 from engine.git.urls import parse_repo_url, redact_url
 from engine.logs import redact
+from engine.redact import repository_id
 
 T = TypeVar("T")
 
@@ -62,8 +64,66 @@ class LogResult:
     rewritten: bool
 
 
+TokenSource = Callable[[], Awaitable[str]]
+"""Reads a repository token when a fetch needs it (``engine.tokens.TokenResolver``)."""
+
+
+class Mirror:
+    """One repository's objects on disk: a bare mirror under the data folder, or a local
+    repository read in place. The sources of several branches of one repository share one
+    mirror, and its lock: every dulwich call on it runs one at a time."""
+
+    def __init__(self, url: str, *, data_dir: Path | None = None) -> None:
+        self.url = parse_repo_url(url)
+        self.display_url = redact_url(url)
+        self.in_place = self.url.kind == "local" and data_dir is None
+        self.dir: Path | None = None
+        if not self.in_place:
+            if data_dir is None:
+                raise SourceError(
+                    f"{self.display_url} needs a data folder for its mirror",
+                    hint="pass a data folder (glam's --data-dir)",
+                )
+            # Named after the repository's identity: every URL form of it shares one mirror.
+            key = hashlib.sha256(repository_id(url).encode()).hexdigest()[:16]
+            self.dir = data_dir / "mirrors" / f"{key}.git"
+        # Typed Any on purpose: dulwich's NewType ids (ObjectID, Ref) change between releases
+        # and every value crossing this module is converted to str at the boundary anyway.
+        self.repo: Any = None
+        self.lock = anyio.Lock()
+
+    def open(self) -> Any:
+        if self.repo is None:
+            try:
+                if self.in_place:
+                    self.repo = Repo(str(self.url.local_path))
+                else:
+                    assert self.dir is not None
+                    if (self.dir / "HEAD").exists():
+                        self.repo = Repo(str(self.dir))
+                    else:
+                        self.dir.mkdir(parents=True, exist_ok=True)
+                        self.repo = Repo.init_bare(str(self.dir))
+            except Exception as exc:
+                raise SourceUnreachable(
+                    f"{self.display_url}: not a git repository ({_reason(exc)})",
+                    hint="check the path or URL",
+                ) from None
+        return self.repo
+
+    def close(self) -> None:
+        if self.repo is not None:
+            self.repo.close()
+            self.repo = None
+
+
 class GitSource:
-    """One branch of one repository. Use ``await sync()`` to fetch, then the readers."""
+    """One branch of one repository. Use ``await sync()`` to fetch, then the readers.
+
+    The token of an HTTPS remote is read at every fetch: from ``token`` (a reference resolved
+    at use time), else the environment variable ``token_env``, else the URL's own. ``mirror``
+    shares another branch's mirror of the same repository (default: a mirror of its own).
+    """
 
     def __init__(
         self,
@@ -72,36 +132,27 @@ class GitSource:
         *,
         data_dir: Path | None = None,
         token_env: str | None = None,
+        token: TokenSource | None = None,
+        mirror: Mirror | None = None,
         timeout: float = 60.0,
     ):
-        self._url = parse_repo_url(url)
+        self._mirror = mirror or Mirror(url, data_dir=data_dir)
+        self._url = self._mirror.url
         self.branch = branch
         self.display_url = redact_url(url)
         self._timeout = timeout
-        self._password = self._url.password
-        if token_env:
-            token = os.environ.get(token_env)
-            if not token:
-                raise SourceError(
-                    f"environment variable {token_env} is empty",
-                    hint=f"export {token_env} with a token that can read the repository",
-                )
-            self._password = token
-        self._username = self._url.username or ("x-access-token" if self._password else None)
-        self._in_place = self._url.kind == "local" and data_dir is None
-        self._mirror_dir: Path | None = None
-        if not self._in_place:
-            if data_dir is None:
-                raise SourceError(
-                    f"{self.display_url} needs a data folder for its mirror",
-                    hint="pass a data folder (glam's --data-dir)",
-                )
-            key = hashlib.sha256(self._url.url.encode()).hexdigest()[:16]
-            self._mirror_dir = data_dir / "mirrors" / f"{key}.git"
-        # Typed Any on purpose: dulwich's NewType ids (ObjectID, Ref) change between releases
-        # and every value crossing this module is converted to str at the boundary anyway.
-        self._repo: Any = None
-        self._lock = anyio.Lock()
+        self._token = token
+        self._token_env = token_env
+        if token_env and not os.environ.get(token_env):
+            raise SourceError(
+                f"environment variable {token_env} is empty",
+                hint=f"export {token_env} with a token that can read the repository",
+            )
+        self._in_place = self._mirror.in_place
+
+    @property
+    def mirror(self) -> Mirror:
+        return self._mirror
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -113,20 +164,35 @@ class GitSource:
 
     async def aclose(self) -> None:
         """Close the repository's open pack files (waits for a running operation)."""
-        async with self._lock:
+        async with self._mirror.lock:
             self.close()
 
     def close(self) -> None:
-        if self._repo is not None:
-            self._repo.close()
-            self._repo = None
+        self._mirror.close()
 
     # -- async API ---------------------------------------------------------------------------
 
     async def sync(self) -> str:
         """Fetch what is new and return the branch head sha. ``SourceUnreachable`` when the
         remote cannot be reached or the branch does not exist."""
-        return await self.run(self._sync_blocking, deadline=self._timeout)
+        password = await self._password()
+        return await self.run(lambda: self._sync_blocking(password), deadline=self._timeout)
+
+    async def _password(self) -> str | None:
+        """The token for this fetch, read now (a rotated one is picked up)."""
+        if self._url.kind != "http":
+            return None
+        if self._token is not None:
+            return await self._token()
+        if self._token_env:
+            token = os.environ.get(self._token_env)
+            if not token:
+                raise SourceUnreachable(
+                    f"environment variable {self._token_env} is empty",
+                    hint=f"export {self._token_env} with a token that can read the repository",
+                )
+            return token
+        return self._url.password
 
     async def log_since(self, since: str | None, head: str, limit: int = 500) -> LogResult:
         return await self.run(lambda: self.log_blocking(since, head, limit))
@@ -148,7 +214,7 @@ class GitSource:
         keeps a late thread from racing the next call only for as long as this call waited,
         which is why the mirror update is a single ref write.
         """
-        async with self._lock:
+        async with self._mirror.lock:
             if deadline is None:  # local object-store work: no network to hang on
                 return await anyio.to_thread.run_sync(fn)
             try:
@@ -164,23 +230,7 @@ class GitSource:
 
     @property
     def repo(self) -> Any:
-        if self._repo is None:
-            try:
-                if self._in_place:
-                    self._repo = Repo(str(self._url.local_path))
-                else:
-                    assert self._mirror_dir is not None
-                    if (self._mirror_dir / "HEAD").exists():
-                        self._repo = Repo(str(self._mirror_dir))
-                    else:
-                        self._mirror_dir.mkdir(parents=True, exist_ok=True)
-                        self._repo = Repo.init_bare(str(self._mirror_dir))
-            except Exception as exc:
-                raise SourceUnreachable(
-                    f"{self.display_url}: not a git repository ({_reason(exc)})",
-                    hint="check the path or URL",
-                ) from None
-        return self._repo
+        return self._mirror.open()
 
     def _branch_ref(self, refs: dict[bytes, bytes], symrefs: dict[bytes, bytes]) -> bytes:
         if self.branch:
@@ -194,7 +244,7 @@ class GitSource:
         self.branch = target.decode().removeprefix("refs/heads/")
         return target
 
-    def _sync_blocking(self) -> str:
+    def _sync_blocking(self, password: str | None) -> str:
         # What is fetched is rendered next: a render worker starting now (once per process)
         # is ready by then, instead of making the first plan wait for it.
         from engine.git.render import prestart
@@ -216,7 +266,8 @@ class GitSource:
         try:
             kwargs: dict[str, Any] = {}
             if self._url.kind == "http":
-                kwargs = {"username": self._username, "password": self._password}
+                username = self._url.username or ("x-access-token" if password else None)
+                kwargs = {"username": username, "password": password}
             location = self._url.url
             if self._url.kind == "local":
                 location = str(self._url.local_path)

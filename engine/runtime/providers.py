@@ -1,27 +1,35 @@
-"""Where the engine gets its ports: per region, for the one account its credentials belong to.
+"""Where the engine gets its ports: per account and region.
 
-A function names its region in its deployment definition (default: ``--region``), so the
-engine needs a LambdaApi, AlarmsApi and SourcesApi per region, paced by limiters shared per
-service, account and region (Lambda's calls on Lambda's, ELB's and API Gateway's on their
-own). ``AwsProvider`` opens aiobotocore clients lazily, the first time a region is needed, and
-closes them all on ``aclose``. ``engine.testing.FakeProvider`` serves the in-memory fakes
-for the fast tests.
+A function names its region and account in its deployment definition (default: the engine's
+region, and the account its own credentials are for), so the engine needs a LambdaApi,
+AlarmsApi and SourcesApi per account and region, paced by limiters shared per service,
+account and region (Lambda's calls on Lambda's, ELB's and API Gateway's on their own): every
+saga of every repository in one account and region shares them. ``AwsProvider`` opens
+aiobotocore clients lazily, the first time an account and region are needed, with the
+engine's own credentials or those of the role it assumes in a configured account
+(``engine.aws.accounts``), and closes them all on ``aclose``. ``engine.testing.FakeProvider``
+serves the in-memory fakes for the fast tests.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 
 from engine.aws.ratelimit import LimiterRegistry
-from engine.aws.session import AwsClients, AwsConfig, caller_account, open_clients
-from engine.ports import AlarmsApi, CodeObjects, LambdaApi, SourcesApi
+from engine.aws.session import AwsClients, AwsConfig, open_clients
+from engine.ports import AlarmsApi, CodeObjects, LambdaApi, SecretsApi, SourcesApi
 from engine.sources_plan import SOURCE_CLIENTS
 
-# Services a region's ports use. STS only for the account, in the default region.
+if TYPE_CHECKING:
+    from engine.aws.accounts import AccountSessions
+    from engine.config.model import AccountSettings
+
+# Services a region's ports use.
 _REGION_SERVICES = tuple(dict.fromkeys(("lambda", "cloudwatch", "s3", *SOURCE_CLIENTS)))
 
 
@@ -42,56 +50,79 @@ class PortsProvider(Protocol):
     """What the engine asks for AWS access."""
 
     async def account(self) -> str:
-        """The account id of the credentials in use."""
+        """The account id of the engine's own credentials."""
         ...
 
-    async def region(self, region: str) -> RegionPorts:
-        """The ports of ``region``, made on first use and then shared."""
+    async def region(self, region: str, account: str | None = None) -> RegionPorts:
+        """The ports of ``region`` in ``account`` (None: the engine's own), made on first
+        use and then shared; ``AccountNotConfigured`` for an account the engine cannot act
+        in."""
+        ...
+
+    def secrets(self) -> SecretsApi | None:
+        """Where repository tokens kept in Secrets Manager or SSM are read, if anywhere."""
         ...
 
     async def aclose(self) -> None: ...
 
 
 class AwsProvider:
-    """Real AWS (or the embedded one when ``config.endpoint_url`` is set)."""
+    """Real AWS (or the embedded one when ``config.endpoint_url`` is set). ``accounts`` are
+    the configured ones by id (``[[account]]``): each one's role is assumed with the engine's
+    own credentials; ``registry`` paces every call."""
 
-    def __init__(self, config: AwsConfig, registry: LimiterRegistry | None = None) -> None:
+    def __init__(
+        self,
+        config: AwsConfig,
+        registry: LimiterRegistry | None = None,
+        *,
+        accounts: Mapping[str, AccountSettings] | None = None,
+    ) -> None:
+        from engine.aws.accounts import AccountSessions
+
         self.config = config
+        accounts = dict(accounts or {})
         self.limiters = registry or LimiterRegistry(
-            rate=config.max_rate, poll_rate=config.poll_rate
+            rate=config.max_rate,
+            poll_rate=config.poll_rate,
+            account_rates={a.id: a.rate for a in accounts.values() if a.rate is not None},
         )
+        self.sessions: AccountSessions = AccountSessions(config, accounts)
         self._stack = AsyncExitStack()
-        self._ports: dict[str, RegionPorts] = {}
-        self._account: str | None = None
-        # Two sagas may ask for a new region at once: open its clients only once.
+        self._ports: dict[tuple[str, str], RegionPorts] = {}
+        self._secrets: SecretsApi | None = None
+        # Two sagas may ask for a new account and region at once: open its clients only once.
         self._lock = anyio.Lock()
 
     async def account(self) -> str:
-        if self._account is None:
-            async with self._lock:
-                if self._account is None:
-                    clients = await self._open(self.config.region, ("sts",))
-                    self._account = await caller_account(clients.sts)
-        return self._account
+        return await self.sessions.own_account()
 
-    async def region(self, region: str) -> RegionPorts:
-        ports = self._ports.get(region)
+    async def region(self, region: str, account: str | None = None) -> RegionPorts:
+        own = await self.account()
+        account = account or own
+        ports = self._ports.get((account, region))
         if ports is not None:
             return ports
-        account = await self.account()
+        session = await self.sessions.session(account)  # AccountNotConfigured, AwsError
         async with self._lock:
-            ports = self._ports.get(region)
+            ports = self._ports.get((account, region))
             if ports is None:
-                ports = self._build(region, account, await self._open(region, _REGION_SERVICES))
-                self._ports[region] = ports
+                config = replace(self.config, region=region)
+                # Shielded: a cancellation half way through would leave a client open.
+                with anyio.CancelScope(shield=True):
+                    clients = await self._stack.enter_async_context(
+                        open_clients(config, _REGION_SERVICES, session=session)
+                    )
+                ports = self._build(region, account, clients)
+                self._ports[(account, region)] = ports
         return ports
 
-    async def _open(self, region: str, services: tuple[str, ...]) -> AwsClients:
-        config = replace(self.config, region=region)
-        # Shielded: a cancellation half way through would leave a client open outside the stack.
-        with anyio.CancelScope(shield=True):
-            clients = await self._stack.enter_async_context(open_clients(config, services))
-        return clients
+    def secrets(self) -> SecretsApi:
+        if self._secrets is None:
+            from engine.aws.secrets import AwsSecrets
+
+            self._secrets = AwsSecrets(self.config)
+        return self._secrets
 
     def _build(self, region: str, account: str, clients: AwsClients) -> RegionPorts:
         # Imported here: only the runtime that talks to AWS needs the adapters loaded.
@@ -121,4 +152,10 @@ class AwsProvider:
     async def aclose(self) -> None:
         with anyio.CancelScope(shield=True):
             await self._stack.aclose()
+            if self._secrets is not None:
+                from engine.aws.secrets import AwsSecrets
+
+                assert isinstance(self._secrets, AwsSecrets)
+                await self._secrets.aclose()
+            await self.sessions.aclose()
         self._ports.clear()
