@@ -110,9 +110,13 @@ def decide_observation(
 
 
 def plan_base(state: RepoState, observation: Fetched) -> str | None:
-    """The commit to measure the head's changes from: the last planned (or observed) one.
+    """The commit to measure the head's changes from: the last planned one.
 
     Also after a rewrite: the old commit's objects stay in the mirror, so the tree diff tells
-    exactly what differs; ``None`` (every prefix counts as changed) only on the first run.
+    exactly what differs. ``None`` (every prefix counts as changed, so every one is rendered
+    and compared with what is deployed) when the stream never planned a commit: a new branch,
+    another URL or clone of a repository the log knows, or a crash between observing and
+    planning. Measuring from the commit just observed would make the change set empty and
+    skip every change the log has not deployed.
     """
-    return state.last_planned or state.last_sha
+    return state.last_planned

@@ -20,22 +20,45 @@ DESIGN §1's rule table, per prefix:
 An invalid prefix is rejected alone and never turns into a delete. So is a prefix whose
 ``FunctionName`` (in the same account and region) another prefix owns: the function keeps its
 owner; two new claims on one name are both rejected, each naming the other.
+
+Ownership (``engine.deployed``): a plan is made for one branch (``PlanContext.claimant``). It
+plans the functions that branch owns, and those no one owns; a prefix whose function another
+branch or repository owns is rejected naming the owner (the newer claim loses, never a tug of
+war); a function the branch does not own is never deleted by it. A definition whose account
+the engine is not configured for, or whose region the account does not allow, is rejected
+here too, with the fix to make, rather than failing in its saga.
+
+Identity changes are explicit: a prefix whose definition still exists but now names another
+region, account or ``FunctionName`` plans a create of the new identity and a held removal of
+the old one ("identity changed"); an alias change plans a deployment on the new alias and a
+held removal of the old alias ("alias changed"). Held removals are recorded in ``DeletesHeld``
+and carried out once an operator allows them (``glam allow-deletes``), as held mass deletes
+are. Nothing is deleted that a ``_lambdadef.json`` still describes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from engine.definitions.commit import CommitState, Rejection
 from engine.definitions.desired import DEPLOY_KINDS, split_path
-from engine.events import RecordedEvent
+from engine.deployed import (
+    DEPLOYED_EVENT_TYPES,
+    OWNER_EVENT_TYPES,
+    Claimant,
+    DeployedState,
+    deployed_from_events,
+    describe_owner,
+    evolve_deployed,
+    fold_deployed,
+)
 from engine.events.catalog import Event
-from engine.events.desired import DeploymentSettings, DesiredFunction
+from engine.events.desired import DesiredFunction
 from engine.events.function import (
-    DeploymentFinished,
+    DeployAction,
     DeploymentRequested,
-    FunctionDeleted,
+    FunctionOwner,
     OperatorRequested,
     SettingsRecorded,
 )
@@ -45,124 +68,28 @@ from engine.events.repo import (
     DefinitionRejected,
     DefinitionWarning,
     DeletesHeld,
+    HeldRemoval,
     PlannedAction,
 )
-from engine.streams import FUNCTION_PREFIX, function_stream
+from engine.streams import function_stream, parse_function_stream
 
-# --------------------------------------------------------------------------------------------
-# What the log says is deployed
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class DeployedState:
-    """What one function stream's events say about the function.
-
-    ``content_hash``/``settings`` are those of the last successful deployment;
-    ``rolled_back_hash`` is a desired state that failed and is not retried until it changes;
-    ``requests`` are the requested, unfinished deployments in request order (an older one
-    may still be finishing while a newer one waits), ``in_flight`` the newest of them.
-    """
-
-    stream: str
-    prefix: str | None = None
-    exists: bool = False
-    content_hash: str | None = None
-    settings: DeploymentSettings | None = None
-    rolled_back_hash: str | None = None
-    # The request whose desired state rolled back (or failed): what an operator's retry
-    # requests again.
-    rolled_back: DeploymentRequested | None = None
-    requests: tuple[DeploymentRequested, ...] = ()
-
-    @property
-    def in_flight(self) -> DeploymentRequested | None:
-        """The newest unfinished request: what the function converges to next."""
-        return self.requests[-1] if self.requests else None
-
-
-def _without(
-    requests: tuple[DeploymentRequested, ...], deployment_id: str
-) -> tuple[DeploymentRequested, ...]:
-    return tuple(r for r in requests if r.deployment_id != deployment_id)
-
-
-# The only event types ``evolve_deployed`` changes a state for (a test holds it to that): what
-# a reader of the log must fetch to know what is deployed.
-DEPLOYED_EVENT_TYPES: frozenset[str] = frozenset(
-    {"DeploymentRequested", "SettingsRecorded", "DeploymentFinished", "FunctionDeleted"}
-)
-
-
-def evolve_deployed(state: DeployedState, event: Event) -> DeployedState:
-    """Fold one event of the function's stream into its ``DeployedState``."""
-    match event:
-        case DeploymentRequested(desired=desired):
-            prefix = desired.prefix if desired is not None else state.prefix
-            # Tracked by id: an older deployment finishing must not end the newer one's.
-            requests = (*_without(state.requests, event.deployment_id), event)
-            return replace(state, prefix=prefix, requests=requests)
-        case SettingsRecorded(settings=settings):
-            return replace(state, settings=settings)
-        case DeploymentFinished(deployment_id=dep_id, outcome=outcome):
-            request = next((r for r in state.requests if r.deployment_id == dep_id), None)
-            if request is None:
-                return state
-            state = replace(state, requests=_without(state.requests, dep_id))
-            if outcome == "succeeded":
-                if request.action == "delete" or request.desired is None:
-                    # Gone with its definition: nothing is left for a retry to bring back.
-                    return replace(
-                        state,
-                        exists=False,
-                        content_hash=None,
-                        rolled_back_hash=None,
-                        rolled_back=None,
-                    )
-                return replace(
-                    state,
-                    exists=True,
-                    content_hash=request.desired.content_hash,
-                    settings=request.desired.settings,
-                    rolled_back_hash=None,
-                    rolled_back=None,
-                )
-            if outcome in ("rolled_back", "failed") and request.desired is not None:
-                return replace(
-                    state, rolled_back_hash=request.desired.content_hash, rolled_back=request
-                )
-            return state
-        case FunctionDeleted(deployment_id=dep_id):
-            return replace(
-                state,
-                exists=False,
-                content_hash=None,
-                rolled_back_hash=None,
-                rolled_back=None,
-                requests=_without(state.requests, dep_id),
-            )
-        case _:
-            return state
-
-
-def deployed_from_events(events: Iterable[RecordedEvent]) -> dict[str, DeployedState]:
-    """``DeployedState`` per function stream, folded from any sequence of recorded events
-    (a whole log or just function streams, in log order)."""
-    states: dict[str, DeployedState] = {}
-    for record in events:
-        if not record.stream.startswith(FUNCTION_PREFIX):
-            continue
-        current = states.get(record.stream) or DeployedState(stream=record.stream)
-        states[record.stream] = evolve_deployed(current, record.event)
-    return states
-
-
-def render_filter(deployed: Mapping[str, DeployedState]) -> Callable[[str], bool]:
-    """For ``read_commit_state(select=...)``: render an unchanged prefix only when the log
-    has no live function for it (it must be created)."""
-    known = {s.prefix for s in deployed.values() if s.exists or s.in_flight is not None}
-    return lambda prefix: prefix not in known
-
+__all__ = [
+    "DEPLOYED_EVENT_TYPES",
+    "OWNER_EVENT_TYPES",
+    "Claimant",
+    "DeployedState",
+    "Plan",
+    "PlanContext",
+    "deployed_from_events",
+    "evolve_deployed",
+    "fold_deployed",
+    "head_action",
+    "held_deletes",
+    "plan_commit",
+    "plan_retry",
+    "render_filter",
+    "retry_refusal",
+]
 
 # --------------------------------------------------------------------------------------------
 # Planning
@@ -171,12 +98,16 @@ def render_filter(deployed: Mapping[str, DeployedState]) -> Callable[[str], bool
 
 @dataclass(frozen=True, slots=True)
 class PlanContext:
-    """What the planner needs from outside: ids, defaults and the delete guard.
+    """What the planner needs from outside: ids, defaults, the branch and the guards.
 
     ``default_region``/``default_account`` apply when a deployment definition names none.
-    Deletes are held when they exceed ``delete_limit`` of the live functions and number at
-    least ``delete_hold_min`` (one lone delete is an ordinary change), unless
-    ``allow_deletes`` (an operator's ``allow_deletes`` command for this commit).
+    Deletes are held when they exceed ``delete_limit`` of the branch's live functions and
+    number at least ``delete_hold_min`` (one lone delete is an ordinary change), unless
+    ``allow_deletes`` (an operator's ``allow_deletes`` command for this commit), which also
+    releases held identity and alias removals. ``claimant`` is the branch planned (None: a
+    plan that knows no branch, which owns everything); ``paths`` the folders its functions
+    are in (empty: all). ``accounts`` are the accounts a definition may name, by id, with
+    their allowed regions (empty: any); None accepts any account (a plan that cannot know).
     """
 
     new_id: Callable[[], str]
@@ -185,11 +116,33 @@ class PlanContext:
     delete_limit: float = 0.5
     delete_hold_min: int = 2
     allow_deletes: bool = False
+    claimant: Claimant | None = None
+    paths: tuple[str, ...] = ()
+    accounts: Mapping[str, tuple[str, ...]] | None = None
+
+    def in_paths(self, prefix: str | None) -> bool:
+        """Whether ``prefix`` is in this branch's folders."""
+        return in_paths(prefix, self.paths)
+
+    def mine(self, state: DeployedState) -> bool:
+        """Whether this branch may plan (and delete) the function of ``state``."""
+        return self.claimant is None or self.claimant.owns(state.owner)
+
+    def owner(self, prefix: str) -> FunctionOwner | None:
+        return self.claimant.owner(prefix) if self.claimant is not None else None
+
+
+def in_paths(prefix: str | None, paths: tuple[str, ...]) -> bool:
+    """Whether ``prefix`` is under one of the folders ``paths`` (empty: every prefix is)."""
+    if not paths:
+        return True
+    return prefix is not None and any(prefix.startswith(f"{p}/") for p in paths)
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """The outcome of planning one commit."""
+    """The outcome of planning one commit. ``held`` are the prefixes with a removal held for
+    an operator, ``removals`` what each held removal is."""
 
     sha: str
     actions: tuple[PlannedAction, ...]
@@ -198,6 +151,7 @@ class Plan:
     rejected: tuple[Rejection, ...] = ()
     held: tuple[str, ...] = ()
     desired: Mapping[str, DesiredFunction] = field(default_factory=dict)
+    removals: tuple[HeldRemoval, ...] = ()
     warnings: tuple[DefinitionWarning, ...] = ()
 
     @property
@@ -215,32 +169,73 @@ def stream_for(desired: DesiredFunction, ctx: PlanContext) -> str:
     )
 
 
+def render_filter(
+    deployed: Mapping[str, DeployedState],
+    claimant: Claimant | None = None,
+    paths: tuple[str, ...] = (),
+) -> Callable[[str], bool]:
+    """For ``read_commit_state(select=...)``: render an unchanged prefix when the log has no
+    live function of this branch for it (it must be created, or another branch owns it), or
+    when a removal of its function's old identity or alias is pending (so each plan shows it
+    held again); never a prefix outside ``paths``."""
+    known: set[str] = set()
+    seen: dict[str, int] = {}
+    pending: set[str] = set()
+    for state in deployed.values():
+        if state.prefix is None or not state.live:
+            continue
+        if claimant is not None and not claimant.owns(state.owner):
+            continue
+        known.add(state.prefix)
+        seen[state.prefix] = seen.get(state.prefix, 0) + 1
+        if state.stale_aliases:
+            pending.add(state.prefix)
+    pending.update(p for p, n in seen.items() if n > 1)
+    return lambda prefix: in_paths(prefix, paths) and (prefix not in known or prefix in pending)
+
+
+@dataclass
+class _Removals:
+    """What a plan found to remove, before the delete guard decides."""
+
+    deletes: list[tuple[PlannedAction, DeployedState]] = field(default_factory=list)
+    identities: list[tuple[PlannedAction, DeployedState]] = field(default_factory=list)
+    # (function state, alias, releasable now): an alias the definition no longer names.
+    aliases: list[tuple[DeployedState, str, str, bool]] = field(default_factory=list)
+
+
 def plan_commit(
     state: CommitState, deployed: Mapping[str, DeployedState], ctx: PlanContext
 ) -> Plan:
     """Plan commit ``state.sha`` against ``deployed`` (by function stream)."""
     actions: list[PlannedAction] = []
     fn_events: list[tuple[str, Event]] = []
-    deletes: list[tuple[PlannedAction, DeployedState]] = []
+    removals = _Removals()
     claimed: set[str] = set()
+    rejected: dict[str, Rejection] = {p: r for p, r in state.rejected.items() if ctx.in_paths(p)}
     # Streams by prefix, built once: scanning every deployed function for each unchanged
     # prefix made a plan quadratic in the number of functions.
     streams_of: dict[str, list[str]] = {}
     for known in deployed.values():
         if known.prefix is not None:
             streams_of.setdefault(known.prefix, []).append(known.stream)
-    rejected = {**state.rejected, **_conflicting_claims(state, deployed, ctx)}
 
     for prefix in sorted(state.prefixes):
+        if not ctx.in_paths(prefix):
+            continue  # another branch's folders: neither planned nor deleted here
         changes = state.changes_of(prefix)
         files = tuple(c.path for c in changes)
+        desired = state.desired.get(prefix)
+        if prefix not in rejected and desired is not None:
+            refusal = _refusal(prefix, desired, deployed, ctx)
+            if refusal is not None:
+                rejected[prefix] = refusal
         rejection = rejected.get(prefix)
         if rejection is not None:
             actions.append(_nothing(prefix, "", files, f"invalid: {rejection.one_line()}"))
             # Keep the live function's stream claimed: an invalid file never deletes it.
             claimed.update(streams_of.get(prefix, ()))
             continue
-        desired = state.desired.get(prefix)
         if desired is None:
             claimed.update(streams_of.get(prefix, ()))
             continue  # not rendered: unchanged and already deployed
@@ -248,6 +243,7 @@ def plan_commit(
         claimed.add(stream)
         current = deployed.get(stream) or DeployedState(stream=stream)
         action, reason = _decide(desired, current, state, prefix)
+        _alias_removals(removals, current, desired, action, prefix)
         changed = state.changes is None or bool(changes)
         if action == "nothing" and not changed and current.exists:
             continue
@@ -269,6 +265,7 @@ def plan_commit(
                         commit=state.sha,
                         action="create" if action == "create" else "update",
                         desired=desired,
+                        owner=ctx.owner(prefix),
                     ),
                 )
             )
@@ -277,32 +274,30 @@ def plan_commit(
                 (stream, SettingsRecorded(commit=state.sha, settings=desired.settings))
             )
 
-    # Live functions no prefix of this commit claims: their definition is gone (or renamed).
+    # Live functions of this branch no prefix of this commit claims: their definition is gone
+    # (a delete), or it names another identity now (a held removal of the old one).
     for current in sorted(deployed.values(), key=lambda s: s.stream):
-        live = current.exists or (
-            current.in_flight is not None and current.in_flight.action != "delete"
-        )
-        if not live or current.stream in claimed or current.prefix is None:
+        if not current.live or current.stream in claimed or current.prefix is None:
             continue
+        if not ctx.mine(current) or not ctx.in_paths(current.prefix):
+            continue  # another branch's function, or outside this branch's folders
         if current.in_flight is not None and current.in_flight.action == "delete":
             # Already being deleted: planning the same commit again (an operator's
             # allow-deletes after a restart) or a later one must not request it twice.
             continue
         files = tuple(c.path for c in state.changes_of(current.prefix) if c.change == "deleted")
-        gone = current.prefix not in state.prefixes
-        reason = "definition deleted" if gone else "function renamed in its definition"
-        deletes.append(
-            (
-                PlannedAction(
-                    prefix=current.prefix,
-                    function=current.stream,
-                    action="delete",
-                    files=files,
-                    reason=reason,
-                ),
-                current,
-            )
+        planned = PlannedAction(
+            prefix=current.prefix, function=current.stream, action="delete", files=files, reason=""
         )
+        if current.prefix not in state.prefixes:
+            removals.deletes.append(
+                (planned.model_copy(update={"reason": "definition deleted"}), current)
+            )
+        else:
+            now = state.desired.get(current.prefix)
+            where = f" (now {stream_for(now, ctx)})" if now is not None else ""
+            reason = f"identity changed{where}"
+            removals.identities.append((planned.model_copy(update={"reason": reason}), current))
     # Deleted definitions the log knows nothing about (e.g. `glam plan` without a database).
     if state.changes is not None:
         known_prefixes = {s.prefix for s in deployed.values()}
@@ -312,7 +307,12 @@ def plan_commit(
                 for c in changes
                 if c.change == "deleted" and (split_path(c.path) or ("", ""))[1] == "def"
             ]
-            if gone_defs and prefix not in state.prefixes and prefix not in known_prefixes:
+            if (
+                gone_defs
+                and ctx.in_paths(prefix)
+                and prefix not in state.prefixes
+                and prefix not in known_prefixes
+            ):
                 actions.append(
                     _nothing(
                         prefix,
@@ -322,29 +322,63 @@ def plan_commit(
                     )
                 )
 
-    live_count = sum(1 for s in deployed.values() if s.exists)
+    live_count = sum(
+        1 for s in deployed.values() if s.exists and ctx.mine(s) and ctx.in_paths(s.prefix)
+    )
+    deletes = removals.deletes
     share = len(deletes) / live_count if live_count else (1.0 if deletes else 0.0)
     hold = (
         not ctx.allow_deletes and len(deletes) >= ctx.delete_hold_min and share > ctx.delete_limit
     )
-    held: tuple[str, ...] = ()
+    held: list[HeldRemoval] = []
     repo_events: list[Event] = []
-    if hold:
-        held = tuple(a.prefix for a, _ in deletes)
-        for planned, _ in deletes:
+
+    def request(current: DeployedState, action: DeployAction, alias: str | None = None) -> None:
+        owner = current.owner or (ctx.owner(current.prefix) if current.prefix else None)
+        event = DeploymentRequested(
+            deployment_id=ctx.new_id(),
+            commit=state.sha,
+            action=action,
+            desired=None,
+            alias=alias,
+            owner=owner,
+        )
+        fn_events.append((current.stream, event))
+
+    for planned, current in deletes:
+        if hold:
             reason = f"delete held: {share:.0%} of functions > {ctx.delete_limit:.0%}"
             actions.append(planned.model_copy(update={"action": "nothing", "reason": reason}))
-    else:
-        for planned, current in deletes:
+            held.append(_held(planned, "definition deleted"))
+        else:
             actions.append(planned)
-            fn_events.append(
-                (
-                    current.stream,
-                    DeploymentRequested(
-                        deployment_id=ctx.new_id(), commit=state.sha, action="delete", desired=None
-                    ),
+            request(current, "delete")
+    for planned, current in removals.identities:
+        if ctx.allow_deletes:
+            actions.append(planned)
+            request(current, "delete")
+        else:
+            reason = f"removal held: {planned.reason}; `glam allow-deletes` removes it"
+            actions.append(planned.model_copy(update={"action": "nothing", "reason": reason}))
+            held.append(_held(planned, planned.reason))
+    for current, alias, why, releasable in removals.aliases:
+        prefix = current.prefix or ""
+        if ctx.allow_deletes and releasable:
+            actions.append(
+                PlannedAction(
+                    prefix=prefix,
+                    function=current.stream,
+                    action="remove_alias",
+                    files=(),
+                    reason=f"{why}: alias {alias} removed",
                 )
             )
+            request(current, "remove_alias", alias)
+            continue
+        later = "" if releasable else " once the deployment on the new alias has succeeded"
+        held.append(
+            HeldRemoval(function=current.stream, prefix=prefix, reason=f"{why}{later}", alias=alias)
+        )
 
     actions.sort(key=lambda a: a.prefix)
     repo_events.append(
@@ -362,9 +396,16 @@ def plan_commit(
                 reason=rej.reason if not rej.hint else f"{rej.reason} — {rej.hint}",
             )
         )
-    if hold:
+    held_prefixes = tuple(sorted({r.prefix for r in held}))
+    if held:
         repo_events.append(
-            DeletesHeld(sha=state.sha, prefixes=held, share=share, limit=ctx.delete_limit)
+            DeletesHeld(
+                sha=state.sha,
+                prefixes=held_prefixes,
+                share=share,
+                limit=ctx.delete_limit,
+                removals=tuple(held),
+            )
         )
     return Plan(
         sha=state.sha,
@@ -372,10 +413,82 @@ def plan_commit(
         repo_events=tuple(repo_events),
         function_events=tuple(fn_events),
         rejected=rejections,
-        held=held,
+        held=held_prefixes,
         desired=dict(state.desired),
+        removals=tuple(held),
         warnings=state.warnings,
     )
+
+
+def _held(planned: PlannedAction, reason: str) -> HeldRemoval:
+    return HeldRemoval(function=planned.function, prefix=planned.prefix, reason=reason)
+
+
+def _alias_removals(
+    removals: _Removals,
+    current: DeployedState,
+    desired: DesiredFunction,
+    action: ActionKind,
+    prefix: str,
+) -> None:
+    """The aliases of ``current`` that ``desired`` no longer names: the ones a succeeded
+    deployment left behind (removable now), and the one a deployment on the new alias is
+    about to replace (held until that deployment succeeds)."""
+    new = desired.settings.alias
+    for alias in current.stale_aliases:
+        if alias != new:
+            removals.aliases.append((current, alias, "alias changed", current.in_flight is None))
+    old = current.settings.alias if current.exists and current.settings is not None else None
+    flight = current.in_flight
+    moving = action in ("new_version", "create") or (
+        flight is not None and flight.desired is not None and flight.desired.settings.alias == new
+    )
+    if old is not None and old != new and moving and old not in current.stale_aliases:
+        removals.aliases.append((current, old, f"alias changed to {new}", False))
+
+
+def _refusal(
+    prefix: str,
+    desired: DesiredFunction,
+    deployed: Mapping[str, DeployedState],
+    ctx: PlanContext,
+) -> Rejection | None:
+    """Why the engine must not plan ``desired`` at all: an account it cannot act in, a region
+    the account does not allow, or a function another branch owns."""
+    stream = stream_for(desired, ctx)
+    account, region, name = parse_function_stream(stream)
+    depdef = f"{prefix}_lambdadepdef.json"
+    if ctx.accounts is not None:
+        if account != ctx.default_account and account not in ctx.accounts:
+            return Rejection(
+                prefix=prefix,
+                file=depdef,
+                reason=f"account {account} is not configured: the engine has no role to "
+                "assume there",
+                hint=f'add an [[account]] entry with id = "{account}" and role_arn = '
+                f'"arn:aws:iam::{account}:role/<the role glam assumes>" to glam.toml, or '
+                "remove environment.account to deploy to the engine's own account",
+            )
+        allowed = ctx.accounts.get(account, ())
+        if allowed and region not in allowed:
+            return Rejection(
+                prefix=prefix,
+                file=depdef,
+                reason=f"region {region} is not allowed for account {account} "
+                f"(allowed: {', '.join(allowed)})",
+                hint="add it to the account's regions in glam.toml, or name an allowed "
+                "region in environment.region",
+            )
+    current = deployed.get(stream)
+    if current is not None and current.owner is not None and not ctx.mine(current):
+        return Rejection(
+            prefix=prefix,
+            file=f"{prefix}_lambdadef.json",
+            reason=f"function {name} ({stream}) is owned by {describe_owner(current.owner)}",
+            hint="one branch owns a function: give this one another FunctionName, account or "
+            "region, or delete the function from its owner first",
+        )
+    return None
 
 
 def _conflicting_claims(
@@ -386,10 +499,12 @@ def _conflicting_claims(
     The owner is the prefix the log knows for the function, as long as it is still in the tree
     and still claims it (unchanged, invalid, or rendered to the same stream): a function is
     never handed to another prefix by a typo or a copied folder. A definition that moves (the
-    old prefix gone) keeps its function."""
+    old prefix gone) keeps its function. Only prefixes of this branch (``ctx``) count: a
+    function another branch owns is refused by the owner rule (``engine.claims.refusal``),
+    naming that branch."""
     claims: dict[str, list[str]] = {}
     for prefix in sorted(state.desired):
-        if prefix not in state.rejected:
+        if prefix not in state.rejected and ctx.in_paths(prefix):
             claims.setdefault(stream_for(state.desired[prefix], ctx), []).append(prefix)
     out: dict[str, Rejection] = {}
     for stream, prefixes in claims.items():
@@ -397,7 +512,7 @@ def _conflicting_claims(
         live = known is not None and (
             known.exists or (known.in_flight is not None and known.in_flight.action != "delete")
         )
-        owner = known.prefix if known is not None and live else None
+        owner = known.prefix if known is not None and live and ctx.mine(known) else None
         if owner is not None and owner in state.desired:
             if stream_for(state.desired[owner], ctx) != stream:
                 owner = None  # renamed its function away: the name is free
@@ -466,6 +581,7 @@ def plan_retry(
         commit=rejected.commit,
         action="update" if current.exists else "create",
         desired=rejected.desired,
+        owner=rejected.owner,
     )
 
 

@@ -79,6 +79,18 @@ class AccountSessions:
                 self._sessions[account] = found
         return found
 
+    def configure(self, accounts: Mapping[str, AccountSettings]) -> None:
+        """Act in these accounts from now on. A session whose role or external id changed
+        is dropped and assumed again on next use."""
+        for account_id, settings in accounts.items():
+            if self.accounts.get(account_id) != settings:
+                self._sessions.pop(account_id, None)
+                self._credentials.pop(account_id, None)
+        for account_id in set(self.accounts) - set(accounts):
+            self._sessions.pop(account_id, None)
+            self._credentials.pop(account_id, None)
+        self.accounts = dict(accounts)
+
     def credentials(self, account: str) -> AioRefreshableCredentials | None:
         """The refreshable credentials of an assumed account, once its session exists (for
         tests that move their expiry)."""

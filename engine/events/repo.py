@@ -7,7 +7,8 @@ from typing import Literal
 from engine.events.base import Frozen, RepoEvent
 
 ChangeKind = Literal["added", "modified", "deleted"]
-ActionKind = Literal["create", "new_version", "settings_only", "delete", "nothing"]
+# "remove_alias": an alias the definition no longer names is removed (released by an operator).
+ActionKind = Literal["create", "new_version", "settings_only", "delete", "remove_alias", "nothing"]
 
 
 class FileChange(Frozen):

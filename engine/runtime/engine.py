@@ -1,14 +1,18 @@
-"""The engine process: watch a branch, plan, and run one deployment saga per function.
+"""The engine process: watch branches, plan, and run one deployment saga per function.
 
     async with Engine(config) as engine:
         report = await engine.run(once=True)
 
-One anyio task group, owned by ``run``, holds everything the engine does while it runs:
+One engine serves many repositories, branches and AWS accounts on one log (a configuration
+file, ``engine.config``; ``glam run --repo`` is a configuration of one repository). One anyio
+task group, owned by ``run``, holds everything the engine does while it runs:
 
     projections   folds the log into the views, so ``glam status`` works meanwhile
-    repository    every ``poll`` seconds: fetch, record new first-parent commits, plan the head
-                  against what the log says is deployed, append the decisions
-                  (``engine.runtime.repository``)
+    repositories  one loop per watched (repository, branch), every ``poll`` seconds: fetch,
+                  record new first-parent commits, plan the head against what the log says is
+                  deployed, append the decisions (``engine.runtime.repository``); the set of
+                  loops follows the configuration while the engine runs
+                  (``engine.runtime.fleet``, ``Engine.reconfigure``)
     sagas         one task per function stream with work to do, at most ``max_parallel`` at
                   a time; started by recovery (at start), by the planner (on a new request)
                   and by an operator's hand-over (``engine.runtime.supervisor``)
@@ -16,10 +20,13 @@ One anyio task group, owned by ``run``, holds everything the engine does while i
                   its target (``engine.runtime.operators``)
 
 The engine reaches the world through ports only: the event store (``ProjectionStore``; by
-default the SQLite file ``config.db``, see ``engine.store.open_store``), the repository
-(``RepoSource``; by default a Git mirror under ``data_dir``) and AWS (``PortsProvider``; by
-default real AWS, or the endpoint in ``config``). ``engine.testing`` has in-memory ones, so
-the whole engine runs in one process in milliseconds.
+default the SQLite file ``config.db``, see ``engine.store.open_store``), the repositories
+(``RepoSource``; by default Git mirrors under ``data_dir``, one per repository, their tokens
+read by reference at each fetch, ``engine.tokens``) and AWS (``PortsProvider``; by default
+real AWS, or the endpoint in ``config``, in the engine's own account and in each configured
+account through the role it assumes there). ``engine.testing`` has in-memory ones, so the
+whole engine runs in one process in milliseconds. Every saga of every repository shares one
+rate limiter per account and region.
 
 Write-ahead: the planner appends ``DeploymentRequested`` before any saga may act on it, and a
 saga makes each intent durable before its AWS call (``engine.runtime.saga_runner``). A newer
@@ -31,47 +38,56 @@ lock on the database: a second engine on the same file refuses to start (``Store
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup
 
 from engine.aws.ratelimit import DEFAULT_POLL_RATE, DEFAULT_RATE
 from engine.aws.session import AwsConfig
-from engine.errors import ConfigError, GlamError
+from engine.errors import ConfigError, GlamError, SourceError, SourceUnreachable
 from engine.events import RecordedEvent
-from engine.git.repo_source import GitRepoSource
 from engine.logs import get_logger
 from engine.ports import Clock, ProjectionStore, RepoSource
-from engine.redact import redact_url
 from engine.runtime.clock import SystemClock
 from engine.runtime.failpoints import Failpoints
+from engine.runtime.fleet import Fleet, Watch
 from engine.runtime.operators import Operators
 from engine.runtime.providers import AwsProvider, PortsProvider
 from engine.runtime.report import EventHook, RunReport, read_log
-from engine.runtime.repository import Repository
+from engine.runtime.repository import LogFold, PlanDefaults, Repository
 from engine.runtime.supervisor import Supervisor
 from engine.saga import DEFAULT_POLICY, SagaPolicy
 from engine.store import open_store
+from engine.tokens import TokenRef, TokenResolver
 from projections.runner import ProjectionRunner
 
-__all__ = ["Engine", "EngineConfig", "EventHook", "RunReport"]
+if TYPE_CHECKING:
+    from engine.config.model import AccountSettings
+
+__all__ = ["Engine", "EngineConfig", "EventHook", "RunReport", "Watch"]
 
 log = get_logger("engine")
+
+DEFAULT_DB = Path(".glam") / "glam.db"
 
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """What ``glam run`` is told. ``data_dir`` holds the repository mirror (default: the
-    database's folder); ``policy`` tunes the sagas' polls and retries."""
+    """What ``glam run`` is told. ``watches`` are the branches watched (a configuration file);
+    without them, the one branch ``branch`` of ``repo`` (``glam run --repo``). ``accounts``
+    are the configured AWS accounts (``[[account]]``); a definition naming another account
+    than these and the engine's own is refused at plan time. ``data_dir`` holds the
+    repository mirrors (default: the database's folder); ``policy`` tunes the sagas' polls
+    and retries."""
 
-    repo: str
-    db: Path
+    repo: str = ""
+    db: Path = DEFAULT_DB
     branch: str | None = None
     region: str = "us-east-1"
     endpoint_url: str | None = None
@@ -86,6 +102,19 @@ class EngineConfig:
     # Explicit credentials, for a local endpoint only (repr=False: never printed).
     access_key_id: str | None = field(default=None, repr=False)
     secret_access_key: str | None = field(default=None, repr=False)
+    watches: tuple[Watch, ...] = ()
+    accounts: tuple[AccountSettings, ...] = ()
+
+    def watched(self) -> tuple[Watch, ...]:
+        """The branches to watch: ``watches``, else ``repo``'s one."""
+        if self.watches:
+            return self.watches
+        if not self.repo:
+            raise ConfigError(
+                "no repository to watch", hint="pass --repo, or --config with [[repository]]"
+            )
+        token = TokenRef("env", self.token_env) if self.token_env else None
+        return (Watch(self.repo, self.branch, token=token),)
 
     def aws_config(self) -> AwsConfig:
         return AwsConfig(
@@ -98,13 +127,17 @@ class EngineConfig:
         )
 
 
+SourceFactory = Callable[[Watch], RepoSource]
+
+
 class Engine:
     """The engine process. Use as an async context manager, then ``await run()``.
 
     ``store`` defaults to the SQLite file ``config.db``, opened (and locked) by the engine; a
     store passed in is the caller's: the engine neither opens nor closes it, so it outlives the
-    engine as a database does. ``source`` defaults to the Git repository ``config.repo``;
-    ``ports`` to real AWS from ``config``; the engine closes both when it exits. ``clock``
+    engine as a database does. ``source`` is the source of the one watched branch, ``sources``
+    makes the source of each watched branch (default: Git mirrors under ``data_dir``); ``ports``
+    defaults to real AWS from ``config``; the engine closes them when it exits. ``clock``
     defaults to the system clock; ``ids`` makes event and deployment ids; ``on_event`` sees
     every event this engine appends (live progress), in the task that appended it — it must
     not block. ``failpoints`` arms crash points for chaos tests (never armed otherwise).
@@ -116,6 +149,7 @@ class Engine:
         *,
         store: ProjectionStore | None = None,
         source: RepoSource | None = None,
+        sources: SourceFactory | None = None,
         ports: PortsProvider | None = None,
         clock: Clock | None = None,
         ids: Callable[[], str] | None = None,
@@ -126,17 +160,18 @@ class Engine:
             raise ConfigError("--max-parallel must be at least 1", hint="pass 1 or more")
         if config.poll <= 0:
             raise ConfigError("--poll must be a positive number of seconds", hint="e.g. 30")
+        watches = config.watched()
+        if source is not None and len(watches) != 1:
+            raise ConfigError("one source given for several watched branches", hint="pass sources=")
         self.config = config
         self.clock: Clock = clock or SystemClock()
         self.ids = ids or (lambda: uuid.uuid4().hex)
         self.on_event = on_event
         self.failpoints = failpoints or Failpoints({})
-        self.source: RepoSource = source or GitRepoSource(
-            config.repo,
-            config.branch,
-            data_dir=config.data_dir or config.db.parent,
-            token_env=config.token_env,
-        )
+        self._source_given = source
+        self._sources = sources
+        self._mirrors: Any = None  # engine.git.repo_source.GitMirrors, made on first use
+        self._tokens: TokenResolver | None = None
         self._store_given = store
         self._store: ProjectionStore | None = None
         self._ports_given = ports
@@ -145,6 +180,7 @@ class Engine:
         self.account: str | None = None
         self._tg: TaskGroup | None = None
         self._supervisor: Supervisor | None = None
+        self._fleet: Fleet | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -168,10 +204,15 @@ class Engine:
                 # First, and locked: a second engine on the same log must not even open it.
                 opened = open_store(self.config.db, exclusive=True)
                 self._store = await self._stack.enter_async_context(opened)
-            self._stack.push_async_callback(self._close_source)
-            self._ports = self._ports_given or AwsProvider(self.config.aws_config())
+            if self._source_given is not None:
+                self._stack.push_async_callback(self._close_source, self._source_given)
+            self._ports = self._ports_given or AwsProvider(
+                self.config.aws_config(), accounts={a.id: a for a in self.config.accounts}
+            )
             self._stack.push_async_callback(self._ports.aclose)
             self.account = await self._ports.account()
+            self._check_accounts(self.config)
+            self._tokens = TokenResolver(secrets=self._ports.secrets())
         except BaseException:
             await self._stack.aclose()
             raise
@@ -187,14 +228,23 @@ class Engine:
         # entered in; the store and the provider shield their own closing.
         await self._stack.aclose()
 
-    async def _close_source(self) -> None:
+    async def _close_source(self, source: RepoSource) -> None:
         with anyio.CancelScope(shield=True):
-            await self.source.aclose()
+            await source.aclose()
+
+    def _check_accounts(self, config: EngineConfig) -> None:
+        for account in config.accounts:
+            if account.role_arn is None and account.id != self.account:
+                raise ConfigError(
+                    f"account {account.id} has no role_arn, and the engine's credentials are "
+                    f"for account {self.account}",
+                    hint="give the entry the role_arn the engine assumes in that account",
+                )
 
     # -- running -------------------------------------------------------------------------------
 
     async def run(self, *, once: bool = False) -> RunReport:
-        """Run until cancelled; with ``once``, until the branch head is planned and every
+        """Run until cancelled; with ``once``, until every branch head is planned and every
         saga has finished. Returns what finished meanwhile.
 
         An error that stops the engine leaves as it was raised (inside the task group's
@@ -205,12 +255,21 @@ class Engine:
                 self._tg = tg
                 await self._run_in(tg, report, once=once)
         except BaseException:
-            self._tg = self._supervisor = None
+            await self._stopped()
             await self._save_views(after_error=True)
             raise
-        self._tg = self._supervisor = None
+        await self._stopped()
         await self._save_views(after_error=False)
         return report
+
+    async def _stopped(self) -> None:
+        """Release the sources of the branches the fleet watched (a source given to the
+        engine is the engine's to close when it exits)."""
+        fleet, self._fleet = self._fleet, None
+        self._tg = self._supervisor = None
+        if fleet is not None and self._source_given is None:
+            for repository in fleet.repositories:
+                await repository.aclose()
 
     async def _run_in(self, tg: TaskGroup, report: RunReport, *, once: bool) -> None:
         assert self.account is not None
@@ -219,7 +278,6 @@ class Engine:
             tg,
             self.store,
             self.ports,
-            account=self.account,
             clock=self.clock,
             ids=self.ids,
             policy=self.config.policy,
@@ -229,20 +287,17 @@ class Engine:
             on_event=saw,
         )
         self._supervisor = supervisor
-        repository = Repository(
-            self.source,
-            self.store,
-            url=self.config.repo,
-            region=self.config.region,
-            account=self.account,
-            ids=self.ids,
-            report=report,
-            on_event=saw,
-            start_saga=supervisor.start,
+        fold = LogFold(self.store)
+        fleet = Fleet(
+            tg,
+            lambda watch: self._repository(watch, fold, fleet, report, supervisor),
+            interval=self.config.poll,
         )
+        self._fleet = fleet
+        fleet.apply(self.config.watched())
         operators = Operators(
             self.store,
-            repository,
+            fleet,
             policy=self.config.policy,
             ids=self.ids,
             on_event=saw,
@@ -254,14 +309,84 @@ class Engine:
             operators.recovering(record)
         supervisor.resume()
         if once:
-            await repository.poll()
+            await fleet.poll_all()
             tg.start_soon(operators.loop, self.config.ops_poll, name="glam operators")
             await operators.run_pass()  # commands given while no engine ran
             await supervisor.wait_idle()
             tg.cancel_scope.cancel()
         else:
-            tg.start_soon(repository.loop, self.config.poll, name="glam repository")
+            fleet.start_loops()
             tg.start_soon(operators.loop, self.config.ops_poll, name="glam operators")
+
+    def _repository(
+        self,
+        watch: Watch,
+        fold: LogFold,
+        fleet: Fleet,
+        report: RunReport,
+        supervisor: Supervisor,
+    ) -> Repository:
+        return Repository(
+            self._source_of(watch),
+            self.store,
+            url=watch.url,
+            defaults=self._plan_defaults,
+            ids=self.ids,
+            report=report,
+            on_event=self._saw,
+            start_saga=supervisor.start,
+            lock=fleet.lock,
+            fold=fold,
+            paths=watch.paths,
+        )
+
+    def _source_of(self, watch: Watch) -> RepoSource:
+        if self._source_given is not None:
+            return self._source_given
+        if self._sources is not None:
+            return self._sources(watch)
+        from engine.git.repo_source import GitMirrors
+
+        if self._mirrors is None:
+            self._mirrors = GitMirrors(self.config.data_dir or self.config.db.parent)
+        ref = watch.token
+        token = None if ref is None else (lambda: self._token(ref))
+        source: RepoSource = self._mirrors.source(watch.url, watch.branch, token=token)
+        return source
+
+    async def _token(self, ref: TokenRef) -> str:
+        """The token ``ref`` names, now; a failure to read it makes the repository
+        unavailable until the next poll (never an engine error)."""
+        assert self._tokens is not None
+        try:
+            return await self._tokens.resolve(ref)
+        except SourceUnreachable:
+            raise
+        except SourceError as exc:
+            raise SourceUnreachable(exc.message, hint=exc.hint) from None
+
+    def _plan_defaults(self) -> PlanDefaults:
+        assert self.account is not None
+        accounts: dict[str, tuple[str, ...]] = {self.account: ()}
+        for account in self.config.accounts:
+            accounts[account.id] = account.regions
+        return PlanDefaults(region=self.config.region, account=self.account, accounts=accounts)
+
+    def reconfigure(self, config: EngineConfig) -> None:
+        """Apply a changed configuration while running: watch exactly its branches (a new one
+        starts being watched, a removed one stops; nothing is deleted), plan with its accounts
+        and assume their roles. What only a restart changes (the log, the AWS endpoint, the
+        limits) is logged and left as it was."""
+        self._check_accounts(config)
+        for name in ("db", "endpoint_url", "max_parallel", "max_rate", "poll_rate", "data_dir"):
+            if getattr(config, name) != getattr(self.config, name):
+                log.warning("%s changed in the configuration: it applies at the next start", name)
+        kept = {"db", "endpoint_url", "max_parallel", "max_rate", "poll_rate", "data_dir"}
+        self.config = _with(config, {k: getattr(self.config, k) for k in kept})
+        if self._ports is not None:
+            self._ports.configure({a.id: a for a in config.accounts})
+        if self._fleet is not None:
+            self._fleet.apply(config.watched())
 
     def stop(self) -> None:
         """Ask ``run`` to stop: sagas stop at their next await, recording stays whole."""
@@ -295,13 +420,25 @@ class Engine:
         """Function streams whose saga task is running or queued."""
         return self._supervisor.running if self._supervisor is not None else frozenset()
 
+    @property
+    def watching(self) -> list[Watch]:
+        """The branches watched now."""
+        return self._fleet.watches() if self._fleet is not None else list(self.config.watched())
+
     def describe(self) -> dict[str, Any]:
-        """A summary for logs: never credentials (the URL is redacted)."""
+        """A summary for logs: never credentials (URLs are redacted, tokens not resolved)."""
+        watches = self.watching
         return {
-            "repo": redact_url(self.config.repo),
-            "branch": self.source.branch,
+            "watching": ", ".join(w.describe() for w in watches),
             "db": str(self.config.db),
             "region": self.config.region,
             "account": self.account,
+            "accounts": ",".join(a.id for a in self.config.accounts) or None,
             "endpoint": self.config.endpoint_url,
         }
+
+
+def _with(config: EngineConfig, changes: Mapping[str, Any]) -> EngineConfig:
+    from dataclasses import replace
+
+    return replace(config, **changes)

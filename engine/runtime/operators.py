@@ -24,11 +24,13 @@ from engine.events import RecordedEvent, stamped
 from engine.events.catalog import Event
 from engine.events.function import OperatorRequested
 from engine.events.operator import OPS_STREAM, OperatorCommandIssued
+from engine.events.repo import PlannedAction
 from engine.logs import get_logger
 from engine.observe import Fetched
 from engine.operator import HandOver, Target, decide_hand_over
 from engine.planner import deployed_from_events, head_action, held_deletes
 from engine.ports import ANY_VERSION, EventStore
+from engine.runtime.fleet import Fleet
 from engine.runtime.report import EventHook
 from engine.runtime.repository import Repository
 from engine.runtime.saga_runner import load_saga
@@ -40,12 +42,13 @@ log = get_logger("engine")
 
 class Operators:
     """Hands the ``ops`` stream's commands over, in order, one pass at a time and never while
-    ``repository`` plans (an allow-deletes plans too)."""
+    a branch of ``fleet`` plans (an allow-deletes plans too, as the branch that holds the
+    commit's removals)."""
 
     def __init__(
         self,
         store: EventStore,
-        repository: Repository,
+        fleet: Fleet,
         *,
         policy: SagaPolicy,
         ids: Callable[[], str],
@@ -53,7 +56,7 @@ class Operators:
         start_saga: Callable[[str], None],
     ) -> None:
         self._store = store
-        self._repository = repository
+        self._fleet = fleet
         self._policy = policy
         self._ids = ids
         self._on_event = on_event
@@ -81,7 +84,7 @@ class Operators:
         """Hand every new command over, in order. A command that must wait (an allow-deletes
         while the branch is not known) is skipped for this pass only: the ones after it are
         still handed over, and the position stays before it."""
-        async with self._repository.lock:
+        async with self._fleet.lock:
             deferred = False
             for record in await self._store.read_stream(OPS_STREAM, self._version + 1):
                 command = record.event
@@ -112,9 +115,11 @@ class Operators:
             # Planned again with the guard lifted, before the copy is recorded: deletes
             # already requested are not requested twice, so a crash in between only plans
             # this once more.
-            await self._repository.catch_up()
+            repository = self._fleet.for_stream(decision.stream)
+            assert repository is not None  # _target found the held commit on its stream
+            await repository.catch_up()
             observation = Fetched(head=command.target, commits=())
-            await self._repository.plan(decision.stream, observation, allow_deletes=True)
+            await repository.plan(decision.stream, observation, allow_deletes=True)
             await self._append(decision.stream, decision.events, record, commit=decision.commit)
             log.info("deletes of %s allowed by %s", command.target[:12], actor)
             return True
@@ -131,22 +136,35 @@ class Operators:
 
     async def _target(self, command: OperatorCommandIssued) -> Target | None:
         """What the log says about the command's target; None when it must wait."""
-        repo = self._repository.stream
+        repositories = self._fleet.repositories
         if command.command == "allow_deletes":
-            if repo is None:
-                return None  # the branch is learnt from the first fetch
-            held = held_deletes(r.event for r in await self._store.read_stream(repo))
-            return Target(repo_stream=repo, held=frozenset(held))
+            for repository in repositories:
+                repo = repository.stream
+                if repo is None:
+                    continue
+                held = held_deletes(r.event for r in await self._store.read_stream(repo))
+                if command.target in held:
+                    return Target(repo_stream=repo, held=frozenset(held))
+            if any(r.stream is None for r in repositories):
+                return None  # a branch is learnt from its first fetch: it may hold it
+            return Target(repo_stream=None)
         stream = command.target
         if not is_function_stream(stream):
             return Target()
         if command.command == "retry":
             deployed = deployed_from_events(await self._store.read_stream(stream)).get(stream)
-            planned = [] if repo is None else await self._store.read_stream(repo)
-            head = head_action((r.event for r in planned), stream)
-            return Target(deployed=deployed, head=head)
+            return Target(deployed=deployed, head=await self._head(repositories, stream))
         saga, _ = await load_saga(self._store, stream, self._policy)
         return Target(saga=saga)
+
+    async def _head(self, repositories: Sequence[Repository], stream: str) -> PlannedAction | None:
+        """What the latest plan of any watched branch wants of function ``stream``."""
+        planned: list[RecordedEvent] = []
+        for repository in repositories:
+            if repository.stream is not None:
+                planned.extend(await self._store.read_stream(repository.stream))
+        planned.sort(key=lambda r: r.position)
+        return head_action((r.event for r in planned), stream)
 
     async def _append(
         self,

@@ -63,6 +63,11 @@ class PortsProvider(Protocol):
         """Where repository tokens kept in Secrets Manager or SSM are read, if anywhere."""
         ...
 
+    def configure(self, accounts: Mapping[str, AccountSettings]) -> None:
+        """The configured accounts changed (a configuration reloaded): act in these from now
+        on."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -116,6 +121,18 @@ class AwsProvider:
                 ports = self._build(region, account, clients)
                 self._ports[(account, region)] = ports
         return ports
+
+    def configure(self, accounts: Mapping[str, AccountSettings]) -> None:
+        old = self.sessions.accounts
+        changed = {a for a in set(old) | set(accounts) if old.get(a) != accounts.get(a)}
+        # Ports made with a role that changed or went away are made again on next use (their
+        # clients stay open until the provider closes: a reload is rare).
+        for key in [k for k in self._ports if k[0] in changed]:
+            del self._ports[key]
+        self.sessions.configure(accounts)
+        self.limiters.account_rates.update(
+            {a.id: a.rate for a in accounts.values() if a.rate is not None}
+        )
 
     def secrets(self) -> SecretsApi:
         if self._secrets is None:

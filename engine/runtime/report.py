@@ -18,13 +18,29 @@ _BATCH = 1_000
 
 @dataclass
 class RunReport:
-    """What one ``run`` saw finish, and what kept it from reconciling."""
+    """What one ``run`` saw finish, and what kept it from reconciling. Per watched branch
+    (keyed by its repository stream, or its redacted URL while the branch is not known):
+    why it could not be read (``unavailable_by``) and the head last planned (``heads``)."""
 
     finished: list[tuple[str, DeploymentFinished]] = field(default_factory=list)
     rejected: list[DefinitionRejected] = field(default_factory=list)
-    unavailable: str | None = None  # why the source could not be read, if it could not
+    unavailable_by: dict[str, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)  # sagas stopped by an error
-    head: str | None = None  # the branch head last planned
+    heads: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def unavailable(self) -> str | None:
+        """Why a source could not be read (each, when several could not), or None."""
+        if not self.unavailable_by:
+            return None
+        if len(self.unavailable_by) == 1:
+            return next(iter(self.unavailable_by.values()))
+        return "; ".join(f"{k}: {v}" for k, v in sorted(self.unavailable_by.items()))
+
+    @property
+    def head(self) -> str | None:
+        """The head last planned, when one branch is watched."""
+        return next(iter(self.heads.values())) if len(self.heads) == 1 else None
 
     @property
     def ok(self) -> bool:

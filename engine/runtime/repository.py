@@ -1,4 +1,4 @@
-"""The watched branch: poll it, record what is new, plan the head against what the log says is
+"""One watched branch: poll it, record what is new, plan the head against what the log says is
 deployed, and append the decisions.
 
 Write-ahead: the planner's function events (``DeploymentRequested`` among them) are appended
@@ -6,22 +6,25 @@ before the ``CommitPlanned`` that closes the plan, so a crash between the two pl
 again, which the planner answers with "already in progress"; a saga starts only once its
 request is durable.
 
-The repository's state and every function's ``DeployedState`` are folded from the log, as far
-as ``position``; each look reads on from there, so events the sagas append meanwhile are
-folded in log order.
+What the log says is folded once for all the branches an engine watches (``LogFold``): every
+function's ``DeployedState``, with its owner, and every repository stream's ``RepoState``, as
+far as ``position``; each look reads on from there, so events the sagas append meanwhile are
+folded in log order. Branches plan one at a time (the fleet's lock), so each plan sees every
+claim made before it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import anyio
 
 from engine.errors import GlamError, StoreError
-from engine.events import stamped
+from engine.events import RecordedEvent, stamped
 from engine.events.catalog import Event
 from engine.events.function import DeploymentRequested
-from engine.events.repo import DefinitionRejected
+from engine.events.repo import DefinitionRejected, DeletesHeld
 from engine.logs import get_logger
 from engine.observe import (
     Fetched,
@@ -31,20 +34,65 @@ from engine.observe import (
     evolve_repo,
     plan_base,
 )
-from engine.planner import DeployedState, PlanContext, evolve_deployed, plan_commit, render_filter
+from engine.planner import (
+    Claimant,
+    DeployedState,
+    PlanContext,
+    fold_deployed,
+    plan_commit,
+    render_filter,
+)
 from engine.ports import ANY_VERSION, EventStore, RepoSource
+from engine.redact import redact_url, repository_id
 from engine.runtime.report import EventHook, RunReport, read_log
-from engine.streams import FUNCTION_PREFIX, repo_stream
+from engine.streams import REPO_PREFIX, repo_stream
 
 log = get_logger("engine")
+
+
+class LogFold:
+    """What the log says, folded once for every branch the engine watches: ``deployed`` by
+    function stream (owners included) and ``repos`` by repository stream."""
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+        self.position = 0
+        self.deployed: dict[str, DeployedState] = {}
+        self.repos: dict[str, RepoState] = {}
+
+    async def catch_up(self) -> None:
+        """Fold what the log gained since the last look."""
+        async for record in read_log(self._store, self.position):
+            self.apply(record)
+
+    def apply(self, record: RecordedEvent) -> None:
+        if record.position <= self.position:
+            return
+        self.position = record.position
+        fold_deployed(self.deployed, record)
+        if record.stream.startswith(REPO_PREFIX):
+            current = self.repos.get(record.stream) or RepoState()
+            self.repos[record.stream] = evolve_repo(current, record.event)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanDefaults:
+    """What every branch's plan shares: the region and account of definitions that name
+    none, and the accounts a definition may name (id -> allowed regions, empty: any; None:
+    any account, as ``glam plan`` without a configuration)."""
+
+    region: str
+    account: str
+    accounts: Mapping[str, tuple[str, ...]] | None = None
 
 
 class Repository:
     """One branch of ``url`` read through ``source``, planned into ``store``.
 
     ``start_saga`` is called for each function stream a plan requests a deployment for;
-    ``on_event`` sees every event appended here. ``lock`` is held while the branch is planned:
-    an operator's allow-deletes plans too, and the two must not interleave.
+    ``on_event`` sees every event appended here. ``lock`` is held while the branch is planned
+    (the fleet's, shared by every branch): an operator's allow-deletes plans too, and no two
+    plans interleave. ``paths`` limits the functions this branch owns to those folders.
     """
 
     def __init__(
@@ -53,33 +101,45 @@ class Repository:
         store: EventStore,
         *,
         url: str,
-        region: str,
-        account: str,
+        defaults: Callable[[], PlanDefaults],
         ids: Callable[[], str],
         report: RunReport,
         on_event: EventHook,
         start_saga: Callable[[str], None],
+        lock: anyio.Lock | None = None,
+        fold: LogFold | None = None,
+        paths: tuple[str, ...] = (),
     ) -> None:
         self._source = source
         self._store = store
         self._url = url
-        self._region = region
-        self._account = account
+        self._defaults = defaults
         self._ids = ids
         self._report = report
         self._on_event = on_event
         self._start_saga = start_saga
-        self.lock = anyio.Lock()
-        # Folded from the log as far as ``_position``: the repository and every function.
-        self._position = 0
-        self._repo = RepoState()
-        self._deployed: dict[str, DeployedState] = {}
+        self._paths = paths
+        self.lock = lock or anyio.Lock()
+        self.fold = fold or LogFold(store)
 
     @property
     def stream(self) -> str | None:
         """The branch's stream, or None while the default branch is not known yet."""
         branch = self._source.branch
         return repo_stream(self._url, branch) if branch else None
+
+    @property
+    def _repo(self) -> RepoState:
+        stream = self.stream
+        return self.fold.repos.get(stream, RepoState()) if stream else RepoState()
+
+    @property
+    def _deployed(self) -> dict[str, DeployedState]:
+        return self.fold.deployed
+
+    @property
+    def _report_key(self) -> str:
+        return self.stream or redact_url(self._url)
 
     async def loop(self, interval: float) -> None:
         """Poll every ``interval`` seconds until cancelled."""
@@ -90,13 +150,18 @@ class Repository:
                 raise
             except GlamError as exc:
                 # A bad poll (a broken mirror, an unreadable commit) is retried at the next.
-                log.error("repository poll failed: %s", exc.one_line())
+                log.error("%s: repository poll failed: %s", self._report_key, exc.one_line())
             await anyio.sleep(interval)
 
     async def poll(self) -> None:
         """One look at the branch: record what is new, plan the head if not yet planned."""
         async with self.lock:
             await self._poll_locked()
+
+    async def aclose(self) -> None:
+        """Release the source (the loop is stopped first)."""
+        with anyio.CancelScope(shield=True):
+            await self._source.aclose()
 
     async def _poll_locked(self) -> None:
         if self._source.branch is None:
@@ -106,7 +171,6 @@ class Repository:
             if isinstance(first, Unavailable):
                 self._unavailable(first.reason)
                 return
-            self._position, self._repo, self._deployed = 0, RepoState(), {}
         await self.catch_up()
         observation = await self._source.observe(self._repo.last_sha)
         stream, branch = self.stream, self._source.branch
@@ -118,30 +182,41 @@ class Repository:
         if isinstance(observation, Unavailable):
             self._unavailable(observation.reason)
             return
-        self._report.unavailable = None
+        self._report.unavailable_by.pop(self._report_key, None)
+        self._report.unavailable_by.pop(redact_url(self._url), None)
         if self._repo.last_planned != observation.head:
             await self.plan(stream, observation)
-        self._report.head = observation.head
+        self._report.heads[stream] = observation.head
 
     def _unavailable(self, reason: str) -> None:
-        if self._report.unavailable is None:
-            log.warning("repository unavailable: %s", reason)
-        self._report.unavailable = reason
+        if self._report_key not in self._report.unavailable_by:
+            log.warning("%s: repository unavailable: %s", self._report_key, reason)
+        self._report.unavailable_by[self._report_key] = reason
 
     async def plan(self, stream: str, observation: Fetched, *, allow_deletes: bool = False) -> None:
         """Plan ``observation.head`` and append the plan (call with ``lock`` held)."""
         head = observation.head
+        # None on the first plan of this stream: every prefix is rendered and compared with
+        # what is deployed, so a new branch or another URL of a known repository never
+        # skips a change the log has not deployed.
         base = plan_base(self._repo, observation)
         if base is not None and not await self._source.has_commit(base):
             base = None  # the mirror lost it: count every prefix as changed
+        branch = self._source.branch
+        assert branch is not None  # a stream is named after a known branch
+        claimant = Claimant(repository=repository_id(self._url), branch=branch)
         state = await self._source.commit_state(
-            head, base=base, select=render_filter(self._deployed)
+            head, base=base, select=render_filter(self._deployed, claimant, self._paths)
         )
+        defaults = self._defaults()
         ctx = PlanContext(
             new_id=self._ids,
-            default_region=self._region,
-            default_account=self._account,
+            default_region=defaults.region,
+            default_account=defaults.account,
             allow_deletes=allow_deletes,
+            claimant=claimant,
+            paths=self._paths,
+            accounts=defaults.accounts,
         )
         plan = plan_commit(state, self._deployed, ctx)
         requested: list[str] = []
@@ -154,6 +229,14 @@ class Repository:
         self._report.rejected.extend(
             e for e in plan.repo_events if isinstance(e, DefinitionRejected)
         )
+        for event in plan.repo_events:
+            if isinstance(event, DeletesHeld):
+                log.warning(
+                    "%s: %d removals held for an operator (glam allow-deletes %s)",
+                    stream,
+                    len(event.removals) or len(event.prefixes),
+                    head[:12],
+                )
         for action in plan.actions:
             if action.action != "nothing":
                 log.info("%s: %s (%s)", action.prefix, action.action, action.reason)
@@ -162,14 +245,7 @@ class Repository:
 
     async def catch_up(self) -> None:
         """Fold what the log gained since the last look into the repository and functions."""
-        stream = self.stream
-        async for record in read_log(self._store, self._position):
-            self._position = max(self._position, record.position)
-            if record.stream.startswith(FUNCTION_PREFIX):
-                current = self._deployed.get(record.stream) or DeployedState(stream=record.stream)
-                self._deployed[record.stream] = evolve_deployed(current, record.event)
-            elif record.stream == stream:
-                self._repo = evolve_repo(self._repo, record.event)
+        await self.fold.catch_up()
 
     async def append(
         self, stream: str, events: Sequence[Event], *, commit: str | None = None

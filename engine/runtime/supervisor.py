@@ -9,6 +9,13 @@ request appended while it finished is never left without a saga.
 One function's trouble never stops the others: a saga stopped by an error is logged and
 reported, and its stream keeps the intent, so the next start resumes it. Only a failing event
 store stops the engine, because then nothing can go on safely.
+
+A function in an account the engine cannot act in (not its own, no configured role: the
+planner refuses such definitions, but a log written before may hold one) never wedges the
+log: a deployment that has not made a single AWS call yet is recorded ``failed`` with the
+reason, so the function is not in flight for ever; one that already acted waits, in flight,
+until the account is configured again (finishing it without AWS would leave its alias
+half-shifted).
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from collections.abc import Callable
 import anyio
 from anyio.abc import TaskGroup
 
-from engine.errors import ConcurrencyConflict, ConfigError, GlamError, StoreError
+from engine.errors import ConcurrencyConflict, GlamError, StoreError
 from engine.events import RecordedEvent, stamped
 from engine.events.function import DeploymentFinished
 from engine.logs import get_logger
@@ -36,8 +43,9 @@ log = get_logger("engine")
 
 
 class Supervisor:
-    """Runs sagas in ``task_group``. ``account`` is the one the credentials belong to: a
-    stream of another account is refused, never deployed with the wrong credentials."""
+    """Runs sagas in ``task_group``, each with the ports of its function's account and
+    region (``ports``): a stream of an account the engine cannot act in is never deployed
+    with another account's credentials."""
 
     def __init__(
         self,
@@ -45,7 +53,6 @@ class Supervisor:
         store: EventStore,
         ports: PortsProvider,
         *,
-        account: str,
         clock: Clock,
         ids: Callable[[], str],
         policy: SagaPolicy,
@@ -57,7 +64,6 @@ class Supervisor:
         self._tg = task_group
         self._store = store
         self._ports = ports
-        self._account = account
         self._clock = clock
         self._ids = ids
         self._policy = policy
@@ -181,12 +187,7 @@ class Supervisor:
 
     async def _ports_of(self, stream: str) -> RegionPorts:
         account, region, _ = parse_function_stream(stream)
-        if account != self._account:
-            raise ConfigError(
-                f"{stream} is in account {account}, the credentials are for {self._account}",
-                hint="run one engine per account, with that account's credentials",
-            )
-        ports = await self._ports.region(region)
+        ports = await self._ports.region(region, account)
         fp = self._failpoints
         if not fp.active:
             return ports

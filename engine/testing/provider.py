@@ -3,7 +3,7 @@ account and region, for ``Engine(config, ports=FakeProvider())``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from engine.errors import AccountNotConfigured
@@ -57,6 +57,9 @@ class FakeProvider:
 
     def secrets(self) -> SecretsApi | None:
         return self._secrets
+
+    def configure(self, accounts: Mapping[str, Any]) -> None:
+        self._others = self._others | frozenset(accounts)
 
     async def aclose(self) -> None:
         return None

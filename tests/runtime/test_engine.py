@@ -152,8 +152,8 @@ async def test_readiness_never_reached_rolls_back(setup: Setup, local_aws: Local
     from engine.runtime.providers import AwsProvider, RegionPorts
 
     class Stalling(AwsProvider):
-        async def region(self, region: str) -> RegionPorts:
-            ports = await super().region(region)
+        async def region(self, region: str, account: str | None = None) -> RegionPorts:
+            ports = await super().region(region, account)
             return RegionPorts(region, _NeverReady(ports.lambda_api), ports.alarms, ports.sources)  # type: ignore[arg-type]
 
     await _deployed_v1(setup)
