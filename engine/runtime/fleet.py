@@ -82,7 +82,9 @@ class Fleet:
         wanted = {w.key: w for w in watches}
         for key in [k for k in self._running if k not in wanted]:
             running = self._running.pop(key)
-            log.info("no longer watching %s: its functions stay as they are", running.watch.describe())
+            log.info(
+                "no longer watching %s: its functions stay as they are", running.watch.describe()
+            )
             if running.scope is not None:
                 running.scope.cancel()
             self._tg.start_soon(running.repository.aclose, name="glam close source")
