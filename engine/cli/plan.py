@@ -20,7 +20,9 @@ import typer
 
 from engine.cli.app import app
 from engine.cli.common import DbOption, JsonOption, db_path
+from engine.cli.config import ConfigOption, config_path
 from engine.errors import SourceError, UsageError
+from engine.redact import repository_id
 
 if TYPE_CHECKING:
     # At run time these are imported by the functions that use them: they pull in dulwich,
@@ -29,17 +31,40 @@ if TYPE_CHECKING:
     from engine.git.source import GitSource
     from engine.observe import RepoState
     from engine.planner import DeployedState, Plan
+    from engine.tokens import TokenRef
 
 ACCOUNT_PLACEHOLDER = "<account>"
 REGION_PLACEHOLDER = "<region>"
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Target:
+    """One branch to plan: where it is, which branch, how to read it, which folders."""
+
+    url: str
+    branch: str | None
+    token_env: str | None = None
+    token_ref: TokenRef | None = None
+    paths: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Known:
+    """What the plan knows beyond the branch: the accounts a definition may name (None: any)
+    and the defaults for a definition that names no region or account."""
+
+    region: str | None
+    account: str | None
+    accounts: dict[str, tuple[str, ...]] | None
+
+
 @app.command("plan")
 def plan_command(
-    repo: Annotated[str, typer.Option("--repo", help="Repository path or URL.")],
+    repo: Annotated[str | None, typer.Option("--repo", help="Repository path or URL.")] = None,
     branch: Annotated[
         str | None, typer.Option("--branch", help="Branch (default: the repository's HEAD).")
     ] = None,
+    config: ConfigOption = None,
     db: DbOption = None,
     render: Annotated[bool, typer.Option("--render", help="Print rendered definitions.")] = False,
     as_json: JsonOption = False,
@@ -54,60 +79,125 @@ def plan_command(
         str | None, typer.Option("--token-env", help="Env var holding an HTTPS token.")
     ] = None,
 ) -> int:
-    """Show what the branch head would deploy. Exit 0 nothing, 1 changes, 2 invalid."""
-    explicit_db = db is not None
-    path = db_path(db)
-    if explicit_db and not path.exists():
-        raise UsageError(f"no database at {path}", hint="run the engine first, or omit --db")
-    use_db = path if path.exists() else None
-    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    try:
-        result = anyio.run(
-            _plan,
-            repo,
-            branch,
-            use_db,
-            region or REGION_PLACEHOLDER,
-            account or ACCOUNT_PLACEHOLDER,
-            token_env,
-            render,
-        )
-    except SourceError as exc:
-        # Not exit 1: that means "changes" to scripts reading the plan's exit code.
-        typer.echo(f"glam: {exc.one_line()}", err=True)
-        return 3
-    plan, source_url, source_branch, rendered = result
+    """Show what a branch head would deploy. Exit 0 nothing, 1 changes, 2 invalid.
+
+    With --config, every branch the file watches (or the one --repo/--branch names), with its
+    accounts: a definition naming an account the file does not configure is shown refused."""
+    targets, known, use_db = _targets(repo, branch, config, db, region, account, token_env)
+    results = []
+    for target in targets:
+        try:
+            results.append(anyio.run(_plan, target, use_db, known, render))
+        except SourceError as exc:
+            # Not exit 1: that means "changes" to scripts reading the plan's exit code.
+            typer.echo(f"glam: {exc.one_line()}", err=True)
+            return 3
     if as_json:
-        typer.echo(json.dumps(_as_json(plan, source_url, source_branch, rendered), indent=2))
+        documents = [_as_json(*result) for result in results]
+        typer.echo(json.dumps(documents[0] if len(documents) == 1 else documents, indent=2))
     else:
-        _print_text(plan, source_url, source_branch, rendered, account is None)
-    if plan.rejected:
+        for result in results:
+            _print_text(*result, known.account is None)
+    if any(r[0].rejected for r in results):
         return 2
-    return 1 if plan.has_changes else 0
+    return 1 if any(r[0].has_changes for r in results) else 0
+
+
+def _targets(
+    repo: str | None,
+    branch: str | None,
+    config: Path | None,
+    db: Path | None,
+    region: str | None,
+    account: str | None,
+    token_env: str | None,
+) -> tuple[list[_Target], _Known, Path | None]:
+    """The branches to plan and what is known about the engine, from the flags and the
+    configuration file (flags win)."""
+    path = config if config is not None else (None if repo else config_path(None))
+    glam = None
+    if path is not None:
+        from engine.config import load_config
+
+        glam = load_config(path)
+    explicit_db = db is not None
+    if db is None and glam is not None and not os.environ.get("GLAM_DB"):
+        db = glam.engine.db
+    db_file = db_path(db)
+    if explicit_db and not db_file.exists():
+        raise UsageError(f"no database at {db_file}", hint="run the engine first, or omit --db")
+    use_db = db_file if db_file.exists() else None
+    region = (
+        region
+        or (glam.engine.region if glam is not None else None)
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+    )
+    accounts = None if glam is None else {a.id: a.regions for a in glam.account}
+    known = _Known(region=region, account=account, accounts=accounts)
+    if glam is None:
+        if repo is None:
+            raise UsageError("nothing to plan", hint="pass --repo PATH_OR_URL, or --config")
+        return [_Target(repo, branch, token_env=token_env)], known, use_db
+    targets = [
+        _Target(r.location, b, token_ref=r.token_ref, paths=r.paths)
+        for r, b in glam.watches()
+        if (repo is None or repository_id(repo) == r.id) and (branch is None or branch == b)
+    ]
+    if not targets:
+        raise UsageError(
+            f"{path} watches no such branch", hint="check --repo and --branch against the file"
+        )
+    return targets, known, use_db
 
 
 async def _plan(
-    url: str,
-    branch: str | None,
-    db: Path | None,
-    region: str,
-    account: str,
-    token_env: str | None,
-    render: bool,
+    target: _Target, db: Path | None, known: _Known, render: bool
 ) -> tuple[Plan, str, str, dict[str, str]]:
     from engine.git.source import GitSource
     from engine.git.urls import parse_repo_url
 
+    token = None
+    if target.token_ref is not None and target.token_ref.kind != "env":
+        token = await _aws_token(target.token_ref)
+    env = target.token_env or (
+        target.token_ref.ref if target.token_ref and target.token_ref.kind == "env" else None
+    )
+
+    async def given() -> str:
+        assert token is not None
+        return token
+
     with tempfile.TemporaryDirectory(prefix="glam-plan-") as tmp:
         # A local repository is read in place; a remote one is mirrored into a throwaway folder.
-        data_dir = None if parse_repo_url(url).kind == "local" else Path(tmp)
-        async with GitSource(url, branch, data_dir=data_dir, token_env=token_env) as source:
-            return await _plan_source(source, url, db, region, account, render)
+        data_dir = None if parse_repo_url(target.url).kind == "local" else Path(tmp)
+        async with GitSource(
+            target.url,
+            target.branch,
+            data_dir=data_dir,
+            token_env=env,
+            token=given if token is not None else None,
+        ) as source:
+            return await _plan_source(source, target, db, known, render)
+
+
+async def _aws_token(ref: TokenRef) -> str:
+    """A token kept in Secrets Manager or SSM, read with the usual AWS credentials."""
+    from engine.aws.secrets import AwsSecrets
+    from engine.aws.session import AwsConfig
+    from engine.tokens import TokenResolver
+
+    secrets = AwsSecrets(AwsConfig(region=ref.region or "us-east-1"))
+    try:
+        return await TokenResolver(secrets=secrets).resolve(ref)
+    finally:
+        await secrets.aclose()
 
 
 async def _plan_source(
-    source: GitSource, url: str, db: Path | None, region: str, account: str, render: bool
+    source: GitSource, target: _Target, db: Path | None, known: _Known, render: bool
 ) -> tuple[Plan, str, str, dict[str, str]]:
+    from engine.deployed import Claimant
     from engine.git.state import read_commit_state
     from engine.observe import RepoState
     from engine.planner import PlanContext, plan_commit
@@ -119,24 +209,49 @@ async def _plan_source(
     deployed: dict[str, DeployedState] = {}
     repo_state = RepoState()
     if db is not None:
-        deployed, repo_state = await _read_log(db, repo_stream(url, source.branch))
-    if account == ACCOUNT_PLACEHOLDER:
+        deployed, repo_state = await _read_log(db, repo_stream(target.url, source.branch))
+    log_region, log_account = _defaults_from_log(deployed)
+    region = known.region or log_region or REGION_PLACEHOLDER
+    account = known.account or log_account
+    if account is None:
+        account = ACCOUNT_PLACEHOLDER
         deployed = _by_placeholder_account(deployed)
-    base = repo_state.last_planned or repo_state.last_sha
-    if base is not None and not await source.is_ancestor(base, head):
+    if region == REGION_PLACEHOLDER:
+        deployed = _by_placeholder_region(deployed)
+    # Which accounts a definition may name: the file's and the engine's own; without a file,
+    # the engine's own only (as `glam run --repo`); nothing refused when the plan cannot
+    # know the engine's account.
+    accounts: dict[str, tuple[str, ...]] | None = None
+    if account != ACCOUNT_PLACEHOLDER:
+        accounts = {account: ()} | (known.accounts or {})
+    claimant = Claimant(repository_id(target.url), source.branch)
+    base: str | None = None
+    if db is not None and repo_state.last_planned is not None:
+        last = repo_state.last_planned
+        base = last if await source.is_ancestor(last, head) else None
+    elif db is not None:
+        # The log never planned this branch: every prefix is compared with what is deployed,
+        # as the engine's first plan of it does.
         base = None
-    if base is None:
+    else:
         parents = (await source.run(lambda: source.commit_info(head))).parents
         base = parents[0] if parents else None
     state = await read_commit_state(
         source,
         head,
         base=base,
-        select=_render_filter(deployed),
+        select=_render_filter(deployed, claimant, target.paths),
         keep_rendered=render,
         warn=None,  # printed with the plan below, not logged
     )
-    ctx = PlanContext(new_id=lambda: "(preview)", default_region=region, default_account=account)
+    ctx = PlanContext(
+        new_id=lambda: "(preview)",
+        default_region=region,
+        default_account=account,
+        claimant=claimant,
+        paths=target.paths,
+        accounts=accounts,
+    )
     return (
         plan_commit(state, deployed, ctx),
         source.display_url,
@@ -147,13 +262,13 @@ async def _plan_source(
 
 async def _read_log(db: Path, stream: str) -> tuple[dict[str, DeployedState], RepoState]:
     from engine.observe import RepoState, evolve_repo
-    from engine.planner import DEPLOYED_EVENT_TYPES, deployed_from_events
+    from engine.planner import DEPLOYED_EVENT_TYPES, OWNER_EVENT_TYPES, deployed_from_events
     from engine.store.sqlite import SqliteEventStore
 
     async with SqliteEventStore(db, readonly=True) as store:
-        # Only what the planner folds: the repository's stream and the few function events
-        # that say what is deployed, not every step of every deployment.
-        records = await store.read_selected(DEPLOYED_EVENT_TYPES, [stream])
+        # Only what the planner folds: the repository's stream, the plans (owners of older
+        # logs) and the few function events that say what is deployed, not every step.
+        records = await store.read_selected(DEPLOYED_EVENT_TYPES | OWNER_EVENT_TYPES, [stream])
     repo_state = RepoState()
     for record in records:
         if record.stream == stream:
@@ -161,11 +276,43 @@ async def _read_log(db: Path, stream: str) -> tuple[dict[str, DeployedState], Re
     return deployed_from_events(records), repo_state
 
 
+def _named(state: DeployedState) -> tuple[str | None, str | None] | None:
+    """``(region, account)`` the definition behind ``state`` named (None: the default), or
+    None when the log holds no desired state for it."""
+    desired = state.in_flight.desired if state.in_flight is not None else None
+    if desired is None and state.rolled_back is not None:
+        desired = state.rolled_back.desired
+    settings = state.settings or (desired.settings if desired is not None else None)
+    return None if settings is None else (settings.region, settings.account)
+
+
+def _defaults_from_log(deployed: dict[str, DeployedState]) -> tuple[str | None, str | None]:
+    """The region and account the engine used for definitions that named none, read off the
+    functions it deployed from such definitions (when they all agree)."""
+    from engine.streams import parse_function_stream
+
+    regions: set[str] = set()
+    accounts: set[str] = set()
+    for stream, state in deployed.items():
+        named = _named(state)
+        if named is None:
+            continue
+        account, region, _ = parse_function_stream(stream)
+        if named[0] is None:
+            regions.add(region)
+        if named[1] is None:
+            accounts.add(account)
+    return (
+        regions.pop() if len(regions) == 1 else None,
+        accounts.pop() if len(accounts) == 1 else None,
+    )
+
+
 def _by_placeholder_account(deployed: dict[str, DeployedState]) -> dict[str, DeployedState]:
-    """Without ``--account`` the plan cannot know the account; match the log's functions by
-    region and name instead, so a plan without AWS still compares with what was deployed.
-    Limitation: a definition that names its own ``environment.account`` is then compared under
-    that account and finds nothing; pass ``--account`` for such repositories."""
+    """Without ``--account`` (and a log that tells) the plan cannot know the account; match the
+    log's functions by region and name instead, so a plan without AWS still compares with what
+    was deployed. Limitation: a definition that names its own ``environment.account`` is then
+    compared under that account and finds nothing; pass ``--account`` for such repositories."""
     from engine.streams import function_stream, parse_function_stream
 
     out: dict[str, DeployedState] = {}
@@ -176,11 +323,29 @@ def _by_placeholder_account(deployed: dict[str, DeployedState]) -> dict[str, Dep
     return out
 
 
+def _by_placeholder_region(deployed: dict[str, DeployedState]) -> dict[str, DeployedState]:
+    """Without ``--region`` (and a log that tells) the default region is unknown: a function
+    whose definition named no region is matched under the region placeholder, which is where
+    the plan puts such a definition, instead of looking new (and its real stream deleted)."""
+    from engine.streams import function_stream, parse_function_stream
+
+    out: dict[str, DeployedState] = {}
+    for stream, state in deployed.items():
+        named = _named(state)
+        if named is not None and named[0] is None:
+            account, _, name = parse_function_stream(stream)
+            stream = function_stream(account, REGION_PLACEHOLDER, name)
+            state = dataclasses.replace(state, stream=stream)
+        out[stream] = state
+    return out
+
+
 _SYMBOL = {
     "create": "+ create",
     "new_version": "~ new version",
     "settings_only": "* settings only",
     "delete": "- delete",
+    "remove_alias": "- remove alias",
     "nothing": "  nothing",
 }
 
@@ -203,9 +368,14 @@ def _print_text(
         typer.echo(f"invalid: {rejection.one_line()}", err=True)
     for warning in plan.warnings:
         typer.echo(f"warning: {warning.file}: {warning.message}", err=True)
+    for removal in plan.removals:
+        what = f"alias {removal.alias} of {removal.function}" if removal.alias else removal.function
+        typer.echo(f"{'! held':<16} {removal.prefix}  {what}  — {removal.reason}")
     if plan.held:
         typer.echo(
-            f"deletes held: {len(plan.held)} functions; an operator must allow them", err=True
+            f"removals held: {len(plan.removals) or len(plan.held)}; an operator must allow "
+            f"them (glam allow-deletes {plan.sha[:12]})",
+            err=True,
         )
     if not plan.actions:
         typer.echo("nothing to do")
@@ -234,6 +404,7 @@ def _as_json(plan: Plan, url: str, branch: str, rendered: dict[str, str]) -> dic
         ],
         "held": list(plan.held),
         "warnings": [w.model_dump(mode="json") for w in plan.warnings],
+        "removals": [r.model_dump(mode="json") for r in plan.removals],
         "rendered": rendered,
     }
 

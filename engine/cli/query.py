@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -19,9 +20,14 @@ import typer
 
 from engine.cli.app import app
 from engine.cli.common import DbOption, JsonOption, current_views, db_path
+from engine.deployed import DEPLOYED_EVENT_TYPES, OWNER_EVENT_TYPES, deployed_from_events
 from engine.errors import GlamError, UsageError
 from engine.events import RecordedEvent
+from engine.events.function import DeploymentRequested, FunctionOwner, OperatorRequested
+from engine.events.repo import CommitPlanned, DefinitionRejected, DeletesHeld
+from engine.redact import repository_id
 from engine.store.sqlite import SqliteEventStore
+from engine.streams import REPO_PREFIX, is_function_stream, parse_repo_stream
 from projections.history import History
 from projections.runner import PROJECTION
 from projections.views import SnapshotUnreadable, Views, differences
@@ -79,6 +85,96 @@ def _summary(record: RecordedEvent) -> str:
     return text if len(text) <= 100 else text[:99] + "…"
 
 
+# -- filtering by repository and branch ---------------------------------------------------
+
+RepoOption = Annotated[
+    str | None,
+    typer.Option(
+        "--repo", help="Only this repository (any form of its URL or path).", show_default=False
+    ),
+]
+BranchOption = Annotated[str | None, typer.Option("--branch", help="Only this branch.")]
+
+
+@dataclass(frozen=True, slots=True)
+class _Filter:
+    """``--repo``/``--branch``: which branches' streams and functions to show."""
+
+    repo: str | None = None
+    branch: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.repo is not None or self.branch is not None
+
+    def branch_matches(self, repository: str, branch: str) -> bool:
+        if self.repo is not None and repository_id(self.repo) != repository_id(repository):
+            return False
+        return self.branch is None or self.branch == branch
+
+    def owner_matches(self, owner: FunctionOwner | None) -> bool:
+        return owner is not None and self.branch_matches(owner.repository, owner.branch)
+
+    def stream_matches(self, stream: str, owners: dict[str, FunctionOwner]) -> bool:
+        if stream.startswith(REPO_PREFIX):
+            try:
+                repository, branch = parse_repo_stream(stream)
+            except ValueError:
+                return False
+            return self.branch_matches(repository, branch)
+        if is_function_stream(stream):
+            return self.owner_matches(owners.get(stream))
+        return False
+
+
+async def _owners(store: SqliteEventStore) -> dict[str, FunctionOwner]:
+    """Who owns each function, as the planner decides it; for a function no one owns now
+    (deleted), the branch that owned it last."""
+    records = await store.read_selected(DEPLOYED_EVENT_TYPES | OWNER_EVENT_TYPES)
+    last: dict[str, FunctionOwner] = {}
+    for record in records:
+        if isinstance(record.event, DeploymentRequested) and record.event.owner is not None:
+            last[record.stream] = record.event.owner
+    for stream, state in deployed_from_events(records).items():
+        if state.owner is not None:
+            last[stream] = state.owner
+    return last
+
+
+@dataclass
+class _BranchPlan:
+    """A branch's latest plan, as ``glam status`` shows it: what it refused and holds."""
+
+    stream: str
+    sha: str
+    rejected: list[DefinitionRejected]
+    held: DeletesHeld | None = None
+
+
+async def _latest_plans(store: SqliteEventStore) -> list[_BranchPlan]:
+    types = {"CommitPlanned", "DefinitionRejected", "DeletesHeld", "OperatorRequested"}
+    plans: dict[str, _BranchPlan] = {}
+    for record in await store.read_selected(types):
+        if not record.stream.startswith(REPO_PREFIX):
+            continue
+        event = record.event
+        current = plans.get(record.stream)
+        match event:
+            case CommitPlanned():
+                plans[record.stream] = _BranchPlan(record.stream, event.sha, [])
+            case DefinitionRejected() if current is not None and event.sha == current.sha:
+                current.rejected.append(event)
+            case DeletesHeld() if current is not None and event.sha == current.sha:
+                current.held = event
+            case OperatorRequested(command="allow_deletes", outcome="applied") if (
+                current is not None and event.target == current.sha
+            ):
+                current.held = None
+            case _:
+                pass
+    return [plans[k] for k in sorted(plans)]
+
+
 # -- glam events ---------------------------------------------------------------------------
 
 
@@ -91,12 +187,21 @@ def events(
     limit: Annotated[int | None, typer.Option(help="At most this many events.", min=1)] = None,
     as_json: JsonOption = False,
     follow: Annotated[bool, typer.Option(help="Keep printing new events.")] = False,
+    repo: RepoOption = None,
+    branch: BranchOption = None,
 ) -> None:
-    """List events from the log, oldest first (one JSON object per line with --json)."""
+    """List events from the log, oldest first (one JSON object per line with --json).
+    --repo/--branch: that branch's own events and those of the functions it owns."""
+    only = _Filter(repo, branch)
+    owners: dict[str, FunctionOwner] = {}
 
     def wanted(record: RecordedEvent) -> bool:
-        return (stream is None or record.stream == stream) and (
-            type_ is None or record.type == type_
+        if isinstance(record.event, DeploymentRequested) and record.event.owner is not None:
+            owners[record.stream] = record.event.owner  # new owners while following
+        return (
+            (stream is None or record.stream == stream)
+            and (type_ is None or record.type == type_)
+            and (not only.active or only.stream_matches(record.stream, owners))
         )
 
     def show(record: RecordedEvent) -> None:
@@ -110,6 +215,8 @@ def events(
             )
 
     async def body(store: SqliteEventStore) -> None:
+        if only.active:
+            owners.update(await _owners(store))
         shown = 0
         if follow:
             async for record in store.follow(since):
@@ -145,10 +252,24 @@ def status(
     ] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
+    repo: RepoOption = None,
+    branch: BranchOption = None,
 ) -> None:
-    """Show every function (or one) as glam last saw it: versions, traffic, state."""
-    views = _run(db, current_views)
+    """Show every function (or one) as glam last saw it: versions, traffic, state, and the
+    branch that owns it; then what each branch's latest plan refused or holds.
+    --repo/--branch: only that branch's functions and plan."""
+    only = _Filter(repo, branch)
+
+    async def body(
+        store: SqliteEventStore,
+    ) -> tuple[Views, dict[str, FunctionOwner], list[_BranchPlan]]:
+        return await current_views(store), await _owners(store), await _latest_plans(store)
+
+    views, owners, plans = _run(db, body)
     rows = sorted(views.functions.values(), key=lambda r: r.stream)
+    if only.active:
+        rows = [r for r in rows if only.owner_matches(owners.get(r.stream))]
+        plans = [p for p in plans if only.stream_matches(p.stream, owners)]
     if function is not None:
         rows = [r for r in rows if function in (r.stream, r.name)]
         if not rows:
@@ -157,7 +278,14 @@ def status(
                 hint="run `glam status` to list the functions glam knows",
             )
     if as_json:
-        _print_json([json.loads(r.model_dump_json()) for r in rows])
+        out = []
+        for r in rows:
+            owner = owners.get(r.stream)
+            out.append(
+                json.loads(r.model_dump_json())
+                | {"owner": None if owner is None else owner.model_dump(mode="json")}
+            )
+        _print_json(out)
         return
     _table(
         f"functions (log position {views.position})",
@@ -172,6 +300,7 @@ def status(
             "state",
             "commit",
             "last outcome",
+            "owner",
         ],
         [
             (
@@ -185,10 +314,25 @@ def status(
                 r.state,
                 (r.last_commit or "")[:12],
                 r.last_outcome,
+                _owner_text(owners.get(r.stream)),
             )
             for r in rows
         ],
     )
+    refused = [(p, rej) for p in plans for rej in p.rejected]
+    if refused and function is None:
+        _table(
+            "refused by the latest plan of each branch",
+            ["branch", "commit", "prefix", "reason"],
+            [(_branch_text(p.stream), p.sha[:12], r.prefix, r.reason) for p, r in refused],
+        )
+    held = [(p, h) for p in plans if p.held is not None for h in _removals(p.held)]
+    if held and function is None:
+        _table(
+            "removals held for an operator (glam allow-deletes COMMIT)",
+            ["branch", "commit", "removal", "reason"],
+            [(_branch_text(p.stream), p.sha[:12], what, why) for p, (what, why) in held],
+        )
     if function is not None:
         # One function asked for: also show what invokes it. Every source is on the alias.
         _table(
@@ -196,6 +340,29 @@ def status(
             ["function", "alias", "kind", "source"],
             [(r.name, r.alias, s.kind, s.source_id) for r in rows for s in r.event_sources],
         )
+
+
+def _owner_text(owner: FunctionOwner | None) -> str:
+    if owner is None:
+        return ""
+    return f"{owner.repository.rstrip('/').rsplit('/', 1)[-1]}#{owner.branch}"
+
+
+def _branch_text(stream: str) -> str:
+    try:
+        repository, branch = parse_repo_stream(stream)
+    except ValueError:
+        return stream
+    return f"{repository}#{branch}"
+
+
+def _removals(held: DeletesHeld) -> list[tuple[str, str]]:
+    if not held.removals:
+        return [(prefix, "delete held") for prefix in held.prefixes]
+    return [
+        (f"alias {r.alias} of {r.function}" if r.alias else r.function, r.reason)
+        for r in held.removals
+    ]
 
 
 # -- glam replay ---------------------------------------------------------------------------

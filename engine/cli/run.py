@@ -1,8 +1,16 @@
-"""``glam run``: the engine in the foreground, until Ctrl-C (or, with ``--once``, until the
-branch head is reconciled).
+"""``glam run``: the engine in the foreground, until Ctrl-C (or, with ``--once``, until every
+watched branch head is reconciled).
+
+    glam run --repo ./lambdas                   one repository, its default branch
+    glam run --config glam.toml                 every repository, branch and account in it
+
+With ``--config`` (or ``$GLAM_CONFIG``), SIGHUP re-reads the file: a new repository or branch
+starts being watched, a removed one stops (nothing is deleted), accounts apply to the next
+plan. A file that no longer validates is refused with its mistakes, and the engine goes on
+with the configuration it has. Flags given on the command line win over the file.
 
 Exit codes with ``--once``: 0 every deployment succeeded (or there was nothing to do), 1 one
-failed or rolled back, a definition was rejected, or the repository could not be read.
+failed or rolled back, a definition was rejected, or a repository could not be read.
 """
 
 from __future__ import annotations
@@ -19,10 +27,14 @@ import typer
 
 from engine.cli.app import app
 from engine.cli.common import DbOption, db_path
-from engine.errors import UsageError
+from engine.cli.config import ConfigOption, config_path
+from engine.errors import GlamError, UsageError
 from engine.logs import get_logger, setup_logging
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from engine.config.model import GlamConfig
     from engine.runtime.engine import EngineConfig, RunReport
     from engine.runtime.failpoints import Failpoints
 
@@ -31,7 +43,10 @@ log = get_logger("run")
 
 @app.command("run")
 def run_command(
-    repo: Annotated[str, typer.Option("--repo", help="Repository path or URL to watch.")],
+    repo: Annotated[
+        str | None, typer.Option("--repo", help="Repository path or URL to watch.")
+    ] = None,
+    config: ConfigOption = None,
     branch: Annotated[
         str | None, typer.Option("--branch", help="Branch (default: the repository's HEAD).")
     ] = None,
@@ -48,11 +63,19 @@ def run_command(
         typer.Option("--region", help="Region for definitions that name none (else $AWS_REGION)."),
     ] = None,
     poll: Annotated[
-        float, typer.Option("--poll", help="Seconds between repository fetches.")
-    ] = 30.0,
+        float | None,
+        typer.Option(
+            "--poll", help="Seconds between repository fetches (default 30).", show_default=False
+        ),
+    ] = None,
     max_parallel: Annotated[
-        int, typer.Option("--max-parallel", help="Deployments running at the same time.")
-    ] = 10,
+        int | None,
+        typer.Option(
+            "--max-parallel",
+            help="Deployments running at the same time (default 10).",
+            show_default=False,
+        ),
+    ] = None,
     once: Annotated[
         bool,
         typer.Option("--once", help="Exit when the head is reconciled: 0 all succeeded, 1 not."),
@@ -62,22 +85,53 @@ def run_command(
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> int:
-    """Run the engine: make AWS match the branch, deploying with canaries and rollbacks."""
-    if poll <= 0:
+    """Run the engine: make AWS match the branches, deploying with canaries and rollbacks."""
+    if poll is not None and poll <= 0:
         raise UsageError("--poll must be positive", hint="e.g. --poll 30")
-    if max_parallel < 1:
+    if max_parallel is not None and max_parallel < 1:
         raise UsageError("--max-parallel must be at least 1", hint="e.g. --max-parallel 10")
-    config = engine_config(
+    # An explicit --config beats --repo's absence; $GLAM_CONFIG only when --repo is not given.
+    path = config if config is not None else (None if repo else config_path(None))
+    if path is not None and repo is not None:
+        raise UsageError(
+            "--repo and --config both name what to watch",
+            hint="pass one: --repo for one repository, --config for a configuration file",
+        )
+    if path is None and repo is None:
+        raise UsageError("nothing to watch", hint="pass --repo PATH_OR_URL, or --config glam.toml")
+    if path is not None:
+        if branch is not None or token_env is not None:
+            raise UsageError(
+                "--branch and --token-env are set per repository in the configuration file",
+                hint="set branches and token in its [[repository]] entry",
+            )
+        from engine.config import load_config
+
+        config_file = path
+
+        def reload() -> EngineConfig:
+            return engine_config_from(
+                load_config(config_file),
+                db=db,
+                endpoint_url=endpoint_url,
+                region=region,
+                poll=poll,
+                max_parallel=max_parallel,
+            )
+
+        return run_engine(reload(), once=once, verbose=verbose, reload=reload)
+    assert repo is not None
+    engine = engine_config(
         repo=repo,
         branch=branch,
         db=db,
         endpoint_url=endpoint_url,
         region=region,
-        poll=poll,
-        max_parallel=max_parallel,
+        poll=poll if poll is not None else 30.0,
+        max_parallel=max_parallel if max_parallel is not None else 10,
         token_env=token_env,
     )
-    return run_engine(config, once=once, verbose=verbose)
+    return run_engine(engine, once=once, verbose=verbose)
 
 
 def engine_config(
@@ -124,25 +178,80 @@ def engine_config(
     )
 
 
+def engine_config_from(
+    glam: GlamConfig,
+    *,
+    db: Path | None = None,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    poll: float | None = None,
+    max_parallel: int | None = None,
+) -> EngineConfig:
+    """The engine's configuration from a configuration file, flags winning over it: the log
+    is ``--db``, else ``$GLAM_DB``, else the file's ``db``; the region ``--region``, else the
+    file's, else ``$AWS_REGION`` (as ``engine_config``)."""
+    from dataclasses import replace
+
+    from engine.runtime.engine import Watch
+
+    engine = glam.engine
+    base = engine_config(
+        repo="",
+        db=db or (None if os.environ.get("GLAM_DB") else engine.db),
+        endpoint_url=endpoint_url or engine.endpoint_url,
+        region=region or engine.region,
+        poll=poll if poll is not None else engine.poll,
+        max_parallel=max_parallel if max_parallel is not None else engine.max_parallel,
+    )
+    watches = tuple(
+        Watch(
+            url=repo.location,
+            branch=branch,
+            token=repo.token_ref,
+            poll=repo.poll,
+            paths=repo.paths,
+        )
+        for repo, branch in glam.watches()
+    )
+    if not watches:
+        raise UsageError(
+            "the configuration watches no repository", hint="add a [[repository]] entry"
+        )
+    return replace(
+        base,
+        watches=watches,
+        accounts=glam.account,
+        data_dir=engine.data_dir,
+        max_rate=engine.rate if engine.rate is not None else base.max_rate,
+        poll_rate=engine.poll_rate if engine.poll_rate is not None else base.poll_rate,
+    )
+
+
 def run_engine(
     config: EngineConfig,
     *,
     once: bool,
     verbose: bool = False,
     failpoints: Failpoints | None = None,
+    reload: Callable[[], EngineConfig] | None = None,
 ) -> int:
     """Run the engine in the foreground as ``glam run`` does; the exit code (with ``once``:
-    0 reconciled, 1 not). ``failpoints`` is for chaos tests, which start glam through it."""
+    0 reconciled, 1 not). ``failpoints`` is for chaos tests, which start glam through it;
+    ``reload`` re-reads the configuration on SIGHUP."""
     setup_logging(verbose)
     terminal = sys.stdout.isatty()
-    report = anyio.run(_run, config, once, terminal, failpoints, backend="asyncio")
+    report = anyio.run(_run, config, once, terminal, failpoints, reload, backend="asyncio")
     if once:
         _summary(report)
     return report.exit_code if once else 0
 
 
 async def _run(
-    config: EngineConfig, once: bool, terminal: bool, failpoints: Failpoints | None
+    config: EngineConfig,
+    once: bool,
+    terminal: bool,
+    failpoints: Failpoints | None,
+    reload: Callable[[], EngineConfig] | None,
 ) -> RunReport:
     from engine.cli.progress import LineProgress, LiveProgress
     from engine.runtime.clock import SystemClock
@@ -161,8 +270,14 @@ async def _run(
             async with anyio.create_task_group() as tg:
 
                 async def stop_on_signal() -> None:
-                    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                        async for _ in signals:
+                    wanted = [signal.SIGINT, signal.SIGTERM]
+                    if reload is not None:
+                        wanted.append(signal.SIGHUP)
+                    with anyio.open_signal_receiver(*wanted) as signals:
+                        async for signum in signals:
+                            if signum == signal.SIGHUP:
+                                _reconfigure(engine, reload)
+                                continue
                             log.info("stopping: sagas stop at a safe point or resume later")
                             engine.stop()
                             return
@@ -171,6 +286,23 @@ async def _run(
                 report = await engine.run(once=once)
                 tg.cancel_scope.cancel()
     return report
+
+
+def _reconfigure(engine: object, reload: Callable[[], EngineConfig] | None) -> None:
+    """SIGHUP: read the configuration again and apply it; a file that no longer validates
+    is logged (every mistake) and the engine goes on as it was."""
+    from engine.runtime.engine import Engine
+
+    assert isinstance(engine, Engine)
+    if reload is None:
+        return
+    try:
+        config = reload()
+        engine.reconfigure(config)
+    except GlamError as exc:
+        log.error("configuration not applied: %s", exc.one_line())
+        return
+    log.info("configuration applied: watching %s", engine.describe()["watching"])
 
 
 def _summary(report: RunReport) -> None:
@@ -184,8 +316,17 @@ def _summary(report: RunReport) -> None:
         typer.echo(f"error: {error}", err=True)
     if report.unavailable:
         typer.echo(f"repository unavailable: {report.unavailable}", err=True)
+    for held in report.held:
+        what = ", ".join(
+            f"{r.function}" + (f" alias {r.alias}" if r.alias else "") + f" ({r.reason})"
+            for r in held.removals
+        ) or ", ".join(held.prefixes)
+        typer.echo(
+            f"held for an operator: {what} — `glam allow-deletes {held.sha[:12]}` releases it",
+            err=True,
+        )
     if not report.finished and report.ok:
         typer.echo("nothing to do")
 
 
-__all__ = ["engine_config", "run_command", "run_engine"]
+__all__ = ["engine_config", "engine_config_from", "run_command", "run_engine"]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from engine.events import RecordedEvent
 from engine.events.function import DeploymentFinished
-from engine.events.repo import DefinitionRejected
+from engine.events.repo import DefinitionRejected, DeletesHeld
 from engine.ports import EventStore
 
 EventHook = Callable[[RecordedEvent], None]
@@ -27,6 +27,7 @@ class RunReport:
     unavailable_by: dict[str, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)  # sagas stopped by an error
     heads: dict[str, str] = field(default_factory=dict)
+    held: list[DeletesHeld] = field(default_factory=list)  # removals waiting for an operator
 
     @property
     def unavailable(self) -> str | None:

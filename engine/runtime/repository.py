@@ -231,6 +231,7 @@ class Repository:
         )
         for event in plan.repo_events:
             if isinstance(event, DeletesHeld):
+                self._report.held.append(event)
                 log.warning(
                     "%s: %d removals held for an operator (glam allow-deletes %s)",
                     stream,
