@@ -44,10 +44,11 @@ def describe(config: GlamConfig) -> list[str]:
         lines.append(f"    polled every {_seconds(repo.poll or engine.poll)}")
         if repo.paths:
             lines.append(f"    owns only functions under: {', '.join(repo.paths)}")
-    lines.append(f"accounts: the engine's own (its credentials) and {len(config.account)} more")
+    roles = sum(1 for a in config.account if a.role_arn is not None)
+    lines.append(f"accounts: the engine's own (its credentials) and {roles} through a role")
     for account in config.account:
         if account.role_arn is None:
-            lines.append(f"  {account.id}: the engine's own account (no role to assume)")
+            lines.append(f"  {account.id}: must be the engine's own account (no role to assume)")
         else:
             extra = ", external id set" if account.external_id else ""
             lines.append(

@@ -85,6 +85,7 @@ class Fleet:
             log.info(
                 "no longer watching %s: its functions stay as they are", running.watch.describe()
             )
+            running.repository.stop()
             if running.scope is not None:
                 running.scope.cancel()
             self._tg.start_soon(running.repository.aclose, name="glam close source")
@@ -95,6 +96,7 @@ class Fleet:
             if current is not None:
                 # Settings of a watched branch changed (token, poll, paths): start it afresh.
                 self._running.pop(key)
+                current.repository.stop()
                 if current.scope is not None:
                     current.scope.cancel()
                 self._tg.start_soon(current.repository.aclose, name="glam close source")

@@ -121,6 +121,7 @@ class Repository:
         self._paths = paths
         self.lock = lock or anyio.Lock()
         self.fold = fold or LogFold(store)
+        self._stopped = False
 
     @property
     def stream(self) -> str | None:
@@ -156,7 +157,13 @@ class Repository:
     async def poll(self) -> None:
         """One look at the branch: record what is new, plan the head if not yet planned."""
         async with self.lock:
-            await self._poll_locked()
+            if not self._stopped:
+                await self._poll_locked()
+
+    def stop(self) -> None:
+        """No longer watched: no later look records or plans anything, also one that was
+        already waiting for the lock when the configuration changed."""
+        self._stopped = True
 
     async def aclose(self) -> None:
         """Release the source (the loop is stopped first)."""
@@ -173,6 +180,8 @@ class Repository:
                 return
         await self.catch_up()
         observation = await self._source.observe(self._repo.last_sha)
+        if self._stopped:
+            return  # no longer watched since this look began: record and plan nothing
         stream, branch = self.stream, self._source.branch
         # Observed once already: the branch is known.
         assert stream is not None
