@@ -198,8 +198,13 @@ def fold_deployed(states: MutableMapping[str, DeployedState], record: RecordedEv
     elif record.stream.startswith(REPO_PREFIX) and isinstance(record.event, CommitPlanned):
         claimant: Claimant | None = None
         for action in record.event.actions:
-            known = states.get(action.function) if action.function else None
-            if known is None or known.owner is not None or not known.live:
+            if not action.function:
+                continue
+            known = states.get(action.function)
+            if known is None and action.action in ("create", "new_version"):
+                # A plan recorded before its request (some earlier logs): the request follows.
+                known = DeployedState(stream=action.function)
+            elif known is None or known.owner is not None or not known.live:
                 continue
             claimant = claimant or Claimant.of_stream(record.stream)
             if claimant is None:

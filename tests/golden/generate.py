@@ -29,6 +29,7 @@ from engine.events.function import (
     DeploymentRequested,
     EventSourceChanged,
     FunctionDeleted,
+    FunctionOwner,
     OperatorRequested,
     RollbackStarted,
     SettingsRecorded,
@@ -46,6 +47,7 @@ from engine.events.repo import (
     DefinitionWarning,
     DeletesHeld,
     FileChange,
+    HeldRemoval,
     HistoryRewritten,
     PlannedAction,
     SourceUnavailable,
@@ -541,10 +543,245 @@ def warnings_scenario() -> list[tuple[str, Event, Metadata]]:
     ]
 
 
+def org_scenario() -> list[tuple[str, Event, Metadata]]:
+    """One engine for many branches (0.1-org): deployment requests carrying their owner (a
+    branch and prefix), a second branch's claim on the same function refused, an alias change
+    whose old alias's removal is held with the reason, then released and requested
+    (``remove_alias``), and a region change holding the old identity's removal."""
+
+    def m(i: str, **kw: str) -> Metadata:
+        return Metadata(event_id=i, **kw)
+
+    main, dev = (
+        "repo:https://git.example.com/team/lambdas#main",
+        ("repo:https://git.example.com/team/lambdas#dev"),
+    )
+    owner = FunctionOwner(
+        repository="https://git.example.com/team/lambdas",
+        branch="main",
+        prefix="apps/orders/orders",
+    )
+    moved = "fn:111111111111:us-east-1:orders"
+    prod = desired("orders", 128)
+    live = prod.model_copy(
+        update={
+            "settings": prod.settings.model_copy(update={"alias": "LIVE"}),
+            "content_hash": "sha256:orders128-live",
+        }
+    )
+    east = live.model_copy(
+        update={
+            "settings": live.settings.model_copy(update={"region": "us-east-1"}),
+            "content_hash": "sha256:orders128-east",
+        }
+    )
+    return [
+        (
+            ORDERS,
+            DeploymentRequested(
+                deployment_id="dep-1", commit=C1, action="create", desired=prod, owner=owner
+            ),
+            m("r1", commit=C1, deployment_id="dep-1"),
+        ),
+        (
+            main,
+            CommitPlanned(
+                sha=C1,
+                actions=(
+                    PlannedAction(
+                        prefix="apps/orders/orders",
+                        function=ORDERS,
+                        action="create",
+                        files=("apps/orders/orders_lambdadef.json",),
+                        reason="new function",
+                        content_hash=prod.content_hash,
+                    ),
+                ),
+            ),
+            m("r2", commit=C1),
+        ),
+        (
+            ORDERS,
+            DeploymentFinished(deployment_id="dep-1", outcome="succeeded", stable_version="1"),
+            m("r3", deployment_id="dep-1"),
+        ),
+        (
+            dev,
+            CommitPlanned(
+                sha=C2,
+                actions=(
+                    PlannedAction(
+                        prefix="copy/orders/orders",
+                        function="",
+                        action="nothing",
+                        files=("copy/orders/orders_lambdadef.json",),
+                        reason="invalid: function orders is owned by another branch",
+                    ),
+                ),
+            ),
+            m("r4", commit=C2),
+        ),
+        (
+            dev,
+            DefinitionRejected(
+                sha=C2,
+                prefix="copy/orders/orders",
+                file="copy/orders/orders_lambdadef.json",
+                reason=f"function orders ({ORDERS}) is owned by "
+                "https://git.example.com/team/lambdas branch main (apps/orders/orders)",
+            ),
+            m("r5", commit=C2),
+        ),
+        (
+            ORDERS,
+            DeploymentRequested(
+                deployment_id="dep-2", commit=C3, action="update", desired=live, owner=owner
+            ),
+            m("r6", commit=C3, deployment_id="dep-2"),
+        ),
+        (
+            main,
+            CommitPlanned(
+                sha=C3,
+                actions=(
+                    PlannedAction(
+                        prefix="apps/orders/orders",
+                        function=ORDERS,
+                        action="new_version",
+                        files=("apps/orders/orders_lambdadepdef.json",),
+                        reason="alias changed",
+                        content_hash=live.content_hash,
+                    ),
+                ),
+            ),
+            m("r7", commit=C3),
+        ),
+        (
+            main,
+            DeletesHeld(
+                sha=C3,
+                prefixes=("apps/orders/orders",),
+                share=0.0,
+                limit=0.5,
+                removals=(
+                    HeldRemoval(
+                        function=ORDERS,
+                        prefix="apps/orders/orders",
+                        reason="alias changed to LIVE once the deployment on the new alias "
+                        "has succeeded",
+                        alias="live",
+                    ),
+                ),
+            ),
+            m("r8", commit=C3),
+        ),
+        (
+            ORDERS,
+            DeploymentFinished(deployment_id="dep-2", outcome="succeeded", stable_version="2"),
+            m("r9", deployment_id="dep-2"),
+        ),
+        (
+            "ops",
+            OperatorCommandIssued(command="allow_deletes", target=C3, reason="LIVE serves"),
+            m("r10", actor="oncall@example.com"),
+        ),
+        (
+            ORDERS,
+            DeploymentRequested(
+                deployment_id="dep-3",
+                commit=C3,
+                action="remove_alias",
+                desired=None,
+                alias="live",
+                owner=owner,
+            ),
+            m("r11", commit=C3, deployment_id="dep-3"),
+        ),
+        (
+            main,
+            CommitPlanned(
+                sha=C3,
+                actions=(
+                    PlannedAction(
+                        prefix="apps/orders/orders",
+                        function=ORDERS,
+                        action="remove_alias",
+                        files=(),
+                        reason="alias changed: alias live removed",
+                    ),
+                ),
+            ),
+            m("r12", commit=C3),
+        ),
+        (
+            main,
+            OperatorRequested(
+                command="allow_deletes", target=C3, actor="oncall@example.com", reason="LIVE serves"
+            ),
+            m("r13", actor="oncall@example.com", causation_id="r10", commit=C3),
+        ),
+        (
+            ORDERS,
+            DeploymentFinished(deployment_id="dep-3", outcome="succeeded", stable_version="2"),
+            m("r14", deployment_id="dep-3"),
+        ),
+        (
+            moved,
+            DeploymentRequested(
+                deployment_id="dep-4", commit=C4, action="create", desired=east, owner=owner
+            ),
+            m("r15", commit=C4, deployment_id="dep-4"),
+        ),
+        (
+            main,
+            CommitPlanned(
+                sha=C4,
+                actions=(
+                    PlannedAction(
+                        prefix="apps/orders/orders",
+                        function=moved,
+                        action="create",
+                        files=("apps/orders/orders_lambdadepdef.json",),
+                        reason="new function",
+                        content_hash=east.content_hash,
+                    ),
+                    PlannedAction(
+                        prefix="apps/orders/orders",
+                        function=ORDERS,
+                        action="nothing",
+                        files=(),
+                        reason="removal held: identity changed (now "
+                        f"{moved}); `glam allow-deletes` removes it",
+                    ),
+                ),
+            ),
+            m("r16", commit=C4),
+        ),
+        (
+            main,
+            DeletesHeld(
+                sha=C4,
+                prefixes=("apps/orders/orders",),
+                share=0.0,
+                limit=0.5,
+                removals=(
+                    HeldRemoval(
+                        function=ORDERS,
+                        prefix="apps/orders/orders",
+                        reason=f"identity changed (now {moved})",
+                    ),
+                ),
+            ),
+            m("r17", commit=C4),
+        ),
+    ]
+
+
 SCENARIOS = {
     "0.1": scenario,
     "0.1-operator": operator_scenario,
     "0.1-warnings": warnings_scenario,
+    "0.1-org": org_scenario,
 }
 
 
