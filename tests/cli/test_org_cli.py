@@ -155,3 +155,24 @@ def test_status_shows_and_filters_owners_and_what_a_branch_was_refused(
     assert code == 2
     assert "! invalid" in out
     assert "is owned by" in err
+
+
+@pytest.mark.usefixtures("no_region")
+def test_plan_shows_a_region_change_as_a_create_and_a_held_removal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """B1 in `glam plan`: a new region is a create there, and the old function's removal is
+    shown held for an operator, never a delete."""
+    repo = GitRepo(tmp_path / "repo")
+    fn(repo, "f/a/a", "audit-a")
+    repo.commit("v1")
+    db = tmp_path / "state" / "glam.db"
+    assert run_once(db, Watch(str(repo.path), "main"), provider=FakeProvider(OWN)).exit_code == 0
+    fn(repo, "f/a/a", "audit-a", region="us-west-2")
+    sha = repo.commit("to us-west-2")
+    code, out, err = glam(monkeypatch, capsys, "plan", "--repo", str(repo.path), "--db", str(db))
+    assert code == 1
+    assert f"+ create         f/a/a  fn:{OWN}:us-west-2:audit-a" in out
+    assert f"! held           f/a/a  fn:{OWN}:us-east-1:audit-a  — identity changed" in out
+    assert "- delete" not in out
+    assert f"glam allow-deletes {sha[:12]}" in err
