@@ -244,7 +244,9 @@ def plan_commit(
         current = deployed.get(stream) or DeployedState(stream=stream)
         action, reason = _decide(desired, current, state, prefix)
         _alias_removals(removals, current, desired, action, prefix)
-        changed = state.changes is None or bool(changes)
+        # Without a base (a first plan) an unchanged function deployed as it is has nothing to
+        # say: only what differs from the log is listed, as a plan with a base does.
+        changed = bool(changes)
         if action == "nothing" and not changed and current.exists:
             continue
         planned = PlannedAction(

@@ -219,10 +219,11 @@ async def _plan_source(
     if region == REGION_PLACEHOLDER:
         deployed = _by_placeholder_region(deployed)
     # Which accounts a definition may name: the file's and the engine's own; without a file,
-    # the engine's own only (as `glam run --repo`); nothing refused when the plan cannot
-    # know the engine's account.
+    # the engine's own only (as `glam run --repo`). Without a file and without knowing the
+    # engine's account, any: the plan cannot tell. (A file can list the engine's own account
+    # as an [[account]] without role_arn, so a definition naming it is accepted.)
     accounts: dict[str, tuple[str, ...]] | None = None
-    if account != ACCOUNT_PLACEHOLDER:
+    if known.accounts is not None or account != ACCOUNT_PLACEHOLDER:
         accounts = {account: ()} | (known.accounts or {})
     claimant = Claimant(repository_id(target.url), source.branch)
     base: str | None = None

@@ -52,6 +52,7 @@ def run_once(db: Path, *watches: Watch, provider: FakeProvider) -> RunReport:
 def glam(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
 ) -> tuple[int, str, str]:
+    capsys.readouterr()  # what the engine printed before is not this command's
     monkeypatch.setattr(sys, "argv", ["glam", *args])
     with pytest.raises(SystemExit) as exit_info:
         main()

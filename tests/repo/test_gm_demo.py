@@ -117,7 +117,8 @@ def test_green_then_depdef_only(
         (
             "lambda/lambda-api-gateway/test",
             "new_version",
-            "fn:<account>:us-east-1:LambdaFunction_APIGateway",
+            # The account the log's functions were deployed to, as the engine's own.
+            "fn:123456789012:us-east-1:LambdaFunction_APIGateway",
         ),
     ]
 
