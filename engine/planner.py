@@ -41,6 +41,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from engine.claims import in_paths, refusal, render_filter
 from engine.definitions.commit import CommitState, Rejection
 from engine.definitions.desired import DEPLOY_KINDS, split_path
 from engine.deployed import (
@@ -49,7 +50,6 @@ from engine.deployed import (
     Claimant,
     DeployedState,
     deployed_from_events,
-    describe_owner,
     evolve_deployed,
     fold_deployed,
 )
@@ -71,7 +71,7 @@ from engine.events.repo import (
     HeldRemoval,
     PlannedAction,
 )
-from engine.streams import function_stream, parse_function_stream
+from engine.streams import function_stream
 
 __all__ = [
     "DEPLOYED_EVENT_TYPES",
@@ -132,13 +132,6 @@ class PlanContext:
         return self.claimant.owner(prefix) if self.claimant is not None else None
 
 
-def in_paths(prefix: str | None, paths: tuple[str, ...]) -> bool:
-    """Whether ``prefix`` is under one of the folders ``paths`` (empty: every prefix is)."""
-    if not paths:
-        return True
-    return prefix is not None and any(prefix.startswith(f"{p}/") for p in paths)
-
-
 @dataclass(frozen=True, slots=True)
 class Plan:
     """The outcome of planning one commit. ``held`` are the prefixes with a removal held for
@@ -169,31 +162,6 @@ def stream_for(desired: DesiredFunction, ctx: PlanContext) -> str:
     )
 
 
-def render_filter(
-    deployed: Mapping[str, DeployedState],
-    claimant: Claimant | None = None,
-    paths: tuple[str, ...] = (),
-) -> Callable[[str], bool]:
-    """For ``read_commit_state(select=...)``: render an unchanged prefix when the log has no
-    live function of this branch for it (it must be created, or another branch owns it), or
-    when a removal of its function's old identity or alias is pending (so each plan shows it
-    held again); never a prefix outside ``paths``."""
-    known: set[str] = set()
-    seen: dict[str, int] = {}
-    pending: set[str] = set()
-    for state in deployed.values():
-        if state.prefix is None or not state.live:
-            continue
-        if claimant is not None and not claimant.owns(state.owner):
-            continue
-        known.add(state.prefix)
-        seen[state.prefix] = seen.get(state.prefix, 0) + 1
-        if state.stale_aliases:
-            pending.add(state.prefix)
-    pending.update(p for p, n in seen.items() if n > 1)
-    return lambda prefix: in_paths(prefix, paths) and (prefix not in known or prefix in pending)
-
-
 @dataclass
 class _Removals:
     """What a plan found to remove, before the delete guard decides."""
@@ -212,7 +180,11 @@ def plan_commit(
     fn_events: list[tuple[str, Event]] = []
     removals = _Removals()
     claimed: set[str] = set()
-    rejected: dict[str, Rejection] = {p: r for p, r in state.rejected.items() if ctx.in_paths(p)}
+    rejected: dict[str, Rejection] = {
+        p: r
+        for p, r in {**state.rejected, **_conflicting_claims(state, deployed, ctx)}.items()
+        if ctx.in_paths(p)
+    }
     # Streams by prefix, built once: scanning every deployed function for each unchanged
     # prefix made a plan quadratic in the number of functions.
     streams_of: dict[str, list[str]] = {}
@@ -227,9 +199,16 @@ def plan_commit(
         files = tuple(c.path for c in changes)
         desired = state.desired.get(prefix)
         if prefix not in rejected and desired is not None:
-            refusal = _refusal(prefix, desired, deployed, ctx)
-            if refusal is not None:
-                rejected[prefix] = refusal
+            refused = refusal(
+                prefix,
+                stream_for(desired, ctx),
+                deployed,
+                claimant=ctx.claimant,
+                default_account=ctx.default_account,
+                accounts=ctx.accounts,
+            )
+            if refused is not None:
+                rejected[prefix] = refused
         rejection = rejected.get(prefix)
         if rejection is not None:
             actions.append(_nothing(prefix, "", files, f"invalid: {rejection.one_line()}"))
@@ -447,50 +426,6 @@ def _alias_removals(
     )
     if old is not None and old != new and moving and old not in current.stale_aliases:
         removals.aliases.append((current, old, f"alias changed to {new}", False))
-
-
-def _refusal(
-    prefix: str,
-    desired: DesiredFunction,
-    deployed: Mapping[str, DeployedState],
-    ctx: PlanContext,
-) -> Rejection | None:
-    """Why the engine must not plan ``desired`` at all: an account it cannot act in, a region
-    the account does not allow, or a function another branch owns."""
-    stream = stream_for(desired, ctx)
-    account, region, name = parse_function_stream(stream)
-    depdef = f"{prefix}_lambdadepdef.json"
-    if ctx.accounts is not None:
-        if account != ctx.default_account and account not in ctx.accounts:
-            return Rejection(
-                prefix=prefix,
-                file=depdef,
-                reason=f"account {account} is not configured: the engine has no role to "
-                "assume there",
-                hint=f'add an [[account]] entry with id = "{account}" and role_arn = '
-                f'"arn:aws:iam::{account}:role/<the role glam assumes>" to glam.toml, or '
-                "remove environment.account to deploy to the engine's own account",
-            )
-        allowed = ctx.accounts.get(account, ())
-        if allowed and region not in allowed:
-            return Rejection(
-                prefix=prefix,
-                file=depdef,
-                reason=f"region {region} is not allowed for account {account} "
-                f"(allowed: {', '.join(allowed)})",
-                hint="add it to the account's regions in glam.toml, or name an allowed "
-                "region in environment.region",
-            )
-    current = deployed.get(stream)
-    if current is not None and current.owner is not None and not ctx.mine(current):
-        return Rejection(
-            prefix=prefix,
-            file=f"{prefix}_lambdadef.json",
-            reason=f"function {name} ({stream}) is owned by {describe_owner(current.owner)}",
-            hint="one branch owns a function: give this one another FunctionName, account or "
-            "region, or delete the function from its owner first",
-        )
-    return None
 
 
 def _conflicting_claims(
