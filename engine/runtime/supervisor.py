@@ -10,12 +10,12 @@ One function's trouble never stops the others: a saga stopped by an error is log
 reported, and its stream keeps the intent, so the next start resumes it. Only a failing event
 store stops the engine, because then nothing can go on safely.
 
-A function in an account the engine cannot act in (not its own, no configured role: the
-planner refuses such definitions, but a log written before may hold one) never wedges the
-log: a deployment that has not made a single AWS call yet is recorded ``failed`` with the
-reason, so the function is not in flight for ever; one that already acted waits, in flight,
-until the account is configured again (finishing it without AWS would leave its alias
-half-shifted).
+A function in an account the engine cannot act in (not its own and no configured role — the
+planner refuses such definitions, but a log written before may hold one — or a role it may
+not assume) never wedges the log: a deployment that has not made a single AWS call yet is
+recorded ``failed`` with the reason, so the function is not in flight for ever; one that
+already acted waits, in flight, until the account can be acted in again (finishing it
+without AWS would leave its alias half-shifted).
 """
 
 from __future__ import annotations
