@@ -56,6 +56,7 @@ class _Known:
     region: str | None
     account: str | None
     accounts: dict[str, tuple[str, ...]] | None
+    endpoint_url: str | None = None  # where tokens kept in AWS are read (the file's AWS)
 
 
 @app.command("plan")
@@ -134,7 +135,8 @@ def _targets(
         or os.environ.get("AWS_DEFAULT_REGION")
     )
     accounts = None if glam is None else {a.id: a.regions for a in glam.account}
-    known = _Known(region=region, account=account, accounts=accounts)
+    endpoint = glam.engine.endpoint_url if glam is not None else None
+    known = _Known(region=region, account=account, accounts=accounts, endpoint_url=endpoint)
     if glam is None:
         if repo is None:
             raise UsageError("nothing to plan", hint="pass --repo PATH_OR_URL, or --config")
@@ -159,7 +161,7 @@ async def _plan(
 
     token = None
     if target.token_ref is not None and target.token_ref.kind != "env":
-        token = await _aws_token(target.token_ref)
+        token = await _aws_token(target.token_ref, known.endpoint_url)
     env = target.token_env or (
         target.token_ref.ref if target.token_ref and target.token_ref.kind == "env" else None
     )
@@ -181,13 +183,15 @@ async def _plan(
             return await _plan_source(source, target, db, known, render)
 
 
-async def _aws_token(ref: TokenRef) -> str:
-    """A token kept in Secrets Manager or SSM, read with the usual AWS credentials."""
+async def _aws_token(ref: TokenRef, endpoint_url: str | None) -> str:
+    """A token kept in Secrets Manager or SSM, read with the engine's credentials (as
+    ``glam run`` would: the usual chain, or the dummy ones an embedded AWS takes)."""
     from engine.aws.secrets import AwsSecrets
-    from engine.aws.session import AwsConfig
+    from engine.cli.run import engine_config
     from engine.tokens import TokenResolver
 
-    secrets = AwsSecrets(AwsConfig(region=ref.region or "us-east-1"))
+    config = engine_config(repo="", endpoint_url=endpoint_url, region=ref.region)
+    secrets = AwsSecrets(config.aws_config())
     try:
         return await TokenResolver(secrets=secrets).resolve(ref)
     finally:
