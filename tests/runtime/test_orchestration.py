@@ -22,6 +22,7 @@ from engine.events.function import (
 )
 from engine.events.operator import OPS_STREAM, OperatorCommandIssued
 from engine.runtime.engine import Engine, EngineConfig, RunReport
+from engine.runtime.providers import RegionPorts
 from engine.store.memory import MemoryEventStore
 from engine.testing import FakeAws, FakeProvider, ManualClock, MemoryRepo
 from tests.runtime.support import write_function
@@ -275,7 +276,7 @@ async def test_an_error_that_stops_the_engine_is_never_replaced_by_one_while_sto
 class _NoCredentials(FakeProvider):
     """AWS ports that cannot be made any more (the credentials for them are gone)."""
 
-    async def region(self, region: str):  # type: ignore[no-untyped-def]
+    async def region(self, region: str, account: str | None = None) -> RegionPorts:
         raise ConfigError("no credentials for account 123456789012", hint="configure them")
 
 
