@@ -26,6 +26,8 @@ from engine.saga.steps import Phase
 
 def after_inspect_function(state: SagaState, dep: Deployment, read: FunctionRead) -> Deployment:
     deleting = dep.request.action == "delete"
+    if dep.request.action == "remove_alias":
+        return _remove_alias(state, dep, read)
     if not read.found:
         if deleting:
             return finish(dep, "succeeded", "the function was already absent")
@@ -60,6 +62,22 @@ def after_inspect_function(state: SagaState, dep: Deployment, read: FunctionRead
         expected_code=_expected_code(state, dep),
     )
     return deciding(state, dep)
+
+
+def _remove_alias(state: SagaState, dep: Deployment, read: FunctionRead) -> Deployment:
+    """An alias the definition no longer names, released by an operator: delete it. Its event
+    sources moved to the new alias with the deployment that changed it; the function and the
+    alias the definition names are left as they are. Never the alias glam deploys to."""
+    alias = dep.request.alias
+    dep = replace(dep, path="remove_alias", stable=state.stable_version)
+    if not read.found:
+        return finish(dep, "succeeded", "the function was already absent")
+    current = state.deployed.settings.alias if state.deployed else None
+    if not alias or alias == current:
+        why = f"alias {alias!r} is the one the definition names" if alias else "no alias named"
+        return finish(dep, "failed", f"not removed: {why}")
+    dep = replace(dep, function_arn=read.arn, old_alias=alias)
+    return next_phase(dep, "delete_alias")
 
 
 def _create_only_reason(dep: Deployment, differs: dict[str, str]) -> str:

@@ -229,7 +229,9 @@ def _finished(state: SagaState, event: DeploymentFinished) -> SagaState:
     if event.outcome == "succeeded":
         # Its reconcile (or detach) had the strays as ``previous``: they are gone now.
         new = replace(new, stray_sources=None)
-        if request.action == "delete":
+        if request.action == "remove_alias":
+            pass  # another alias went: what is deployed, and on which alias, is unchanged
+        elif request.action == "delete":
             new = replace(
                 new, function_exists=False, stable_version=None, deployed=None, alias_known=None
             )
@@ -243,7 +245,7 @@ def _finished(state: SagaState, event: DeploymentFinished) -> SagaState:
                 # The deployment left its alias on that version with no routing.
                 alias_known=request.desired.settings.alias if request.desired else None,
             )
-    elif event.outcome in ("rolled_back", "failed"):
+    elif event.outcome in ("rolled_back", "failed") and request.action != "remove_alias":
         rejected = request.desired.content_hash if request.desired else None
         new = replace(new, rolled_back_hash=rejected, stable_version=event.stable_version)
         if event.outcome == "failed" and dep.alias_touched:

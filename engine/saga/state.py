@@ -26,7 +26,7 @@ from engine.events.function import (
 from engine.saga.schedule import DEFAULT_POLICY, SagaPolicy
 from engine.saga.steps import Phase, WaitPurpose
 
-Path = Literal["create", "update", "sources_only", "delete"]
+Path = Literal["create", "update", "sources_only", "delete", "remove_alias"]
 
 # The purpose of the pause between two reads that settle a dangling intent.
 RESOLVE_WAIT: WaitPurpose = "resolve"

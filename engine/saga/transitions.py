@@ -285,8 +285,13 @@ def _after_delete_step(
         case "rollback_delete_new":
             note = f"; new version {dep.new_version} kept: {kept}" if kept else ""
             return _after_rollback(state, dep, dep.reason + note)
-        case "delete_function" | "delete_alias":
+        case "delete_function":
             return finish(dep, "succeeded")
+        case "delete_alias":
+            gone = isinstance(result, AlreadyAbsent)
+            return finish(
+                dep, "succeeded", f"alias {dep.old_alias} {'already absent' if gone else 'removed'}"
+            )
         case _:
             assert_never(step)
 

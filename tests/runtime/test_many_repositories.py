@@ -331,7 +331,8 @@ async def test_an_alias_change_deploys_the_new_alias_and_holds_the_old_ones_remo
     org: Org,
 ) -> None:
     """B1: a new alias is a deployment on it; removing the old alias waits for an operator,
-    and is requested (remove_alias) only once the new alias serves."""
+    is requested (remove_alias) only once the new alias serves, and then deletes the old alias
+    alone: the function stays on the new one."""
     repo = org.repo(PAYMENTS)
     fn(repo, "fns/b/b", "audit-b", alias="PROD")
     repo.commit("v1")
@@ -352,6 +353,14 @@ async def test_an_alias_change_deploys_the_new_alias_and_holds_the_old_ones_remo
         if isinstance(r.event, DeploymentRequested) and r.event.action == "remove_alias"
     ]
     assert [(e.alias, e.desired) for e in removes] == [("PROD", None)]
+    aws = await org.aws()
+    assert await aws.get_alias("audit-b", "PROD") is None
+    live = await aws.get_alias("audit-b", "LIVE")
+    assert live is not None
+    assert not live.routing
+    again = await org.once(MAIN)
+    assert again.ok
+    assert again.finished == []
 
 
 async def test_a_new_url_form_of_a_known_repository_deploys_pending_changes(org: Org) -> None:

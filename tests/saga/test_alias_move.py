@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from engine.events import Metadata, NewEvent
 from engine.events.desired import DesiredFunction, EventSources
-from tests.saga.support import NAME, World, desired
+from engine.events.function import DeploymentRequested
+from tests.saga.support import NAME, STREAM, World, desired
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(20)]
 
@@ -69,3 +71,45 @@ async def test_an_alias_change_with_new_code_shifts_the_new_alias() -> None:
     assert len(world.sources.aws.mappings_on(NAME, "prod")) == 1
     versions = [v.version for v in await world.aws.list_versions(NAME)]
     assert versions == ["1", "2"]
+
+
+async def _remove(world: World, deployment_id: str, alias: str) -> list[tuple[str, str]]:
+    event = DeploymentRequested(
+        deployment_id=deployment_id,
+        commit=f"c-{deployment_id}",
+        action="remove_alias",
+        desired=None,
+        alias=alias,
+    )
+    await world.store.append(STREAM, [NewEvent(event, Metadata(event_id=world.next_id()))])
+    run = await world.run()
+    return [(f.outcome, f.reason) for f in run.finished]
+
+
+async def test_a_released_removal_deletes_the_old_alias_and_keeps_what_is_deployed() -> None:
+    """The held removal, once released: only the old alias is deleted; the function, the alias
+    the definition names, its sources and what the saga counts as deployed are unchanged, so
+    the next deployment goes on from the same stable version."""
+    world = World()
+    await world.deploy("d1", on_alias(desired("v1"), "live"), action="create")
+    await world.deploy("d2", on_alias(desired("v2"), "prod"))
+    assert await _remove(world, "d3", "live") == [("succeeded", "alias live removed")]
+    assert await _aliases(world) == {"prod": ("2", {})}
+    assert len(world.sources.aws.mappings_on(NAME, "prod")) == 1
+    [finished] = [e for e in await world.events("DeploymentFinished") if e.deployment_id == "d3"]
+    assert finished.stable_version == "2"
+    run = await world.deploy("d4", on_alias(desired("v3"), "prod"))
+    assert [(f.outcome, f.stable_version) for f in run.finished] == [("succeeded", "3")]
+    assert await _aliases(world) == {"prod": ("3", {})}
+
+
+async def test_a_removal_never_deletes_the_alias_the_definition_names() -> None:
+    """A removal naming the deployed alias (a stale request after the definition moved back)
+    fails with why and deletes nothing; an alias already gone is success."""
+    world = World()
+    await world.deploy("d1", on_alias(desired("v1"), "live"), action="create")
+    [(outcome, reason)] = await _remove(world, "d2", "live")
+    assert (outcome, "the one the definition names" in reason) == ("failed", True)
+    assert await _aliases(world) == {"live": ("1", {})}
+    assert world.aws.calls("DeleteAlias") == []
+    assert await _remove(world, "d3", "prod") == [("succeeded", "alias prod removed")]
