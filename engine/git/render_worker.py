@@ -41,6 +41,20 @@ from engine.git.source import Snapshot
 _RECYCLE_SHARE = 0.5
 
 
+def peak_rss() -> int:
+    """This process's own peak resident memory, in bytes. On Linux that is ``VmHWM``:
+    ``ru_maxrss`` carries the parent's peak across ``fork`` and ``exec``, so a worker started
+    by a large engine would look full before rendering anything."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 class FileTimeout(BaseException):
     """The per-file timer fired. A BaseException, so no ``except Exception`` on the way out of
     the template (Jinja's, the sandbox's, glam's) can swallow it."""
@@ -144,8 +158,7 @@ class Worker:
                     hint="make the template do less work",
                 ),
             )
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        leave = peak > self.limits.memory_bytes * _RECYCLE_SHARE
+        leave = peak_rss() > self.limits.memory_bytes * _RECYCLE_SHARE
         message: dict[str, Any] = {"id": job_id, "outcome": outcome_to_json(outcome)}
         if leave:
             message["exit"] = True

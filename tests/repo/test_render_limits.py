@@ -201,3 +201,26 @@ async def test_a_worker_that_crashes_rejects_only_its_function(repo: GitRepo) ->
     repo.remove("fns/stuck/stuck_lambdadef.json")
     repo.commit()
     assert set((await read(repo, limits)).desired) == {"fns/good/good"}
+
+
+async def test_a_large_engine_keeps_its_workers(repo: GitRepo) -> None:
+    """A worker's memory is its own: started by a process whose peak is past the recycling
+    share (``ru_maxrss`` is inherited across fork and exec), it still stays for the next
+    commit instead of leaving after every job."""
+    limits = RenderLimits(file_seconds=30, commit_seconds=60, workers=1, memory_bytes=300 * MIB)
+    ballast = bytearray(200 * MIB)
+    for i in range(0, len(ballast), 4096):
+        ballast[i] = 1
+    function_files(repo, "fns/good/good", "good")
+    repo.commit()
+    pool = pool_for(limits)
+    try:
+        await read(repo, limits)
+        (first,) = pool._idle
+        repo.write("fns/good/good_lambdadepdef.json", {"alias": "prod"})
+        repo.commit()
+        await read(repo, limits)
+        (second,) = pool._idle
+        assert second.proc.pid == first.proc.pid
+    finally:
+        del ballast

@@ -286,8 +286,9 @@ async def test_traffic_shifting_enabled_without_a_config_is_the_default_canary(
 async def test_a_depdef_naming_another_account_does_not_wedge_the_log(
     setup: Setup, local_aws: LocalAwsThread
 ) -> None:
-    """A deployment in an account the credentials are not for finishes failed with the
-    reason, instead of staying in flight; once the file is fixed, ``--once`` exits 0."""
+    """A depdef naming an account the engine has no role for is rejected at plan time with
+    the reason (no deployment is started to stay in flight); once the file is fixed,
+    ``--once`` exits 0."""
     write_function(setup.repo, setup.outputs, traffic=CANARY)
     setup.repo.write(
         DEPDEF,
@@ -299,10 +300,10 @@ async def test_a_depdef_naming_another_account_does_not_wedge_the_log(
     )
     setup.repo.commit("another account")
     report = await setup.run_once()
-    [(stream, finished)] = report.finished
-    assert stream.startswith("fn:111111111111:")
-    assert finished.outcome == "failed"
-    assert "111111111111" in finished.reason
+    assert report.finished == []
+    [rejected] = report.rejected
+    assert rejected.file.endswith("_lambdadepdef.json")
+    assert "account 111111111111 is not configured" in rejected.reason
     assert report.exit_code == 1
     setup.repo.write(DEPDEF, {"alias": "live", "trafficShiftingConfig": CANARY})
     setup.repo.commit("fixed")
