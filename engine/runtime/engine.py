@@ -169,7 +169,9 @@ class Engine:
                 opened = open_store(self.config.db, exclusive=True)
                 self._store = await self._stack.enter_async_context(opened)
             self._stack.push_async_callback(self._close_source)
-            self._ports = self._ports_given or AwsProvider(self.config.aws_config())
+            self._ports = self._ports_given or AwsProvider(
+                self.config.aws_config(), clock=self.clock
+            )
             self._stack.push_async_callback(self._ports.aclose)
             self.account = await self._ports.account()
         except BaseException:
@@ -255,13 +257,13 @@ class Engine:
         supervisor.resume()
         if once:
             await repository.poll()
-            tg.start_soon(operators.loop, self.config.ops_poll, name="glam operators")
+            tg.start_soon(operators.loop, self.config.ops_poll, self.clock, name="glam operators")
             await operators.run_pass()  # commands given while no engine ran
             await supervisor.wait_idle()
             tg.cancel_scope.cancel()
         else:
-            tg.start_soon(repository.loop, self.config.poll, name="glam repository")
-            tg.start_soon(operators.loop, self.config.ops_poll, name="glam operators")
+            tg.start_soon(repository.loop, self.config.poll, self.clock, name="glam repository")
+            tg.start_soon(operators.loop, self.config.ops_poll, self.clock, name="glam operators")
 
     def stop(self) -> None:
         """Ask ``run`` to stop: sagas stop at their next await, recording stays whole."""

@@ -18,7 +18,8 @@ import anyio
 
 from engine.aws.ratelimit import LimiterRegistry
 from engine.aws.session import AwsClients, AwsConfig, caller_account, open_clients
-from engine.ports import AlarmsApi, CodeObjects, LambdaApi, SourcesApi
+from engine.ports import AlarmsApi, Clock, CodeObjects, LambdaApi, SourcesApi
+from engine.runtime.clock import SYSTEM_CLOCK
 from engine.sources_plan import SOURCE_CLIENTS
 
 # Services a region's ports use. STS only for the account, in the default region.
@@ -53,12 +54,20 @@ class PortsProvider(Protocol):
 
 
 class AwsProvider:
-    """Real AWS (or the embedded one when ``config.endpoint_url`` is set)."""
+    """Real AWS (or the embedded one when ``config.endpoint_url`` is set). ``clock`` paces,
+    backs off and times out every adapter (the engine passes its own)."""
 
-    def __init__(self, config: AwsConfig, registry: LimiterRegistry | None = None) -> None:
+    def __init__(
+        self,
+        config: AwsConfig,
+        registry: LimiterRegistry | None = None,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         self.config = config
+        self.clock = clock
         self.limiters = registry or LimiterRegistry(
-            rate=config.max_rate, poll_rate=config.poll_rate
+            rate=config.max_rate, poll_rate=config.poll_rate, clock=clock
         )
         self._stack = AsyncExitStack()
         self._ports: dict[str, RegionPorts] = {}
@@ -103,7 +112,7 @@ class AwsProvider:
         limiter = self.limiters.get(account, region)
         return RegionPorts(
             region=region,
-            lambda_api=AwsLambda(clients.lambda_, limiter),
+            lambda_api=AwsLambda(clients.lambda_, limiter, clock=self.clock),
             # CloudWatch has quotas of its own: its polls must not eat Lambda's budget.
             alarms=AwsAlarms(clients.cloudwatch),
             sources=AwsSources(
@@ -114,6 +123,7 @@ class AwsProvider:
                 limiters={s: self.limiters.get(account, region, s) for s in SOURCE_CLIENTS},
                 region=region,
                 account=account,
+                clock=self.clock,
             ),
             code=AwsCodeObjects(clients["s3"], self.limiters.get(account, region, "s3")),
         )

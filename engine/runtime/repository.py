@@ -32,7 +32,7 @@ from engine.observe import (
     plan_base,
 )
 from engine.planner import DeployedState, PlanContext, evolve_deployed, plan_commit, render_filter
-from engine.ports import ANY_VERSION, EventStore, RepoSource
+from engine.ports import ANY_VERSION, Clock, EventStore, RepoSource
 from engine.runtime.report import EventHook, RunReport, read_log
 from engine.streams import FUNCTION_PREFIX, repo_stream
 
@@ -81,7 +81,7 @@ class Repository:
         branch = self._source.branch
         return repo_stream(self._url, branch) if branch else None
 
-    async def loop(self, interval: float) -> None:
+    async def loop(self, interval: float, clock: Clock) -> None:
         """Poll every ``interval`` seconds until cancelled."""
         while True:
             try:
@@ -91,7 +91,7 @@ class Repository:
             except GlamError as exc:
                 # A bad poll (a broken mirror, an unreadable commit) is retried at the next.
                 log.error("repository poll failed: %s", exc.one_line())
-            await anyio.sleep(interval)
+            await clock.sleep(interval)
 
     async def poll(self) -> None:
         """One look at the branch: record what is new, plan the head if not yet planned."""

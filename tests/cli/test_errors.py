@@ -51,7 +51,7 @@ def test_an_error_inside_the_engine_run_exits_with_one_line(
     db.parent.mkdir()
     _log_from_a_newer_glam(db)
     # No AWS needed: the log stops the engine before it reads the branch or calls AWS.
-    monkeypatch.setattr(engine.runtime.engine, "AwsProvider", lambda _config: FakeProvider())
+    monkeypatch.setattr(engine.runtime.engine, "AwsProvider", lambda _config, **_: FakeProvider())
     argv = ["glam", "run", "--repo", str(tmp_path / "repo"), "--db", str(db), "--once"]
     monkeypatch.setattr(sys, "argv", argv)
     with pytest.raises(SystemExit) as exited:
