@@ -28,7 +28,8 @@ def records_of(records: Iterable[RecordedEvent], kind: type[object]) -> list[Rec
 
 class StepClock:
     """An ``engine.ports.Clock`` whose time moves only when something sleeps on it, by as
-    much as it sleeps, at once. ``time`` is the monotonic reading, ``slept`` every sleep."""
+    much as it sleeps, at once. ``time`` is the monotonic reading, ``slept`` every sleep of
+    some time (a sleep of none, as a rate limiter with a free slot makes, is not one)."""
 
     def __init__(self, start: float = 0.0, slept: list[float] | None = None) -> None:
         self.time = start
@@ -41,8 +42,9 @@ class StepClock:
         return datetime.fromtimestamp(self.time, UTC)
 
     async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.time += max(0.0, seconds)
+        if seconds > 0:
+            self.slept.append(seconds)
+            self.time += seconds
 
     async def sleep_until(self, deadline: datetime) -> None:
         await self.sleep((deadline - self.now()).total_seconds())

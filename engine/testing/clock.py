@@ -7,19 +7,22 @@
 ``AutojumpClock``
     For integration tests that run the real engine against real I/O (the embedded AWS over
     HTTP, SQLite, Git). Time is the real monotonic time plus an offset; whenever every task
-    that sleeps on the clock is asleep, the clock jumps to the earliest deadline, and
+    of the event loop is asleep on this clock or blocked on the others (an event, a lock, a
+    queue, a task group, a plain ``sleep``), the clock jumps to the earliest deadline, and
     ``on_advance`` moves the embedded AWS's clock by the same amount (its Pending and
     InProgress timers, quota windows and latencies), so a 60 s bake, a 1 s Pending state and
-    2 s polls cost no real time. Modelled on trio's ``autojump_clock``, approximated thus:
+    2 s polls cost no real time. Modelled on trio's ``autojump_clock`` and its
+    ``wait_all_tasks_blocked``, approximated thus:
 
-    - A task takes part from its first sleep on this clock until it ends. Tasks that never
-      sleep on it (a store's writer, the test itself) do not hold time back.
-    - The clock jumps only while every live participant is asleep on it: one waiting for an
-      AWS answer, a database write or a thread holds time still, so no deadline passes
-      under a call in flight. Real time goes on meanwhile, as it does for the proxy.
-    - A participant blocked on something else than the clock for ``stall`` real seconds
-      (waiting for a lock another sleeper holds, say) no longer holds time back: the clock
-      jumps anyway, and ``stalls`` counts how often it had to.
+    - A task waiting for the outside world (an AWS answer, a database write in aiosqlite's
+      thread, a worker thread, a child process) holds time still, so no deadline passes under
+      a call in flight; real time goes on meanwhile, as it does for the proxy. What a task
+      waits for is read from its coroutine chain: the innermost frame says whether it is an
+      asyncio or anyio synchronisation primitive (blocked on the others) or anything else.
+    - If the loop stays that way for ``patience`` real seconds (a server waiting for
+      connections, a call slow on a loaded machine), the clock jumps anyway and ``stalls``
+      counts it. Such a jump is harmless to the engine, whose waits count polls rather than
+      measure time.
     - ``hold()`` stops the jumps (real time still flows) until ``release()``: a test that acts
       at a point of a run (an alarm set, an abort given during a bake) holds the clock in the
       ``on_event`` hook that sees the point, acts, then releases it.
@@ -28,15 +31,15 @@
 from __future__ import annotations
 
 import asyncio
-import logging
+import gc
 import time
+import types
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import anyio
 import anyio.lowlevel
-
-log = logging.getLogger(__name__)
 
 
 class ManualClock:
@@ -91,20 +94,33 @@ class ManualClock:
 
 Advance = Callable[[float], Awaitable[object]]
 
+# Innermost frames of a task blocked on the other tasks, not on the outside world:
+# (the file's last two path parts, the function's qualified name; "*" for any).
+_BLOCKED_ON_TASKS = {
+    ("asyncio/locks.py", "*"),
+    ("asyncio/queues.py", "*"),
+    ("asyncio/tasks.py", "sleep"),
+    ("asyncio/tasks.py", "wait"),
+    ("asyncio/tasks.py", "_wait"),
+    ("_backends/_asyncio.py", "Lock.acquire"),
+    ("_backends/_asyncio.py", "Semaphore.acquire"),
+    ("_backends/_asyncio.py", "TaskGroup.__aexit__"),
+    # anyio's pytest plugin: the runner task waits for the test's own task.
+    ("_backends/_asyncio.py", "TestRunner._call_in_runner_task"),
+    ("_backends/_asyncio.py", "TestRunner._run_tests_and_fixtures"),
+}
+
 
 class AutojumpClock:
-    """Real time plus jumps to the next deadline whenever every sleeper waits (module doc).
-
-    ``on_advance(seconds)`` runs before each jump, to move another clock by as much (the
-    embedded AWS's: ``engine.local.LocalAwsThread.advance_clock``). ``jumped`` is the total
-    jumped, ``stalls`` how many jumps a participant blocked elsewhere had to let through.
-    """
+    """Real time plus jumps to the next deadline whenever the loop waits only on itself
+    (module doc). ``on_advance(seconds)`` runs before each jump, to move another clock by as
+    much (``engine.local.LocalAwsThread.advance_clock``); ``jumped`` is the total jumped."""
 
     def __init__(
         self,
         *,
         on_advance: Advance | None = None,
-        stall: float = 1.0,
+        patience: float = 0.5,
         base: Callable[[], float] = time.monotonic,
     ) -> None:
         self._base = base
@@ -112,13 +128,13 @@ class AutojumpClock:
         self._start = datetime.now(UTC)
         self._offset = 0.0
         self.on_advance = on_advance
-        self.stall = stall
+        self.patience = patience
         self.jumped = 0.0
+        self.jumps = 0
         self.stalls = 0
         self._held = 0
-        self._jumping = False
         self._sleeping: dict[asyncio.Task[object], float] = {}  # task -> its deadline
-        self._awake_since: dict[asyncio.Task[object], float] = {}  # participants awake
+        self._watcher: asyncio.Task[object] | None = None
         self._moved: anyio.Event | None = None
 
     # -- reading ---------------------------------------------------------------------------
@@ -147,11 +163,11 @@ class AutojumpClock:
             await self.on_advance(seconds)
         self._offset += seconds
         self.jumped += seconds
-        now, real = self.monotonic(), self._base()
+        self.jumps += 1
+        now = self.monotonic()
         for task, deadline in list(self._sleeping.items()):
             if deadline <= now:  # awake from here on, before it even runs again
                 del self._sleeping[task]
-                self._awake_since[task] = real
         self._wake()
 
     # -- sleeping --------------------------------------------------------------------------
@@ -165,67 +181,87 @@ class AutojumpClock:
             return
         task = asyncio.current_task()
         assert task is not None, "AutojumpClock runs on asyncio"
-        if task not in self._awake_since and task not in self._sleeping:
-            # A participant from now on; its end may be what lets the others' time move.
-            task.add_done_callback(self._ended)
         deadline = self.monotonic() + seconds
-        self._awake_since.pop(task, None)
         self._sleeping[task] = deadline
         try:
             while task in self._sleeping and (left := deadline - self.monotonic()) > 0:
-                if self._may_jump():
-                    await self._jump()
+                if self._watcher is None or self._watcher.done():
+                    self._watcher = task
+                if self._watcher is task:
+                    await self._watch()
                     continue
                 if self._moved is None:
                     self._moved = anyio.Event()
-                # Woken by a jump, a release or a participant's end; the timeout is for the
-                # deadline in real time and for the stall rule.
-                with anyio.move_on_after(min(left, self.stall)):
+                with anyio.move_on_after(min(left, self.patience)):
                     await self._moved.wait()
         finally:
             self._sleeping.pop(task, None)
-            if not task.done():
-                self._awake_since[task] = self._base()
+            if self._watcher is task:
+                self._watcher = None
+                self._wake()  # another sleeper takes the watch over
 
-    def _may_jump(self) -> bool:
-        if self._held or self._jumping or not self._sleeping:
-            return False
-        awake = [t for t in self._awake_since if not t.done()]
-        if not awake:
-            return True
-        real = self._base()
-        if all(real - self._awake_since[t] >= self.stall for t in awake):
-            # Blocked elsewhere for a while (on a lock, an event, the whole run): they no
-            # longer hold time back, until their next sleep makes them take part again.
-            for t in awake:
-                del self._awake_since[t]
-            self.stalls += 1
-            log.debug("test clock: %d task(s) blocked for %.1fs, jumping", len(awake), self.stall)
-            return True
-        return False
-
-    async def _jump(self) -> None:
-        self._jumping = True
-        try:
-            # Let whatever is runnable run first: it may be about to make a call or sleep.
-            for _ in range(3):
+    async def _watch(self) -> None:
+        """One sleeper watches the loop: it jumps once every other task is blocked on the
+        others or asleep here, looking again ever less often while some are not."""
+        delay, waited = 0.0005, 0.0
+        while self._sleeping:
+            for _ in range(3):  # whatever is runnable runs first
                 await anyio.lowlevel.checkpoint()
-            if self._held or not self._sleeping or self._awake_since_live():
-                return
-            step = min(self._sleeping.values()) - self.monotonic()
-            await self.advance(step)
-        finally:
-            self._jumping = False
+            if not self._held and self._sleeping:
+                stalled = waited >= self.patience
+                if stalled or self._all_blocked():
+                    self.stalls += stalled
+                    await self.advance(min(self._sleeping.values()) - self.monotonic())
+                    return
+            if self._moved is None:
+                self._moved = anyio.Event()
+            with anyio.move_on_after(delay):
+                await self._moved.wait()
+                return  # moved by someone else: the caller looks at its deadline again
+            waited += delay
+            delay = min(delay * 2, 0.01)
+        return
 
-    def _awake_since_live(self) -> bool:
-        return any(not t.done() for t in self._awake_since)
-
-    def _ended(self, task: asyncio.Task[object]) -> None:
-        self._awake_since.pop(task, None)
-        self._sleeping.pop(task, None)
-        self._wake()
+    def _all_blocked(self) -> bool:
+        me = asyncio.current_task()
+        for task in asyncio.all_tasks():
+            if task is me or task in self._sleeping:
+                continue
+            if not _blocked_on_tasks(task):
+                return False
+        return True
 
     def _wake(self) -> None:
         moved, self._moved = self._moved, None
         if moved is not None:
             moved.set()
+
+
+def _blocked_on_tasks(task: asyncio.Task[object]) -> bool:
+    """Whether ``task`` waits for another task (an asyncio or anyio primitive, a task group,
+    a plain sleep) rather than for the outside world or to be run."""
+    waiter = getattr(task, "_fut_waiter", None)
+    if waiter is None or waiter.done():
+        return False  # runnable
+    coro: Any = task.get_coro()
+    innermost = None
+    while coro is not None:
+        code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
+        code = code or getattr(coro, "ag_code", None)
+        if code is not None:
+            innermost = code
+        coro = (
+            getattr(coro, "cr_await", None)
+            or getattr(coro, "gi_yieldfrom", None)
+            or getattr(coro, "ag_await", None)
+        )
+        if type(coro).__name__ == "async_generator_asend":
+            # ``async for`` awaits the generator through an object that does not name it.
+            coro = next(
+                (r for r in gc.get_referents(coro) if isinstance(r, types.AsyncGeneratorType)),
+                None,
+            )
+    if innermost is None:
+        return False
+    where = "/".join(innermost.co_filename.replace("\\", "/").rsplit("/", 2)[-2:])
+    return (where, "*") in _BLOCKED_ON_TASKS or (where, innermost.co_qualname) in _BLOCKED_ON_TASKS
