@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import anyio
 import pytest
+
+from engine.testing import AutojumpClock
+from tests.repo.gitrepo import GitRepo
+from tests.runtime.support import Setup
+from tests.support.account import DemoAccount
 
 if TYPE_CHECKING:
     from engine.local import LocalAwsThread
@@ -19,7 +27,8 @@ def anyio_backend() -> str:
 # -- the embedded AWS (engine.local) ---------------------------------------------------------
 # One moto server and proxy for the whole session, in a thread of its own so that every test's
 # event loop can talk to it; each test that asks for `local_aws` gets it emptied and with the
-# default fidelity and no faults.
+# default fidelity and no faults. A test that also asks for `demo_account` gets the demo
+# account instead of an empty moto: built once, put back before each test (tests/support).
 
 
 @pytest.fixture(scope="session")
@@ -30,12 +39,59 @@ def _local_aws_session() -> Iterator[LocalAwsThread]:
         yield aws
 
 
+@pytest.fixture(scope="session")
+def _demo() -> DemoAccount:
+    return DemoAccount()
+
+
 @pytest.fixture
-def local_aws(_local_aws_session: LocalAwsThread) -> LocalAwsThread:
+def local_aws(
+    request: pytest.FixtureRequest, _local_aws_session: LocalAwsThread, _demo: DemoAccount
+) -> LocalAwsThread:
     """The embedded AWS, fresh: ``local_aws.client_kwargs()``, ``.journal``, ``.set_faults``,
     ``.set_fidelity``, ``.endpoint_url``, ``.region``, ``.credentials``."""
-    _local_aws_session.reset()
+    if "demo_account" in request.fixturenames:
+        # moto keeps the account; `demo_account` puts back what the last test changed.
+        _local_aws_session.reset(moto=False)
+    else:
+        _local_aws_session.reset()
+        _demo.forget()
     return _local_aws_session
+
+
+@pytest.fixture
+async def demo_account(local_aws: LocalAwsThread, _demo: DemoAccount) -> dict[str, Any]:
+    """The demo account's outputs (terraform-output-shaped), as just built."""
+    return await _demo.ensure(local_aws)
+
+
+@pytest.fixture
+def autojump(local_aws: LocalAwsThread) -> AutojumpClock:
+    """The engine's clock in integration tests: it jumps to the next deadline whenever every
+    sleeper waits, and moves the embedded AWS's clock by as much (``engine.testing``)."""
+
+    async def advance(seconds: float) -> None:
+        await anyio.to_thread.run_sync(local_aws.advance_clock, seconds)
+
+    return AutojumpClock(on_advance=advance)
+
+
+@pytest.fixture
+async def setup(
+    local_aws: LocalAwsThread, demo_account: dict[str, Any], autojump: AutojumpClock, tmp_path: Path
+) -> Setup:
+    """A Git repository and a SQLite file in a temporary folder, the demo account on the
+    embedded AWS, and engines on the jumping clock (``tests.runtime.support.Setup``)."""
+    if shutil.which("git") is None:  # pragma: no cover - the CI image has git
+        pytest.fail("the git CLI is required for the engine tests")
+    return Setup(
+        repo=GitRepo(tmp_path / "repo"),
+        db=tmp_path / "state" / "glam.db",
+        outputs=demo_account,
+        endpoint_url=local_aws.endpoint_url,
+        region=local_aws.region,
+        clock=autojump,
+    )
 
 
 @pytest.fixture(scope="session")

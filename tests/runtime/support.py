@@ -102,6 +102,7 @@ class Setup:
     outputs: dict[str, Any]
     endpoint_url: str
     region: str
+    clock: Clock
 
     def config(self, **changes: Any) -> EngineConfig:
         config = EngineConfig(
@@ -124,7 +125,9 @@ class Setup:
         clock: Clock | None = None,
         **changes: Any,
     ) -> Engine:
-        return Engine(self.config(**changes), ports=ports, on_event=on_event, clock=clock)
+        return Engine(
+            self.config(**changes), ports=ports, clock=clock or self.clock, on_event=on_event
+        )
 
     async def run_once(self, **kwargs: Any) -> RunReport:
         async with self.engine(**kwargs) as engine:
