@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
+from blockbuster import blockbuster_ctx
 
 from engine.testing import AutojumpClock
 from tests.repo.gitrepo import GitRepo
@@ -102,3 +104,46 @@ def moto_url() -> Iterator[str]:
 
     with LocalAwsThread(fidelity=Fidelity.off()) as aws:
         yield aws.endpoint_url
+
+
+# -- timeouts and blocking calls -------------------------------------------------------------
+
+INTEGRATION_TIMEOUT = 90.0
+SLOW_TIMEOUT = 300.0
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Unit tests keep the default timeout (pyproject.toml); integration and slow tests get
+    their own, unless they name one."""
+    for item in items:
+        if item.get_closest_marker("timeout") is not None:
+            continue
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))
+        elif item.get_closest_marker("integration") is not None:
+            item.add_marker(pytest.mark.timeout(INTEGRATION_TIMEOUT))
+
+
+@pytest.fixture(autouse=True)
+def _no_blocking_calls(request: pytest.FixtureRequest) -> Iterator[None]:
+    """An async test fails on any blocking call (file, socket, sleep, lock...) made on an
+    event loop by glam's code (blockbuster, as anyio's own suite uses it). A test's own set-up
+    (tampering with a file, say) may block: only calls through engine/ and projections/
+    count."""
+    if not inspect.iscoroutinefunction(getattr(request.node, "function", None)):
+        yield
+        return
+    with blockbuster_ctx(["engine", "projections"]) as buster:
+        for function in buster.functions.values():
+            for filename, functions in ALLOWED_BLOCKING:
+                function.can_block_in(filename, functions)
+        yield
+
+
+# Where glam's code may block on a loop all the same, each for its reason: (file, functions).
+ALLOWED_BLOCKING: list[tuple[str, set[str]]] = [
+    # botocore reads Lambda's service model from disk once per process (it is cached after):
+    # on the loop when the fast tests' in-memory repository validates a definition (the Git
+    # source does it in a worker thread).
+    ("engine/definitions/lambdadef.py", {"create_function_shape"}),
+]

@@ -31,10 +31,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import time
 import types
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -135,6 +136,7 @@ class AutojumpClock:
         self._held = 0
         self._sleeping: dict[asyncio.Task[object], float] = {}  # task -> its deadline
         self._watcher: asyncio.Task[object] | None = None
+        self._detached: set[asyncio.Task[object]] = set()
         self._moved: anyio.Event | None = None
 
     # -- reading ---------------------------------------------------------------------------
@@ -146,6 +148,18 @@ class AutojumpClock:
         return self._start + timedelta(seconds=self.monotonic() - self._origin)
 
     # -- steering --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def detached(self) -> Iterator[None]:
+        """While inside, the current task holds no time still, whatever it waits for: a
+        child process that runs on its own clock, say."""
+        task = asyncio.current_task()
+        assert task is not None, "AutojumpClock runs on asyncio"
+        self._detached.add(task)
+        try:
+            yield
+        finally:
+            self._detached.discard(task)
 
     def hold(self) -> None:
         """No jumps until as many ``release()`` calls (real time still passes)."""
@@ -225,7 +239,7 @@ class AutojumpClock:
     def _all_blocked(self) -> bool:
         me = asyncio.current_task()
         for task in asyncio.all_tasks():
-            if task is me or task in self._sleeping:
+            if task is me or task in self._sleeping or task in self._detached:
                 continue
             if not _blocked_on_tasks(task):
                 return False

@@ -7,8 +7,10 @@ cases of a test) and by its own repository and SQLite file, so cases can run sid
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from engine.local.clients import aws_client
 from engine.runtime.engine import Engine, EngineConfig, RunReport
 from engine.saga import SagaPolicy, StepRetry
 from engine.store.sqlite import SqliteEventStore
+from engine.testing import AutojumpClock
 from tests.repo.gitrepo import GitRepo
 from tests.runtime.support import write_function
 
@@ -53,6 +56,7 @@ class Case:
     outputs: dict[str, Any]
     endpoint_url: str
     region: str
+    clock: AutojumpClock | None = None  # the in-process engines' (the system clock if None)
     repo: GitRepo = field(init=False)
     db: Path = field(init=False)
 
@@ -115,7 +119,7 @@ class Case:
 
     async def run_in_process(self, **changes: Any) -> RunReport:
         """``glam run --once`` in this process, with short polls."""
-        async with Engine(self.config(**changes)) as engine:
+        async with Engine(self.config(**changes), clock=self.clock) as engine:
             with anyio.fail_after(DEADLINE):
                 return await engine.run(once=True)
 
@@ -132,6 +136,7 @@ class Case:
         args = [
             sys.executable,
             *entry,
+            *(["--short-waits"] if failpoints else []),
             "--repo",
             str(self.repo.path),
             "--db",
@@ -142,7 +147,8 @@ class Case:
             self.region,
             "--once",
         ]
-        with anyio.fail_after(DEADLINE):
+        # The child runs on its own (system) clock: waiting for it holds no time still here.
+        with anyio.fail_after(DEADLINE), detached(self.clock):
             done = await anyio.run_process(args, env=env, cwd=ROOT, check=False)
         return done.returncode, (done.stdout + done.stderr).decode(errors="replace")
 
@@ -258,6 +264,15 @@ def referenced_deletes(aws: LocalAwsThread, name: str) -> list[str]:
         for e in aws.journal.referenced_version_deletes()
         if e.function == name
     ]
+
+
+@contextlib.contextmanager
+def detached(clock: AutojumpClock | None) -> Iterator[None]:
+    if clock is None:
+        yield
+    else:
+        with clock.detached():
+            yield
 
 
 def replay_verify(db: Path) -> tuple[int, str]:

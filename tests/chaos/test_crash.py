@@ -32,8 +32,9 @@ import anyio
 import pytest
 
 from engine.local import LocalAwsThread
-from engine.local.account import build_account, set_alarm_state
+from engine.local.account import set_alarm_state
 from engine.local.clients import aws_client
+from engine.testing import AutojumpClock
 from tests.chaos.support import (
     DEADLINE,
     Case,
@@ -109,17 +110,20 @@ class Env:
     aws: LocalAwsThread
     outputs: dict[str, Any]
     root: Path
+    clock: AutojumpClock
 
     def case(self, scenario: str, point: Point) -> Case:
         name = f"{scenario}-{point.id}".replace("_", "")
-        return Case(name, self.root / name, self.outputs, self.aws.endpoint_url, self.aws.region)
+        return Case(
+            name, self.root / name, self.outputs, self.aws.endpoint_url, self.aws.region, self.clock
+        )
 
 
 @pytest.fixture
-async def env(local_aws: LocalAwsThread, tmp_path: Path) -> Env:
-    outputs = await build_account(local_aws.endpoint_url, region=local_aws.region)
-    local_aws.journal.clear()  # only what the engines do
-    return Env(local_aws, outputs, tmp_path)
+def env(
+    local_aws: LocalAwsThread, demo_account: dict[str, Any], autojump: AutojumpClock, tmp_path: Path
+) -> Env:
+    return Env(local_aws, demo_account, tmp_path, autojump)
 
 
 # -- where each scenario starts, and what it must end with -----------------------------------

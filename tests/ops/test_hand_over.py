@@ -29,7 +29,7 @@ def command(
     kind: str, target: str = STREAM, deployment_id: str | None = None
 ) -> OperatorCommandIssued:
     return OperatorCommandIssued(
-        command=kind,  # type: ignore[arg-type]
+        command=kind,
         target=target,
         reason="p99 doubled",
         deployment_id=deployment_id,
@@ -46,12 +46,12 @@ def decide(given: OperatorCommandIssued, target: Target) -> HandOver | Refusal:
 
 def copy(kind: str, deployment_id: str | None = None, **ignored: str) -> OperatorRequested:
     return OperatorRequested(
-        command=kind,  # type: ignore[arg-type]
+        command=kind,
         target=STREAM,
         actor="alice",
         reason="p99 doubled",
         deployment_id=deployment_id,
-        **ignored,  # type: ignore[arg-type]
+        **ignored,
     )
 
 

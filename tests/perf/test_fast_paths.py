@@ -122,7 +122,7 @@ def test_with_changes_equals_model_copy() -> None:
         region="eu-west-1",
         name="f",
         position=1,
-        updated_at="2025-01-01T00:00:00+00:00",  # type: ignore[arg-type]
+        updated_at="2025-01-01T00:00:00+00:00",
     )
     changes = {"state": "stable", "weight": 0.5, "position": 2}
     fast, slow = with_changes(row, changes), row.model_copy(update=changes)

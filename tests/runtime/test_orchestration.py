@@ -24,6 +24,7 @@ from engine.events.operator import OPS_STREAM, OperatorCommandIssued
 from engine.runtime.engine import Engine, EngineConfig, RunReport
 from engine.store.memory import MemoryEventStore
 from engine.testing import FakeAws, FakeProvider, ManualClock, MemoryRepo
+from tests.builders import events_of
 from tests.runtime.support import write_function
 
 pytestmark = pytest.mark.anyio
@@ -173,12 +174,9 @@ async def test_a_newer_commit_supersedes_a_canary_in_flight(world: World) -> Non
         write_function(world.repo, OUT, code="blue", memory=256, traffic=NOW)
         world.repo.commit("blue with more memory")
         # Planned while the canary bakes (the clock stands still until it is).
-        requests = [r for r in world.seen if isinstance(r.event, DeploymentRequested)]
+        first = events_of(world.seen, DeploymentRequested)[0].deployment_id
         await world.wait_for(
-            lambda e: (
-                isinstance(e, DeploymentRequested)
-                and e.deployment_id != requests[0].event.deployment_id
-            )  # type: ignore[union-attr]
+            lambda e: isinstance(e, DeploymentRequested) and e.deployment_id != first
         )
         await _until(clock, lambda: finished()[-1:] == ["succeeded"])
         engine.stop()
