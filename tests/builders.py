@@ -1,7 +1,8 @@
 """Builders shared by the tests: typed event filters and small test doubles.
 
-events_of(records, TrafficShifted)   the events of one class, typed: no ``type: ignore``
+events_of(records, TrafficShifted)   the events of one class, typed for mypy
 records_of(records, TrafficShifted)  the same, keeping each record (stream, metadata)
+active(state)                        a saga state's deployment in flight, asserted there
 StepClock                            a Clock whose time moves only by its own sleeps
 """
 
@@ -12,18 +13,26 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from engine.events import RecordedEvent
+from engine.saga.state import Deployment, SagaState
 
 E = TypeVar("E")
 
 
-def events_of(records: Iterable[RecordedEvent], kind: type[E]) -> list[E]:
-    """The events of ``records`` that are ``kind`` instances, in order."""
-    return [r.event for r in records if isinstance(r.event, kind)]
+def events_of(records: Iterable[RecordedEvent | object], kind: type[E]) -> list[E]:
+    """The events of ``records`` (records or bare events) that are ``kind``, in order."""
+    events = (r.event if isinstance(r, RecordedEvent) else r for r in records)
+    return [e for e in events if isinstance(e, kind)]
 
 
 def records_of(records: Iterable[RecordedEvent], kind: type[object]) -> list[RecordedEvent]:
     """The records of ``records`` whose event is a ``kind`` instance, in order."""
     return [r for r in records if isinstance(r.event, kind)]
+
+
+def active(state: SagaState) -> Deployment:
+    """The deployment ``state`` has in flight (the test fails if there is none)."""
+    assert state.active is not None, "no deployment in flight"
+    return state.active
 
 
 class StepClock:

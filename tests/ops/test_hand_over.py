@@ -17,6 +17,7 @@ from engine.operator import HandOver, Refusal, Target, decide_hand_over
 from engine.planner import DeployedState, evolve_deployed
 from engine.saga import fold, initial_state
 from engine.saga.saga import SUPERSEDABLE
+from tests.builders import active
 from tests.ops.test_saga_operator import INSPECTING, PROMOTING
 from tests.saga.support import NAME, STREAM, desired, requested
 from tests.saga.test_saga import DEPLOYED, IN_CANARY
@@ -119,8 +120,8 @@ def test_a_command_checked_against_another_deployment_is_refused() -> None:
 def test_the_safe_points_are_those_before_the_promote() -> None:
     """Inspecting is a safe point (an abort finishes at once); deleting the old version after
     the last bake is not."""
-    assert fold(initial_state(NAME), INSPECTING).active.phase in SUPERSEDABLE  # type: ignore[union-attr]
-    assert fold(initial_state(NAME), PROMOTING).active.phase not in SUPERSEDABLE  # type: ignore[union-attr]
+    assert active(fold(initial_state(NAME), INSPECTING)).phase in SUPERSEDABLE
+    assert active(fold(initial_state(NAME), PROMOTING)).phase not in SUPERSEDABLE
 
 
 ROLLED_BACK: list[Event] = [

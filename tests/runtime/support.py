@@ -12,11 +12,13 @@ from typing import Any, Protocol
 import anyio
 
 from engine.events import RecordedEvent
+from engine.events.function import TrafficShifted
 from engine.ports import Clock
 from engine.runtime.engine import Engine, EngineConfig, RunReport
 from engine.runtime.providers import PortsProvider
 from engine.saga import SagaPolicy, StepRetry
 from engine.store.sqlite import SqliteEventStore
+from tests.builders import events_of
 from tests.repo.gitrepo import GitRepo
 
 NAME = "orders"
@@ -141,9 +143,9 @@ class Setup:
 
     async def weights(self, deployment_id: str) -> list[float]:
         return [
-            r.event.weight  # type: ignore[union-attr]
-            for r in await self.events("TrafficShifted")
-            if r.event.deployment_id == deployment_id  # type: ignore[union-attr]
+            e.weight
+            for e in events_of(await self.events(), TrafficShifted)
+            if e.deployment_id == deployment_id
         ]
 
 

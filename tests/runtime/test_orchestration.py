@@ -200,8 +200,8 @@ async def test_an_abort_arriving_during_a_rollback_is_recorded_as_ignored(world:
     )
     async with engine:
         await engine.run(once=True)
-    [rolling] = await world.events(RollbackStarted)
-    deployment = rolling.event.deployment_id  # type: ignore[union-attr]
+    [rolling] = events_of(await world.events(RollbackStarted), RollbackStarted)
+    deployment = rolling.deployment_id
     issued = OperatorCommandIssued(
         command="abort", target=STREAM, reason="p99", deployment_id=deployment
     )

@@ -38,6 +38,7 @@ from engine.saga import (
 from engine.saga.effects import DeleteVersion
 from engine.saga.results import FunctionRead, Published, VersionsRead
 from engine.saga.state import assert_alias_safe, check_deletable
+from tests.builders import active
 from tests.saga.support import NAME, alias_write, desired, requested
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
@@ -142,7 +143,7 @@ def test_a_publish_intent_of_an_earlier_glam_is_settled_by_its_marker() -> None:
         Published(version="2", description="glam deployment d2"),
     )
     events = on_outcome(state, next_effect(state, NOW), Ok(VersionsRead(versions=versions)), CTX)
-    assert fold(state, events).active.new_version == "2"  # type: ignore[union-attr]
+    assert active(fold(state, events)).new_version == "2"
 
 
 def test_the_publish_records_the_highest_known_version_and_no_description() -> None:
