@@ -60,6 +60,13 @@ def _listening_ports(pid: int) -> set[tuple[str, int]]:
     return found
 
 
+def _threads() -> set[threading.Thread]:
+    """The threads alive, less the worker pools of the test's event loop (its default
+    executor and anyio's workers): they outlive any one test, and grow with load."""
+    pools = ("ThreadPoolExecutor-", "asyncio_", "AnyIO worker thread")
+    return {t for t in threading.enumerate() if not t.name.startswith(pools)}
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -72,7 +79,7 @@ def _alive(pid: int) -> bool:
 async def test_ready_fast_loopback_only_and_leaves_nothing_behind() -> None:
     """The proxy and moto listen on 127.0.0.1 only; after the block no thread and no process
     of the component remain."""
-    threads_before = set(threading.enumerate())
+    threads_before = _threads()
     async with LocalAws() as aws:
         ours = _listening_ports(os.getpid())
         moto_pid = aws.moto_pid
@@ -83,18 +90,18 @@ async def test_ready_fast_loopback_only_and_leaves_nothing_behind() -> None:
         assert moto == {(loopback, int(aws.moto_url.rsplit(":", 1)[1]))}
         assert all(address == loopback for address, _ in ours)
     assert not _alive(moto_pid)
-    assert set(threading.enumerate()) <= threads_before
+    assert _threads() <= threads_before, _threads() - threads_before
 
 
 def test_thread_variant_stops_its_thread_and_process() -> None:
     """LocalAwsThread joins its event-loop thread and reaps moto on exit."""
-    threads_before = set(threading.enumerate())
+    threads_before = _threads()
     with LocalAwsThread() as aws:
         pid = aws.moto_pid
         assert pid is not None
-        assert set(threading.enumerate()) > threads_before
+        assert _threads() > threads_before
     assert not _alive(pid)
-    assert set(threading.enumerate()) <= threads_before
+    assert _threads() <= threads_before, _threads() - threads_before
 
 
 async def _wait_for(aws: LocalAws, lam: Any, key: str, value: str) -> None:

@@ -49,6 +49,7 @@ async def test_abort_rolls_a_running_canary_back(setup: Setup, local_aws: LocalA
 
     def watch(record: RecordedEvent) -> None:
         if isinstance(record.event, TrafficShifted) and record.event.weight > 0:
+            setup.clock.hold()  # the bake does not pass while the operator types
             shifted.set()
 
     report = RunReport()
@@ -74,6 +75,7 @@ async def test_abort_rolls_a_running_canary_back(setup: Setup, local_aws: LocalA
                 )
                 assert code == 0, output
                 assert "abort fn:" in output
+                setup.clock.release()
 
     [(stream, finished)] = report.finished
     assert (finished.outcome, finished.stable_version) == ("rolled_back", "1")

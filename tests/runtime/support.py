@@ -13,11 +13,11 @@ import anyio
 
 from engine.events import RecordedEvent
 from engine.events.function import TrafficShifted
-from engine.ports import Clock
 from engine.runtime.engine import Engine, EngineConfig, RunReport
 from engine.runtime.providers import PortsProvider
 from engine.saga import SagaPolicy, StepRetry
 from engine.store.sqlite import SqliteEventStore
+from engine.testing import AutojumpClock
 from tests.builders import events_of
 from tests.repo.gitrepo import GitRepo
 
@@ -104,7 +104,7 @@ class Setup:
     outputs: dict[str, Any]
     endpoint_url: str
     region: str
-    clock: Clock
+    clock: AutojumpClock
 
     def config(self, **changes: Any) -> EngineConfig:
         config = EngineConfig(
