@@ -48,7 +48,7 @@ from engine.local.proxy import Proxy
 
 MOTO_MAIN = Path(__file__).with_name("_moto_main.py")
 REGION = "us-east-1"
-START_TIMEOUT = 15.0
+START_TIMEOUT = 60.0  # importing moto takes seconds, many more on a loaded machine
 STOP_TIMEOUT = 5.0
 
 

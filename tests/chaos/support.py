@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from engine.store.sqlite import SqliteEventStore
 from engine.testing import AutojumpClock
 from tests.repo.gitrepo import GitRepo
 from tests.runtime.support import write_function
+from tests.support.engine_main import forked_run
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 90.0  # seconds one engine run may take before the test gives up on it
@@ -123,20 +123,14 @@ class Case:
             with anyio.fail_after(DEADLINE):
                 return await engine.run(once=True)
 
-    async def run_subprocess(self, failpoints: str = "") -> tuple[int, str]:
-        """``glam run --once`` as a child process; its exit code (``-9`` when a failpoint
-        SIGKILLed it) and its output. With ``failpoints`` the child is started through
-        ``tests.support.engine_main``, which arms them (glam never reads them itself)."""
+    async def run_subprocess(self, failpoints: str) -> tuple[int, str]:
+        """``glam run --once`` as a child process armed with ``failpoints`` (through
+        ``tests.support.engine_main``, which arms them: glam never reads them itself), with
+        short waits; its exit code (``-9`` when a failpoint SIGKILLed it) and its output.
+        The child is forked from a fork server that has glam imported already."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GLAM_"))}
-        env["PYTHONPATH"] = str(ROOT)
-        entry = ["-m", "engine", "run"]
-        if failpoints:
-            env["GLAM_FAILPOINTS"] = failpoints
-            entry = ["-m", "tests.support.engine_main"]
-        args = [
-            sys.executable,
-            *entry,
-            *(["--short-waits"] if failpoints else []),
+        env["GLAM_FAILPOINTS"] = failpoints
+        argv = [
             "--repo",
             str(self.repo.path),
             "--db",
@@ -146,11 +140,13 @@ class Case:
             "--region",
             self.region,
             "--once",
+            "--short-waits",
         ]
+        output = self.root / "child.log"
         # The child runs on its own (system) clock: waiting for it holds no time still here.
         with anyio.fail_after(DEADLINE), detached(self.clock):
-            done = await anyio.run_process(args, env=env, cwd=ROOT, check=False)
-        return done.returncode, (done.stdout + done.stderr).decode(errors="replace")
+            code = await anyio.to_thread.run_sync(forked_run, argv, env, output)
+        return code, output.read_text(errors="replace")
 
     async def events(self, name: str | None = None) -> list[RecordedEvent]:
         """The function stream of this case's function (or ``name``), in order."""

@@ -4,8 +4,9 @@ put back before each test that uses it, instead of rebuilt (seconds) every time.
 ``DemoAccount.restore`` undoes, straight on moto (outside the proxy's journal and quota),
 whatever a test can change in the account: it deletes every Lambda function (with its versions,
 aliases and permissions) and event source mapping, the target groups, queues, APIs, routes,
-integrations and alarms made after the build, deregisters the target groups' targets, clears
-the routes' targets and puts each alarm back in the state it was built in. The proxy's own
+integrations and alarms made after the build, deregisters the target groups' targets, makes
+a route that was given a target anew (its new id in the outputs) and puts each alarm back in
+the state it was built in. The proxy's own
 state (journal, Pending timers, quota windows, faults, fidelity) is reset by the caller
 (``LocalAwsThread.reset(moto=False)``). A test that empties moto altogether (the plain
 ``local_aws`` fixture) marks the account gone, and the next test that wants it builds it again.
@@ -54,7 +55,9 @@ class DemoAccount:
             self._baseline = await _snapshot(aws)
             self.builds += 1
         else:
-            await _restore(aws, self._baseline)
+            renamed = await _restore(aws, self._baseline)
+            route = self.outputs["route_id"]
+            route["value"] = renamed.get(route["value"], route["value"])
             self.restores += 1
         aws.journal.clear()  # only what the test does
         return copy.deepcopy(self.outputs)
@@ -84,7 +87,9 @@ async def _snapshot(aws: LocalAwsThread) -> _Baseline:
     return base
 
 
-async def _restore(aws: LocalAwsThread, base: _Baseline) -> None:
+async def _restore(aws: LocalAwsThread, base: _Baseline) -> dict[str, str]:
+    """Put the account back as ``base`` has it; the ids of the routes made anew, by old id."""
+    renamed: dict[str, str] = {}
     async with (
         _client(aws, "lambda") as lam,
         _client(aws, "sqs") as sqs,
@@ -113,10 +118,16 @@ async def _restore(aws: LocalAwsThread, base: _Baseline) -> None:
                 await apigw.delete_api(ApiId=api_id)
                 continue
             for route in (await apigw.get_routes(ApiId=api_id))["Items"]:
-                if (api_id, route["RouteId"]) not in base.routes:
-                    await apigw.delete_route(ApiId=api_id, RouteId=route["RouteId"])
-                elif route.get("Target"):
-                    await apigw.update_route(ApiId=api_id, RouteId=route["RouteId"], Target="")
+                key = (api_id, route["RouteId"])
+                if key in base.routes and not route.get("Target"):
+                    continue
+                await apigw.delete_route(ApiId=api_id, RouteId=route["RouteId"])
+                if key in base.routes:
+                    # moto keeps a target that UpdateRoute sets to "": make the route anew.
+                    made = await apigw.create_route(ApiId=api_id, RouteKey=route["RouteKey"])
+                    base.routes.discard(key)
+                    base.routes.add((api_id, made["RouteId"]))
+                    renamed[route["RouteId"]] = made["RouteId"]
             for integration in (await apigw.get_integrations(ApiId=api_id))["Items"]:
                 await apigw.delete_integration(
                     ApiId=api_id, IntegrationId=integration["IntegrationId"]
@@ -131,3 +142,4 @@ async def _restore(aws: LocalAwsThread, base: _Baseline) -> None:
                 await cloudwatch.set_alarm_state(
                     AlarmName=alarm["AlarmName"], StateValue=state, StateReason="test reset"
                 )
+    return renamed
