@@ -25,7 +25,9 @@
       measure time.
     - ``hold()`` stops the jumps (real time still flows) until ``release()``: a test that acts
       at a point of a run (an alarm set, an abort given during a bake) holds the clock in the
-      ``on_event`` hook that sees the point, acts, then releases it.
+      ``on_event`` hook that sees the point, acts, then releases it. The other way round,
+      a task inside ``detached()`` holds no time still, whatever it waits for (a child
+      process that runs on its own clock).
 """
 
 from __future__ import annotations
