@@ -23,7 +23,7 @@ well, so the matrix costs little more than its slowest cases.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -269,7 +269,7 @@ class Scenario:
     prepare: Callable[[Env, Case], Awaitable[None]]
     check: Callable[[Env, Case], Awaitable[list[str]]]
     exit_code: int  # of the restart's --once run
-    during: Callable[[Env, Case], Awaitable[None]] | None = None  # beside the killed engine
+    during: Callable[[Env, Case], Coroutine[Any, Any, None]] | None = None  # beside the killed one
 
 
 SCENARIOS = {

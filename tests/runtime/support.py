@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -13,6 +11,7 @@ import anyio
 
 from engine.events import RecordedEvent
 from engine.events.function import TrafficShifted
+from engine.ports import Clock
 from engine.runtime.engine import Engine, EngineConfig, RunReport
 from engine.runtime.providers import PortsProvider
 from engine.saga import SagaPolicy, StepRetry
@@ -30,28 +29,6 @@ FAST = SagaPolicy(
     poll_seconds=0.25,
     alarm_poll_seconds=0.25,
 )
-
-
-class HurryingClock:
-    """Time that passes ``factor`` times faster than the wall clock: a 60 s bake takes 6 s,
-    and the short polls an emulated update needs still take a little real time (the embedded
-    AWS keeps its own clock). ``elapsed`` is how far it moved."""
-
-    def __init__(self, factor: float = 10.0) -> None:
-        self.factor = factor
-        self._real = time.monotonic()
-        self._start = datetime.now(UTC)
-
-    @property
-    def elapsed(self) -> timedelta:
-        return timedelta(seconds=(time.monotonic() - self._real) * self.factor)
-
-    def now(self) -> datetime:
-        return self._start + self.elapsed
-
-    async def sleep_until(self, deadline: datetime) -> None:
-        delay = (deadline - self.now()).total_seconds()
-        await anyio.sleep(max(0.0, delay / self.factor))
 
 
 class WorkTree(Protocol):

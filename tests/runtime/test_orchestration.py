@@ -273,7 +273,7 @@ async def test_an_error_that_stops_the_engine_is_never_replaced_by_one_while_sto
 class _NoCredentials(FakeProvider):
     """AWS ports that cannot be made any more (the credentials for them are gone)."""
 
-    async def region(self, region: str):  # type: ignore[no-untyped-def]
+    async def region(self, region: str):
         raise ConfigError("no credentials for account 123456789012", hint="configure them")
 
 
