@@ -33,10 +33,21 @@ NO_STREAM = 0  # the stream must not exist yet (versions start at 1)
 
 
 class Clock(Protocol):
-    """Time as the runtime sees it; tests use a manual clock so they never sleep."""
+    """Time as the engine, the saga runner and the AWS adapters see it: ``now`` for durable
+    timers (stored in events), ``monotonic`` for deadlines within one process, and the two
+    sleeps. One clock for all of them, so a test clock (``engine.testing``) that jumps
+    forward moves every timer at once and the tests never wait in real time."""
 
     def now(self) -> datetime:
         """The current time, timezone-aware (UTC)."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds from an arbitrary origin, never going back (for in-process deadlines)."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Return after ``seconds`` (yielding once even for 0 or less)."""
         ...
 
     async def sleep_until(self, deadline: datetime) -> None:

@@ -19,12 +19,9 @@ from __future__ import annotations
 
 import logging
 import random
-import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
-
-import anyio
 
 from engine.aws.errors import translate
 from engine.aws.ratelimit import RateLimiter
@@ -37,11 +34,10 @@ from engine.errors import (
     AwsNotFound,
     AwsThrottled,
 )
-from engine.ports import AliasInfo, FunctionInfo, VersionInfo
+from engine.ports import AliasInfo, Clock, FunctionInfo, VersionInfo
+from engine.runtime.clock import SYSTEM_CLOCK
 
 log = logging.getLogger("glam.aws")
-
-Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +75,8 @@ class AwsLambda:
     """The Lambda control plane of one account and region (``engine.ports.LambdaApi``).
 
     ``client`` is an open aiobotocore ``lambda`` client; ``limiter`` the shared limiter of its
-    account and region. ``sleep``/``clock``/``rng`` are injectable so tests never wait.
+    account and region. ``clock`` (``engine.ports.Clock``) and ``rng`` are injectable so tests
+    never wait.
     Deletes are idempotent: deleting what is already gone succeeds.
     """
 
@@ -89,14 +86,12 @@ class AwsLambda:
         limiter: RateLimiter,
         *,
         policy: CallRetry | None = None,
-        sleep: Sleep = anyio.sleep,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
     ) -> None:
         self._client = client
         self._limiter = limiter
         self._policy = policy or CallRetry()
-        self._sleep = sleep
         self._clock = clock
         self._rng = rng or random.Random()
         self._config_fields = _members(client, "UpdateFunctionConfiguration")
@@ -372,7 +367,7 @@ class AwsLambda:
             if isinstance(error, AwsConflict) and settle is not None:
                 # Waiting for the update is not a blind retry: it does not count as an attempt,
                 # but it has its own deadline.
-                now = self._clock()
+                now = self._clock.monotonic()
                 if settle_deadline is None:
                     settle_deadline = now + policy.settle_timeout
                 if now >= settle_deadline:
@@ -387,7 +382,7 @@ class AwsLambda:
                 self._limiter.retry_after(error.retry_after)
             delay = policy.delay(retries, self._rng)
             log.debug("%s: %s; retry %d in %.2fs", operation, error.code or error, retries, delay)
-            await self._sleep(delay)
+            await self._clock.sleep(delay)
 
     async def _wait_settled(self, name: str, deadline: float, cause: AwsError) -> None:
         """Poll GetFunction until no update is in progress and the function is not Pending.
@@ -395,13 +390,13 @@ class AwsLambda:
         It sleeps first: AWS just said "in progress", and a conflict that GetFunction does not
         show (it lags a little) must not turn into a tight loop of repeated calls."""
         while True:
-            await self._sleep(self._policy.settle_poll)
+            await self._clock.sleep(self._policy.settle_poll)
             info = await self.get_function(name)
             if info is None:
                 return  # gone: the repeated call will say so precisely
             if info.state != "Pending" and info.last_update_status != "InProgress":
                 return
-            if self._clock() >= deadline:
+            if self._clock.monotonic() >= deadline:
                 raise cause
 
 

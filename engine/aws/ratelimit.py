@@ -13,16 +13,20 @@ so concurrent callers on one event loop are served in arrival order and never ov
 no lock is needed. ``retry_after`` (AWS said "slow down, wait N seconds") pauses everyone:
 slots not yet started are pushed past the pause.
 
-Time is injected (``clock`` and ``sleep``) so unit tests drive it by hand and never sleep.
+Time comes from an ``engine.ports.Clock`` (``clock``), so unit tests drive it by hand and
+integration tests on a jumping test clock never sleep.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import anyio
+from engine.runtime.clock import SYSTEM_CLOCK
+
+if TYPE_CHECKING:
+    from engine.ports import Clock
 
 DEFAULT_RATE = 10.0  # mutating and other calls per second, below Lambda's ~15/s quota
 DEFAULT_POLL_RATE = 50.0  # GetFunction polls per second, half of its own ~100/s quota
@@ -33,9 +37,6 @@ LAMBDA = "lambda"
 # about 10/s per account and region), so glam leaves room for everything else in the account.
 # ``LimiterRegistry(service_rates=...)`` sets another rate for a service.
 DEFAULT_SERVICE_RATE = 5.0
-
-MonotonicClock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass
@@ -70,8 +71,7 @@ class RateLimiter:
     rate: float = DEFAULT_RATE
     poll_rate: float = DEFAULT_POLL_RATE
     burst: int = 1
-    clock: MonotonicClock = time.monotonic
-    sleep: Sleep = anyio.sleep
+    clock: Clock = SYSTEM_CLOCK
     _calls: _Bucket = field(init=False, repr=False)
     _polls: _Bucket = field(init=False, repr=False)
     _paused_until: float = field(init=False, default=float("-inf"), repr=False)
@@ -86,21 +86,22 @@ class RateLimiter:
         """Wait for this caller's turn. ``poll=True`` for GetFunction, which has its own budget."""
         bucket = self._polls if poll else self._calls
         while True:
-            now = self.clock()
+            now = self.clock.monotonic()
             if now < self._paused_until:
-                await self.sleep(self._paused_until - now)
+                await self.clock.sleep(self._paused_until - now)
                 continue
             at = bucket.reserve(now)
-            if at > now:
-                await self.sleep(at - now)
+            # Through the clock even when there is no wait (a checkpoint): a test clock
+            # learns from it which tasks are making calls, and holds time still for them.
+            await self.clock.sleep(max(0.0, at - now))
             # A Retry-After that arrived while this caller slept applies to it as well: the
             # slot is forfeited and a new one reserved after the pause.
-            if self.clock() >= self._paused_until:
+            if self.clock.monotonic() >= self._paused_until:
                 return
 
     def retry_after(self, seconds: float) -> None:
         """AWS asked to wait ``seconds``: every caller of this account+region pauses."""
-        until = self.clock() + max(0.0, seconds)
+        until = self.clock.monotonic() + max(0.0, seconds)
         if until > self._paused_until:
             self._paused_until = until
             self._calls.push_back(until)
@@ -127,15 +128,13 @@ class LimiterRegistry:
         poll_rate: float = DEFAULT_POLL_RATE,
         account_rates: Mapping[str, float] | None = None,
         service_rates: Mapping[str, float] | None = None,
-        clock: MonotonicClock = time.monotonic,
-        sleep: Sleep = anyio.sleep,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.rate = rate
         self.poll_rate = poll_rate
         self.account_rates = dict(account_rates or {})
         self.service_rates = dict(service_rates or {})
         self._clock = clock
-        self._sleep = sleep
         self._limiters: dict[tuple[str, str, str], RateLimiter] = {}
 
     def get(self, account: str, region: str, service: str = LAMBDA) -> RateLimiter:
@@ -150,9 +149,7 @@ class LimiterRegistry:
                 # Only Lambda's GetFunction has a poll budget; other services use one bucket.
                 rate = self.service_rates.get(service, DEFAULT_SERVICE_RATE)
                 poll_rate = rate
-            limiter = RateLimiter(
-                rate=rate, poll_rate=poll_rate, clock=self._clock, sleep=self._sleep
-            )
+            limiter = RateLimiter(rate=rate, poll_rate=poll_rate, clock=self._clock)
             self._limiters[key] = limiter
         return limiter
 

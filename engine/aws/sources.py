@@ -17,11 +17,8 @@ empty answer, and "already gone" on a removal is success, so detaching twice is 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Protocol
-
-import anyio
 
 from engine.aws.lambda_api import CallRetry
 from engine.aws.push_sources import PUSH_ADAPTERS, PushCalls
@@ -29,7 +26,8 @@ from engine.aws.ratelimit import RateLimiter
 from engine.aws.sources_backend import AwsBackend
 from engine.errors import AwsConflict, AwsNotFound
 from engine.events.desired import EventSources, PushSource
-from engine.ports import SourceChange, SourceVerdict
+from engine.ports import Clock, SourceChange, SourceVerdict
+from engine.runtime.clock import SYSTEM_CLOCK
 from engine.sources_plan import (
     TRANSITIONAL_STATES,
     ActualMapping,
@@ -46,8 +44,6 @@ from engine.sources_plan import (
     push_kind,
     split_alias_arn,
 )
-
-Sleep = Callable[[float], Awaitable[None]]
 
 
 class SourcesBackend(PushCalls, Protocol):
@@ -93,8 +89,8 @@ class SourceReconciler:
     """``SourcesApi`` over any :class:`SourcesBackend`: observe, plan, act, report.
 
     ``state_timeout`` bounds each wait for a mapping to leave Creating/Updating/Deleting;
-    ``poll_interval`` spaces the polls. ``sleep`` and ``monotonic`` are injectable so tests
-    never sleep.
+    ``poll_interval`` spaces the polls. ``clock`` (``engine.ports.Clock``) is injectable so
+    tests never sleep.
     """
 
     def __init__(
@@ -105,16 +101,14 @@ class SourceReconciler:
         account: str,
         poll_interval: float = 2.0,
         state_timeout: float = 300.0,
-        sleep: Sleep = anyio.sleep,
-        monotonic: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._backend = backend
         self._region = region
         self._account = account
         self._poll_interval = poll_interval
         self._state_timeout = state_timeout
-        self._sleep = sleep
-        self._monotonic = monotonic
+        self._clock = clock
         self._push = {kind: adapter(backend) for kind, adapter in PUSH_ADAPTERS.items()}
 
     # -- SourcesApi ---------------------------------------------------------------------------
@@ -193,7 +187,7 @@ class SourceReconciler:
 
     async def _settle(self, uuid: str, *, gone_ok: bool) -> dict[str, Any] | None:
         """Wait until the mapping leaves a transitional state (or is gone); bounded."""
-        deadline = self._monotonic() + self._state_timeout
+        deadline = self._clock.monotonic() + self._state_timeout
         while True:
             current = await self._backend.get_mapping(uuid)
             if current is None:
@@ -206,14 +200,14 @@ class SourceReconciler:
                 )
             if str(current.get("State", "")) not in TRANSITIONAL_STATES:
                 return current
-            if self._monotonic() >= deadline:
+            if self._clock.monotonic() >= deadline:
                 raise AwsConflict(
                     f"event source mapping {uuid} stayed {current.get('State')} for over "
                     f"{self._state_timeout:.0f}s",
                     operation="GetEventSourceMapping",
                     hint="check the mapping in the Lambda console; glam retries on the next run",
                 )
-            await self._sleep(self._poll_interval)
+            await self._clock.sleep(self._poll_interval)
 
     async def _apply_mapping(
         self,
@@ -327,13 +321,13 @@ class AwsSources(SourceReconciler):
         policy: CallRetry | None = None,
         poll_interval: float = 2.0,
         state_timeout: float = 300.0,
-        sleep: Sleep = anyio.sleep,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         super().__init__(
-            AwsBackend(clients, limiters=limiters, policy=policy, sleep=sleep),
+            AwsBackend(clients, limiters=limiters, policy=policy, clock=clock),
             region=region,
             account=account,
             poll_interval=poll_interval,
             state_timeout=state_timeout,
-            sleep=sleep,
+            clock=clock,
         )

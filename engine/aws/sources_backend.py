@@ -9,18 +9,16 @@ there" on a read an empty answer and "already gone" on a removal a success.
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
-
-import anyio
 
 from engine.aws.errors import translate
 from engine.aws.lambda_api import CallRetry
 from engine.aws.ratelimit import RateLimiter
 from engine.errors import AwsAmbiguous, AwsError, AwsNotFound, AwsThrottled
+from engine.ports import Clock
+from engine.runtime.clock import SYSTEM_CLOCK
 from engine.sources_plan import INVOKE_ACTION, policy_statements
-
-Sleep = Callable[[float], Awaitable[None]]
 
 # Codes that mean "it is already gone" on a removal.
 _GONE_CODES = frozenset(
@@ -44,12 +42,12 @@ class AwsBackend:
         *,
         limiters: Mapping[str, RateLimiter] | None = None,
         policy: CallRetry | None = None,
-        sleep: Sleep = anyio.sleep,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._clients = dict(clients)
         self._limiters = dict(limiters or {})
         self._policy = policy or CallRetry()
-        self._sleep = sleep
+        self._clock = clock
         self._rng = random.Random()
 
     async def _call(
@@ -82,7 +80,7 @@ class AwsBackend:
             # A Retry-After holds back this service's callers only: it is its quota.
             if isinstance(error, AwsThrottled) and error.retry_after and limiter:
                 limiter.retry_after(error.retry_after)
-            await self._sleep(self._policy.delay(retries, self._rng))
+            await self._clock.sleep(self._policy.delay(retries, self._rng))
 
     async def _removal(self, service: str, operation: str, **params: Any) -> None:
         """A removal whose "not found" means the job is already done."""

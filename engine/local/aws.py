@@ -48,7 +48,7 @@ from engine.local.proxy import Proxy
 
 MOTO_MAIN = Path(__file__).with_name("_moto_main.py")
 REGION = "us-east-1"
-START_TIMEOUT = 15.0
+START_TIMEOUT = 60.0  # importing moto takes seconds, many more on a loaded machine
 STOP_TIMEOUT = 5.0
 
 
@@ -236,10 +236,11 @@ class LocalAws:
     def fidelity(self) -> Fidelity:
         return self.proxy.fidelity
 
-    async def reset(self) -> None:
+    async def reset(self, *, moto: bool = True) -> None:
         """Empty moto, the journal and the proxy's state; faults and fidelity back to the
-        ones this component was started with."""
-        await self.proxy.reset(faults=self._faults, fidelity=self._fidelity)
+        ones this component was started with. ``moto=False`` leaves moto's resources as they
+        are (the caller puts back what it needs)."""
+        await self.proxy.reset(faults=self._faults, fidelity=self._fidelity, moto=moto)
 
     async def start(self) -> None:
         try:
@@ -321,8 +322,8 @@ class LocalAwsThread:
             )
         return self._portal.call(fn, *args)
 
-    def reset(self) -> None:
-        self._call(self._aws.reset)
+    def reset(self, *, moto: bool = True) -> None:
+        self._call(lambda: self._aws.reset(moto=moto))
 
     def set_faults(self, spec: FaultSpec | str) -> FaultSpec:
         result: FaultSpec = self._call(self._aws.set_faults, spec)

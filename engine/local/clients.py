@@ -13,6 +13,18 @@ from typing import Any
 from aiobotocore.config import AioConfig  # noqa: TID251 - see the module docstring
 from aiobotocore.session import get_session  # noqa: TID251 - see the module docstring
 
+_SESSIONS: list[Any] = []
+
+
+def _session() -> Any:
+    """One botocore session for every client here: making one registers some six hundred
+    event handlers, and each reads the service models anew. The clients it makes carry
+    their own credentials, so sharing it shares nothing else."""
+    if not _SESSIONS:
+        _SESSIONS.append(get_session())
+    return _SESSIONS[0]
+
+
 Credentials = tuple[str, str] | tuple[str, str, str]
 """``(access key id, secret)``, or with a session token third (assumed-role credentials)."""
 
@@ -28,7 +40,7 @@ def aws_client(
     """``async with aws_client("lambda", aws.endpoint_url) as lam:`` — a plain aiobotocore
     client. ``max_attempts`` 1 (the default) shows every refusal and fault as it is."""
     config = AioConfig(retries={"mode": "standard", "total_max_attempts": max_attempts})
-    client: AbstractAsyncContextManager[Any] = get_session().create_client(
+    client: AbstractAsyncContextManager[Any] = _session().create_client(
         service,
         endpoint_url=endpoint_url,
         region_name=region,

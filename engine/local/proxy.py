@@ -168,17 +168,19 @@ class Proxy:
         return self.clock.advance(seconds)
 
     async def reset(
-        self, *, faults: FaultSpec | str = "", fidelity: Fidelity | None = None
+        self, *, faults: FaultSpec | str = "", fidelity: Fidelity | None = None, moto: bool = True
     ) -> None:
         """Empty moto and forget every call and timer, as if just started (the clock stays
-        where it is: it never moves back)."""
+        where it is: it never moves back). With ``moto=False`` moto keeps what it holds and
+        only the proxy forgets (a caller that puts moto back itself, cheaper than rebuilding)."""
         assert self._session is not None, "start() the proxy first"
-        async with self._session.post(f"{self.upstream}/moto-api/reset") as resp:
-            if resp.status != 200:
-                raise LocalAwsError(
-                    f"moto refused the reset ({resp.status})",
-                    hint="restart the embedded AWS",
-                )
+        if moto:
+            async with self._session.post(f"{self.upstream}/moto-api/reset") as resp:
+                if resp.status != 200:
+                    raise LocalAwsError(
+                        f"moto refused the reset ({resp.status})",
+                        hint="restart the embedded AWS",
+                    )
         self.journal.clear()
         self._states.clear()
         self._limiters.clear()

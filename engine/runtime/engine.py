@@ -207,7 +207,9 @@ class Engine:
             if self._source_given is not None:
                 self._stack.push_async_callback(self._close_source, self._source_given)
             self._ports = self._ports_given or AwsProvider(
-                self.config.aws_config(), accounts={a.id: a for a in self.config.accounts}
+                self.config.aws_config(),
+                accounts={a.id: a for a in self.config.accounts},
+                clock=self.clock,
             )
             self._stack.push_async_callback(self._ports.aclose)
             self.account = await self._ports.account()
@@ -292,6 +294,7 @@ class Engine:
             tg,
             lambda watch: self._repository(watch, fold, fleet, report, supervisor),
             interval=self.config.poll,
+            clock=self.clock,
         )
         self._fleet = fleet
         fleet.apply(self.config.watched())
@@ -310,13 +313,13 @@ class Engine:
         supervisor.resume()
         if once:
             await fleet.poll_all()
-            tg.start_soon(operators.loop, self.config.ops_poll, name="glam operators")
+            tg.start_soon(operators.loop, self.config.ops_poll, self.clock, name="glam operators")
             await operators.run_pass()  # commands given while no engine ran
             await supervisor.wait_idle()
             tg.cancel_scope.cancel()
         else:
             fleet.start_loops()
-            tg.start_soon(operators.loop, self.config.ops_poll, name="glam operators")
+            tg.start_soon(operators.loop, self.config.ops_poll, self.clock, name="glam operators")
 
     def _repository(
         self,

@@ -20,6 +20,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from engine.logs import get_logger
+from engine.ports import Clock
 from engine.redact import redact_url, repository_id
 from engine.runtime.repository import Repository
 from engine.tokens import TokenRef
@@ -58,14 +59,21 @@ class _Running:
 
 class Fleet:
     """The engine's repository loops (see the module docstring). ``make`` builds the
-    ``Repository`` of a watch (its source included); ``interval`` is the engine's poll."""
+    ``Repository`` of a watch (its source included); ``interval`` is the engine's poll, slept
+    on ``clock``."""
 
     def __init__(
-        self, task_group: TaskGroup, make: Callable[[Watch], Repository], *, interval: float
+        self,
+        task_group: TaskGroup,
+        make: Callable[[Watch], Repository],
+        *,
+        interval: float,
+        clock: Clock,
     ) -> None:
         self._tg = task_group
         self._make = make
         self._interval = interval
+        self._clock = clock
         self._running: dict[tuple[str, str | None], _Running] = {}
         self._looping = False
         self.lock = anyio.Lock()
@@ -130,6 +138,6 @@ class Fleet:
 
         async def loop() -> None:
             with scope:
-                await running.repository.loop(interval)
+                await running.repository.loop(interval, self._clock)
 
         self._tg.start_soon(loop, name=f"glam repository {running.watch.describe()}")

@@ -29,7 +29,7 @@ from engine.logs import get_logger
 from engine.observe import Fetched
 from engine.operator import HandOver, Target, decide_hand_over
 from engine.planner import deployed_from_events, head_action, held_deletes
-from engine.ports import ANY_VERSION, EventStore
+from engine.ports import ANY_VERSION, Clock, EventStore
 from engine.runtime.fleet import Fleet
 from engine.runtime.report import EventHook
 from engine.runtime.repository import Repository
@@ -69,7 +69,7 @@ class Operators:
         if isinstance(record.event, OperatorRequested) and record.meta.causation_id:
             self._handled.add(record.meta.causation_id)
 
-    async def loop(self, interval: float) -> None:
+    async def loop(self, interval: float, clock: Clock) -> None:
         """A pass every ``interval`` seconds until cancelled."""
         while True:
             try:
@@ -78,7 +78,7 @@ class Operators:
                 raise
             except GlamError as exc:
                 log.error("operator commands: %s", exc.one_line())
-            await anyio.sleep(interval)
+            await clock.sleep(interval)
 
     async def run_pass(self) -> None:
         """Hand every new command over, in order. A command that must wait (an allow-deletes

@@ -22,7 +22,8 @@ import anyio
 
 from engine.aws.ratelimit import LimiterRegistry
 from engine.aws.session import AwsClients, AwsConfig, open_clients
-from engine.ports import AlarmsApi, CodeObjects, LambdaApi, SecretsApi, SourcesApi
+from engine.ports import AlarmsApi, Clock, CodeObjects, LambdaApi, SecretsApi, SourcesApi
+from engine.runtime.clock import SYSTEM_CLOCK
 from engine.sources_plan import SOURCE_CLIENTS
 
 if TYPE_CHECKING:
@@ -74,7 +75,8 @@ class PortsProvider(Protocol):
 class AwsProvider:
     """Real AWS (or the embedded one when ``config.endpoint_url`` is set). ``accounts`` are
     the configured ones by id (``[[account]]``): each one's role is assumed with the engine's
-    own credentials; ``registry`` paces every call."""
+    own credentials; ``registry`` paces every call; ``clock`` paces, backs off and times out
+    every adapter (the engine passes its own)."""
 
     def __init__(
         self,
@@ -82,15 +84,18 @@ class AwsProvider:
         registry: LimiterRegistry | None = None,
         *,
         accounts: Mapping[str, AccountSettings] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         from engine.aws.accounts import AccountSessions
 
         self.config = config
+        self.clock = clock
         accounts = dict(accounts or {})
         self.limiters = registry or LimiterRegistry(
             rate=config.max_rate,
             poll_rate=config.poll_rate,
             account_rates={a.id: a.rate for a in accounts.values() if a.rate is not None},
+            clock=clock,
         )
         self.sessions: AccountSessions = AccountSessions(config, accounts)
         self._stack = AsyncExitStack()
@@ -151,7 +156,7 @@ class AwsProvider:
         limiter = self.limiters.get(account, region)
         return RegionPorts(
             region=region,
-            lambda_api=AwsLambda(clients.lambda_, limiter),
+            lambda_api=AwsLambda(clients.lambda_, limiter, clock=self.clock),
             # CloudWatch has quotas of its own: its polls must not eat Lambda's budget.
             alarms=AwsAlarms(clients.cloudwatch),
             sources=AwsSources(
@@ -162,6 +167,7 @@ class AwsProvider:
                 limiters={s: self.limiters.get(account, region, s) for s in SOURCE_CLIENTS},
                 region=region,
                 account=account,
+                clock=self.clock,
             ),
             code=AwsCodeObjects(clients["s3"], self.limiters.get(account, region, "s3")),
         )

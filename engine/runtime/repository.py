@@ -42,7 +42,7 @@ from engine.planner import (
     plan_commit,
     render_filter,
 )
-from engine.ports import ANY_VERSION, EventStore, RepoSource
+from engine.ports import ANY_VERSION, Clock, EventStore, RepoSource
 from engine.redact import redact_url, repository_id
 from engine.runtime.report import EventHook, RunReport, read_log
 from engine.streams import REPO_PREFIX, repo_stream
@@ -142,7 +142,7 @@ class Repository:
     def _report_key(self) -> str:
         return self.stream or redact_url(self._url)
 
-    async def loop(self, interval: float) -> None:
+    async def loop(self, interval: float, clock: Clock) -> None:
         """Poll every ``interval`` seconds until cancelled."""
         while True:
             try:
@@ -152,7 +152,7 @@ class Repository:
             except GlamError as exc:
                 # A bad poll (a broken mirror, an unreadable commit) is retried at the next.
                 log.error("%s: repository poll failed: %s", self._report_key, exc.one_line())
-            await anyio.sleep(interval)
+            await clock.sleep(interval)
 
     async def poll(self) -> None:
         """One look at the branch: record what is new, plan the head if not yet planned."""

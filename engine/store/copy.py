@@ -196,13 +196,16 @@ async def log_info(target: str | Path) -> LogInfo:
         schema,
         events,
         *times,
-        size_bytes=sum(
-            p.stat().st_size
-            for p in (Path(target), Path(f"{target}-wal"), Path(f"{target}-shm"))
-            if p.exists()
-        ),
+        size_bytes=await anyio.to_thread.run_sync(_size_on_disk, Path(target)),
         checkpoints=checkpoints,
     )
+
+
+def _size_on_disk(path: Path) -> int:
+    """The bytes of the SQLite file with its WAL and shared-memory files (file-system calls:
+    run in a worker thread)."""
+    files = (path, Path(f"{path}-wal"), Path(f"{path}-shm"))
+    return sum(p.stat().st_size for p in files if p.exists())
 
 
 def _sqlite_facts(path: Path) -> tuple[int, dict[str, int]]:

@@ -21,6 +21,7 @@ writer commits; ``synchronous=FULL`` makes an acknowledged append survive power 
 from __future__ import annotations
 
 import contextlib
+import functools
 import sqlite3
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
@@ -221,7 +222,8 @@ class SqliteEventStore(SqliteSnapshots):
     async def _connect(self) -> None:
         try:
             if self.readonly:
-                if not self.path.is_file():
+                # File system calls in a worker thread: they can block (a network disk).
+                if not await anyio.to_thread.run_sync(self.path.is_file):
                     raise StoreError(f"no event log at {self.path}", hint=_NO_LOG_HINT)
                 uri = self.path.absolute().as_uri() + "?mode=ro"
                 self._reader = await aiosqlite.connect(uri, uri=True, isolation_level=None)
@@ -229,7 +231,9 @@ class SqliteEventStore(SqliteSnapshots):
                 await self._check_format(self._reader, may_create=False)
                 await self._reader.execute("PRAGMA query_only = 1")
                 return
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            await anyio.to_thread.run_sync(
+                functools.partial(self.path.parent.mkdir, parents=True, exist_ok=True)
+            )
             self._writer = await aiosqlite.connect(self.path, isolation_level=None)
             await self._writer.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             await self._check_format(self._writer, may_create=True)
@@ -277,7 +281,7 @@ class SqliteEventStore(SqliteSnapshots):
                 hint="upgrade glam; this version must not write to it",
             )
         if self._check:
-            size = self.path.stat().st_size
+            size = (await anyio.to_thread.run_sync(self.path.stat)).st_size
             pragma = "integrity_check" if size <= FULL_CHECK_MAX_BYTES else "quick_check"
             rows = await conn.execute_fetchall(f"PRAGMA {pragma}")
             problems = [str(r[0]) for r in rows if r[0] != "ok"]

@@ -8,7 +8,9 @@ They also carry what only tests need: fault steering (``FakeAws.fail_next``,
     FakeAws               LambdaApi and AlarmsApi       engine.testing.aws
     FakeSources           SourcesApi (the real reconciler over MemorySourcesBackend)
     FakeProvider          the engine's per-region AWS ports, all of the above
-    ManualClock           Clock, with ``advance`` and ``autojump``
+    ManualClock           Clock in pure virtual time, with ``advance`` and ``autojump``
+    AutojumpClock         Clock for integration tests: real time that jumps to the next
+                          deadline when every sleeper waits, moving the embedded AWS's too
     MemoryRepo            RepoSource: commits as trees in memory
 
 With ``engine.store.memory.MemoryEventStore`` they run the whole engine in one process without
@@ -22,12 +24,13 @@ AWS, Git or SQLite::
 """
 
 from engine.testing.aws import FakeAws
-from engine.testing.clock import ManualClock
+from engine.testing.clock import AutojumpClock, ManualClock
 from engine.testing.provider import FakeProvider
 from engine.testing.repo import MemoryRepo
 from engine.testing.sources import FakeSources, MemorySourcesBackend
 
 __all__ = [
+    "AutojumpClock",
     "FakeAws",
     "FakeProvider",
     "FakeSources",

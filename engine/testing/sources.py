@@ -22,6 +22,7 @@ from typing import Any
 from engine.aws.sources import SourceReconciler
 from engine.errors import AwsConflict, AwsInvalid, AwsNotFound
 from engine.sources_plan import mapping_key
+from engine.testing.clock import ManualClock
 
 
 def _qualified(function_ref: str, region: str, account: str) -> str:
@@ -278,14 +279,11 @@ class FakeSources(SourceReconciler):
             region=region, account=account, settle_polls=settle_polls
         )
 
-        async def no_sleep(_seconds: float) -> None:
-            return None
-
         super().__init__(
             self.aws,
             region=region,
             account=account,
             poll_interval=0.0,
             state_timeout=float("inf"),
-            sleep=no_sleep,
+            clock=ManualClock(autojump=True),
         )

@@ -13,7 +13,7 @@ def _client_error(code: str, message: str, status: int) -> ClientError:
         "Error": {"Code": code, "Message": message},
         "ResponseMetadata": {"HTTPStatusCode": status},
     }
-    return ClientError(response, "Op")  # type: ignore[arg-type]
+    return ClientError(response, "Op")
 
 
 def test_echoed_environment_is_cut_off() -> None:

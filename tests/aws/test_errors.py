@@ -139,7 +139,7 @@ def test_retry_after_is_attached() -> None:
 
 def test_lambda_retry_after_seconds_field() -> None:
     exc = client_error("TooManyRequestsException", 429)
-    exc.response["retryAfterSeconds"] = "5"  # type: ignore[typeddict-unknown-key]
+    exc.response["retryAfterSeconds"] = "5"
     err = translate(exc, "PublishVersion", mutating=True)
     assert isinstance(err, AwsThrottled)
     assert err.retry_after == 5.0

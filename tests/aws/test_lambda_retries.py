@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError
 from engine.aws.lambda_api import AwsLambda, CallRetry
 from engine.aws.ratelimit import RateLimiter
 from engine.errors import AwsAmbiguous, AwsConflict, AwsError, AwsThrottled
+from tests.builders import StepClock
 
 pytestmark = pytest.mark.anyio
 
@@ -66,26 +67,15 @@ class StubClient:
         return [m for m, _ in self.calls]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
+Clock = StepClock
 
 
 def adapter(client: StubClient, clock: Clock, **policy: Any) -> tuple[AwsLambda, RateLimiter]:
-    limiter = RateLimiter(rate=1000, poll_rate=1000, clock=clock, sleep=clock.sleep)
+    limiter = RateLimiter(rate=1000, poll_rate=1000, clock=clock)
     api = AwsLambda(
         client,
         limiter,
         policy=CallRetry(**policy),
-        sleep=clock.sleep,
         clock=clock,
         rng=random.Random(7),
     )
@@ -105,7 +95,7 @@ async def test_throttling_is_retried_and_pauses_the_limiter() -> None:
     assert alias.function_version == "2"
     assert client.methods() == ["update_alias", "update_alias"]
     assert limiter.paused_until == pytest.approx(3.0)
-    assert clock.now >= 3.0
+    assert clock.time >= 3.0
     assert client.calls[0][1]["RoutingConfig"] == {"AdditionalVersionWeights": {}}
 
 
@@ -184,7 +174,7 @@ async def test_conflict_gives_up_at_the_settle_deadline() -> None:
     api, _ = adapter(client, clock, settle_poll=1.0, settle_timeout=5.0)
     with pytest.raises(AwsConflict):
         await api.update_function_configuration("f", {"Timeout": 3})
-    assert clock.now <= 7.0
+    assert clock.time <= 7.0
 
 
 async def test_update_configuration_sends_only_fields_the_operation_accepts() -> None:

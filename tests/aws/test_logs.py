@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Iterator
 
 import pytest
 
@@ -14,12 +15,12 @@ SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 
 
 @pytest.fixture
-def captured() -> io.StringIO:
+def captured() -> Iterator[io.StringIO]:
     out = io.StringIO()
     root = logging.getLogger()
     before = (list(root.handlers), root.level)
     handler = setup_logging(verbose=True, stream=out)
-    yield out  # type: ignore[misc]
+    yield out
     root.removeHandler(handler)
     root.handlers[:] = before[0]
     root.setLevel(before[1])

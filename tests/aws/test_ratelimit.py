@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from datetime import UTC, datetime
 
 import anyio
 import pytest
@@ -12,37 +13,44 @@ from engine.aws.ratelimit import DEFAULT_SERVICE_RATE, LimiterRegistry, RateLimi
 
 
 class FakeTime:
-    """Virtual time: a sleeper wakes when it holds the earliest deadline, and the clock jumps
-    to that deadline. Sleepers spin on checkpoints, so every runnable task gets its turn first."""
+    """Virtual time (an ``engine.ports.Clock``): a sleeper wakes when it holds the earliest
+    deadline, and the clock jumps to that deadline. Sleepers spin on checkpoints, so every
+    runnable task gets its turn first. ``time`` is the monotonic reading."""
 
     def __init__(self) -> None:
-        self.now = 1000.0
+        self.time = 1000.0
         self._deadlines: list[tuple[float, int]] = []
         self._seq = 0
 
-    def clock(self) -> float:
-        return self.now
+    def monotonic(self) -> float:
+        return self.time
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.time, UTC)
+
+    async def sleep_until(self, deadline: datetime) -> None:
+        await self.sleep((deadline - self.now()).total_seconds())
 
     async def sleep(self, seconds: float) -> None:
         self._seq += 1
-        me = (self.now + seconds, self._seq)
+        me = (self.time + seconds, self._seq)
         heapq.heappush(self._deadlines, me)
         while True:
             await anyio.lowlevel.checkpoint()
             if self._deadlines[0] == me:
                 heapq.heappop(self._deadlines)
-                self.now = max(self.now, me[0])
+                self.time = max(self.time, me[0])
                 return
 
 
 @pytest.mark.anyio
 async def test_sequential_calls_are_spaced_by_the_rate() -> None:
     t = FakeTime()
-    limiter = RateLimiter(rate=10, clock=t.clock, sleep=t.sleep)
+    limiter = RateLimiter(rate=10, clock=t)
     stamps = []
     for _ in range(21):
         await limiter.acquire()
-        stamps.append(t.now)
+        stamps.append(t.time)
     assert stamps[0] == 1000.0
     assert stamps[-1] - stamps[0] == pytest.approx(2.0)
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
@@ -52,13 +60,13 @@ async def test_sequential_calls_are_spaced_by_the_rate() -> None:
 @pytest.mark.anyio
 async def test_concurrent_callers_never_exceed_the_rate_in_any_second() -> None:
     t = FakeTime()
-    limiter = RateLimiter(rate=10, clock=t.clock, sleep=t.sleep)
+    limiter = RateLimiter(rate=10, clock=t)
     stamps: list[float] = []
 
     async def caller() -> None:
         for _ in range(5):
             await limiter.acquire()
-            stamps.append(t.now)
+            stamps.append(t.time)
 
     async with anyio.create_task_group() as tg:
         for _ in range(8):
@@ -73,40 +81,40 @@ async def test_concurrent_callers_never_exceed_the_rate_in_any_second() -> None:
 @pytest.mark.anyio
 async def test_polls_have_their_own_budget() -> None:
     t = FakeTime()
-    limiter = RateLimiter(rate=1, poll_rate=50, clock=t.clock, sleep=t.sleep)
+    limiter = RateLimiter(rate=1, poll_rate=50, clock=t)
     await limiter.acquire()
-    start = t.now
+    start = t.time
     for _ in range(10):
         await limiter.acquire(poll=True)
     # Ten polls at 50/s take 0.18 s; they did not wait for the 1/s mutating budget.
-    assert t.now - start == pytest.approx(0.18)
+    assert t.time - start == pytest.approx(0.18)
 
 
 @pytest.mark.anyio
 async def test_retry_after_pauses_every_caller() -> None:
     t = FakeTime()
-    registry = LimiterRegistry(rate=10, clock=t.clock, sleep=t.sleep)
+    registry = LimiterRegistry(rate=10, clock=t)
     limiter = registry.get("123456789012", "us-east-1")
     assert registry.get("123456789012", "us-east-1") is limiter
     assert registry.get("123456789012", "eu-west-1") is not limiter
     await limiter.acquire()
     limiter.retry_after(3.0)
     await limiter.acquire(poll=True)
-    assert t.now == pytest.approx(1003.0)
+    assert t.time == pytest.approx(1003.0)
     await limiter.acquire()
-    assert t.now >= 1003.0
+    assert t.time >= 1003.0
 
 
 @pytest.mark.anyio
 async def test_retry_after_arriving_while_a_caller_sleeps_holds_it_back() -> None:
     t = FakeTime()
-    limiter = RateLimiter(rate=1, clock=t.clock, sleep=t.sleep)
+    limiter = RateLimiter(rate=1, clock=t)
     await limiter.acquire()  # t=1000, next slot at 1001
     woke: list[float] = []
 
     async def waiter() -> None:
         await limiter.acquire()
-        woke.append(t.now)
+        woke.append(t.time)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(waiter)
@@ -140,7 +148,7 @@ def test_each_service_has_its_own_limiter_per_account_and_region() -> None:
 @pytest.mark.anyio
 async def test_retry_after_on_one_service_does_not_pause_another() -> None:
     t = FakeTime()
-    registry = LimiterRegistry(rate=10, clock=t.clock, sleep=t.sleep)
+    registry = LimiterRegistry(rate=10, clock=t)
     registry.get("123456789012", "us-east-1", "elbv2").retry_after(5.0)
     await registry.get("123456789012", "us-east-1").acquire()
-    assert t.now == 1000.0
+    assert t.time == 1000.0

@@ -7,8 +7,9 @@ cases of a test) and by its own repository and SQLite file, so cases can run sid
 
 from __future__ import annotations
 
+import contextlib
 import os
-import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,10 @@ from engine.local.clients import aws_client
 from engine.runtime.engine import Engine, EngineConfig, RunReport
 from engine.saga import SagaPolicy, StepRetry
 from engine.store.sqlite import SqliteEventStore
+from engine.testing import AutojumpClock
 from tests.repo.gitrepo import GitRepo
 from tests.runtime.support import write_function
+from tests.support.engine_main import forked_run
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 90.0  # seconds one engine run may take before the test gives up on it
@@ -53,6 +56,7 @@ class Case:
     outputs: dict[str, Any]
     endpoint_url: str
     region: str
+    clock: AutojumpClock | None = None  # the in-process engines' (the system clock if None)
     repo: GitRepo = field(init=False)
     db: Path = field(init=False)
 
@@ -115,23 +119,18 @@ class Case:
 
     async def run_in_process(self, **changes: Any) -> RunReport:
         """``glam run --once`` in this process, with short polls."""
-        async with Engine(self.config(**changes)) as engine:
+        async with Engine(self.config(**changes), clock=self.clock) as engine:
             with anyio.fail_after(DEADLINE):
                 return await engine.run(once=True)
 
-    async def run_subprocess(self, failpoints: str = "") -> tuple[int, str]:
-        """``glam run --once`` as a child process; its exit code (``-9`` when a failpoint
-        SIGKILLed it) and its output. With ``failpoints`` the child is started through
-        ``tests.support.engine_main``, which arms them (glam never reads them itself)."""
+    async def run_subprocess(self, failpoints: str) -> tuple[int, str]:
+        """``glam run --once`` as a child process armed with ``failpoints`` (through
+        ``tests.support.engine_main``, which arms them: glam never reads them itself), with
+        short waits; its exit code (``-9`` when a failpoint SIGKILLed it) and its output.
+        The child is forked from a fork server that has glam imported already."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GLAM_"))}
-        env["PYTHONPATH"] = str(ROOT)
-        entry = ["-m", "engine", "run"]
-        if failpoints:
-            env["GLAM_FAILPOINTS"] = failpoints
-            entry = ["-m", "tests.support.engine_main"]
-        args = [
-            sys.executable,
-            *entry,
+        env["GLAM_FAILPOINTS"] = failpoints
+        argv = [
             "--repo",
             str(self.repo.path),
             "--db",
@@ -141,10 +140,13 @@ class Case:
             "--region",
             self.region,
             "--once",
+            "--short-waits",
         ]
-        with anyio.fail_after(DEADLINE):
-            done = await anyio.run_process(args, env=env, cwd=ROOT, check=False)
-        return done.returncode, (done.stdout + done.stderr).decode(errors="replace")
+        output = self.root / "child.log"
+        # The child runs on its own (system) clock: waiting for it holds no time still here.
+        with anyio.fail_after(DEADLINE), detached(self.clock):
+            code = await anyio.to_thread.run_sync(forked_run, argv, env, output)
+        return code, output.read_text(errors="replace")
 
     async def events(self, name: str | None = None) -> list[RecordedEvent]:
         """The function stream of this case's function (or ``name``), in order."""
@@ -258,6 +260,15 @@ def referenced_deletes(aws: LocalAwsThread, name: str) -> list[str]:
         for e in aws.journal.referenced_version_deletes()
         if e.function == name
     ]
+
+
+@contextlib.contextmanager
+def detached(clock: AutojumpClock | None) -> Iterator[None]:
+    if clock is None:
+        yield
+    else:
+        with clock.detached():
+            yield
 
 
 def replay_verify(db: Path) -> tuple[int, str]:

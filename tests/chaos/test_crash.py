@@ -23,7 +23,7 @@ well, so the matrix costs little more than its slowest cases.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +32,9 @@ import anyio
 import pytest
 
 from engine.local import LocalAwsThread
-from engine.local.account import build_account, set_alarm_state
+from engine.local.account import set_alarm_state
 from engine.local.clients import aws_client
+from engine.testing import AutojumpClock
 from tests.chaos.support import (
     DEADLINE,
     Case,
@@ -109,17 +110,20 @@ class Env:
     aws: LocalAwsThread
     outputs: dict[str, Any]
     root: Path
+    clock: AutojumpClock
 
     def case(self, scenario: str, point: Point) -> Case:
         name = f"{scenario}-{point.id}".replace("_", "")
-        return Case(name, self.root / name, self.outputs, self.aws.endpoint_url, self.aws.region)
+        return Case(
+            name, self.root / name, self.outputs, self.aws.endpoint_url, self.aws.region, self.clock
+        )
 
 
 @pytest.fixture
-async def env(local_aws: LocalAwsThread, tmp_path: Path) -> Env:
-    outputs = await build_account(local_aws.endpoint_url, region=local_aws.region)
-    local_aws.journal.clear()  # only what the engines do
-    return Env(local_aws, outputs, tmp_path)
+def env(
+    local_aws: LocalAwsThread, demo_account: dict[str, Any], autojump: AutojumpClock, tmp_path: Path
+) -> Env:
+    return Env(local_aws, demo_account, tmp_path, autojump)
 
 
 # -- where each scenario starts, and what it must end with -----------------------------------
@@ -265,7 +269,7 @@ class Scenario:
     prepare: Callable[[Env, Case], Awaitable[None]]
     check: Callable[[Env, Case], Awaitable[list[str]]]
     exit_code: int  # of the restart's --once run
-    during: Callable[[Env, Case], Awaitable[None]] | None = None  # beside the killed engine
+    during: Callable[[Env, Case], Coroutine[Any, Any, None]] | None = None  # beside the killed one
 
 
 SCENARIOS = {

@@ -11,7 +11,7 @@ at once.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +20,9 @@ import anyio
 import pytest
 
 from engine.local import LocalAwsThread
-from engine.local.account import build_account, set_alarm_state
+from engine.local.account import set_alarm_state
 from engine.runtime.engine import RunReport
+from engine.testing import AutojumpClock
 from tests.chaos.support import (
     ALARM,
     Case,
@@ -66,7 +67,7 @@ class FaultSchedule:
         rules = [f"{op}:{kinds[0]}=1" for op, kinds in self.pending.items() if kinds]
         return ";".join([f"seed={self.seed}", *rules])
 
-    async def run(self) -> None:
+    async def run(self, clock: AutojumpClock) -> None:
         self.aws.set_faults(self.spec())
         while any(self.pending.values()):
             entries = self.aws.journal.entries
@@ -79,9 +80,10 @@ class FaultSchedule:
             self._seen = len(entries)
             if changed:
                 self.aws.set_faults(self.spec())
-            # Short: a retry that arrives before the spec moves on meets the same kind again,
-            # which is harmless but no longer one fault per kind.
-            await anyio.sleep(0.01)
+            # Short, and on the engine's clock (which then jumps no further at a time): a
+            # retry that arrives before the spec moves on meets the same kind again, which is
+            # harmless but no longer one fault per kind.
+            await clock.sleep(0.01)
 
 
 @dataclass
@@ -89,16 +91,19 @@ class Env:
     aws: LocalAwsThread
     outputs: dict[str, Any]
     root: Path
+    clock: AutojumpClock
 
     def case(self, name: str) -> Case:
-        return Case(name, self.root / name, self.outputs, self.aws.endpoint_url, self.aws.region)
+        return Case(
+            name, self.root / name, self.outputs, self.aws.endpoint_url, self.aws.region, self.clock
+        )
 
 
 @pytest.fixture
-async def env(local_aws: LocalAwsThread, tmp_path: Path) -> AsyncIterator[Env]:
-    outputs = await build_account(local_aws.endpoint_url, region=local_aws.region)
-    local_aws.journal.clear()
-    yield Env(local_aws, outputs, tmp_path)
+def env(
+    local_aws: LocalAwsThread, demo_account: dict[str, Any], autojump: AutojumpClock, tmp_path: Path
+) -> Iterator[Env]:
+    yield Env(local_aws, demo_account, tmp_path, autojump)
     local_aws.set_faults("")
 
 
@@ -131,7 +136,7 @@ async def test_every_fault_kind_on_every_mutation(env: Env) -> None:
     schedule = FaultSchedule(aws, seed=5)
     case = env.case("faulty")
     async with anyio.create_task_group() as tg:
-        tg.start_soon(schedule.run)
+        tg.start_soon(schedule.run, env.clock)
 
         case.write(alarms=(ALARM,))
         case.repo.commit("add")

@@ -6,12 +6,13 @@ sagas."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
 from engine.local import LocalAwsThread
-from engine.local.account import build_account
+from engine.testing import AutojumpClock
 from tests.chaos.support import Case, effective_publishes, read_aws, replay_verify, version_of
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration, pytest.mark.slow]
@@ -20,16 +21,17 @@ COUNT = 50
 
 
 async def test_fifty_functions_in_one_commit_stay_under_the_quota(
-    local_aws: LocalAwsThread, tmp_path: Path
+    local_aws: LocalAwsThread,
+    demo_account: dict[str, Any],
+    autojump: AutojumpClock,
+    tmp_path: Path,
 ) -> None:
     """Fifty creates in one commit all succeed; no one-second window of the journal holds more
     than 15 control-plane calls or 100 GetFunction calls, and no call was refused for quota."""
     aws = local_aws
     assert aws.fidelity.quota
     assert aws.fidelity.control_rps == 15
-    outputs = await build_account(aws.endpoint_url, region=aws.region)
-    aws.journal.clear()
-    case = Case("fn00", tmp_path, outputs, aws.endpoint_url, aws.region)
+    case = Case("fn00", tmp_path, demo_account, aws.endpoint_url, aws.region, autojump)
     names = [f"fn{i:02d}" for i in range(COUNT)]
     for name in names:
         case.write(name=name, batch=None)

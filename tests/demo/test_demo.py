@@ -178,7 +178,7 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     # The `glam` console script's code path: engine.cli.main.main, as ./scripts/demo runs it.
     command = [sys.executable, "-c", "from engine.cli.main import main; main()"]
     process = subprocess.Popen(
-        [*command, "demo", "--dir", str(folder), "--wait", "2"],
+        [*command, "demo", "--dir", str(folder), "--wait", "1"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,

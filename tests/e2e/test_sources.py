@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 
+from engine.events.function import EventSourceChanged
 from engine.local import LocalAwsThread
 from engine.local.clients import aws_client
 from engine.store.sqlite import SqliteEventStore
 from projections.runner import ProjectionRunner
+from tests.builders import events_of
 from tests.e2e.support import SOURCE_MUTATIONS, AwsState
 from tests.runtime.support import NAME, PREFIX, Setup, outcomes, write_function
 
@@ -202,8 +204,8 @@ async def test_every_source_kind_through_the_engine(
     local_aws.journal.check_invariants()
 
     # Every change is an event; the functions view ends with no sources.
-    changes = [r.event for r in await setup.events("EventSourceChanged")]
-    assert [(e.kind, e.change) for e in changes] == [  # type: ignore[union-attr]
+    changes = events_of(await setup.events(), EventSourceChanged)
+    assert [(e.kind, e.change) for e in changes] == [
         ("mapping", "attached"),
         ("elb", "attached"),
         ("apigateway", "attached"),

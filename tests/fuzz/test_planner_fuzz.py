@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import resource
+from typing import Any
 
 import anyio
 import pytest
@@ -41,7 +42,7 @@ GOOD = {
     "fns/good/good_lambdainput.json": json.dumps({"ref": {"file": "infra/tf.json"}}),
     "infra/tf.json": json.dumps({"role": "arn:aws:iam::123456789012:role/exec"}),
 }
-FUZZ = dict(
+FUZZ: dict[str, Any] = dict(
     deadline=None,
     derandomize=True,  # the same examples on every run: a failure reproduces
     database=None,

@@ -60,6 +60,13 @@ def _listening_ports(pid: int) -> set[tuple[str, int]]:
     return found
 
 
+def _threads() -> set[threading.Thread]:
+    """The threads alive, less the worker pools of the test's event loop (its default
+    executor and anyio's workers): they outlive any one test, and grow with load."""
+    pools = ("ThreadPoolExecutor-", "asyncio_", "AnyIO worker thread")
+    return {t for t in threading.enumerate() if not t.name.startswith(pools)}
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -72,7 +79,7 @@ def _alive(pid: int) -> bool:
 async def test_ready_fast_loopback_only_and_leaves_nothing_behind() -> None:
     """The proxy and moto listen on 127.0.0.1 only; after the block no thread and no process
     of the component remain."""
-    threads_before = set(threading.enumerate())
+    threads_before = _threads()
     async with LocalAws() as aws:
         ours = _listening_ports(os.getpid())
         moto_pid = aws.moto_pid
@@ -83,27 +90,29 @@ async def test_ready_fast_loopback_only_and_leaves_nothing_behind() -> None:
         assert moto == {(loopback, int(aws.moto_url.rsplit(":", 1)[1]))}
         assert all(address == loopback for address, _ in ours)
     assert not _alive(moto_pid)
-    assert set(threading.enumerate()) <= threads_before
+    assert _threads() <= threads_before, _threads() - threads_before
 
 
 def test_thread_variant_stops_its_thread_and_process() -> None:
     """LocalAwsThread joins its event-loop thread and reaps moto on exit."""
-    threads_before = set(threading.enumerate())
+    threads_before = _threads()
     with LocalAwsThread() as aws:
         pid = aws.moto_pid
         assert pid is not None
-        assert set(threading.enumerate()) > threads_before
+        assert _threads() > threads_before
     assert not _alive(pid)
-    assert set(threading.enumerate()) <= threads_before
+    assert _threads() <= threads_before, _threads() - threads_before
 
 
-async def _wait_for(lam: Any, key: str, value: str) -> None:
-    """Poll GetFunction the way a deployer does until ``key`` shows ``value``."""
+async def _wait_for(aws: LocalAws, lam: Any, key: str, value: str) -> None:
+    """Poll GetFunction the way a deployer does until ``key`` shows ``value``, moving the
+    component's clock 0.05 s between polls."""
     for _ in range(100):
         config = (await lam.get_function(FunctionName="orders"))["Configuration"]
         if config[key] == value:
             return
-        await anyio.sleep(0.05)
+        aws.advance_clock(0.05)
+        await anyio.lowlevel.checkpoint()
     raise AssertionError(f"{key} never became {value}")
 
 
@@ -111,8 +120,10 @@ async def _wait_for(lam: Any, key: str, value: str) -> None:
 async def test_acceptance_scenario() -> None:
     """Issue 4's acceptance: create, publish, alias, shift; $LATEST in routing and deleting
     the aliased version refused; 40 UpdateAlias calls within one second get 429s; the
-    journal shows all of it."""
-    async with LocalAws(fidelity=Fidelity(pending_seconds=0.3, update_seconds=0.3)) as aws:
+    journal shows all of it. The component's clock stands still unless moved (however slow
+    the machine, the burst is within one quota second)."""
+    fidelity = Fidelity(pending_seconds=0.3, update_seconds=0.3)
+    async with LocalAws(fidelity=fidelity, clock=lambda: 1000.0) as aws:
         async with (
             aws_client("iam", aws.endpoint_url) as iam,
             aws_client("lambda", aws.endpoint_url) as lam,
@@ -125,10 +136,10 @@ async def test_acceptance_scenario() -> None:
                 Handler="h.handler",
                 Code={"ZipFile": code()},
             )
-            await _wait_for(lam, "State", "Active")
+            await _wait_for(aws, lam, "State", "Active")
             assert (await lam.publish_version(FunctionName="orders"))["Version"] == "1"
             await lam.update_function_code(FunctionName="orders", ZipFile=code() + b"")
-            await _wait_for(lam, "LastUpdateStatus", "Successful")
+            await _wait_for(aws, lam, "LastUpdateStatus", "Successful")
             assert (await lam.publish_version(FunctionName="orders"))["Version"] == "2"
             await lam.create_alias(FunctionName="orders", Name="PROD", FunctionVersion="1")
             aws.advance_clock(1.0)  # a fresh quota second for the shift, without waiting it

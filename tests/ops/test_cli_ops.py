@@ -65,7 +65,7 @@ def db(tmp_path: Path) -> Path:
 async def _ops(path: Path) -> list[tuple[str, str, str, str]]:
     async with SqliteEventStore(path, readonly=True) as store:
         records = await store.read_stream(OPS_STREAM)
-    out = []
+    out: list[tuple[str, str, str, str]] = []
     for r in records:
         assert isinstance(r.event, OperatorCommandIssued)
         out.append((r.event.command, r.event.target, r.event.reason, r.meta.actor))

@@ -12,8 +12,10 @@ import pytest
 
 from engine.events import RecordedEvent
 from engine.events.function import OperatorRequested, TrafficShifted
+from engine.events.repo import DeletesHeld
 from engine.local import LocalAwsThread
 from engine.runtime.engine import RunReport
+from tests.builders import events_of
 from tests.runtime.support import NAME, Setup, outcomes, write_function
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -47,6 +49,7 @@ async def test_abort_rolls_a_running_canary_back(setup: Setup, local_aws: LocalA
 
     def watch(record: RecordedEvent) -> None:
         if isinstance(record.event, TrafficShifted) and record.event.weight > 0:
+            setup.clock.hold()  # the bake does not pass while the operator types
             shifted.set()
 
     report = RunReport()
@@ -72,6 +75,7 @@ async def test_abort_rolls_a_running_canary_back(setup: Setup, local_aws: LocalA
                 )
                 assert code == 0, output
                 assert "abort fn:" in output
+                setup.clock.release()
 
     [(stream, finished)] = report.finished
     assert (finished.outcome, finished.stable_version) == ("rolled_back", "1")
@@ -115,7 +119,7 @@ async def test_allow_deletes_releases_held_deletes(setup: Setup, local_aws: Loca
     sha = setup.repo.commit("retire billing and stock")
     held = await setup.run_once()
     assert held.finished == []
-    assert [r.event.sha for r in await setup.events("DeletesHeld")] == [sha]  # type: ignore[union-attr]
+    assert [e.sha for e in events_of(await setup.events(), DeletesHeld)] == [sha]
 
     code, output = await glam("allow-deletes", "nope", "--reason", "x", "--db", str(setup.db))
     assert code == 2, output

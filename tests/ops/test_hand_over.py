@@ -17,6 +17,7 @@ from engine.operator import HandOver, Refusal, Target, decide_hand_over
 from engine.planner import DeployedState, evolve_deployed
 from engine.saga import fold, initial_state
 from engine.saga.saga import SUPERSEDABLE
+from tests.builders import active
 from tests.ops.test_saga_operator import INSPECTING, PROMOTING
 from tests.saga.support import NAME, STREAM, desired, requested
 from tests.saga.test_saga import DEPLOYED, IN_CANARY
@@ -29,7 +30,7 @@ def command(
     kind: str, target: str = STREAM, deployment_id: str | None = None
 ) -> OperatorCommandIssued:
     return OperatorCommandIssued(
-        command=kind,  # type: ignore[arg-type]
+        command=kind,
         target=target,
         reason="p99 doubled",
         deployment_id=deployment_id,
@@ -46,12 +47,12 @@ def decide(given: OperatorCommandIssued, target: Target) -> HandOver | Refusal:
 
 def copy(kind: str, deployment_id: str | None = None, **ignored: str) -> OperatorRequested:
     return OperatorRequested(
-        command=kind,  # type: ignore[arg-type]
+        command=kind,
         target=STREAM,
         actor="alice",
         reason="p99 doubled",
         deployment_id=deployment_id,
-        **ignored,  # type: ignore[arg-type]
+        **ignored,
     )
 
 
@@ -119,8 +120,8 @@ def test_a_command_checked_against_another_deployment_is_refused() -> None:
 def test_the_safe_points_are_those_before_the_promote() -> None:
     """Inspecting is a safe point (an abort finishes at once); deleting the old version after
     the last bake is not."""
-    assert fold(initial_state(NAME), INSPECTING).active.phase in SUPERSEDABLE  # type: ignore[union-attr]
-    assert fold(initial_state(NAME), PROMOTING).active.phase not in SUPERSEDABLE  # type: ignore[union-attr]
+    assert active(fold(initial_state(NAME), INSPECTING)).phase in SUPERSEDABLE
+    assert active(fold(initial_state(NAME), PROMOTING)).phase not in SUPERSEDABLE
 
 
 ROLLED_BACK: list[Event] = [

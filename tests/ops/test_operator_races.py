@@ -51,10 +51,10 @@ class World:
 
     async def command(self, command: str, target: str, event_id: str, **fields: str) -> None:
         issued = OperatorCommandIssued(
-            command=command,  # type: ignore[arg-type]
+            command=command,
             target=target,
             reason="test",
-            **fields,  # type: ignore[arg-type]
+            **fields,
         )
         async with SqliteEventStore(self.db) as store:
             await store.append(

@@ -16,7 +16,7 @@ from engine.events.function import (
 )
 from engine.saga import Call, Ok, Record, StepName, Wait, Waited, fold, next_effect, on_outcome
 from engine.saga.results import AliasRead, Deleted, SourcesChanged
-from engine.saga.saga import OPERATOR_PROMOTE
+from engine.saga.state import OPERATOR_PROMOTE
 from tests.saga.support import STREAM, alias_write, desired, requested
 from tests.saga.test_saga import (
     CTX,
@@ -35,7 +35,7 @@ ABORTED = "aborted by alice: p99 doubled"
 
 def op(command: str, deployment_id: str | None = "d2") -> OperatorRequested:
     return OperatorRequested(
-        command=command,  # type: ignore[arg-type]
+        command=command,
         target=STREAM,
         actor="alice",
         reason="p99 doubled",
@@ -43,8 +43,8 @@ def op(command: str, deployment_id: str | None = "d2") -> OperatorRequested:
     )
 
 
-INSPECTING = [*DEPLOYED, requested("d2", desired("v2"))]
-CREATING = [
+INSPECTING: list[Event] = [*DEPLOYED, requested("d2", desired("v2"))]
+CREATING: list[Event] = [
     requested("d2", desired("v1"), action="create"),
     ok("inspect_function", found=False),
     started("create_function"),
@@ -52,7 +52,7 @@ CREATING = [
 ]
 READINESS = PUBLISHED
 # The bake after the promote (the 100 % step): an abort still rolls back; nothing to promote.
-BAKING_LAST = [
+BAKING_LAST: list[Event] = [
     *IN_CANARY,
     ok("wait:bake"),
     started("promote", version="2"),
@@ -60,7 +60,7 @@ BAKING_LAST = [
     TimerStarted(deployment_id="d2", purpose="bake", until=NOW + timedelta(seconds=120)),
 ]
 # Past the last safe point: the last bake is over, the old version is being deleted.
-PROMOTING = [*BAKING_LAST, ok("wait:bake")]
+PROMOTING: list[Event] = [*BAKING_LAST, ok("wait:bake")]
 
 
 @pytest.mark.parametrize(
@@ -140,7 +140,7 @@ def test_abort_too_late_changes_nothing(given: list[Event]) -> None:
 
 def test_abort_for_another_deployment_is_ignored() -> None:
     """A command sticks to the deployment it was handed to; a later one never inherits it."""
-    given = [*IN_CANARY, op("abort", deployment_id="d1")]
+    given: list[Event] = [*IN_CANARY, op("abort", deployment_id="d1")]
     assert next_effect(state_of(given), NOW) == next_effect(state_of(IN_CANARY), NOW)
 
 
@@ -202,7 +202,7 @@ def test_promote_without_a_schedule_changes_nothing(given: list[Event]) -> None:
 
 def test_retry_lifts_the_saga_hold_on_the_rolled_back_state() -> None:
     """After a rollback the saga remembers the failed desired state until an operator's retry."""
-    rolled = [
+    rolled: list[Event] = [
         *DEPLOYED,
         requested("d2", desired("v2")),
         DeploymentFinished(deployment_id="d2", outcome="rolled_back", stable_version="1"),

@@ -121,8 +121,8 @@ def test_event_sources_follow_attach_and_detach() -> None:
     def change(c: str, s: str, kind: str = "mapping") -> EventSourceChanged:
         return EventSourceChanged(
             deployment_id="d1",
-            kind=kind,  # type: ignore[arg-type]
-            change=c,  # type: ignore[arg-type]
+            kind=kind,
+            change=c,
             source_id=s,
         )
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,30 +24,13 @@ from tests.repo.gitrepo import GitRepo
 from tests.runtime.support import NAME, Setup, write_function
 
 if TYPE_CHECKING:
-    from engine.local import LocalAwsThread
+    pass
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 ROOT = Path(__file__).resolve().parents[2]
 STUCK_IN_C = "{{ (range(100000)|batch(1)|list|sum(start=[]))|length }}"
 TYPO = "{{ ['a', 'b']|map('upper') }}"
-
-
-@pytest.fixture
-async def setup(local_aws: LocalAwsThread, tmp_path: Path) -> Setup:
-    from engine.local.account import build_account
-
-    if shutil.which("git") is None:  # pragma: no cover - the CI image has git
-        pytest.fail("the git CLI is required")
-    outputs = await build_account(local_aws.endpoint_url, region=local_aws.region)
-    local_aws.journal.clear()
-    return Setup(
-        repo=GitRepo(tmp_path / "repo"),
-        db=tmp_path / "state" / "glam.db",
-        outputs=outputs,
-        endpoint_url=local_aws.endpoint_url,
-        region=local_aws.region,
-    )
 
 
 @pytest.fixture(autouse=True)

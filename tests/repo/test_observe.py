@@ -10,6 +10,7 @@ import pytest
 
 from engine.errors import SourceError, SourceUnreachable
 from engine.events.catalog import Event
+from engine.events.repo import CommitObserved, HistoryRewritten, SourceUnavailable
 from engine.git.source import GitSource
 from engine.git.state import observe_branch
 from engine.git.urls import parse_repo_url, redact_url
@@ -22,6 +23,7 @@ from engine.observe import (
     initial_repo_state,
 )
 from engine.streams import function_stream, repo_stream
+from tests.builders import events_of
 from tests.repo.gitrepo import GitRepo, function_files
 from tests.support.git_server import serve_repository
 
@@ -44,11 +46,11 @@ async def test_first_run_then_new_commits_then_no_op(
     source = open_source(str(repo.path), "main", data_dir=tmp_path / "data")
     state, events = await poll(source, initial_repo_state(), str(repo.path))
     assert [e.type for e in events] == ["CommitObserved"]
-    observed = events[0]
-    assert observed.sha == first  # type: ignore[union-attr]
-    assert observed.summary == "first"  # type: ignore[union-attr]
-    assert observed.author == "Test Author <author@example.com>"  # type: ignore[union-attr]
-    assert {c.path for c in observed.changes} == {  # type: ignore[union-attr]
+    [observed] = events_of(events, CommitObserved)
+    assert observed.sha == first
+    assert observed.summary == "first"
+    assert observed.author == "Test Author <author@example.com>"
+    assert {c.path for c in observed.changes} == {
         "fns/a/a_lambdadef.json",
         "fns/a/a_lambdadepdef.json",
     }
@@ -59,8 +61,9 @@ async def test_first_run_then_new_commits_then_no_op(
     repo.write("fns/a/a_lambdadef.json", "{}")
     third = repo.commit("third")
     state, events = await poll(source, state, str(repo.path))
-    assert [e.sha for e in events] == [second, third]  # type: ignore[union-attr]
-    assert [c.change for c in events[1].changes] == ["modified"]  # type: ignore[union-attr]
+    observed_two = events_of(events, CommitObserved)
+    assert [e.sha for e in observed_two] == [second, third]
+    assert [c.change for c in observed_two[1].changes] == ["modified"]
 
     state, events = await poll(source, state, str(repo.path))
     assert events == []
@@ -82,9 +85,11 @@ async def test_force_push_records_a_rewrite(
     new = repo.commit("rewritten")
     state, events = await poll(source, state, str(repo.path))
     assert [e.type for e in events] == ["HistoryRewritten", "CommitObserved"]
-    assert (events[0].previous, events[0].head) == (old, new)  # type: ignore[union-attr]
+    [rewrite] = events_of(events, HistoryRewritten)
+    assert (rewrite.previous, rewrite.head) == (old, new)
     # Measured against what was observed before: b gone, c added.
-    changes = {(c.path, c.change) for c in events[1].changes}  # type: ignore[union-attr]
+    [after] = events_of(events, CommitObserved)
+    changes = {(c.path, c.change) for c in after.changes}
     assert ("fns/b/b_lambdadef.json", "deleted") in changes
     assert ("fns/c/c_lambdadef.json", "added") in changes
 
@@ -101,7 +106,8 @@ async def test_deleted_branch_is_unavailable_not_empty(
     repo.git("branch", "-q", "-D", "main")
     state2, events = await poll(source, state, str(repo.path))
     assert [e.type for e in events] == ["SourceUnavailable"]
-    assert "not found" in events[0].reason  # type: ignore[union-attr]
+    [unavailable] = events_of(events, SourceUnavailable)
+    assert "not found" in unavailable.reason
     assert state2.last_sha == state.last_sha
     _, again = await poll(source, state2, str(repo.path))
     assert again == []  # once per outage
@@ -173,7 +179,7 @@ async def test_smart_http_fetch_with_token_from_env(
     function_files(repo, "fns/b/b", "fn-b")
     sha = repo.commit("more")
     state, events = await poll(source, state, url)
-    assert [e.sha for e in events] == [sha]  # type: ignore[union-attr]
+    assert [e.sha for e in events_of(events, CommitObserved)] == [sha]
     assert isinstance(await observe_branch(source, state.last_sha), Fetched)
     content = await source.read_file(sha, "fns/b/b_lambdadef.json")
     assert b'"fn-b"' in content

@@ -62,7 +62,7 @@ class Log:
             if isinstance(event, DeploymentRequested):
                 self.add(
                     stream,
-                    DeploymentFinished(deployment_id=event.deployment_id, outcome=outcome),  # type: ignore[arg-type]
+                    DeploymentFinished(deployment_id=event.deployment_id, outcome=outcome),
                 )
 
     @property
@@ -257,8 +257,8 @@ async def test_invalid_prefix_is_rejected_alone(repo: GitRepo) -> None:
     plan = await plan_head(repo, log, base)
     assert kinds(plan) == {"fns/a/a": "nothing", "fns/b/b": "new_version"}
     (rejected,) = [e for e in plan.repo_events if e.type == "DefinitionRejected"]
-    assert rejected.file == "fns/a/a_lambdadef.json"  # type: ignore[union-attr]
-    assert "did you mean 'Role'" in rejected.reason  # type: ignore[union-attr]
+    assert rejected.file == "fns/a/a_lambdadef.json"
+    assert "did you mean 'Role'" in rejected.reason
     assert [s for s, _ in plan.function_events] == ["fn:123456789012:eu-west-1:fn-b"]
 
 

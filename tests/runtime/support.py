@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
 
 from engine.events import RecordedEvent
+from engine.events.function import TrafficShifted
 from engine.ports import Clock
 from engine.runtime.engine import Engine, EngineConfig, RunReport
 from engine.runtime.providers import PortsProvider
 from engine.saga import SagaPolicy, StepRetry
 from engine.store.sqlite import SqliteEventStore
+from engine.testing import AutojumpClock
+from tests.builders import events_of
 from tests.repo.gitrepo import GitRepo
 
 NAME = "orders"
@@ -28,28 +29,6 @@ FAST = SagaPolicy(
     poll_seconds=0.25,
     alarm_poll_seconds=0.25,
 )
-
-
-class HurryingClock:
-    """Time that passes ``factor`` times faster than the wall clock: a 60 s bake takes 6 s,
-    and the short polls an emulated update needs still take a little real time (the embedded
-    AWS keeps its own clock). ``elapsed`` is how far it moved."""
-
-    def __init__(self, factor: float = 10.0) -> None:
-        self.factor = factor
-        self._real = time.monotonic()
-        self._start = datetime.now(UTC)
-
-    @property
-    def elapsed(self) -> timedelta:
-        return timedelta(seconds=(time.monotonic() - self._real) * self.factor)
-
-    def now(self) -> datetime:
-        return self._start + self.elapsed
-
-    async def sleep_until(self, deadline: datetime) -> None:
-        delay = (deadline - self.now()).total_seconds()
-        await anyio.sleep(max(0.0, delay / self.factor))
 
 
 class WorkTree(Protocol):
@@ -102,6 +81,7 @@ class Setup:
     outputs: dict[str, Any]
     endpoint_url: str
     region: str
+    clock: AutojumpClock
 
     def config(self, **changes: Any) -> EngineConfig:
         config = EngineConfig(
@@ -124,7 +104,9 @@ class Setup:
         clock: Clock | None = None,
         **changes: Any,
     ) -> Engine:
-        return Engine(self.config(**changes), ports=ports, on_event=on_event, clock=clock)
+        return Engine(
+            self.config(**changes), ports=ports, clock=clock or self.clock, on_event=on_event
+        )
 
     async def run_once(self, **kwargs: Any) -> RunReport:
         async with self.engine(**kwargs) as engine:
@@ -138,9 +120,9 @@ class Setup:
 
     async def weights(self, deployment_id: str) -> list[float]:
         return [
-            r.event.weight  # type: ignore[union-attr]
-            for r in await self.events("TrafficShifted")
-            if r.event.deployment_id == deployment_id  # type: ignore[union-attr]
+            e.weight
+            for e in events_of(await self.events(), TrafficShifted)
+            if e.deployment_id == deployment_id
         ]
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from engine.events.function import AlarmObserved
 from engine.local import LocalAwsThread
 from engine.store.sqlite import SqliteEventStore
 from projections.runner import ProjectionRunner
+from tests.builders import events_of
 from tests.runtime.support import ALARM, NAME, Setup, outcomes, write_function
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -37,8 +41,8 @@ async def test_first_deployment(setup: Setup, local_aws: LocalAwsThread) -> None
     assert again.exit_code == 0
 
 
-async def _deployed_v1(setup: Setup, **options: object) -> None:
-    write_function(setup.repo, setup.outputs, **options)  # type: ignore[arg-type]
+async def _deployed_v1(setup: Setup, **options: Any) -> None:
+    write_function(setup.repo, setup.outputs, **options)
     setup.repo.commit("add orders")
     assert outcomes(await setup.run_once()) == ["succeeded"]
 
@@ -109,8 +113,8 @@ async def test_alarm_in_alarm_rolls_back(setup: Setup, local_aws: LocalAwsThread
     setup.repo.commit("green, which fails")
     report = await setup.run_once()
     await _rolled_back(setup, local_aws, report)
-    observed = [r.event for r in await setup.events("AlarmObserved")]
-    assert [(e.alarm, e.state) for e in observed] == [(ALARM, "ALARM")]  # type: ignore[union-attr]
+    observed = events_of(await setup.events(), AlarmObserved)
+    assert [(e.alarm, e.state) for e in observed] == [(ALARM, "ALARM")]
 
 
 async def test_missing_alarm_rolls_back(setup: Setup, local_aws: LocalAwsThread) -> None:
@@ -121,8 +125,8 @@ async def test_missing_alarm_rolls_back(setup: Setup, local_aws: LocalAwsThread)
     setup.repo.commit("green, watched by an alarm nobody made")
     report = await setup.run_once()
     await _rolled_back(setup, local_aws, report)
-    observed = [r.event for r in await setup.events("AlarmObserved")]
-    assert [e.state for e in observed] == ["MISSING"]  # type: ignore[union-attr]
+    observed = events_of(await setup.events(), AlarmObserved)
+    assert [e.state for e in observed] == ["MISSING"]
     # Rolled back is remembered: the same desired state is not retried on the next run.
     again = await setup.run_once()
     assert again.finished == []

@@ -25,6 +25,7 @@ from engine.runtime.engine import Engine, EngineConfig, RunReport
 from engine.runtime.providers import RegionPorts
 from engine.store.memory import MemoryEventStore
 from engine.testing import FakeAws, FakeProvider, ManualClock, MemoryRepo
+from tests.builders import events_of
 from tests.runtime.support import write_function
 
 pytestmark = pytest.mark.anyio
@@ -174,12 +175,9 @@ async def test_a_newer_commit_supersedes_a_canary_in_flight(world: World) -> Non
         write_function(world.repo, OUT, code="blue", memory=256, traffic=NOW)
         world.repo.commit("blue with more memory")
         # Planned while the canary bakes (the clock stands still until it is).
-        requests = [r for r in world.seen if isinstance(r.event, DeploymentRequested)]
+        first = events_of(world.seen, DeploymentRequested)[0].deployment_id
         await world.wait_for(
-            lambda e: (
-                isinstance(e, DeploymentRequested)
-                and e.deployment_id != requests[0].event.deployment_id
-            )  # type: ignore[union-attr]
+            lambda e: isinstance(e, DeploymentRequested) and e.deployment_id != first
         )
         await _until(clock, lambda: finished()[-1:] == ["succeeded"])
         engine.stop()
@@ -203,8 +201,8 @@ async def test_an_abort_arriving_during_a_rollback_is_recorded_as_ignored(world:
     )
     async with engine:
         await engine.run(once=True)
-    [rolling] = await world.events(RollbackStarted)
-    deployment = rolling.event.deployment_id  # type: ignore[union-attr]
+    [rolling] = events_of(await world.events(RollbackStarted), RollbackStarted)
+    deployment = rolling.deployment_id
     issued = OperatorCommandIssued(
         command="abort", target=STREAM, reason="p99", deployment_id=deployment
     )

@@ -7,6 +7,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
+from engine.events import Event
 from engine.events.function import DeploymentFinished
 from engine.saga import Call, fold, initial_state, next_effect
 from engine.saga.effects import UpdateConfig
@@ -14,7 +15,7 @@ from tests.saga.support import NAME, World, desired, requested
 from tests.saga.test_saga import ARN, DEPLOYED, NOW, ok
 
 
-def _d2(*reads: object) -> list[object]:
+def _d2(*reads: Event) -> list[Event]:
     return [*DEPLOYED, requested("d2", desired("v2", memory=256)), *reads]
 
 
@@ -93,7 +94,7 @@ def test_publish_answering_an_existing_version_of_the_definition_uses_it() -> No
     """Given AWS answers the publish with an older version that is not the stable one (made
     of exactly what $LATEST holds: a version a rollback could not delete), then that version
     is the one shifted to: it serves the definition."""
-    given = [
+    given: list[Event] = [
         requested("d1", desired("v1"), action="create"),
         DeploymentFinished(deployment_id="d1", outcome="succeeded", stable_version="3"),
         requested("d2", desired("v2")),

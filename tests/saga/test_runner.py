@@ -108,7 +108,7 @@ async def test_readiness_never_reached_rolls_back() -> None:
     await world.deploy("d1", desired("v1"), action="create")
     real = world.aws.get_function
 
-    async def never_active(name: str, qualifier: str | None = None):  # type: ignore[no-untyped-def]
+    async def never_active(name: str, qualifier: str | None = None):
         info = await real(name, qualifier)
         if qualifier is not None and info is not None:
             from dataclasses import replace
@@ -222,7 +222,7 @@ async def test_crash_after_publish_adopts_the_version() -> None:
     await world.request("d2", desired("v2"))
     original = world.aws.publish_version
 
-    async def publish_then_crash(*args, **kwargs):  # type: ignore[no-untyped-def]
+    async def publish_then_crash(*args, **kwargs):
         await original(*args, **kwargs)
         raise KeyboardInterrupt  # the process dies before the outcome is recorded
 

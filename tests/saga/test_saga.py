@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -27,6 +28,7 @@ from engine.saga import (
     Ok,
     Record,
     SagaContext,
+    SagaState,
     Wait,
     Waited,
     fold,
@@ -38,6 +40,7 @@ from engine.saga import (
 from engine.saga.effects import DeleteVersion
 from engine.saga.results import FunctionRead, Published, VersionsRead
 from engine.saga.state import assert_alias_safe, check_deletable
+from tests.builders import active
 from tests.saga.support import NAME, alias_write, desired, requested
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
@@ -52,27 +55,31 @@ def started(step: str, attempt: int = 1, **request: object) -> StepStarted:
     return StepStarted(deployment_id="d2", step=step, attempt=attempt, request=dict(request))
 
 
-DEPLOYED = [
+DEPLOYED: list[Event] = [
     requested("d1", desired("v1"), action="create"),
     DeploymentFinished(deployment_id="d1", outcome="succeeded", stable_version="1"),
 ]
 ARN = f"arn:aws:lambda:us-east-1:1:function:{NAME}"
 # The reads of an update whose code changed: $LATEST and the stable version hold v1's code.
-INSPECTED = [
+INSPECTED: list[Event] = [
     *DEPLOYED,
     requested("d2", desired("v2", alarms=("errors",))),
     ok("inspect_function", found=True, arn=ARN, code_sha256="v1-sha", differs=[]),
     ok("hash_code", code_sha256="v2-sha"),
     ok("inspect_stable", found=True, version="1", code_sha256="v1-sha", differs=[]),
 ]
-UNTIL_PUBLISH = [
+UNTIL_PUBLISH: list[Event] = [
     *INSPECTED,
     started("update_code"),
     ok("update_code"),
     ok("wait_code", last_update_status="Successful", code_sha256="abc", revision_id="r2"),
 ]
-PUBLISHED = [*UNTIL_PUBLISH, started("publish", known_version=1), ok("publish", version="2")]
-IN_CANARY = [
+PUBLISHED: list[Event] = [
+    *UNTIL_PUBLISH,
+    started("publish", known_version=1),
+    ok("publish", version="2"),
+]
+IN_CANARY: list[Event] = [
     *PUBLISHED,
     ok("readiness", state="Active"),
     started("sources"),
@@ -88,8 +95,8 @@ IN_CANARY = [
 ]
 
 
-def state_of(events: list[Event]):  # type: ignore[no-untyped-def]
-    return fold(initial_state(NAME), events)
+def state_of(events: Sequence[Event]) -> SagaState:
+    return fold(initial_state(NAME), list(events))
 
 
 @pytest.mark.parametrize(
@@ -142,7 +149,7 @@ def test_a_publish_intent_of_an_earlier_glam_is_settled_by_its_marker() -> None:
         Published(version="2", description="glam deployment d2"),
     )
     events = on_outcome(state, next_effect(state, NOW), Ok(VersionsRead(versions=versions)), CTX)
-    assert fold(state, events).active.new_version == "2"  # type: ignore[union-attr]
+    assert active(fold(state, events)).new_version == "2"
 
 
 def test_the_publish_records_the_highest_known_version_and_no_description() -> None:

@@ -114,7 +114,7 @@ def test_a_step_name_has_exactly_one_part() -> None:
 def test_step_events_store_the_text_they_always_stored(text: str) -> None:
     """Built from a StepName or its text, a step event is stored as that text and decodes
     into the StepName."""
-    events = [
+    events: list[StepStarted | StepSucceeded | StepFailed] = [
         StepStarted(deployment_id="d", step=StepName.parse(text)),
         StepSucceeded(deployment_id="d", step=text),
         StepFailed(deployment_id="d", step=text, error_code="E", message="m", retryable=True),

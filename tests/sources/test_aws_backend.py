@@ -12,6 +12,7 @@ from engine.aws.ratelimit import LimiterRegistry, RateLimiter
 from engine.aws.sources_backend import AwsBackend
 from engine.errors import AwsAmbiguous, AwsInvalid
 from tests.aws.test_ratelimit import FakeTime
+from tests.builders import StepClock
 
 pytestmark = pytest.mark.anyio
 
@@ -45,10 +46,8 @@ class StubLambda:
 
 
 def backend(stub: StubLambda, sleeps: list[float]) -> AwsBackend:
-    async def sleep(seconds: float) -> None:
-        sleeps.append(seconds)
-
-    return AwsBackend({"lambda": stub}, policy=CallRetry(attempts=3), sleep=sleep)
+    clock = StepClock(slept=sleeps)
+    return AwsBackend({"lambda": stub}, policy=CallRetry(attempts=3), clock=clock)
 
 
 async def test_throttling_is_retried_with_backoff() -> None:
@@ -93,7 +92,7 @@ class StubClient:
 
     def __getattr__(self, name: str) -> Any:
         async def call(**_: Any) -> dict[str, Any]:
-            self._log.append((self._service, name, self._time.now))
+            self._log.append((self._service, name, self._time.time))
             return {}
 
         return call
@@ -103,14 +102,12 @@ def paced_backend() -> tuple[AwsBackend, dict[str, RateLimiter], FakeTime, list[
     t = FakeTime()
     # Lambda at 1 call/s: a Lambda token taken by anything else makes the next Lambda call
     # wait a whole second, which the tests below would see.
-    registry = LimiterRegistry(rate=1, clock=t.clock, sleep=t.sleep)
+    registry = LimiterRegistry(rate=1, clock=t)
     limiters = {
         s: registry.get("123456789012", "us-east-1", s) for s in ("lambda", "elbv2", "apigatewayv2")
     }
     log: list[Any] = []
-    backend = AwsBackend(
-        {s: StubClient(s, log, t) for s in limiters}, limiters=limiters, sleep=t.sleep
-    )
+    backend = AwsBackend({s: StubClient(s, log, t) for s in limiters}, limiters=limiters, clock=t)
     return backend, limiters, t, log
 
 
@@ -128,7 +125,7 @@ async def test_an_elb_call_does_not_take_a_lambda_token() -> None:
     assert log[1][2] == pytest.approx(1000.0 + 1 / limiters["elbv2"].rate)
     # Lambda's next slot is where its own last call left it: one second after it.
     await limiters["lambda"].acquire()
-    assert t.now == pytest.approx(1001.0)
+    assert t.time == pytest.approx(1001.0)
 
 
 async def test_an_api_gateway_call_does_not_take_a_lambda_token() -> None:
@@ -136,7 +133,7 @@ async def test_an_api_gateway_call_does_not_take_a_lambda_token() -> None:
     await backend.integrations("api")
     await backend.get_route("api", "route")
     await limiters["lambda"].acquire()
-    assert t.now == pytest.approx(1000.0 + 1 / limiters["apigatewayv2"].rate)
+    assert t.time == pytest.approx(1000.0 + 1 / limiters["apigatewayv2"].rate)
     assert [s for s, _, _ in log] == ["apigatewayv2", "apigatewayv2"]
 
 

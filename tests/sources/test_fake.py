@@ -8,6 +8,7 @@ from engine.aws.sources import SourceReconciler
 from engine.errors import AwsConflict
 from engine.events.desired import EventSources, PushSource
 from engine.testing.sources import FakeSources, MemorySourcesBackend
+from tests.builders import StepClock
 
 pytestmark = pytest.mark.anyio
 
@@ -15,19 +16,7 @@ ALIAS_ARN = "arn:aws:lambda:us-east-1:123456789012:function:orders:PROD"
 QUEUE = "arn:aws:sqs:us-east-1:123456789012:orders"
 
 
-class ManualTime:
-    """A monotonic clock that moves only when the reconciler sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+ManualTime = StepClock  # a monotonic clock that moves only when the reconciler sleeps
 
 
 def reconciler(backend: MemorySourcesBackend, time: ManualTime, timeout: float) -> SourceReconciler:
@@ -37,8 +26,7 @@ def reconciler(backend: MemorySourcesBackend, time: ManualTime, timeout: float) 
         account="123456789012",
         poll_interval=2.0,
         state_timeout=timeout,
-        sleep=time.sleep,
-        monotonic=time.monotonic,
+        clock=time,
     )
 
 
@@ -50,7 +38,7 @@ async def test_creating_and_updating_states_are_waited_out() -> None:
     desired = EventSources(mappings=({"EventSourceArn": QUEUE, "BatchSize": 5},))
     [created] = await sources.reconcile("orders", ALIAS_ARN, desired)
     assert (created.change, created.details["state"]) == ("attached", "Enabled")
-    assert time.sleeps == [2.0, 2.0, 2.0]
+    assert time.slept == [2.0, 2.0, 2.0]
     changed = EventSources(mappings=({"EventSourceArn": QUEUE, "BatchSize": 6},))
     [updated] = await sources.reconcile("orders", ALIAS_ARN, changed, desired)
     assert (updated.change, updated.details["state"]) == ("updated", "Enabled")
@@ -67,7 +55,7 @@ async def test_a_state_that_never_settles_fails_within_the_bound() -> None:
         await sources.reconcile("orders", ALIAS_ARN, desired)
     assert "Creating" in caught.value.message
     assert caught.value.hint
-    assert time.now <= 12
+    assert time.time <= 12
 
 
 async def test_the_mapping_invokes_the_alias() -> None:

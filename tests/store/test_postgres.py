@@ -12,6 +12,7 @@ import textwrap
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -113,7 +114,7 @@ async def test_1000_appenders_from_three_processes_one_order_no_skips(postgres_u
             )
             for n, count in enumerate(counts)
         ]
-        outputs: list[dict[str, object]] = []
+        outputs: list[dict[str, Any]] = []
         try:
             readers = [BufferedByteReceiveStream(p.stdout) for p in processes]  # type: ignore[arg-type]
             with anyio.fail_after(60):
@@ -134,10 +135,7 @@ async def test_1000_appenders_from_three_processes_one_order_no_skips(postgres_u
                         line = await reader.receive_until(b"\n", 50_000_000)
                         outputs.append(json.loads(line))
                     total = sum(
-                        len(r["ids"])
-                        for out in outputs
-                        for r in out["results"]  # type: ignore[attr-defined]
-                        if "ids" in r
+                        len(r["ids"]) for out in outputs for r in out["results"] if "ids" in r
                     )
                     await until(lambda: len(followed) >= total)
                 tg.cancel_scope.cancel()
@@ -148,7 +146,7 @@ async def test_1000_appenders_from_three_processes_one_order_no_skips(postgres_u
         stored = await store.read_all()
         assert await store.verify() is None
 
-    results = [r for out in outputs for r in out["results"]]  # type: ignore[attr-defined]
+    results = [r for out in outputs for r in out["results"]]
     acknowledged = [r for r in results if "ids" in r]
     assert len(results) == 1000
     # Every race stream has exactly one winner, however many processes raced for it.
@@ -180,7 +178,7 @@ async def test_1000_appenders_from_three_processes_one_order_no_skips(postgres_u
     # The processes really interleaved, and group commit held across them.
     owners = [record.meta.event_id.split("-")[0] for record in stored]
     assert sum(a != b for a, b in itertools.pairwise(owners)) > 3
-    assert sum(out["commits"] for out in outputs) < 1000  # type: ignore[misc]
+    assert sum(out["commits"] for out in outputs) < 1000
     assert followed == list(range(1, len(stored) + 1))
 
 

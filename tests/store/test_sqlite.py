@@ -161,9 +161,13 @@ async def test_truncated_file_is_refused(tmp_path: Path) -> None:
 
 async def test_other_sqlite_file_is_refused(tmp_path: Path) -> None:
     db = tmp_path / "other.db"
-    with sqlite3.connect(db) as conn:
-        conn.execute("CREATE TABLE t (x)")
-    conn.close()
+
+    def make() -> None:
+        with sqlite3.connect(db) as conn:
+            conn.execute("CREATE TABLE t (x)")
+        conn.close()
+
+    await anyio.to_thread.run_sync(make)
     with pytest.raises(StoreCorrupt, match="not a glam event log"):
         async with SqliteEventStore(db):
             pass
