@@ -50,6 +50,8 @@ from anyio.abc import TaskGroup
 
 from engine.aws.ratelimit import DEFAULT_POLL_RATE, DEFAULT_RATE
 from engine.aws.session import AwsConfig
+from engine.definitions.names import partitions
+from engine.definitions.normalize import member_kinds
 from engine.errors import ConfigError, GlamError, SourceError, SourceUnreachable
 from engine.events import RecordedEvent
 from engine.logs import get_logger
@@ -197,6 +199,7 @@ class Engine:
         return self._ports
 
     async def __aenter__(self) -> Engine:
+        await anyio.to_thread.run_sync(_read_botocore_data)
         try:
             if self._store_given is not None:
                 self._store = self._store_given
@@ -445,3 +448,12 @@ def _with(config: EngineConfig, changes: Mapping[str, Any]) -> EngineConfig:
     from dataclasses import replace
 
     return replace(config, **changes)
+
+
+def _read_botocore_data() -> None:
+    """Read, once per process and off the event loop, the botocore data files the engine
+    consults while it runs (both are cached after): the regions definitions are checked
+    against, and Lambda's service model that desired and live configurations are compared
+    with."""
+    partitions()
+    member_kinds()

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from engine.ports import SnapshotRows, ViewSnapshot
 from engine.store.batching import Pending
+from engine.store.pg_log import APPEND_LOCK
 
 SNAPSHOT_TABLES = """
 CREATE TABLE IF NOT EXISTS view_snapshots (
@@ -186,8 +187,11 @@ class ViewRows:
 
 
 async def create_snapshot_tables(conn: Any) -> None:
-    """Add the snapshot tables to a log that lacks them (one written before they existed)."""
+    """Add the snapshot tables to a log that lacks them (one written before they existed).
+    Under the append lock: two stores opening at once would race in ``CREATE TABLE IF NOT
+    EXISTS`` (PostgreSQL checks the name before it creates, not atomically)."""
     async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))
         await conn.execute(SNAPSHOT_TABLES)
 
 

@@ -77,7 +77,9 @@ async def test_every_hostile_case_is_rejected_alone(repo: GitRepo) -> None:
     repo.commit()
     start = time.monotonic()
     state = await read(repo)
-    assert time.monotonic() - start < 15
+    # A hang shows as the commit's own limit (20 s) or far past it; a loaded machine is slow
+    # only by some seconds (the worker's start is outside the commit's time).
+    assert time.monotonic() - start < FAST.commit_seconds + 10
     assert set(state.desired) == {"fns/good/good"}
     for name, (_, words) in cases.items():
         rejection = state.rejected[f"fns/{name}/{name}"]

@@ -138,7 +138,8 @@ async def test_assumed_credentials_are_renewed_before_they_expire(
 ) -> None:
     """Near its expiry, the assumed role's credentials are renewed (AssumeRole again) before
     the next call is signed; the call still acts in the other account."""
-    role = await build_target_role(local_aws.endpoint_url, OTHER)
+    # A role of its own: the embedded AWS (and the other account in it) lives for the session.
+    role = await build_target_role(local_aws.endpoint_url, OTHER, role_name="glam-renewing")
     local_aws.journal.clear()
     account = AccountSettings(id=OTHER, role_arn=role)
     provider = AwsProvider(setup.config().aws_config(), accounts={OTHER: account})
