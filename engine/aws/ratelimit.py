@@ -19,8 +19,9 @@ integration tests on a jumping test clock never sleep.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 from engine.runtime.clock import SYSTEM_CLOCK
@@ -72,6 +73,8 @@ class RateLimiter:
     poll_rate: float = DEFAULT_POLL_RATE
     burst: int = 1
     clock: Clock = SYSTEM_CLOCK
+    # Told how long each call that had to wait waited (the engine's metrics).
+    on_wait: Callable[[float], None] | None = field(default=None, repr=False)
     _calls: _Bucket = field(init=False, repr=False)
     _polls: _Bucket = field(init=False, repr=False)
     _paused_until: float = field(init=False, default=float("-inf"), repr=False)
@@ -85,6 +88,7 @@ class RateLimiter:
     async def acquire(self, *, poll: bool = False) -> None:
         """Wait for this caller's turn. ``poll=True`` for GetFunction, which has its own budget."""
         bucket = self._polls if poll else self._calls
+        started = self.clock.monotonic()
         while True:
             now = self.clock.monotonic()
             if now < self._paused_until:
@@ -97,6 +101,9 @@ class RateLimiter:
             # A Retry-After that arrived while this caller slept applies to it as well: the
             # slot is forfeited and a new one reserved after the pause.
             if self.clock.monotonic() >= self._paused_until:
+                waited = self.clock.monotonic() - started
+                if waited > 0 and self.on_wait is not None:
+                    self.on_wait(waited)
                 return
 
     def retry_after(self, seconds: float) -> None:
@@ -129,8 +136,10 @@ class LimiterRegistry:
         account_rates: Mapping[str, float] | None = None,
         service_rates: Mapping[str, float] | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        on_wait: Callable[[str, float], None] | None = None,
     ) -> None:
         self.rate = rate
+        self._on_wait = on_wait  # (service, seconds waited), for the engine's metrics
         self.poll_rate = poll_rate
         self.account_rates = dict(account_rates or {})
         self.service_rates = dict(service_rates or {})
@@ -149,7 +158,13 @@ class LimiterRegistry:
                 # Only Lambda's GetFunction has a poll budget; other services use one bucket.
                 rate = self.service_rates.get(service, DEFAULT_SERVICE_RATE)
                 poll_rate = rate
-            limiter = RateLimiter(rate=rate, poll_rate=poll_rate, clock=self._clock)
+            on_wait = self._on_wait
+            limiter = RateLimiter(
+                rate=rate,
+                poll_rate=poll_rate,
+                clock=self._clock,
+                on_wait=None if on_wait is None else partial(on_wait, service),
+            )
             self._limiters[key] = limiter
         return limiter
 

@@ -11,6 +11,7 @@ unless given explicitly for a local endpoint.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -20,9 +21,10 @@ from aiobotocore.session import AioSession  # noqa: TID251 - this is the AWS ada
 from botocore.config import Config
 from botocore.loaders import create_loader
 
-from engine.aws.errors import translate
+from engine.aws.errors import THROTTLING_CODES, translate
 from engine.aws.ratelimit import DEFAULT_POLL_RATE, DEFAULT_RATE
 from engine.errors import AwsError
+from engine.metrics import NO_METRICS, Metrics
 from engine.sources_plan import SOURCE_CLIENTS
 
 # Every client glam uses: Lambda, CloudWatch for alarms, the event sources' services, STS.
@@ -110,11 +112,16 @@ def new_session(config: AwsConfig) -> AioSession:
 
 @asynccontextmanager
 async def open_clients(
-    config: AwsConfig, services: Sequence[str] = ALL_SERVICES, *, session: AioSession | None = None
+    config: AwsConfig,
+    services: Sequence[str] = ALL_SERVICES,
+    *,
+    session: AioSession | None = None,
+    metrics: Metrics = NO_METRICS,
 ) -> AsyncIterator[AwsClients]:
     """Open one client per service for ``config``; all are closed on exit. ``session`` gives
     other credentials than the engine's own (an assumed role's, ``engine.aws.accounts``): its
-    clients then ignore ``config``'s explicit keys."""
+    clients then ignore ``config``'s explicit keys. Every request each client makes is
+    reported to ``metrics`` (``watch_calls``)."""
     assumed = session is not None
     session = session if session is not None else new_session(config)
     kwargs: dict[str, Any] = {
@@ -137,8 +144,42 @@ async def open_clients(
                 raise
             except Exception as exc:  # profile not found, bad region, unknown service...
                 raise translate(exc, f"open {service} client", mutating=False) from exc
+            if metrics is not NO_METRICS:
+                watch_calls(client, metrics)
             clients[service] = client
         yield AwsClients(config, clients)
+
+
+_STARTED = "glam_started"  # where the request's start time waits in botocore's context
+
+
+def watch_calls(client: Any, metrics: Metrics) -> None:
+    """Report every request ``client`` makes to ``metrics``: its service, operation, HTTP
+    status (``error`` when no answer came) and latency, and each throttling answer. Hooked on
+    botocore's own call events, so no adapter can make a call that is not counted."""
+    service = str(client.meta.service_model.service_name)
+
+    def before(context: dict[str, Any], model: Any = None, **_: Any) -> None:
+        context[_STARTED] = (time.perf_counter(), getattr(model, "name", "?"))
+
+    def after(
+        http_response: Any, parsed: Any, context: dict[str, Any], model: Any = None, **_: Any
+    ) -> None:
+        started, operation = context.get(_STARTED, (time.perf_counter(), "?"))
+        status = getattr(http_response, "status_code", None)
+        metrics.aws_call(service, operation, str(status or "error"), time.perf_counter() - started)
+        code = (parsed or {}).get("Error", {}).get("Code") if isinstance(parsed, dict) else None
+        if status == 429 or code in THROTTLING_CODES:
+            metrics.throttled(service, operation)
+
+    def failed(context: dict[str, Any], **_: Any) -> None:
+        started, operation = context.get(_STARTED, (time.perf_counter(), "?"))
+        metrics.aws_call(service, operation, "error", time.perf_counter() - started)
+
+    events = client.meta.events
+    events.register("before-call", before)
+    events.register("after-call", after)
+    events.register("after-call-error", failed)
 
 
 async def caller_account(sts_client: Any) -> str:

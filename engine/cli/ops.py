@@ -19,35 +19,19 @@ A check that fails prints one line and exits 1; a missing ``--reason`` is a usag
 from __future__ import annotations
 
 import getpass
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import anyio
 import typer
 
 from engine.cli.app import app
-from engine.cli.common import DbOption, current_views, db_path
-from engine.errors import GlamError, StoreError, UsageError
-from engine.events import Metadata, NewEvent, RecordedEvent
-from engine.events.operator import OPS_STREAM, OperatorCommandIssued
-from engine.operator import Refusal, Target, decide_hand_over
-from engine.planner import deployed_from_events, head_action, held_deletes
-from engine.ports import ANY_VERSION
-from engine.saga import fold, initial_state
+from engine.cli.common import DbOption, db_path
+from engine.commands import Command, Issued, append_command, check_command, check_reason
+from engine.errors import StoreError
 from engine.store.sqlite import SqliteEventStore
-from engine.streams import FUNCTION_PREFIX, REPO_PREFIX, is_function_stream, parse_function_stream
 
-Command = Literal["promote", "abort", "retry", "allow_deletes"]
-
-
-@dataclass(frozen=True, slots=True)
-class Issued:
-    """A command as recorded: the ``ops`` event, and the target it was resolved to."""
-
-    record: RecordedEvent
-    target: str
+__all__ = ["Command", "Issued", "default_actor", "issue"]
 
 
 def default_actor() -> str:
@@ -56,69 +40,6 @@ def default_actor() -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no name for this uid (e.g. a bare container)
         return "unknown"
-
-
-async def resolve_function(store: SqliteEventStore, function: str) -> str:
-    """The stream of ``function``: a full ``fn:ACCOUNT:REGION:NAME`` the log knows, or a name
-    that exactly one function of the functions view has."""
-    if function.startswith(FUNCTION_PREFIX):
-        if not is_function_stream(function):
-            raise UsageError(
-                f"{function!r} is not a function stream",
-                hint="pass a function name or fn:ACCOUNT:REGION:NAME",
-            )
-        if await store.stream_version(function) == 0:
-            raise GlamError(
-                f"unknown function {function}", hint="run `glam status` to list the functions"
-            )
-        return function
-    views = await current_views(store)
-    streams = sorted(r.stream for r in views.functions.values() if r.name == function)
-    if not streams:
-        raise GlamError(
-            f"unknown function {function!r}", hint="run `glam status` to list the functions"
-        )
-    if len(streams) > 1:
-        raise GlamError(
-            f"function name {function!r} is ambiguous: {', '.join(streams)}",
-            hint="pass the full stream fn:ACCOUNT:REGION:NAME",
-        )
-    return streams[0]
-
-
-@dataclass(frozen=True, slots=True)
-class Checked:
-    """What a command was checked against: its target (a function stream or a full commit
-    sha) and, for a function, the deployment it acts on."""
-
-    target: str
-    deployment_id: str | None = None
-
-
-async def check_command(
-    store: SqliteEventStore, command: Command, target: str, *, actor: str = "operator"
-) -> Checked:
-    """Resolve and check ``target`` for ``command``: the stream (or full commit sha) the
-    command will name, and the deployment it was checked against (in flight for abort and
-    promote, rolled back for retry). Raises a ``GlamError`` saying why it cannot apply: the
-    refusal the engine would record if it were handed over now."""
-    if command == "allow_deletes":
-        return Checked(await _held_sha(store, target))
-    stream = await resolve_function(store, target)
-    records = await store.read_stream(stream)
-    if command == "retry":
-        plans = await store.read_selected(types={"CommitPlanned"})
-        head = head_action((r.event for r in plans if r.stream.startswith(REPO_PREFIX)), stream)
-        known = Target(deployed=deployed_from_events(records).get(stream), head=head)
-    else:
-        name = parse_function_stream(stream)[2]
-        known = Target(saga=fold(initial_state(name), [r.event for r in records]))
-    given = OperatorCommandIssued(command=command, target=stream, reason="(checking)")
-    # The request a retry would make is not kept: only whether it can be made counts here.
-    decision = decide_hand_over(given, known, actor=actor, new_id=lambda: "checking")
-    if isinstance(decision, Refusal):
-        raise GlamError(decision.reason, hint=decision.hint)
-    return Checked(stream, decision.deployment_id)
 
 
 async def issue(
@@ -131,8 +52,7 @@ async def issue(
     event_id: str | None = None,
 ) -> Issued:
     """Check ``command`` against the log at ``db`` and append it to the ``ops`` stream."""
-    if not reason.strip():
-        raise UsageError("--reason must not be empty", hint="say why, for the audit log")
+    check_reason(reason)
     if not await anyio.Path(db).is_file():
         # Opening for writing would create an empty log: refuse instead.
         raise StoreError(
@@ -141,43 +61,11 @@ async def issue(
     # Checked on a read-only connection (it never creates a log), appended on a writing one.
     async with SqliteEventStore(db, readonly=True) as reader:
         checked = await check_command(reader, command, target, actor=actor)
-    resolved = checked.target
-    new = NewEvent(
-        OperatorCommandIssued(
-            command=command,
-            target=resolved,
-            reason=reason,
-            deployment_id=checked.deployment_id,
-        ),
-        Metadata(event_id=event_id or uuid.uuid4().hex, actor=actor),
-    )
     async with SqliteEventStore(db, check=False) as store:  # checked just above
-        [record] = await store.append(OPS_STREAM, [new], expected_version=ANY_VERSION)
-    return Issued(record=record, target=resolved)
-
-
-async def _held_sha(store: SqliteEventStore, sha: str) -> str:
-    """The full sha of a commit whose deletes are held now; ``sha`` may be abbreviated."""
-    if len(sha) < 7 or any(c not in "0123456789abcdef" for c in sha.lower()):
-        raise UsageError(f"{sha!r} is not a commit sha", hint="pass at least 7 hex digits")
-    held_in = {
-        r.stream
-        for r in await store.read_selected(types={"DeletesHeld"})
-        if r.stream.startswith(REPO_PREFIX) and r.event.sha.startswith(sha.lower())  # type: ignore[union-attr]
-    }
-    matches: set[str] = set()
-    for stream in sorted(held_in):
-        held = held_deletes(r.event for r in await store.read_stream(stream))
-        matches.update(s for s in held if s.startswith(sha.lower()))
-    if not matches:
-        raise GlamError(
-            f"no deletes are held for commit {sha}",
-            hint="`glam events --type DeletesHeld` lists held commits; only the latest "
-            "planned commit's deletes can be allowed",
+        record = await append_command(
+            store, command, checked, reason=reason, actor=actor, event_id=event_id
         )
-    if len(matches) > 1:
-        raise GlamError(f"commit {sha} is ambiguous: {', '.join(sorted(matches))}")
-    return matches.pop()
+    return Issued(record=record, target=checked.target)
 
 
 # -- the commands ----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ failed or rolled back, a definition was rejected, or a repository could not be r
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from engine.config.model import GlamConfig
     from engine.runtime.engine import EngineConfig, RunReport
     from engine.runtime.failpoints import Failpoints
+    from engine.server.settings import ServerSettings
 
 log = get_logger("run")
 
@@ -84,12 +86,48 @@ def run_command(
         str | None, typer.Option("--token-env", help="Env var holding an HTTPS token.")
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    listen: Annotated[
+        str | None,
+        typer.Option(
+            "--listen",
+            help="Serve HTTP (health, metrics, API, webhooks) on [HOST:]PORT; "
+            "HOST defaults to 127.0.0.1.",
+        ),
+    ] = None,
+    api_token_env: Annotated[
+        str | None,
+        typer.Option("--api-token-env", help="Env var holding the API's bearer token."),
+    ] = None,
+    webhook_secret_env: Annotated[
+        str | None,
+        typer.Option("--webhook-secret-env", help="Env var holding the webhook secret."),
+    ] = None,
+    auth_reads: Annotated[
+        bool, typer.Option("--auth-reads", help="The API's reads need the token too.")
+    ] = False,
+    allow_remote: Annotated[
+        bool,
+        typer.Option(
+            "--allow-remote", help="Allow --listen on a non-loopback address (needs a token)."
+        ),
+    ] = False,
 ) -> int:
     """Run the engine: make AWS match the branches, deploying with canaries and rollbacks."""
     if poll is not None and poll <= 0:
         raise UsageError("--poll must be positive", hint="e.g. --poll 30")
     if max_parallel is not None and max_parallel < 1:
         raise UsageError("--max-parallel must be at least 1", hint="e.g. --max-parallel 10")
+    server: ServerSettings | None = None
+    if listen is not None:
+        server = server_settings(
+            listen,
+            api_token_env=api_token_env,
+            webhook_secret_env=webhook_secret_env,
+            auth_reads=auth_reads,
+            allow_remote=allow_remote,
+        )
+    elif api_token_env or webhook_secret_env or auth_reads or allow_remote:
+        raise UsageError("the server options need --listen", hint="e.g. --listen 8080")
     # An explicit --config beats --repo's absence; $GLAM_CONFIG only when --repo is not given.
     path = config if config is not None else (None if repo else config_path(None))
     if path is not None and repo is not None:
@@ -110,7 +148,7 @@ def run_command(
         config_file = path
 
         def reload() -> EngineConfig:
-            return engine_config_from(
+            read = engine_config_from(
                 load_config(config_file),
                 db=db,
                 endpoint_url=endpoint_url,
@@ -118,6 +156,7 @@ def run_command(
                 poll=poll,
                 max_parallel=max_parallel,
             )
+            return with_server(read, server)
 
         return run_engine(reload(), once=once, verbose=verbose, reload=reload)
     assert repo is not None
@@ -131,7 +170,38 @@ def run_command(
         max_parallel=max_parallel if max_parallel is not None else 10,
         token_env=token_env,
     )
-    return run_engine(engine, once=once, verbose=verbose)
+    return run_engine(with_server(engine, server), once=once, verbose=verbose)
+
+
+def with_server(config: EngineConfig, server: ServerSettings | None) -> EngineConfig:
+    """``config`` serving HTTP with ``server`` (unchanged when None)."""
+    return config if server is None else dataclasses.replace(config, server=server)
+
+
+def server_settings(
+    listen: str,
+    *,
+    api_token_env: str | None = None,
+    webhook_secret_env: str | None = None,
+    auth_reads: bool = False,
+    allow_remote: bool = False,
+) -> ServerSettings:
+    """The server's settings from ``glam run``'s options, checked (a non-loopback address
+    needs ``--allow-remote`` and a token)."""
+    from engine.server.settings import SecretRef, ServerSettings, parse_listen
+
+    host, port = parse_listen(listen)
+    settings = ServerSettings(
+        host=host,
+        port=port,
+        api_token=SecretRef(api_token_env) if api_token_env else None,
+        webhook_secret=SecretRef(webhook_secret_env) if webhook_secret_env else None,
+        auth_reads=auth_reads,
+        allow_remote=allow_remote,
+    )
+    if auth_reads and settings.api_token is None:
+        raise UsageError("--auth-reads needs --api-token-env", hint="name the token's variable")
+    return settings.check()
 
 
 def engine_config(
@@ -329,4 +399,10 @@ def _summary(report: RunReport) -> None:
         typer.echo("nothing to do")
 
 
-__all__ = ["engine_config", "engine_config_from", "run_command", "run_engine"]
+__all__ = [
+    "engine_config",
+    "engine_config_from",
+    "run_command",
+    "run_engine",
+    "server_settings",
+]

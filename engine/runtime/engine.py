@@ -18,6 +18,8 @@ task group, owned by ``run``, holds everything the engine does while it runs:
                   and by an operator's hand-over (``engine.runtime.supervisor``)
     operators     every ``ops_poll`` seconds: hand each new command of the ``ops`` stream to
                   its target (``engine.runtime.operators``)
+    server        with ``config.server``: the HTTP server (health, metrics, the API, webhook
+                  receivers; ``engine.server``), which wakes the loops above when told to
 
 The engine reaches the world through ports only: the event store (``ProjectionStore``; by
 default the SQLite file ``config.db``, see ``engine.store.open_store``), the repositories
@@ -55,6 +57,7 @@ from engine.definitions.normalize import member_kinds
 from engine.errors import ConfigError, GlamError, SourceError, SourceUnreachable
 from engine.events import RecordedEvent
 from engine.logs import get_logger
+from engine.metrics import NO_METRICS, MeteredStore, Metrics
 from engine.ports import Clock, ProjectionStore, RepoSource
 from engine.runtime.clock import SystemClock
 from engine.runtime.failpoints import Failpoints
@@ -71,12 +74,27 @@ from projections.runner import ProjectionRunner
 
 if TYPE_CHECKING:
     from engine.config.model import AccountSettings
+    from engine.server.settings import ServerSettings
 
-__all__ = ["Engine", "EngineConfig", "EventHook", "RunReport", "Watch"]
+__all__ = ["Engine", "EngineConfig", "EventHook", "RunReport", "Watch", "WatchedBranch"]
 
 log = get_logger("engine")
 
 DEFAULT_DB = Path(".glam") / "glam.db"
+
+
+@dataclass(frozen=True, slots=True)
+class WatchedBranch:
+    """One watched branch, as the server shows it: ``branch`` None until the default branch
+    is known, ``stream`` its repository stream (None until then too), ``fetched`` whether it
+    was read at least once since the engine started, ``unavailable`` why the last look could
+    not read it."""
+
+    url: str
+    branch: str | None
+    stream: str | None
+    fetched: bool
+    unavailable: str | None
 
 
 @dataclass(frozen=True)
@@ -106,6 +124,7 @@ class EngineConfig:
     secret_access_key: str | None = field(default=None, repr=False)
     watches: tuple[Watch, ...] = ()
     accounts: tuple[AccountSettings, ...] = ()
+    server: ServerSettings | None = None  # serve HTTP while running (``glam run --listen``)
 
     def watched(self) -> tuple[Watch, ...]:
         """The branches to watch: ``watches``, else ``repo``'s one."""
@@ -183,6 +202,14 @@ class Engine:
         self._tg: TaskGroup | None = None
         self._supervisor: Supervisor | None = None
         self._fleet: Fleet | None = None
+        self._operators: Operators | None = None
+        # What the adapters report for /metrics; nobody listens without a server.
+        self.metrics: Metrics = NO_METRICS
+        if config.server is not None:
+            from engine.server.metrics import EngineMetrics
+
+            self.metrics = EngineMetrics()
+        self.listening: tuple[str, int] | None = None  # the server's address, once bound
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -207,12 +234,15 @@ class Engine:
                 # First, and locked: a second engine on the same log must not even open it.
                 opened = open_store(self.config.db, exclusive=True)
                 self._store = await self._stack.enter_async_context(opened)
+            if self.metrics is not NO_METRICS:
+                self._store = MeteredStore(self._store, self.metrics)
             if self._source_given is not None:
                 self._stack.push_async_callback(self._close_source, self._source_given)
             self._ports = self._ports_given or AwsProvider(
                 self.config.aws_config(),
                 accounts={a.id: a for a in self.config.accounts},
                 clock=self.clock,
+                metrics=self.metrics,
             )
             self._stack.push_async_callback(self._ports.aclose)
             self.account = await self._ports.account()
@@ -271,7 +301,8 @@ class Engine:
         """Release the sources of the branches the fleet watched (a source given to the
         engine is the engine's to close when it exits)."""
         fleet, self._fleet = self._fleet, None
-        self._tg = self._supervisor = None
+        self._tg = self._supervisor = self._operators = None
+        self.listening = None
         if fleet is not None and self._source_given is None:
             for repository in fleet.repositories:
                 await repository.aclose()
@@ -309,11 +340,17 @@ class Engine:
             on_event=saw,
             start_saga=supervisor.start,
         )
+        self._operators = operators
         tg.start_soon(self._project, name="glam projections")
         async for record in read_log(self.store):
             supervisor.recovering(record)
             operators.recovering(record)
         supervisor.resume()
+        if self.config.server is not None:
+            from engine.server import serve
+
+            # Bound before the loops start: a port already taken stops the engine here.
+            self.listening = await tg.start(serve, self, self.config.server)
         if once:
             await fleet.poll_all()
             tg.start_soon(operators.loop, self.config.ops_poll, self.clock, name="glam operators")
@@ -344,6 +381,7 @@ class Engine:
             lock=fleet.lock,
             fold=fold,
             paths=watch.paths,
+            metrics=self.metrics,
         )
 
     def _source_of(self, watch: Watch) -> RepoSource:
@@ -430,6 +468,41 @@ class Engine:
     def watching(self) -> list[Watch]:
         """The branches watched now."""
         return self._fleet.watches() if self._fleet is not None else list(self.config.watched())
+
+    def watched(self) -> list[WatchedBranch]:
+        """The branches this engine watches, and how their last look went."""
+        fleet = self._fleet
+        if fleet is None:
+            return [WatchedBranch(w.url, w.branch, None, False, None) for w in self.watching]
+        return [
+            WatchedBranch(
+                watch.url,
+                repository.branch or watch.branch,
+                repository.stream,
+                repository.fetched,
+                repository.unavailable,
+            )
+            for watch, repository in fleet.running()
+        ]
+
+    def repository(self, stream: str) -> Repository | None:
+        """The loop of the watched branch whose repository stream is ``stream`` (to poll it
+        now, or preview its plan), while the engine runs."""
+        return self._fleet.for_stream(stream) if self._fleet is not None else None
+
+    def wake(self, stream: str) -> bool:
+        """Fetch the branch of repository stream ``stream`` now (its poll loop wakes; the
+        poll stays the safety net). False when no branch of this engine has that stream."""
+        repository = self.repository(stream)
+        if repository is None:
+            return False
+        repository.wake.set()
+        return True
+
+    def wake_operators(self) -> None:
+        """Hand operator commands over now, not at the next ``ops_poll``."""
+        if self._operators is not None:
+            self._operators.wake.set()
 
     def describe(self) -> dict[str, Any]:
         """A summary for logs: never credentials (URLs are redacted, tokens not resolved)."""

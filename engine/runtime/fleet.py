@@ -85,6 +85,10 @@ class Fleet:
     def watches(self) -> list[Watch]:
         return [r.watch for r in self._running.values()]
 
+    def running(self) -> list[tuple[Watch, Repository]]:
+        """Each watched branch with its repository loop."""
+        return [(r.watch, r.repository) for r in self._running.values()]
+
     def apply(self, watches: Iterable[Watch]) -> None:
         """Watch exactly ``watches`` from now on (see the module docstring)."""
         wanted = {w.key: w for w in watches}

@@ -34,6 +34,7 @@ from engine.runtime.fleet import Fleet
 from engine.runtime.report import EventHook
 from engine.runtime.repository import Repository
 from engine.runtime.saga_runner import load_saga
+from engine.runtime.wake import Wakeup
 from engine.saga import SagaPolicy
 from engine.streams import is_function_stream
 
@@ -63,6 +64,7 @@ class Operators:
         self._start_saga = start_saga
         self._version = 0  # how far the ``ops`` stream is read
         self._handled: set[str] = set()  # commands whose copy the log holds
+        self.wake = Wakeup()  # a command given through the API is handed over at once
 
     def recovering(self, record: RecordedEvent) -> None:
         """Note a command the log read at start already holds a copy of."""
@@ -78,7 +80,7 @@ class Operators:
                 raise
             except GlamError as exc:
                 log.error("operator commands: %s", exc.one_line())
-            await clock.sleep(interval)
+            await self.wake.nap(interval, clock.sleep)
 
     async def run_pass(self) -> None:
         """Hand every new command over, in order. A command that must wait (an allow-deletes

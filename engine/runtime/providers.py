@@ -22,6 +22,7 @@ import anyio
 
 from engine.aws.ratelimit import LimiterRegistry
 from engine.aws.session import AwsClients, AwsConfig, open_clients
+from engine.metrics import NO_METRICS, Metrics
 from engine.ports import AlarmsApi, Clock, CodeObjects, LambdaApi, SecretsApi, SourcesApi
 from engine.runtime.clock import SYSTEM_CLOCK
 from engine.sources_plan import SOURCE_CLIENTS
@@ -85,6 +86,7 @@ class AwsProvider:
         *,
         accounts: Mapping[str, AccountSettings] | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         from engine.aws.accounts import AccountSessions
 
@@ -96,7 +98,9 @@ class AwsProvider:
             poll_rate=config.poll_rate,
             account_rates={a.id: a.rate for a in accounts.values() if a.rate is not None},
             clock=clock,
+            on_wait=metrics.rate_wait,
         )
+        self.metrics = metrics  # every AWS call and limiter wait is reported here
         self.sessions: AccountSessions = AccountSessions(config, accounts)
         self._stack = AsyncExitStack()
         self._ports: dict[tuple[str, str], RegionPorts] = {}
@@ -121,7 +125,9 @@ class AwsProvider:
                 # Shielded: a cancellation half way through would leave a client open.
                 with anyio.CancelScope(shield=True):
                     clients = await self._stack.enter_async_context(
-                        open_clients(config, _REGION_SERVICES, session=session)
+                        open_clients(
+                            config, _REGION_SERVICES, session=session, metrics=self.metrics
+                        )
                     )
                 ports = self._build(region, account, clients)
                 self._ports[(account, region)] = ports

@@ -26,6 +26,7 @@ from engine.events.catalog import Event
 from engine.events.function import DeploymentRequested
 from engine.events.repo import DefinitionRejected, DeletesHeld
 from engine.logs import get_logger
+from engine.metrics import NO_METRICS, Metrics
 from engine.observe import (
     Fetched,
     RepoState,
@@ -37,6 +38,7 @@ from engine.observe import (
 from engine.planner import (
     Claimant,
     DeployedState,
+    Plan,
     PlanContext,
     fold_deployed,
     plan_commit,
@@ -45,6 +47,7 @@ from engine.planner import (
 from engine.ports import ANY_VERSION, Clock, EventStore, RepoSource
 from engine.redact import redact_url, repository_id
 from engine.runtime.report import EventHook, RunReport, read_log
+from engine.runtime.wake import Wakeup
 from engine.streams import REPO_PREFIX, repo_stream
 
 log = get_logger("engine")
@@ -93,6 +96,7 @@ class Repository:
     ``on_event`` sees every event appended here. ``lock`` is held while the branch is planned
     (the fleet's, shared by every branch): an operator's allow-deletes plans too, and no two
     plans interleave. ``paths`` limits the functions this branch owns to those folders.
+    ``wake`` cuts the loop's wait short (a push); ``metrics`` hears of each successful fetch.
     """
 
     def __init__(
@@ -109,6 +113,7 @@ class Repository:
         lock: anyio.Lock | None = None,
         fold: LogFold | None = None,
         paths: tuple[str, ...] = (),
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self._source = source
         self._store = store
@@ -122,12 +127,22 @@ class Repository:
         self.lock = lock or anyio.Lock()
         self.fold = fold or LogFold(store)
         self._stopped = False
+        self.wake = Wakeup()
+        self._metrics = metrics
+        self.url = url
+        self.fetched = False  # read at least once since the engine started
+        self.unavailable: str | None = None  # why the last look could not read the branch
 
     @property
     def stream(self) -> str | None:
         """The branch's stream, or None while the default branch is not known yet."""
         branch = self._source.branch
         return repo_stream(self._url, branch) if branch else None
+
+    @property
+    def branch(self) -> str | None:
+        """The branch read, or None while the default branch is not known yet."""
+        return self._source.branch
 
     @property
     def _repo(self) -> RepoState:
@@ -152,13 +167,32 @@ class Repository:
             except GlamError as exc:
                 # A bad poll (a broken mirror, an unreadable commit) is retried at the next.
                 log.error("%s: repository poll failed: %s", self._report_key, exc.one_line())
-            await clock.sleep(interval)
+            await self.wake.nap(interval, clock.sleep)
 
-    async def poll(self) -> None:
-        """One look at the branch: record what is new, plan the head if not yet planned."""
+    async def poll(self, *, force: bool = False) -> str | None:
+        """One look at the branch: record what is new, plan the head if not yet planned (or
+        again, with ``force``). The head it saw (None when the branch could not be read, or
+        is no longer watched)."""
         async with self.lock:
-            if not self._stopped:
-                await self._poll_locked()
+            if self._stopped:
+                return None
+            return await self._poll_locked(force=force)
+
+    async def preview(self) -> tuple[Fetched, str | None, Plan] | None:
+        """What planning the head would do now, recording nothing: the observation, the base
+        the changes are measured from, and the plan (a dry run). None when the branch cannot
+        be read."""
+        async with self.lock:
+            if self._source.branch is None:
+                first = await self._source.observe(None)
+                if isinstance(first, Unavailable):
+                    return None
+            await self.catch_up()
+            observation = await self._source.observe(self._repo.last_sha)
+            if isinstance(observation, Unavailable):
+                return None
+            base, plan = await self._plan_of(observation, allow_deletes=False)
+            return observation, base, plan
 
     def stop(self) -> None:
         """No longer watched: no later look records or plans anything, also one that was
@@ -170,18 +204,18 @@ class Repository:
         with anyio.CancelScope(shield=True):
             await self._source.aclose()
 
-    async def _poll_locked(self) -> None:
+    async def _poll_locked(self, *, force: bool = False) -> str | None:
         if self._source.branch is None:
             # The default branch is learnt from the first fetch; the repository stream is
             # named after it, so nothing can be recorded before.
             first = await self._source.observe(None)
             if isinstance(first, Unavailable):
                 self._unavailable(first.reason)
-                return
+                return None
         await self.catch_up()
         observation = await self._source.observe(self._repo.last_sha)
         if self._stopped:
-            return  # no longer watched since this look began: record and plan nothing
+            return None  # no longer watched since this look began: record and plan nothing
         stream, branch = self.stream, self._source.branch
         # Observed once already: the branch is known.
         assert stream is not None
@@ -190,44 +224,27 @@ class Repository:
         await self.append(stream, events)
         if isinstance(observation, Unavailable):
             self._unavailable(observation.reason)
-            return
+            return None
         self._report.unavailable_by.pop(self._report_key, None)
         self._report.unavailable_by.pop(redact_url(self._url), None)
-        if self._repo.last_planned != observation.head:
+        self.unavailable = None
+        self.fetched = True
+        self._metrics.fetched(stream)
+        if force or self._repo.last_planned != observation.head:
             await self.plan(stream, observation)
         self._report.heads[stream] = observation.head
+        return observation.head
 
     def _unavailable(self, reason: str) -> None:
         if self._report_key not in self._report.unavailable_by:
             log.warning("%s: repository unavailable: %s", self._report_key, reason)
         self._report.unavailable_by[self._report_key] = reason
+        self.unavailable = reason
 
     async def plan(self, stream: str, observation: Fetched, *, allow_deletes: bool = False) -> None:
         """Plan ``observation.head`` and append the plan (call with ``lock`` held)."""
         head = observation.head
-        # None on the first plan of this stream: every prefix is rendered and compared with
-        # what is deployed, so a new branch or another URL of a known repository never
-        # skips a change the log has not deployed.
-        base = plan_base(self._repo, observation)
-        if base is not None and not await self._source.has_commit(base):
-            base = None  # the mirror lost it: count every prefix as changed
-        branch = self._source.branch
-        assert branch is not None  # a stream is named after a known branch
-        claimant = Claimant(repository=repository_id(self._url), branch=branch)
-        state = await self._source.commit_state(
-            head, base=base, select=render_filter(self._deployed, claimant, self._paths)
-        )
-        defaults = self._defaults()
-        ctx = PlanContext(
-            new_id=self._ids,
-            default_region=defaults.region,
-            default_account=defaults.account,
-            allow_deletes=allow_deletes,
-            claimant=claimant,
-            paths=self._paths,
-            accounts=defaults.accounts,
-        )
-        plan = plan_commit(state, self._deployed, ctx)
+        _, plan = await self._plan_of(observation, allow_deletes=allow_deletes)
         requested: list[str] = []
         for fn_stream, event in plan.function_events:
             await self.append(fn_stream, [event], commit=head)
@@ -252,6 +269,33 @@ class Repository:
                 log.info("%s: %s (%s)", action.prefix, action.action, action.reason)
         for fn_stream in requested:
             self._start_saga(fn_stream)
+
+    async def _plan_of(
+        self, observation: Fetched, *, allow_deletes: bool
+    ) -> tuple[str | None, Plan]:
+        """The base and the plan of ``observation.head`` against the log as folded."""
+        # None on the first plan of this stream: every prefix is rendered and compared with
+        # what is deployed, so a new branch or another URL of a known repository never
+        # skips a change the log has not deployed.
+        base = plan_base(self._repo, observation)
+        if base is not None and not await self._source.has_commit(base):
+            base = None  # the mirror lost it: count every prefix as changed
+        branch = self._source.branch
+        assert branch is not None  # a stream is named after a known branch
+        claimant = Claimant(repository=repository_id(self._url), branch=branch)
+        select = render_filter(self._deployed, claimant, self._paths)
+        state = await self._source.commit_state(observation.head, base=base, select=select)
+        defaults = self._defaults()
+        ctx = PlanContext(
+            new_id=self._ids,
+            default_region=defaults.region,
+            default_account=defaults.account,
+            allow_deletes=allow_deletes,
+            claimant=claimant,
+            paths=self._paths,
+            accounts=defaults.accounts,
+        )
+        return base, plan_commit(state, self._deployed, ctx)
 
     async def catch_up(self) -> None:
         """Fold what the log gained since the last look into the repository and functions."""
