@@ -157,8 +157,16 @@ async def issue_command(
     actor: str,
     event_id: str | None = None,
 ) -> Issued:
-    """Check ``command`` against the log of ``store`` and append it to the ``ops`` stream."""
+    """Check ``command`` against the log of ``store`` and append it to the ``ops`` stream.
+    A command whose ``event_id`` the stream already holds is that command: it is returned
+    as recorded, neither checked again (it may have acted since) nor appended twice."""
     check_reason(reason)
+    if event_id is not None:
+        for record in await store.read_stream(OPS_STREAM):
+            if record.meta.event_id == event_id and isinstance(
+                record.event, OperatorCommandIssued
+            ):
+                return Issued(record=record, target=record.event.target)
     checked = await check_command(store, command, target, actor=actor)
     record = await append_command(
         store, command, checked, reason=reason, actor=actor, event_id=event_id

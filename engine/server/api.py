@@ -22,6 +22,7 @@ from aiohttp import web
 
 from engine.commands import COMMANDS, Command, UnknownTarget, issue_command
 from engine.errors import UsageError
+from engine.events.operator import OperatorCommandIssued
 from engine.redact import redact_url
 from engine.server.app import Context, context, json_error
 from engine.server.auth import access
@@ -386,13 +387,14 @@ async def _command(request: web.Request, command: Command, target: str) -> web.R
     )
     ctx.engine.wake_operators()
     event = issued.record.event
+    assert isinstance(event, OperatorCommandIssued)
     return web.json_response(
         {
-            "command": command,
+            "command": event.command,
             "target": issued.target,
             "actor": issued.record.meta.actor,
-            "reason": reason,
-            "deployment_id": getattr(event, "deployment_id", None),
+            "reason": event.reason,
+            "deployment_id": event.deployment_id,
             "position": issued.record.position,
             "ops_version": issued.record.version,
         },

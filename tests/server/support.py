@@ -139,3 +139,26 @@ async def serving(
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+SECRET_VALUE = "canary-Zq81-env-value"  # a function environment value no answer may carry
+
+
+def with_environment(setup: Setup, prefix: str, variables: dict[str, str]) -> None:
+    """Give the function at ``prefix`` (written by ``write_function``) these variables."""
+    path = setup.repo.path / f"{prefix}_lambdadef.json"
+    definition = json_module.loads(path.read_text())
+    definition["Environment"] = {"Variables": variables}
+    setup.repo.write(f"{prefix}_lambdadef.json", definition)
+
+
+def finished(count: int) -> Callable[[RecordedEvent], bool]:
+    """A test for ``wait_for``: the ``count``-th DeploymentFinished seen."""
+    seen: list[int] = []
+
+    def test(record: RecordedEvent) -> bool:
+        if record.type == "DeploymentFinished" and record.position not in seen:
+            seen.append(record.position)
+        return len(seen) >= count
+
+    return test
