@@ -54,12 +54,13 @@ SKEW = 300.0  # seconds a generic delivery's timestamp may be off
 @dataclass(frozen=True, slots=True)
 class Push:
     """What a push delivery says: the repository's URLs (any may match a watched one), the
-    branch (None for a tag or another ref) and the new head (None when the branch was
-    deleted)."""
+    branch (None for a tag or another ref), the new head if it says, and whether the push
+    deleted the branch."""
 
     urls: tuple[str, ...]
     branch: str | None
     head: str | None
+    deleted: bool = False
 
 
 class Refused(Exception):
@@ -154,8 +155,9 @@ def _push_of(data: dict[str, Any], url_keys: tuple[str, ...], repo_key: str) -> 
     if not urls:
         raise Refused(400, "malformed", "the push names no repository URL")
     after = data.get("after")
-    head = after if isinstance(after, str) and after and after != _ZERO else None
-    return Push(urls, _branch_of(data.get("ref")), head)
+    head = after if isinstance(after, str) and after else None
+    deleted = data.get("deleted") is True or head == _ZERO
+    return Push(urls, _branch_of(data.get("ref")), None if deleted else head, deleted)
 
 
 def github_push(request: web.Request, body: bytes, secret: str) -> Push | str:
@@ -263,8 +265,8 @@ async def _receive(request: web.Request, provider: str) -> web.Response:
         stream, known = match(ctx, push)
         if not known:
             raise Refused(404, "unknown_repository", "no watched repository matches the push")
-        if stream is None or push.head is None:
-            why = "a branch deletion" if push.head is None else "a branch that is not watched"
+        if stream is None or push.deleted:
+            why = "a branch deletion" if push.deleted else "a branch that is not watched"
             ctx.metrics.webhook(provider, "ignored")
             return web.json_response({"result": f"ignored: {why}"}, status=202)
         ctx.engine.wake(stream)
