@@ -163,9 +163,7 @@ async def issue_command(
     check_reason(reason)
     if event_id is not None:
         for record in await store.read_stream(OPS_STREAM):
-            if record.meta.event_id == event_id and isinstance(
-                record.event, OperatorCommandIssued
-            ):
+            if record.meta.event_id == event_id and isinstance(record.event, OperatorCommandIssued):
                 return Issued(record=record, target=record.event.target)
     checked = await check_command(store, command, target, actor=actor)
     record = await append_command(

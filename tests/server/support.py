@@ -1,8 +1,8 @@
 """An engine serving HTTP on a free loopback port, and a client for it, over real HTTP.
 
-    async with serving(setup, api_token="s3cret") as srv:
-        status, body = await srv.get("/api/v1/functions")
-        await srv.wait_for(lambda r: r.type == "DeploymentFinished")
+async with serving(setup, api_token="s3cret") as srv:
+    status, body = await srv.get("/api/v1/functions")
+    await srv.wait_for(lambda r: r.type == "DeploymentFinished")
 """
 
 from __future__ import annotations

@@ -129,9 +129,7 @@ async def test_every_read_endpoint(setup: Setup) -> None:
             "DeploymentFinished"
         }
         status, page = await srv.get(f"/api/v1/events?stream={BILLING}&limit=1000")
-        assert page["events"] and {e["stream"] for e in page["events"]} == {
-            rows[BILLING]["stream"]
-        }
+        assert page["events"] and {e["stream"] for e in page["events"]} == {rows[BILLING]["stream"]}
         assert (await srv.get("/api/v1/events?type=NoSuchEvent"))[0] == 400
 
         status, watched = await srv.get("/api/v1/repositories/watched")

@@ -44,9 +44,9 @@ def signed(body: bytes, secret: str = SECRET, *, delivery: str | None = None) ->
     }
 
 
-def generic(body: dict[str, Any], *, stamp: float | None = None, secret: str = SECRET) -> tuple[
-    bytes, dict[str, str]
-]:
+def generic(
+    body: dict[str, Any], *, stamp: float | None = None, secret: str = SECRET
+) -> tuple[bytes, dict[str, str]]:
     data = json.dumps(body).encode()
     ts = str(int(stamp if stamp is not None else time.time()))
     signature = hmac.new(secret.encode(), ts.encode() + b"." + data, hashlib.sha256).hexdigest()
