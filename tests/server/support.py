@@ -23,6 +23,8 @@ from engine.server.settings import SecretRef, ServerSettings
 from tests.runtime.support import Setup
 
 DEFAULT: Any = object()  # "the token the server was started with"
+API_TOKEN = "s3cret-token"
+HOOK_SECRET = "hook-secret"
 TOKEN_ENV = "GLAM_TEST_API_TOKEN"
 SECRET_ENV = "GLAM_TEST_WEBHOOK_SECRET"
 
@@ -73,10 +75,10 @@ class Served:
         return await self.request("POST", path, json=json, **kwargs)
 
     async def wait_for(
-        self, test: Callable[[RecordedEvent], bool], *, timeout: float = 60
+        self, test: Callable[[RecordedEvent], bool], *, within: float = 60
     ) -> RecordedEvent:
         """The first event the engine appended (since it started) that passes ``test``."""
-        with anyio.fail_after(timeout):
+        with anyio.fail_after(within):
             while True:
                 for record in self.seen:
                     if test(record):
@@ -91,8 +93,8 @@ class Served:
 async def serving(
     setup: Setup,
     *,
-    api_token: str | None = "s3cret-token",
-    webhook_secret: str | None = "hook-secret",
+    api_token: str | None = API_TOKEN,
+    webhook_secret: str | None = HOOK_SECRET,
     auth_reads: bool = False,
     once: bool = False,
     server: dict[str, Any] | None = None,
@@ -125,7 +127,8 @@ async def serving(
 
             tg.start_soon(run)
             with anyio.fail_after(30):
-                while engine.listening is None:
+                # The engine sets the address in its own task once the server is bound.
+                while engine.listening is None:  # noqa: ASYNC110
                     await anyio.sleep(0.01)
             host, port = engine.listening
             served.url = f"http://{host}:{port}"

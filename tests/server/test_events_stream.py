@@ -85,7 +85,8 @@ async def test_a_stream_resumes_after_the_last_event_it_gave(setup: Setup) -> No
         async with stream(srv, "?since=0") as first:
             head = await first.events(5)
         assert [f.id for f in head] == [1, 2, 3, 4, 5]
-        assert head[0].data is not None and head[0].data["position"] == 1
+        assert head[0].data is not None
+        assert head[0].data["position"] == 1
         assert [f.event for f in head] == [f.data["type"] for f in head if f.data]
 
         total = await srv.engine.store.last_position()
@@ -100,9 +101,12 @@ async def test_a_stream_resumes_after_the_last_event_it_gave(setup: Setup) -> No
             sha = setup.repo.commit("green")
             live = await second.events(1)
             assert live[0].id == total + 1
-            assert live[0].data is not None and live[0].data["data"]["sha"] == sha
+            assert live[0].data is not None
+            assert live[0].data["data"]["sha"] == sha
 
         async with stream(srv, "?type=DeploymentFinished&since=0") as only:
             done = await only.events(2)
         assert {f.event for f in done} == {"DeploymentFinished"}
-        assert done[0].id is not None and done[1].id is not None and done[0].id < done[1].id
+        assert done[0].id is not None
+        assert done[1].id is not None
+        assert done[0].id < done[1].id

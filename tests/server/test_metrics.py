@@ -94,7 +94,8 @@ async def test_metrics_match_the_log(setup: Setup) -> None:
         assert value(after, "glam_log_appended_events_total") == len(log)
         assert value(after, "glam_log_append_seconds_count") >= 1
         fetched = [ls for (n, ls) in after if n == "glam_repository_last_fetch_timestamp_seconds"]
-        assert fetched and dict(fetched[0])["branch"] == "main"
+        assert fetched
+        assert dict(fetched[0])["branch"] == "main"
 
     async with serving(setup) as again:
         restarted = await _settled(again, len(log))

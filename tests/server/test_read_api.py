@@ -59,20 +59,24 @@ async def test_every_read_endpoint(setup: Setup) -> None:
         status, body = await srv.get("/api/v1/functions")
         assert status == 200
         rows = {r["name"]: r for r in body["functions"]}
-        assert rows[NAME]["stable_version"] == "2" and rows[BILLING]["stable_version"] == "1"
+        assert rows[NAME]["stable_version"] == "2"
+        assert rows[BILLING]["stable_version"] == "1"
         assert (await srv.get("/api/v1/functions?name=billing"))[1]["functions"][0]["name"] == (
             BILLING
         )
         status, one = await srv.get(f"/api/v1/functions/{NAME}")
-        assert status == 200 and one["prefix"] == PREFIX and len(one["deployments"]) == 2
+        assert status == 200
+        assert one["prefix"] == PREFIX
+        assert len(one["deployments"]) == 2
         assert (await srv.get(f"/api/v1/functions/{rows[NAME]['stream']}"))[0] == 200
         assert (await srv.get("/api/v1/functions/nope"))[0] == 404
 
         status, body = await srv.get("/api/v1/deployments")
         assert status == 200
         listed = body["deployments"]
-        assert [d["name"] for d in listed][0] == NAME  # newest first
-        assert {d["outcome"] for d in listed} == {"succeeded"} and len(listed) == 3
+        assert next(d["name"] for d in listed) == NAME  # newest first
+        assert {d["outcome"] for d in listed} == {"succeeded"}
+        assert len(listed) == 3
         assert "steps" not in listed[0]
         paged = await _all_pages(srv, "/api/v1/deployments", "deployments")
         assert [d["deployment_id"] for d in paged] == [d["deployment_id"] for d in listed]
@@ -98,8 +102,9 @@ async def test_every_read_endpoint(setup: Setup) -> None:
 
         newest = listed[0]["deployment_id"]
         status, full = await srv.get(f"/api/v1/deployments/{newest}")
-        assert status == 200 and full["commit"] == second
-        assert [s["kind"] for s in full["steps"]][0] == "requested"
+        assert status == 200
+        assert full["commit"] == second
+        assert next(s["kind"] for s in full["steps"]) == "requested"
         assert full["steps"][-1]["kind"] == "finished"
         assert (await srv.get("/api/v1/deployments/nope"))[0] == 404
 
@@ -107,29 +112,33 @@ async def test_every_read_endpoint(setup: Setup) -> None:
         assert status == 200
         assert [c["sha"] for c in body["commits"]] == [second, first]
         latest = body["commits"][0]
-        assert latest["commit_hash"] == second and latest["status"] == "PROCESSED_SUCCESS"
-        assert latest["branch"] == "main" and latest["planned"][0]["action"] == "new_version"
+        assert latest["commit_hash"] == second
+        assert latest["status"] == "PROCESSED_SUCCESS"
+        assert latest["branch"] == "main"
+        assert latest["planned"][0]["action"] == "new_version"
         assert latest["lambda_relevant_files"] == {
             "added_or_modified": {PREFIX: [f"{PREFIX}_lambdadef.json"]}
         }
         assert (await srv.get("/api/v1/commits?n=1"))[1]["commits"][0]["sha"] == second
         assert (await srv.get("/api/v1/commits?branch=other"))[1]["commits"] == []
         status, one_commit = await srv.get(f"/api/v1/commits/{first[:8]}")
-        assert status == 200 and one_commit["commits"][0]["sha"] == first
+        assert status == 200
+        assert one_commit["commits"][0]["sha"] == first
         assert len(one_commit["commits"][0]["deployments"]) == 2
         assert (await srv.get("/api/v1/commits/0000000"))[0] == 404
 
         status, page = await srv.get("/api/v1/events?limit=5")
-        assert status == 200 and [e["position"] for e in page["events"]] == [1, 2, 3, 4, 5]
+        assert status == 200
+        assert [e["position"] for e in page["events"]] == [1, 2, 3, 4, 5]
         assert page["next_since"] == 5
         status, page = await srv.get("/api/v1/events?since=5&limit=2")
         assert [e["position"] for e in page["events"]] == [6, 7]
         status, page = await srv.get("/api/v1/events?type=DeploymentFinished&limit=1000")
-        assert len(page["events"]) == 3 and {e["type"] for e in page["events"]} == {
-            "DeploymentFinished"
-        }
+        assert len(page["events"]) == 3
+        assert {e["type"] for e in page["events"]} == {"DeploymentFinished"}
         status, page = await srv.get(f"/api/v1/events?stream={BILLING}&limit=1000")
-        assert page["events"] and {e["stream"] for e in page["events"]} == {rows[BILLING]["stream"]}
+        assert page["events"]
+        assert {e["stream"] for e in page["events"]} == {rows[BILLING]["stream"]}
         assert (await srv.get("/api/v1/events?type=NoSuchEvent"))[0] == 400
 
         status, watched = await srv.get("/api/v1/repositories/watched")

@@ -89,11 +89,12 @@ async def test_a_github_push_deploys_at_once_while_the_poll_is_an_hour(setup: Se
         status, answer = await hook(srv, "/hooks/github", body, signed(body))
         assert status == 202, answer
         assert (answer["result"], answer["head"]) == ("fetching", sha)
-        await srv.wait_for(finished(2), timeout=30)
+        await srv.wait_for(finished(2), within=30)
         after = [r for r in await srv.log() if r.position > before]
         order = [_kind(r, sha) for r in after if _kind(r, sha)]
         # Write-ahead: the request is durable before the plan that closes it.
-        assert order[:3] == ["observed", "requested", "planned"] and order[-1] == "finished"
+        assert order[:3] == ["observed", "requested", "planned"]
+        assert order[-1] == "finished"
         assert (await deliveries(srv))[("github", "accepted")] == 1
 
 
@@ -132,7 +133,8 @@ async def test_every_refusal_has_its_status_and_is_counted(setup: Setup) -> None
         assert (await hook(srv, "/hooks/github", other, signed(other)))[0] == 404
         dev = github_push(setup, sha, branch="dev")
         status, answer = await hook(srv, "/hooks/github", dev, signed(dev))
-        assert status == 202 and answer["result"].startswith("ignored")
+        assert status == 202
+        assert answer["result"].startswith("ignored")
         big = github_push(setup, sha)[:-1] + b', "pad": "' + b"x" * 8000 + b'"}'
         assert (await hook(srv, "/hooks/github", big, signed(big)))[0] == 413
         junk = b"{not json"
@@ -187,4 +189,5 @@ async def test_without_a_secret_every_delivery_is_refused(setup: Setup) -> None:
     async with serving(setup, webhook_secret=None) as srv:
         body = github_push(setup, sha)
         status, answer = await hook(srv, "/hooks/github", body, signed(body))
-        assert status == 401 and "no webhook secret" in answer["error"]
+        assert status == 401
+        assert "no webhook secret" in answer["error"]

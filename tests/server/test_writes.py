@@ -45,7 +45,8 @@ async def test_a_write_without_the_right_token_is_401_and_records_nothing(setup:
         assert not [r for r in after if r.stream == OPS_STREAM or r.meta.actor != "engine"]
     async with serving(setup, api_token=None) as srv:
         status, answer = await srv.post("/api/v1/functions/orders/abort", {"reason": "r"})
-        assert status == 401 and "none is configured" in answer["error"]
+        assert status == 401
+        assert "none is configured" in answer["error"]
 
 
 async def test_abort_through_the_api_rolls_the_canary_back_as_the_cli_would(
@@ -60,7 +61,8 @@ async def test_abort_through_the_api_rolls_the_canary_back_as_the_cli_would(
     async with serving(setup, ops_poll=30.0) as srv:
         await srv.wait_for(finished(1))
         status, answer = await srv.post(f"/api/v1/functions/{NAME}/abort", {"reason": "r"})
-        assert status == 409 and "nothing in flight" in answer["error"]
+        assert status == 409
+        assert "nothing in flight" in answer["error"]
         assert (await srv.post("/api/v1/functions/nope/abort", {"reason": "r"}))[0] == 404
         assert (await srv.post(f"/api/v1/functions/{NAME}/abort", {}))[0] == 400
         assert (await srv.post(f"/api/v1/functions/{NAME}/abort", {"reason": " "}))[0] == 400
@@ -79,7 +81,7 @@ async def test_abort_through_the_api_rolls_the_canary_back_as_the_cli_would(
         assert status == 202, answer
         assert (answer["command"], answer["actor"]) == ("abort", "ci")
         # ops_poll is 30 s: only the wake-up makes the engine act within the wait below.
-        done = await srv.wait_for(finished(2), timeout=20)
+        done = await srv.wait_for(finished(2), within=20)
         assert done.event.outcome == "rolled_back"  # type: ignore[union-attr]
         assert done.event.reason.startswith("aborted by ci: p99 doubled")  # type: ignore[union-attr]
         again = await srv.post(f"/api/v1/functions/{NAME}/abort", body, headers=key)
@@ -109,8 +111,9 @@ async def test_sync_wakes_the_branch_loop(setup: Setup) -> None:
         sha = setup.repo.commit("green")
         body = {"repository": str(setup.repo.path), "branch": "main"}
         status, answer = await srv.post("/api/v1/sync", body)
-        assert status == 202 and answer["syncing"].endswith("#main")
-        done = await srv.wait_for(finished(2), timeout=30)
+        assert status == 202
+        assert answer["syncing"].endswith("#main")
+        done = await srv.wait_for(finished(2), within=30)
         assert done.meta.commit == sha
         assert (await srv.post("/api/v1/sync", {"repository": "/elsewhere"}))[0] == 404
         other = {"repository": str(setup.repo.path), "branch": "dev"}

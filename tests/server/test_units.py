@@ -1,0 +1,122 @@
+"""The server's pure parts: where it may listen, how a token is read and compared, how a
+push names its repository, and the loop wake-up."""
+
+from __future__ import annotations
+
+import base64
+
+import anyio
+import pytest
+
+from engine.errors import ConfigError
+from engine.runtime.wake import Wakeup
+from engine.server.auth import token_matches
+from engine.server.settings import SecretRef, ServerSettings, is_loopback, parse_listen
+from engine.server.webhooks import Deliveries, _identity
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("8080", ("127.0.0.1", 8080), id="port"),
+        pytest.param(":8080", ("127.0.0.1", 8080), id="colon-port"),
+        pytest.param("127.0.0.2:80", ("127.0.0.2", 80), id="host-port"),
+        pytest.param("[::1]:9", ("::1", 9), id="ipv6"),
+        pytest.param("0.0.0.0:0", ("0.0.0.0", 0), id="any-port"),
+    ],
+)
+def test_listen_addresses(text: str, expected: tuple[str, int]) -> None:
+    """``--listen`` takes PORT, :PORT, HOST:PORT and [IPv6]:PORT; the host is loopback."""
+    assert parse_listen(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "abc", "host:", "1.2.3.4:99999", "[::1]9"])
+def test_bad_listen_addresses(text: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_listen(text)
+
+
+def test_a_non_loopback_bind_needs_permission_and_a_token() -> None:
+    """0.0.0.0 or a host name is refused unless remote clients are allowed explicitly and a
+    token is configured; loopback is always fine."""
+    assert is_loopback("127.0.0.1")
+    assert is_loopback("::1")
+    assert is_loopback("localhost")
+    assert not is_loopback("0.0.0.0")
+    assert not is_loopback("glam.internal")
+    ServerSettings(host="127.0.0.1").check()
+    with pytest.raises(ConfigError, match="refusing to listen"):
+        ServerSettings(host="0.0.0.0").check()
+    with pytest.raises(ConfigError, match="needs an API token"):
+        ServerSettings(host="0.0.0.0", allow_remote=True).check()
+    ServerSettings(host="0.0.0.0", allow_remote=True, api_token=SecretRef("T")).check()
+
+
+def test_tokens_compare_whole_and_never_match_nothing() -> None:
+    assert token_matches("abc", "abc")
+    assert not token_matches("abc", "abcd")
+    assert not token_matches("", "")
+    assert not token_matches("abc", None)
+    assert not token_matches(None, "abc")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://github.com/Acme/Lambdas.git",
+        "https://github.com/acme/lambdas",
+        "https://x-access-token:ghp_123@github.com/acme/lambdas.git",
+        "git@github.com:acme/lambdas.git",
+        "ssh://git@github.com/acme/lambdas.git",
+        "git://github.com/acme/lambdas.git",
+        "https://github.com/acme/lambdas/",
+    ],
+)
+def test_a_push_names_its_repository_in_any_url_form(url: str) -> None:
+    assert _identity(url) == "github.com/acme/lambdas"
+
+
+def test_other_repositories_are_other() -> None:
+    assert _identity("https://github.com/acme/lambdas-two") != _identity(
+        "https://github.com/acme/lambdas"
+    )
+    assert _identity("/srv/git/lambdas") == _identity("/srv/git/lambdas/")
+
+
+def test_deliveries_are_remembered_up_to_a_bound() -> None:
+    seen = Deliveries(size=2)
+    assert seen.first_time("github", "a")
+    assert not seen.first_time("github", "a")
+    assert seen.first_time("gitlab", "a")  # per provider
+    assert seen.first_time("github", "b")
+    assert seen.first_time("github", "a")  # the oldest was forgotten
+
+
+@pytest.mark.anyio
+async def test_a_wake_up_cuts_a_nap_short_and_is_kept_while_busy() -> None:
+    """A nap of an hour ends when woken; a wake-up while the loop is not napping makes the
+    next nap return at once; an unwoken nap sleeps its whole time."""
+    wake = Wakeup()
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wake.nap, 3600)
+            await anyio.sleep(0.01)
+            wake.set()
+        wake.set()
+        assert await wake.nap(3600) is True
+    assert await wake.nap(0.01) is False
+
+
+def test_basic_auth_carries_the_token_as_its_password() -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    from engine.server.auth import presented_token
+
+    def with_header(value: str) -> str | None:
+        return presented_token(make_mocked_request("GET", "/", headers={"Authorization": value}))
+
+    assert with_header("Bearer t0k") == "t0k"
+    assert with_header("Basic " + base64.b64encode(b"glam:t0k").decode()) == "t0k"
+    assert with_header("Basic " + base64.b64encode(b"t0k").decode()) is None
+    assert with_header("Basic !!!") is None
+    assert with_header("Token t0k") is None
