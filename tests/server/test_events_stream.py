@@ -110,3 +110,22 @@ async def test_a_stream_resumes_after_the_last_event_it_gave(setup: Setup) -> No
         assert done[0].id is not None
         assert done[1].id is not None
         assert done[0].id < done[1].id
+
+
+async def test_an_open_stream_ends_when_the_engine_stops(setup: Setup) -> None:
+    """The engine stops within seconds while a client follows the log: the stream ends."""
+    write_function(setup.repo, setup.outputs, traffic=FAST)
+    setup.repo.commit("add orders")
+    async with serving(setup) as srv:
+        await srv.wait_for(finished(1))
+        async with stream(srv, "?type=DeploymentFinished") as open_stream:
+            await open_stream.events(1)
+            with anyio.fail_after(10):
+                srv.engine.stop()
+                with pytest.raises((EOFError, aiohttp.ClientError)):
+                    await _until_the_end(open_stream)
+
+
+async def _until_the_end(open_stream: Stream) -> None:
+    while True:
+        await open_stream.next()
