@@ -10,6 +10,7 @@ from engine.events import RecordedEvent
 from engine.events.base import FunctionEvent
 from engine.events.function import DeploymentRequested, OperatorRequested
 from engine.events.operator import OperatorCommandIssued
+from engine.events.registry import RepositoryAdded, RepositoryRemoved
 from engine.events.repo import (
     CommitObserved,
     CommitPlanned,
@@ -83,7 +84,7 @@ def key(record: RecordedEvent) -> str | None:
             return event.head
         case OperatorCommandIssued():
             return event.target if event.command == "allow_deletes" else None
-        case SourceUnavailable():
+        case SourceUnavailable() | RepositoryAdded() | RepositoryRemoved():
             return None
         case _:
             assert_never(event)
@@ -135,7 +136,7 @@ def _changes(row: CommitRow, record: RecordedEvent) -> dict[str, object]:
             return {"deletes_allowed_by": f"{record.meta.actor}: {event.reason}"}
         case OperatorRequested():
             return {"held_deletes": ()}
-        case SourceUnavailable() | FunctionEvent():
+        case SourceUnavailable() | FunctionEvent() | RepositoryAdded() | RepositoryRemoved():
             return {}
         case _:
             assert_never(event)

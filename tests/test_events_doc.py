@@ -23,6 +23,7 @@ STREAMS = {
     "engine.events.repo": "repository stream `repo:<id>`",
     "engine.events.function": "function stream `fn:<account>:<region>:<name>`",
     "engine.events.operator": "operator stream `ops`",
+    "engine.events.registry": "stream `repositories`",
 }
 
 

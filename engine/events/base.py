@@ -4,7 +4,9 @@ Every event class derives from the base of the stream family it belongs to, so a
 cares about one family ignores the others in one ``case`` and ``assert_never`` still proves
 the ``match`` exhaustive:
 
-- :class:`RepoEvent`: the repository stream ``repo:<url>#<branch>`` (engine.events.repo);
+- :class:`RepoEvent`: the repository stream ``repo:<url>#<branch>`` (engine.events.repo),
+  and the ``repositories`` stream of repositories added through the API
+  (engine.events.registry);
 - :class:`FunctionEvent`: a function stream ``fn:<account>:<region>:<name>``
   (engine.events.function);
 - :class:`OpsEvent`: operator commands, issued on the ``ops`` stream and handed over to the
@@ -36,7 +38,8 @@ class EventBase(Frozen):
 
 
 class RepoEvent(EventBase):
-    """An event of a repository stream: what glam saw in Git and what it planned."""
+    """An event about a repository: what glam saw in Git and what it planned (a repository
+    stream), or a repository added or removed (the ``repositories`` stream)."""
 
 
 class FunctionEvent(EventBase):

@@ -33,6 +33,7 @@ from engine.events.function import (
     TrafficShifted,
 )
 from engine.events.operator import OperatorCommandIssued
+from engine.events.registry import RepositoryAdded, RepositoryRemoved
 from engine.events.repo import (
     CommitObserved,
     CommitPlanned,
@@ -62,7 +63,9 @@ Event = Annotated[
     | DeploymentFinished
     | FunctionDeleted
     | OperatorRequested
-    | OperatorCommandIssued,
+    | OperatorCommandIssued
+    | RepositoryAdded
+    | RepositoryRemoved,
     Field(discriminator="type"),
 ]
 

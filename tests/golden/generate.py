@@ -40,6 +40,7 @@ from engine.events.function import (
     TrafficShifted,
 )
 from engine.events.operator import OperatorCommandIssued
+from engine.events.registry import REPOSITORIES_STREAM, RepositoryAdded, RepositoryRemoved
 from engine.events.repo import (
     CommitObserved,
     CommitPlanned,
@@ -777,11 +778,43 @@ def org_scenario() -> list[tuple[str, Event, Metadata]]:
     ]
 
 
+def repositories_scenario() -> list[tuple[str, Event, Metadata]]:
+    """Repositories added through the API and removed (0.1): one added with two branches and
+    a token reference, added again with one branch (it replaces the first), a second added
+    for its default branch, then removed."""
+    url = "https://github.com/acme/lambdas.git"
+    other = "https://gitlab.example.com/team/functions.git"
+    token = "arn:aws:secretsmanager:eu-west-1:111111111111:secret:glam/github-token"
+    return [
+        (
+            REPOSITORIES_STREAM,
+            RepositoryAdded(url=url, branches=("main", "dev"), token=token),
+            Metadata(event_id="r-1", actor="ci"),
+        ),
+        (
+            REPOSITORIES_STREAM,
+            RepositoryAdded(url=url, branches=("main",), token=token),
+            Metadata(event_id="r-2", actor="ci"),
+        ),
+        (
+            REPOSITORIES_STREAM,
+            RepositoryAdded(url=other, token="GITLAB_TOKEN"),
+            Metadata(event_id="r-3", actor="api"),
+        ),
+        (
+            REPOSITORIES_STREAM,
+            RepositoryRemoved(url=other),
+            Metadata(event_id="r-4", actor="api"),
+        ),
+    ]
+
+
 SCENARIOS = {
     "0.1": scenario,
     "0.1-operator": operator_scenario,
     "0.1-warnings": warnings_scenario,
     "0.1-org": org_scenario,
+    "0.1-repositories": repositories_scenario,
 }
 
 
