@@ -41,7 +41,7 @@ from typing import Any
 from aiohttp import web
 
 from engine.logs import get_logger
-from engine.redact import redact_url
+from engine.registry import repository_key
 from engine.server.app import Context, context
 from engine.server.auth import access, token_matches
 
@@ -218,27 +218,13 @@ def _delivery_id(provider: str, request: web.Request) -> str | None:
 # -- acting on it --------------------------------------------------------------------------
 
 
-def _identity(url: str) -> str:
-    """What two forms of one repository's URL share: host and path, lower case, without
-    credentials, scheme, ``.git`` or a trailing slash (``git@host:owner/name`` included)."""
-    text = redact_url(url.strip()).lower()
-    if "://" in text:
-        text = text.split("://", 1)[1]
-    elif "@" in text and ":" in text:  # scp-like: git@github.com:owner/name.git
-        text = text.split("@", 1)[1].replace(":", "/", 1)
-    text = text.split("@", 1)[-1] if "@" in text.split("/", 1)[0] else text
-    text = text.rstrip("/").removesuffix(".git")
-    host, _, path = text.partition("/")
-    return f"{host.split(':', 1)[0]}/{path}" if path else host
-
-
 def match(ctx: Context, push: Push) -> tuple[str | None, bool]:
     """The repository stream a push wakes (None: none), and whether any watched repository
     matched its URLs at all."""
-    wanted = {_identity(u) for u in push.urls}
+    wanted = {repository_key(u) for u in push.urls}
     known = False
     for branch in ctx.engine.watched():
-        if _identity(branch.url) not in wanted:
+        if repository_key(branch.url) not in wanted:
             continue
         known = True
         if push.branch is not None and branch.stream is not None and branch.branch == push.branch:

@@ -9,10 +9,11 @@ import anyio
 import pytest
 
 from engine.errors import ConfigError
+from engine.registry import decide_add, repository_key
 from engine.runtime.wake import Wakeup
 from engine.server.auth import token_matches
 from engine.server.settings import SecretRef, ServerSettings, is_loopback, parse_listen
-from engine.server.webhooks import Deliveries, _identity
+from engine.server.webhooks import Deliveries
 
 
 @pytest.mark.parametrize(
@@ -73,14 +74,14 @@ def test_tokens_compare_whole_and_never_match_nothing() -> None:
     ],
 )
 def test_a_push_names_its_repository_in_any_url_form(url: str) -> None:
-    assert _identity(url) == "github.com/acme/lambdas"
+    assert repository_key(url) == "github.com/acme/lambdas"
 
 
 def test_other_repositories_are_other() -> None:
-    assert _identity("https://github.com/acme/lambdas-two") != _identity(
+    assert repository_key("https://github.com/acme/lambdas-two") != repository_key(
         "https://github.com/acme/lambdas"
     )
-    assert _identity("/srv/git/lambdas") == _identity("/srv/git/lambdas/")
+    assert repository_key("/srv/git/lambdas") == repository_key("/srv/git/lambdas/")
 
 
 def test_deliveries_are_remembered_up_to_a_bound() -> None:
@@ -120,3 +121,26 @@ def test_basic_auth_carries_the_token_as_its_password() -> None:
     assert with_header("Basic " + base64.b64encode(b"t0k").decode()) is None
     assert with_header("Basic !!!") is None
     assert with_header("Token t0k") is None
+
+
+def test_a_repository_added_through_the_api_is_checked_first() -> None:
+    """Credentials in the URL, bad or repeated branches and a token reference that is neither
+    an ARN nor a variable name are refused; a good request names only the reference."""
+    url = "https://github.com/acme/lambdas.git"
+    arn = "arn:aws:secretsmanager:eu-west-1:111111111111:secret:glam/token"
+    added = decide_add(url, ["main", "dev"], arn)
+    assert (added.url, added.branches, added.token) == (url, ("main", "dev"), arn)
+    assert decide_add(url, [], "GITHUB_TOKEN").token == "GITHUB_TOKEN"
+    ssm = "arn:aws:ssm:eu-west-1:111111111111:parameter/glam/token"
+    assert decide_add(url, ["main"], ssm).token == ssm
+    for bad in (
+        ("https://x:ghp_secret@github.com/acme/lambdas.git", ["main"], None),
+        (url, ["main", "main"], None),
+        (url, ["bad..name"], None),
+        (url, ["main"], "ghp_notareference-with-dashes"),
+        (url, ["main"], "arn:aws:s3:::bucket"),
+        ("git@github.com:acme/lambdas.git", ["main"], "GITHUB_TOKEN"),
+        ("  ", ["main"], None),
+    ):
+        with pytest.raises(ValueError):
+            decide_add(*bad)
