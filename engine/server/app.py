@@ -28,7 +28,7 @@ import anyio
 from aiohttp import web
 
 from engine.commands import AmbiguousTarget, CommandRefused, UnknownTarget
-from engine.errors import ConfigError, GlamError, StoreError, UsageError
+from engine.errors import ConfigError, GlamError, SourceError, StoreError, UsageError
 from engine.logs import get_logger
 from engine.server.auth import Auth, Handler, access, access_of
 from engine.server.metrics import CONTENT_TYPE_LATEST, EngineMetrics
@@ -77,8 +77,8 @@ def _status_of(exc: GlamError) -> int:
         return 409
     if isinstance(exc, UsageError | ConfigError):
         return 400
-    if isinstance(exc, StoreError):
-        return 503
+    if isinstance(exc, StoreError | SourceError):
+        return 503  # the log, or the repository asked about, cannot be read now
     return 500 if exc.retryable else 422
 
 

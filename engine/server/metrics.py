@@ -90,7 +90,8 @@ class EngineMetrics:
             "glam_webhook_deliveries", "Webhook deliveries received, by outcome",
             ["provider", "outcome"], registry=r,
         )  # fmt: skip
-        self._attached = False
+        self._log = LogCollector()
+        self.registry.register(self._log)
 
     # -- the Metrics port ----------------------------------------------------------------------
 
@@ -118,10 +119,8 @@ class EngineMetrics:
         self._webhooks.labels(provider, outcome).inc()
 
     def attach(self, state: LogState, now: Callable[[], datetime]) -> None:
-        """Serve the log's numbers from ``state`` (once: the server's start)."""
-        if not self._attached:
-            self.registry.register(LogCollector(state, now))
-            self._attached = True
+        """Serve the log's numbers from ``state`` from now on (the server's start)."""
+        self._log.attach(state, now)
 
     def render(self) -> bytes:
         """The text exposition format of every series."""
@@ -131,12 +130,18 @@ class EngineMetrics:
 class LogCollector(Collector):
     """The series folded from the log, computed at each scrape from ``LogState``."""
 
-    def __init__(self, state: LogState, now: Callable[[], datetime]) -> None:
-        self._state = state
-        self._now = now
+    def __init__(self) -> None:
+        self._state: LogState | None = None
+        self._now: Callable[[], datetime] | None = None
+
+    def attach(self, state: LogState, now: Callable[[], datetime]) -> None:
+        self._state, self._now = state, now
 
     def collect(self) -> Iterator[Metric]:
-        state, tally = self._state, self._state.tally
+        state, now = self._state, self._now
+        if state is None or now is None:
+            return  # no server has started: nothing folded yet
+        tally = state.tally
         started = CounterMetricFamily(
             "glam_deployments_started", "Deployments requested, by action", labels=["action"]
         )
@@ -169,9 +174,9 @@ class LogCollector(Collector):
         bake = GaugeMetricFamily(
             "glam_bake_seconds_left", "Seconds left in the current bake", labels=["function"]
         )
-        now = self._now()
+        moment = now()
         for stream, until in sorted(tally.bakes.items()):
-            bake.add_metric([stream], max(0.0, (until - now).total_seconds()))
+            bake.add_metric([stream], max(0.0, (until - moment).total_seconds()))
         yield bake
         commands = CounterMetricFamily(
             "glam_operator_commands", "Operator commands given, by command", labels=["command"]
