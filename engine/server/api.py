@@ -21,14 +21,15 @@ from typing import Any, TypeVar, cast
 from aiohttp import web
 
 from engine.commands import COMMANDS, Command, UnknownTarget, issue_command
-from engine.errors import UsageError
+from engine.errors import SourceError, UsageError
 from engine.events.operator import OperatorCommandIssued
 from engine.redact import redact_url
+from engine.registry import repository_key
 from engine.server.app import Context, context, json_error
 from engine.server.auth import access
 from engine.server.gitmoxi import commit_fields
 from engine.server.present import commit_json, deployment_json, function_json
-from engine.streams import REPO_PREFIX, repo_stream
+from engine.streams import REPO_PREFIX
 from projections.commits import CommitRow
 from projections.deployments import DeploymentRow
 
@@ -76,15 +77,14 @@ def page(
 
 
 def same_repository(stream: str | None, url: str) -> bool:
-    """Whether repository stream ``stream`` is of the repository ``url`` names (any branch);
-    ``url`` may also be the stream itself."""
+    """Whether repository stream ``stream`` is of the repository ``url`` names, in any URL
+    form (any branch); ``url`` may also be the stream itself."""
     if stream is None:
         return False
     if url == stream:
         return True
     body = stream[len(REPO_PREFIX) :] if stream.startswith(REPO_PREFIX) else stream
-    repository = body.rpartition("#")[0]
-    return repository in (url, redact_url(url), redact_url(url).rstrip("/"))
+    return repository_key(body.rpartition("#")[0]) == repository_key(url)
 
 
 def branch_of(stream: str | None) -> str | None:
@@ -318,18 +318,18 @@ async def json_body(request: web.Request) -> dict[str, Any]:
 def find_stream(ctx: Context, repository: str, branch: str | None) -> str:
     """The repository stream of a watched ``repository`` and ``branch`` (None: the only
     branch watched in it); ``UnknownTarget`` when this engine watches no such branch."""
-    candidates = []
-    for watched in ctx.engine.watched():
-        if watched.stream is None:
-            same = redact_url(watched.url) == redact_url(repository) or watched.url == repository
-            if same and (branch is None or branch == watched.branch):
-                candidates.append(repo_stream(watched.url, branch) if branch else None)
-            continue
-        if same_repository(watched.stream, repository) and (
-            branch is None or branch_of(watched.stream) == branch
-        ):
-            candidates.append(watched.stream)
-    found = [c for c in candidates if c is not None]
+    key = repository_key(repository)
+    matching = [
+        w
+        for w in ctx.engine.watched()
+        if repository_key(w.url) == key and (branch is None or w.branch in (branch, None))
+    ]
+    found = [w.stream for w in matching if w.stream is not None]
+    if not found and matching:
+        raise SourceError(
+            f"{redact_url(repository)} has not been read yet",
+            hint="its first fetch learns the default branch: try again shortly",
+        )
     if not found:
         raise UnknownTarget(
             f"this engine watches no branch {branch or '(any)'} of {redact_url(repository)}",

@@ -41,6 +41,7 @@ from aiohttp import web
 from engine.definitions.desired import split_path
 from engine.errors import SourceError, UsageError
 from engine.redact import redact_url
+from engine.registry import repository_key
 from engine.server.app import Context, context, json_error
 from engine.server.auth import access
 from engine.server.present import iso
@@ -161,7 +162,7 @@ def _matches(record: Mapping[str, Any], filters: Mapping[str, Any]) -> bool:
             continue
         value = record.get(key) or ""
         if key == "repo_url":
-            if redact_url(str(wanted)).rstrip("/") != str(value).rstrip("/"):
+            if repository_key(str(wanted)) != repository_key(str(value)):
                 return False
         elif key == "commit_hash":
             if not str(value).startswith(str(wanted)):
@@ -262,7 +263,7 @@ async def get_repositories(request: web.Request) -> web.Response:
     by_url: dict[str, dict[str, Any]] = {}
     for branch in ctx.engine.watched():
         url = redact_url(branch.url)
-        if wanted and redact_url(wanted).rstrip("/") != url.rstrip("/"):
+        if wanted and repository_key(wanted) != repository_key(url):
             continue
         entry = by_url.setdefault(
             url, {"repo_url": url, "branches": [], "access_token_arn": _token_ref(ctx, branch.url)}
