@@ -10,8 +10,8 @@ from __future__ import annotations
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
+from aiobotocore.config import AioConfig  # noqa: TID251 - see the module docstring
+from aiobotocore.session import get_session  # noqa: TID251 - see the module docstring
 
 _SESSIONS: list[Any] = []
 
