@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Protocol
 
 from engine.events import NewEvent, RecordedEvent
-from engine.ports import ANY_VERSION, ProjectionStore
+from engine.ports import ANY_VERSION, ProjectionStore, SnapshotRows, ViewSnapshot
 
 
 class Metrics(Protocol):
@@ -75,7 +75,8 @@ NO_METRICS: Metrics = NullMetrics()
 
 class MeteredStore:
     """``store`` with each ``append`` timed into ``metrics``; everything else passes through
-    (attributes the ports do not name, such as SQLite's ``read_selected``, too)."""
+    (attributes the ports do not name, such as SQLite's ``read_selected``, too). A method the
+    ports gain is added here as well: mypy checks this is a ``ProjectionStore``."""
 
     def __init__(self, store: ProjectionStore, metrics: Metrics) -> None:
         self._store = store
@@ -126,5 +127,14 @@ class MeteredStore:
         rows: Mapping[tuple[str, str], str | None],
         *,
         reset: bool = False,
+        snapshot: ViewSnapshot | None = None,
     ) -> None:
-        await self._store.save_views(projection, checkpoint, rows, reset=reset)
+        await self._store.save_views(projection, checkpoint, rows, reset=reset, snapshot=snapshot)
+
+    async def snapshots(self, projection: str) -> list[tuple[int, str]]:
+        return await self._store.snapshots(projection)
+
+    async def load_snapshot(
+        self, projection: str, position: int, format: str
+    ) -> tuple[int, SnapshotRows] | None:
+        return await self._store.load_snapshot(projection, position, format)

@@ -32,6 +32,8 @@ from engine.server.present import commit_json, deployment_json, function_json
 from engine.streams import REPO_PREFIX
 from projections.commits import CommitRow
 from projections.deployments import DeploymentRow
+from projections.history import views_at
+from projections.views import Views
 
 API = "/api/v1"
 DEFAULT_LIMIT = 50
@@ -76,6 +78,18 @@ def page(
     return [v for _, v in chosen], (chosen[-1][0] if more and chosen else None)
 
 
+async def views_of(request: web.Request) -> Views:
+    """The views the request asks about: as they are now, or with ``at=POSITION`` as they were
+    after that event (time travel: from the nearest snapshot, ``projections.history``)."""
+    ctx = context(request)
+    text = request.query.get("at")
+    if text is None or text == "":
+        return ctx.state.views
+    if not text.isdigit():
+        raise UsageError("at must be a log position (a number)", hint="e.g. at=120")
+    return await views_at(ctx.engine.store, int(text))
+
+
 def same_repository(stream: str | None, url: str) -> bool:
     """Whether repository stream ``stream`` is of the repository ``url`` names, in any URL
     form (any branch); ``url`` may also be the stream itself."""
@@ -101,11 +115,11 @@ def function_matches(stream: str, wanted: str) -> bool:
 
 @access("read")
 async def list_functions(request: web.Request) -> web.Response:
-    ctx = context(request)
+    views = await views_of(request)
     q = request.query
     rows = [
         row
-        for row in ctx.state.views.functions.values()
+        for row in views.functions.values()
         if (not q.get("account") or row.account == q["account"])
         and (not q.get("region") or row.region == q["region"])
         and (not q.get("name") or row.name == q["name"])
@@ -114,7 +128,7 @@ async def list_functions(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "functions": [function_json(r) for r in sorted(rows, key=lambda r: r.stream)],
-            "position": ctx.state.position,
+            "position": views.position,
         }
     )
 
@@ -122,8 +136,9 @@ async def list_functions(request: web.Request) -> web.Response:
 @access("read")
 async def get_function(request: web.Request) -> web.Response:
     ctx = context(request)
+    views = await views_of(request)
     wanted = request.match_info["function"]
-    rows = [r for s, r in ctx.state.views.functions.items() if function_matches(s, wanted)]
+    rows = [r for s, r in views.functions.items() if function_matches(s, wanted)]
     if not rows:
         return json_error(404, f"unknown function {wanted!r}", "GET /api/v1/functions lists them")
     if len(rows) > 1:
@@ -133,7 +148,7 @@ async def get_function(request: web.Request) -> web.Response:
     recent = [
         deployment_json(d, repository=_repo_of(ctx, d), timeline=False)
         for d in sorted(
-            (d for d in ctx.state.views.deployments.values() if d.function == row.stream),
+            (d for d in views.deployments.values() if d.function == row.stream),
             key=_first_position,
             reverse=True,
         )[:10]
@@ -185,8 +200,9 @@ async def list_deployments(request: web.Request) -> web.Response:
     if (c := query.get("commit")) and len(c) < 7:
         raise UsageError("commit must be at least 7 hex digits", hint="or the full sha")
     keep = deployment_filter(ctx, query)
+    views = await views_of(request)
     rows, more = page(
-        ((_first_position(d), d) for d in ctx.state.views.deployments.values() if keep(d)),
+        ((_first_position(d), d) for d in views.deployments.values() if keep(d)),
         cursor=cursor_of(request),
         limit=limit_of(request),
     )
@@ -194,7 +210,7 @@ async def list_deployments(request: web.Request) -> web.Response:
         "deployments": [
             deployment_json(d, repository=_repo_of(ctx, d), timeline=False) for d in rows
         ],
-        "position": ctx.state.position,
+        "position": views.position,
     }
     if more is not None:
         body["next_cursor"] = str(more)
@@ -205,7 +221,7 @@ async def list_deployments(request: web.Request) -> web.Response:
 async def get_deployment(request: web.Request) -> web.Response:
     ctx = context(request)
     deployment_id = request.match_info["deployment_id"]
-    row = ctx.state.views.deployments.get(deployment_id)
+    row = (await views_of(request)).deployments.get(deployment_id)
     if row is None:
         return json_error(404, f"unknown deployment {deployment_id}")
     return web.json_response(deployment_json(row, repository=_repo_of(ctx, row), timeline=True))

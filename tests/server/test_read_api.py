@@ -141,6 +141,17 @@ async def test_every_read_endpoint(setup: Setup) -> None:
         assert {e["stream"] for e in page["events"]} == {rows[BILLING]["stream"]}
         assert (await srv.get("/api/v1/events?type=NoSuchEvent"))[0] == 400
 
+        # Time travel: as the views were when the first commit's two deployments had finished.
+        log = await srv.log()
+        then = [r.position for r in log if r.type == "DeploymentFinished"][1]
+        status, past = await srv.get(f"/api/v1/functions?at={then}")
+        assert status == 200
+        assert past["position"] == then
+        assert {r["name"]: r["stable_version"] for r in past["functions"]}[NAME] == "1"
+        status, past = await srv.get(f"/api/v1/deployments?at={then}")
+        assert len(past["deployments"]) == 2
+        assert (await srv.get("/api/v1/functions?at=yesterday"))[0] == 400
+
         status, watched = await srv.get("/api/v1/repositories/watched")
         assert status == 200
         [branch] = watched["branches"]
