@@ -12,6 +12,7 @@ imports prometheus-client. Importing this package loads neither: ``serve`` does.
     metrics.py    the Prometheus registry: the metrics port and the log's numbers
     api.py        /api/v1: functions, deployments, commits, sync, operator commands
     sse.py        /api/v1/events: pages, and text/event-stream resumable by Last-Event-ID
+    params.py     what requests carry: pages, cursors, JSON bodies, repositories named
     gitmoxi.py    Gitmoxi's endpoints, fields and statuses
     webhooks.py   /hooks/github, /hooks/gitlab, /hooks/generic
     present.py    how records and rows look as JSON (environment values masked)

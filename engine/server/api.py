@@ -15,67 +15,38 @@ stream), then handed over by the engine's operators loop, which the server wakes
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
-from typing import Any, TypeVar, cast
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
 from engine.commands import COMMANDS, Command, UnknownTarget, issue_command
-from engine.errors import SourceError, UsageError
+from engine.errors import UsageError
 from engine.events.operator import OperatorCommandIssued
 from engine.redact import redact_url
-from engine.registry import repository_key
 from engine.server.app import Context, context, json_error
 from engine.server.auth import access
 from engine.server.gitmoxi import commit_fields
+from engine.server.params import (
+    branch_of,
+    cursor_of,
+    find_stream,
+    function_matches,
+    json_body,
+    limit_of,
+    page,
+    same_repository,
+)
 from engine.server.present import commit_json, deployment_json, function_json
-from engine.streams import REPO_PREFIX
 from projections.commits import CommitRow
 from projections.deployments import DeploymentRow
 from projections.history import views_at
 from projections.views import Views
 
 API = "/api/v1"
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 500
-
-T = TypeVar("T")
 
 
 # -- parameters ----------------------------------------------------------------------------
-
-
-def limit_of(request: web.Request, *names: str, default: int = DEFAULT_LIMIT) -> int:
-    """The page size the request asks for (the first of ``names`` given), within bounds."""
-    for name in names or ("limit",):
-        text = request.query.get(name)
-        if text is not None:
-            if not text.isdigit() or int(text) < 1:
-                raise UsageError(f"{name} must be a positive number", hint=f"e.g. {name}=50")
-            return min(int(text), MAX_LIMIT)
-    return default
-
-
-def cursor_of(request: web.Request) -> int | None:
-    text = request.query.get("cursor")
-    if text is None or text == "":
-        return None
-    if not text.isdigit():
-        raise UsageError("cursor is not one this server gave", hint="pass next_cursor as given")
-    return int(text)
-
-
-def page(
-    items: Iterable[tuple[int, T]], *, cursor: int | None, limit: int
-) -> tuple[list[T], int | None]:
-    """Items (keyed by a position, newest first) after ``cursor``, at most ``limit``; and the
-    cursor of the next page (None on the last)."""
-    ordered = sorted(items, key=lambda kv: kv[0], reverse=True)
-    if cursor is not None:
-        ordered = [kv for kv in ordered if kv[0] < cursor]
-    chosen = ordered[:limit]
-    more = len(ordered) > limit
-    return [v for _, v in chosen], (chosen[-1][0] if more and chosen else None)
 
 
 async def views_of(request: web.Request) -> Views:
@@ -88,26 +59,6 @@ async def views_of(request: web.Request) -> Views:
     if not text.isdigit():
         raise UsageError("at must be a log position (a number)", hint="e.g. at=120")
     return await views_at(ctx.engine.store, int(text))
-
-
-def same_repository(stream: str | None, url: str) -> bool:
-    """Whether repository stream ``stream`` is of the repository ``url`` names, in any URL
-    form (any branch); ``url`` may also be the stream itself."""
-    if stream is None:
-        return False
-    if url == stream:
-        return True
-    body = stream[len(REPO_PREFIX) :] if stream.startswith(REPO_PREFIX) else stream
-    return repository_key(body.rpartition("#")[0]) == repository_key(url)
-
-
-def branch_of(stream: str | None) -> str | None:
-    return None if stream is None else stream.rpartition("#")[2]
-
-
-def function_matches(stream: str, wanted: str) -> bool:
-    """``wanted`` is the stream itself or the function's name."""
-    return stream == wanted or stream.rsplit(":", 1)[-1] == wanted
 
 
 # -- functions -----------------------------------------------------------------------------
@@ -288,7 +239,7 @@ def branches_json(ctx: Context) -> list[dict[str, Any]]:
         stream = branch.stream
         planned = None
         if stream is not None:
-            planned = _last_planned(ctx, stream)
+            planned = ctx.state.last_planned(stream)
         out.append(
             {
                 "repository": redact_url(branch.url),
@@ -302,58 +253,9 @@ def branches_json(ctx: Context) -> list[dict[str, Any]]:
     return out
 
 
-def _last_planned(ctx: Context, stream: str) -> str | None:
-    best: tuple[int, str] | None = None
-    for sha, repo in ctx.state.commit_repos.items():
-        row = ctx.state.views.commits.get(sha)
-        if repo == stream and row is not None and sha in ctx.state.planned:
-            seen = ctx.state.commit_seen.get(sha, 0)
-            if best is None or seen > best[0]:
-                best = (seen, sha)
-    return best[1] if best else None
-
-
 @access("read")
 async def list_branches(request: web.Request) -> web.Response:
     return web.json_response({"branches": branches_json(context(request))})
-
-
-async def json_body(request: web.Request) -> dict[str, Any]:
-    """The request's JSON object (an empty body is ``{}``); 400 for anything else."""
-    if not request.can_read_body:
-        return {}
-    try:
-        data = await request.json()
-    except ValueError:
-        raise UsageError("the body is not JSON", hint="send application/json") from None
-    if not isinstance(data, dict):
-        raise UsageError("the body must be a JSON object")
-    return cast(dict[str, Any], data)
-
-
-def find_stream(ctx: Context, repository: str, branch: str | None) -> str:
-    """The repository stream of a watched ``repository`` and ``branch`` (None: the only
-    branch watched in it); ``UnknownTarget`` when this engine watches no such branch."""
-    key = repository_key(repository)
-    matching = [
-        w
-        for w in ctx.engine.watched()
-        if repository_key(w.url) == key and (branch is None or w.branch in (branch, None))
-    ]
-    found = [w.stream for w in matching if w.stream is not None]
-    if not found and matching:
-        raise SourceError(
-            f"{redact_url(repository)} has not been read yet",
-            hint="its first fetch learns the default branch: try again shortly",
-        )
-    if not found:
-        raise UnknownTarget(
-            f"this engine watches no branch {branch or '(any)'} of {redact_url(repository)}",
-            hint="GET /api/v1/repositories/watched lists what it watches",
-        )
-    if len(found) > 1:
-        raise UsageError(f"{redact_url(repository)} has several branches watched: name one")
-    return found[0]
 
 
 @access("write")
@@ -447,4 +349,4 @@ def add_routes(app: web.Application) -> None:
     r.add_post(f"{API}/sync", sync)
 
 
-__all__ = ["add_routes", "find_stream", "json_body", "same_repository"]
+__all__ = ["add_routes"]

@@ -44,6 +44,7 @@ from engine.redact import redact_url
 from engine.registry import repository_key
 from engine.server.app import Context, context, json_error
 from engine.server.auth import access
+from engine.server.params import find_stream, json_body
 from engine.server.present import iso
 from projections.commits import CommitRow
 from projections.deployments import DeploymentRow
@@ -229,8 +230,6 @@ def _page_size(value: Any, default: int = DEFAULT_PAGE) -> int:
 @access("read")
 async def post_query(request: web.Request) -> web.Response:
     """``POST /deployments/lambda/query``: filters in the body, DynamoDB-style paging."""
-    from engine.server.api import json_body
-
     ctx = context(request)
     body = await json_body(request)
     size = _page_size(body.get("n") or body.get("limit"))
@@ -296,8 +295,6 @@ def _artifacts(head: str, base: str | None, files: dict[str, Any]) -> dict[str, 
 
 
 def _stream_for(ctx: Context, body: Mapping[str, Any]) -> str:
-    from engine.server.api import find_stream
-
     repo_url = body.get("repo_url")
     branch = body.get("branch")
     if not isinstance(repo_url, str) or not repo_url:
@@ -311,15 +308,13 @@ def _stream_for(ctx: Context, body: Mapping[str, Any]) -> str:
 async def deploy(request: web.Request) -> web.Response:
     """``POST /commits/deploy``: fetch the branch and plan its head now (``force``: plan it
     again even if it was planned); the deployments it asks for start at once."""
-    from engine.server.api import json_body
-
     ctx = context(request)
     body = await json_body(request)
     stream = _stream_for(ctx, body)
     repository = ctx.engine.repository(stream)
     if repository is None:
         return json_error(404, f"no repository loop runs for {stream}")
-    previous = _last_planned(ctx, stream)
+    previous = ctx.state.last_planned(stream)
     head = await repository.poll(force=bool(body.get("force")))
     if head is None:
         raise SourceError(f"{repo_url_of(stream)} could not be read: {repository.unavailable}")
@@ -327,12 +322,6 @@ async def deploy(request: web.Request) -> web.Response:
     await ctx.state.caught_up(await ctx.engine.store.last_position())
     files = _changed_since(ctx, stream, previous, head)
     return web.json_response(_artifacts(head, previous, files))
-
-
-def _last_planned(ctx: Context, stream: str) -> str | None:
-    from engine.server.api import _last_planned as last
-
-    return last(ctx, stream)
 
 
 def _changed_since(ctx: Context, stream: str, previous: str | None, head: str) -> dict[str, Any]:
@@ -354,8 +343,6 @@ async def dryrun(request: web.Request) -> web.Response:
     """``POST /commits/dryrun``: what a deploy would do now, recording nothing. With
     ``process_template`` the answer also has the plan: each function's action and every
     definition that does not render."""
-    from engine.server.api import json_body
-
     ctx = context(request)
     body = await json_body(request)
     stream = _stream_for(ctx, body)

@@ -123,6 +123,16 @@ class LogState:
             while self.position < position and not self.closed:
                 await self._changed.wait()
 
+    def last_planned(self, stream: str) -> str | None:
+        """The commit repository stream ``stream`` planned last."""
+        best: tuple[int, str] | None = None
+        for sha, repo in self.commit_repos.items():
+            if repo == stream and sha in self.planned:
+                seen = self.commit_seen.get(sha, 0)
+                if best is None or seen > best[0]:
+                    best = (seen, sha)
+        return best[1] if best else None
+
     def planned_after(self, sha: str) -> bool:
         """Whether the branch of ``sha`` planned a commit recorded after it."""
         stream = self.commit_repos.get(sha)
