@@ -28,6 +28,7 @@ from engine.aws.errors import translate
 from engine.aws.session import AwsConfig, caller_account, new_session, open_clients
 from engine.config.model import AccountSettings
 from engine.errors import AccountNotConfigured, AwsError
+from engine.metrics import NO_METRICS, Metrics
 
 ASSUME_ROLE_SECONDS = 3600  # the default session length; botocore refreshes 15 min ahead
 
@@ -40,8 +41,15 @@ class AccountSessions:
     ``AccountNotConfigured`` for any other.
     """
 
-    def __init__(self, config: AwsConfig, accounts: Mapping[str, AccountSettings]) -> None:
+    def __init__(
+        self,
+        config: AwsConfig,
+        accounts: Mapping[str, AccountSettings],
+        *,
+        metrics: Metrics = NO_METRICS,
+    ) -> None:
         self.config = config
+        self._metrics = metrics  # STS's calls are counted with every other AWS call
         self.accounts = dict(accounts)
         self._stack = AsyncExitStack()
         self._sts: Any = None
@@ -99,7 +107,8 @@ class AccountSessions:
     async def _own_sts(self) -> Any:
         if self._sts is None:
             with anyio.CancelScope(shield=True):
-                clients = await self._stack.enter_async_context(open_clients(self.config, ("sts",)))
+                opened = open_clients(self.config, ("sts",), metrics=self._metrics)
+                clients = await self._stack.enter_async_context(opened)
             self._sts = clients.sts
         return self._sts
 

@@ -18,13 +18,15 @@ import anyio
 from engine.aws.errors import translate
 from engine.aws.session import AwsConfig, open_clients
 from engine.errors import AwsInvalid
+from engine.metrics import NO_METRICS, Metrics
 
 
 class AwsSecrets:
     """Secrets Manager and SSM, read only (see the module docstring)."""
 
-    def __init__(self, config: AwsConfig) -> None:
+    def __init__(self, config: AwsConfig, *, metrics: Metrics = NO_METRICS) -> None:
         self.config = config
+        self._metrics = metrics
         self._stack = AsyncExitStack()
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = anyio.Lock()
@@ -65,7 +67,7 @@ class AwsSecrets:
                 config = replace(self.config, region=region)
                 with anyio.CancelScope(shield=True):
                     clients = await self._stack.enter_async_context(
-                        open_clients(config, (service,))
+                        open_clients(config, (service,), metrics=self._metrics)
                     )
                 found = self._clients[(service, region)] = clients[service]
         return found

@@ -101,7 +101,7 @@ class AwsProvider:
             on_wait=metrics.rate_wait,
         )
         self.metrics = metrics  # every AWS call and limiter wait is reported here
-        self.sessions: AccountSessions = AccountSessions(config, accounts)
+        self.sessions: AccountSessions = AccountSessions(config, accounts, metrics=metrics)
         self._stack = AsyncExitStack()
         self._ports: dict[tuple[str, str], RegionPorts] = {}
         self._secrets: SecretsApi | None = None
@@ -149,7 +149,7 @@ class AwsProvider:
         if self._secrets is None:
             from engine.aws.secrets import AwsSecrets
 
-            self._secrets = AwsSecrets(self.config)
+            self._secrets = AwsSecrets(self.config, metrics=self.metrics)
         return self._secrets
 
     def _build(self, region: str, account: str, clients: AwsClients) -> RegionPorts:

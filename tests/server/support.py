@@ -17,6 +17,8 @@ from typing import Any
 import aiohttp
 import anyio
 
+import engine.server.app  # loaded here, not by an engine inside a test's loop
+import engine.server.metrics  # noqa: F401 - (reading modules there is a blocking call)
 from engine.events import RecordedEvent
 from engine.runtime.engine import Engine, RunReport
 from engine.server.settings import SecretRef, ServerSettings

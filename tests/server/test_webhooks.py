@@ -15,6 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from engine.events import RecordedEvent
+from engine.events.repo import CommitObserved, CommitPlanned
 from tests.runtime.support import Setup, write_function
 from tests.server.support import Served, finished, serving
 
@@ -100,9 +101,9 @@ async def test_a_github_push_deploys_at_once_while_the_poll_is_an_hour(setup: Se
 
 def _kind(record: RecordedEvent, sha: str) -> str | None:
     event = record.event
-    if event.type == "CommitObserved" and event.sha == sha:  # type: ignore[union-attr]
+    if isinstance(event, CommitObserved) and event.sha == sha:
         return "observed"
-    if event.type == "CommitPlanned" and event.sha == sha:  # type: ignore[union-attr]
+    if isinstance(event, CommitPlanned) and event.sha == sha:
         return "planned"
     if record.meta.commit == sha and event.type == "DeploymentRequested":
         return "requested"

@@ -90,12 +90,10 @@ async def test_abort_through_the_api_rolls_the_canary_back_as_the_cli_would(
         issued = [r for r in log if isinstance(r.event, OperatorCommandIssued)]
         assert len(issued) == 1
         [command] = issued
-        assert (command.meta.actor, command.event.reason, command.event.command) == (
-            "ci",
-            "p99 doubled",
-            "abort",
-        )
-        assert command.event.deployment_id == answer["deployment_id"]
+        event = command.event
+        assert isinstance(event, OperatorCommandIssued)
+        assert (command.meta.actor, event.reason, event.command) == ("ci", "p99 doubled", "abort")
+        assert event.deployment_id == answer["deployment_id"]
         handed = [r for r in log if isinstance(r.event, OperatorRequested)]
         assert [r.meta.causation_id for r in handed] == [command.meta.event_id]
 
