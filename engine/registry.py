@@ -1,34 +1,34 @@
 """The repositories added through the API, folded from the ``repositories`` stream, and the
 rules a new one must meet before it is recorded.
 
-    registry = fold_registry(records)               {repository key: Registered}
-    event = decide_add(registry, url, branches, token)    RepositoryAdded, or ValueError
-    event = decide_remove(registry, url)                   RepositoryRemoved, or LookupError
+    registry = fold_registry(records)                  {repository_id: Registered}
+    event = decide_add(url, branches, token)           RepositoryAdded, or ValueError
+    event = decide_remove(registry, url)               RepositoryRemoved, or LookupError
 
-Pure: the server reads the stream and appends what these say; the engine folds the same
-stream at start, so a repository added before a restart is watched after it.
+Pure: the engine reads the stream at start and appends what these say, and watches every
+branch of every repository left added beside the configuration file's (``Registered.settings``
+is the entry the file would have for it), so a repository added before a restart is watched
+after it. A new one is checked by the configuration file's own rules (``RepositorySettings``:
+no credentials in the URL, valid branch names, a token only by reference, and only for
+https), so its token reference resolves exactly as one written in the file.
 
-Two URLs name the same repository when their ``repository_key`` is equal: scheme,
-credentials, a trailing ``.git`` or slash and letter case do not count
-(``https://github.com/Acme/Lambdas.git`` and ``git@github.com:acme/lambdas`` are one).
+Two URLs name the same repository when their ``repository_id`` is equal
+(``engine.redact``). ``repository_key`` is a looser match, for the URLs a request or a push
+names: the identity without its scheme, in lower case, so ``https://github.com/Acme/Lambdas``
+and ``git@github.com:acme/lambdas.git`` find the same watched repository.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from pydantic import ValidationError
+
+from engine.config.model import RepositorySettings
 from engine.events import RecordedEvent
 from engine.events.registry import RepositoryAdded, RepositoryRemoved
-from engine.redact import redact_url
-
-_BRANCH_BAD = re.compile(r"(^[/.-])|(\.\.)|([\s~^:?*\[\\])|(/$)|(\.lock$)|(@\{)")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_ARN = re.compile(
-    r"^arn:aws[a-z-]*:(secretsmanager:[a-z0-9-]+:\d{12}:secret:.+"
-    r"|ssm:[a-z0-9-]+:\d{12}:parameter/.+)$"
-)
+from engine.redact import redact_url, repository_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,50 +40,35 @@ class Registered:
     token: str | None
     actor: str
 
+    @property
+    def settings(self) -> RepositorySettings:
+        """The configuration file's entry for it."""
+        return RepositorySettings(url=self.url, branches=self.branches, token=self.token)
+
 
 def repository_key(url: str) -> str:
     """What two forms of one repository's URL share (see the module docstring)."""
-    text = redact_url(url.strip()).lower()
-    if "://" in text:
-        text = text.split("://", 1)[1]
-    elif "@" in text and ":" in text:  # scp-like: git@github.com:owner/name.git
-        text = text.split("@", 1)[1].replace(":", "/", 1)
-    head = text.split("/", 1)[0]
-    if "@" in head:  # user@host left by a scheme URL
-        text = text.split("@", 1)[1]
-    text = text.rstrip("/").removesuffix(".git")
-    host, _, path = text.partition("/")
-    return f"{host.split(':', 1)[0]}/{path}" if path else host
+    identity = repository_id(url)
+    return identity.split("://", 1)[-1].lower()
 
 
 def fold_registry(records: Iterable[RecordedEvent]) -> dict[str, Registered]:
-    """The repositories the ``repositories`` stream leaves added, by ``repository_key``."""
+    """The repositories the ``repositories`` stream leaves added, by ``repository_id``."""
     out: dict[str, Registered] = {}
     for record in records:
         event = record.event
         if isinstance(event, RepositoryAdded):
-            out[repository_key(event.url)] = Registered(
+            out[repository_id(event.url)] = Registered(
                 event.url, event.branches, event.token, record.meta.actor
             )
         elif isinstance(event, RepositoryRemoved):
-            out.pop(repository_key(event.url), None)
+            out.pop(repository_id(event.url), None)
     return out
-
-
-def check_token_ref(text: str) -> str:
-    """``text`` if it names a token the way Gitmoxi's ``access_token_arn`` does: a Secrets
-    Manager secret's or SSM parameter's ARN, or an environment variable's name."""
-    if _ARN.match(text) or _ENV_NAME.match(text):
-        return text
-    raise ValueError(
-        f"{text!r} is not a Secrets Manager or SSM Parameter Store ARN, nor the name of an "
-        "environment variable"
-    )
 
 
 def decide_add(url: str, branches: Sequence[str], token: str | None) -> RepositoryAdded:
     """The event that adds ``url``; ``ValueError`` saying what is wrong with the request."""
-    url = url.strip()
+    url = url.strip() if isinstance(url, str) else url
     if not url:
         raise ValueError("repo_url is required")
     if redact_url(url) != url:
@@ -91,23 +76,18 @@ def decide_add(url: str, branches: Sequence[str], token: str | None) -> Reposito
             "repo_url must not hold credentials: put the token in Secrets Manager, SSM or an "
             "environment variable and name it in access_token_arn"
         )
-    seen: list[str] = []
-    for branch in branches:
-        if not isinstance(branch, str) or not branch or _BRANCH_BAD.search(branch):
-            raise ValueError(f"{branch!r} is not a valid branch name")
-        if branch in seen:
-            raise ValueError(f"branch {branch!r} is listed twice")
-        seen.append(branch)
-    if token is not None and token != "":
-        check_token_ref(token)
-        if not url.lower().startswith(("http://", "https://")):
-            raise ValueError("access_token_arn is used only for an https:// repository")
-    return RepositoryAdded(url=url, branches=tuple(seen), token=token or None)
+    try:
+        settings = RepositorySettings(url=url, branches=tuple(branches), token=token or None)
+    except ValidationError as exc:
+        raise ValueError(
+            "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        ) from None
+    return RepositoryAdded(url=url, branches=settings.branches, token=settings.token)
 
 
 def decide_remove(registry: dict[str, Registered], url: str) -> RepositoryRemoved:
     """The event that removes ``url``; ``LookupError`` when it was not added."""
-    found = registry.get(repository_key(url))
+    found = registry.get(repository_id(url))
     if found is None:
         raise LookupError(f"{redact_url(url)} was not added through the API")
     return RepositoryRemoved(url=found.url)

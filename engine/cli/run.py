@@ -135,8 +135,12 @@ def run_command(
             "--repo and --config both name what to watch",
             hint="pass one: --repo for one repository, --config for a configuration file",
         )
-    if path is None and repo is None:
-        raise UsageError("nothing to watch", hint="pass --repo PATH_OR_URL, or --config glam.toml")
+    if path is None and repo is None and server is None:
+        raise UsageError(
+            "nothing to watch",
+            hint="pass --repo PATH_OR_URL, or --config glam.toml (or --listen, and add "
+            "repositories through the API)",
+        )
     if path is not None:
         if branch is not None or token_env is not None:
             raise UsageError(
@@ -148,20 +152,19 @@ def run_command(
         config_file = path
 
         def reload() -> EngineConfig:
-            read = engine_config_from(
+            return engine_config_from(
                 load_config(config_file),
                 db=db,
                 endpoint_url=endpoint_url,
                 region=region,
                 poll=poll,
                 max_parallel=max_parallel,
+                server=server,
             )
-            return with_server(read, server)
 
         return run_engine(reload(), once=once, verbose=verbose, reload=reload)
-    assert repo is not None
     engine = engine_config(
-        repo=repo,
+        repo=repo or "",
         branch=branch,
         db=db,
         endpoint_url=endpoint_url,
@@ -256,10 +259,12 @@ def engine_config_from(
     region: str | None = None,
     poll: float | None = None,
     max_parallel: int | None = None,
+    server: ServerSettings | None = None,
 ) -> EngineConfig:
     """The engine's configuration from a configuration file, flags winning over it: the log
     is ``--db``, else ``$GLAM_DB``, else the file's ``db``; the region ``--region``, else the
-    file's, else ``$AWS_REGION`` (as ``engine_config``)."""
+    file's, else ``$AWS_REGION`` (as ``engine_config``). With ``server`` the file may list
+    no repository (they are added through the API)."""
     from dataclasses import replace
 
     from engine.runtime.engine import Watch
@@ -283,7 +288,7 @@ def engine_config_from(
         )
         for repo, branch in glam.watches()
     )
-    if not watches:
+    if not watches and server is None:
         raise UsageError(
             "the configuration watches no repository", hint="add a [[repository]] entry"
         )
@@ -294,6 +299,7 @@ def engine_config_from(
         data_dir=engine.data_dir,
         max_rate=engine.rate if engine.rate is not None else base.max_rate,
         poll_rate=engine.poll_rate if engine.poll_rate is not None else base.poll_rate,
+        server=server,
     )
 
 

@@ -40,7 +40,7 @@ lock on the database: a second engine on the same file refuses to start (``Store
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +59,8 @@ from engine.events import RecordedEvent
 from engine.logs import get_logger
 from engine.metrics import NO_METRICS, MeteredStore, Metrics
 from engine.ports import Clock, ProjectionStore, RepoSource
+from engine.registry import Registered
+from engine.runtime.added import AddedRepositories
 from engine.runtime.clock import SystemClock
 from engine.runtime.failpoints import Failpoints
 from engine.runtime.fleet import Fleet, Watch
@@ -127,10 +129,13 @@ class EngineConfig:
     server: ServerSettings | None = None  # serve HTTP while running (``glam run --listen``)
 
     def watched(self) -> tuple[Watch, ...]:
-        """The branches to watch: ``watches``, else ``repo``'s one."""
+        """The branches to watch: ``watches``, else ``repo``'s one; none at all for an engine
+        that serves HTTP (it may be given repositories through the API)."""
         if self.watches:
             return self.watches
         if not self.repo:
+            if self.server is not None:
+                return ()
             raise ConfigError(
                 "no repository to watch", hint="pass --repo, or --config with [[repository]]"
             )
@@ -203,12 +208,13 @@ class Engine:
         self._supervisor: Supervisor | None = None
         self._fleet: Fleet | None = None
         self._operators: Operators | None = None
+        self._added: AddedRepositories | None = None  # while running
         # What the adapters report for /metrics; nobody listens without a server.
         self.metrics: Metrics = NO_METRICS
         if config.server is not None:
             from engine.server.metrics import EngineMetrics
 
-            self.metrics = EngineMetrics()
+            self.metrics = EngineMetrics(self.clock.now)
         self.listening: tuple[str, int] | None = None  # the server's address, once bound
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -331,7 +337,9 @@ class Engine:
             clock=self.clock,
         )
         self._fleet = fleet
-        fleet.apply(self.config.watched())
+        self._added = AddedRepositories(self.store, self.ids)
+        await self._added.load()
+        fleet.apply(self._watches())
         operators = Operators(
             self.store,
             fleet,
@@ -426,11 +434,49 @@ class Engine:
             if getattr(config, name) != getattr(self.config, name):
                 log.warning("%s changed in the configuration: it applies at the next start", name)
         kept = {"db", "endpoint_url", "max_parallel", "max_rate", "poll_rate", "data_dir"}
+        kept.add("server")  # bound once, at start
         self.config = _with(config, {k: getattr(self.config, k) for k in kept})
         if self._ports is not None:
             self._ports.configure({a.id: a for a in config.accounts})
         if self._fleet is not None:
-            self._fleet.apply(config.watched())
+            self._fleet.apply(self._watches())
+
+    def _watches(self) -> list[Watch]:
+        """The configuration's branches, and those of the repositories added through the API
+        that it does not list."""
+        configured = list(self.config.watched())
+        added = self._added.watches(configured) if self._added is not None else []
+        return configured + added
+
+    async def add_repository(
+        self, url: str, branches: Sequence[str], token: str | None, *, actor: str
+    ) -> RecordedEvent:
+        """Watch ``url``'s ``branches`` (none: its default branch) from now on and after a
+        restart, its token read by reference at each fetch (``engine.runtime.added``)."""
+        record = await self._running_added().add(
+            url, branches, token, actor=actor, configured=self.config.watched()
+        )
+        if self._fleet is not None:
+            self._fleet.apply(self._watches())
+        return record
+
+    async def remove_repository(self, url: str, *, actor: str) -> RecordedEvent:
+        """Stop watching a repository added through the API; its functions stay as they
+        are."""
+        added = self._running_added()
+        record = await added.remove(url, actor=actor, configured=self.config.watched())
+        if self._fleet is not None:
+            self._fleet.apply(self._watches())
+        return record
+
+    def added(self) -> dict[str, Registered]:
+        """The repositories added through the API, by identity (while running)."""
+        return dict(self._added.registry) if self._added is not None else {}
+
+    def _running_added(self) -> AddedRepositories:
+        if self._added is None:
+            raise RuntimeError("the engine is not running")
+        return self._added
 
     def stop(self) -> None:
         """Ask ``run`` to stop: sagas stop at their next await, recording stays whole."""

@@ -188,7 +188,7 @@ async def serve(
     a bind that fails raises here, before the engine goes on."""
     settings.check()
     assert isinstance(engine.metrics, EngineMetrics)  # the engine makes them for a server
-    state = LogState(engine.store)
+    state = LogState(engine.store, engine.clock)
     ctx = Context(
         engine=engine,
         state=state,

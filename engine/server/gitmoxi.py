@@ -40,7 +40,8 @@ from aiohttp import web
 
 from engine.definitions.desired import split_path
 from engine.errors import SourceError, UsageError
-from engine.redact import redact_url
+from engine.events.registry import RepositoryAdded, RepositoryRemoved
+from engine.redact import redact_url, repository_id
 from engine.registry import repository_key
 from engine.server.app import Context, context, json_error
 from engine.server.auth import access
@@ -256,25 +257,74 @@ async def get_query(request: web.Request) -> web.Response:
 
 @access("read")
 async def get_repositories(request: web.Request) -> web.Response:
-    """The repositories watched, one object per repository with its branches."""
+    """The repositories watched (the configuration file's and those added through the API),
+    one object per repository with its branches and where its token is read (a reference,
+    never the token)."""
     ctx = context(request)
     wanted = request.query.get("repo_url")
+    tokens = {repository_id(w.url): w.token.ref for w in ctx.engine.watching if w.token}
     by_url: dict[str, dict[str, Any]] = {}
     for branch in ctx.engine.watched():
         url = redact_url(branch.url)
         if wanted and repository_key(wanted) != repository_key(url):
             continue
-        entry = by_url.setdefault(
-            url, {"repo_url": url, "branches": [], "access_token_arn": _token_ref(ctx, branch.url)}
-        )
+        token = tokens.get(repository_id(branch.url), "")
+        entry = by_url.setdefault(url, {"repo_url": url, "branches": [], "access_token_arn": token})
         if branch.branch:
             entry["branches"].append(branch.branch)
     return web.json_response(list(by_url.values()))
 
 
-def _token_ref(ctx: Context, url: str) -> str:
-    token_env = getattr(ctx.engine.config, "token_env", None)
-    return token_env or ""
+@access("write")
+async def add_repository(request: web.Request) -> web.Response:
+    """``POST /repositories/add``: watch a repository from now on and after a restart (one
+    ``RepositoryAdded`` on the ``repositories`` stream); added again, its branches and token
+    reference replace the earlier ones. The answer echoes what was recorded."""
+    ctx = context(request)
+    body = await json_body(request)
+    url, branches = body.get("repo_url"), body.get("branches") or []
+    token = body.get("access_token_arn") or None
+    if not isinstance(url, str):
+        raise UsageError("repo_url is required", hint='e.g. {"repo_url": URL, "branches": [...]}')
+    if not isinstance(branches, list):
+        raise UsageError("branches must be a list of branch names")
+    if token is not None and not isinstance(token, str):
+        raise UsageError("access_token_arn must be a string")
+    record = await ctx.engine.add_repository(url, branches, token, actor=_actor(body))
+    event = record.event
+    assert isinstance(event, RepositoryAdded)
+    await ctx.state.caught_up(record.position)
+    return web.json_response(
+        {
+            "repo_url": event.url,
+            "branches": list(event.branches),
+            "access_token_arn": event.token or "",
+            "position": record.position,
+        }
+    )
+
+
+@access("write")
+async def delete_repository(request: web.Request) -> web.Response:
+    """``DELETE /repositories/delete?repo_url=``: stop watching a repository added through
+    the API (one ``RepositoryRemoved``). Nothing is deleted: its functions stay as they are."""
+    ctx = context(request)
+    url = request.query.get("repo_url")
+    if not url:
+        raise UsageError("repo_url is required", hint="DELETE /repositories/delete?repo_url=URL")
+    actor = request.query.get("actor") or "api"
+    record = await ctx.engine.remove_repository(url, actor=actor)
+    event = record.event
+    assert isinstance(event, RepositoryRemoved)
+    await ctx.state.caught_up(record.position)
+    return web.json_response({"repo_url": event.url, "removed": True, "position": record.position})
+
+
+def _actor(body: Mapping[str, Any]) -> str:
+    actor = body.get("actor") or "api"
+    if not isinstance(actor, str):
+        raise UsageError("actor must be a string")
+    return actor
 
 
 def _files_of(observation_commits: Iterable[Any]) -> dict[str, dict[str, list[str]]]:
@@ -378,6 +428,8 @@ async def dryrun(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get(f"{API}/repositories", get_repositories)
+    r.add_post(f"{API}/repositories/add", add_repository)
+    r.add_delete(f"{API}/repositories/delete", delete_repository)
     r.add_post(f"{API}/commits/deploy", deploy)
     r.add_post(f"{API}/commits/dryrun", dryrun)
     r.add_post(f"{API}/deployments/lambda/query", post_query)

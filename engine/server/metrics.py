@@ -33,7 +33,6 @@ Series (all prefixed ``glam_``)::
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
@@ -54,7 +53,8 @@ _WAIT = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 class EngineMetrics:
     """The ``Metrics`` port on prometheus-client, plus what the server counts itself."""
 
-    def __init__(self) -> None:
+    def __init__(self, now: Callable[[], datetime]) -> None:
+        self._now = now  # the engine's clock
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self._calls = Counter(
@@ -111,7 +111,7 @@ class EngineMetrics:
 
     def fetched(self, stream: str) -> None:
         repository, branch = _split_repo_stream(stream)
-        self._fetch.labels(repository, branch).set(time.time())
+        self._fetch.labels(repository, branch).set(self._now().timestamp())
 
     # -- the server's own ----------------------------------------------------------------------
 

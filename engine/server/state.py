@@ -1,10 +1,12 @@
 """What the server knows of the log: the views, folded in memory as the log grows, and the
 few indexes the API and the metrics need that no view keeps.
 
-    state = LogState(store)
+    state = LogState(store, clock)
     tg.start_soon(state.run)          # folds the whole log, then every event appended
     state.views.functions             # what /api/v1/functions answers
     await state.wait_beyond(position) # an event stream waits here for the next event
+
+Its waits are slept on the engine's clock (``Clock``), as the engine's own loops are.
 
 One task follows the store (``EventStore.follow``), so events appended by the engine and by
 other processes (``glam promote`` on the same log) are seen alike. The fold is the one the
@@ -16,6 +18,7 @@ False and ``/readyz`` says so.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -31,7 +34,7 @@ from engine.events.function import (
 )
 from engine.events.operator import OperatorCommandIssued
 from engine.events.repo import CommitObserved, CommitPlanned
-from engine.ports import EventStore
+from engine.ports import Clock, EventStore
 from engine.streams import REPO_PREFIX
 from projections.views import Views
 
@@ -50,8 +53,9 @@ class Tally:
 class LogState:
     """See the module docstring."""
 
-    def __init__(self, store: EventStore) -> None:
+    def __init__(self, store: EventStore, clock: Clock) -> None:
         self._store = store
+        self._clock = clock
         self.views = Views()
         self.tally = Tally()
         self.loaded = False
@@ -111,17 +115,32 @@ class LogState:
     async def wait_beyond(self, position: int, within: float) -> bool:
         """Wait until the log passes ``position`` (True), or ``within`` seconds (False), or
         the server stops (False)."""
-        with anyio.move_on_after(within):
-            while self.position <= position and not self.closed:
-                await self._changed.wait()
-            return not self.closed
-        return False
+        return await self._within(within, lambda: self.position > position) and not self.closed
 
     async def caught_up(self, position: int, within: float = 5.0) -> None:
         """Wait (at most ``within`` seconds) until the fold reaches ``position``."""
-        with anyio.move_on_after(within):
-            while self.position < position and not self.closed:
-                await self._changed.wait()
+        await self._within(within, lambda: self.position >= position)
+
+    async def _within(self, seconds: float, reached: Callable[[], bool]) -> bool:
+        """Wait until ``reached()`` or the server stops (True), or ``seconds`` pass on the
+        engine's clock (False)."""
+        expired = False
+        async with anyio.create_task_group() as tg:
+
+            async def expire() -> None:
+                nonlocal expired
+                await self._clock.sleep(seconds)
+                expired = True
+                tg.cancel_scope.cancel()
+
+            async def wait() -> None:
+                while not reached() and not self.closed:
+                    await self._changed.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(expire)
+            tg.start_soon(wait)
+        return not expired
 
     def last_planned(self, stream: str) -> str | None:
         """The commit repository stream ``stream`` planned last."""

@@ -33,7 +33,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -186,13 +185,13 @@ def gitlab_push(request: web.Request, body: bytes, secret: str) -> Push | str:
     return _push_of(data, keys, where)
 
 
-def generic_push(request: web.Request, body: bytes, secret: str) -> Push | str:
+def generic_push(request: web.Request, body: bytes, secret: str, now: float) -> Push | str:
     stamp = request.headers.get("X-Glam-Timestamp", "")
     _check_signature(
         request.headers.get("X-Glam-Signature-256"), secret, stamp.encode() + b"." + body
     )
     try:
-        skew = abs(time.time() - float(stamp))
+        skew = abs(now - float(stamp))
     except ValueError:
         raise Refused(400, "malformed", "X-Glam-Timestamp is not unix seconds") from None
     if skew > SKEW:
@@ -239,8 +238,11 @@ async def _receive(request: web.Request, provider: str) -> web.Response:
     try:
         body = await _body(request, ctx)
         secret = _secret(ctx)
-        parse = {"github": github_push, "gitlab": gitlab_push, "generic": generic_push}[provider]
-        push = parse(request, body, secret)
+        if provider == "generic":
+            push = generic_push(request, body, secret, ctx.engine.clock.now().timestamp())
+        else:
+            parse = {"github": github_push, "gitlab": gitlab_push}[provider]
+            push = parse(request, body, secret)
         delivery = _delivery_id(provider, request)
         if delivery and not _deliveries(ctx).first_time(provider, delivery):
             raise Refused(409, "replayed", f"delivery {delivery} was received before")

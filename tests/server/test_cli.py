@@ -83,6 +83,57 @@ async def test_glam_run_listen_serves_and_stops_on_sigterm(setup: Setup) -> None
     assert "t0ken-for-the-cli-test" not in output
 
 
+async def test_glam_run_listen_starts_with_no_repository_and_is_given_one(setup: Setup) -> None:
+    """``glam run --listen`` with neither --repo nor --config watches nothing until a
+    repository is added through the API, then deploys it."""
+    write_function(setup.repo, setup.outputs, traffic={"type": "ALL_AT_ONCE", "waitInterval": 0})
+    setup.repo.commit("add orders")
+    port = _free_port()
+    command = [
+        *GLAM, "run", "--db", str(setup.db), "--endpoint-url", setup.endpoint_url,
+        "--region", setup.region, "--poll", "0.5",
+        "--listen", str(port), "--api-token-env", "GLAM_TEST_TOKEN",
+    ]  # fmt: skip
+    log_file = setup.db.parent.parent / "glam-run.log"
+    with log_file.open("wb") as sink:
+        process = await anyio.open_process(
+            command, env=_env(), cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT
+        )
+    async with process:
+        try:
+            url = f"http://127.0.0.1:{port}/api/v1"
+            auth = {"Authorization": "Bearer t0ken-for-the-cli-test"}
+            async with aiohttp.ClientSession() as http:
+                with anyio.fail_after(60):
+                    while True:
+                        try:
+                            async with http.get(f"{url}/repositories") as got:
+                                if got.status == 200:
+                                    assert await got.json() == []
+                                    break
+                        except aiohttp.ClientConnectionError:
+                            pass  # not listening yet
+                        await anyio.sleep(0.2)
+                added = {"repo_url": str(setup.repo.path), "branches": ["main"]}
+                async with http.post(f"{url}/repositories/add", json=added, headers=auth) as got:
+                    assert got.status == 200, await got.text()
+                with anyio.fail_after(60):
+                    while True:
+                        async with http.get(f"{url}/deployments?state=finished") as got:
+                            if (await got.json())["deployments"]:
+                                break
+                        await anyio.sleep(0.2)
+            process.send_signal(signal.SIGTERM)
+            with anyio.fail_after(20):
+                await process.wait()
+        finally:
+            if process.returncode is None:
+                process.kill()  # it did not stop: do not leave it behind
+    output = log_file.read_text()
+    assert process.returncode == 0, output
+    assert f"watching {setup.repo.path} main" in output
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
