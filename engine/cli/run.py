@@ -152,14 +152,15 @@ def run_command(
         config_file = path
 
         def reload() -> EngineConfig:
+            glam = load_config(config_file)
             return engine_config_from(
-                load_config(config_file),
+                glam,
                 db=db,
                 endpoint_url=endpoint_url,
                 region=region,
                 poll=poll,
                 max_parallel=max_parallel,
-                server=server,
+                server=server if server is not None else file_server(glam),
             )
 
         return run_engine(reload(), once=once, verbose=verbose, reload=reload)
@@ -181,6 +182,25 @@ def with_server(config: EngineConfig, server: ServerSettings | None) -> EngineCo
     return config if server is None else dataclasses.replace(config, server=server)
 
 
+def file_server(glam: GlamConfig) -> ServerSettings | None:
+    """The server a configuration file's ``[server]`` asks for (None without ``listen``),
+    checked as ``--listen`` is."""
+    section = glam.server
+    if section.listen is None:
+        return None
+    from engine.server.settings import ServerSettings, parse_listen
+
+    host, port = parse_listen(section.listen)
+    return ServerSettings(
+        host=host,
+        port=port,
+        api_token=section.api_token_ref,
+        webhook_secret=section.webhook_secret_ref,
+        auth_reads=section.auth_reads,
+        allow_remote=section.allow_remote,
+    ).check()
+
+
 def server_settings(
     listen: str,
     *,
@@ -191,14 +211,15 @@ def server_settings(
 ) -> ServerSettings:
     """The server's settings from ``glam run``'s options, checked (a non-loopback address
     needs ``--allow-remote`` and a token)."""
-    from engine.server.settings import SecretRef, ServerSettings, parse_listen
+    from engine.server.settings import ServerSettings, parse_listen
+    from engine.tokens import TokenRef
 
     host, port = parse_listen(listen)
     settings = ServerSettings(
         host=host,
         port=port,
-        api_token=SecretRef(api_token_env) if api_token_env else None,
-        webhook_secret=SecretRef(webhook_secret_env) if webhook_secret_env else None,
+        api_token=TokenRef("env", api_token_env) if api_token_env else None,
+        webhook_secret=TokenRef("env", webhook_secret_env) if webhook_secret_env else None,
         auth_reads=auth_reads,
         allow_remote=allow_remote,
     )
@@ -408,6 +429,7 @@ def _summary(report: RunReport) -> None:
 __all__ = [
     "engine_config",
     "engine_config_from",
+    "file_server",
     "run_command",
     "run_engine",
     "server_settings",

@@ -28,6 +28,7 @@ from engine.config.model import (
     EngineSettings,
     GlamConfig,
     RepositorySettings,
+    ServerSection,
 )
 from engine.errors import ConfigFileError
 from engine.redact import repository_id
@@ -37,6 +38,7 @@ _TABLES: dict[str, tuple[type[BaseModel], str]] = {
     "engine": (EngineSettings, "[engine]"),
     "repository": (RepositorySettings, "[[repository]]"),
     "account": (AccountSettings, "[[account]]"),
+    "server": (ServerSection, "[server]"),
 }
 _ARRAYS = frozenset({"repository", "account"})
 _HEADER_ARRAY = re.compile(r"^\s*\[\[\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]")

@@ -5,6 +5,7 @@ and branches it watches, and the AWS accounts it deploys to.
                         endpoint_url, rate, poll_rate
     [[repository]]      url (or path), branches, token, poll, paths
     [[account]]         id, role_arn, external_id, session_name, regions, rate
+    [server]            listen, api_token, webhook_secret, auth_reads, allow_remote
 
 Each model checks its own fields (a field validator raises ``ValueError`` with the message
 the user reads); what needs several entries at once (the same repository twice, one account
@@ -242,12 +243,50 @@ class AccountSettings(_Model):
         return not self.regions or region in self.regions
 
 
+class ServerSection(_Model):
+    """``[server]``: the HTTP server ``glam run`` starts (health, metrics, the API, webhook
+    receivers) when ``listen`` is set; ``glam run --listen`` and its flags win over it.
+    ``api_token`` and ``webhook_secret`` are references, as a repository's ``token`` is (an
+    environment variable's name, a Secrets Manager or SSM Parameter Store ARN), never the
+    value. ``allow_remote``: listen on an address other than loopback (needs ``api_token``)."""
+
+    listen: str | None = None
+    api_token: str | None = None
+    webhook_secret: str | None = None
+    auth_reads: bool = False
+    allow_remote: bool = False
+
+    @field_validator("api_token", "webhook_secret")
+    @classmethod
+    def _reference(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_token_ref(value)  # ValueError says what is wrong with it
+        return value
+
+    @model_validator(mode="after")
+    def _needs_listen(self) -> ServerSection:
+        if self.listen is None and self.model_fields_set - {"listen"}:
+            raise ValueError('the server\'s settings need listen (e.g. listen = "127.0.0.1:8080")')
+        if self.auth_reads and self.api_token is None:
+            raise ValueError("auth_reads needs api_token")
+        return self
+
+    @property
+    def api_token_ref(self) -> TokenRef | None:
+        return None if self.api_token is None else parse_token_ref(self.api_token)
+
+    @property
+    def webhook_secret_ref(self) -> TokenRef | None:
+        return None if self.webhook_secret is None else parse_token_ref(self.webhook_secret)
+
+
 class GlamConfig(_Model):
     """A whole ``glam.toml`` (or ``glam run --repo``'s flags, as a one-repository one)."""
 
     engine: EngineSettings = EngineSettings()
     repository: tuple[RepositorySettings, ...] = ()
     account: tuple[AccountSettings, ...] = ()
+    server: ServerSection = ServerSection()
 
     @property
     def repositories(self) -> tuple[RepositorySettings, ...]:

@@ -417,6 +417,17 @@ class Engine:
         except SourceError as exc:
             raise SourceUnreachable(exc.message, hint=exc.hint) from None
 
+    async def read_secret(self, ref: TokenRef) -> str | None:
+        """The value of the secret ``ref`` names (the server's API token, its webhook secret),
+        read as repository tokens are; None when it is unset or cannot be read now (logged,
+        by its reference only)."""
+        assert self._tokens is not None
+        try:
+            return await self._tokens.resolve(ref)
+        except SourceError as exc:
+            log.warning("cannot read %s: %s", ref.describe(), exc.one_line())
+            return None
+
     def _plan_defaults(self) -> PlanDefaults:
         assert self.account is not None
         accounts: dict[str, tuple[str, ...]] = {self.account: ()}

@@ -86,7 +86,7 @@ def _status_of(exc: GlamError) -> int:
 async def _middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     ctx = context(request)
     if request.match_info.http_exception is None:  # a route matched: check its token
-        ctx.auth.check(request, access_of(handler))
+        await ctx.auth.check(request, access_of(handler))
     try:
         return await handler(request)
     except web.HTTPException:
@@ -194,7 +194,7 @@ async def serve(
         state=state,
         settings=settings,
         metrics=engine.metrics,
-        auth=Auth(settings.api_token, reads=settings.auth_reads),
+        auth=Auth(settings.api_token, reads=settings.auth_reads, read=engine.read_secret),
     )
     engine.metrics.attach(state, engine.clock.now)
     app = make_app(ctx)

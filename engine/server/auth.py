@@ -5,11 +5,12 @@
                                                    is in its endpoint URL
                                                    (http://glam:<token>@host:8080)
 
-The token is read by reference at each request (``SecretRef.read``: a rotated value counts at
-once) and compared in constant time (``hmac.compare_digest``). A wrong or missing token is a
-401 with ``WWW-Authenticate: Bearer`` and nothing recorded: the check runs before any handler.
-Each route says what it needs (``access``); a route that says nothing needs a write token, so
-a route added without thought is closed, not open.
+The token is read by reference at each request (``Engine.read_secret``: a rotated value
+counts at once, or within the token cache's seconds for one kept in AWS) and compared in
+constant time (``hmac.compare_digest``). A wrong or missing token is a 401 with
+``WWW-Authenticate: Bearer`` and nothing recorded: the check runs before any handler. Each
+route says what it needs (``access``); a route that says nothing needs a write token, so a
+route added without thought is closed, not open.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Literal, TypeVar
 
 from aiohttp import web
 
-from engine.server.settings import SecretRef
+from engine.tokens import TokenRef
 
 Access = Literal["open", "read", "write"]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -75,26 +76,33 @@ def token_matches(given: str | None, expected: str | None) -> bool:
 class Auth:
     """The API token check (see the module docstring)."""
 
-    def __init__(self, token: SecretRef | None, *, reads: bool) -> None:
+    def __init__(
+        self,
+        token: TokenRef | None,
+        *,
+        reads: bool,
+        read: Callable[[TokenRef], Awaitable[str | None]],
+    ) -> None:
         self._token = token
         self._reads = reads
+        self._read = read
 
     def needs_token(self, level: Access) -> bool:
         return level == "write" or (level == "read" and self._reads)
 
-    def check(self, request: web.Request, level: Access) -> None:
+    async def check(self, request: web.Request, level: Access) -> None:
         """Return when ``request`` may use a route of ``level``; else raise a 401."""
         if not self.needs_token(level):
             return
-        expected = self._token.read() if self._token is not None else None
+        expected = await self._read(self._token) if self._token is not None else None
         if token_matches(presented_token(request), expected):
             return
         if self._token is None:
             message = "this endpoint needs an API token, and none is configured"
             hint = "start glam with --api-token-env NAME (the variable holding the token)"
         elif expected is None:
-            message = f"the API token ({self._token.describe()}) is not set"
-            hint = "set it where the engine runs"
+            message = f"the API token ({self._token.describe()}) is not set or cannot be read"
+            hint = "set it where the engine runs, readable with the engine's credentials"
         else:
             message = "missing or wrong API token"
             hint = "send Authorization: Bearer <token>"

@@ -7,35 +7,23 @@ name a server without loading it.
     parse_listen("[::1]:8080")      ("::1", 8080)
     parse_listen("0.0.0.0:8080")    refused by ``check`` unless ``allow_remote`` and a token
 
-A secret is named by a ``SecretRef``: today the name of an environment variable; the value is
-read when it is needed (``SecretRef.read``), so a rotated value is used at the next request.
+A secret is named by reference, as a repository token is (``engine.tokens.TokenRef``: an
+environment variable's name, a Secrets Manager secret's or SSM parameter's ARN); the engine
+reads the value when it is needed (``Engine.read_secret``), so a rotated value is used soon
+after, never shown.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
 from dataclasses import dataclass, field
 
 from engine.errors import ConfigError
+from engine.tokens import TokenRef
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_MAX_BODY = 1024 * 1024  # bytes: a GitHub push payload is at most 25 MB, most are < 100 kB
 DEFAULT_STUCK_AFTER = 900.0  # seconds a deployment may go without a step before /readyz says so
-
-
-@dataclass(frozen=True, slots=True)
-class SecretRef:
-    """Where a secret is: the name of an environment variable. Safe to show."""
-
-    env: str
-
-    def read(self) -> str | None:
-        """The value now; None when the variable is unset or empty."""
-        return os.environ.get(self.env) or None
-
-    def describe(self) -> str:
-        return f"environment variable {self.env}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +40,9 @@ class ServerSettings:
 
     host: str = DEFAULT_HOST
     port: int = 0  # 0: any free port (tests); the bound one is ``Engine.listening``
-    api_token: SecretRef | None = None
+    api_token: TokenRef | None = None
     auth_reads: bool = False
-    webhook_secret: SecretRef | None = None
+    webhook_secret: TokenRef | None = None
     allow_remote: bool = False
     max_body: int = DEFAULT_MAX_BODY
     stuck_after: float = DEFAULT_STUCK_AFTER

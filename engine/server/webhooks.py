@@ -109,9 +109,9 @@ async def _body(request: web.Request, ctx: Context) -> bytes:
     return body
 
 
-def _secret(ctx: Context) -> str:
+async def _secret(ctx: Context) -> str:
     ref = ctx.settings.webhook_secret
-    value = ref.read() if ref is not None else None
+    value = await ctx.engine.read_secret(ref) if ref is not None else None
     if value is None:
         # Refused as a bad signature: a receiver with no secret trusts nothing.
         raise Refused(401, "bad_signature", "no webhook secret is configured")
@@ -237,7 +237,7 @@ async def _receive(request: web.Request, provider: str) -> web.Response:
     ctx = context(request)
     try:
         body = await _body(request, ctx)
-        secret = _secret(ctx)
+        secret = await _secret(ctx)
         if provider == "generic":
             push = generic_push(request, body, secret, ctx.engine.clock.now().timestamp())
         else:

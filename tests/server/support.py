@@ -21,7 +21,8 @@ import engine.server.app  # loaded here, not by an engine inside a test's loop
 import engine.server.metrics  # noqa: F401 - (reading modules there is a blocking call)
 from engine.events import RecordedEvent
 from engine.runtime.engine import Engine, RunReport
-from engine.server.settings import SecretRef, ServerSettings
+from engine.server.settings import ServerSettings
+from engine.tokens import TokenRef
 from tests.runtime.support import Setup
 
 DEFAULT: Any = object()  # "the token the server was started with"
@@ -110,8 +111,8 @@ async def serving(
         else:
             os.environ[name] = value
     settings = ServerSettings(
-        api_token=SecretRef(TOKEN_ENV) if api_token is not None else None,
-        webhook_secret=SecretRef(SECRET_ENV) if webhook_secret is not None else None,
+        api_token=TokenRef("env", TOKEN_ENV) if api_token is not None else None,
+        webhook_secret=TokenRef("env", SECRET_ENV) if webhook_secret is not None else None,
         auth_reads=auth_reads,
         heartbeat=0.5,
     )

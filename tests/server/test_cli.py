@@ -83,17 +83,26 @@ async def test_glam_run_listen_serves_and_stops_on_sigterm(setup: Setup) -> None
     assert "t0ken-for-the-cli-test" not in output
 
 
-async def test_glam_run_listen_starts_with_no_repository_and_is_given_one(setup: Setup) -> None:
-    """``glam run --listen`` with neither --repo nor --config watches nothing until a
-    repository is added through the API, then deploys it."""
+@pytest.mark.parametrize("how", ["flags", "configuration"])
+async def test_glam_run_serving_starts_with_no_repository_and_is_given_one(
+    setup: Setup, how: str
+) -> None:
+    """``glam run --listen`` with neither --repo nor --config, or ``--config`` with a
+    ``[server]`` and no ``[[repository]]``, watches nothing until a repository is added
+    through the API, then deploys it."""
     write_function(setup.repo, setup.outputs, traffic={"type": "ALL_AT_ONCE", "waitInterval": 0})
     setup.repo.commit("add orders")
     port = _free_port()
     command = [
         *GLAM, "run", "--db", str(setup.db), "--endpoint-url", setup.endpoint_url,
         "--region", setup.region, "--poll", "0.5",
-        "--listen", str(port), "--api-token-env", "GLAM_TEST_TOKEN",
     ]  # fmt: skip
+    if how == "flags":
+        command += ["--listen", str(port), "--api-token-env", "GLAM_TEST_TOKEN"]
+    else:
+        config = setup.db.parent.parent / "glam.toml"
+        config.write_text(f'[server]\nlisten = "127.0.0.1:{port}"\napi_token = "GLAM_TEST_TOKEN"\n')
+        command += ["--config", str(config)]
     log_file = setup.db.parent.parent / "glam-run.log"
     with log_file.open("wb") as sink:
         process = await anyio.open_process(

@@ -4,6 +4,7 @@ push names its repository, and the loop wake-up."""
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import anyio
 import pytest
@@ -12,8 +13,9 @@ from engine.errors import ConfigError
 from engine.registry import decide_add, repository_key
 from engine.runtime.wake import Wakeup
 from engine.server.auth import token_matches
-from engine.server.settings import SecretRef, ServerSettings, is_loopback, parse_listen
+from engine.server.settings import ServerSettings, is_loopback, parse_listen
 from engine.server.webhooks import Deliveries
+from engine.tokens import TokenRef
 
 
 @pytest.mark.parametrize(
@@ -50,7 +52,7 @@ def test_a_non_loopback_bind_needs_permission_and_a_token() -> None:
         ServerSettings(host="0.0.0.0").check()
     with pytest.raises(ConfigError, match="needs an API token"):
         ServerSettings(host="0.0.0.0", allow_remote=True).check()
-    ServerSettings(host="0.0.0.0", allow_remote=True, api_token=SecretRef("T")).check()
+    ServerSettings(host="0.0.0.0", allow_remote=True, api_token=TokenRef("env", "T")).check()
 
 
 def test_tokens_compare_whole_and_never_match_nothing() -> None:
@@ -144,3 +146,42 @@ def test_a_repository_added_through_the_api_is_checked_first() -> None:
     ):
         with pytest.raises(ValueError):
             decide_add(*bad)
+
+
+def test_the_configuration_file_names_a_server(tmp_path: Path) -> None:
+    """``[server]`` in glam.toml: where to listen and the token and webhook secret by
+    reference; settings without ``listen``, a token that is no reference and auth_reads
+    without a token are each one located mistake."""
+    from engine.cli.run import file_server
+    from engine.config import load_config
+    from engine.errors import ConfigFileError
+
+    good = tmp_path / "glam.toml"
+    arn = "arn:aws:secretsmanager:eu-west-1:111111111111:secret:glam/api"
+    good.write_text(
+        f'[server]\nlisten = "8080"\napi_token = "{arn}"\nwebhook_secret = "HOOK_SECRET"\n'
+    )
+    server = file_server(load_config(good))
+    assert server is not None
+    assert (server.host, server.port) == ("127.0.0.1", 8080)
+    assert server.api_token == TokenRef("secretsmanager", arn, "eu-west-1")
+    assert server.webhook_secret == TokenRef("env", "HOOK_SECRET")
+    none = tmp_path / "none.toml"
+    none.write_text("[engine]\npoll = 5\n")
+    assert file_server(load_config(none)) is None
+    for text, message in (
+        ('[server]\napi_token = "T"\n', "need listen"),
+        ('[server]\nlisten = "8080"\napi_token = "not a name"\n', "neither"),
+        ('[server]\nlisten = "8080"\nauth_reads = true\n', "auth_reads needs api_token"),
+        ('[server]\nlisten = "8080"\nport = 1\n', "'port' is not a setting of [server]"),
+    ):
+        bad = tmp_path / "bad.toml"
+        bad.write_text(text)
+        with pytest.raises(ConfigFileError) as refused:
+            load_config(bad)
+        [problem] = refused.value.problems
+        assert message in problem, problem
+    exposed = tmp_path / "exposed.toml"
+    exposed.write_text('[server]\nlisten = "0.0.0.0:8080"\n')
+    with pytest.raises(ConfigError, match="refusing to listen"):
+        file_server(load_config(exposed))
