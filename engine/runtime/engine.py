@@ -12,7 +12,8 @@ task group, owned by ``run``, holds everything the engine does while it runs:
                   record new first-parent commits, plan the head against what the log says is
                   deployed, append the decisions (``engine.runtime.repository``); the set of
                   loops follows the configuration while the engine runs
-                  (``engine.runtime.fleet``, ``Engine.reconfigure``)
+                  (``engine.runtime.fleet``, ``Engine.reconfigure``), and the repositories
+                  added through the API (``engine.runtime.added``, ``Engine.add_repository``)
     sagas         one task per function stream with work to do, at most ``max_parallel`` at
                   a time; started by recovery (at start), by the planner (on a new request)
                   and by an operator's hand-over (``engine.runtime.supervisor``)

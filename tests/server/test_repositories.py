@@ -63,6 +63,9 @@ async def test_a_repository_added_through_the_api_is_watched_across_a_restart(
             ("main",),
             "ci",
         )
+        # A configuration reloaded (SIGHUP) keeps watching what the API added.
+        srv.engine.reconfigure(srv.engine.config)
+        assert [(w.url, w.branch) for w in srv.engine.watching] == [(url, "main")]
         # Written to the repository, after the log said it is watched, before it is planned.
         assert record.position < min(r.position for r in log if r.stream.startswith("repo:"))
 
