@@ -20,9 +20,43 @@ from engine.events.repo import (
     CommitPlanned,
     FileChange,
     HistoryRewritten,
+    PrefixListing,
     SourceUnavailable,
 )
 from engine.redact import redact_url
+
+
+@dataclass(frozen=True, slots=True)
+class KnownPrefixes:
+    """The prefixes of commit ``sha``'s tree, as its plan recorded them."""
+
+    sha: str
+    prefixes: frozenset[str]
+
+
+def plain_path(path: str) -> bool:
+    # A backslash is how a name that is not UTF-8 reads (and could collide with one that is):
+    # such trees are listed whole, where collisions are detected.
+    return "\\" not in path
+
+
+def fold_listing(
+    known: KnownPrefixes | None, sha: str, listing: PrefixListing | None
+) -> KnownPrefixes | None:
+    """The prefixes of ``sha`` after its plan recorded ``listing`` (None: not known)."""
+    if listing is None or listing.refused:
+        return None  # refused files are re-examined by a whole listing
+    if listing.base is None:
+        base: frozenset[str] = frozenset()
+    elif known is not None and known.sha == listing.base:
+        base = known.prefixes
+    else:
+        return None  # a change from a listing this fold does not have
+    if not all(plain_path(p) for p in listing.added):
+        return None
+    if not listing.removed and not listing.added and listing.base is not None:
+        return KnownPrefixes(sha, base)
+    return KnownPrefixes(sha, (base - frozenset(listing.removed)) | frozenset(listing.added))
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +66,9 @@ class RepoState:
     last_sha: str | None = None
     last_planned: str | None = None
     unavailable: bool = False
+    # The prefixes of the last planned commit's tree, as its plan recorded them (None: a
+    # plan that did not record them; the next plan lists the whole tree).
+    known: KnownPrefixes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +111,9 @@ def evolve_repo(state: RepoState, event: Event) -> RepoState:
             return replace(state, last_sha=None, unavailable=False) if head else state
         case SourceUnavailable():
             return replace(state, unavailable=True)
-        case CommitPlanned(sha=sha):
-            return replace(state, last_planned=sha)
+        case CommitPlanned(sha=sha, listing=listing):
+            known = fold_listing(state.known, sha, listing)
+            return replace(state, last_planned=sha, known=known)
         case _:
             return state
 

@@ -363,7 +363,9 @@ def plan_commit(
 
     actions.sort(key=lambda a: a.prefix)
     repo_events.append(
-        CommitPlanned(sha=state.sha, actions=tuple(actions), warnings=state.warnings)
+        CommitPlanned(
+            sha=state.sha, actions=tuple(actions), warnings=state.warnings, listing=state.listing
+        )
     )
     rejections = tuple(rejected[p] for p in sorted(rejected))
     for rej in rejections:

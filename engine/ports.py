@@ -25,7 +25,7 @@ from engine.events.desired import EventSources, SourceKind
 
 if TYPE_CHECKING:  # only for annotations: ports must not load the definitions (botocore)
     from engine.definitions.commit import CommitState
-    from engine.observe import Observation
+    from engine.observe import KnownPrefixes, Observation
 
 # Expected-version sentinels for EventStore.append.
 ANY_VERSION = -2  # append whatever the stream's version is
@@ -183,10 +183,17 @@ class RepoSource(Protocol):
         ...
 
     async def commit_state(
-        self, sha: str, *, base: str | None, select: Callable[[str], bool] | None = None
+        self,
+        sha: str,
+        *,
+        base: str | None,
+        select: Callable[[str], bool] | None = None,
+        known: KnownPrefixes | None = None,
     ) -> CommitState:
         """The desired states of commit ``sha``, changes measured from ``base`` (None: every
-        prefix counts as changed); ``select`` picks the unchanged prefixes to render too."""
+        prefix counts as changed); ``select`` picks the unchanged prefixes to render too.
+        ``known``: ``base``'s prefixes as its plan recorded them, so that only what changed
+        since is listed (a source may ignore it and list the whole tree)."""
         ...
 
     async def has_commit(self, sha: str) -> bool:

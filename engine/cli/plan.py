@@ -248,6 +248,7 @@ async def _plan_source(
         select=_render_filter(deployed, claimant, target.paths),
         keep_rendered=render,
         warn=None,  # printed with the plan below, not logged
+        known=repo_state.known,  # only what changed since the last plan is listed
     )
     ctx = PlanContext(
         new_id=lambda: "(preview)",

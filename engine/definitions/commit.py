@@ -27,7 +27,7 @@ from engine.definitions.limits import RenderLimits
 from engine.definitions.templates import DEFAULT_LIMITS
 from engine.errors import DefinitionError, GlamError
 from engine.events.desired import DesiredFunction
-from engine.events.repo import DefinitionWarning, FileChange
+from engine.events.repo import DefinitionWarning, FileChange, PrefixListing
 
 log = logging.getLogger("glam.definitions")
 
@@ -78,6 +78,8 @@ class CommitState:
     changes: Mapping[str, tuple[FileChange, ...]] | None
     rendered: Mapping[str, str] = field(default_factory=dict)
     warnings: tuple[DefinitionWarning, ...] = ()
+    # Its prefixes as its plan records them (``CommitPlanned.listing``).
+    listing: PrefixListing | None = None
 
     def changes_of(self, prefix: str) -> tuple[FileChange, ...]:
         if self.changes is None:
@@ -105,6 +107,8 @@ class Listing:
     changes: Mapping[str, tuple[FileChange, ...]] | None
     render: tuple[str, ...]
     refused: Mapping[str, Rejection]
+    # What the plan records of it (``engine.definitions.listing``); None: make it complete.
+    record: PrefixListing | None = None
 
 
 def list_commit(
@@ -242,6 +246,11 @@ def assemble(listing: Listing, outcomes: Iterable[PrefixOutcome]) -> CommitState
         changes=listing.changes,
         rendered=rendered,
         warnings=tuple(sorted(warnings, key=lambda w: (w.prefix, w.file, w.message))),
+        listing=listing.record
+        if listing.record is not None
+        else PrefixListing(
+            added=tuple(sorted(listing.prefixes)), refused=tuple(sorted(listing.refused))
+        ),
     )
 
 

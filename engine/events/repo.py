@@ -66,6 +66,18 @@ class DefinitionWarning(Frozen):
     message: str
 
 
+class PrefixListing(Frozen):
+    """The function prefixes (those with a ``_lambdadef.json``) of a planned commit's tree, as
+    a change from the listing recorded by the plan of ``base``: ``added`` and ``removed``
+    prefixes. ``base`` None: the listing is complete (``added`` holds every prefix).
+    ``refused`` names the prefixes whose Lambda files are not regular files (complete)."""
+
+    base: str | None = None
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    refused: tuple[str, ...] = ()
+
+
 class CommitPlanned(RepoEvent):
     """The plan of a commit: one action per function prefix it touches (or orphans)."""
 
@@ -74,6 +86,9 @@ class CommitPlanned(RepoEvent):
     actions: tuple[PlannedAction, ...]
     # What the rendered functions hold that glam accepted but ignores.
     warnings: tuple[DefinitionWarning, ...] = ()
+    # Which prefixes the tree holds, so that the next plan lists only what changed since
+    # (None in logs of a glam that did not record it: the next plan lists the whole tree).
+    listing: PrefixListing | None = None
 
 
 class DefinitionRejected(RepoEvent):

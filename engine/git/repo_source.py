@@ -13,7 +13,7 @@ from engine.definitions.commit import CommitState
 from engine.errors import GlamError
 from engine.git.source import GitSource, Mirror, TokenSource
 from engine.git.state import observe_branch, read_commit_state
-from engine.observe import Observation
+from engine.observe import KnownPrefixes, Observation
 from engine.redact import repository_id
 
 
@@ -43,9 +43,14 @@ class GitRepoSource:
         return await observe_branch(self.git, last_sha)
 
     async def commit_state(
-        self, sha: str, *, base: str | None, select: Callable[[str], bool] | None = None
+        self,
+        sha: str,
+        *,
+        base: str | None,
+        select: Callable[[str], bool] | None = None,
+        known: KnownPrefixes | None = None,
     ) -> CommitState:
-        return await read_commit_state(self.git, sha, base=base, select=select)
+        return await read_commit_state(self.git, sha, base=base, select=select, known=known)
 
     async def has_commit(self, sha: str) -> bool:
         try:

@@ -31,6 +31,7 @@ from dulwich.objects import S_ISGITLINK, Commit, Tree  # noqa: TID251
 from dulwich.repo import Repo  # noqa: TID251
 
 from engine.definitions import is_lambda_file
+from engine.definitions.listing import ChangedEntry
 from engine.errors import DefinitionError, SourceError, SourceUnreachable
 from engine.events.repo import ChangeKind, FileChange
 from engine.git.urls import parse_repo_url, redact_url
@@ -350,9 +351,15 @@ class GitSource:
 
     def changes_blocking(self, old: str | None, new: str) -> tuple[FileChange, ...]:
         """Lambda definition files changed between two commits (``old=None``: all added)."""
+        entries = self.entries_blocking(old, new)
+        return tuple(FileChange(path=e.path, change=e.change) for e in entries)
+
+    def entries_blocking(self, old: str | None, new: str) -> list[ChangedEntry]:
+        """The same, saying of each whether it is a regular file with a UTF-8 name. The diff
+        compares tree hashes: an unchanged folder is never read."""
         old_tree = self._tree_of(old) if old else None
         new_tree = self._tree_of(new)
-        out: list[FileChange] = []
+        out: list[ChangedEntry] = []
         changes: Any = tree_changes(self.repo.object_store, old_tree, new_tree)  # type: ignore[arg-type]
         for change in changes:
             kind = _CHANGE.get(change.type)
@@ -363,8 +370,10 @@ class GitSource:
                 continue
             path = decode_path(entry.path)
             if is_lambda_file(path):
-                out.append(FileChange(path=path, change=kind))
-        return tuple(out)
+                sides = [e for e in (change.old, change.new) if e is not None and e.mode]
+                regular = all(stat.S_ISREG(e.mode) for e in sides) and _utf8(entry.path)
+                out.append(ChangedEntry(path=path, change=kind, regular=regular))
+        return out
 
     def snapshot(self, sha: str) -> Snapshot:
         return Snapshot(self.repo, self._tree_of(sha), sha)
@@ -383,6 +392,14 @@ class GitSource:
 
     def _tree_of(self, sha: str) -> bytes:
         return bytes(self._commit(sha).tree)
+
+
+def _utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def decode_path(raw: bytes) -> str:
@@ -473,6 +490,44 @@ class Snapshot:
                     self.refused[path] = f"{path} is a submodule, not a file"
         out = sorted(p for p in out if p not in self.refused)
         return out
+
+    def folder_files(self, folder: str) -> tuple[list[str], dict[str, str]]:
+        """The Lambda files directly in ``folder`` (a path with UTF-8 names) and those refused,
+        with why, as ``lambda_files`` would find them there; nothing for a missing folder."""
+        tree = self._tree_at(folder)
+        if tree is None:
+            return [], {}
+        assert isinstance(tree, Tree)
+        base = f"{folder}/" if folder else ""
+        out: list[str] = []
+        refused: dict[str, str] = {}
+        for entry in tree.iteritems():
+            name = decode_path(entry.path)
+            if stat.S_ISDIR(entry.mode) or not is_lambda_file(name):
+                continue
+            path = base + name
+            if stat.S_ISREG(entry.mode) and _utf8(entry.path):
+                out.append(path)
+                self._entries[path] = (entry.mode, entry.sha)
+            else:
+                refused[path] = "not a regular file with a UTF-8 name"
+        return sorted(out), refused
+
+    def _tree_at(self, folder: str) -> Any:
+        if folder in self._trees:
+            return self._trees[folder]
+        parent, _, name = folder.rpartition("/")
+        above = self._trees[""] if not parent else self._tree_at(parent)
+        if above is None:
+            return None
+        try:
+            mode, sha = above[name.encode()]
+        except KeyError:
+            return None
+        if not stat.S_ISDIR(mode):
+            return None
+        tree = self._trees[folder] = self._repo.object_store[sha]
+        return tree
 
     def read_file(self, path: str, *, referenced_from: str) -> bytes:
         store: Any = self._repo.object_store

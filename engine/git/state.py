@@ -7,13 +7,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from engine.definitions.commit import CommitState, Listing, assemble, list_commit
+from engine.definitions.desired import FileKind, split_path
 from engine.definitions.limits import RenderLimits
+from engine.definitions.listing import list_changed
 from engine.errors import SourceError, SourceUnreachable
 from engine.events.repo import DefinitionWarning
 from engine.git.render import Job, jobs_of, pool_for, render_listing
-from engine.git.source import GitSource
+from engine.git.source import GitSource, Snapshot
 from engine.logs import get_logger
-from engine.observe import Fetched, Observation, ObservedCommit, Unavailable
+from engine.observe import Fetched, KnownPrefixes, Observation, ObservedCommit, Unavailable
 
 log = get_logger("definitions")
 
@@ -31,6 +33,7 @@ async def read_commit_state(
     keep_rendered: bool = False,
     limits: RenderLimits | None = None,
     warn: Callable[[DefinitionWarning], None] | None = log_warning,
+    known: KnownPrefixes | None = None,
 ) -> CommitState:
     """The desired states of commit ``sha``.
 
@@ -41,6 +44,11 @@ async def read_commit_state(
 
     Rendering runs in worker processes under ``limits`` (default: ``RenderLimits.from_env()``);
     a function that passes one is rejected alone. ``warn`` sees each warning (default: logged).
+
+    ``known``: the prefixes of ``base``'s tree as its plan recorded them (``RepoState.known``).
+    With it (and a ``select``), only the folders the diff from ``base`` reaches and those of
+    the prefixes rendered are read (``engine.definitions.listing``); without it, or when the
+    changes need it, the whole tree is listed.
     """
     limits = limits or RenderLimits.from_env()
     pool = pool_for(limits)
@@ -48,9 +56,15 @@ async def read_commit_state(
     def work() -> tuple[Listing, str, list[Job]]:
         pool.prestart()  # a first start overlaps the listing
         snapshot = source.snapshot(sha)
-        changes = source.changes_blocking(base, sha) if base is not None else None
-        files = snapshot.lambda_files()
-        listing = list_commit(sha, files, changes=changes, select=select, refused=snapshot.refused)
+        listing = None
+        if known is not None and base is not None and known.sha == base and select is not None:
+            listing = _list_changed(source, snapshot, known, select)
+        if listing is None:
+            changes = source.changes_blocking(base, sha) if base is not None else None
+            files = snapshot.lambda_files()
+            listing = list_commit(
+                sha, files, changes=changes, select=select, refused=snapshot.refused
+            )
         return listing, source.repo_path, jobs_of(listing, snapshot.entry)
 
     listing, repo_path, jobs = await source.run(work)
@@ -60,6 +74,27 @@ async def read_commit_state(
         for warning in state.warnings:
             warn(warning)
     return state
+
+
+def _list_changed(
+    source: GitSource, snapshot: Snapshot, known: KnownPrefixes, select: Callable[[str], bool]
+) -> Listing | None:
+    """The listing of ``snapshot`` from ``known`` and the diff, reading only the folders of
+    the prefixes rendered (None: list the whole tree)."""
+    folders: dict[str, tuple[list[str], dict[str, str]]] = {}
+
+    def files_of(prefix: str) -> tuple[dict[FileKind, str], bool]:
+        folder = prefix.rpartition("/")[0]
+        if folder not in folders:
+            folders[folder] = snapshot.folder_files(folder)
+        files, refused = folders[folder]
+        own = {
+            split[1]: path for path in files if (split := split_path(path)) and split[0] == prefix
+        }
+        return own, any((split := split_path(p)) and split[0] == prefix for p in refused)
+
+    entries = source.entries_blocking(known.sha, snapshot.sha)
+    return list_changed(snapshot.sha, known, entries, files_of=files_of, select=select)
 
 
 async def observe_branch(source: GitSource, last_sha: str | None) -> Observation:

@@ -284,7 +284,9 @@ class Repository:
         assert branch is not None  # a stream is named after a known branch
         claimant = Claimant(repository=repository_id(self._url), branch=branch)
         select = render_filter(self._deployed, claimant, self._paths)
-        state = await self._source.commit_state(observation.head, base=base, select=select)
+        state = await self._source.commit_state(
+            observation.head, base=base, select=select, known=self._repo.known
+        )
         defaults = self._defaults()
         ctx = PlanContext(
             new_id=self._ids,

@@ -26,7 +26,7 @@ from engine.definitions import is_lambda_file
 from engine.definitions.commit import CommitState, build_commit_state
 from engine.errors import DefinitionError, SourceError
 from engine.events.repo import FileChange
-from engine.observe import Fetched, Observation, ObservedCommit, Unavailable
+from engine.observe import Fetched, KnownPrefixes, Observation, ObservedCommit, Unavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +133,14 @@ class MemoryRepo:
         return Fetched(head=head, commits=commits)
 
     async def commit_state(
-        self, sha: str, *, base: str | None, select: Callable[[str], bool] | None = None
+        self,
+        sha: str,
+        *,
+        base: str | None,
+        select: Callable[[str], bool] | None = None,
+        known: KnownPrefixes | None = None,
     ) -> CommitState:
+        del known  # the whole tree is listed: it is in memory
         commit = self._get(sha)
         files = sorted(p for p in commit.tree if is_lambda_file(p))
         changes = self._changes(base, sha) if base is not None else None
