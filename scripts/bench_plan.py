@@ -1,8 +1,14 @@
 """Body of scripts/bench-plan. See docs/performance.md ("Plan") and docs/limits.md for the
 figures.
 
-    scripts/bench-plan [FUNCTIONS] [CHANGED]   glam plan on a generated repository, and what
-                                               rendering in worker processes costs
+    scripts/bench-plan [FUNCTIONS...] [--changed M]
+                                               glam plan --db on generated repositories of
+                                               each size (default 5000 and 50000), M changed
+                                               (default 50), against git diff + reading the
+                                               changed files in the same run
+    scripts/bench-plan --render [FUNCTIONS] [CHANGED]
+                                               the same at one size, plus glam plan without a
+                                               log and what rendering in worker processes costs
     scripts/bench-plan --limits [BASELINE]     hostile templates: the sandbox's checks alone
                                                against the worker processes (and, given the
                                                path of an older checkout, that code)
@@ -19,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -29,6 +36,7 @@ from engine.git.state import read_commit_state
 from engine.planner import PlanContext, plan_commit
 from engine.store.sqlite import SqliteEventStore
 
+GLAM = str(Path(sys.executable).parent / "glam")
 ENV = {
     **os.environ,
     "GIT_AUTHOR_NAME": "bench",
@@ -44,51 +52,142 @@ def git(repo: Path, *args: str, stdin: bytes | None = None) -> bytes:
     ).stdout
 
 
-def write_function(repo: Path, i: int, key: str) -> None:
-    folder = repo / "functions" / f"fn{i:05d}"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "app_lambdadef.json").write_text(
-        json.dumps(
-            {
-                "FunctionName": f"bench-{i:05d}",
-                "Role": "{{ role }}",
-                "Handler": "app.handler",
-                "Runtime": "python3.12",
-                "Code": {"S3Bucket": "{{ bucket }}", "S3Key": key},
-                "Environment": {"Variables": {"INDEX": str(i)}},
-            },
-            indent=2,
-        )
-    )
-    (folder / "app_lambdadepdef.json").write_text(
-        json.dumps({"alias": "live", "environment": {"region": "eu-west-1"}})
-    )
-    (folder / "app_lambdainput.json").write_text(
-        json.dumps({"ref": {"file": ["infra/outputs.json"], "type": "JSON"}})
-    )
+DEPDEF = json.dumps({"alias": "live", "environment": {"region": "eu-west-1"}}).encode()
+INPUT = json.dumps({"ref": {"file": ["infra/outputs.json"], "type": "JSON"}}).encode()
+OUTPUTS = {"role": "arn:aws:iam::123456789012:role/exec", "bucket": "code"}
 
 
-async def record_all_deployed(repo: Path, db: Path) -> None:
-    """The log after every function of the first commit deployed successfully."""
+def definition(i: int, key: str) -> dict[str, object]:
+    return {
+        "FunctionName": f"bench-{i:05d}",
+        "Role": "{{ role }}",
+        "Handler": "app.handler",
+        "Runtime": "python3.12",
+        "Code": {"S3Bucket": "{{ bucket }}", "S3Key": key},
+        "Environment": {"Variables": {"INDEX": str(i)}},
+    }
+
+
+def fast_import(repo: Path, functions: int, changed: list[int] | None) -> None:
+    """One commit through ``git fast-import`` (no work tree: 150,000 files in seconds): every
+    function (``changed`` None), or a commit on top changing the functions ``changed``."""
+    out = bytearray()
+
+    def blob(mark: int, data: bytes) -> None:
+        out.extend(b"blob\nmark :%d\ndata %d\n%s\n" % (mark, len(data), data))
+
+    blob(1, DEPDEF)
+    blob(2, INPUT)
+    blob(3, json.dumps(OUTPUTS).encode())
+    indexes = range(functions) if changed is None else changed
+    key = "v1.zip" if changed is None else "v2.zip"
+    for i in indexes:
+        blob(10 + i, json.dumps(definition(i, key), indent=2).encode())
+    message = b"all functions" if changed is None else b"change %d" % len(indexes)
+    out.extend(b"commit refs/heads/main\n")
+    out.extend(b"committer bench <bench@example.com> 1700000000 +0000\n")
+    out.extend(b"data %d\n%s\n" % (len(message), message))
+    if changed is not None:
+        out.extend(b"from refs/heads/main^0\n")
+    else:
+        out.extend(b"M 100644 :3 infra/outputs.json\n")
+    for i in indexes:
+        folder = b"functions/fn%05d/" % i
+        out.extend(b"M 100644 :%d %sapp_lambdadef.json\n" % (10 + i, folder))
+        if changed is None:
+            out.extend(b"M 100644 :1 %sapp_lambdadepdef.json\n" % folder)
+            out.extend(b"M 100644 :2 %sapp_lambdainput.json\n" % folder)
+    out.extend(b"\n")
+    git(repo, "fast-import", "--quiet", stdin=bytes(out))
+
+
+async def record_deployed(repo: Path, db: Path, functions: int) -> None:
+    """The log the engine leaves after planning the first commit and deploying every function:
+    its plan (``CommitPlanned``) and each function's request and success. The desired states
+    are made from one rendered function (rendering 50,000 would take minutes), and checked
+    against really rendered ones."""
+    from engine.definitions.commit import CommitState
+    from engine.definitions.desired import content_hash
+    from engine.events.desired import DesiredFunction
+    from engine.streams import repo_stream
+
     async with GitSource(str(repo), "main") as source:
         head = await source.sync()
-        state = await read_commit_state(source, head, base=None)
+        sample = sorted({0, functions // 2, functions - 1})
+        checked = await _render_some(source, head, [f"functions/fn{i:05d}/app" for i in sample])
+
+    model = checked["functions/fn00000/app"]
+
+    def desired(i: int) -> DesiredFunction:
+        prefix = f"functions/fn{i:05d}/app"
+        body = json.loads(json.dumps(model.definition))
+        body["FunctionName"] = f"bench-{i:05d}"
+        body["Environment"] = {"Variables": {"INDEX": str(i)}}
+        return model.model_copy(
+            update={
+                "prefix": prefix,
+                "function_name": body["FunctionName"],
+                "definition": body,
+                "content_hash": content_hash(body, model.event_sources, model.settings.alias),
+            }
+        )
+
+    for i in sample:
+        real = checked[f"functions/fn{i:05d}/app"]
+        assert desired(i) == real, f"the bench's desired state of {i} is not what renders"
+    prefixes = [f"functions/fn{i:05d}/app" for i in range(functions)]
+    extra: dict[str, object] = {}
+    if "listing" in CommitState.__dataclass_fields__:  # an older glam records no listing
+        from engine.events.repo import PrefixListing
+
+        extra["listing"] = PrefixListing(added=tuple(prefixes))
+    state = CommitState(
+        sha=head,
+        prefixes=frozenset(prefixes),
+        desired={p: desired(i) for i, p in enumerate(prefixes)},
+        rejected={},
+        changes=None,
+        **extra,  # type: ignore[arg-type]
+    )
     ids = (f"dep-{i}" for i in itertools.count())
     ctx = PlanContext(
         new_id=lambda: next(ids), default_region="eu-west-1", default_account="123456789012"
     )
     plan = plan_commit(state, {}, ctx)
-    async with SqliteEventStore(db) as store, anyio.create_task_group() as tg:
-        for n, (stream, event) in enumerate(plan.function_events):
-            done = DeploymentFinished(
-                deployment_id=event.deployment_id,  # type: ignore[union-attr]
-                outcome="succeeded",
-            )
-            batch = [
-                NewEvent(event, Metadata(event_id=f"r{n}")),
-                NewEvent(done, Metadata(event_id=f"f{n}")),
-            ]
-            tg.start_soon(store.append, stream, batch)
+    async with SqliteEventStore(db) as store:
+        chunk = 500
+        events = plan.function_events
+        for start in range(0, len(events), chunk):
+            async with anyio.create_task_group() as tg:
+                for n in range(start, min(start + chunk, len(events))):
+                    stream, event = events[n]
+                    done = DeploymentFinished(
+                        deployment_id=event.deployment_id,  # type: ignore[union-attr]
+                        outcome="succeeded",
+                    )
+                    batch = [
+                        NewEvent(event, Metadata(event_id=f"r{n}")),
+                        NewEvent(done, Metadata(event_id=f"f{n}")),
+                    ]
+                    tg.start_soon(store.append, stream, batch)
+        repo_events = [
+            NewEvent(e, Metadata(event_id=f"p{n}")) for n, e in enumerate(plan.repo_events)
+        ]
+        await store.append(repo_stream(str(repo), "main"), repo_events)
+
+
+async def _render_some(source: GitSource, head: str, prefixes: list[str]) -> dict[str, Any]:
+    wanted = set(prefixes)
+
+    def work() -> dict[str, Any]:
+        from engine.definitions.commit import build_commit_state
+
+        snapshot = source.snapshot(head)
+        files = [f"{p}_lambda{k}.json" for p in prefixes for k in ("def", "depdef", "input")]
+        state = build_commit_state(head, files, snapshot, changes=None, select=wanted.__contains__)
+        return dict(state.desired)
+
+    return await source.run(work)
 
 
 def timed(
@@ -145,31 +244,74 @@ def bytecode_env(cache: Path) -> dict[str, str]:
     return {**env, "PYTHONPYCACHEPREFIX": str(cache)}
 
 
-def main() -> None:
-    functions = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
-    changed = int(sys.argv[2]) if len(sys.argv) > 2 else 50
-    with tempfile.TemporaryDirectory(prefix="glam-bench-plan-") as tmp:
-        repo = Path(tmp) / "repo"
-        repo.mkdir()
-        git(repo, "init", "-q", "-b", "main")
-        (repo / "infra").mkdir()
-        (repo / "infra" / "outputs.json").write_text(
-            json.dumps({"role": "arn:aws:iam::123456789012:role/exec", "bucket": "code"})
-        )
-        for i in range(functions):
-            write_function(repo, i, "v1.zip")
-        git(repo, "add", "-A")
-        git(repo, "commit", "-q", "-m", "all functions")
-        db = Path(tmp) / "glam.db"
-        t0 = time.perf_counter()
-        anyio.run(record_all_deployed, repo, db)
-        setup = time.perf_counter() - t0
-        step = max(1, functions // changed)
-        for i in range(0, step * changed, step):
-            write_function(repo, i, "v2.zip")
-        git(repo, "commit", "-q", "-am", f"change {changed}")
+def generate(tmp: Path, functions: int, changed: int) -> tuple[Path, Path, float]:
+    """A repository of ``functions`` folders whose last commit changes ``changed`` of them,
+    and the log the engine left after planning and deploying the commit before."""
+    repo = tmp / f"repo-{functions}"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    fast_import(repo, functions, None)
+    db = tmp / f"glam-{functions}.db"
+    t0 = time.perf_counter()
+    anyio.run(record_deployed, repo, db, functions)
+    setup = time.perf_counter() - t0
+    step = max(1, functions // changed)
+    fast_import(repo, functions, list(range(0, step * changed, step)))
+    return repo, db, setup
 
-        glam = [str(Path(sys.executable).parent / "glam"), "plan", "--repo", str(repo), "--json"]
+
+def best(
+    cmd: list[str], runs: int = 3, **kw: Any
+) -> tuple[float, subprocess.CompletedProcess[bytes]]:
+    """The fastest of ``runs`` runs (the machine is shared: the least disturbed one)."""
+    results = [timed(cmd, **kw) for _ in range(runs)]
+    return min(results, key=lambda r: r[0])
+
+
+def git_baseline(repo: Path) -> tuple[float, int]:
+    """``git diff --name-status HEAD~1 HEAD`` and ``git cat-file --batch`` of those files:
+    what a plan that costs the change must at least do."""
+
+    def once() -> tuple[float, int]:
+        start = time.perf_counter()
+        diff = git(repo, "diff", "--name-status", "HEAD~1", "HEAD")
+        paths = [line.split("\t", 1)[1] for line in diff.decode().splitlines()]
+        git(repo, "cat-file", "--batch", stdin="".join(f"HEAD:{p}\n" for p in paths).encode())
+        return time.perf_counter() - start, len(paths)
+
+    return min(once() for _ in range(3))
+
+
+def sizes_main(sizes: list[int], changed: int) -> None:
+    """glam plan --db at each size, each against the git baseline of its own run."""
+    figures: dict[int, float] = {}
+    with tempfile.TemporaryDirectory(prefix="glam-bench-plan-") as tmp:
+        warm = bytecode_env(Path(tmp) / "pycache")
+        for functions in sizes:
+            repo, db, setup = generate(Path(tmp), functions, changed)
+            glam = [GLAM, "plan", "--repo", str(repo), "--json", "--db", str(db)]
+            timed(glam, env=warm)  # compiles the bytecode cache, warms the page cache
+            t_plan, result = best(glam, env=warm)
+            actions = [a["action"] for a in json.loads(result.stdout)["actions"]]
+            t_git, files = git_baseline(repo)
+            figures[functions] = t_plan
+            print(
+                f"functions={functions:>6} changed={changed}: glam plan --db {t_plan:6.3f} s "
+                f"(exit {result.returncode}, {actions.count('new_version')} new versions, "
+                f"{len(actions)} actions)  git diff + cat-file {t_git:6.3f} s ({files} files)  "
+                f"ratio {t_plan / t_git:5.1f}x  (log setup {setup:.0f} s)"
+            )
+    if len(sizes) > 1:
+        small, large = sizes[0], sizes[-1]
+        print(f"glam plan --db at {large} / at {small}: {figures[large] / figures[small]:.2f}x")
+
+
+def main() -> None:
+    functions = int(sys.argv[2]) if len(sys.argv) > 2 else 5000
+    changed = int(sys.argv[3]) if len(sys.argv) > 3 else 50
+    with tempfile.TemporaryDirectory(prefix="glam-bench-plan-") as tmp:
+        repo, db, setup = generate(Path(tmp), functions, changed)
+        glam = [GLAM, "plan", "--repo", str(repo), "--json"]
         warm = bytecode_env(Path(tmp) / "pycache")
         # First run with an empty bytecode cache (compiles every module), then cached runs.
         t_cold, _ = timed([*glam, "--db", str(db)], env=warm)
@@ -223,5 +365,13 @@ if __name__ == "__main__":
         from bench_limits import main as limits_main
 
         limits_main(sys.argv[2:])
-    else:
+    elif sys.argv[1:2] == ["--render"]:
         main()
+    else:
+        args = sys.argv[1:]
+        changed_at = args.index("--changed") if "--changed" in args else None
+        changed = 50
+        if changed_at is not None:
+            changed = int(args[changed_at + 1])
+            del args[changed_at : changed_at + 2]
+        sizes_main([int(a) for a in args] or [5000, 50000], changed)
