@@ -51,6 +51,7 @@ from engine.events.repo import (
     HeldRemoval,
     HistoryRewritten,
     PlannedAction,
+    PrefixListing,
     SourceUnavailable,
 )
 from engine.store.records import GENESIS_HASH, StoredRow, format_time, make_row, to_recorded
@@ -809,12 +810,82 @@ def repositories_scenario() -> list[tuple[str, Event, Metadata]]:
     ]
 
 
+def listing_scenario() -> list[tuple[str, Event, Metadata]]:
+    """Plans that record the tree's prefixes (0.2-listing): a complete listing, a change from
+    it (a function added, one deleted), and a listing naming a refused prefix."""
+
+    def m(i: str, **kw: str) -> Metadata:
+        return Metadata(event_id=i, **kw)
+
+    orders, billing = "apps/orders/orders", "apps/billing/billing"
+    payments = "apps/payments/payments"
+    return [
+        (
+            ORDERS,
+            DeploymentRequested(
+                deployment_id="dep-1", commit=C1, action="create", desired=desired("orders", 128)
+            ),
+            m("l1", commit=C1, deployment_id="dep-1"),
+        ),
+        (
+            REPO,
+            CommitPlanned(
+                sha=C1,
+                actions=(
+                    PlannedAction(
+                        prefix=orders,
+                        function=ORDERS,
+                        action="create",
+                        files=(f"{orders}_lambdadef.json",),
+                        reason="new function",
+                        content_hash=desired("orders", 128).content_hash,
+                    ),
+                ),
+                listing=PrefixListing(added=(billing, orders)),
+            ),
+            m("l2", commit=C1),
+        ),
+        (
+            ORDERS,
+            DeploymentFinished(deployment_id="dep-1", outcome="succeeded", stable_version="1"),
+            m("l3", deployment_id="dep-1"),
+        ),
+        (
+            REPO,
+            CommitPlanned(
+                sha=C2,
+                actions=(
+                    PlannedAction(
+                        prefix=payments,
+                        function="",
+                        action="nothing",
+                        files=(f"{payments}_lambdadef.json",),
+                        reason="invalid: no _lambdadepdef.json next to the function definition",
+                    ),
+                ),
+                listing=PrefixListing(base=C1, added=(payments,), removed=(billing,)),
+            ),
+            m("l4", commit=C2),
+        ),
+        (
+            REPO,
+            CommitPlanned(
+                sha=C3,
+                actions=(),
+                listing=PrefixListing(added=(orders, payments), refused=(payments,)),
+            ),
+            m("l5", commit=C3),
+        ),
+    ]
+
+
 SCENARIOS = {
     "0.1": scenario,
     "0.1-operator": operator_scenario,
     "0.1-warnings": warnings_scenario,
     "0.1-org": org_scenario,
     "0.1-repositories": repositories_scenario,
+    "0.2-listing": listing_scenario,
 }
 
 
