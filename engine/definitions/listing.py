@@ -63,7 +63,7 @@ def list_changed(
         if kind == "def" and entry.change == "added" and prefix not in known.prefixes:
             added.add(prefix)
         elif kind == "def" and entry.change == "deleted" and prefix in known.prefixes:
-            pass
+            removed.add(prefix)
     prefixes = (known.prefixes - removed) | added if added or removed else known.prefixes
     by_prefix = changes_by_prefix(changes)
     render = sorted(p for p in prefixes if p in by_prefix or select(p))

@@ -7,15 +7,21 @@ import os
 import random
 import shutil
 from collections.abc import Callable
+from pathlib import Path
 
+import anyio
 import pytest
 
 from engine.definitions.commit import CommitState
-from engine.events.repo import CommitPlanned
+from engine.events.repo import CommitPlanned, PrefixListing
 from engine.git.source import GitSource
 from engine.git.state import read_commit_state
 from engine.observe import RepoState, evolve_repo
 from engine.planner import Plan, plan_commit, render_filter
+from engine.runtime.engine import Watch
+from engine.store.sqlite import SqliteEventStore
+from engine.testing import FakeProvider
+from tests.cli.test_org_cli import OWN, fn, glam, run_once
 from tests.repo.gitrepo import GitRepo, function_files
 from tests.repo.test_planner import Log
 
@@ -258,3 +264,66 @@ async def test_random_change_sequences(repo: GitRepo, seed: int) -> None:
         repo.commit(f"step {step}")
         await engine.plan()
     assert engine.incremental >= 10
+
+
+def quick(repo: GitRepo, prefix: str, name: str, key: str = "v1.zip") -> None:
+    """A function the engine deploys at once, with no bake to wait for."""
+    fn(repo, prefix, name, key=key)
+    shifting = {"type": "ALL_AT_ONCE", "waitInterval": 0}
+    repo.write(f"{prefix}_lambdadepdef.json", {"alias": "live", "trafficShiftingConfig": shifting})
+
+
+def _plans_both_ways(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], repo: GitRepo, db: Path
+) -> str:
+    args = ("plan", "--repo", str(repo.path), "--db", str(db), "--json", "--region", "us-east-1")
+    code, out, err = glam(monkeypatch, capsys, *args)
+    with monkeypatch.context() as whole:
+        whole.setattr("engine.observe.fold_listing", lambda *_: None)
+        assert glam(monkeypatch, capsys, *args) == (code, out, err)
+    return out
+
+
+def _listings(db: Path) -> list[PrefixListing | None]:
+    async def read() -> list[PrefixListing | None]:
+        async with SqliteEventStore(db, readonly=True) as store:
+            records = await store.read_all()
+        return [r.event.listing for r in records if isinstance(r.event, CommitPlanned)]
+
+    return anyio.run(read)
+
+
+def test_the_engine_records_listings_and_glam_plan_lists_from_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The engine on a real SQLite log records each plan's prefixes (complete, then as a
+    change); ``glam plan --db`` lists from them and prints what the whole tree's plan prints."""
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "GLAM_DB", "GLAM_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    repo = GitRepo(tmp_path / "repo")
+    for name in ("a", "b", "c", "d"):
+        quick(repo, f"f/{name}/{name}", f"audit-{name}")
+    repo.commit("four functions")
+    db = tmp_path / "state" / "glam.db"
+    provider = FakeProvider(OWN)
+    assert run_once(db, Watch(str(repo.path), "main"), provider=provider).exit_code == 0
+    quick(repo, "f/b/b", "audit-b", key="v2.zip")
+    quick(repo, "f/e/e", "audit-e")
+    shutil.rmtree(repo.path / "f" / "c")
+    os.rename(repo.path / "f" / "d", repo.path / "g")
+    repo.commit("a bit of everything")
+    out = _plans_both_ways(monkeypatch, capsys, repo, db)
+    assert '"new_version"' in out
+    assert '"create"' in out
+    assert run_once(db, Watch(str(repo.path), "main"), provider=provider).exit_code == 0
+    first, second = _listings(db)
+    assert first is not None
+    assert first.base is None
+    assert first.added == ("f/a/a", "f/b/b", "f/c/c", "f/d/d")
+    assert second is not None
+    assert second.base is not None
+    assert (second.added, second.removed) == (("f/e/e", "g/d"), ("f/c/c", "f/d/d"))
+    quick(repo, "f/a/a", "audit-a", key="v3.zip")
+    repo.commit("one more")
+    out = _plans_both_ways(monkeypatch, capsys, repo, db)
+    assert out.count('"new_version"') == 1
