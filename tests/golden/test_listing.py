@@ -24,12 +24,12 @@ def test_the_listings_of_the_golden_log_fold_into_the_prefixes() -> None:
     assert first.known is not None
     assert (first.known.sha, first.known.prefixes) == (
         C1,
-        {"apps/billing/billing", "apps/orders/orders"},
+        frozenset({"apps/billing/billing", "apps/orders/orders"}),
     )
     assert second.known is not None
     assert (second.known.sha, second.known.prefixes) == (
         C2,
-        {"apps/orders/orders", "apps/payments/payments"},
+        frozenset({"apps/orders/orders", "apps/payments/payments"}),
     )
     assert refused.known is None  # a refused file is looked at again in the whole tree
 
