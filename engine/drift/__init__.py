@@ -7,8 +7,8 @@
     engine.drift.watch     pure: one function stream folded for the sweep (``Watched``), and
                            the events a sweep's findings make (DriftDetected, DriftResolved,
                            a healing DeploymentRequested)
-    engine.drift.recorded  pure: the drift the log holds now, for ``glam status``, the server
+    engine.drift.recorded  pure: the drift the log holds open, for ``glam status``, the server
 
-The engine sweeps on a schedule (engine.runtime.drift); ``glam drift`` reads on demand
+The engine sweeps on a schedule (engine.runtime.drift); ``glam drift`` reads AWS on demand
 (engine.cli.drift). docs/drift.md says what is compared, how often, and the policies.
 """
