@@ -4,14 +4,16 @@ path, recorded once, and resolved when put back."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from engine.events.function import DeploymentRequested, DriftDetected, DriftResolved
 from engine.local import LocalAwsThread
-from tests.drift.support import SOURCES, lambda_call, paths, sweeper
-from tests.runtime.support import NAME, Setup, outcomes, write_function
+from engine.local.account import set_alarm_state
+from tests.drift.support import DEPDEF, SOURCES, lambda_call, paths, sweeper
+from tests.runtime.support import ALARM, NAME, Setup, outcomes, write_function
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -177,3 +179,66 @@ async def test_heal_asks_for_a_deployment_with_drift_as_its_reason(
 
 def _account(setup: Setup) -> str:
     return str(setup.outputs["sqs_queue_arn"]["value"]).split(":")[4]
+
+
+async def _alias_moved_off_glams_version(
+    setup: Setup, local_aws: LocalAwsThread, *, alarms: tuple[str, ...] = ()
+) -> str:
+    """Deployed under heal; then someone publishes a version of their own (256 MB) and points
+    the alias at it. The version it made."""
+    write_function(setup.repo, setup.outputs, traffic=ALL_AT_ONCE, alarms=alarms)
+    depdef = json.loads((setup.repo.path / DEPDEF).read_text())
+    setup.repo.write(DEPDEF, depdef | {"driftPolicy": "heal"})
+    setup.repo.commit("orders, healed")
+    assert outcomes(await setup.run_once()) == ["succeeded"]
+    await lambda_call(local_aws, "update_function_configuration", FunctionName=NAME, MemorySize=256)
+    await lambda_call(local_aws, "get_function", FunctionName=NAME)
+    other = str((await lambda_call(local_aws, "publish_version", FunctionName=NAME))["Version"])
+    await lambda_call(
+        local_aws, "update_alias", FunctionName=NAME, Name="live", FunctionVersion=other
+    )
+    return other
+
+
+async def _versions(local_aws: LocalAwsThread) -> list[str]:
+    listed = await lambda_call(local_aws, "list_versions_by_function", FunctionName=NAME)
+    return [v["Version"] for v in listed["Versions"] if v["Version"] != "$LATEST"]
+
+
+async def test_a_moved_alias_is_healed_and_the_version_glam_did_not_deploy_kept(
+    setup: Setup, local_aws: LocalAwsThread
+) -> None:
+    other = await _alias_moved_off_glams_version(setup, local_aws)
+    async with sweeper(setup) as sweep:
+        assert "alias.FunctionVersion" in paths(await sweep.once())
+    report = await setup.run_once()
+    assert outcomes(report) == ["succeeded"]
+    alias = await lambda_call(local_aws, "get_alias", FunctionName=NAME, Name="live")
+    assert alias["FunctionVersion"] != other
+    served = await lambda_call(
+        local_aws, "get_function", FunctionName=NAME, Qualifier=alias["FunctionVersion"]
+    )
+    assert served["Configuration"]["MemorySize"] == 128
+    assert other in await _versions(local_aws)  # not glam's: never deleted
+    async with sweeper(setup) as sweep:
+        assert paths(await sweep.once()) == []
+
+
+async def test_an_alarm_during_the_heal_rolls_it_back(
+    setup: Setup, local_aws: LocalAwsThread
+) -> None:
+    other = await _alias_moved_off_glams_version(setup, local_aws, alarms=(ALARM,))
+    async with sweeper(setup) as sweep:
+        await sweep.once()
+        assert len(sweep.healed) == 1
+    await set_alarm_state(setup.endpoint_url, ALARM, "ALARM", region=setup.region)
+    report = await setup.run_once()
+    assert outcomes(report) == ["rolled_back"]
+    alias = await lambda_call(local_aws, "get_alias", FunctionName=NAME, Name="live")
+    assert alias["FunctionVersion"] == other  # back where the heal found it
+    assert other in await _versions(local_aws)
+    async with sweeper(setup) as sweep:
+        await sweep.once()
+        assert sweep.healed == []  # recorded already: not asked again
+        detected = [e for e in await sweep.drift_events() if isinstance(e, DriftDetected)]
+        assert "alias.FunctionVersion" in {e.path for e in detected}
