@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     # At run time these are imported by the functions that use them: they pull in dulwich,
     # Jinja, botocore's service model and every event model, which the other glam commands
     # and `glam --help` must not pay for at start-up.
+    from engine.drift.compare import Difference
     from engine.git.source import GitSource
     from engine.observe import RepoState
     from engine.planner import DeployedState, Plan
@@ -153,9 +154,10 @@ def _targets(
     return targets, known, use_db
 
 
-async def _plan(
-    target: _Target, db: Path | None, known: _Known, render: bool
-) -> tuple[Plan, str, str, dict[str, str]]:
+_Result = tuple["Plan", str, str, dict[str, str], dict[str, tuple["Difference", ...]]]
+
+
+async def _plan(target: _Target, db: Path | None, known: _Known, render: bool) -> _Result:
     from engine.git.source import GitSource
     from engine.git.urls import parse_repo_url
 
@@ -200,7 +202,7 @@ async def _aws_token(ref: TokenRef, endpoint_url: str | None) -> str:
 
 async def _plan_source(
     source: GitSource, target: _Target, db: Path | None, known: _Known, render: bool
-) -> tuple[Plan, str, str, dict[str, str]]:
+) -> _Result:
     from engine.deployed import Claimant
     from engine.git.state import read_commit_state
     from engine.observe import RepoState
@@ -257,12 +259,30 @@ async def _plan_source(
         paths=target.paths,
         accounts=accounts,
     )
-    return (
-        plan_commit(state, deployed, ctx),
-        source.display_url,
-        source.branch,
-        dict(state.rendered),
-    )
+    plan = plan_commit(state, deployed, ctx)
+    return plan, source.display_url, source.branch, dict(state.rendered), _fields(plan, deployed)
+
+
+def _fields(plan: Plan, deployed: dict[str, DeployedState]) -> dict[str, tuple[Difference, ...]]:
+    """Per planned prefix, the fields its deployment changes from what is deployed: the
+    function's own stream, else (a new identity: region, account or name changed) the
+    deployed function of the same prefix."""
+    from engine.drift.fields import changes
+
+    by_prefix = {s.prefix: s for s in deployed.values() if s.desired is not None and s.exists}
+    found: dict[str, tuple[Difference, ...]] = {}
+    for action in plan.actions:
+        if action.action not in ("create", "new_version", "settings_only"):
+            continue
+        desired = plan.desired.get(action.prefix)
+        if desired is None:
+            continue
+        current = deployed.get(action.function or "")
+        if current is None or current.desired is None:
+            current = by_prefix.get(action.prefix)
+        if current is not None and current.desired is not None:
+            found[action.prefix] = changes(current.desired, desired)
+    return found
 
 
 async def _read_log(db: Path, stream: str) -> tuple[dict[str, DeployedState], RepoState]:
@@ -356,7 +376,12 @@ _SYMBOL = {
 
 
 def _print_text(
-    plan: Plan, url: str, branch: str, rendered: dict[str, str], placeholder: bool
+    plan: Plan,
+    url: str,
+    branch: str,
+    rendered: dict[str, str],
+    fields: dict[str, tuple[Difference, ...]],
+    placeholder: bool,
 ) -> None:
     typer.echo(f"plan for {url} {branch} at {plan.sha[:12]}")
     if placeholder and any(
@@ -369,6 +394,8 @@ def _print_text(
         files = f"  [{', '.join(action.files)}]" if action.files else ""
         function = f"  {action.function}" if action.function else ""
         typer.echo(f"{label:<16} {action.prefix}{function}{files}  — {action.reason}")
+        for change in fields.get(action.prefix, ()):
+            typer.echo(f"{'':<16}   {change.text()}")
     for rejection in plan.rejected:
         typer.echo(f"invalid: {rejection.one_line()}", err=True)
     for warning in plan.warnings:
@@ -389,13 +416,28 @@ def _print_text(
         typer.echo(text.rstrip("\n"))
 
 
-def _as_json(plan: Plan, url: str, branch: str, rendered: dict[str, str]) -> dict[str, Any]:
+def _as_json(
+    plan: Plan,
+    url: str,
+    branch: str,
+    rendered: dict[str, str],
+    fields: dict[str, tuple[Difference, ...]],
+) -> dict[str, Any]:
     return {
         "repo": url,
         "branch": branch,
         "sha": plan.sha,
         "changes": plan.has_changes,
-        "actions": [a.model_dump(mode="json") for a in plan.actions],
+        "actions": [
+            a.model_dump(mode="json")
+            | {
+                "fields": [
+                    {"path": c.path, "old": c.desired, "new": c.live}
+                    for c in fields.get(a.prefix, ())
+                ]
+            }
+            for a in plan.actions
+        ],
         "rejected": [
             {
                 "prefix": r.prefix,

@@ -147,7 +147,7 @@ def _function(prefix: str, expected: Expected, info: FunctionInfo) -> list[Diffe
     found = [
         difference
         for member in sorted(desired)
-        for difference in _leaves(f"{prefix}.{member}", desired[member], live.get(member))
+        for difference in leaves(f"{prefix}.{member}", desired[member], live.get(member))
     ]
     code = dict(definition.get("Code") or {})
     if "ImageUri" in code:
@@ -160,15 +160,20 @@ def _function(prefix: str, expected: Expected, info: FunctionInfo) -> list[Diffe
     return found
 
 
-def _leaves(path: str, desired: Any, live: Any) -> Iterator[Difference]:
-    """The differences under ``path``: objects key by key, anything else as one value."""
+def leaves(path: str, desired: Any, live: Any) -> Iterator[Difference]:
+    """The differences under ``path``: objects key by key, anything else as one value;
+    environment values masked."""
     if isinstance(desired, Mapping) and (live is None or isinstance(live, Mapping)):
         present: Mapping[str, Any] = live or {}
         for key in sorted(set(desired) | set(present)):
-            yield from _leaves(f"{path}.{key}", desired.get(key), present.get(key))
+            yield from leaves(f"{path}.{key}", desired.get(key), present.get(key))
+        return
+    if isinstance(live, Mapping) and desired is None:
+        for key in sorted(live):
+            yield from leaves(f"{path}.{key}", None, live.get(key))
         return
     if desired != live:
-        secret = _ENV_VALUE in path
+        secret = _ENV_VALUE in f".{path}"
         yield Difference(path, _masked(desired, secret), _masked(live, secret))
 
 
