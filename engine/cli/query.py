@@ -310,8 +310,8 @@ def status(
             "state",
             "commit",
             "last outcome",
-            "owner",
             "drift",
+            "owner",
         ],
         [
             (
@@ -325,8 +325,8 @@ def status(
                 r.state,
                 (r.last_commit or "")[:12],
                 r.last_outcome,
-                _owner_text(owners.get(r.stream)),
                 _drift_text(drift.get(r.stream, {})),
+                _owner_text(owners.get(r.stream)),
             )
             for r in rows
         ],

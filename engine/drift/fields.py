@@ -19,7 +19,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from engine.definitions.normalize import code_key, desired_configuration
+from engine.definitions.normalize import (
+    DEFAULTS,
+    code_key,
+    create_only_members,
+    desired_configuration,
+)
 from engine.drift.compare import Difference, leaves
 from engine.events.desired import DesiredFunction
 
@@ -57,3 +62,16 @@ def _code(desired: DesiredFunction) -> Any:
 
 def _tags(desired: DesiredFunction) -> dict[str, str]:
     return {str(k): str(v) for k, v in (desired.definition.get("Tags") or {}).items()}
+
+
+def create_only_changes(old: DesiredFunction, new: DesiredFunction) -> list[Difference]:
+    """The members ``new`` changes that only CreateFunction sets (PackageType,
+    TenancyConfig...): AWS cannot apply them to the function that exists."""
+    found: list[Difference] = []
+    for member in sorted(create_only_members()):
+        default = DEFAULTS.get(member)
+        before = old.definition.get(member, default)
+        after = new.definition.get(member, default)
+        if before != after:
+            found.append(Difference(member, before, after))
+    return found

@@ -81,3 +81,19 @@ async def test_a_region_change_names_the_field(setup: Setup) -> None:
     assert code == 1, output
     assert "+ create" in output
     assert "settings.region: (absent) → eu-west-1" in output, output
+
+
+async def test_a_create_only_change_is_refused_at_plan_time(setup: Setup) -> None:
+    """PackageType cannot change on an existing function: the plan refuses it, naming the
+    file and the fix, and the engine deploys nothing for it."""
+    await _deployed(setup)
+    _edit(setup, DEF, PackageType="Image", Code={"ImageUri": "1.dkr.ecr/x:1"}, Runtime=None)
+    _edit(setup, DEF, Handler=None)
+    setup.repo.commit("to an image")
+    code, output = await _plan(setup)
+    assert code == 2, output
+    assert "only a new function can take this change: PackageType: Zip → Image" in output
+    assert f"{PREFIX}_lambdadef.json" in output
+    assert "delete the function's files, commit, then add them back" in output
+    report = await setup.run_once()
+    assert outcomes(report) == []
