@@ -28,7 +28,10 @@ from engine.definitions.normalize import (
 from engine.drift.compare import Difference, leaves
 from engine.events.desired import DesiredFunction
 
-CREATE_ONLY_HINT = "delete the function's files, commit, then add them back (a new function)"
+CREATE_ONLY_HINT = (
+    "put the deployed value back in the file, or give the function a new FunctionName (glam "
+    "creates it; the old one is removed once its definition is deleted)"
+)
 
 
 def changes(old: DesiredFunction | None, new: DesiredFunction) -> tuple[Difference, ...]:

@@ -94,6 +94,6 @@ async def test_a_create_only_change_is_refused_at_plan_time(setup: Setup) -> Non
     assert code == 2, output
     assert "only a new function can take this change: PackageType: Zip → Image" in output
     assert f"{PREFIX}_lambdadef.json" in output
-    assert "delete the function's files, commit, then add them back" in output
+    assert "or give the function a new FunctionName" in output
     report = await setup.run_once()
     assert outcomes(report) == []

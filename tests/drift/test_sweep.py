@@ -242,3 +242,22 @@ async def test_an_alarm_during_the_heal_rolls_it_back(
         assert sweep.healed == []  # recorded already: not asked again
         detected = [e for e in await sweep.drift_events() if isinstance(e, DriftDetected)]
         assert "alias.FunctionVersion" in {e.path for e in detected}
+
+
+async def test_members_moto_alone_would_drop_are_no_drift_after_a_deployment(
+    setup: Setup,
+) -> None:
+    """TracingConfig, LoggingConfig, EphemeralStorage set by the definition are what the
+    embedded AWS answers after the deployment: nothing differs."""
+    write_function(setup.repo, setup.outputs, traffic=ALL_AT_ONCE)
+    definition = json.loads((setup.repo.path / "apps/orders/orders_lambdadef.json").read_text())
+    definition |= {
+        "TracingConfig": {"Mode": "Active"},
+        "LoggingConfig": {"LogFormat": "JSON", "ApplicationLogLevel": "WARN"},
+        "EphemeralStorage": {"Size": 1024},
+    }
+    setup.repo.write("apps/orders/orders_lambdadef.json", definition)
+    setup.repo.commit("orders")
+    assert outcomes(await setup.run_once()) == ["succeeded"]
+    async with sweeper(setup) as sweep:
+        assert paths(await sweep.once()) == []
