@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -80,6 +81,13 @@ def plan_command(
     token_env: Annotated[
         str | None, typer.Option("--token-env", help="Env var holding an HTTPS token.")
     ] = None,
+    live: Annotated[
+        bool,
+        typer.Option("--live", help="Compare with what AWS serves now instead of the log."),
+    ] = False,
+    endpoint_url: Annotated[
+        str | None, typer.Option("--endpoint-url", help="AWS endpoint for --live.")
+    ] = None,
 ) -> int:
     """Show what a branch head would deploy. Exit 0 nothing, 1 changes, 2 invalid.
 
@@ -94,12 +102,16 @@ def plan_command(
             # Not exit 1: that means "changes" to scripts reading the plan's exit code.
             typer.echo(f"glam: {exc.one_line()}", err=True)
             return 3
+    adopt: set[str] = set()
+    if live:
+        endpoint = endpoint_url or known.endpoint_url
+        results, adopt = anyio.run(_live, results, endpoint, known.region)
     if as_json:
-        documents = [_as_json(*result) for result in results]
+        documents = [_as_json(*result, adopt) for result in results]
         typer.echo(json.dumps(documents[0] if len(documents) == 1 else documents, indent=2))
     else:
         for result in results:
-            _print_text(*result, known.account is None)
+            _print_text(*result, known.account is None, adopt)
     if any(r[0].rejected for r in results):
         return 2
     return 1 if any(r[0].has_changes for r in results) else 0
@@ -263,6 +275,48 @@ async def _plan_source(
     return plan, source.display_url, source.branch, dict(state.rendered), _fields(plan, deployed)
 
 
+async def _live(
+    results: list[_Result], endpoint_url: str | None, region: str | None
+) -> tuple[list[_Result], set[str]]:
+    """``results`` with each planned function's fields compared with AWS instead of the log
+    (old: what AWS serves, new: the definition), and the functions that already exist and
+    match: adopted as they are."""
+    from engine.cli.run import engine_config
+    from engine.definitions.lambdadef import lambda_model
+    from engine.drift.compare import Difference, Expected, compare, expected_code
+    from engine.drift.read import read_live
+    from engine.runtime.clock import SystemClock
+    from engine.runtime.providers import AwsProvider
+    from engine.streams import parse_function_stream
+
+    await anyio.to_thread.run_sync(lambda_model)
+    config = engine_config(repo="", endpoint_url=endpoint_url, region=region)
+    provider = AwsProvider(config.aws_config(), clock=SystemClock())
+    adopt: set[str] = set()
+    out: list[_Result] = []
+    try:
+        for plan, url, branch, rendered, _ in results:
+            fields: dict[str, tuple[Difference, ...]] = {}
+            for action in plan.actions:
+                desired = plan.desired.get(action.prefix)
+                if desired is None or not action.function or action.action == "nothing":
+                    continue
+                account, function_region, name = parse_function_stream(action.function)
+                ports = await provider.region(function_region, account)
+                code = expected_code(desired.definition, None)
+                want = Expected(name, desired, None, code)
+                found = compare(want, await read_live(ports.lambda_api, ports.sources, want))
+                if found == (Difference("function", name, None),):
+                    continue  # not in AWS: a create
+                if not found:
+                    adopt.add(action.function)
+                fields[action.prefix] = tuple(Difference(d.path, d.live, d.desired) for d in found)
+            out.append((plan, url, branch, rendered, fields))
+    finally:
+        await provider.aclose()
+    return out, adopt
+
+
 def _fields(plan: Plan, deployed: dict[str, DeployedState]) -> dict[str, tuple[Difference, ...]]:
     """Per planned prefix, the fields its deployment changes from what is deployed: the
     function's own stream, else (a new identity: region, account or name changed) the
@@ -382,6 +436,7 @@ def _print_text(
     rendered: dict[str, str],
     fields: dict[str, tuple[Difference, ...]],
     placeholder: bool,
+    adopt: Collection[str] = (),
 ) -> None:
     typer.echo(f"plan for {url} {branch} at {plan.sha[:12]}")
     if placeholder and any(
@@ -391,6 +446,8 @@ def _print_text(
     rejected = {r.prefix for r in plan.rejected}
     for action in plan.actions:
         label = "! invalid" if action.prefix in rejected else _SYMBOL[action.action]
+        if action.function in adopt:
+            label = "= adopt"
         files = f"  [{', '.join(action.files)}]" if action.files else ""
         function = f"  {action.function}" if action.function else ""
         typer.echo(f"{label:<16} {action.prefix}{function}{files}  — {action.reason}")
@@ -422,6 +479,7 @@ def _as_json(
     branch: str,
     rendered: dict[str, str],
     fields: dict[str, tuple[Difference, ...]],
+    adopt: Collection[str] = (),
 ) -> dict[str, Any]:
     return {
         "repo": url,
@@ -430,6 +488,7 @@ def _as_json(
         "changes": plan.has_changes,
         "actions": [
             a.model_dump(mode="json")
+            | ({"adopt": True} if a.function in adopt else {})
             | {
                 "fields": [
                     {"path": c.path, "old": c.desired, "new": c.live}

@@ -104,7 +104,7 @@ def show(value: Any) -> str:
     if value is None:
         return "(absent)"
     if isinstance(value, str):
-        return value
+        return value or '""'
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 

@@ -10,7 +10,8 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.drift.support import DEPDEF
+from engine.local import LocalAwsThread
+from tests.drift.support import DEPDEF, lambda_call
 from tests.drift.test_cli import _glam
 from tests.runtime.support import PREFIX, Setup, outcomes, write_function
 
@@ -97,3 +98,32 @@ async def test_a_create_only_change_is_refused_at_plan_time(setup: Setup) -> Non
     assert "or give the function a new FunctionName" in output
     report = await setup.run_once()
     assert outcomes(report) == []
+
+
+async def test_live_compares_with_aws_and_adopts_what_matches(
+    setup: Setup, local_aws: LocalAwsThread
+) -> None:
+    """--live: the fields are AWS's values against the definition's; once AWS serves the
+    definition (changed and published by hand), the function is adopted as it is."""
+    await _deployed(setup)
+    _edit(setup, DEF, Description="now described")
+    setup.repo.commit("a description")
+    args = ("--live", "--endpoint-url", setup.endpoint_url)
+    code, output = await _plan(setup, *args)
+    assert code == 1, output
+    assert '$LATEST.Description: "" → now described' in output, output
+    await lambda_call(
+        local_aws,
+        "update_function_configuration",
+        FunctionName="orders",
+        Description="now described",
+    )
+    await lambda_call(local_aws, "get_function", FunctionName="orders")
+    version = (await lambda_call(local_aws, "publish_version", FunctionName="orders"))["Version"]
+    await lambda_call(
+        local_aws, "update_alias", FunctionName="orders", Name="live", FunctionVersion=version
+    )
+    _, output = await _plan(setup, *args, "--json")
+    (action,) = json.loads(output)["actions"]
+    assert action.get("adopt") is True, action
+    assert action["fields"] == []
