@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 
 from engine.events import RecordedEvent
 from engine.events.catalog import Event
-from engine.events.desired import DeploymentSettings
+from engine.events.desired import DeploymentSettings, DesiredFunction
 from engine.events.function import (
     DeploymentFinished,
     DeploymentRequested,
@@ -92,6 +92,9 @@ class DeployedState:
     requests: tuple[DeploymentRequested, ...] = ()
     owner: FunctionOwner | None = None
     stale_aliases: tuple[str, ...] = ()
+    # The desired state of the last successful deployment (what ``glam plan`` compares a
+    # definition with, field by field).
+    desired: DesiredFunction | None = None
 
     @property
     def in_flight(self) -> DeploymentRequested | None:
@@ -136,6 +139,7 @@ def _gone(state: DeployedState) -> DeployedState:
         content_hash=None,
         rolled_back_hash=None,
         rolled_back=None,
+        desired=None,
         owner=None if not state.requests else state.owner,
         stale_aliases=(),
     )
@@ -173,6 +177,7 @@ def evolve_deployed(state: DeployedState, event: Event) -> DeployedState:
                     exists=True,
                     content_hash=request.desired.content_hash,
                     settings=request.desired.settings,
+                    desired=request.desired,
                     rolled_back_hash=None,
                     rolled_back=None,
                     stale_aliases=stale,

@@ -222,6 +222,10 @@ def plan_commit(
         claimed.add(stream)
         current = deployed.get(stream) or DeployedState(stream=stream)
         action, reason = _decide(desired, current, state, prefix)
+        if action == "new_version" and (refused := _create_only(prefix, current, desired)):
+            rejected[prefix] = refused
+            actions.append(_nothing(prefix, stream, files, f"invalid: {refused.one_line()}"))
+            continue
         _alias_removals(removals, current, desired, action, prefix)
         # Without a base (a first plan) an unchanged function deployed as it is has nothing to
         # say: only what differs from the log is listed, as a plan with a base does.
@@ -573,6 +577,20 @@ def _decide(
     if current.settings is not None and desired.settings != current.settings:
         return "settings_only", "deployment settings changed; used by the next deployment"
     return "nothing", "only referenced values changed; deployed with the next definition change"
+
+
+def _create_only(prefix: str, current: DeployedState, desired: DesiredFunction) -> Rejection | None:
+    """A change AWS cannot apply to the existing function, refused at plan time."""
+    from engine.drift.fields import CREATE_ONLY_HINT, create_only_changes
+
+    found = create_only_changes(current.desired, desired) if current.desired else []
+    if not found:
+        return None
+    what = ", ".join(d.text() for d in found)
+    reason = f"only a new function can take this change: {what}"
+    return Rejection(
+        prefix=prefix, file=f"{prefix}_lambdadef.json", reason=reason, hint=CREATE_ONLY_HINT
+    )
 
 
 def _nothing(prefix: str, stream: str, files: tuple[str, ...], reason: str) -> PlannedAction:

@@ -382,9 +382,24 @@ class SourceChange:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class SourceDifference:
+    """One thing a reconcile of the desired sources would change, found by reading AWS (drift):
+    ``path`` names it (``mappings[<source>]``, ``mappings[<source>].BatchSize``,
+    ``permissions[<statement id>]``, ``elb[<target group>].target``,
+    ``apigateway[<api>/<route>].integration`` or ``.target``), ``desired`` and ``live`` are
+    what glam wires and what AWS has (None: absent)."""
+
+    kind: SourceKind
+    source_id: str
+    path: str
+    desired: Any
+    live: Any
+
+
 class SourcesApi(Protocol):
     """Event sources wired to a function's alias: pull mappings, ALB target groups, API
-    Gateway v2 routes. Both methods are idempotent: running them again changes nothing."""
+    Gateway v2 routes. The two writes are idempotent: running them again changes nothing."""
 
     async def reconcile(
         self,
@@ -401,6 +416,13 @@ class SourcesApi(Protocol):
         self, function_name: str, alias_arn: str, previous: EventSources
     ) -> list[SourceChange]:
         """Remove every source glam wires to this function (before deleting it)."""
+        ...
+
+    async def inspect(
+        self, function_name: str, alias_arn: str, desired: EventSources
+    ) -> list[SourceDifference]:
+        """Read only: what ``reconcile(desired, previous=desired)`` would change, each as a
+        difference (an empty list when AWS already matches)."""
         ...
 
 

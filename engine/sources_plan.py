@@ -65,7 +65,8 @@ UPDATABLE_MAPPING_KEYS = frozenset(
 CREATE_ONLY_MAPPING_KEYS = frozenset({"StartingPosition", "StartingPositionTimestamp", "Tags"})
 # States a mapping passes through; no update or delete is accepted until they settle.
 TRANSITIONAL_STATES = frozenset({"Creating", "Updating", "Deleting", "Enabling", "Disabling"})
-_ENABLED_STATES = frozenset({"Enabled", "Enabling", "Creating", "Updating"})
+# States of a mapping that is (or is becoming) enabled.
+ENABLED_STATES = frozenset({"Enabled", "Enabling", "Creating", "Updating"})
 
 
 # ------------------------------------------------------------------------------------------
@@ -342,7 +343,7 @@ def mapping_changes(request: Mapping[str, Any], actual: ActualMapping) -> dict[s
         if name not in UPDATABLE_MAPPING_KEYS:
             continue
         if name == "Enabled":
-            enabled = actual.state in _ENABLED_STATES
+            enabled = actual.state in ENABLED_STATES
             if bool(value) != enabled:
                 changes[name] = value
         elif name not in actual.configuration or not _same(value, actual.configuration[name]):

@@ -13,6 +13,8 @@ from engine.events.function import (
     AlarmObserved,
     DeploymentFinished,
     DeploymentRequested,
+    DriftDetected,
+    DriftResolved,
     EventSourceChanged,
     FunctionDeleted,
     OperatorRequested,
@@ -65,8 +67,8 @@ def key(record: RecordedEvent) -> str | None:
     """The row an event changes, or None."""
     event = record.event
     match event:  # the commonest first: a class pattern that misses costs an ABC check
-        case SettingsRecorded():
-            return None
+        case SettingsRecorded() | DriftDetected() | DriftResolved():
+            return None  # not part of a deployment
         case FunctionEvent():
             return event.deployment_id
         case OperatorCommandIssued() | RepoEvent():
@@ -143,7 +145,11 @@ def _changes(row: DeploymentRow, record: RecordedEvent) -> tuple[dict[str, objec
                     "action": event.action,
                     "requested_at": record.recorded_at,
                 },
-                ("requested", event.action, f"commit {event.commit}"),
+                (
+                    "requested",
+                    event.action,
+                    f"commit {event.commit}" + (f"; {event.reason}" if event.reason else ""),
+                ),
             )
         case RollbackStarted():
             return {"state": "rolling_back", "reason": event.reason}, (
@@ -167,7 +173,13 @@ def _changes(row: DeploymentRow, record: RecordedEvent) -> tuple[dict[str, objec
             return {}, ("deleted", "", "")
         case OperatorRequested():
             return {}, ("operator", event.command, f"{event.actor}: {event.reason}")
-        case SettingsRecorded() | OperatorCommandIssued() | RepoEvent():
+        case (
+            SettingsRecorded()
+            | DriftDetected()
+            | DriftResolved()
+            | OperatorCommandIssued()
+            | RepoEvent()
+        ):
             return {}, ("other", event.type, "")
         case _:
             assert_never(event)

@@ -17,6 +17,8 @@ from engine.events.function import (
     AlarmObserved,
     DeploymentFinished,
     DeploymentRequested,
+    DriftDetected,
+    DriftResolved,
     EventSourceChanged,
     FunctionDeleted,
     OperatorRequested,
@@ -84,6 +86,8 @@ def key(record: RecordedEvent) -> str | None:
     """The row an event changes, or None."""
     event = record.event
     match event:
+        case DriftDetected() | DriftResolved():
+            return None  # the drift recorded is read on its own (engine.drift.recorded)
         case FunctionEvent():
             return record.stream
         case OperatorCommandIssued():
@@ -181,7 +185,7 @@ def _changes(row: FunctionRow, record: RecordedEvent) -> dict[str, object]:
             return {
                 "last_operator_command": f"{event.command} by {record.meta.actor}: {event.reason}"
             }
-        case OperatorRequested():
+        case OperatorRequested() | DriftDetected() | DriftResolved():
             return {}
         case RepoEvent():
             return {}

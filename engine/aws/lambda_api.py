@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from engine.aws.errors import translate
-from engine.aws.ratelimit import RateLimiter
+from engine.aws.ratelimit import Pacer
 from engine.aws.rules import LATEST, refuse_unsafe_alias, zip_bytes
 from engine.errors import (
     AwsAmbiguous,
@@ -83,7 +83,7 @@ class AwsLambda:
     def __init__(
         self,
         client: Any,
-        limiter: RateLimiter,
+        limiter: Pacer,
         *,
         policy: CallRetry | None = None,
         clock: Clock = SYSTEM_CLOCK,

@@ -67,6 +67,10 @@ class PushCalls(TargetGroupCalls, RouteCalls, Protocol):
     """The calls of every push kind: what a sources backend offers besides Lambda's."""
 
 
+# One thing an attach would change: (the part of the source, what glam wires, what AWS has).
+Drift = tuple[str, Any, Any]
+
+
 class PushAdapter(Protocol):
     """One push kind in AWS. The reconciler has already granted the alias's invoke permission
     before ``attach`` and removes it after ``detach`` when no other source still needs it."""
@@ -80,6 +84,10 @@ class PushAdapter(Protocol):
 
     async def detach(self, alias_arn: str, source: PushSource) -> dict[str, Any]:
         """Unwire the alias from ``source``; details for the event (empty: nothing to do)."""
+        ...
+
+    async def inspect(self, alias_arn: str, source: PushSource) -> list[Drift]:
+        """Read only: what ``attach`` would change, as ``(part, desired, live)``."""
         ...
 
 
@@ -97,6 +105,11 @@ class TargetGroups:
         if not registered:
             await self._calls.register_target(group, alias_arn)
         return not registered, {"target": alias_arn}
+
+    async def inspect(self, alias_arn: str, source: PushSource) -> list[Drift]:
+        if alias_arn in await self._calls.target_ids(source.target_group_arn or ""):
+            return []
+        return [("target", alias_arn, None)]
 
     async def detach(self, alias_arn: str, source: PushSource) -> dict[str, Any]:
         group = source.target_group_arn or ""
@@ -131,6 +144,21 @@ class ApiRoutes:
             if old_uri != uri:
                 await self._drop_integration(api, old_uri)
         return created or retargeted, {"integration_id": integration_id, "integration_uri": uri}
+
+    async def inspect(self, alias_arn: str, source: PushSource) -> list[Drift]:
+        api, route = source.api_id or "", source.route_id or ""
+        uri = integration_uri(alias_arn, source.stage_variable)
+        ours = [
+            str(i["IntegrationId"])
+            for i in await self._calls.integrations(api)
+            if i.get("IntegrationType") == "AWS_PROXY" and i.get("IntegrationUri") == uri
+        ]
+        if not ours:
+            return [("integration", uri, None)]
+        target = (await self._calls.get_route(api, route)).get("Target") or None
+        if target not in {f"integrations/{i}" for i in ours}:
+            return [("target", f"integrations/{ours[0]}", target)]
+        return []
 
     async def detach(self, alias_arn: str, source: PushSource) -> dict[str, Any]:
         api, route = source.api_id or "", source.route_id or ""

@@ -13,6 +13,11 @@ so concurrent callers on one event loop are served in arrival order and never ov
 no lock is needed. ``retry_after`` (AWS said "slow down, wait N seconds") pauses everyone:
 slots not yet started are pushed past the pause.
 
+Reads no deployment waits on (the drift sweep, engine.drift) go through a :class:`Background`
+lane of the same limiter: they take at most ``share`` of its rate, and only a slot no
+deployment has reserved, so they never delay a deployment by more than the one slot each
+takes and stop altogether while deployments keep the limiter busy.
+
 Time comes from an ``engine.ports.Clock`` (``clock``), so unit tests drive it by hand and
 integration tests on a jumping test clock never sleep.
 """
@@ -22,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from engine.runtime.clock import SYSTEM_CLOCK
 
@@ -38,6 +43,22 @@ LAMBDA = "lambda"
 # about 10/s per account and region), so glam leaves room for everything else in the account.
 # ``LimiterRegistry(service_rates=...)`` sets another rate for a service.
 DEFAULT_SERVICE_RATE = 5.0
+
+# The share of a limiter's rates the background lane may take (drift reads).
+DEFAULT_BACKGROUND_SHARE = 0.2
+
+
+class Pacer(Protocol):
+    """What an adapter paces its calls with: a :class:`RateLimiter` or a :class:`Background`
+    lane of one."""
+
+    async def acquire(self, *, poll: bool = False) -> None:
+        """Wait for this caller's turn (``poll``: on the GetFunction budget)."""
+        ...
+
+    def retry_after(self, seconds: float) -> None:
+        """AWS asked to wait ``seconds``: every caller of this account+region pauses."""
+        ...
 
 
 @dataclass
@@ -118,6 +139,43 @@ class RateLimiter:
     def paused_until(self) -> float:
         """Monotonic time until which calls are held back (``-inf`` when not paused)."""
         return self._paused_until
+
+    def busy_for(self, *, poll: bool = False) -> float:
+        """Seconds until no call has a slot reserved ahead on this budget and no pause holds:
+        0 when a call now would not wait behind anyone."""
+        now = self.clock.monotonic()
+        bucket = self._polls if poll else self._calls
+        return max(0.0, bucket.tat - now, self._paused_until - now)
+
+
+class Background:
+    """The low-priority lane of ``limiter`` (module docstring): at most ``share`` of its rates,
+    and each call only once no other call has a slot reserved ahead of it, so deployments are
+    served first. Pauses (``retry_after``) are the limiter's, for everyone."""
+
+    def __init__(self, limiter: RateLimiter, share: float = DEFAULT_BACKGROUND_SHARE) -> None:
+        if not 0.0 < share <= 1.0:
+            raise ValueError("the background share is a fraction in (0, 1]")
+        self.limiter = limiter
+        self.share = share
+        self._calls = _Bucket(limiter.rate * share, 1, float("-inf"))
+        self._polls = _Bucket(limiter.poll_rate * share, 1, float("-inf"))
+
+    async def acquire(self, *, poll: bool = False) -> None:
+        """Wait for a slot of this lane's share, then for the limiter to be free, then take
+        the limiter's next slot (reserved without an await: no call slips in between)."""
+        limiter = self.limiter
+        clock = limiter.clock
+        at = (self._polls if poll else self._calls).reserve(clock.monotonic())
+        while True:
+            wait = max(at - clock.monotonic(), limiter.busy_for(poll=poll))
+            if wait <= 0:
+                await limiter.acquire(poll=poll)
+                return
+            await clock.sleep(wait)
+
+    def retry_after(self, seconds: float) -> None:
+        self.limiter.retry_after(seconds)
 
 
 class LimiterRegistry:

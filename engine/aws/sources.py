@@ -22,13 +22,14 @@ from typing import Any, Protocol
 
 from engine.aws.lambda_api import CallRetry
 from engine.aws.push_sources import PUSH_ADAPTERS, PushCalls
-from engine.aws.ratelimit import RateLimiter
+from engine.aws.ratelimit import Pacer
 from engine.aws.sources_backend import AwsBackend
 from engine.errors import AwsConflict, AwsNotFound
 from engine.events.desired import EventSources, PushSource
-from engine.ports import Clock, SourceChange, SourceVerdict
+from engine.ports import Clock, SourceChange, SourceDifference, SourceVerdict
 from engine.runtime.clock import SYSTEM_CLOCK
 from engine.sources_plan import (
+    ENABLED_STATES,
     TRANSITIONAL_STATES,
     ActualMapping,
     CreateMapping,
@@ -159,6 +160,47 @@ class SourceReconciler:
         for source in previous.push:
             changes.append(await self._detach_push(function_name, alias_arn, source, frozenset()))
         return changes
+
+    async def inspect(
+        self, function_name: str, alias_arn: str, desired: EventSources
+    ) -> list[SourceDifference]:
+        """What ``reconcile(desired, previous=desired)`` would change, read only: the same
+        observations and the same plan, nothing done. Mappings glam does not wire are not
+        differences (a reconcile leaves them alone), nor is anything it would only adopt."""
+        _, _, _, alias = split_alias_arn(alias_arn)
+        found: list[SourceDifference] = []
+        actual = await self._observe_mappings(function_name, alias_arn) if desired.mappings else []
+        by_uuid = {m.uuid: m for m in actual}
+        ops = plan_mappings(
+            desired.mappings, desired.mappings, actual, function_ref=f"{function_name}:{alias}"
+        )
+        for op in ops:
+            match op:
+                case CreateMapping(key=key, request=request):
+                    wanted = str(request.get("FunctionName", ""))
+                    found.append(SourceDifference("mapping", key, f"mappings[{key}]", wanted, None))
+                case UpdateMapping(key=key, uuid=uuid, changes=changes):
+                    mapping = by_uuid[uuid]
+                    for name, value in sorted(changes.items()):
+                        live: Any = mapping.configuration.get(name)
+                        if name == "Enabled":
+                            live = mapping.state in ENABLED_STATES
+                        path = f"mappings[{key}].{name}"
+                        found.append(SourceDifference("mapping", uuid, path, value, live))
+                case KeepMapping() | DeleteMapping():
+                    pass
+        for source in desired.push:
+            kind = push_kind(source)
+            sid, source_arn = permission_scope(source, self._region, self._account)
+            statements = await self._backend.policy(function_name, alias)
+            if decide_permission(statements, sid, source.service, source_arn).action != "keep":
+                wanted = f"{source.service} from {source_arn}"
+                path = f"permissions[{sid}]"
+                found.append(SourceDifference(kind.kind, kind.id(source), path, wanted, None))
+            for part, wanted, live in await self._push[kind.kind].inspect(alias_arn, source):
+                path = f"{kind.kind}[{kind.id(source)}].{part}"
+                found.append(SourceDifference(kind.kind, kind.id(source), path, wanted, live))
+        return found
 
     # -- pull mappings ------------------------------------------------------------------------
 
@@ -315,7 +357,7 @@ class AwsSources(SourceReconciler):
         self,
         clients: Mapping[str, Any],
         *,
-        limiters: Mapping[str, RateLimiter] | None = None,
+        limiters: Mapping[str, Pacer] | None = None,
         region: str,
         account: str,
         policy: CallRetry | None = None,

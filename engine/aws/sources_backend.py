@@ -14,7 +14,7 @@ from typing import Any
 
 from engine.aws.errors import translate
 from engine.aws.lambda_api import CallRetry
-from engine.aws.ratelimit import RateLimiter
+from engine.aws.ratelimit import Pacer
 from engine.errors import AwsAmbiguous, AwsError, AwsNotFound, AwsThrottled
 from engine.ports import Clock
 from engine.runtime.clock import SYSTEM_CLOCK
@@ -40,7 +40,7 @@ class AwsBackend:
         self,
         clients: Mapping[str, Any],
         *,
-        limiters: Mapping[str, RateLimiter] | None = None,
+        limiters: Mapping[str, Pacer] | None = None,
         policy: CallRetry | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:

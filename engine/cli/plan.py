@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     # At run time these are imported by the functions that use them: they pull in dulwich,
     # Jinja, botocore's service model and every event model, which the other glam commands
     # and `glam --help` must not pay for at start-up.
+    from engine.drift.compare import Difference
     from engine.git.source import GitSource
     from engine.observe import RepoState
     from engine.planner import DeployedState, Plan
@@ -79,6 +81,13 @@ def plan_command(
     token_env: Annotated[
         str | None, typer.Option("--token-env", help="Env var holding an HTTPS token.")
     ] = None,
+    live: Annotated[
+        bool,
+        typer.Option("--live", help="Compare with what AWS serves now instead of the log."),
+    ] = False,
+    endpoint_url: Annotated[
+        str | None, typer.Option("--endpoint-url", help="AWS endpoint for --live.")
+    ] = None,
 ) -> int:
     """Show what a branch head would deploy. Exit 0 nothing, 1 changes, 2 invalid.
 
@@ -93,12 +102,16 @@ def plan_command(
             # Not exit 1: that means "changes" to scripts reading the plan's exit code.
             typer.echo(f"glam: {exc.one_line()}", err=True)
             return 3
+    adopt: set[str] = set()
+    if live:
+        endpoint = endpoint_url or known.endpoint_url
+        results, adopt = anyio.run(_live, results, endpoint, known.region)
     if as_json:
-        documents = [_as_json(*result) for result in results]
+        documents = [_as_json(*result, adopt) for result in results]
         typer.echo(json.dumps(documents[0] if len(documents) == 1 else documents, indent=2))
     else:
         for result in results:
-            _print_text(*result, known.account is None)
+            _print_text(*result, known.account is None, adopt)
     if any(r[0].rejected for r in results):
         return 2
     return 1 if any(r[0].has_changes for r in results) else 0
@@ -153,9 +166,10 @@ def _targets(
     return targets, known, use_db
 
 
-async def _plan(
-    target: _Target, db: Path | None, known: _Known, render: bool
-) -> tuple[Plan, str, str, dict[str, str]]:
+_Result = tuple["Plan", str, str, dict[str, str], dict[str, tuple["Difference", ...]]]
+
+
+async def _plan(target: _Target, db: Path | None, known: _Known, render: bool) -> _Result:
     from engine.git.source import GitSource
     from engine.git.urls import parse_repo_url
 
@@ -200,7 +214,7 @@ async def _aws_token(ref: TokenRef, endpoint_url: str | None) -> str:
 
 async def _plan_source(
     source: GitSource, target: _Target, db: Path | None, known: _Known, render: bool
-) -> tuple[Plan, str, str, dict[str, str]]:
+) -> _Result:
     from engine.deployed import Claimant
     from engine.git.state import read_commit_state
     from engine.observe import RepoState
@@ -258,12 +272,72 @@ async def _plan_source(
         paths=target.paths,
         accounts=accounts,
     )
-    return (
-        plan_commit(state, deployed, ctx),
-        source.display_url,
-        source.branch,
-        dict(state.rendered),
-    )
+    plan = plan_commit(state, deployed, ctx)
+    return plan, source.display_url, source.branch, dict(state.rendered), _fields(plan, deployed)
+
+
+async def _live(
+    results: list[_Result], endpoint_url: str | None, region: str | None
+) -> tuple[list[_Result], set[str]]:
+    """``results`` with each planned function's fields compared with AWS instead of the log
+    (old: what AWS serves, new: the definition), and the functions that already exist and
+    match: adopted as they are."""
+    from engine.cli.run import engine_config
+    from engine.definitions.lambdadef import lambda_model
+    from engine.drift.compare import Difference, Expected, compare, expected_code
+    from engine.drift.read import read_live
+    from engine.runtime.clock import SystemClock
+    from engine.runtime.providers import AwsProvider
+    from engine.streams import parse_function_stream
+
+    await anyio.to_thread.run_sync(lambda_model)
+    config = engine_config(repo="", endpoint_url=endpoint_url, region=region)
+    provider = AwsProvider(config.aws_config(), clock=SystemClock())
+    adopt: set[str] = set()
+    out: list[_Result] = []
+    try:
+        for plan, url, branch, rendered, _ in results:
+            fields: dict[str, tuple[Difference, ...]] = {}
+            for action in plan.actions:
+                desired = plan.desired.get(action.prefix)
+                if desired is None or not action.function or action.action == "nothing":
+                    continue
+                account, function_region, name = parse_function_stream(action.function)
+                ports = await provider.region(function_region, account)
+                code = expected_code(desired.definition, None)
+                want = Expected(name, desired, None, code)
+                found = compare(want, await read_live(ports.lambda_api, ports.sources, want))
+                if found == (Difference("function", name, None),):
+                    continue  # not in AWS: a create
+                if not found:
+                    adopt.add(action.function)
+                fields[action.prefix] = tuple(Difference(d.path, d.live, d.desired) for d in found)
+            out.append((plan, url, branch, rendered, fields))
+    finally:
+        await provider.aclose()
+    return out, adopt
+
+
+def _fields(plan: Plan, deployed: dict[str, DeployedState]) -> dict[str, tuple[Difference, ...]]:
+    """Per planned prefix, the fields its deployment changes from what is deployed: the
+    function's own stream, else (a new identity: region, account or name changed) the
+    deployed function of the same prefix."""
+    from engine.drift.fields import changes
+
+    by_prefix = {s.prefix: s for s in deployed.values() if s.desired is not None and s.exists}
+    found: dict[str, tuple[Difference, ...]] = {}
+    for action in plan.actions:
+        if action.action not in ("create", "new_version", "settings_only"):
+            continue
+        desired = plan.desired.get(action.prefix)
+        if desired is None:
+            continue
+        current = deployed.get(action.function or "")
+        if current is None or current.desired is None:
+            current = by_prefix.get(action.prefix)
+        if current is not None and current.desired is not None:
+            found[action.prefix] = changes(current.desired, desired)
+    return found
 
 
 async def _read_log(db: Path, stream: str) -> tuple[dict[str, DeployedState], RepoState]:
@@ -357,7 +431,13 @@ _SYMBOL = {
 
 
 def _print_text(
-    plan: Plan, url: str, branch: str, rendered: dict[str, str], placeholder: bool
+    plan: Plan,
+    url: str,
+    branch: str,
+    rendered: dict[str, str],
+    fields: dict[str, tuple[Difference, ...]],
+    placeholder: bool,
+    adopt: Collection[str] = (),
 ) -> None:
     typer.echo(f"plan for {url} {branch} at {plan.sha[:12]}")
     if placeholder and any(
@@ -367,9 +447,13 @@ def _print_text(
     rejected = {r.prefix for r in plan.rejected}
     for action in plan.actions:
         label = "! invalid" if action.prefix in rejected else _SYMBOL[action.action]
+        if action.function in adopt:
+            label = "= adopt"
         files = f"  [{', '.join(action.files)}]" if action.files else ""
         function = f"  {action.function}" if action.function else ""
         typer.echo(f"{label:<16} {action.prefix}{function}{files}  — {action.reason}")
+        for change in fields.get(action.prefix, ()):
+            typer.echo(f"{'':<16}   {change.text()}")
     for rejection in plan.rejected:
         typer.echo(f"invalid: {rejection.one_line()}", err=True)
     for warning in plan.warnings:
@@ -390,13 +474,30 @@ def _print_text(
         typer.echo(text.rstrip("\n"))
 
 
-def _as_json(plan: Plan, url: str, branch: str, rendered: dict[str, str]) -> dict[str, Any]:
+def _as_json(
+    plan: Plan,
+    url: str,
+    branch: str,
+    rendered: dict[str, str],
+    fields: dict[str, tuple[Difference, ...]],
+    adopt: Collection[str] = (),
+) -> dict[str, Any]:
     return {
         "repo": url,
         "branch": branch,
         "sha": plan.sha,
         "changes": plan.has_changes,
-        "actions": [a.model_dump(mode="json") for a in plan.actions],
+        "actions": [
+            a.model_dump(mode="json")
+            | ({"adopt": True} if a.function in adopt else {})
+            | {
+                "fields": [
+                    {"path": c.path, "old": c.desired, "new": c.live}
+                    for c in fields.get(a.prefix, ())
+                ]
+            }
+            for a in plan.actions
+        ],
         "rejected": [
             {
                 "prefix": r.prefix,

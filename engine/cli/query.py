@@ -21,9 +21,15 @@ import typer
 from engine.cli.app import app
 from engine.cli.common import DbOption, JsonOption, current_views, db_path
 from engine.deployed import DEPLOYED_EVENT_TYPES, OWNER_EVENT_TYPES, deployed_from_events
+from engine.drift.recorded import DRIFT_EVENT_TYPES, open_drift
 from engine.errors import GlamError, UsageError
 from engine.events import RecordedEvent
-from engine.events.function import DeploymentRequested, FunctionOwner, OperatorRequested
+from engine.events.function import (
+    DeploymentRequested,
+    DriftDetected,
+    FunctionOwner,
+    OperatorRequested,
+)
 from engine.events.repo import CommitPlanned, DefinitionRejected, DeletesHeld
 from engine.redact import repository_id
 from engine.store.sqlite import SqliteEventStore
@@ -262,10 +268,12 @@ def status(
 
     async def body(
         store: SqliteEventStore,
-    ) -> tuple[Views, dict[str, FunctionOwner], list[_BranchPlan]]:
-        return await current_views(store), await _owners(store), await _latest_plans(store)
+    ) -> tuple[Views, dict[str, FunctionOwner], list[_BranchPlan], _Drift]:
+        views, owners = await current_views(store), await _owners(store)
+        drift = open_drift(await store.read_selected(DRIFT_EVENT_TYPES))
+        return views, owners, await _latest_plans(store), drift
 
-    views, owners, plans = _run(db, body)
+    views, owners, plans, drift = _run(db, body)
     rows = sorted(views.functions.values(), key=lambda r: r.stream)
     if only.active:
         rows = [r for r in rows if only.owner_matches(owners.get(r.stream))]
@@ -281,9 +289,11 @@ def status(
         out = []
         for r in rows:
             owner = owners.get(r.stream)
+            found = drift.get(r.stream, {})
             out.append(
                 json.loads(r.model_dump_json())
                 | {"owner": None if owner is None else owner.model_dump(mode="json")}
+                | {"drift": [d.model_dump(mode="json", exclude={"type"}) for d in found.values()]}
             )
         _print_json(out)
         return
@@ -300,6 +310,7 @@ def status(
             "state",
             "commit",
             "last outcome",
+            "drift",
             "owner",
         ],
         [
@@ -314,6 +325,7 @@ def status(
                 r.state,
                 (r.last_commit or "")[:12],
                 r.last_outcome,
+                _drift_text(drift.get(r.stream, {})),
                 _owner_text(owners.get(r.stream)),
             )
             for r in rows
@@ -333,6 +345,18 @@ def status(
             ["branch", "commit", "removal", "reason"],
             [(_branch_text(p.stream), p.sha[:12], what, why) for p, (what, why) in held],
         )
+    if function is not None and any(drift.get(r.stream) for r in rows):
+        from engine.drift.compare import show
+
+        _table(
+            "drift found by the engine (glam drift reads AWS now)",
+            ["function", "field", "glam deployed", "AWS has", "since"],
+            [
+                (r.name, d.path, show(d.desired), show(d.live), d.detected_at.isoformat())
+                for r in rows
+                for d in drift.get(r.stream, {}).values()
+            ],
+        )
     if function is not None:
         # One function asked for: also show what invokes it. Every source is on the alias.
         _table(
@@ -340,6 +364,18 @@ def status(
             ["function", "alias", "kind", "source"],
             [(r.name, r.alias, s.kind, s.source_id) for r in rows for s in r.event_sources],
         )
+
+
+_Drift = dict[str, dict[str, DriftDetected]]
+
+
+def _drift_text(found: dict[str, DriftDetected]) -> str:
+    """The drift column: how many fields differ, the first of them."""
+    if not found:
+        return ""
+    first = sorted(found)[0]
+    more = f" +{len(found) - 1}" if len(found) > 1 else ""
+    return f"DRIFT {first}{more}"
 
 
 def _owner_text(owner: FunctionOwner | None) -> str:

@@ -78,6 +78,14 @@ def run_command(
             show_default=False,
         ),
     ] = None,
+    drift_interval: Annotated[
+        float | None,
+        typer.Option(
+            "--drift-interval",
+            help="Seconds between two drift sweeps, 0 for none (default 300).",
+            show_default=False,
+        ),
+    ] = None,
     once: Annotated[
         bool,
         typer.Option("--once", help="Exit when the head is reconciled: 0 all succeeded, 1 not."),
@@ -128,6 +136,8 @@ def run_command(
         )
     elif api_token_env or webhook_secret_env or auth_reads or allow_remote:
         raise UsageError("the server options need --listen", hint="e.g. --listen 8080")
+    if drift_interval is not None and drift_interval < 0:
+        raise UsageError("--drift-interval must be 0 or more", hint="e.g. --drift-interval 300")
     # An explicit --config beats --repo's absence; $GLAM_CONFIG only when --repo is not given.
     path = config if config is not None else (None if repo else config_path(None))
     if path is not None and repo is not None:
@@ -161,6 +171,7 @@ def run_command(
                 poll=poll,
                 max_parallel=max_parallel,
                 server=server if server is not None else file_server(glam),
+                drift_interval=drift_interval,
             )
 
         return run_engine(reload(), once=once, verbose=verbose, reload=reload)
@@ -174,6 +185,8 @@ def run_command(
         max_parallel=max_parallel if max_parallel is not None else 10,
         token_env=token_env,
     )
+    if drift_interval is not None:
+        engine = dataclasses.replace(engine, drift_interval=drift_interval)
     return run_engine(with_server(engine, server), once=once, verbose=verbose)
 
 
@@ -281,6 +294,7 @@ def engine_config_from(
     poll: float | None = None,
     max_parallel: int | None = None,
     server: ServerSettings | None = None,
+    drift_interval: float | None = None,
 ) -> EngineConfig:
     """The engine's configuration from a configuration file, flags winning over it: the log
     is ``--db``, else ``$GLAM_DB``, else the file's ``db``; the region ``--region``, else the
@@ -321,6 +335,9 @@ def engine_config_from(
         max_rate=engine.rate if engine.rate is not None else base.max_rate,
         poll_rate=engine.poll_rate if engine.poll_rate is not None else base.poll_rate,
         server=server,
+        drift_interval=next(
+            v for v in (drift_interval, engine.drift_interval, base.drift_interval) if v is not None
+        ),
     )
 
 

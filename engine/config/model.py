@@ -61,6 +61,8 @@ class EngineSettings(_Model):
     endpoint_url: str | None = None
     rate: Rate | None = None
     poll_rate: Rate | None = None
+    # Seconds between two drift sweeps (0: none); None: the engine's default, 5 minutes.
+    drift_interval: float | None = Field(None, ge=0)
 
     @field_validator("region")
     @classmethod

@@ -15,7 +15,13 @@ from typing import Any, get_args
 
 from engine.definitions.names import check_account, check_alias, check_region
 from engine.errors import DefinitionError
-from engine.events.desired import DeploymentSettings, Readiness, ShiftType, TrafficShifting
+from engine.events.desired import (
+    DeploymentSettings,
+    DriftPolicy,
+    Readiness,
+    ShiftType,
+    TrafficShifting,
+)
 
 _TOP = (
     "alias",
@@ -26,8 +32,10 @@ _TOP = (
     "alarms",
     "readinessCheck",
     "deleteOldVersion",
+    "driftPolicy",
 )
 _SHIFT_TYPES: tuple[str, ...] = get_args(ShiftType)
+_DRIFT_POLICIES: tuple[str, ...] = get_args(DriftPolicy)
 
 # Keys of Gitmoxi's deployment definitions that mean nothing for a Lambda function; Gitmoxi
 # skips them there, and so does glam, with a warning.
@@ -122,6 +130,13 @@ def parse_settings(raw: Any, file: str, warnings: list[str] | None = None) -> De
         raise DefinitionError(
             "deleteOldVersion must be true or false", file=file, hint="use true or false"
         )
+    drift = obj.get("driftPolicy", "alert")
+    if drift not in _DRIFT_POLICIES:
+        raise DefinitionError(
+            f"driftPolicy must be one of {', '.join(repr(p) for p in _DRIFT_POLICIES)}",
+            file=file,
+            hint='"alert" (the default) records and shows drift; "heal" also deploys again',
+        )
     return DeploymentSettings(
         alias=alias,
         region=region,
@@ -130,6 +145,7 @@ def parse_settings(raw: Any, file: str, warnings: list[str] | None = None) -> De
         alarms=tuple(names),
         readiness=readiness,
         delete_old_version=delete_old,
+        drift_policy=drift,
     )
 
 

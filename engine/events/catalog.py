@@ -21,6 +21,8 @@ from engine.events.function import (
     AlarmObserved,
     DeploymentFinished,
     DeploymentRequested,
+    DriftDetected,
+    DriftResolved,
     EventSourceChanged,
     FunctionDeleted,
     OperatorRequested,
@@ -62,6 +64,8 @@ Event = Annotated[
     | EventSourceChanged
     | DeploymentFinished
     | FunctionDeleted
+    | DriftDetected
+    | DriftResolved
     | OperatorRequested
     | OperatorCommandIssued
     | RepositoryAdded

@@ -11,6 +11,9 @@ from typing import Any, Literal
 from engine.events.base import Frozen
 
 ShiftType = Literal["CANARY", "LINEAR", "ALL_AT_ONCE"]
+# What glam does about a difference it finds between AWS and what it deployed (engine.drift):
+# record and show it, or also deploy again to make AWS match.
+DriftPolicy = Literal["alert", "heal"]
 # The AWS service principal of a push source, as ``Service`` names it in the definition file.
 PushService = Literal["elasticloadbalancing.amazonaws.com", "apigateway.amazonaws.com"]
 # What kind of source an ``EventSourceChanged`` is about: a pull mapping, or a push kind.
@@ -44,6 +47,7 @@ class DeploymentSettings(Frozen):
     alarms: tuple[str, ...] = ()
     readiness: Readiness = Readiness()
     delete_old_version: bool = True
+    drift_policy: DriftPolicy = "alert"
 
 
 class PushSource(Frozen):

@@ -52,7 +52,9 @@ class DeploymentRequested(FunctionEvent):
     ``alias`` names the alias a ``remove_alias`` request removes (None for every other
     action). ``owner`` is the branch and prefix that asked; None in logs of a glam that
     watched one branch per log (the function then belongs to the first branch that plans
-    it)."""
+    it).
+
+    ``reason`` says why when a commit is not the cause: drift to heal (``drift: ...``)."""
 
     type: Literal["DeploymentRequested"] = "DeploymentRequested"
     deployment_id: str
@@ -61,6 +63,7 @@ class DeploymentRequested(FunctionEvent):
     desired: DesiredFunction | None  # None for a delete
     alias: str | None = None
     owner: FunctionOwner | None = None
+    reason: str = ""
 
 
 class SettingsRecorded(FunctionEvent):
@@ -175,6 +178,32 @@ class FunctionDeleted(FunctionEvent):
 
     type: Literal["FunctionDeleted"] = "FunctionDeleted"
     deployment_id: str
+
+
+class DriftDetected(FunctionEvent):
+    """AWS differs from what glam deployed in one field, found by reading the live function.
+    ``path`` names the field (``alias.FunctionVersion``, ``stable.MemorySize``, ``tags.team``,
+    ``mappings[<source>]``...), ``desired`` is what glam deployed and ``live`` what AWS has
+    (None: absent); a value that can be a secret (an environment variable's) is masked.
+    Recorded once per difference, and again only when one of its values changes."""
+
+    type: Literal["DriftDetected"] = "DriftDetected"
+    function: str
+    path: str
+    desired: Any = None
+    live: Any = None
+    detected_at: datetime
+
+
+class DriftResolved(FunctionEvent):
+    """A difference a ``DriftDetected`` recorded is gone: AWS matches what glam deployed in
+    ``path`` again (fixed by hand, healed by a deployment, or glam deployed something else)."""
+
+    type: Literal["DriftResolved"] = "DriftResolved"
+    function: str
+    path: str
+    resolved_at: datetime
+    reason: str = ""
 
 
 class OperatorRequested(OpsEvent):

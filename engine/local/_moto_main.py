@@ -80,6 +80,85 @@ def _patch_code_signing() -> None:
     LambdaResponse.delete_function_code_signing_config = delete  # type: ignore[attr-defined]
 
 
+# UpdateFunctionConfiguration members moto does not keep at all: kept as given and answered
+# in the configuration (SnapStart with the optimisation status AWS reports).
+_KEPT_MEMBERS = (
+    "DeadLetterConfig",
+    "FileSystemConfigs",
+    "LoggingConfig",
+    "SnapStart",
+    "CapacityProviderConfig",
+    "DurableConfig",
+)
+
+
+def _patch_configuration_members() -> None:
+    """moto's UpdateFunctionConfiguration applies only some members (not TracingConfig,
+    KMSKeyArn, EphemeralStorage, ImageConfig, and none of ``_KEPT_MEMBERS``, which its
+    configuration never answers either; an Environment without Variables fails). Apply every
+    member of botocore's request shape, on create too, so that what a deployment set is
+    what GetFunction answers: desired == live after a deployment, as on AWS."""
+    from moto.awslambda.models import ImageConfig, LambdaBackend, LambdaFunction
+
+    update = LambdaFunction.update_configuration
+    configuration = LambdaFunction.get_configuration
+    create = LambdaBackend.create_function
+
+    def keep(fn: LambdaFunction, members: dict[str, Any]) -> None:
+        kept = dict(getattr(fn, "glam_members", {}))  # a new dict: versions share the old one
+        kept.update({k: members[k] for k in _KEPT_MEMBERS if k in members})
+        fn.glam_members = kept  # type: ignore[attr-defined]
+
+    def update_configuration(
+        self: LambdaFunction, config_updates: dict[str, Any]
+    ) -> dict[str, Any]:
+        updates = config_updates
+        rest = dict(updates)
+        for key, value in updates.items():
+            match key:
+                case "TracingConfig":
+                    self.tracing_config = value
+                case "KMSKeyArn":
+                    self.kms_key_arn = value or None
+                case "EphemeralStorage":
+                    self.ephemeral_storage = value["Size"]
+                case "ImageConfig":
+                    self.image_config = ImageConfig(value)
+                    self.glam_image_config = True  # type: ignore[attr-defined]
+                case "Environment":
+                    self.environment_vars = dict(value.get("Variables") or {})
+                    del rest[key]
+                case _:
+                    continue
+        keep(self, updates)
+        return update(self, rest)
+
+    def get_configuration(self: LambdaFunction, on_create: bool = False) -> dict[str, Any]:
+        answer = configuration(self, on_create)
+        for key, value in getattr(self, "glam_members", {}).items():
+            if key == "SnapStart":
+                apply_on = value.get("ApplyOn", "None")
+                status = "Off" if apply_on == "None" else "On"
+                value = {"ApplyOn": apply_on, "OptimizationStatus": status}
+            answer[key] = value
+        if self.package_type != "Image" and getattr(self, "glam_image_config", False):
+            # moto answers ImageConfig for an image only: an update's is answered as well.
+            answer["ImageConfigResponse"] = {"ImageConfig": self.image_config.response()}
+        return answer
+
+    def create_function(self: LambdaBackend, spec: dict[str, Any]) -> LambdaFunction:
+        fn = create(self, spec)
+        latest = self.get_function(spec["FunctionName"])
+        keep(latest, spec)
+        if fn is not latest:
+            keep(fn, spec)
+        return fn
+
+    LambdaFunction.update_configuration = update_configuration  # type: ignore[method-assign]
+    LambdaFunction.get_configuration = get_configuration  # type: ignore[method-assign]
+    LambdaBackend.create_function = create_function  # type: ignore[method-assign]
+
+
 def _management_api_guard(app: Any) -> Any:
     """Wrap the WSGI app: of ``/moto-api/...`` only ``POST /moto-api/reset`` gets through.
 
@@ -117,6 +196,7 @@ def main() -> None:
 
     _patch_monotonic_versions()
     _patch_code_signing()
+    _patch_configuration_members()
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
         MotoRequestHandler,

@@ -63,6 +63,7 @@ from engine.ports import Clock, ProjectionStore, RepoSource
 from engine.registry import Registered
 from engine.runtime.added import AddedRepositories
 from engine.runtime.clock import SystemClock
+from engine.runtime.drift import DEFAULT_DRIFT_INTERVAL, DriftSweep
 from engine.runtime.failpoints import Failpoints
 from engine.runtime.fleet import Fleet, Watch
 from engine.runtime.operators import Operators
@@ -128,6 +129,8 @@ class EngineConfig:
     watches: tuple[Watch, ...] = ()
     accounts: tuple[AccountSettings, ...] = ()
     server: ServerSettings | None = None  # serve HTTP while running (``glam run --listen``)
+    # Seconds between two drift sweeps (engine.runtime.drift); 0: no sweep.
+    drift_interval: float = DEFAULT_DRIFT_INTERVAL
 
     def watched(self) -> tuple[Watch, ...]:
         """The branches to watch: ``watches``, else ``repo``'s one; none at all for an engine
@@ -217,6 +220,7 @@ class Engine:
 
             self.metrics = EngineMetrics(self.clock.now)
         self.listening: tuple[str, int] | None = None  # the server's address, once bound
+        self._drift: DriftSweep | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -330,6 +334,16 @@ class Engine:
             on_event=saw,
         )
         self._supervisor = supervisor
+        drift = DriftSweep(
+            self.store,
+            self.ports,
+            clock=self.clock,
+            ids=self.ids,
+            start_saga=supervisor.start,
+            on_event=saw,
+            interval=self.config.drift_interval,
+        )
+        self._drift = drift
         fold = LogFold(self.store)
         fleet = Fleet(
             tg,
@@ -354,6 +368,7 @@ class Engine:
         async for record in read_log(self.store):
             supervisor.recovering(record)
             operators.recovering(record)
+            drift.saw(record)
         supervisor.resume()
         if self.config.server is not None:
             from engine.server import serve
@@ -369,6 +384,8 @@ class Engine:
         else:
             fleet.start_loops()
             tg.start_soon(operators.loop, self.config.ops_poll, self.clock, name="glam operators")
+            if self.config.drift_interval > 0:
+                tg.start_soon(drift.loop, name="glam drift")
 
     def _repository(
         self,
@@ -512,10 +529,18 @@ class Engine:
                 log.error("saving the views after the engine stopped failed too: %s", text)
 
     def _saw(self, record: RecordedEvent) -> None:
+        if self._drift is not None:
+            self._drift.saw(record)
         if self.on_event is not None:
             self.on_event(record)
 
     # -- for callers and tests -----------------------------------------------------------------
+
+    @property
+    def drift(self) -> DriftSweep | None:
+        """The drift sweep while ``run`` runs: ``current()`` is the drift the log holds open,
+        ``sweep()`` reads every function now."""
+        return self._drift
 
     @property
     def running(self) -> frozenset[str]:

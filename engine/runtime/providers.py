@@ -46,6 +46,9 @@ class RegionPorts:
     # S3, for the CodeSha256 of code the log has no record of (None: such code counts as
     # changed).
     code: CodeObjects | None = None
+    # The same ports on the background lane of the same limiters (engine.aws.ratelimit), for
+    # reads no deployment waits on: the drift sweep. None: the drift sweep uses the ports above.
+    background: RegionPorts | None = None
 
 
 class PortsProvider(Protocol):
@@ -157,9 +160,23 @@ class AwsProvider:
         from engine.aws.alarms import AwsAlarms
         from engine.aws.code_objects import AwsCodeObjects
         from engine.aws.lambda_api import AwsLambda
+        from engine.aws.ratelimit import Background
         from engine.aws.sources import AwsSources
 
         limiter = self.limiters.get(account, region)
+        lanes = {s: self.limiters.get(account, region, s) for s in SOURCE_CLIENTS}
+        background = RegionPorts(
+            region=region,
+            lambda_api=AwsLambda(clients.lambda_, Background(limiter), clock=self.clock),
+            alarms=AwsAlarms(clients.cloudwatch),
+            sources=AwsSources(
+                {service: clients[service] for service in SOURCE_CLIENTS},
+                limiters={s: Background(lane) for s, lane in lanes.items()},
+                region=region,
+                account=account,
+                clock=self.clock,
+            ),
+        )
         return RegionPorts(
             region=region,
             lambda_api=AwsLambda(clients.lambda_, limiter, clock=self.clock),
@@ -170,12 +187,13 @@ class AwsProvider:
                 # Each service on its own limiter (Lambda's is the one above): ELB and API
                 # Gateway have quotas of their own, and pacing them on Lambda's would spend
                 # its 15 requests/second on other services.
-                limiters={s: self.limiters.get(account, region, s) for s in SOURCE_CLIENTS},
+                limiters=dict(lanes),
                 region=region,
                 account=account,
                 clock=self.clock,
             ),
             code=AwsCodeObjects(clients["s3"], self.limiters.get(account, region, "s3")),
+            background=background,
         )
 
     async def aclose(self) -> None:

@@ -56,6 +56,7 @@ PERFORMS: Mapping[Step, type[Mutation]] = {
     "update_code": UpdateCode,
     "publish": PublishVersion,
     "create_alias": CreateAlias,
+    "reset_alias": UpdateAlias,
     "sources": ReconcileSources,
     "shift": UpdateAlias,
     "promote": UpdateAlias,
@@ -134,7 +135,7 @@ def phase_call(state: SagaState, dep: Deployment) -> Call:
             return read_call(phase, GetSigning(name))
         case "create_function" | "update_config" | "update_code" | "publish":
             return _function_write(state, dep, phase)
-        case "create_alias" | "shift" | "promote" | "rollback_alias":
+        case "create_alias" | "reset_alias" | "shift" | "promote" | "rollback_alias":
             return _alias_write(state, dep, phase)
         case "delete_old" | "rollback_delete_new" | "delete_function" | "delete_alias":
             return _delete(state, dep, phase)
@@ -195,7 +196,7 @@ def _configuration_update(dep: Deployment) -> dict[str, object]:
 def _alias_write(
     state: SagaState,
     dep: Deployment,
-    phase: Literal["create_alias", "shift", "promote", "rollback_alias"],
+    phase: Literal["create_alias", "reset_alias", "shift", "promote", "rollback_alias"],
 ) -> Call:
     name, alias = state.function_name, state.alias or ""
     match phase:
@@ -212,7 +213,7 @@ def _alias_write(
             routing = {dep.new_version: dep.schedule[dep.shift_index]}
             assert_alias_safe(dep.stable, routing)
             return mutation(dep, phase, UpdateAlias(name, alias, dep.stable, routing))
-        case "promote" | "rollback_alias":
+        case "promote" | "rollback_alias" | "reset_alias":
             target = dep.new_version if phase == "promote" else dep.stable
             assert target is not None
             assert_alias_safe(target, {})

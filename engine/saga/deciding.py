@@ -129,7 +129,7 @@ def deciding(state: SagaState, dep: Deployment) -> Deployment:
         return next_phase(dep, "inspect_stable")
     if _signing_wanted(state, dep) and not dep.signing_read:
         return next_phase(dep, "inspect_signing")
-    return _decide(dep)
+    return _decide(state, dep)
 
 
 def _code_matches(dep: Deployment, sha: str | None, image: str | None) -> bool:
@@ -139,22 +139,16 @@ def _code_matches(dep: Deployment, sha: str | None, image: str | None) -> bool:
     return dep.expected_code is not None and sha == dep.expected_code
 
 
-def _decide(dep: Deployment) -> Deployment:
+def _decide(state: SagaState, dep: Deployment) -> Deployment:
     """Publish iff the stable version does not serve the definition; update $LATEST only in
     what it differs in; function-level attributes first, before anything is published."""
     assert dep.desired is not None
-    stable_serves = (
+    primary_serves = (
         dep.stable is not None
         and dep.stable_differs == ()
         and _code_matches(dep, dep.stable_code, dep.stable_image)
-        and not dep.alias_routing
     )
     todo = _attribute_phases(dep)
-    if stable_serves:
-        if dep.old_alias is not None and not dep.alias_exists:
-            todo += ("create_alias",)
-        dep = replace(dep, path="sources_only", todo=(*todo, "sources"))
-        return go_on(dep)
     config_differs = [m for m in dep.latest_differs or () if m != "Architectures"]
     skip_config = dep.latest_differs is not None and not config_differs
     skip_code = (
@@ -162,12 +156,31 @@ def _decide(dep: Deployment) -> Deployment:
         and "Architectures" not in dep.latest_differs
         and _code_matches(dep, dep.latest_code, dep.latest_image)
     )
-    if not skip_config:
-        todo += ("update_config", "wait_config")
-    if not skip_code:
-        todo += ("update_code", "wait_code")
+    if primary_serves:
+        if state.latest_drift:
+            # $LATEST was found changed outside glam: set it back, nothing is published.
+            todo += _latest_phases(skip_config, skip_code)
+        if dep.alias_routing:
+            # Traffic split onto another version outside glam, while the alias's own version
+            # serves the definition: back to that version alone, as a rollback would.
+            todo += ("reset_alias",)
+        if dep.old_alias is not None and not dep.alias_exists:
+            todo += ("create_alias",)
+        dep = replace(dep, path="sources_only", todo=(*todo, "sources"))
+        return go_on(dep)
+    todo += _latest_phases(skip_config, skip_code)
     dep = replace(dep, path="update", skip_config=skip_config, skip_code=skip_code)
     return go_on(replace(dep, todo=(*todo, "publish")))
+
+
+def _latest_phases(skip_config: bool, skip_code: bool) -> tuple[Phase, ...]:
+    """The updates of $LATEST: its configuration, its code, each only where it differs."""
+    phases: tuple[Phase, ...] = ()
+    if not skip_config:
+        phases += ("update_config", "wait_config")
+    if not skip_code:
+        phases += ("update_code", "wait_code")
+    return phases
 
 
 def _attribute_phases(dep: Deployment) -> tuple[Phase, ...]:
@@ -195,7 +208,7 @@ def after_inspect_stable(state: SagaState, dep: Deployment, read: FunctionRead) 
         if not dep.alias_read:
             # The alias (or its version) is gone: learn what the alias is now.
             return deciding(state, replace(dep, routing_known=False, stable=None))
-        return _decide(replace(dep, stable_read=dep.stable, stable_differs=None))
+        return _decide(state, replace(dep, stable_read=dep.stable, stable_differs=None))
     dep = replace(
         dep,
         stable_read=read.version,

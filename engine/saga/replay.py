@@ -17,6 +17,8 @@ from engine.events.function import (
     AlarmObserved,
     DeploymentFinished,
     DeploymentRequested,
+    DriftDetected,
+    DriftResolved,
     EventSourceChanged,
     FunctionDeleted,
     OperatorRequested,
@@ -38,13 +40,21 @@ from engine.saga.results import (
     StepResult,
     parse_result,
 )
-from engine.saga.state import CODE_RECORDS, RESOLVE_WAIT, Deployment, SagaState
+from engine.saga.state import (
+    CODE_RECORDS,
+    DRIFT_ALIAS,
+    DRIFT_LATEST,
+    RESOLVE_WAIT,
+    Deployment,
+    SagaState,
+)
 from engine.saga.steps import Step, StepName
 from engine.saga.transitions import after_failure, after_success, rolling_back
 from engine.sources_plan import union_sources
 
-# Steps whose intent means the alias may have been moved off the stable version.
-_ALIAS_MOVES: frozenset[Step] = frozenset({"shift", "promote"})
+# Steps whose intent means the alias may have been changed (moved off the stable version, or
+# its routing removed): a rollback, or a failure, must not trust what the log knew of it.
+_ALIAS_MOVES: frozenset[Step] = frozenset({"shift", "promote", "reset_alias"})
 
 
 def fold(state: SagaState, events: list[Event] | tuple[Event, ...]) -> SagaState:
@@ -85,7 +95,9 @@ def evolve(state: SagaState, event: Event) -> SagaState:
             )
         case OperatorRequested():
             return _operator(state, event)
-        case AlarmObserved() | EventSourceChanged():
+        case DriftDetected():
+            return _drifted(state, event)
+        case AlarmObserved() | EventSourceChanged() | DriftResolved():
             return state
         case RepoEvent() | OperatorCommandIssued():
             # Not function-stream events; a function stream never holds them.
@@ -227,8 +239,9 @@ def _finished(state: SagaState, event: DeploymentFinished) -> SagaState:
     if event.stable_version and event.stable_version.isdigit():
         new = replace(new, highest_version=max(new.highest_version, int(event.stable_version)))
     if event.outcome == "succeeded":
-        # Its reconcile (or detach) had the strays as ``previous``: they are gone now.
-        new = replace(new, stray_sources=None)
+        # Its reconcile (or detach) had the strays as ``previous``: they are gone now; so is
+        # a drifted $LATEST (it was set back where it differed).
+        new = replace(new, stray_sources=None, latest_drift=False)
         if request.action == "remove_alias":
             pass  # another alias went: what is deployed, and on which alias, is unchanged
         elif request.action == "delete":
@@ -253,6 +266,17 @@ def _finished(state: SagaState, event: DeploymentFinished) -> SagaState:
     if new.held is not None:
         new = replace(new, active=Deployment(request=new.held), held=None)
     return new
+
+
+def _drifted(state: SagaState, event: DriftDetected) -> SagaState:
+    """What a difference found in AWS teaches the saga: an alias that is not where the log
+    says (read it again before deciding), a $LATEST that differs from what was deployed (the
+    next deployment sets it back even when nothing is published)."""
+    if event.path.startswith(DRIFT_ALIAS):
+        state = replace(state, alias_known=None)
+    if event.path.startswith(DRIFT_LATEST):
+        state = replace(state, latest_drift=True)
+    return state
 
 
 def _operator(state: SagaState, event: OperatorRequested) -> SagaState:

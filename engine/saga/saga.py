@@ -116,6 +116,7 @@ SUPERSEDABLE: frozenset[Phase] = frozenset(
         "publish",
         "readiness",
         "create_alias",
+        "reset_alias",
         "sources",
         "detach_old_alias",
         "alarm_check",

@@ -36,6 +36,10 @@ OPERATOR_PROMOTE: WaitPurpose = "operator_promote"
 ALARM_CHECK: WaitPurpose = "alarms"
 # How many code objects' CodeSha256 a function stream remembers (engine.saga.replay).
 CODE_RECORDS = 32
+# Where a difference found in AWS is (the start of a DriftDetected path, engine.drift): the
+# alias, and $LATEST.
+DRIFT_ALIAS = "alias."
+DRIFT_LATEST = "$LATEST."
 
 
 class InvariantViolation(AssertionError):
@@ -85,6 +89,9 @@ class Deployment:
     alias_exists: bool = False
     stable: str | None = None  # the alias's version when this deployment started
     new_version: str | None = None
+    # The publish answered a version that existed before it (AWS had made it of what $LATEST
+    # holds): not this deployment's, so its rollback does not delete it.
+    reused_version: bool = False
     code_sha256: str | None = None  # $LATEST's, as last read: what the publish is guarded by
     revision_id: str | None = None
     skip_config: bool = False
@@ -173,6 +180,10 @@ class SagaState:
     # undo them): passed as ``previous`` with the deployed ones, so the next reconcile or
     # detach removes them.
     stray_sources: EventSources | None = None
+    # A difference of $LATEST from what was deployed was found (DriftDetected): the next
+    # deployment sets $LATEST back where it differs, also when the stable version serves the
+    # definition and nothing is published.
+    latest_drift: bool = False
 
     @property
     def idle(self) -> bool:

@@ -34,10 +34,12 @@ FunctionStep = Literal[
     "wait_code",
     "readiness",
 ]
-# Phases whose call answers with the alias (GetAlias, CreateAlias, UpdateAlias).
+# Phases whose call answers with the alias (GetAlias, CreateAlias, UpdateAlias);
+# ``reset_alias`` puts an alias split outside glam back on its own version alone.
 AliasStep = Literal[
     "inspect_alias",
     "create_alias",
+    "reset_alias",
     "shift",
     "promote",
     "verify_old",

@@ -195,7 +195,10 @@ def _after_publish(dep: Deployment, published: Published) -> Deployment:
     if published.version != dep.stable:
         # A new version, or one AWS had already made of exactly what $LATEST holds now (it
         # answers with that one instead of publishing a copy): either serves the definition.
-        return next_phase(replace(dep, new_version=published.version), "readiness")
+        # One that existed before is not this deployment's: a rollback keeps it.
+        reused = _existed(dep, published.version)
+        dep = replace(dep, new_version=published.version, reused_version=reused)
+        return next_phase(dep, "readiness")
     # AWS answered with the stable version, which does not serve the definition: it counts
     # $LATEST as unchanged since that version (the one published after it was deleted by a
     # rollback, say). Update $LATEST once more and publish again.
@@ -211,6 +214,13 @@ def _after_publish(dep: Deployment, published: Published) -> Deployment:
     )
 
 
+def _existed(dep: Deployment, version: str) -> bool:
+    """Whether ``version`` existed before this deployment's publish: not above the highest
+    version its intent knew of (an intent of an earlier glam knew none: counted as new)."""
+    known = dep.dangling.request.get("known_version") if dep.dangling is not None else None
+    return isinstance(known, int) and version.isdigit() and int(version) <= known
+
+
 def _after_alias_step(
     state: SagaState, dep: Deployment, step: AliasStep, read: AliasRead
 ) -> Deployment:
@@ -219,6 +229,14 @@ def _after_alias_step(
             return after_inspect_alias(state, dep, read)
         case "create_alias":
             return next_phase(alias_from(replace(dep, alias_exists=True), read), "sources")
+        case "reset_alias":
+            removed = ", ".join(v for v, _ in dep.alias_routing)
+            why = (
+                f"alias {read.name or state.alias} back on version {dep.stable} alone: the "
+                f"routing to version {removed} was set outside glam, and version {dep.stable} "
+                "serves the definition"
+            )
+            return go_on(replace(alias_from(dep, read), reason=why))
         case "shift":
             return next_phase(alias_from(dep, read), "bake")
         case "promote":
@@ -269,6 +287,9 @@ def _after_rollback_alias(state: SagaState, dep: Deployment) -> Deployment:
         return _after_rollback(state, dep, dep.reason)
     if dep.new_version in (dep.alias_version, *dep.routing):
         note = f"; new version {dep.new_version} kept: the alias still references it"
+        return _after_rollback(state, dep, dep.reason + note)
+    if dep.reused_version:
+        note = f"; version {dep.new_version} kept: it existed before this deployment"
         return _after_rollback(state, dep, dep.reason + note)
     return next_phase(dep, "rollback_delete_new")
 
@@ -384,5 +405,8 @@ def rolling_back(state: SagaState, dep: Deployment, event: RollbackStarted) -> D
     if dep.alias_touched:
         return next_phase(dep, "rollback_alias")
     if dep.new_version is not None and dep.new_version != dep.stable:
+        if dep.reused_version:
+            note = f"; version {dep.new_version} kept: it existed before this deployment"
+            return _after_rollback(state, dep, dep.reason + note)
         return next_phase(dep, "rollback_delete_new")
     return _after_rollback(state, dep, dep.reason)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import anyio
 import pytest
 
-from engine.aws.ratelimit import DEFAULT_SERVICE_RATE, LimiterRegistry, RateLimiter
+from engine.aws.ratelimit import DEFAULT_SERVICE_RATE, Background, LimiterRegistry, RateLimiter
 
 
 class FakeTime:
@@ -152,3 +152,52 @@ async def test_retry_after_on_one_service_does_not_pause_another() -> None:
     registry.get("123456789012", "us-east-1", "elbv2").retry_after(5.0)
     await registry.get("123456789012", "us-east-1").acquire()
     assert t.time == 1000.0
+
+
+@pytest.mark.anyio
+async def test_the_background_lane_takes_its_share_and_yields_to_deployments() -> None:
+    """Drift reads (the background lane) take at most their share of the rate, and each only
+    once no deployment call has a slot reserved ahead: deployments are served first."""
+    t = FakeTime()
+    limiter = RateLimiter(rate=10, clock=t)
+    lane = Background(limiter, share=0.2)  # 2 calls per second at most
+    alone: list[float] = []
+    for _ in range(5):
+        await lane.acquire()
+        alone.append(t.time)
+    gaps = [b - a for a, b in itertools.pairwise(alone)]
+    assert all(g == pytest.approx(0.5) for g in gaps)  # 1 / (10 * 0.2)
+
+    served: list[tuple[str, float]] = []
+
+    async def deployment() -> None:
+        for _ in range(20):
+            await limiter.acquire()
+            served.append(("deploy", t.time))
+
+    async def sweep() -> None:
+        await anyio.lowlevel.checkpoint()  # the deployment's calls are queued first
+        for _ in range(3):
+            await lane.acquire()
+            served.append(("drift", t.time))
+
+    start = t.time
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(deployment)
+        tg.start_soon(sweep)
+    deploys = [at for who, at in served if who == "deploy"]
+    drifts = [at for who, at in served if who == "drift"]
+    # The deployment's 20 calls keep their pace, as if nothing else ran, but for the one
+    # slot a drift read may take between two of them.
+    assert deploys[-1] - start <= 2.0 + 3 * 0.1 + 1e-9
+    assert len(drifts) == 3
+    assert all(
+        b - a == pytest.approx(0.1) or b - a == pytest.approx(0.2)
+        for a, b in itertools.pairwise(deploys)
+    )
+    assert sorted(set(drifts) & set(deploys)) == []  # never the same slot
+
+
+def test_the_background_share_is_a_fraction() -> None:
+    with pytest.raises(ValueError, match="fraction"):
+        Background(RateLimiter(), share=0.0)

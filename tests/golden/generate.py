@@ -27,6 +27,8 @@ from engine.events.function import (
     AlarmObserved,
     DeploymentFinished,
     DeploymentRequested,
+    DriftDetected,
+    DriftResolved,
     EventSourceChanged,
     FunctionDeleted,
     FunctionOwner,
@@ -879,6 +881,93 @@ def listing_scenario() -> list[tuple[str, Event, Metadata]]:
     ]
 
 
+def drift_scenario() -> list[tuple[str, Event, Metadata]]:
+    """Drift (0.1-drift): a function under ``driftPolicy: heal`` found changed in AWS (its
+    alias moved, an environment value masked), a deployment asked for with drift as its
+    reason, and the differences resolved after it."""
+
+    def m(i: str, **kw: str) -> Metadata:
+        return Metadata(event_id=i, **kw)
+
+    base = desired("orders", 128)
+    heal = base.model_copy(
+        update={
+            "settings": base.settings.model_copy(update={"drift_policy": "heal"}),
+            "content_hash": "sha256:orders128-heal",
+        }
+    )
+    seen = START + timedelta(minutes=10)
+    return [
+        (
+            ORDERS,
+            DeploymentRequested(deployment_id="dep-1", commit=C1, action="create", desired=heal),
+            m("d1", commit=C1, deployment_id="dep-1"),
+        ),
+        (
+            ORDERS,
+            DeploymentFinished(deployment_id="dep-1", outcome="succeeded", stable_version="1"),
+            m("d2", deployment_id="dep-1"),
+        ),
+        (
+            ORDERS,
+            DriftDetected(
+                function="orders",
+                path="alias.FunctionVersion",
+                desired="1",
+                live="2",
+                detected_at=seen,
+            ),
+            m("d3"),
+        ),
+        (
+            ORDERS,
+            DriftDetected(
+                function="orders",
+                path="$LATEST.Environment.Variables.TOKEN",
+                desired="***",
+                live="***",
+                detected_at=seen,
+            ),
+            m("d4"),
+        ),
+        (
+            ORDERS,
+            DeploymentRequested(
+                deployment_id="dep-2",
+                commit=C1,
+                action="update",
+                desired=heal,
+                reason="drift: $LATEST.Environment.Variables.TOKEN, alias.FunctionVersion",
+            ),
+            m("d5", commit=C1, deployment_id="dep-2"),
+        ),
+        (
+            ORDERS,
+            DeploymentFinished(deployment_id="dep-2", outcome="succeeded", stable_version="1"),
+            m("d6", deployment_id="dep-2"),
+        ),
+        (
+            ORDERS,
+            DriftResolved(
+                function="orders",
+                path="alias.FunctionVersion",
+                resolved_at=seen + timedelta(minutes=5),
+                reason="healed by deployment dep-2",
+            ),
+            m("d7"),
+        ),
+        (
+            ORDERS,
+            DriftResolved(
+                function="orders",
+                path="$LATEST.Environment.Variables.TOKEN",
+                resolved_at=seen + timedelta(minutes=5),
+            ),
+            m("d8"),
+        ),
+    ]
+
+
 SCENARIOS = {
     "0.1": scenario,
     "0.1-operator": operator_scenario,
@@ -886,6 +975,7 @@ SCENARIOS = {
     "0.1-org": org_scenario,
     "0.1-repositories": repositories_scenario,
     "0.2-listing": listing_scenario,
+    "0.1-drift": drift_scenario,
 }
 
 

@@ -213,11 +213,11 @@ async def test_code_signing_is_set_and_removed(setup: Setup, local_aws: LocalAws
     assert [e.status for e in local_aws.journal.calls("DeleteFunctionCodeSigningConfig")] == [204]
 
 
-async def test_a_package_type_change_fails_before_anything_moves(
+async def test_a_package_type_change_is_refused_before_anything_moves(
     setup: Setup, local_aws: LocalAwsThread
 ) -> None:
-    """PackageType cannot change on a function: the deployment fails naming the file, the
-    member and what to do, and nothing was changed in AWS."""
+    """PackageType cannot change on a function: the plan refuses it naming the file, the
+    member and what to do, no deployment is asked for, and nothing was changed in AWS."""
     write_function(setup.repo, setup.outputs, traffic=CANARY)
     setup.repo.commit("zip")
     assert outcomes(await setup.run_once()) == ["succeeded"]
@@ -225,11 +225,11 @@ async def test_a_package_type_change_fails_before_anything_moves(
     setup.repo.commit("image")
     local_aws.journal.clear()
     report = await setup.run_once()
-    [(_, finished)] = report.finished
-    assert finished.outcome == "failed"
-    assert DEF in finished.reason
-    assert "PackageType" in finished.reason
-    assert "new FunctionName" in finished.reason
+    assert report.finished == []
+    [refused] = report.rejected
+    assert refused.file == DEF
+    assert "PackageType" in refused.reason
+    assert "new FunctionName" in refused.reason
     lambda_calls = [e for e in local_aws.journal.calls() if e.service == "lambda"]
     writes = [e for e in lambda_calls if e.operation != "GetFunction"]
     assert writes == [], [e.operation for e in writes]

@@ -252,6 +252,7 @@ RECORDED: dict[str, tuple[dict[str, Any], type]] = {
     "create_alias": ({"found": True, "function_version": "1"}, AliasRead),
     "shift": ({"function_version": "1", "routing": {"2": 0.2}}, AliasRead),
     "promote": ({"function_version": "2", "routing": {}}, AliasRead),
+    "reset_alias": ({"function_version": "1", "routing": {}}, AliasRead),
     "verify_old": ({"found": True, "function_version": "2"}, AliasRead),
     "rollback_alias": ({"function_version": "1"}, AliasRead),
     "rollback_verify": ({"found": False}, AliasRead),
@@ -331,6 +332,7 @@ def test_dangling_steps_are_settled_by_the_reads_they_always_were() -> None:
         "create_alias": "get_alias",
         "shift": "get_alias",
         "promote": "get_alias",
+        "reset_alias": "get_alias",
         "rollback_alias": "get_alias",
     }
     assert set(PERFORMS) - set(settled) == {
