@@ -1,47 +1,67 @@
-"""The engine lock: at most one glam engine per database.
+"""The engine lock: at most one glam engine per SQLite log, whatever path reaches it.
 
-An exclusive ``flock`` on ``<db>.lock``, held for the engine's lifetime. The kernel releases it
-when the process dies, however it dies, so a crash never leaves a stale lock behind. The file
-holds the owner's pid only to say who holds it.
+An exclusive ``flock`` on the database file itself, held for the engine's lifetime: the lock
+belongs to the file (its inode), not to a name, so a symbolic link, a path through ``..``,
+``$GLAM_DB`` naming a link, or a second hard link all meet the same lock. The kernel releases
+it when the process dies, however it dies, so a crash never leaves a stale lock behind.
+SQLite's own locks are POSIX record locks, which ``flock`` neither sees nor disturbs; the
+lock's descriptor stays open until the store is closed, because closing any descriptor of the
+file would drop this process's POSIX locks on it.
+
+A process that only reads may ask whether an engine holds the lock
+(``engine.store.sqlite_files.engine_is_running``) by taking a shared lock for an instant, so
+taking the engine lock tries again for a moment before it calls the log taken.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import time
 from pathlib import Path
 from types import TracebackType
 
 from engine.errors import StoreLocked
+from engine.store import sqlite_files
+
+RETRY_FOR = 1.0  # seconds: a reader's shared probe holds the lock for microseconds
 
 
 class EngineLock:
-    """``with EngineLock(db_path):`` — raises ``StoreLocked`` if another engine holds it."""
+    """``with EngineLock(db_path):`` — raises ``StoreLocked`` if another engine holds it. The
+    database file (and its folder) is created, private, if it does not exist yet."""
 
     def __init__(self, db_path: str | Path) -> None:
-        self.path = Path(f"{db_path}.lock")
+        self.path = sqlite_files.resolve(db_path)
         self._fd: int | None = None
 
+    @property
+    def fd(self) -> int | None:
+        return self._fd
+
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise StoreLocked(
-                f"another glam engine is running on this database (pid {owner})",
-                hint="stop it first, or use another --db",
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        sqlite_files.prepare(self.path, create=True)
+        fd = os.open(self.path, os.O_RDWR)
+        deadline = time.monotonic() + RETRY_FOR
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    continue
+                owner = _lock_owner(fd)
+                os.close(fd)
+                raise StoreLocked(
+                    f"another glam engine is running on this database (pid {owner})",
+                    hint="stop it first, or use another --db",
+                ) from None
         self._fd = fd
 
     def release(self) -> None:
         if self._fd is not None:
             fd, self._fd = self._fd, None
-            os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
@@ -56,3 +76,20 @@ class EngineLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+def _lock_owner(fd: int) -> str:
+    """The pid holding an exclusive flock on ``fd``'s file, from ``/proc/locks`` (Linux), or
+    "unknown"."""
+    stat = os.fstat(fd)
+    device = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return "unknown"
+    for line in lines:
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 12345 08:01:1234 0 EOF"
+        if len(fields) >= 6 and fields[1:4:2] == ["FLOCK", "WRITE"] and fields[5] == device:
+            return fields[4]
+    return "unknown"

@@ -4,8 +4,8 @@
 keeps the adapter about connections, the writer and errors.
 
 Layout: the tables of the SQLite log, column for column (``events``, ``view_rows``,
-``checkpoints``; the hash chain of ``engine.store.records``), plus ``glam_log``, one row with
-the application name and the schema version (what the SQLite file keeps in its
+``checkpoints``, ``glam_meta``; the hash chain of ``engine.store.records``), plus ``glam_log``,
+one row with the application name and the schema version (what the SQLite file keeps in its
 ``application_id`` and ``user_version`` pragmas). They live in the first schema of the
 connection's ``search_path``, so one database can hold several logs
 (``?options=-csearch_path%3Dteam_a``).
@@ -19,16 +19,20 @@ from typing import Any
 
 import anyio
 
-from engine.errors import StoreCorrupt
+from engine.errors import EventDecodeError, StoreCorrupt
 from engine.events import RecordedEvent
 from engine.events.catalog import check_readable
+from engine.store.integrity import ChainChecks, walk_chain
 from engine.store.records import (
     COLUMNS,
+    UNKEYED,
+    Chain,
     ChainVerifier,
     StoredRow,
     decode_values,
     format_time,
     gc_paused,
+    unreadable,
 )
 
 SCHEMA_VERSION = 1
@@ -90,6 +94,12 @@ CREATE TABLE checkpoints (
     position   bigint NOT NULL
 );
 """
+# The log's notes about its chain (engine.store.integrity), added to a log of an earlier glam.
+NOTES = "CREATE TABLE IF NOT EXISTS glam_meta (key text PRIMARY KEY, value text NOT NULL)"
+NOTE_UPSERT = (
+    "INSERT INTO glam_meta (key, value) VALUES (%s, %s) "
+    "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+)
 
 # S608 is silenced below only where the interpolated text is COLUMNS.
 _RANGE = f"SELECT {COLUMNS} FROM events WHERE position >= %s ORDER BY position LIMIT %s"  # noqa: S608
@@ -101,7 +111,11 @@ _SELECTED = (
 
 
 def rows_to_import(
-    batch: Sequence[StoredRow], last_position: int, last_hash: str, stored: dict[int, str]
+    batch: Sequence[StoredRow],
+    last_position: int,
+    last_hash: str,
+    stored: dict[int, str],
+    chain: Chain = UNKEYED,
 ) -> list[StoredRow]:
     """The rows of ``batch`` to write after the log's last row (``last_position``,
     ``last_hash``), given the hashes ``stored`` at the batch's positions the log already has.
@@ -115,8 +129,7 @@ def rows_to_import(
                 f"row {row.position} cannot be imported: the log already holds another event there",
                 hint=hint,
             )
-    verifier = ChainVerifier()
-    verifier.position, verifier.hash = last_position, last_hash
+    verifier = ChainVerifier(chain, last_position, last_hash)
     fresh = list(batch[len(old) :])
     for row in fresh:
         if not verifier.feed(row):
@@ -126,7 +139,7 @@ def rows_to_import(
     return fresh
 
 
-class LogReads:
+class LogReads(ChainChecks):
     """The read side of the ``EventStore`` port (and audit reads) as SQL over ``_fetch``.
 
     Subclasses provide ``_fetch``, ``_closed``, ``_appended`` (an event set after every
@@ -148,12 +161,15 @@ class LogReads:
         """Raw stored rows, undecoded (audit, verify, export)."""
         return [StoredRow(*values) for values in await self._fetch(_RANGE, (from_position, limit))]
 
+    async def _decoded(self, values: list[tuple[Any, ...]]) -> list[RecordedEvent]:
+        await self._check_values(values)
+        with gc_paused():
+            return [decode_values(row) for row in values]
+
     async def read_all(
         self, from_position: int = 1, limit: int | None = None
     ) -> list[RecordedEvent]:
-        rows = await self._fetch(_RANGE, (from_position, limit))
-        with gc_paused():
-            return [decode_values(values) for values in rows]
+        return await self._decoded(await self._fetch(_RANGE, (from_position, limit)))
 
     async def read_selected(
         self, types: Collection[str], streams: Collection[str] = ()
@@ -162,18 +178,18 @@ class LogReads:
         order, for a reader that folds only some events. The rows left out are not decoded,
         but their types and schema versions are checked: a log this glam cannot read fails
         here exactly as ``read_all`` would."""
-        for type_name, schema_version in await self._fetch(
-            "SELECT type, max(schema_version) FROM events GROUP BY type"
+        for type_name, schema_version, first in await self._fetch(
+            "SELECT type, max(schema_version), min(position) FROM events GROUP BY type"
         ):
-            check_readable(type_name, schema_version)
-        rows = await self._fetch(_SELECTED, (sorted(types), sorted(streams)))
-        with gc_paused():
-            return [decode_values(values) for values in rows]
+            try:
+                check_readable(type_name, schema_version)
+            except EventDecodeError as exc:
+                row = [first, None, None, None, type_name, schema_version]
+                raise unreadable(row, exc) from None
+        return await self._decoded(await self._fetch(_SELECTED, (sorted(types), sorted(streams))))
 
     async def read_stream(self, stream: str, from_version: int = 1) -> list[RecordedEvent]:
-        return [
-            decode_values(values) for values in await self._fetch(_STREAM, (stream, from_version))
-        ]
+        return await self._decoded(await self._fetch(_STREAM, (stream, from_version)))
 
     async def follow(self, from_position: int = 1) -> AsyncIterator[RecordedEvent]:
         """Every event from ``from_position`` on, then new ones as they commit, in this
@@ -208,16 +224,14 @@ class LogReads:
 
     async def verify_detail(self, *, chunk: int = 10_000) -> tuple[int | None, str]:
         """``verify`` with the reason for the first bad position."""
-        verifier = ChainVerifier()
-        position = 1
-        while True:
-            rows = await self.read_rows(position, chunk)
-            for row in rows:
-                if not verifier.feed(row):
-                    return verifier.first_bad, verifier.reason
-            if len(rows) < chunk:
-                return None, ""
-            position = rows[-1].position + 1
+        result = await walk_chain(self, self._integrity.chain, chunk=chunk)
+        return result.first_bad, result.reason
+
+    async def _read_notes(self) -> dict[str, str]:
+        if not await self._scalar("SELECT (to_regclass('glam_meta') IS NOT NULL)::int"):
+            return {}  # a log of an earlier glam, opened read-only
+        rows = await self._fetch("SELECT key, value FROM glam_meta")
+        return {str(key): str(value) for key, value in rows}
 
     async def describe(self) -> dict[str, Any]:
         """What ``glam db info`` shows: server version, schema version, size, checkpoints."""

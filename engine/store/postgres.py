@@ -53,11 +53,19 @@ from engine.events import NewEvent, RecordedEvent
 from engine.ports import ANY_VERSION, EventStore, ProjectionStore
 from engine.store import pg_log
 from engine.store.batching import Pending, WriteQueue
-from engine.store.pg_log import APPEND_LOCK, CHANNEL, LogReads, rows_to_import
+from engine.store.integrity import (
+    HEAD_NOTE,
+    Head,
+    Integrity,
+    LogIntegrity,
+    Witness,
+    WitnessWriter,
+)
+from engine.store.pg_log import APPEND_LOCK, CHANNEL, NOTE_UPSERT, LogReads
 from engine.store.pg_views import ViewRows, create_snapshot_tables
+from engine.store.pg_writes import PgWrites
 from engine.store.records import (
     COLUMNS,
-    GENESIS_HASH,
     AppendRequest,
     StoredRow,
     format_time,
@@ -104,7 +112,7 @@ def _broken(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | TimeoutError)
 
 
-class PostgresEventStore(LogReads, ViewRows):
+class PostgresEventStore(LogReads, ViewRows, PgWrites):
     """The ``EventStore`` and ``ViewStore`` ports on a PostgreSQL database.
 
     Use it as an async context manager, which connects and starts the writer and listener::
@@ -114,7 +122,8 @@ class PostgresEventStore(LogReads, ViewRows):
 
     It creates its tables on first use (needs CREATE on the schema). ``readonly=True`` never
     creates or writes anything (the log must exist; appends raise ``StoreError``). It uses
-    three connections: the writer, a reader and a listener.
+    three connections: the writer, a reader and a listener. ``integrity`` and the engine's
+    checks at open (``exclusive``) are those of the SQLite store (``engine.store.integrity``).
     """
 
     def __init__(
@@ -129,8 +138,17 @@ class PostgresEventStore(LogReads, ViewRows):
         connect_timeout: float = 10.0,
         attempt_timeout: float = 60.0,
         exclusive: bool = False,
+        integrity: Integrity | None = None,
     ) -> None:
         self.where = describe_url(url)  # also refuses an unparsable URL before connecting
+        options = integrity if integrity is not None else Integrity.from_env()
+        self._integrity = LogIntegrity(options, self.where)
+        self._witness = (
+            WitnessWriter(Witness(options.witness))
+            if options.witness is not None and not readonly
+            else None
+        )
+        self._witness_scope = anyio.CancelScope()
         self._url = url
         self.readonly = readonly
         self._now = now
@@ -172,6 +190,7 @@ class PostgresEventStore(LogReads, ViewRows):
             self._reader = await self._connect("reader")
             if self.readonly:
                 await self._check_format(self._reader, may_create=False)
+            await self._open_chain(writable=not self.readonly, engine=self._exclusive)
         except BaseException:
             await self._close_connections()
             raise
@@ -185,7 +204,21 @@ class PostgresEventStore(LogReads, ViewRows):
             self._task_group.start_soon(
                 self._writes.run, self._run_batch, name="glam event store writer"
             )
+        if self._witness is not None:
+            self._task_group.start_soon(self._run_witness, name="glam witness")
         return self
+
+    async def _write_now(self, notes: Sequence[tuple[str, str]]) -> None:
+        """Write notes before the writer task runs (while opening)."""
+        conn = self._writer
+        if conn is None:
+            return
+        try:
+            async with conn.transaction():
+                for key, value in notes:
+                    await conn.execute(NOTE_UPSERT, (key, value))
+        except psycopg.Error as exc:
+            raise self._translate(exc, "write the log's notes") from exc
 
     async def __aexit__(
         self,
@@ -211,6 +244,9 @@ class PostgresEventStore(LogReads, ViewRows):
         with anyio.CancelScope(shield=True):
             await self._writes.close()  # the writer drains what was queued before closing
             self._closed = True
+            if self._witness is not None:
+                await self._witness.flush()
+            self._witness_scope.cancel()
             self._listener_scope.cancel()
             self._lock_scope.cancel()
             self._notify()
@@ -308,6 +344,10 @@ class PostgresEventStore(LogReads, ViewRows):
                         "INSERT INTO glam_log (application, schema_version) VALUES (%s, %s)",
                         (pg_log.APPLICATION, pg_log.SCHEMA_VERSION),
                     )
+                if may_create:  # a log of an earlier glam gets its notes table
+                    cur = await conn.execute("SELECT to_regclass('glam_meta') IS NULL")
+                    if (await cur.fetchone() or (False,))[0]:
+                        await conn.execute(pg_log.NOTES)
                 cur = await conn.execute("SELECT application, schema_version FROM glam_log")
                 row = await cur.fetchone()
         except psycopg.Error as exc:
@@ -393,13 +433,17 @@ class PostgresEventStore(LogReads, ViewRows):
                 self._fail(batch, exc)
                 break
             else:
-                appended = appended or added
+                appended = appended or added is not None
                 self.commits += 1
                 for pending, outcome in zip(batch, outcomes, strict=True):
                     if isinstance(outcome, Exception):
                         pending.error = outcome
                     else:
                         pending.result = outcome
+                if added is not None:
+                    self._integrity.advance(added)
+                    if self._witness is not None:
+                        self._witness.offer(self._integrity.witness_record(added))
                 break
         if appended:
             self._notify()
@@ -409,7 +453,9 @@ class PostgresEventStore(LogReads, ViewRows):
         for pending in batch:
             pending.error = error
 
-    async def _attempt(self, batch: list[Pending]) -> tuple[list[Any], bool]:
+    async def _attempt(self, batch: list[Pending]) -> tuple[list[Any], Head | None]:
+        """One try at the batch in one transaction: the outcomes, and the new head if it
+        added events (the head note is written in the same transaction)."""
         if self._writer is None:
             self._writer = await self._connect("writer")
             self.reconnects += 1
@@ -418,9 +464,15 @@ class PostgresEventStore(LogReads, ViewRows):
             async with conn.transaction():
                 job = batch[0].job
                 if job is not None:
-                    return [await job(conn)], batch[0].appends
-                requests = [p.request for p in batch if p.request is not None]
-                return await self._append_batch(conn, requests)
+                    result = await job(conn)
+                    head = result if batch[0].appends else None
+                    outcomes = [result]
+                else:
+                    requests = [p.request for p in batch if p.request is not None]
+                    outcomes, head = await self._append_batch(conn, requests)
+                if head is not None:
+                    await conn.execute(NOTE_UPSERT, (HEAD_NOTE, self._integrity.head_note(head)))
+                return outcomes, head
 
     async def _drop_writer(self) -> None:
         conn, self._writer = self._writer, None
@@ -430,8 +482,9 @@ class PostgresEventStore(LogReads, ViewRows):
 
     async def _append_batch(
         self, conn: Connection, requests: list[AppendRequest]
-    ) -> tuple[list[Any], bool]:
+    ) -> tuple[list[Any], Head | None]:
         last_position, last_hash, last_time = await self._lock_and_read_last(conn)
+        await self._catch_up(conn)
         ids = [new.meta.event_id for r in requests for new in r.events]
         cur = await conn.execute(
             f"SELECT {COLUMNS} FROM events WHERE event_id = ANY(%s)",  # noqa: S608
@@ -453,33 +506,15 @@ class PostgresEventStore(LogReads, ViewRows):
             last_position=last_position,
             last_hash=last_hash,
             recorded_at=recorded_at,
+            chain=self._integrity.chain,
         )
         # Refuse to store what cannot be read back (e.g. an event class without a SCHEMA bump).
         for row in plan.new_rows:
             to_recorded(row)
-        if plan.new_rows:
-            await self._insert(conn, plan.new_rows)
-        return list(plan.outcomes), bool(plan.new_rows)
-
-    @staticmethod
-    async def _lock_and_read_last(conn: Connection) -> tuple[int, str, str]:
-        # The lock first, the read after, as two statements: each statement of a READ
-        # COMMITTED transaction sees every commit made before it began, so the last position
-        # read here includes the transaction that held the lock just before.
-        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))
-        cur = await conn.execute(
-            "SELECT position, hash, recorded_at FROM events ORDER BY position DESC LIMIT 1"
-        )
-        last = await cur.fetchone()
-        return (last[0], last[1], last[2]) if last else (0, GENESIS_HASH, "")
-
-    @staticmethod
-    async def _insert(conn: Connection, rows: Sequence[StoredRow]) -> None:
-        sql = f"COPY events ({COLUMNS}) FROM STDIN"
-        async with conn.cursor() as cur, cur.copy(sql) as copy:
-            for row in rows:
-                await copy.write_row(row.as_tuple())
-        await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(rows[-1].position)))
+        if not plan.new_rows:
+            return list(plan.outcomes), None
+        await self._insert(conn, plan.new_rows)
+        return list(plan.outcomes), Head(plan.new_rows[-1].position, plan.new_rows[-1].hash)
 
     def _notify(self) -> None:
         self._appended.set()
@@ -511,20 +546,6 @@ class PostgresEventStore(LogReads, ViewRows):
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 self.reconnects += 1
-
-    async def _relay_notifications(self, conn: Connection) -> None:
-        """Wake the followers at each notification, until the connection breaks. Read from
-        the socket directly, not through ``conn.notifies()``, whose wait wakes every 0.1 s to
-        look for timeouts: an idle store would never be idle."""
-        pgconn = conn.pgconn
-        while True:
-            await anyio.wait_readable(pgconn.socket)
-            pgconn.consume_input()  # OperationalError once the connection is gone
-            woken = False
-            while pgconn.notifies() is not None:
-                woken = True
-            if woken:
-                self._notify()
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -569,25 +590,6 @@ class PostgresEventStore(LogReads, ViewRows):
             return await cur.fetchall()
 
         return await self._read(body)
-
-    async def import_rows(self, rows: Sequence[StoredRow]) -> None:
-        """Append rows exported from a glam log verbatim (copy, restore, benchmarks). They
-        must continue this log's hash chain exactly, or nothing is written; rows already
-        stored unchanged (a repeated import) are skipped."""
-        batch = list(rows)
-
-        async def job(conn: Connection) -> None:
-            last_position, last_hash, _ = await self._lock_and_read_last(conn)
-            stored = [row.position for row in batch if row.position <= last_position]
-            cur = await conn.execute(
-                "SELECT position, hash FROM events WHERE position = ANY(%s)", (stored,)
-            )
-            fresh = rows_to_import(batch, last_position, last_hash, dict(await cur.fetchall()))
-            if fresh:
-                await self._insert(conn, fresh)
-
-        if batch:
-            await self._submit(Pending(job=job, appends=True))
 
 
 if TYPE_CHECKING:  # the store must satisfy the ports the engine and the runner use

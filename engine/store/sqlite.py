@@ -1,6 +1,7 @@
 """``SqliteEventStore``: the event log in one SQLite file, through aiosqlite.
 
-The only module that imports aiosqlite. sqlite3 errors are turned into ``StoreError``s here.
+The only module that imports aiosqlite. sqlite3 errors are turned into ``StoreError``s here,
+in words from ``engine.store.sqlite_files`` (a full disk is not corruption).
 
 Layout (file schema version ``SCHEMA_VERSION`` in ``PRAGMA user_version``, glam's
 ``PRAGMA application_id`` so another SQLite file is never mistaken for a log):
@@ -10,12 +11,16 @@ Layout (file schema version ``SCHEMA_VERSION`` in ``PRAGMA user_version``, glam'
   hash chain (``prev_hash``, ``hash``; see ``engine.store.records``). Never updated or deleted.
 - ``view_rows`` and ``checkpoints``: projection rows and how far they have folded, written
   together in one transaction (``save_views``).
+- ``glam_meta``: the log's notes about its own chain (keyed or not, the verified head; see
+  ``engine.store.integrity``), added to a log of an earlier glam when it is first written.
 
-Writes go through ONE writer task: ``append`` queues a request and waits; the writer takes
-everything queued, plans it against the stored state and commits it in one transaction (group
-commit), so a thousand concurrent appends cost a handful of fsyncs, not a thousand. Reads use a
-second connection, so they never see a transaction in progress. WAL lets them run while the
-writer commits; ``synchronous=FULL`` makes an acknowledged append survive power loss.
+Writes go through ONE writer task (``engine.store.batching``): ``append`` queues a request and
+waits; the writer takes everything queued, plans it against the stored state and commits it in
+one transaction (group commit), so a thousand concurrent appends cost a handful of fsyncs, not a
+thousand. Reads use a second connection, so they never see a transaction in progress. WAL lets
+them run while the writer commits; ``synchronous=FULL`` makes an acknowledged append survive
+power loss; ``journal_size_limit`` and an earlier checkpoint keep the ``-wal`` small on a small
+disk. Before each commit the writer checks that its ``-wal`` is still the file it writes to.
 """
 
 from __future__ import annotations
@@ -23,9 +28,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import sqlite3
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -35,21 +38,36 @@ import aiosqlite  # noqa: TID251 - this is the SQLite adapter
 import anyio
 from anyio.abc import TaskGroup
 
-from engine.errors import StoreCorrupt, StoreError, StoreTooNew
+from engine.errors import EventDecodeError, StoreCorrupt, StoreError, StoreTooNew
 from engine.events import NewEvent, RecordedEvent
-from engine.events.catalog import check_readable
 from engine.ports import ANY_VERSION, ViewSnapshot
+from engine.store import sqlite_files
+from engine.store.batching import Pending, WriteQueue
+from engine.store.integrity import (
+    HEAD_NOTE,
+    Head,
+    Integrity,
+    LogIntegrity,
+    Witness,
+    WitnessWriter,
+)
 from engine.store.records import (
     COLUMNS,
+    DAMAGED_HINT,
     GENESIS_HASH,
     AppendRequest,
     ChainVerifier,
     StoredRow,
-    decode_values,
     format_time,
-    gc_paused,
     plan_batch,
     to_recorded,
+)
+from engine.store.sqlite_log import (
+    APPLICATION_ID,
+    NOTES,
+    SCHEMA,
+    SCHEMA_VERSION,
+    SqliteReads,
 )
 from engine.store.sqlite_snapshots import (
     SqliteSnapshots,
@@ -58,52 +76,26 @@ from engine.store.sqlite_snapshots import (
     write_snapshot,
 )
 
-SCHEMA_VERSION = 1
-APPLICATION_ID = 0x676C616D  # "glam"
 BUSY_TIMEOUT_MS = 10_000
 # Above this size the full integrity check at open takes too long; quick_check still reads
 # every page and catches torn or truncated files.
 FULL_CHECK_MAX_BYTES = 256 * 1024 * 1024
 MAX_BATCH = 2_000
+# The -wal is checkpointed from 1 MiB (SQLite's default is 4 MiB) and cut back to 1 MiB after:
+# on a small disk it is the -wal, not the log, that fills it.
+WAL_AUTOCHECKPOINT_PAGES = 256
+JOURNAL_SIZE_LIMIT = 1024 * 1024
 _SQL_CHUNK = 500  # bound parameters per IN (...) query
 # S608 is silenced below only where the interpolated text is COLUMNS or "?" placeholders.
-
-_SCHEMA = f"""
-CREATE TABLE events (
-    position       INTEGER PRIMARY KEY,
-    event_id       TEXT    NOT NULL UNIQUE,
-    stream         TEXT    NOT NULL,
-    version        INTEGER NOT NULL,
-    type           TEXT    NOT NULL,
-    schema_version INTEGER NOT NULL,
-    data           TEXT    NOT NULL,
-    metadata       TEXT    NOT NULL,
-    recorded_at    TEXT    NOT NULL,
-    prev_hash      TEXT    NOT NULL,
-    hash           TEXT    NOT NULL,
-    UNIQUE (stream, version)
-) STRICT;
-CREATE INDEX events_by_type ON events (type, position);
-CREATE INDEX events_by_time ON events (recorded_at);
-CREATE TABLE view_rows (
-    projection TEXT NOT NULL,
-    view       TEXT NOT NULL,
-    key        TEXT NOT NULL,
-    data       TEXT NOT NULL,
-    PRIMARY KEY (projection, view, key)
-) STRICT, WITHOUT ROWID;
-CREATE TABLE checkpoints (
-    projection TEXT PRIMARY KEY,
-    position   INTEGER NOT NULL
-) STRICT;
-PRAGMA application_id = {APPLICATION_ID};
-PRAGMA user_version = {SCHEMA_VERSION};
-"""
 
 _NO_LOG_HINT = (
     "start the engine with `glam run --repo URL` to create it, try `glam demo`, "
     "or point --db / $GLAM_DB at an existing log"
 )
+_LAST = "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1"
+_AFTER = f"SELECT {COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"  # noqa: S608
+_INSERT = f"INSERT INTO events ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"  # noqa: S608
+_NOTE = "INSERT OR REPLACE INTO glam_meta (key, value) VALUES (?, ?)"
 
 
 def _utc_now() -> datetime:
@@ -114,18 +106,7 @@ def _row(values: Sequence[Any]) -> StoredRow:
     return StoredRow(*values)
 
 
-@dataclass(slots=True)
-class _Pending:
-    """One queued write and the slot its result comes back in."""
-
-    request: AppendRequest | None = None
-    job: Callable[[aiosqlite.Connection], Any] | None = None
-    done: anyio.Event = field(default_factory=anyio.Event)
-    result: Any = None
-    error: BaseException | None = None
-
-
-class SqliteEventStore(SqliteSnapshots):
+class SqliteEventStore(SqliteReads, SqliteSnapshots):
     """The ``EventStore`` and ``ViewStore`` ports on one SQLite file.
 
     Use it as an async context manager, which starts and stops the writer task::
@@ -137,6 +118,11 @@ class SqliteEventStore(SqliteSnapshots):
     must exist, and appends raise ``StoreError``. Opening refuses a file that fails SQLite's
     integrity check (``StoreCorrupt``), is not a glam log (``StoreCorrupt``) or was written by
     a newer glam (``StoreTooNew``); it never tries to repair anything.
+
+    ``integrity`` is the chain key and the witness (default: from ``$GLAM_CHAIN_KEY_FILE`` and
+    ``$GLAM_WITNESS``). ``engine=True`` is the engine's own store, which holds the engine lock
+    (``engine.store.lock``): it verifies the chain from the verified head to the end before it
+    returns from ``__aenter__``, so nothing acts on a log that does not verify.
     """
 
     def __init__(
@@ -148,21 +134,31 @@ class SqliteEventStore(SqliteSnapshots):
         max_batch: int = MAX_BATCH,
         poll_interval: float = 0.5,
         check: bool = True,
+        integrity: Integrity | None = None,
+        engine: bool = False,
     ) -> None:
-        self.path = Path(path)
+        self.given_path = Path(path)
+        self.path = sqlite_files.resolve(path)
         self.readonly = readonly
         self._now = now
-        self._max_batch = max(1, max_batch)
         self._poll_interval = poll_interval
         self._check = check
+        self._engine = engine and not readonly
+        options = integrity if integrity is not None else Integrity.from_env()
+        self._integrity = LogIntegrity(options, str(self.given_path))
+        self._witness = (
+            WitnessWriter(Witness(options.witness))
+            if options.witness is not None and not readonly
+            else None
+        )
+        self._witness_scope = anyio.CancelScope()
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
-        self._queue: deque[_Pending] = deque()
-        self._wake = anyio.Event()
+        self._writes = WriteQueue(max_batch=max_batch, name="SqliteEventStore(path) as store")
+        self._watch: sqlite_files.WalWatch | None = None
+        self._failed: StoreError | None = None  # once set, every write raises it
         self._appended = anyio.Event()
-        self._closing = False
         self._closed = False
-        self._writer_done = anyio.Event()
         self._task_group: TaskGroup | None = None
         #: transactions committed by the writer (group commit makes it far below appends)
         self.commits = 0
@@ -172,18 +168,33 @@ class SqliteEventStore(SqliteSnapshots):
         """Same as the constructor; reads well as ``async with SqliteEventStore.open(p):``."""
         return cls(path, **options)
 
+    @property
+    def head(self) -> Head:
+        """The last position whose chain this store has verified, and its hash."""
+        return self._integrity.head
+
+    @property
+    def integrity(self) -> LogIntegrity:
+        return self._integrity
+
     # -- lifecycle -------------------------------------------------------------------------
 
     async def __aenter__(self) -> SqliteEventStore:
         try:
             await self._connect()
+            await self._open_chain(writable=not self.readonly, engine=self._engine)
         except BaseException:
             await self._close_connections()
             raise
         if not self.readonly:
             self._task_group = anyio.create_task_group()
             await self._task_group.__aenter__()
-            self._task_group.start_soon(self._write_loop, name="glam event store writer")
+            self._writes.start()
+            self._task_group.start_soon(
+                self._writes.run, self._run_batch, name="glam event store writer"
+            )
+            if self._witness is not None:
+                self._task_group.start_soon(self._run_witness, name="glam witness")
         return self
 
     async def __aexit__(
@@ -199,17 +210,24 @@ class SqliteEventStore(SqliteSnapshots):
         return None
 
     async def aclose(self) -> None:
-        """Finish every queued write, stop the writer, close the file."""
+        """Finish every queued write, bring the witness up to date, close the file."""
         if self._closed:
             return
-        self._closing = True
-        self._wake.set()
         with anyio.CancelScope(shield=True):
-            if self._task_group is not None:
-                await self._writer_done.wait()  # it drains what was queued before closing
+            await self._writes.close()  # the writer drains what was queued before closing
             self._closed = True
+            if self._witness is not None:
+                try:
+                    await self._witness.flush()
+                finally:
+                    self._witness_scope.cancel()
             self._notify()
             await self._close_connections()
+
+    async def _run_witness(self) -> None:
+        assert self._witness is not None
+        with self._witness_scope:
+            await self._witness.run()
 
     async def _close_connections(self) -> None:
         for conn in (self._writer, self._reader):
@@ -222,41 +240,41 @@ class SqliteEventStore(SqliteSnapshots):
     async def _connect(self) -> None:
         try:
             if self.readonly:
-                # File system calls in a worker thread: they can block (a network disk).
                 if not await anyio.to_thread.run_sync(self.path.is_file):
-                    raise StoreError(f"no event log at {self.path}", hint=_NO_LOG_HINT)
-                uri = self.path.absolute().as_uri() + "?mode=ro"
+                    raise StoreError(f"no event log at {self.given_path}", hint=_NO_LOG_HINT)
+                await anyio.to_thread.run_sync(sqlite_files.check_single_name, self.path)
+                await anyio.to_thread.run_sync(sqlite_files.check_wal_present, self.path)
+                uri = self.path.as_uri() + "?mode=ro"
                 self._reader = await aiosqlite.connect(uri, uri=True, isolation_level=None)
                 await self._reader.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
                 await self._check_format(self._reader, may_create=False)
                 await self._reader.execute("PRAGMA query_only = 1")
                 return
+            # File system calls in a worker thread: they can block (a network disk).
             await anyio.to_thread.run_sync(
-                functools.partial(self.path.parent.mkdir, parents=True, exist_ok=True)
+                functools.partial(sqlite_files.prepare, self.path, create=True)
             )
+            if not self._engine:
+                await anyio.to_thread.run_sync(sqlite_files.check_wal_present, self.path)
             self._writer = await aiosqlite.connect(self.path, isolation_level=None)
-            await self._writer.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            await self._check_format(self._writer, may_create=True)
-            await self._writer.execute("PRAGMA journal_mode = WAL")
-            await self._writer.execute("PRAGMA synchronous = FULL")
+            for pragma in (
+                f"busy_timeout = {BUSY_TIMEOUT_MS}",
+                "journal_mode = WAL",
+                "synchronous = FULL",
+                f"wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}",
+                f"journal_size_limit = {JOURNAL_SIZE_LIMIT}",
+            ):
+                await self._writer.execute(f"PRAGMA {pragma}")
+                if pragma.startswith("busy"):
+                    await self._check_format(self._writer, may_create=True)
             await create_snapshot_tables(self._writer)  # a log from before snapshots lacks them
+            self._watch = sqlite_files.WalWatch(self.path)
+            self._watch.remember()
             self._reader = await aiosqlite.connect(self.path, isolation_level=None)
             await self._reader.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             await self._reader.execute("PRAGMA query_only = 1")
         except sqlite3.Error as exc:
-            raise self._corrupt(exc) from exc
-
-    def _corrupt(self, exc: sqlite3.Error) -> StoreError:
-        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-            return StoreError(
-                f"{self.path} is busy: {exc}",
-                hint="retry when the other writer is done",
-                retryable=True,
-            )
-        return StoreCorrupt(
-            f"{self.path} is not a readable glam event log ({exc})",
-            hint="restore it from a backup; glam never repairs a damaged log",
-        )
+            raise sqlite_files.describe(exc, self.path, "open") from exc
 
     async def _check_format(self, conn: aiosqlite.Connection, *, may_create: bool) -> None:
         app_id = await self._scalar(conn, "PRAGMA application_id")
@@ -265,19 +283,19 @@ class SqliteEventStore(SqliteSnapshots):
         if app_id == 0 and user_version == 0 and tables == 0:
             if not may_create:
                 raise StoreError(
-                    f"{self.path} is an empty file, not an event log", hint=_NO_LOG_HINT
+                    f"{self.given_path} is an empty file, not an event log", hint=_NO_LOG_HINT
                 )
-            await conn.executescript(f"BEGIN IMMEDIATE;\n{_SCHEMA}\nCOMMIT;")
+            await conn.executescript(f"BEGIN IMMEDIATE;\n{SCHEMA}\nCOMMIT;")
             return
         if app_id != APPLICATION_ID:
             raise StoreCorrupt(
-                f"{self.path} is an SQLite file but not a glam event log",
+                f"{self.given_path} is an SQLite file but not a glam event log",
                 hint="point --db / $GLAM_DB at a glam database",
             )
         if user_version > SCHEMA_VERSION:
             raise StoreTooNew(
-                f"{self.path} was written by a newer glam (database schema {user_version}, "
-                f"this glam reads up to {SCHEMA_VERSION})",
+                f"{self.given_path} was written by a newer glam (database schema "
+                f"{user_version}, this glam reads up to {SCHEMA_VERSION})",
                 hint="upgrade glam; this version must not write to it",
             )
         if self._check:
@@ -287,9 +305,36 @@ class SqliteEventStore(SqliteSnapshots):
             problems = [str(r[0]) for r in rows if r[0] != "ok"]
             if problems:
                 raise StoreCorrupt(
-                    f"{self.path} failed SQLite's {pragma}: {problems[0]}",
-                    hint="restore it from a backup; glam never repairs a damaged log",
+                    f"{self.given_path} failed SQLite's {pragma}: {problems[0]}",
+                    hint=sqlite_files.DAMAGED_HINT,
                 )
+        if may_create:  # a log of an earlier glam gets its notes table
+            await conn.executescript(f"BEGIN IMMEDIATE;\n{NOTES};\nCOMMIT;")
+
+    async def _read_notes(self) -> dict[str, str]:
+        if not await self._scalar_read(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'glam_meta'"
+        ):
+            return {}  # a log of an earlier glam, opened read-only
+        stored = await self._fetch("SELECT key, value FROM glam_meta")
+        return {str(key): str(value) for key, value in stored}
+
+    async def _write_now(self, notes: Sequence[tuple[str, str]]) -> None:
+        """Write notes before the writer task runs (while opening)."""
+        conn = self._writer
+        if conn is None:
+            return  # read-only: nothing is written
+        try:
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                await conn.executemany(_NOTE, notes)
+                await conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    await conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise sqlite_files.describe(exc, self.path, "write to") from exc
 
     @staticmethod
     async def _scalar(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -305,102 +350,107 @@ class SqliteEventStore(SqliteSnapshots):
         """Append atomically (see ``engine.ports.EventStore``). Once queued the append is
         committed even if the caller is cancelled while waiting, as with any database."""
         rows: list[StoredRow] = await self._submit(
-            _Pending(request=AppendRequest(stream, list(events), expected_version))
+            Pending(request=AppendRequest(stream, list(events), expected_version))
         )
         return [to_recorded(row) for row in rows]
 
-    async def _submit(self, pending: _Pending) -> Any:
+    async def _submit(self, pending: Pending) -> Any:
         if self.readonly:
             raise StoreError(
                 "this event store is open read-only", hint="query commands never write"
             )
-        if self._closing or self._task_group is None:
-            raise StoreError(
-                "the event store is not open",
-                hint="use it inside `async with SqliteEventStore(path) as store:`",
-            )
-        self._queue.append(pending)
-        self._wake.set()
-        await pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
-        return pending.result
+        return await self._writes.submit(pending)
 
-    async def _write_loop(self) -> None:
-        try:
-            await self._write_until_closed()
-        finally:
-            # Cancelled from outside: whoever still waits must hear that nothing was written.
-            while self._queue:
-                pending = self._queue.popleft()
-                pending.error = StoreError(
-                    "the event store closed before this write", hint="retry after reopening"
-                )
-                pending.done.set()
-            self._writer_done.set()
-
-    async def _write_until_closed(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake = anyio.Event()
-            while self._queue:
-                batch: list[_Pending] = []
-                if self._queue[0].job is not None:
-                    batch.append(self._queue.popleft())
-                else:
-                    while (
-                        self._queue and self._queue[0].job is None and len(batch) < self._max_batch
-                    ):
-                        batch.append(self._queue.popleft())
-                # A transaction half done must finish (commit or roll back), and every waiter
-                # must hear back, even when the store is being cancelled.
-                with anyio.CancelScope(shield=True):
-                    await self._run_batch(batch)
-            if self._closing:
-                return
-
-    async def _run_batch(self, batch: list[_Pending]) -> None:
+    async def _run_batch(self, batch: list[Pending]) -> None:
+        error = self._failed
+        if error is None and (lost := self._files_problem()) is not None:
+            await self._rescue()
+            error = lost
+        if error is not None:
+            for pending in batch:
+                pending.error = error
+            return
         conn = self._writer
         assert conn is not None
+        head: Head | None = None
         try:
             await conn.execute("BEGIN IMMEDIATE")
             try:
-                if batch[0].job is not None:
-                    batch[0].result = await batch[0].job(conn)
-                    appended = False
+                await self._catch_up(conn)
+                job = batch[0].job
+                if job is not None:
+                    batch[0].result = await job(conn)
+                    if batch[0].appends:
+                        head = batch[0].result
                 else:
-                    appended = await self._append_batch(conn, batch)
+                    head = await self._append_batch(conn, batch)
+                if head is not None:
+                    await conn.execute(_NOTE, (HEAD_NOTE, self._integrity.head_note(head)))
                 await conn.execute("COMMIT")
             except BaseException:
-                await conn.execute("ROLLBACK")
+                # A failed COMMIT (a full disk) has already rolled back: a ROLLBACK then would
+                # replace the real error with "no transaction is active".
+                if conn.in_transaction:
+                    await conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            error: BaseException = StoreError(
-                f"could not write to {self.path}: {exc}",
-                hint="check the disk and the file's permissions, then retry",
-                retryable=isinstance(exc, sqlite3.OperationalError),
-            )
+            error = sqlite_files.describe(exc, self.path, "write to")
+            if not error.retryable:
+                self._failed = StoreError(
+                    error.message + "; glam writes nothing more until it is started again",
+                    hint=error.hint,
+                )
+                error = self._failed
             for pending in batch:
                 pending.error = error
-            appended = False
-        except Exception as exc:  # a bug or a decode failure: every waiter must hear of it
+            return
+        except StoreCorrupt as exc:  # the chain does not verify: nothing more is written
+            self._failed = exc
             for pending in batch:
                 pending.error = exc
-            appended = False
-        else:
-            self.commits += 1
-        for pending in batch:
-            pending.done.set()
-        if appended:
+            return
+        self.commits += 1
+        if self._watch is not None:
+            self._watch.remember()
+        if head is not None:
+            self._integrity.advance(head)
+            if self._witness is not None:
+                self._witness.offer(self._integrity.witness_record(head))
             self._notify()
 
-    async def _append_batch(self, conn: aiosqlite.Connection, batch: list[_Pending]) -> bool:
+    def _files_problem(self) -> StoreError | None:
+        """A deleted or replaced ``-wal`` (or file): what this store wrote is copied into the
+        main file while it still can be (a checkpoint through the open connection), and every
+        later write is refused."""
+        problem = self._watch.problem() if self._watch is not None else None
+        if problem is None:
+            return None
+        self._failed = sqlite_files.wal_lost_error(problem)
+        return self._failed
+
+    async def _rescue(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(sqlite3.Error):
+                await self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    async def _catch_up(self, conn: aiosqlite.Connection) -> None:
+        """Verify what other processes appended since this store's verified head, before a new
+        event is chained onto it."""
+        integrity = self._integrity
+        head = integrity.head
+        while True:
+            rows = [
+                _row(values)
+                for values in await conn.execute_fetchall(_AFTER, (head.position, 10_000))
+            ]
+            if not rows:
+                break
+            head = integrity.verify(rows, head)
+        integrity.advance(head)
+
+    async def _append_batch(self, conn: aiosqlite.Connection, batch: list[Pending]) -> Head | None:
         requests = [p.request for p in batch if p.request is not None]
-        last = list(
-            await conn.execute_fetchall(
-                "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1"
-            )
-        )
+        last = list(await conn.execute_fetchall(_LAST))
         last_position, last_hash = (last[0][0], last[0][1]) if last else (0, GENESIS_HASH)
         ids = [new.meta.event_id for r in requests for new in r.events]
         existing: dict[str, StoredRow] = {}
@@ -427,21 +477,21 @@ class SqliteEventStore(SqliteSnapshots):
             last_position=last_position,
             last_hash=last_hash,
             recorded_at=format_time(self._now()),
+            chain=self._integrity.chain,
         )
         # Refuse to store what cannot be read back (e.g. an event class without SCHEMA bump).
         for row in plan.new_rows:
             to_recorded(row)
         if plan.new_rows:
-            await conn.executemany(
-                f"INSERT INTO events ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608
-                [row.as_tuple() for row in plan.new_rows],
-            )
+            await conn.executemany(_INSERT, [row.as_tuple() for row in plan.new_rows])
         for pending, outcome in zip(batch, plan.outcomes, strict=True):
             if isinstance(outcome, Exception):
                 pending.error = outcome
             else:
                 pending.result = outcome
-        return bool(plan.new_rows)
+        if not plan.new_rows:
+            return None
+        return Head(plan.new_rows[-1].position, plan.new_rows[-1].hash)
 
     def _notify(self) -> None:
         self._appended.set()
@@ -456,164 +506,57 @@ class SqliteEventStore(SqliteSnapshots):
         try:
             return await conn.execute_fetchall(sql, params)
         except sqlite3.Error as exc:
-            raise self._corrupt(exc) from exc
+            if "Could not decode to UTF-8" in str(exc) and sql.startswith(f"SELECT {COLUMNS}"):
+                located = await anyio.to_thread.run_sync(self._locate_bad_text, sql, params)
+                if located is not None:
+                    raise located from None
+            raise sqlite_files.describe(exc, self.path, "read") from None
 
-    async def read_rows(self, from_position: int = 1, limit: int | None = None) -> list[StoredRow]:
-        """Raw stored rows, undecoded (audit, verify, export)."""
-        return [
-            _row(values)
-            for values in await self._fetch(
-                f"SELECT {COLUMNS} FROM events WHERE position >= ? "  # noqa: S608
-                "ORDER BY position LIMIT ?",
-                (from_position, -1 if limit is None else limit),
-            )
-        ]
-
-    async def read_all(
-        self, from_position: int = 1, limit: int | None = None
-    ) -> list[RecordedEvent]:
-        rows = await self._fetch(
-            f"SELECT {COLUMNS} FROM events WHERE position >= ? "  # noqa: S608
-            "ORDER BY position LIMIT ?",
-            (from_position, -1 if limit is None else limit),
-        )
-        with gc_paused():
-            return [decode_values(values) for values in rows]
-
-    async def read_selected(
-        self, types: Collection[str], streams: Collection[str] = ()
-    ) -> list[RecordedEvent]:
-        """Every event whose type is in ``types`` or whose stream is in ``streams``, in log
-        order, for a reader that folds only some events (``glam plan`` needs four types of the
-        function streams, not every step of every deployment). The rows left out are not
-        decoded, but their types and schema versions are checked: a log this glam cannot read
-        fails here exactly as ``read_all`` would."""
-        for type_name, schema_version in await self._fetch(
-            "SELECT type, max(schema_version) FROM events GROUP BY type"
-        ):
-            check_readable(type_name, schema_version)
-        type_list, stream_list = sorted(types), sorted(streams)
-        type_marks = ",".join("?" * len(type_list))
-        stream_marks = ",".join("?" * len(stream_list))
-        rows = await self._fetch(
-            f"SELECT {COLUMNS} FROM events "  # noqa: S608 - only COLUMNS and "?" marks
-            f"WHERE type IN ({type_marks}) OR stream IN ({stream_marks}) ORDER BY position",
-            (*type_list, *stream_list),
-        )
-        with gc_paused():
-            return [decode_values(values) for values in rows]
-
-    async def read_stream(self, stream: str, from_version: int = 1) -> list[RecordedEvent]:
-        return [
-            decode_values(values)
-            for values in await self._fetch(
-                f"SELECT {COLUMNS} FROM events WHERE stream = ? AND version >= ? "  # noqa: S608
-                "ORDER BY version",
-                (stream, from_version),
-            )
-        ]
-
-    async def follow(self, from_position: int = 1) -> AsyncIterator[RecordedEvent]:
-        """Every event from ``from_position`` on, then new ones: at once for appends made
-        through this store, within ``poll_interval`` for appends by another process."""
-        position = max(from_position, 1)
-        while not self._closed:
-            appended = self._appended  # taken before reading, so no append slips between
-            batch = await self.read_all(position, limit=1000)
-            for record in batch:
-                yield record
-                position = record.position + 1
-            if not batch:
-                with anyio.move_on_after(self._poll_interval):
-                    await appended.wait()
-
-    async def last_position(self) -> int:
-        rows = list(await self._fetch("SELECT max(position) FROM events"))
-        return int(rows[0][0] or 0)
-
-    async def stream_version(self, stream: str) -> int:
-        rows = list(
-            await self._fetch("SELECT max(version) FROM events WHERE stream = ?", (stream,))
-        )
-        return int(rows[0][0] or 0)
-
-    async def position_at(self, moment: datetime) -> int:
-        """The last position recorded at or before ``moment`` (0 if none)."""
-        rows = list(
-            await self._fetch(
-                "SELECT max(position) FROM events WHERE recorded_at <= ?", (format_time(moment),)
-            )
-        )
-        return int(rows[0][0] or 0)
-
-    async def verify(self, *, chunk: int = 10_000) -> int | None:
-        """Walk the hash chain from position 1; the first position that does not check out
-        (altered, missing or reordered), or None when the whole log is intact."""
-        return (await self.verify_detail(chunk=chunk))[0]
-
-    async def verify_detail(self, *, chunk: int = 10_000) -> tuple[int | None, str]:
-        """``verify`` with the reason for the first bad position."""
-        verifier = ChainVerifier()
-        position = 1
-        while True:
-            rows = await self.read_rows(position, chunk)
-            for row in rows:
-                if not verifier.feed(row):
-                    return verifier.first_bad, verifier.reason
-            if len(rows) < chunk:
-                return None, ""
-            position = rows[-1].position + 1
+    def _locate_bad_text(self, sql: str, params: Sequence[Any]) -> EventDecodeError | None:
+        """The row of an events query whose stored text is not UTF-8 (a damaged byte), read
+        again as bytes on a connection of its own: the position, never the text."""
+        conn = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True)
+        try:
+            conn.text_factory = bytes
+            for values in conn.execute(sql, params):
+                for value in values:
+                    if isinstance(value, bytes):
+                        try:
+                            value.decode()
+                        except UnicodeDecodeError:
+                            return EventDecodeError(
+                                f"the event at position {values[0]} cannot be read: its stored "
+                                "text is not valid UTF-8 (a damaged byte)",
+                                hint=DAMAGED_HINT,
+                            )
+        finally:
+            conn.close()
+        return None
 
     async def import_rows(self, rows: Sequence[StoredRow]) -> None:
         """Append rows exported from a glam log verbatim (restore, golden logs, benchmarks).
         They must continue this log's hash chain exactly, or nothing is written."""
         batch = list(rows)
+        integrity = self._integrity
 
-        async def job(conn: aiosqlite.Connection) -> None:
-            last = list(
-                await conn.execute_fetchall(
-                    "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1"
-                )
-            )
-            verifier = ChainVerifier()
-            if last:
-                verifier.position, verifier.hash = last[0][0], last[0][1]
+        async def job(conn: aiosqlite.Connection) -> Head | None:
+            last = list(await conn.execute_fetchall(_LAST))
+            start = Head(last[0][0], last[0][1]) if last else Head(0, GENESIS_HASH)
+            verifier = ChainVerifier(integrity.chain, start.position, start.hash)
             for row in batch:
                 if not verifier.feed(row):
                     raise StoreCorrupt(
                         f"row {verifier.first_bad} cannot be imported: {verifier.reason}",
                         hint="import an unaltered export that continues this log",
                     )
-            await conn.executemany(
-                f"INSERT INTO events ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608
-                [row.as_tuple() for row in batch],
-            )
+            await conn.executemany(_INSERT, [row.as_tuple() for row in batch])
+            return Head(verifier.position, verifier.hash) if batch else None
 
-        await self._submit(_Pending(job=job))
-        self._notify()
+        await self._submit(Pending(job=job, appends=True))
+        if integrity.first_hash is None and batch and batch[0].position == 1:
+            integrity.first_hash = batch[0].hash
 
     # -- projections (the ViewStore port) ----------------------------------------------------
-
-    async def load_views(self, projection: str) -> tuple[int, dict[tuple[str, str], str]]:
-        """The projection's checkpoint and its rows, read in one snapshot."""
-        # ONE statement, so one implicit read transaction: rows and checkpoint come from the
-        # same commit, and a cancelled caller cannot leave the shared reader connection inside
-        # a transaction (aiosqlite runs the statement to its end in its thread regardless).
-        # An explicit BEGIN ... COMMIT would: its COMMIT never runs in a cancelled scope, and
-        # every later read would see that old snapshot.
-        rows = await self._fetch(
-            "SELECT NULL, NULL, NULL, position FROM checkpoints WHERE projection = ? "
-            "UNION ALL SELECT view, key, data, NULL FROM view_rows WHERE projection = ?",
-            (projection, projection),
-        )
-        checkpoint = 0
-        found: dict[tuple[str, str], str] = {}
-        for view, key, data, position in rows:
-            if view is None:
-                checkpoint = int(position)
-            else:
-                found[(view, key)] = data
-        return checkpoint, found
 
     async def save_views(
         self,
@@ -652,7 +595,7 @@ class SqliteEventStore(SqliteSnapshots):
                 (projection, checkpoint),
             )
 
-        await self._submit(_Pending(job=job))
+        await self._submit(Pending(job=job))
 
 
 def _chunks(items: Sequence[str]) -> Iterable[list[str]]:

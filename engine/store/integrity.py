@@ -1,0 +1,551 @@
+"""What a store checks beyond SQLite's pages: the chain key, the verified head, the witness.
+
+Three safeguards, shared by the SQLite and the PostgreSQL store (the I/O is theirs, the
+decisions are here):
+
+- **The verified head.** Every store remembers the last position whose chain it verified
+  (``Head``), and the log keeps the furthest one in its notes table (``glam_meta``, note
+  ``verified``). A store opened by the engine checks, before anything acts on the log, that the
+  row at that position still has the hash it had (a rewrite with recomputed hashes changes it)
+  and that the log still reaches it (a deleted tail), then verifies every row after it. Reads
+  verify any row past the head before it is decoded, and a writer verifies what others appended
+  before it chains a new event onto it. Rows at or before the head are not hashed again: the
+  full walk is ``glam replay --verify``.
+- **The chain key** (optional): an HMAC key read from a file named by ``--key-file`` or
+  ``$GLAM_CHAIN_KEY_FILE``, never stored in the log. A keyed log (note ``chain``: from which
+  position, the key's id, and an HMAC over both) hashes its rows with it (``records.Chain``),
+  so whoever can write the database but not read the key cannot forge a history that
+  verifies. The notes of a keyed log carry an HMAC too, so its head cannot be moved past
+  forged rows.
+- **The witness** (optional): a small file outside the database, named by ``--witness`` or
+  ``$GLAM_WITNESS``, holding the log's first hash (which log), its head position and hash. The
+  writer brings it up to date after its commits (one write at a time, the latest head wins),
+  and a log that is behind its witness, or differs from it at the witnessed position, is
+  refused: the last events were deleted, or the log was rewritten or swapped for another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from engine.errors import ConfigError, StoreCorrupt, StoreError
+from engine.store.records import (
+    GENESIS_HASH,
+    MIN_KEY_BYTES,
+    NO_KEY_HINT,
+    UNKEYED,
+    Chain,
+    ChainVerifier,
+    StoredRow,
+    key_id,
+)
+
+ENV_KEY_FILE = "GLAM_CHAIN_KEY_FILE"
+ENV_WITNESS = "GLAM_WITNESS"
+CHAIN_NOTE = "chain"
+HEAD_NOTE = "verified"
+MAX_KEY_BYTES = 4096
+
+BROKEN_HINT = (
+    "the log was altered or damaged: stop every engine on it, see what else is with `glam "
+    "replay --verify`, and restore it from a backup; glam acts on no log it cannot verify"
+)
+
+
+@dataclass(frozen=True)
+class Integrity:
+    """What a store is given: the chain key and the witness file, each optional."""
+
+    key: bytes | None = field(default=None, repr=False)
+    key_file: Path | None = None
+    witness: Path | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Integrity:
+        """``$GLAM_CHAIN_KEY_FILE`` and ``$GLAM_WITNESS`` (unset or empty: none)."""
+        env = os.environ if environ is None else environ
+        return cls.given(
+            key_file=Path(env[ENV_KEY_FILE]) if env.get(ENV_KEY_FILE) else None,
+            witness=Path(env[ENV_WITNESS]) if env.get(ENV_WITNESS) else None,
+        )
+
+    @classmethod
+    def given(cls, *, key_file: Path | None = None, witness: Path | None = None) -> Integrity:
+        return cls(load_key(key_file) if key_file else None, key_file, witness)
+
+    def override(self, *, key_file: Path | None = None, witness: Path | None = None) -> Integrity:
+        """These options, with what the command line gave in place of the environment's."""
+        return Integrity(
+            load_key(key_file) if key_file else self.key,
+            key_file or self.key_file,
+            witness or self.witness,
+        )
+
+
+def load_key(path: Path) -> bytes:
+    """The chain key held in ``path`` (trailing whitespace dropped): at least 16 bytes. The
+    messages never show any of it."""
+    try:
+        key = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the chain key file {path} ({exc.strerror or exc})",
+            hint=f"point --key-file or ${ENV_KEY_FILE} at a readable file",
+        ) from None
+    key = key.rstrip(b"\r\n\t ")
+    if not MIN_KEY_BYTES <= len(key) <= MAX_KEY_BYTES:
+        raise ConfigError(
+            f"the chain key file {path} holds {len(key)} bytes; a key has {MIN_KEY_BYTES} to "
+            f"{MAX_KEY_BYTES}",
+            hint="make one with `head -c 32 /dev/urandom | base64 > FILE` and keep it outside "
+            "the database's folder",
+        )
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """A verified position of the chain and its hash."""
+
+    position: int
+    hash: str
+
+
+GENESIS = Head(0, GENESIS_HASH)
+
+
+def broken(where: str, position: int | None, reason: str) -> StoreCorrupt:
+    at = f" at position {position}" if position is not None else ""
+    return StoreCorrupt(f"the hash chain of {where} is broken{at}: {reason}", hint=BROKEN_HINT)
+
+
+class LogIntegrity:
+    """The chain of one open log and how far it is verified; the stores call it around their
+    reads and writes."""
+
+    def __init__(self, options: Integrity, where: str) -> None:
+        self.options = options
+        self.where = where
+        self.chain: Chain = UNKEYED
+        self.head = GENESIS
+        self.first_hash: str | None = None  # the log's row 1, which names it for the witness
+        self.key_new_log = False  # a key was given for an empty log: key it from position 1
+        self._lock = anyio.Lock()
+
+    # -- notes -------------------------------------------------------------------------------
+
+    def load(self, notes: Mapping[str, str], *, writable: bool, last_position: int) -> None:
+        """Take the chain and the verified head from the log's notes, checked against the key
+        this store was given."""
+        key = self.options.key
+        text = notes.get(CHAIN_NOTE)
+        if text is None:
+            self.chain = UNKEYED
+            if key is not None and writable:
+                if last_position:
+                    raise StoreError(
+                        f"a chain key is configured but {self.where} is not keyed",
+                        hint="key it from its next event on with `glam db key`, or unset "
+                        f"${ENV_KEY_FILE}; if it was keyed, its note saying so was removed: "
+                        "check it with `glam replay --verify`",
+                    )
+                self.key_new_log = True
+                self.chain = Chain(1, key, key_id(key))
+        else:
+            self.chain = self._parse_chain(text)
+        self.head = self._parse_head(notes.get(HEAD_NOTE))
+
+    def _parse_chain(self, text: str) -> Chain:
+        try:
+            note = json.loads(text)
+            keyed_from, stored_id, mac = int(note["keyed_from"]), str(note["key_id"]), note["mac"]
+        except (ValueError, KeyError, TypeError):
+            raise broken(self.where, None, "its note saying it is keyed is unreadable") from None
+        key = self.options.key
+        if key is None:
+            return Chain(keyed_from, None, stored_id)
+        if key_id(key) != stored_id:
+            raise StoreError(
+                f"{self.where} is keyed with another key (key id {stored_id}; the key given "
+                f"has id {key_id(key)})",
+                hint=f"point --key-file or ${ENV_KEY_FILE} at this log's key",
+            )
+        chain = Chain(keyed_from, key, stored_id)
+        if chain.mac(_chain_text(keyed_from, stored_id)) != mac:
+            raise broken(self.where, None, "its note saying from where it is keyed was altered")
+        return chain
+
+    def _parse_head(self, text: str | None) -> Head:
+        if text is None:
+            return GENESIS
+        try:
+            note = json.loads(text)
+            head = Head(int(note["position"]), str(note["hash"]))
+            mac = note.get("mac")
+        except (ValueError, KeyError, TypeError):
+            raise broken(self.where, None, "its note of the verified head is unreadable") from None
+        if self.chain.keyed and self.chain.has_key and mac != self.chain.mac(_head_text(head)):
+            raise broken(self.where, head.position, "its note of the verified head was altered")
+        return head
+
+    def chain_note(self) -> str:
+        chain = self.chain
+        assert chain.keyed_from is not None
+        assert chain.key_id is not None
+        return json.dumps(
+            {
+                "keyed_from": chain.keyed_from,
+                "key_id": chain.key_id,
+                "mac": chain.mac(_chain_text(chain.keyed_from, chain.key_id)),
+            },
+            sort_keys=True,
+        )
+
+    def head_note(self, head: Head) -> str:
+        note: dict[str, object] = {"position": head.position, "hash": head.hash}
+        if self.chain.keyed and self.chain.has_key:
+            note["mac"] = self.chain.mac(_head_text(head))
+        return json.dumps(note, sort_keys=True)
+
+    def keyed_from_next(self, last_position: int) -> None:
+        """Key the log from the event after ``last_position`` on (``glam db key``)."""
+        key = self.options.key
+        if key is None:
+            raise ConfigError("no chain key given", hint=NO_KEY_HINT)
+        if self.chain.keyed:
+            raise StoreError(
+                f"{self.where} is keyed already (from position {self.chain.keyed_from})",
+                hint="nothing to do",
+            )
+        self.chain = Chain(last_position + 1, key, key_id(key))
+
+    def require_chainable(self) -> None:
+        """Refuse a keyed log to a writer without its key, before it acts on anything."""
+        if self.chain.keyed and not self.chain.has_key:
+            raise StoreError(
+                f"{self.where} is keyed (key id {self.chain.key_id}): this glam was given no "
+                "key, so it could not chain a new event",
+                hint=NO_KEY_HINT,
+            )
+
+    # -- checks ------------------------------------------------------------------------------
+
+    def check_head(self, row: StoredRow | None, last_position: int) -> None:
+        """The row at the verified head must still be there with the same hash."""
+        head = self.head
+        if head.position == 0:
+            return
+        if row is None or last_position < head.position:
+            raise broken(
+                self.where,
+                None,
+                f"it ends at position {last_position}, but it was verified up to position "
+                f"{head.position}: its last events were deleted",
+            )
+        if row.hash != head.hash:
+            raise broken(
+                self.where,
+                head.position,
+                "the event there is not the one that was verified: the log was rewritten",
+            )
+
+    def verify(self, rows: Sequence[StoredRow], head: Head | None = None) -> Head:
+        """Verify ``rows``, which follow ``head`` (default: the verified head); the new head.
+        Raises ``StoreCorrupt`` naming the first row that does not check out."""
+        start = head or self.head
+        verifier = ChainVerifier(self.chain, start.position, start.hash)
+        for row in rows:
+            if not verifier.feed(row):
+                raise broken(self.where, verifier.first_bad, verifier.reason)
+        return Head(verifier.position, verifier.hash)
+
+    def advance(self, head: Head) -> None:
+        if head.position > self.head.position:
+            self.head = head
+
+    @property
+    def lock(self) -> anyio.Lock:
+        """Held while rows past the head are fetched and verified, so each is verified once."""
+        return self._lock
+
+    def witness_record(self, head: Head) -> WitnessRecord | None:
+        if self.first_hash is None or head.position == 0:
+            return None
+        return WitnessRecord(self.first_hash, head.position, head.hash)
+
+
+def _chain_text(keyed_from: int, stored_id: str) -> str:
+    return f"glam chain keyed from {keyed_from} with key {stored_id}"
+
+
+def _head_text(head: Head) -> str:
+    return f"glam chain verified to {head.position} {head.hash}"
+
+
+# -- the witness ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WitnessRecord:
+    """What a witness holds: which log (its first hash) and how far it reached."""
+
+    log: str
+    position: int
+    hash: str
+
+
+class Witness:
+    """A witness file: written whole each time (a temporary file made durable, then renamed
+    over the old one), so a crash leaves the old record or the new one, never half of one."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._serial = 0
+
+    def read(self) -> WitnessRecord | None:
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StoreError(
+                f"cannot read the witness {self.path} ({exc.strerror or exc})",
+                hint=f"check --witness / ${ENV_WITNESS} and the file's permissions",
+            ) from None
+        try:
+            note = json.loads(text)
+            return WitnessRecord(str(note["log"]), int(note["position"]), str(note["hash"]))
+        except (ValueError, KeyError, TypeError):
+            raise StoreError(
+                f"the witness {self.path} is not a glam witness",
+                hint="point --witness / $GLAM_WITNESS at the file glam writes, or remove it "
+                "to start a new one",
+            ) from None
+
+    def write(self, record: WitnessRecord) -> None:
+        text = json.dumps(
+            {
+                "glam_witness": 1,
+                "log": record.log,
+                "position": record.position,
+                "hash": record.hash,
+                "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
+            sort_keys=True,
+        )
+        with self._lock:
+            self._serial += 1
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{self._serial}.tmp")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                try:
+                    os.write(fd, text.encode() + b"\n")
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.replace(tmp, self.path)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                raise StoreError(
+                    f"cannot write the witness {self.path} ({exc.strerror or exc})",
+                    hint="free space or fix the permissions there; the engine stops rather "
+                    "than run unwitnessed",
+                ) from None
+
+
+def check_witness(
+    record: WitnessRecord | None,
+    *,
+    where: str,
+    witness: Path,
+    last_position: int,
+    first: StoredRow | None,
+    at: StoredRow | None,
+) -> None:
+    """Refuse a log that is behind its witness, or differs from it. ``first`` and ``at`` are
+    the log's rows at position 1 and at the witnessed position (None where it has none)."""
+    if record is None:
+        return
+    hint = (
+        "restore the log from a backup that reaches the witnessed position; if the log was "
+        f"rolled back on purpose, move the witness {witness} aside to start a new one"
+    )
+    if first is not None and first.hash != record.log:
+        raise StoreCorrupt(
+            f"{where} is not the log its witness {witness} saw (another log, or one rewritten "
+            "from its first event)",
+            hint=hint,
+        )
+    if at is None or last_position < record.position:
+        raise StoreCorrupt(
+            f"{where} ends at position {last_position}, behind its witness {witness}, which saw "
+            f"position {record.position}: its last events were deleted",
+            hint=hint,
+        )
+    if at.hash != record.hash:
+        raise StoreCorrupt(
+            f"{where} differs from its witness {witness} at position {record.position}: the "
+            "log was rewritten",
+            hint=hint,
+        )
+
+
+class WitnessWriter:
+    """Brings a witness up to date after commits, off the writer's path: one write at a time,
+    and the latest head offered replaces one not yet written, so a burst of commits costs a
+    few writes. ``run`` is a task of the store; ``flush`` writes what is left when it closes.
+    A write that fails stops the store (the error leaves ``run``)."""
+
+    def __init__(self, witness: Witness) -> None:
+        self.witness = witness
+        self.writes = 0
+        self._pending: WitnessRecord | None = None
+        self._wake = anyio.Event()
+        self._lock = anyio.Lock()
+
+    def offer(self, record: WitnessRecord | None) -> None:
+        if record is not None:
+            self._pending = record
+            self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            await self._write_pending()
+
+    async def flush(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await self._write_pending()
+
+    async def _write_pending(self) -> None:
+        async with self._lock:
+            record, self._pending = self._pending, None
+            if record is not None:
+                await anyio.to_thread.run_sync(self.witness.write, record)
+                self.writes += 1
+
+
+class ChainChecks:
+    """Mixed into both stores: the checks at open (``_open_chain``), and every row a read
+    returns past the verified head verified (with the rows between, fetched as needed) before
+    it is decoded."""
+
+    _integrity: LogIntegrity
+
+    async def read_rows(self, from_position: int = 1, limit: int | None = None) -> list[StoredRow]:
+        raise NotImplementedError
+
+    async def last_position(self) -> int:
+        raise NotImplementedError
+
+    async def _read_notes(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    async def _write_now(self, notes: Sequence[tuple[str, str]]) -> None:
+        """Write notes before the writer task runs (while opening)."""
+        raise NotImplementedError
+
+    async def _open_chain(self, *, writable: bool, engine: bool) -> None:
+        """Load the chain's notes and check the log against them and the witness; the engine's
+        store also verifies everything past the verified head, before anything acts on it."""
+        integrity = self._integrity
+        last = await self.last_position()
+        integrity.load(await self._read_notes(), writable=writable, last_position=last)
+        if integrity.key_new_log:
+            await self._write_now([(CHAIN_NOTE, integrity.chain_note())])
+        head = integrity.head
+        at_head = (await self.read_rows(head.position, 1)) if head.position else []
+        integrity.check_head(at_head[0] if at_head else None, last)
+        first = await self.read_rows(1, 1)
+        integrity.first_hash = first[0].hash if first else None
+        witness = integrity.options.witness
+        if witness is not None:
+            record = await anyio.to_thread.run_sync(Witness(witness).read)
+            if record is not None:
+                at = await self.read_rows(record.position, 1)
+                check_witness(
+                    record,
+                    where=integrity.where,
+                    witness=witness,
+                    last_position=last,
+                    first=first[0] if first else None,
+                    at=at[0] if at else None,
+                )
+        if engine:
+            integrity.require_chainable()
+            verified = await self.verify_up_to(last)
+            if verified.position > head.position:
+                await self._write_now([(HEAD_NOTE, integrity.head_note(verified))])
+
+    async def _check_values(self, values: Sequence[Sequence[Any]]) -> None:
+        """``values``: rows as fetched (``COLUMNS`` order), in position order."""
+        if not values:
+            return
+        integrity = self._integrity
+        head = integrity.head
+        top = int(values[-1][0])
+        if top <= head.position:
+            return
+        fresh = [StoredRow(*row) for row in values if int(row[0]) > head.position]
+        if (
+            fresh[0].position == head.position + 1
+            and fresh[-1].position - fresh[0].position == len(fresh) - 1
+        ):
+            integrity.advance(integrity.verify(fresh, head))
+        else:
+            await self.verify_up_to(top)
+
+    async def verify_up_to(self, top: int, *, chunk: int = 10_000) -> Head:
+        """Verify the rows from the verified head to ``top``; the new head."""
+        integrity = self._integrity
+        head = integrity.head
+        while head.position < top:
+            rows = await self.read_rows(head.position + 1, min(chunk, top - head.position))
+            if not rows:
+                raise broken(integrity.where, head.position + 1, "the event there is missing")
+            head = integrity.verify(rows, head)
+            integrity.advance(head)
+        return head
+
+
+@dataclass(frozen=True, slots=True)
+class ChainWalk:
+    """The result of walking a whole chain (``glam replay --verify``)."""
+
+    first_bad: int | None
+    reason: str
+    head: Head  # the last row that checked out
+    unchecked: int  # keyed rows whose content could not be checked: no key given
+
+
+async def walk_chain(store: ChainChecks, chain: Chain, *, chunk: int = 10_000) -> ChainWalk:
+    """Verify every row of ``store`` from position 1 under ``chain``."""
+    verifier = ChainVerifier(chain)
+    position = 1
+    while True:
+        rows = await store.read_rows(position, chunk)
+        for row in rows:
+            if not verifier.feed(row):
+                return ChainWalk(
+                    verifier.first_bad,
+                    verifier.reason,
+                    Head(verifier.position, verifier.hash),
+                    verifier.unchecked,
+                )
+        if len(rows) < chunk:
+            return ChainWalk(None, "", Head(verifier.position, verifier.hash), verifier.unchecked)
+        position = rows[-1].position + 1

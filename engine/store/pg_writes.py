@@ -1,0 +1,124 @@
+"""The PostgreSQL writer without its driver: the SQL of appends and imports, the chain
+checks around them, and relaying notifications.
+
+A mixin of ``engine.store.postgres.PostgresEventStore``, which provides the connections, the
+write queue (``_submit``) and the error handling; the connections are psycopg
+``AsyncConnection``s, typed ``Any`` here because only the adapter module imports psycopg.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+
+from engine.store.batching import Pending
+from engine.store.integrity import Head, LogIntegrity, WitnessWriter
+from engine.store.pg_log import APPEND_LOCK, CHANNEL, rows_to_import
+from engine.store.records import COLUMNS, GENESIS_HASH, StoredRow
+
+
+class PgWrites:
+    """Appends' and imports' SQL, and the chain checks made under the append lock."""
+
+    _integrity: LogIntegrity
+    _witness: WitnessWriter | None
+    _witness_scope: anyio.CancelScope
+
+    async def _submit(self, pending: Pending) -> Any:
+        raise NotImplementedError
+
+    def _notify(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def head(self) -> Head:
+        """The last position whose chain this store has verified, and its hash."""
+        return self._integrity.head
+
+    @property
+    def integrity(self) -> LogIntegrity:
+        return self._integrity
+
+    async def _run_witness(self) -> None:
+        assert self._witness is not None
+        with self._witness_scope:  # cancelled on close, after the last write is flushed
+            await self._witness.run()
+
+    async def _catch_up(self, conn: Any) -> None:
+        """Verify what other engines or commands appended since this store's verified head,
+        before a new event is chained onto it (under the append lock)."""
+        integrity = self._integrity
+        head = integrity.head
+        while True:
+            cur = await conn.execute(
+                f"SELECT {COLUMNS} FROM events WHERE position > %s "  # noqa: S608
+                "ORDER BY position LIMIT 10000",
+                (head.position,),
+            )
+            rows = [StoredRow(*values) for values in await cur.fetchall()]
+            if not rows:
+                break
+            head = integrity.verify(rows, head)
+        integrity.advance(head)
+
+    @staticmethod
+    async def _lock_and_read_last(conn: Any) -> tuple[int, str, str]:
+        # The lock first, the read after, as two statements: each statement of a READ
+        # COMMITTED transaction sees every commit made before it began, so the last position
+        # read here includes the transaction that held the lock just before.
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))
+        cur = await conn.execute(
+            "SELECT position, hash, recorded_at FROM events ORDER BY position DESC LIMIT 1"
+        )
+        last = await cur.fetchone()
+        return (last[0], last[1], last[2]) if last else (0, GENESIS_HASH, "")
+
+    @staticmethod
+    async def _insert(conn: Any, rows: Sequence[StoredRow]) -> None:
+        sql = f"COPY events ({COLUMNS}) FROM STDIN"
+        async with conn.cursor() as cur, cur.copy(sql) as copy:
+            for row in rows:
+                await copy.write_row(row.as_tuple())
+        await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(rows[-1].position)))
+
+    async def _relay_notifications(self, conn: Any) -> None:
+        """Wake the followers at each notification, until the connection breaks. Read from
+        the socket directly, not through ``conn.notifies()``, whose wait wakes every 0.1 s to
+        look for timeouts: an idle store would never be idle."""
+        pgconn = conn.pgconn
+        while True:
+            await anyio.wait_readable(pgconn.socket)
+            pgconn.consume_input()  # OperationalError once the connection is gone
+            woken = False
+            while pgconn.notifies() is not None:
+                woken = True
+            if woken:
+                self._notify()
+
+    async def import_rows(self, rows: Sequence[StoredRow]) -> None:
+        """Append rows exported from a glam log verbatim (copy, restore, benchmarks). They
+        must continue this log's hash chain exactly, or nothing is written; rows already
+        stored unchanged (a repeated import) are skipped."""
+        batch = list(rows)
+        chain = self._integrity.chain
+
+        async def job(conn: Any) -> Head | None:
+            last_position, last_hash, _ = await self._lock_and_read_last(conn)
+            await self._catch_up(conn)
+            stored = [row.position for row in batch if row.position <= last_position]
+            cur = await conn.execute(
+                "SELECT position, hash FROM events WHERE position = ANY(%s)", (stored,)
+            )
+            found: dict[int, str] = dict(await cur.fetchall())
+            fresh = rows_to_import(batch, last_position, last_hash, found, chain)
+            if not fresh:
+                return None
+            await self._insert(conn, fresh)
+            return Head(fresh[-1].position, fresh[-1].hash)
+
+        if batch:
+            await self._submit(Pending(job=job, appends=True))
+            if self._integrity.first_hash is None and batch[0].position == 1:
+                self._integrity.first_hash = batch[0].hash
