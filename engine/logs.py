@@ -5,6 +5,11 @@ token (``https://user:token@host``). glam therefore keeps botocore, aiobotocore,
 aiohttp at WARNING and installs a :class:`RedactingFilter` on its handler, so every record that
 reaches the output — glam's own or a third party's — is scrubbed first. :func:`redact` is also
 used directly where text crosses into an event or an error message.
+
+The database drivers are quieted too: at DEBUG aiosqlite and psycopg print every statement
+with its parameters, and an appended event's parameters hold the function's whole definition,
+environment values included. Those values are masked in every output that shows events or
+definitions (:func:`mask_environment`) unless a command is asked to show them.
 """
 
 from __future__ import annotations
@@ -16,8 +21,19 @@ from typing import Any, TextIO
 
 REDACTED = "****"
 
-# The loggers of the AWS and HTTP stack. At DEBUG they print credentials and signatures.
-NOISY_LOGGERS = ("botocore", "aiobotocore", "boto3", "urllib3", "aiohttp", "s3transfer")
+# The loggers of the AWS and HTTP stack (at DEBUG they print credentials and signatures) and of
+# the database drivers (at DEBUG they print every statement's parameters: event data).
+NOISY_LOGGERS = (
+    "botocore",
+    "aiobotocore",
+    "boto3",
+    "urllib3",
+    "aiohttp",
+    "s3transfer",
+    "aiosqlite",
+    "psycopg",
+)
+MASKED = "****"
 
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # Credentials in a URL: scheme://user:secret@host -> scheme://user:****@host. A token alone
@@ -124,7 +140,8 @@ def setup_logging(verbose: bool = False, *, stream: TextIO | None = None) -> log
 
 
 def quiet_third_party() -> None:
-    """Keep the AWS and HTTP stack at WARNING (their DEBUG output carries signatures)."""
+    """Keep the AWS and HTTP stack and the database drivers at WARNING (their DEBUG output
+    carries signatures and statement parameters)."""
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -143,3 +160,30 @@ def redact_mapping(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [redact_mapping(v) for v in value]
     return value
+
+
+def mask_environment(value: Any) -> Any:
+    """A deep copy of a JSON-like value with the value of every function environment variable
+    (``"Environment": {"Variables": {...}}`` at any depth: a definition, an AWS request or
+    answer) replaced by ``****``. The names stay, so what is set is still visible."""
+    if isinstance(value, dict):
+        masked = {}
+        for key, item in value.items():
+            if key == "Environment" and isinstance(item, dict):
+                item = {
+                    k: (_masked_variables(v) if k == "Variables" else mask_environment(v))
+                    for k, v in item.items()
+                }
+                masked[key] = item
+            else:
+                masked[key] = mask_environment(item)
+        return masked
+    if isinstance(value, list | tuple):
+        return [mask_environment(item) for item in value]
+    return value
+
+
+def _masked_variables(variables: Any) -> Any:
+    if isinstance(variables, dict):
+        return dict.fromkeys(variables, MASKED)
+    return MASKED

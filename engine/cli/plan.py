@@ -1,9 +1,10 @@
 """``glam plan``: what the head of a branch would do, without AWS and without writing anything.
 
 Exit codes follow ``flux diff``: 0 nothing would change, 1 something would, 2 a definition is
-invalid (or the flags are), 3 the repository could not be read. With no database every
-function is new; with one (``--db``, read-only) the plan is made against what the log says
-is deployed, exactly as the engine would.
+invalid (or the flags are), 3 the repository or the log could not be read. With no database
+every function is new; with one (``--db``, read-only) the plan is made against what the log
+says is deployed, exactly as the engine would. ``--render`` shows function environment values
+as ``****`` unless ``--show-secrets`` is given.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import typer
 from engine.cli.app import app
 from engine.cli.common import DbOption, JsonOption, db_path
 from engine.cli.config import ConfigOption, config_path
-from engine.errors import SourceError, UsageError
+from engine.errors import SourceError, StoreError, UsageError
+from engine.logs import mask_environment
 from engine.redact import repository_id
 
 if TYPE_CHECKING:
@@ -88,8 +90,15 @@ def plan_command(
     endpoint_url: Annotated[
         str | None, typer.Option("--endpoint-url", help="AWS endpoint for --live.")
     ] = None,
+    show_secrets: Annotated[
+        bool,
+        typer.Option(
+            "--show-secrets", help="With --render: show environment values (**** otherwise)."
+        ),
+    ] = False,
 ) -> int:
-    """Show what a branch head would deploy. Exit 0 nothing, 1 changes, 2 invalid.
+    """Show what a branch head would deploy. Exit 0 nothing, 1 changes, 2 invalid, 3 the
+    repository or the log could not be read.
 
     With --config, every branch the file watches (or the one --repo/--branch names), with its
     accounts: a definition naming an account the file does not configure is shown refused."""
@@ -97,11 +106,16 @@ def plan_command(
     results = []
     for target in targets:
         try:
-            results.append(anyio.run(_plan, target, use_db, known, render))
-        except SourceError as exc:
+            result = anyio.run(_plan, target, use_db, known, render)
+        except (SourceError, StoreError) as exc:
             # Not exit 1: that means "changes" to scripts reading the plan's exit code.
             typer.echo(f"glam: {exc.one_line()}", err=True)
             return 3
+        if not show_secrets:
+            plan, url, shown_branch, rendered, fields = result
+            masked = {p: masked_text(t) for p, t in rendered.items()}
+            result = plan, url, shown_branch, masked, fields
+        results.append(result)
     adopt: set[str] = set()
     if live:
         endpoint = endpoint_url or known.endpoint_url
@@ -115,6 +129,16 @@ def plan_command(
     if any(r[0].rejected for r in results):
         return 2
     return 1 if any(r[0].has_changes for r in results) else 0
+
+
+def masked_text(text: str) -> str:
+    """A rendered definition with its environment values as ``****`` (reformatted); a text
+    that is not JSON is withheld rather than shown unmasked."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return "(not valid JSON, so not shown: --show-secrets shows it as rendered)"
+    return json.dumps(mask_environment(value), indent=2, ensure_ascii=False)
 
 
 def _targets(

@@ -2,7 +2,10 @@
 
 Every command opens the database read-only (``mode=ro`` and ``query_only``), so it can run
 next to a live engine and can never change the log. Output is a rich table on a terminal,
-plain text otherwise, and JSON with ``--json``.
+plain text otherwise, and JSON with ``--json``. Function
+environment values are shown as ``****`` unless ``--show-secrets`` is given. An event the log
+cannot give back intact (its chain does not verify, or it does not decode) ends the command
+with one line naming its position, exit 1.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import typer
 
 from engine.cli.app import app
 from engine.cli.common import DbOption, JsonOption, current_views, db_path
+from engine.cli.db import chain_line, chain_report, print_chain
 from engine.deployed import DEPLOYED_EVENT_TYPES, OWNER_EVENT_TYPES, deployed_from_events
 from engine.drift.recorded import DRIFT_EVENT_TYPES, open_drift
 from engine.errors import GlamError, UsageError
@@ -31,6 +35,7 @@ from engine.events.function import (
     OperatorRequested,
 )
 from engine.events.repo import CommitPlanned, DefinitionRejected, DeletesHeld
+from engine.logs import mask_environment
 from engine.redact import repository_id
 from engine.store.sqlite import SqliteEventStore
 from engine.streams import REPO_PREFIX, is_function_stream, parse_repo_stream
@@ -72,14 +77,21 @@ def _print_json(value: object) -> None:
     print(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str))
 
 
-def _event_json(record: RecordedEvent) -> dict[str, Any]:
+ShowSecretsOption = Annotated[
+    bool,
+    typer.Option("--show-secrets", help="Show function environment values (**** otherwise)."),
+]
+
+
+def _event_json(record: RecordedEvent, *, show_secrets: bool = False) -> dict[str, Any]:
+    data = record.event.model_dump(mode="json", exclude={"type"})
     return {
         "position": record.position,
         "stream": record.stream,
         "version": record.version,
         "type": record.type,
         "recorded_at": record.recorded_at.isoformat(),
-        "data": record.event.model_dump(mode="json", exclude={"type"}),
+        "data": data if show_secrets else mask_environment(data),
         "meta": record.meta.model_dump(mode="json"),
         "hash": record.hash,
     }
@@ -87,6 +99,7 @@ def _event_json(record: RecordedEvent) -> dict[str, Any]:
 
 def _summary(record: RecordedEvent) -> str:
     data = record.event.model_dump(mode="json", exclude={"type", "desired", "request", "result"})
+    data = mask_environment(data)
     text = " ".join(f"{k}={v}" for k, v in data.items() if v not in (None, "", [], {}))
     return text if len(text) <= 100 else text[:99] + "…"
 
@@ -195,6 +208,7 @@ def events(
     follow: Annotated[bool, typer.Option(help="Keep printing new events.")] = False,
     repo: RepoOption = None,
     branch: BranchOption = None,
+    show_secrets: ShowSecretsOption = False,
 ) -> None:
     """List events from the log, oldest first (one JSON object per line with --json).
     --repo/--branch: that branch's own events and those of the functions it owns."""
@@ -212,7 +226,8 @@ def events(
 
     def show(record: RecordedEvent) -> None:
         if as_json:
-            print(json.dumps(_event_json(record), ensure_ascii=False), flush=True)
+            shown = _event_json(record, show_secrets=show_secrets)
+            print(json.dumps(shown, ensure_ascii=False), flush=True)
         else:
             print(
                 f"{record.position}\t{record.recorded_at.isoformat(timespec='seconds')}\t"
@@ -262,18 +277,19 @@ def status(
     branch: BranchOption = None,
 ) -> None:
     """Show every function (or one) as glam last saw it: versions, traffic, state, and the
-    branch that owns it; then what each branch's latest plan refused or holds.
+    branch that owns it; then what each branch's latest plan refused or holds; and the head of
+    the log's hash chain (on stderr, so the table stays clean for scripts).
     --repo/--branch: only that branch's functions and plan."""
     only = _Filter(repo, branch)
 
     async def body(
         store: SqliteEventStore,
-    ) -> tuple[Views, dict[str, FunctionOwner], list[_BranchPlan], _Drift]:
+    ) -> tuple[Views, dict[str, FunctionOwner], list[_BranchPlan], _Drift, str]:
         views, owners = await current_views(store), await _owners(store)
         drift = open_drift(await store.read_selected(DRIFT_EVENT_TYPES))
-        return views, owners, await _latest_plans(store), drift
+        return views, owners, await _latest_plans(store), drift, await chain_line(store)
 
-    views, owners, plans, drift = _run(db, body)
+    views, owners, plans, drift, head = _run(db, body)
     rows = sorted(views.functions.values(), key=lambda r: r.stream)
     if only.active:
         rows = [r for r in rows if only.owner_matches(owners.get(r.stream))]
@@ -296,6 +312,7 @@ def status(
                 | {"drift": [d.model_dump(mode="json", exclude={"type"}) for d in found.values()]}
             )
         _print_json(out)
+        print(head, file=sys.stderr)
         return
     _table(
         f"functions (log position {views.position})",
@@ -364,6 +381,7 @@ def status(
             ["function", "alias", "kind", "source"],
             [(r.name, r.alias, s.kind, s.source_id) for r in rows for s in r.event_sources],
         )
+    print(head, file=sys.stderr)
 
 
 _Drift = dict[str, dict[str, DriftDetected]]
@@ -454,9 +472,8 @@ def replay(
             end = last if target is None else min(target, last)
         report: dict[str, Any] = {}
         if verify:
-            bad, reason = await store.verify_detail()
-            report["chain"] = {"ok": bad is None, "first_bad_position": bad, "reason": reason}
-            if bad is not None:
+            report["chain"] = await chain_report(store)
+            if not report["chain"]["ok"]:
                 return _shown(Views(), as_json), report  # an altered log cannot be trusted
             checkpoint, stored = await store.load_views(PROJECTION)
             replayed = await _fold_until(store, checkpoint)
@@ -558,13 +575,7 @@ def _title(view: str, shown: int, count: int) -> str:
 def _print_report(report: dict[str, Any]) -> None:
     chain = report.get("chain")
     if chain is not None:
-        if chain["ok"]:
-            print("hash chain: ok")
-        else:
-            print(
-                f"hash chain: BROKEN at position {chain['first_bad_position']}: {chain['reason']}",
-                file=sys.stderr,
-            )
+        print_chain(chain)
     views = report.get("views")
     if views is not None:
         if views["ok"]:

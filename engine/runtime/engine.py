@@ -40,6 +40,7 @@ lock on the database: a second engine on the same file refuses to start (``Store
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -55,7 +56,7 @@ from engine.aws.ratelimit import DEFAULT_POLL_RATE, DEFAULT_RATE
 from engine.aws.session import AwsConfig
 from engine.definitions.names import partitions
 from engine.definitions.normalize import member_kinds
-from engine.errors import ConfigError, GlamError, SourceError, SourceUnreachable
+from engine.errors import AwsError, ConfigError, GlamError, SourceError, SourceUnreachable
 from engine.events import RecordedEvent
 from engine.logs import get_logger
 from engine.metrics import NO_METRICS, MeteredStore, Metrics
@@ -85,6 +86,10 @@ __all__ = ["Engine", "EngineConfig", "EventHook", "RunReport", "Watch", "Watched
 log = get_logger("engine")
 
 DEFAULT_DB = Path(".glam") / "glam.db"
+# Start-up is weather-proof: a throttled, failing or unreachable AWS at the first call is waited
+# out with jittered backoff (these many seconds at most) rather than ending the engine.
+START_RETRY_FOR = 300.0
+START_BACKOFF = (0.5, 30.0)  # first wait and longest wait, in seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +261,7 @@ class Engine:
                 metrics=self.metrics,
             )
             self._stack.push_async_callback(self._ports.aclose)
-            self.account = await self._ports.account()
+            self.account = await first_account(self._ports)
             self._check_accounts(self.config)
             self._tokens = TokenResolver(secrets=self._ports.secrets())
         except BaseException:
@@ -613,3 +618,34 @@ def _read_botocore_data() -> None:
     with."""
     partitions()
     member_kinds()
+
+
+async def first_account(
+    ports: PortsProvider,
+    *,
+    retry_for: float = START_RETRY_FOR,
+    backoff: tuple[float, float] = START_BACKOFF,
+) -> str:
+    """The account of the credentials, asked until AWS answers. A throttle, a 5xx or a network
+    error is weather: logged as such and retried with jittered backoff for up to
+    ``retry_for`` seconds. An error that cannot clear (credentials refused) ends the start at
+    once."""
+    deadline = anyio.current_time() + retry_for
+    delay, longest = backoff
+    attempt = 1
+    while True:
+        try:
+            return await ports.account()
+        except AwsError as exc:
+            wait = delay * random.uniform(0.5, 1.0)
+            if not exc.retryable or anyio.current_time() + wait > deadline:
+                raise
+            log.warning(
+                "AWS did not answer at start-up (attempt %d: %s); retrying in %.1f s",
+                attempt,
+                exc.message,
+                wait,
+            )
+        await anyio.sleep(wait)
+        delay = min(delay * 2, longest)
+        attempt += 1

@@ -2,11 +2,12 @@
 
 ``copy_log`` reads the source read-only and imports its rows verbatim into the target, in
 chunks: the same positions, times and hashes, so the hash chain arrives intact, and each
-chunk is checked to continue the chain before it is written. Afterwards the whole target is
-verified and its last hash compared with the source's. A copy that stopped half way is resumed
-by running it again: the rows the target already holds are checked against the source, not
-written twice. Views are not copied; the engine folds them from the copied log when it first
-opens it, with the same code as every rebuild.
+chunk is checked to continue the chain before it is written. A keyed log stays keyed: its note
+saying so is copied first (with the key given, the copy is checked with it). Afterwards the
+whole target is verified and its last hash compared with the source's. A copy that stopped
+half way is resumed by running it again: the rows the target already holds are checked
+against the source, not written twice. Views are not copied; the engine folds them from the
+copied log when it first opens it, with the same code as every rebuild.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import anyio
 
 from engine.errors import StoreCorrupt, StoreError
 from engine.store import describe_target, is_postgres_url, make_store
+from engine.store.integrity import Integrity, Witness
 
 if TYPE_CHECKING:
     from engine.store import Store
@@ -47,6 +49,7 @@ async def copy_log(
     *,
     chunk: int = COPY_CHUNK,
     progress: Callable[[int, int], None] | None = None,
+    integrity: Integrity | None = None,
 ) -> CopyReport:
     """Copy every event of ``source`` into ``target`` (an SQLite path or a PostgreSQL URL
     each), chain intact, and verify the copy. ``progress(position, last)`` after each chunk.
@@ -60,7 +63,13 @@ async def copy_log(
     if where_from == where_to:
         raise StoreError(f"cannot copy {where_from} onto itself", hint="name another target")
     failure: StoreError | None = None
-    async with make_store(source, readonly=True) as src, make_store(target) as dst:
+    # The target is not witnessed while it is filled: the witness, if any, is the source's.
+    options = integrity or Integrity.from_env()
+    quiet = Integrity(options.key, options.key_file, None)
+    async with (
+        make_store(source, readonly=True, integrity=options) as src,
+        make_store(target, integrity=quiet) as dst,
+    ):
         try:
             return await _copy(src, dst, where_from, where_to, chunk, progress)
         except StoreError as exc:
@@ -87,6 +96,14 @@ async def _copy(
     if start and (await dst.read_rows(start, 1))[0].hash != (await src.read_rows(start, 1))[0].hash:
         raise StoreCorrupt(
             f"{where_to} already holds another log (position {start} differs)",
+            hint="copy into an empty database or file",
+        )
+    note = src.integrity.raw_chain_note
+    if not start:
+        await dst.adopt_chain(note)
+    elif dst.integrity.raw_chain_note != note:
+        raise StoreCorrupt(
+            f"{where_to} is keyed differently from {where_from}",
             hint="copy into an empty database or file",
         )
     position = start + 1
@@ -130,6 +147,11 @@ class LogInfo:
     size_bytes: int
     checkpoints: dict[str, int] = field(default_factory=dict)  # projection -> position
     server_version: str = ""  # PostgreSQL's
+    head_hash: str = ""  # the hash of the last event: the head of the chain
+    verified_to: int = 0  # the verified head the log's notes record
+    keyed_from: int | None = None
+    key_id: str | None = None
+    witness: str = ""  # the witness file and what it saw, if one is configured
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -142,6 +164,12 @@ class LogInfo:
             "size_bytes": self.size_bytes,
             "checkpoints": dict(self.checkpoints),
             "server_version": self.server_version,
+            "head": {"position": self.events, "hash": self.head_hash},
+            "verified_to": self.verified_to,
+            "keyed": self.keyed_from is not None,
+            "keyed_from": self.keyed_from,
+            "key_id": self.key_id,
+            "witness": self.witness,
         }
 
     def lines(self) -> list[str]:
@@ -156,17 +184,33 @@ class LogInfo:
             f"{_iso(self.last_recorded_at) or '-'}",
             f"size        {self.size_bytes / 1_048_576:,.1f} MiB",
             f"views       {views or 'not folded yet'}",
+            f"head        {head_line(self.events, self.head_hash)}",
+            f"verified    up to position {self.verified_to:,} (as its writers last noted)",
+            "chain       "
+            + (
+                f"keyed from position {self.keyed_from:,} (key id {self.key_id})"
+                if self.keyed_from is not None
+                else "sha256, not keyed"
+            ),
+            *([f"witness     {self.witness}"] if self.witness else []),
         ]
+
+
+def head_line(position: int, digest: str) -> str:
+    """The head of a chain as shown: its position and the start of its hash."""
+    return f"position {position:,}, hash {digest[:16]}" if position else "empty log"
 
 
 def _iso(moment: datetime | None) -> str:
     return moment.isoformat() if moment is not None else ""
 
 
-async def log_info(target: str | Path) -> LogInfo:
+async def log_info(target: str | Path, *, integrity: Integrity | None = None) -> LogInfo:
     """Describe the log at ``target`` (opened read-only; SQLite without its integrity check,
-    which ``glam replay --verify`` runs)."""
-    async with make_store(target, readonly=True, check=False) as store:
+    which ``glam replay --verify`` runs; a witness that does not match refuses it)."""
+    options = integrity or Integrity.from_env()
+    async with make_store(target, readonly=True, check=False, integrity=options) as store:
+        verified_to = store.integrity.head.position  # as the log's notes say, before any read
         events = await store.last_position()
         first = await store.read_all(1, 1)
         last = await store.read_all(events, 1) if events else []
@@ -174,6 +218,14 @@ async def log_info(target: str | Path) -> LogInfo:
             first[0].recorded_at if first else None,
             last[0].recorded_at if last else None,
         )
+        chain = store.integrity.chain
+        facts: dict[str, Any] = {
+            "head_hash": last[0].hash if last else "",
+            "verified_to": verified_to,
+            "keyed_from": chain.keyed_from,
+            "key_id": chain.key_id,
+            "witness": _witness_line(options),
+        }
         if is_postgres_url(target):
             from engine.store.postgres import PostgresEventStore
 
@@ -188,6 +240,7 @@ async def log_info(target: str | Path) -> LogInfo:
                 size_bytes=described["size_bytes"],
                 checkpoints=described["checkpoints"],
                 server_version=described["server_version"],
+                **facts,
             )
     schema, checkpoints = await anyio.to_thread.run_sync(_sqlite_facts, Path(target))
     return LogInfo(
@@ -198,6 +251,7 @@ async def log_info(target: str | Path) -> LogInfo:
         *times,
         size_bytes=await anyio.to_thread.run_sync(_size_on_disk, Path(target)),
         checkpoints=checkpoints,
+        **facts,
     )
 
 
@@ -206,6 +260,15 @@ def _size_on_disk(path: Path) -> int:
     run in a worker thread)."""
     files = (path, Path(f"{path}-wal"), Path(f"{path}-shm"))
     return sum(p.stat().st_size for p in files if p.exists())
+
+
+def _witness_line(options: Integrity) -> str:
+    if options.witness is None:
+        return ""
+    record = Witness(options.witness).read()
+    if record is None:
+        return f"{options.witness}: not written yet"
+    return f"{options.witness}: saw {head_line(record.position, record.hash)} (the log matches)"
 
 
 def _sqlite_facts(path: Path) -> tuple[int, dict[str, int]]:

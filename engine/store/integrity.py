@@ -140,6 +140,7 @@ class LogIntegrity:
         self.head = GENESIS
         self.first_hash: str | None = None  # the log's row 1, which names it for the witness
         self.key_new_log = False  # a key was given for an empty log: key it from position 1
+        self.raw_chain_note: str | None = None  # as stored (a copy carries it verbatim)
         self._lock = anyio.Lock()
 
     # -- notes -------------------------------------------------------------------------------
@@ -162,10 +163,11 @@ class LogIntegrity:
                 self.key_new_log = True
                 self.chain = Chain(1, key, key_id(key))
         else:
-            self.chain = self._parse_chain(text)
+            self.chain = self.parse_chain(text)
+        self.raw_chain_note = text
         self.head = self._parse_head(notes.get(HEAD_NOTE))
 
-    def _parse_chain(self, text: str) -> Chain:
+    def parse_chain(self, text: str) -> Chain:
         try:
             note = json.loads(text)
             keyed_from, stored_id, mac = int(note["keyed_from"]), str(note["key_id"]), note["mac"]
@@ -217,11 +219,8 @@ class LogIntegrity:
             note["mac"] = self.chain.mac(_head_text(head))
         return json.dumps(note, sort_keys=True)
 
-    def keyed_from_next(self, last_position: int) -> None:
+    def keyed_from_next(self, last_position: int, key: bytes) -> None:
         """Key the log from the event after ``last_position`` on (``glam db key``)."""
-        key = self.options.key
-        if key is None:
-            raise ConfigError("no chain key given", hint=NO_KEY_HINT)
         if self.chain.keyed:
             raise StoreError(
                 f"{self.where} is keyed already (from position {self.chain.keyed_from})",
@@ -455,8 +454,8 @@ class ChainChecks:
     async def _read_notes(self) -> dict[str, str]:
         raise NotImplementedError
 
-    async def _write_now(self, notes: Sequence[tuple[str, str]]) -> None:
-        """Write notes before the writer task runs (while opening)."""
+    async def _write_notes(self, notes: Mapping[str, str | None]) -> None:
+        """Write (None: remove) notes of the log in one transaction."""
         raise NotImplementedError
 
     async def _open_chain(self, *, writable: bool, engine: bool) -> None:
@@ -466,7 +465,8 @@ class ChainChecks:
         last = await self.last_position()
         integrity.load(await self._read_notes(), writable=writable, last_position=last)
         if integrity.key_new_log:
-            await self._write_now([(CHAIN_NOTE, integrity.chain_note())])
+            integrity.raw_chain_note = integrity.chain_note()
+            await self._write_notes({CHAIN_NOTE: integrity.raw_chain_note})
         head = integrity.head
         at_head = (await self.read_rows(head.position, 1)) if head.position else []
         integrity.check_head(at_head[0] if at_head else None, last)
@@ -489,7 +489,34 @@ class ChainChecks:
             integrity.require_chainable()
             verified = await self.verify_up_to(last)
             if verified.position > head.position:
-                await self._write_now([(HEAD_NOTE, integrity.head_note(verified))])
+                await self._write_notes({HEAD_NOTE: integrity.head_note(verified)})
+
+    async def adopt_chain(self, note: str | None) -> None:
+        """Make this empty log's chain the one ``note`` describes (a copy of a keyed log
+        keeps its keying; a copy of an unkeyed one has none)."""
+        if await self.last_position():
+            raise StoreError(
+                f"{self._integrity.where} is not empty", hint="copy into an empty database or file"
+            )
+        integrity = self._integrity
+        integrity.chain = integrity.parse_chain(note) if note is not None else UNKEYED
+        integrity.raw_chain_note = note
+        await self._write_notes({CHAIN_NOTE: note})
+
+    async def key_from_next(self, key: bytes) -> int:
+        """Key this unkeyed log with ``key`` from its next event on (``glam db key``), after
+        verifying all of it; the position keying starts at. Open the store without a key
+        (an unkeyed log refuses a writer given one)."""
+        integrity = self._integrity
+        walk = await walk_chain(self, integrity.chain)
+        if walk.first_bad is not None:
+            raise broken(integrity.where, walk.first_bad, walk.reason)
+        integrity.keyed_from_next(walk.head.position, key)
+        integrity.advance(walk.head)
+        note = integrity.chain_note()
+        integrity.raw_chain_note = note
+        await self._write_notes({CHAIN_NOTE: note, HEAD_NOTE: integrity.head_note(walk.head)})
+        return walk.head.position + 1
 
     async def _check_values(self, values: Sequence[Sequence[Any]]) -> None:
         """``values``: rows as fetched (``COLUMNS`` order), in position order."""

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -208,15 +208,26 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites):
             self._task_group.start_soon(self._run_witness, name="glam witness")
         return self
 
-    async def _write_now(self, notes: Sequence[tuple[str, str]]) -> None:
-        """Write notes before the writer task runs (while opening)."""
+    async def _write_notes(self, notes: Mapping[str, str | None]) -> None:
+        """Write (None: remove) notes in one transaction: directly while opening, through the
+        writer once it runs."""
+
+        async def job(conn: Connection) -> None:
+            for key, value in notes.items():
+                if value is None:
+                    await conn.execute("DELETE FROM glam_meta WHERE key = %s", (key,))
+                else:
+                    await conn.execute(NOTE_UPSERT, (key, value))
+
+        if self._writes.running:
+            await self._submit(Pending(job=job))
+            return
         conn = self._writer
         if conn is None:
             return
         try:
             async with conn.transaction():
-                for key, value in notes:
-                    await conn.execute(NOTE_UPSERT, (key, value))
+                await job(conn)
         except psycopg.Error as exc:
             raise self._translate(exc, "write the log's notes") from exc
 

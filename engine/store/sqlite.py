@@ -319,15 +319,27 @@ class SqliteEventStore(SqliteReads, SqliteSnapshots):
         stored = await self._fetch("SELECT key, value FROM glam_meta")
         return {str(key): str(value) for key, value in stored}
 
-    async def _write_now(self, notes: Sequence[tuple[str, str]]) -> None:
-        """Write notes before the writer task runs (while opening)."""
+    async def _write_notes(self, notes: Mapping[str, str | None]) -> None:
+        """Write (None: remove) notes in one transaction: directly while opening, through the
+        writer once it runs."""
+
+        async def job(conn: aiosqlite.Connection) -> None:
+            for key, value in notes.items():
+                if value is None:
+                    await conn.execute("DELETE FROM glam_meta WHERE key = ?", (key,))
+                else:
+                    await conn.execute(_NOTE, (key, value))
+
+        if self._writes.running:
+            await self._submit(Pending(job=job))
+            return
         conn = self._writer
         if conn is None:
             return  # read-only: nothing is written
         try:
             await conn.execute("BEGIN IMMEDIATE")
             try:
-                await conn.executemany(_NOTE, notes)
+                await job(conn)
                 await conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
