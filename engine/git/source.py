@@ -103,7 +103,7 @@ class Mirror:
                     if (self.dir / "HEAD").exists():
                         self.repo = Repo(str(self.dir))
                     else:
-                        self.dir.mkdir(parents=True, exist_ok=True)
+                        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
                         self.repo = Repo.init_bare(str(self.dir))
             except Exception as exc:
                 raise SourceUnreachable(

@@ -7,10 +7,13 @@ decisions are here):
   (``Head``), and the log keeps the furthest one in its notes table (``glam_meta``, note
   ``verified``). A store opened by the engine checks, before anything acts on the log, that the
   row at that position still has the hash it had (a rewrite with recomputed hashes changes it)
-  and that the log still reaches it (a deleted tail), then verifies every row after it. Reads
+  and that the log still reaches it (a deleted tail), then verifies every row after it, and
+  again the last ``recheck`` rows before it (10,000 by default, ``$GLAM_RECHECK``; ``all`` for
+  the whole log): the recent events are those of deployments in flight, which the engine is
+  about to act on, and a byte changed there since it was verified is found at start. Reads
   verify any row past the head before it is decoded, and a writer verifies what others appended
-  before it chains a new event onto it. Rows at or before the head are not hashed again: the
-  full walk is ``glam replay --verify``.
+  before it chains a new event onto it. Older rows are not hashed again at start (that would
+  cost more than reading them): the full walk is ``glam replay --verify``.
 - **The chain key** (optional): an HMAC key read from a file named by ``--key-file`` or
   ``$GLAM_CHAIN_KEY_FILE``, never stored in the log. A keyed log (note ``chain``: from which
   position, the key's id, and an HMAC over both) hashes its rows with it (``records.Chain``),
@@ -52,6 +55,8 @@ from engine.store.records import (
 
 ENV_KEY_FILE = "GLAM_CHAIN_KEY_FILE"
 ENV_WITNESS = "GLAM_WITNESS"
+ENV_RECHECK = "GLAM_RECHECK"
+DEFAULT_RECHECK = 10_000
 CHAIN_NOTE = "chain"
 HEAD_NOTE = "verified"
 MAX_KEY_BYTES = 4096
@@ -64,24 +69,26 @@ BROKEN_HINT = (
 
 @dataclass(frozen=True)
 class Integrity:
-    """What a store is given: the chain key and the witness file, each optional."""
+    """What a store is given: the chain key and the witness file, each optional, and how many
+    rows before the verified head the engine verifies again at start."""
 
     key: bytes | None = field(default=None, repr=False)
     key_file: Path | None = None
     witness: Path | None = None
+    recheck: int = DEFAULT_RECHECK
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Integrity:
-        """``$GLAM_CHAIN_KEY_FILE`` and ``$GLAM_WITNESS`` (unset or empty: none)."""
+        """``$GLAM_CHAIN_KEY_FILE``, ``$GLAM_WITNESS`` (unset or empty: none) and
+        ``$GLAM_RECHECK`` (a number of events, or ``all``)."""
         env = os.environ if environ is None else environ
-        return cls.given(
-            key_file=Path(env[ENV_KEY_FILE]) if env.get(ENV_KEY_FILE) else None,
-            witness=Path(env[ENV_WITNESS]) if env.get(ENV_WITNESS) else None,
+        key_file = Path(env[ENV_KEY_FILE]) if env.get(ENV_KEY_FILE) else None
+        return cls(
+            load_key(key_file) if key_file else None,
+            key_file,
+            Path(env[ENV_WITNESS]) if env.get(ENV_WITNESS) else None,
+            _parse_recheck(env.get(ENV_RECHECK, "")),
         )
-
-    @classmethod
-    def given(cls, *, key_file: Path | None = None, witness: Path | None = None) -> Integrity:
-        return cls(load_key(key_file) if key_file else None, key_file, witness)
 
     def override(self, *, key_file: Path | None = None, witness: Path | None = None) -> Integrity:
         """These options, with what the command line gave in place of the environment's."""
@@ -89,7 +96,22 @@ class Integrity:
             load_key(key_file) if key_file else self.key,
             key_file or self.key_file,
             witness or self.witness,
+            self.recheck,
         )
+
+
+def _parse_recheck(text: str) -> int:
+    if not text.strip():
+        return DEFAULT_RECHECK
+    if text.strip() == "all":
+        return 2**62
+    try:
+        return max(0, int(text))
+    except ValueError:
+        raise ConfigError(
+            f"${ENV_RECHECK}={text!r} is neither a number of events nor 'all'",
+            hint=f"e.g. {ENV_RECHECK}=10000, or {ENV_RECHECK}=all to verify the whole log",
+        ) from None
 
 
 def load_key(path: Path) -> bytes:
@@ -444,9 +466,20 @@ class ChainChecks:
     it is decoded."""
 
     _integrity: LogIntegrity
+    _witness: WitnessWriter | None
 
     async def read_rows(self, from_position: int = 1, limit: int | None = None) -> list[StoredRow]:
         raise NotImplementedError
+
+    async def _offer_witness(self, head: Head) -> None:
+        """After a commit that moved the head: hand it to the witness writer, if there is one."""
+        if self._witness is None:
+            return
+        integrity = self._integrity
+        if integrity.first_hash is None:  # the log's first commit: learn which log it is
+            first = await self.read_rows(1, 1)
+            integrity.first_hash = first[0].hash if first else None
+        self._witness.offer(integrity.witness_record(head))
 
     async def last_position(self) -> int:
         raise NotImplementedError
@@ -487,9 +520,23 @@ class ChainChecks:
                 )
         if engine:
             integrity.require_chainable()
+            await self._verify_recent(head)
             verified = await self.verify_up_to(last)
             if verified.position > head.position:
                 await self._write_notes({HEAD_NOTE: integrity.head_note(verified)})
+
+    async def _verify_recent(self, head: Head, *, chunk: int = 10_000) -> None:
+        """Verify again the last ``recheck`` rows up to the verified head, from the hash of
+        the row before them: they must arrive at the head's hash (checked by ``check_head``)."""
+        integrity = self._integrity
+        if head.position == 0:
+            return
+        start = max(0, head.position - integrity.options.recheck)
+        anchor = (await self.read_rows(start, 1))[0] if start else None
+        at = Head(anchor.position, anchor.hash) if anchor else GENESIS
+        while at.position < head.position:
+            rows = await self.read_rows(at.position + 1, min(chunk, head.position - at.position))
+            at = integrity.verify(rows, at)
 
     async def adopt_chain(self, note: str | None) -> None:
         """Make this empty log's chain the one ``note`` describes (a copy of a keyed log

@@ -453,8 +453,7 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites):
                         pending.result = outcome
                 if added is not None:
                     self._integrity.advance(added)
-                    if self._witness is not None:
-                        self._witness.offer(self._integrity.witness_record(added))
+                    await self._offer_witness(added)
                 break
         if appended:
             self._notify()

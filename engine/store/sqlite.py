@@ -426,8 +426,7 @@ class SqliteEventStore(SqliteReads, SqliteSnapshots):
             self._watch.remember()
         if head is not None:
             self._integrity.advance(head)
-            if self._witness is not None:
-                self._witness.offer(self._integrity.witness_record(head))
+            await self._offer_witness(head)
             self._notify()
 
     def _files_problem(self) -> StoreError | None:
