@@ -50,6 +50,7 @@ from engine.store.records import (
     Chain,
     ChainVerifier,
     StoredRow,
+    expected_hash,
     key_id,
 )
 
@@ -163,6 +164,8 @@ class LogIntegrity:
         self.first_hash: str | None = None  # the log's row 1, which names it for the witness
         self.key_new_log = False  # a key was given for an empty log: key it from position 1
         self.raw_chain_note: str | None = None  # as stored (a copy carries it verbatim)
+        self.opened_at = 0  # the verified head the log's notes gave when it was opened
+        self.walked_to = 0  # this store walked the whole chain up to here (replay --verify)
         self._lock = anyio.Lock()
 
     # -- notes -------------------------------------------------------------------------------
@@ -188,6 +191,7 @@ class LogIntegrity:
             self.chain = self.parse_chain(text)
         self.raw_chain_note = text
         self.head = self._parse_head(notes.get(HEAD_NOTE))
+        self.opened_at = self.head.position
 
     def parse_chain(self, text: str) -> Chain:
         try:
@@ -293,6 +297,19 @@ class LogIntegrity:
     def advance(self, head: Head) -> None:
         if head.position > self.head.position:
             self.head = head
+
+    def check_rows(self, values: Sequence[Sequence[Any]]) -> None:
+        """Each row's own hash, for rows at or before the head this store opened at (those
+        after it are chain-verified) and not covered by a walk of this store."""
+        for values_of in values:
+            position = int(values_of[0])
+            if position > self.opened_at:
+                return
+            if position <= self.walked_to or not self.chain.can_check(position):
+                continue
+            row = StoredRow(*values_of)
+            if expected_hash(row, self.chain) != row.hash:
+                raise broken(self.where, position, "its content does not match its hash")
 
     @property
     def lock(self) -> anyio.Lock:
@@ -467,9 +484,14 @@ class ChainChecks:
 
     _integrity: LogIntegrity
     _witness: WitnessWriter | None
+    _check_rows: bool = False  # a reader: see ``_check_values``
 
     async def read_rows(self, from_position: int = 1, limit: int | None = None) -> list[StoredRow]:
         raise NotImplementedError
+
+    @property
+    def integrity(self) -> LogIntegrity:
+        return self._integrity
 
     async def _offer_witness(self, head: Head) -> None:
         """After a commit that moved the head: hand it to the witness writer, if there is one."""
@@ -566,12 +588,17 @@ class ChainChecks:
         return walk.head.position + 1
 
     async def _check_values(self, values: Sequence[Sequence[Any]]) -> None:
-        """``values``: rows as fetched (``COLUMNS`` order), in position order."""
+        """``values``: rows as fetched (``COLUMNS`` order), in position order. A reader
+        (``_check_rows``) also checks each row's own hash at or before the head it opened at,
+        so that what it shows was not changed since: cheap for what it reads, and the
+        engine's store, which reads the whole log at start, checks the recent rows instead."""
         if not values:
             return
         integrity = self._integrity
         head = integrity.head
         top = int(values[-1][0])
+        if self._check_rows:
+            integrity.check_rows(values)
         if top <= head.position:
             return
         fresh = [StoredRow(*row) for row in values if int(row[0]) > head.position]
@@ -621,5 +648,7 @@ async def walk_chain(store: ChainChecks, chain: Chain, *, chunk: int = 10_000) -
                     verifier.unchecked,
                 )
         if len(rows) < chunk:
+            if chain is store.integrity.chain:  # what it then reads needs no second check
+                store.integrity.walked_to = max(store.integrity.walked_to, verifier.position)
             return ChainWalk(None, "", Head(verifier.position, verifier.hash), verifier.unchecked)
         position = rows[-1].position + 1

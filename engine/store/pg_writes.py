@@ -37,10 +37,6 @@ class PgWrites:
         """The last position whose chain this store has verified, and its hash."""
         return self._integrity.head
 
-    @property
-    def integrity(self) -> LogIntegrity:
-        return self._integrity
-
     async def _run_witness(self) -> None:
         assert self._witness is not None
         with self._witness_scope:  # cancelled on close, after the last write is flushed

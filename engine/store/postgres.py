@@ -157,6 +157,7 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites):
         self._connect_timeout = connect_timeout
         self._attempt_timeout = attempt_timeout
         self._exclusive = exclusive and not readonly
+        self._check_rows = readonly
         self._lock_conn: Connection | None = None
         self._lock_scope = anyio.CancelScope()
         self._writer: Connection | None = None

@@ -144,6 +144,7 @@ class SqliteEventStore(SqliteReads, SqliteSnapshots):
         self._poll_interval = poll_interval
         self._check = check
         self._engine = engine and not readonly
+        self._check_rows = readonly
         options = integrity if integrity is not None else Integrity.from_env()
         self._integrity = LogIntegrity(options, str(self.given_path))
         self._witness = (
@@ -172,10 +173,6 @@ class SqliteEventStore(SqliteReads, SqliteSnapshots):
     def head(self) -> Head:
         """The last position whose chain this store has verified, and its hash."""
         return self._integrity.head
-
-    @property
-    def integrity(self) -> LogIntegrity:
-        return self._integrity
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -15,8 +15,10 @@ from engine.cli.main import first_glam_error, main
 from engine.errors import GlamError, SourceError, StoreError
 from engine.events import Metadata, NewEvent
 from engine.events.operator import OPS_STREAM, OperatorCommandIssued
+from engine.store.records import StoredRow
 from engine.store.sqlite import SqliteEventStore
 from engine.testing import FakeProvider
+from tests.store.helpers import HEAD_SQL, REWRITE_SQL, head_params, rewrite_params, rewritten
 
 
 def test_the_first_glam_error_of_nested_groups() -> None:
@@ -39,7 +41,10 @@ def _log_from_a_newer_glam(db: Path) -> None:
 
     anyio.run(seed)
     with sqlite3.connect(db) as con:
-        con.execute("UPDATE events SET type = 'OperatorNoteAdded' WHERE position = 1")
+        stored = StoredRow(*con.execute("SELECT * FROM events").fetchone())
+        [row] = rewritten([stored], 1, type="OperatorNoteAdded")  # hashed as a writer would
+        con.execute(REWRITE_SQL, rewrite_params(row))
+        con.execute(HEAD_SQL, head_params(row))
 
 
 def test_an_error_inside_the_engine_run_exits_with_one_line(

@@ -27,7 +27,14 @@ from engine.events import RecordedEvent
 from engine.ports import NO_STREAM
 from engine.store.lock import EngineLock
 from engine.store.sqlite import SqliteEventStore
-from tests.store.helpers import new_event
+from tests.store.helpers import (
+    HEAD_SQL,
+    REWRITE_SQL,
+    head_params,
+    new_event,
+    rewrite_params,
+    rewritten,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -195,10 +202,16 @@ async def test_file_from_a_newer_glam_is_refused(tmp_path: Path) -> None:
 async def test_undecodable_events_fail_loudly(
     tmp_path: Path, column: str, value: object, message: str
 ) -> None:
+    """A row a newer glam wrote (its hashes right, its type or version unknown here)."""
     db = tmp_path / "glam.db"
     await _fill(db, 3)
+    async with SqliteEventStore(db, readonly=True) as store:
+        stored = await store.read_rows()
     conn = sqlite3.connect(db)
-    conn.execute(f"UPDATE events SET {column} = ? WHERE position = 2", (value,))  # noqa: S608
+    changed = rewritten(stored, 2, **{column: value})
+    for row in changed:
+        conn.execute(REWRITE_SQL, rewrite_params(row))
+    conn.execute(HEAD_SQL, head_params(changed[-1]))
     conn.commit()
     conn.close()
     async with SqliteEventStore(db, readonly=True) as store:
