@@ -1,0 +1,186 @@
+"""A seeded random-kill fuzz of ``glam run``, beside the fixed crash matrix (``test_crash``).
+
+Each seed is one function in a repository and database of its own. It is deployed, then
+changed a few times with a strategy drawn at random (CANARY or LINEAR at a random percent, or
+ALL_AT_ONCE), and for each change ``glam run --once`` is started as a child and SIGKILLed at
+random moments (during start-up, a shift, a bake, a publish: wherever the draw falls), a few
+times in a row, before one run is let finish. After every kill ``glam replay --verify`` must
+pass; at the end, read from the embedded AWS and its journal (never from glam's own log):
+
+- the alias is on the version the last deployment published, with no routing left;
+- every deployment published exactly one version, and only the last one remains;
+- no delete of a version an alias or its routing referenced was even attempted;
+- no UpdateAlias ever asked for ``$LATEST`` in routing, two extra versions, or a weight
+  outside [0, 1] (checked on what was asked, not on what the emulator let through).
+
+The draws come from ``random.Random(seed)``, so a failing seed is replayed by running it
+again (the kill times then fall near, not exactly at, the same moments: the child's speed
+varies). ``GLAM_FUZZ_SEEDS`` sets how many seeds run (default 3, a minute or so);
+``GLAM_FUZZ_FIRST_SEED`` where they start.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from engine.local import LocalAwsThread
+from engine.local.account import build_account
+from engine.saga.state import version_marker
+from tests.chaos.support import (
+    ROOT,
+    Case,
+    effective_publishes,
+    read_aws,
+    referenced_deletes,
+    replay_verify,
+    version_of,
+)
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration, pytest.mark.slow]
+
+SEEDS = int(os.environ.get("GLAM_FUZZ_SEEDS", "3"))
+FIRST_SEED = int(os.environ.get("GLAM_FUZZ_FIRST_SEED", "1"))
+CHANGES = 2  # deployments after the first, per seed
+PARALLEL = 3
+
+
+def strategy(rng: random.Random) -> dict[str, Any]:
+    kind = rng.choice(["CANARY", "LINEAR", "ALL_AT_ONCE"])
+    if kind == "ALL_AT_ONCE":
+        return {"type": kind, "waitInterval": 1}
+    return {"type": kind, "percent": rng.choice([20, 34, 50]), "waitInterval": 1}
+
+
+@dataclass
+class Fuzz:
+    seed: int
+    case: Case
+    rng: random.Random
+    verifying: anyio.Lock  # `replay --verify` runs the CLI in-process: one at a time
+    story: list[str] = field(default_factory=list)  # what happened, to replay a failure
+    problems: list[str] = field(default_factory=list)
+
+
+async def run_and_kill(case: Case, after: float | None) -> int | None:
+    """``glam run --once`` as a child, SIGKILLed ``after`` seconds in (None: let it finish);
+    its exit code if it ended by itself, None if it was killed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GLAM_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    args = [sys.executable, "-m", "engine", "run", "--repo", str(case.repo.path),
+            "--db", str(case.db), "--endpoint-url", case.endpoint_url, "--region", case.region,
+            "--once"]  # fmt: skip
+    async with await anyio.open_process(
+        args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    ) as process:
+        with anyio.move_on_after(90 if after is None else after):
+            return await process.wait()
+        process.kill()
+        await process.wait()
+        return None
+
+
+async def fuzz(aws: LocalAwsThread, fuzz: Fuzz) -> None:
+    case, rng = fuzz.case, fuzz.rng
+    case.write(code="blue", batch=None, traffic={"type": "ALL_AT_ONCE", "waitInterval": 1})
+    case.repo.commit("first")
+    report = await case.run_in_process()
+    if report.exit_code != 0:
+        fuzz.problems.append(f"the first deployment failed: {report}")
+        return
+    for change in range(1, CHANGES + 1):
+        chosen = strategy(rng)
+        memory = rng.choice([128, 192, 256, 320])
+        case.write(code=rng.choice(["blue", "green"]), memory=memory, batch=None, traffic=chosen)
+        case.repo.commit(f"change {change}")
+        fuzz.story.append(f"change {change}: {chosen}, memory {memory}")
+        for _ in range(rng.randint(1, 3)):
+            after = round(rng.uniform(0.3, 8.0), 2)
+            code = await run_and_kill(case, after)
+            fuzz.story.append(f"  kill -9 at {after}s" if code is None else f"  ended {code}")
+            async with fuzz.verifying:
+                verified, output = await anyio.to_thread.run_sync(replay_verify, case.db)
+            if verified != 0:
+                fuzz.problems.append(f"replay --verify after the kill at {after}s: {output}")
+                return
+        code = await run_and_kill(case, None)
+        fuzz.story.append(f"  restarted, ended {code}")
+        if code != 0:
+            fuzz.problems.append(f"change {change}: the run after the kills exited {code}")
+            return
+    fuzz.problems += await converged(aws, case)
+
+
+async def converged(aws: LocalAwsThread, case: Case) -> list[str]:
+    found = []
+    deployments = await case.deployments()
+    view = await read_aws(aws, case.name)
+    last = await version_of(aws, case.name, deployments[-1])
+    if view.alias != (last, {}):
+        found.append(f"alias is {view.alias}, expected ({last!r}, {{}})")
+    if view.markers != {version_marker(deployments[-1]): 1}:
+        found.append(f"versions left {view.markers}, only the last deployment's one wanted")
+    publishes = effective_publishes(aws, case.name)
+    if len(publishes) != len(deployments):
+        found.append(f"{len(publishes)} versions published for {len(deployments)} deployments")
+    deletes = referenced_deletes(aws, case.name)
+    found += [f"referenced version delete attempted: {d}" for d in deletes]
+    for entry in aws.journal.calls("UpdateAlias", function=case.name):
+        weights = entry.routing or {}
+        if "$LATEST" in weights or any(not 0 <= w <= 1 for w in weights.values()):
+            found.append(f"UpdateAlias asked for routing {weights} (seq {entry.seq})")
+        if len(weights) > 1:
+            found.append(f"UpdateAlias asked for two extra versions {weights} (seq {entry.seq})")
+    return found
+
+
+@pytest.mark.timeout(600)
+async def test_random_kills_during_random_strategies_converge(
+    local_aws: LocalAwsThread, tmp_path: Path
+) -> None:
+    outputs = await build_account(local_aws.endpoint_url, region=local_aws.region)
+    local_aws.journal.clear()
+    verifying = anyio.Lock()
+    runs = [
+        Fuzz(
+            seed,
+            Case(
+                f"fuzz{seed}",
+                tmp_path / f"seed{seed}",
+                outputs,
+                local_aws.endpoint_url,
+                local_aws.region,
+            ),
+            random.Random(seed),
+            verifying,
+        )
+        for seed in range(FIRST_SEED, FIRST_SEED + SEEDS)
+    ]
+    limiter = anyio.CapacityLimiter(PARALLEL)
+
+    async def one(run: Fuzz) -> None:
+        async with limiter:
+            await fuzz(local_aws, run)
+
+    async with anyio.create_task_group() as tg:
+        for run in runs:
+            tg.start_soon(one, run)
+    broken = [run for run in runs if run.problems]
+    report = "\n".join(
+        f"seed {run.seed} (GLAM_FUZZ_FIRST_SEED={run.seed} GLAM_FUZZ_SEEDS=1):\n"
+        + "\n".join(run.story)
+        + "\n"
+        + "\n".join(f"  PROBLEM {p}" for p in run.problems)
+        for run in broken
+    )
+    assert not broken, f"{len(broken)} of {len(runs)} seeds broke:\n{report}"
+    kills = sum("kill -9" in line for run in runs for line in run.story)
+    assert kills >= SEEDS  # the draws did interrupt engines, not only watch them finish
