@@ -385,8 +385,8 @@ class Witness:
         with self._lock:
             self._serial += 1
             tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{self._serial}.tmp")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 try:
                     os.write(fd, text.encode() + b"\n")

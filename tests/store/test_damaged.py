@@ -114,3 +114,30 @@ def test_the_engine_refuses_to_start_on_a_damaged_log(
     assert_one_line(output)
     assert "transaction" not in output
     assert not repo.exists()
+
+
+def test_plan_on_an_unreadable_log_is_not_a_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``glam plan --db`` on a log it cannot read exits 3 (could not read), never 1, which a
+    CI gate reads as "changes"."""
+    from tests.repo.gitrepo import GitRepo, function_files
+
+    db = tmp_path / "glam.db"
+
+    async def build() -> None:
+        async with SqliteEventStore(db) as store:
+            await store.append("s", [new_event()])
+
+    anyio.run(build)
+    conn = sqlite3.connect(db)
+    conn.execute(DAMAGES["unknown-type"], (1,))
+    conn.commit()
+    conn.close()
+    repo = GitRepo(tmp_path / "repo")
+    function_files(repo, "fns/a/a", "fn-a")
+    repo.commit("one function")
+    code, output = glam(monkeypatch, capsys, "plan", "--repo", str(repo.path), "--db", str(db))
+    assert code == 3, output
+    assert "position 1" in output
+    assert "Traceback" not in output

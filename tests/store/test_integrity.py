@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 import pytest
 
+from engine.cli.main import first_glam_error
 from engine.errors import StoreCorrupt, StoreError
 from engine.store import open_store
 from engine.store.copy import copy_log, log_info
@@ -315,3 +316,21 @@ async def test_a_burst_of_commits_costs_few_witness_writes(tmp_path: Path) -> No
     assert record.position == 300  # the last head is written when the store closes
     assert writes <= s.commits
     assert oct(witness.stat().st_mode & 0o777) == "0o600"
+
+
+async def test_a_witness_that_cannot_be_written_stops_the_writer(tmp_path: Path) -> None:
+    """Rather than run unwitnessed: the error leaves the store (and so stops the engine)."""
+    witness = tmp_path / "gone" / "glam.witness"
+
+    async def write_once_the_folder_is_a_file() -> None:
+        options = integrity(witness=witness)
+        async with SqliteEventStore(tmp_path / "glam.db", integrity=options) as store:
+            (tmp_path / "gone").write_text("a file where the witness's folder was")
+            await store.append("s", [new_event()])
+            await anyio.sleep(5)
+
+    with pytest.raises(BaseException) as raised:
+        await write_once_the_folder_is_a_file()
+    found = first_glam_error(raised.value)
+    assert isinstance(found, StoreError), repr(raised.value)
+    assert "cannot write the witness" in found.message
