@@ -17,6 +17,7 @@ from engine.local import LocalAwsThread
 from engine.runtime.clock import SystemClock
 from engine.runtime.engine import Engine, first_account
 from tests.runtime.support import Setup, outcomes, write_function
+from tests.store.helpers import until
 
 pytestmark = pytest.mark.anyio
 
@@ -75,16 +76,20 @@ async def test_the_engine_starts_and_deploys_once_sts_answers(
     setup.repo.commit("add orders")
     local_aws.set_faults(f"GetCallerIdentity:{fault}")
 
+    def refused() -> int:
+        return len([e for e in local_aws.journal.calls("GetCallerIdentity") if e.fault])
+
     async def clear_later() -> None:
-        await anyio.sleep(2.0)
+        # Once the engine was refused twice (it kept asking), AWS answers again.
+        with anyio.fail_after(30):
+            await until(lambda: refused() >= 2, step=0.05)
         local_aws.set_faults("")
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(clear_later)
         report = await setup.run_once()
     assert outcomes(report) == ["succeeded"]
-    refused = [e for e in local_aws.journal.calls("GetCallerIdentity") if e.fault]
-    assert len(refused) >= 2  # it was refused, more than once, and kept asking
+    assert refused() >= 2
 
 
 # -- the clock jumping during a bake -----------------------------------------------------------
