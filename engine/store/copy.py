@@ -23,7 +23,8 @@ import anyio
 
 from engine.errors import StoreCorrupt, StoreError
 from engine.store import describe_target, is_postgres_url, make_store
-from engine.store.integrity import Integrity, Witness
+from engine.store.integrity import Integrity
+from engine.store.witness import Witness
 
 if TYPE_CHECKING:
     from engine.store import Store

@@ -32,10 +32,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +51,15 @@ from engine.store.records import (
     expected_hash,
     key_id,
 )
+from engine.store.witness import (
+    ENV_WITNESS,
+    Witness,
+    WitnessRecord,
+    WitnessWriter,
+    check_witness,
+)
 
 ENV_KEY_FILE = "GLAM_CHAIN_KEY_FILE"
-ENV_WITNESS = "GLAM_WITNESS"
 ENV_RECHECK = "GLAM_RECHECK"
 DEFAULT_RECHECK = 10_000
 CHAIN_NOTE = "chain"
@@ -166,7 +170,6 @@ class LogIntegrity:
         self.raw_chain_note: str | None = None  # as stored (a copy carries it verbatim)
         self.opened_at = 0  # the verified head the log's notes gave when it was opened
         self.walked_to = 0  # this store walked the whole chain up to here (replay --verify)
-        self._lock = anyio.Lock()
 
     # -- notes -------------------------------------------------------------------------------
 
@@ -311,11 +314,6 @@ class LogIntegrity:
             if expected_hash(row, self.chain) != row.hash:
                 raise broken(self.where, position, "its content does not match its hash")
 
-    @property
-    def lock(self) -> anyio.Lock:
-        """Held while rows past the head are fetched and verified, so each is verified once."""
-        return self._lock
-
     def witness_record(self, head: Head) -> WitnessRecord | None:
         if self.first_hash is None or head.position == 0:
             return None
@@ -328,153 +326,6 @@ def _chain_text(keyed_from: int, stored_id: str) -> str:
 
 def _head_text(head: Head) -> str:
     return f"glam chain verified to {head.position} {head.hash}"
-
-
-# -- the witness ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class WitnessRecord:
-    """What a witness holds: which log (its first hash) and how far it reached."""
-
-    log: str
-    position: int
-    hash: str
-
-
-class Witness:
-    """A witness file: written whole each time (a temporary file made durable, then renamed
-    over the old one), so a crash leaves the old record or the new one, never half of one."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        self._serial = 0
-
-    def read(self) -> WitnessRecord | None:
-        try:
-            text = self.path.read_text()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise StoreError(
-                f"cannot read the witness {self.path} ({exc.strerror or exc})",
-                hint=f"check --witness / ${ENV_WITNESS} and the file's permissions",
-            ) from None
-        try:
-            note = json.loads(text)
-            return WitnessRecord(str(note["log"]), int(note["position"]), str(note["hash"]))
-        except (ValueError, KeyError, TypeError):
-            raise StoreError(
-                f"the witness {self.path} is not a glam witness",
-                hint="point --witness / $GLAM_WITNESS at the file glam writes, or remove it "
-                "to start a new one",
-            ) from None
-
-    def write(self, record: WitnessRecord) -> None:
-        text = json.dumps(
-            {
-                "glam_witness": 1,
-                "log": record.log,
-                "position": record.position,
-                "hash": record.hash,
-                "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            },
-            sort_keys=True,
-        )
-        with self._lock:
-            self._serial += 1
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{self._serial}.tmp")
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                try:
-                    os.write(fd, text.encode() + b"\n")
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                os.replace(tmp, self.path)
-            except OSError as exc:
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
-                raise StoreError(
-                    f"cannot write the witness {self.path} ({exc.strerror or exc})",
-                    hint="free space or fix the permissions there; the engine stops rather "
-                    "than run unwitnessed",
-                ) from None
-
-
-def check_witness(
-    record: WitnessRecord | None,
-    *,
-    where: str,
-    witness: Path,
-    last_position: int,
-    first: StoredRow | None,
-    at: StoredRow | None,
-) -> None:
-    """Refuse a log that is behind its witness, or differs from it. ``first`` and ``at`` are
-    the log's rows at position 1 and at the witnessed position (None where it has none)."""
-    if record is None:
-        return
-    hint = (
-        "restore the log from a backup that reaches the witnessed position; if the log was "
-        f"rolled back on purpose, move the witness {witness} aside to start a new one"
-    )
-    if first is not None and first.hash != record.log:
-        raise StoreCorrupt(
-            f"{where} is not the log its witness {witness} saw (another log, or one rewritten "
-            "from its first event)",
-            hint=hint,
-        )
-    if at is None or last_position < record.position:
-        raise StoreCorrupt(
-            f"{where} ends at position {last_position}, behind its witness {witness}, which saw "
-            f"position {record.position}: its last events were deleted",
-            hint=hint,
-        )
-    if at.hash != record.hash:
-        raise StoreCorrupt(
-            f"{where} differs from its witness {witness} at position {record.position}: the "
-            "log was rewritten",
-            hint=hint,
-        )
-
-
-class WitnessWriter:
-    """Brings a witness up to date after commits, off the writer's path: one write at a time,
-    and the latest head offered replaces one not yet written, so a burst of commits costs a
-    few writes. ``run`` is a task of the store; ``flush`` writes what is left when it closes.
-    A write that fails stops the store (the error leaves ``run``)."""
-
-    def __init__(self, witness: Witness) -> None:
-        self.witness = witness
-        self.writes = 0
-        self._pending: WitnessRecord | None = None
-        self._wake = anyio.Event()
-        self._lock = anyio.Lock()
-
-    def offer(self, record: WitnessRecord | None) -> None:
-        if record is not None:
-            self._pending = record
-            self._wake.set()
-
-    async def run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake = anyio.Event()
-            await self._write_pending()
-
-    async def flush(self) -> None:
-        with anyio.CancelScope(shield=True):
-            await self._write_pending()
-
-    async def _write_pending(self) -> None:
-        async with self._lock:
-            record, self._pending = self._pending, None
-            if record is not None:
-                await anyio.to_thread.run_sync(self.witness.write, record)
-                self.writes += 1
 
 
 class ChainChecks:
@@ -493,14 +344,22 @@ class ChainChecks:
     def integrity(self) -> LogIntegrity:
         return self._integrity
 
+    @property
+    def head(self) -> Head:
+        """The last position whose chain this store has verified, and its hash."""
+        return self._integrity.head
+
     async def _offer_witness(self, head: Head) -> None:
         """After a commit that moved the head: hand it to the witness writer, if there is one."""
         if self._witness is None:
             return
         integrity = self._integrity
         if integrity.first_hash is None:  # the log's first commit: learn which log it is
-            first = await self.read_rows(1, 1)
-            integrity.first_hash = first[0].hash if first else None
+            # The commit is done: a failed read must not make it look failed (the next
+            # commit learns it instead).
+            with contextlib.suppress(StoreError):
+                first = await self.read_rows(1, 1)
+                integrity.first_hash = first[0].hash if first else None
         self._witness.offer(integrity.witness_record(head))
 
     async def last_position(self) -> int:

@@ -9,8 +9,9 @@ lock's descriptor stays open until the store is closed, because closing any desc
 file would drop this process's POSIX locks on it.
 
 A process that only reads may ask whether an engine holds the lock
-(``engine.store.sqlite_files.engine_is_running``) by taking a shared lock for an instant, so
-taking the engine lock tries again for a moment before it calls the log taken.
+(``engine.store.sqlite_files.engine_is_running``: from ``/proc/locks``, or where there is none
+by taking a shared lock for an instant), so taking the engine lock tries again for a moment
+before it calls the log taken.
 """
 
 from __future__ import annotations
@@ -79,17 +80,8 @@ class EngineLock:
 
 
 def _lock_owner(fd: int) -> str:
-    """The pid holding an exclusive flock on ``fd``'s file, from ``/proc/locks`` (Linux), or
-    "unknown"."""
-    stat = os.fstat(fd)
-    device = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino}"
+    """The pid holding the lock on ``fd``'s file, or "unknown"."""
     try:
-        lines = Path("/proc/locks").read_text().splitlines()
+        return sqlite_files.flock_owner(os.fstat(fd)) or "unknown"
     except OSError:
         return "unknown"
-    for line in lines:
-        fields = line.split()
-        # "1: FLOCK  ADVISORY  WRITE 12345 08:01:1234 0 EOF"
-        if len(fields) >= 6 and fields[1:4:2] == ["FLOCK", "WRITE"] and fields[5] == device:
-            return fields[4]
-    return "unknown"

@@ -14,9 +14,10 @@ from typing import Any
 import anyio
 
 from engine.store.batching import Pending
-from engine.store.integrity import Head, LogIntegrity, WitnessWriter
+from engine.store.integrity import Head, LogIntegrity
 from engine.store.pg_log import APPEND_LOCK, CHANNEL, rows_to_import
 from engine.store.records import COLUMNS, GENESIS_HASH, StoredRow
+from engine.store.witness import WitnessWriter
 
 
 class PgWrites:
@@ -31,11 +32,6 @@ class PgWrites:
 
     def _notify(self) -> None:
         raise NotImplementedError
-
-    @property
-    def head(self) -> Head:
-        """The last position whose chain this store has verified, and its hash."""
-        return self._integrity.head
 
     async def _run_witness(self) -> None:
         assert self._witness is not None

@@ -58,8 +58,6 @@ from engine.store.integrity import (
     Head,
     Integrity,
     LogIntegrity,
-    Witness,
-    WitnessWriter,
 )
 from engine.store.pg_log import APPEND_LOCK, CHANNEL, NOTE_UPSERT, LogReads
 from engine.store.pg_views import ViewRows, create_snapshot_tables
@@ -72,6 +70,7 @@ from engine.store.records import (
     plan_batch,
     to_recorded,
 )
+from engine.store.witness import Witness, WitnessWriter
 
 MAX_BATCH = 2_000
 

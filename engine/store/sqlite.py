@@ -48,8 +48,6 @@ from engine.store.integrity import (
     Head,
     Integrity,
     LogIntegrity,
-    Witness,
-    WitnessWriter,
 )
 from engine.store.records import (
     COLUMNS,
@@ -75,6 +73,7 @@ from engine.store.sqlite_snapshots import (
     drop_snapshots,
     write_snapshot,
 )
+from engine.store.witness import Witness, WitnessWriter
 
 BUSY_TIMEOUT_MS = 10_000
 # Above this size the full integrity check at open takes too long; quick_check still reads
@@ -119,10 +118,12 @@ class SqliteEventStore(SqliteReads, SqliteSnapshots):
     integrity check (``StoreCorrupt``), is not a glam log (``StoreCorrupt``) or was written by
     a newer glam (``StoreTooNew``); it never tries to repair anything.
 
-    ``integrity`` is the chain key and the witness (default: from ``$GLAM_CHAIN_KEY_FILE`` and
-    ``$GLAM_WITNESS``). ``engine=True`` is the engine's own store, which holds the engine lock
-    (``engine.store.lock``): it verifies the chain from the verified head to the end before it
-    returns from ``__aenter__``, so nothing acts on a log that does not verify.
+    ``integrity`` is the chain key, the witness and how many rows the engine checks again
+    (default: from ``$GLAM_CHAIN_KEY_FILE``, ``$GLAM_WITNESS`` and ``$GLAM_RECHECK``).
+    ``engine=True`` is the engine's own store, which holds the engine lock
+    (``engine.store.lock``): before ``__aenter__`` returns it verifies the chain from the
+    verified head to the end, and the last rows before it, so nothing acts on a log that does
+    not verify. A read-only store checks each event it decodes against its own hash.
     """
 
     def __init__(
@@ -168,11 +169,6 @@ class SqliteEventStore(SqliteReads, SqliteSnapshots):
     def open(cls, path: str | Path, **options: Any) -> SqliteEventStore:
         """Same as the constructor; reads well as ``async with SqliteEventStore.open(p):``."""
         return cls(path, **options)
-
-    @property
-    def head(self) -> Head:
-        """The last position whose chain this store has verified, and its hash."""
-        return self._integrity.head
 
     # -- lifecycle -------------------------------------------------------------------------
 
