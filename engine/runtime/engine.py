@@ -63,7 +63,7 @@ from engine.metrics import NO_METRICS, MeteredStore, Metrics
 from engine.ports import Clock, ProjectionStore, RepoSource
 from engine.registry import Registered
 from engine.runtime.added import AddedRepositories
-from engine.runtime.clock import SystemClock
+from engine.runtime.clock import SYSTEM_CLOCK, SystemClock
 from engine.runtime.drift import DEFAULT_DRIFT_INTERVAL, DriftSweep
 from engine.runtime.failpoints import Failpoints
 from engine.runtime.fleet import Fleet, Watch
@@ -261,7 +261,7 @@ class Engine:
                 metrics=self.metrics,
             )
             self._stack.push_async_callback(self._ports.aclose)
-            self.account = await first_account(self._ports)
+            self.account = await first_account(self._ports, clock=self.clock)
             self._check_accounts(self.config)
             self._tokens = TokenResolver(secrets=self._ports.secrets())
         except BaseException:
@@ -625,12 +625,13 @@ async def first_account(
     *,
     retry_for: float = START_RETRY_FOR,
     backoff: tuple[float, float] = START_BACKOFF,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> str:
     """The account of the credentials, asked until AWS answers. A throttle, a 5xx or a network
     error is weather: logged as such and retried with jittered backoff for up to
-    ``retry_for`` seconds. An error that cannot clear (credentials refused) ends the start at
-    once."""
-    deadline = anyio.current_time() + retry_for
+    ``retry_for`` seconds of ``clock``. An error that cannot clear (credentials refused) ends
+    the start at once."""
+    deadline = clock.monotonic() + retry_for
     delay, longest = backoff
     attempt = 1
     while True:
@@ -638,7 +639,7 @@ async def first_account(
             return await ports.account()
         except AwsError as exc:
             wait = delay * random.uniform(0.5, 1.0)
-            if not exc.retryable or anyio.current_time() + wait > deadline:
+            if not exc.retryable or clock.monotonic() + wait > deadline:
                 raise
             log.warning(
                 "AWS did not answer at start-up (attempt %d: %s); retrying in %.1f s",
@@ -646,6 +647,6 @@ async def first_account(
                 exc.message,
                 wait,
             )
-        await anyio.sleep(wait)
+        await clock.sleep(wait)
         delay = min(delay * 2, longest)
         attempt += 1

@@ -225,7 +225,7 @@ async def log_info(target: str | Path, *, integrity: Integrity | None = None) ->
             "verified_to": verified_to,
             "keyed_from": chain.keyed_from,
             "key_id": chain.key_id,
-            "witness": _witness_line(options),
+            "witness": await anyio.to_thread.run_sync(_witness_line, options),
         }
         if is_postgres_url(target):
             from engine.store.postgres import PostgresEventStore
@@ -264,6 +264,7 @@ def _size_on_disk(path: Path) -> int:
 
 
 def _witness_line(options: Integrity) -> str:
+    """What the witness saw (reads its file: run in a worker thread)."""
     if options.witness is None:
         return ""
     record = Witness(options.witness).read()

@@ -376,8 +376,14 @@ class ChainChecks:
         """Load the chain's notes and check the log against them and the witness; the engine's
         store also verifies everything past the verified head, before anything acts on it."""
         integrity = self._integrity
+        # Read in the order the log's writers advance them (the witness after a commit, the
+        # head note in it, the events before it), so a writer committing meanwhile can only
+        # make the later reads newer, never a record look ahead of the log.
+        witness = integrity.options.witness
+        record = await anyio.to_thread.run_sync(Witness(witness).read) if witness else None
+        notes = await self._read_notes()
         last = await self.last_position()
-        integrity.load(await self._read_notes(), writable=writable, last_position=last)
+        integrity.load(notes, writable=writable, last_position=last)
         if integrity.key_new_log:
             integrity.raw_chain_note = integrity.chain_note()
             await self._write_notes({CHAIN_NOTE: integrity.raw_chain_note})
@@ -386,19 +392,16 @@ class ChainChecks:
         integrity.check_head(at_head[0] if at_head else None, last)
         first = await self.read_rows(1, 1)
         integrity.first_hash = first[0].hash if first else None
-        witness = integrity.options.witness
-        if witness is not None:
-            record = await anyio.to_thread.run_sync(Witness(witness).read)
-            if record is not None:
-                at = await self.read_rows(record.position, 1)
-                check_witness(
-                    record,
-                    where=integrity.where,
-                    witness=witness,
-                    last_position=last,
-                    first=first[0] if first else None,
-                    at=at[0] if at else None,
-                )
+        if witness is not None and record is not None:
+            at = await self.read_rows(record.position, 1)
+            check_witness(
+                record,
+                where=integrity.where,
+                witness=witness,
+                last_position=last,
+                first=first[0] if first else None,
+                at=at[0] if at else None,
+            )
         if engine:
             integrity.require_chainable()
             await self._verify_recent(head)

@@ -33,7 +33,8 @@ class EngineLock:
     database file (and its folder) is created, private, if it does not exist yet."""
 
     def __init__(self, db_path: str | Path) -> None:
-        self.path = sqlite_files.resolve(db_path)
+        self.given_path = Path(db_path)
+        self.path = self.given_path  # its own name (links resolved) once acquired
         self._fd: int | None = None
 
     @property
@@ -41,6 +42,7 @@ class EngineLock:
         return self._fd
 
     def acquire(self) -> None:
+        self.path = sqlite_files.resolve(self.given_path)
         sqlite_files.prepare(self.path, create=True)
         fd = os.open(self.path, os.O_RDWR)
         deadline = time.monotonic() + RETRY_FOR

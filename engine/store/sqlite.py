@@ -139,7 +139,7 @@ class SqliteEventStore(SqliteReads, SqliteSnapshots):
         engine: bool = False,
     ) -> None:
         self.given_path = Path(path)
-        self.path = sqlite_files.resolve(path)
+        self.path = self.given_path  # its own name (links resolved) once opened
         self.readonly = readonly
         self._now = now
         self._poll_interval = poll_interval
@@ -231,6 +231,8 @@ class SqliteEventStore(SqliteReads, SqliteSnapshots):
         self._writer = self._reader = None
 
     async def _connect(self) -> None:
+        # File system calls in a worker thread: they can block (a network disk).
+        self.path = await anyio.to_thread.run_sync(sqlite_files.resolve, self.given_path)
         try:
             if self.readonly:
                 if not await anyio.to_thread.run_sync(self.path.is_file):
@@ -243,7 +245,6 @@ class SqliteEventStore(SqliteReads, SqliteSnapshots):
                 await self._check_format(self._reader, may_create=False)
                 await self._reader.execute("PRAGMA query_only = 1")
                 return
-            # File system calls in a worker thread: they can block (a network disk).
             await anyio.to_thread.run_sync(
                 functools.partial(sqlite_files.prepare, self.path, create=True)
             )
@@ -261,13 +262,13 @@ class SqliteEventStore(SqliteReads, SqliteSnapshots):
                 if pragma.startswith("busy"):
                     await self._check_format(self._writer, may_create=True)
             await create_snapshot_tables(self._writer)  # a log from before snapshots lacks them
-            self._watch = sqlite_files.WalWatch(self.path)
-            self._watch.remember()
+            self._watch = await anyio.to_thread.run_sync(sqlite_files.WalWatch, self.path)
+            await anyio.to_thread.run_sync(self._watch.remember)
             self._reader = await aiosqlite.connect(self.path, isolation_level=None)
             await self._reader.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             await self._reader.execute("PRAGMA query_only = 1")
         except sqlite3.Error as exc:
-            raise sqlite_files.describe(exc, self.path, "open") from exc
+            raise await sqlite_files.described(exc, self.path, "open") from exc
 
     async def _check_format(self, conn: aiosqlite.Connection, *, may_create: bool) -> None:
         app_id = await self._scalar(conn, "PRAGMA application_id")
@@ -339,7 +340,7 @@ class SqliteEventStore(SqliteReads, SqliteSnapshots):
                     await conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            raise sqlite_files.describe(exc, self.path, "write to") from exc
+            raise await sqlite_files.described(exc, self.path, "write to") from exc
 
     @staticmethod
     async def _scalar(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -368,7 +369,7 @@ class SqliteEventStore(SqliteReads, SqliteSnapshots):
 
     async def _run_batch(self, batch: list[Pending]) -> None:
         error = self._failed
-        if error is None and (lost := self._files_problem()) is not None:
+        if error is None and (lost := await self._files_problem()) is not None:
             await self._rescue()
             error = lost
         if error is not None:
@@ -399,7 +400,7 @@ class SqliteEventStore(SqliteReads, SqliteSnapshots):
                     await conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            error = sqlite_files.describe(exc, self.path, "write to")
+            error = await sqlite_files.described(exc, self.path, "write to")
             if not error.retryable:
                 self._failed = StoreError(
                     error.message + "; glam writes nothing more until it is started again",
@@ -415,18 +416,19 @@ class SqliteEventStore(SqliteReads, SqliteSnapshots):
                 pending.error = exc
             return
         self.commits += 1
-        if self._watch is not None:
-            self._watch.remember()
+        if self._watch is not None and not self._watch.remembered:
+            await anyio.to_thread.run_sync(self._watch.remember)
         if head is not None:
             self._integrity.advance(head)
             await self._offer_witness(head)
             self._notify()
 
-    def _files_problem(self) -> StoreError | None:
+    async def _files_problem(self) -> StoreError | None:
         """A deleted or replaced ``-wal`` (or file): what this store wrote is copied into the
         main file while it still can be (a checkpoint through the open connection), and every
-        later write is refused."""
-        problem = self._watch.problem() if self._watch is not None else None
+        later write is refused. Two ``stat`` calls, in a worker thread, before each batch."""
+        watch = self._watch
+        problem = await anyio.to_thread.run_sync(watch.problem) if watch is not None else None
         if problem is None:
             return None
         self._failed = sqlite_files.wal_lost_error(problem)
@@ -514,7 +516,7 @@ class SqliteEventStore(SqliteReads, SqliteSnapshots):
                 located = await anyio.to_thread.run_sync(self._locate_bad_text, sql, params)
                 if located is not None:
                     raise located from None
-            raise sqlite_files.describe(exc, self.path, "read") from None
+            raise await sqlite_files.described(exc, self.path, "read") from None
 
     def _locate_bad_text(self, sql: str, params: Sequence[Any]) -> EventDecodeError | None:
         """The row of an events query whose stored text is not UTF-8 (a damaged byte), read

@@ -29,6 +29,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+import anyio
+
 from engine.errors import StoreCorrupt, StoreError
 
 # Below this much free space a failed write or open is put down to a full disk.
@@ -111,6 +113,12 @@ def low_on_space(path: Path) -> bool:
     return stat.f_bavail * stat.f_frsize < LOW_SPACE_BYTES
 
 
+async def described(exc: sqlite3.Error, path: Path, doing: str) -> StoreError:
+    """``describe`` for async code, in a worker thread: it may ask the file system how much
+    space is left."""
+    return await anyio.to_thread.run_sync(describe, exc, path, doing)
+
+
 def describe(exc: sqlite3.Error, path: Path, doing: str) -> StoreError:
     """``exc`` as a ``StoreError`` saying what happened to ``path`` while ``doing`` and what to
     do. Never sqlite3's own text where it may quote stored data."""
@@ -154,13 +162,18 @@ def describe(exc: sqlite3.Error, path: Path, doing: str) -> StoreError:
 class WalWatch:
     """Notices the log's files deleted or replaced under a store that writes to them: the
     main file (compared with the inode it was opened as) and the ``-wal`` (remembered once it
-    exists)."""
+    exists). Each call reads the file system: run it in a worker thread."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.wal = Path(f"{path}-wal")
         self._inode = _inode(path)
         self._wal_inode: int | None = None
+
+    @property
+    def remembered(self) -> bool:
+        """Whether the ``-wal`` is known (``remember`` has nothing more to do)."""
+        return self._wal_inode is not None
 
     def remember(self) -> None:
         """Call after a commit: from the first one on, the ``-wal`` exists."""

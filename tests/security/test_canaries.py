@@ -95,10 +95,11 @@ async def glam(*args: str, extra_env: dict[str, str] | None = None) -> tuple[int
     return done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode()
 
 
-async def test_no_secret_reaches_any_sink(local_aws: LocalAwsThread, tmp_path: Path) -> None:
-    from engine.local.account import build_account
-
-    outputs = await build_account(local_aws.endpoint_url, region=local_aws.region)
+@pytest.mark.slow  # some twenty glam processes, one after another
+async def test_no_secret_reaches_any_sink(
+    local_aws: LocalAwsThread, demo_account: dict[str, Any], tmp_path: Path
+) -> None:
+    outputs = demo_account
     repo = GitRepo(tmp_path / "repo")
     _write_function(repo, outputs)
     repo.commit("a function with secrets in its environment")
@@ -156,11 +157,9 @@ async def test_no_secret_reaches_any_sink(local_aws: LocalAwsThread, tmp_path: P
     assert control.leaks()
 
 
-async def test_show_secrets_shows_them(tmp_path: Path, local_aws: LocalAwsThread) -> None:
+async def test_show_secrets_shows_them(tmp_path: Path, demo_account: dict[str, Any]) -> None:
     """Masking is the default, not a loss: asked explicitly, the values are there."""
-    from engine.local.account import build_account
-
-    outputs = await build_account(local_aws.endpoint_url, region=local_aws.region)
+    outputs = demo_account
     repo = GitRepo(tmp_path / "repo")
     _write_function(repo, outputs)
     repo.commit("c1")

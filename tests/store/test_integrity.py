@@ -21,9 +21,10 @@ from engine.cli.main import first_glam_error
 from engine.errors import StoreCorrupt, StoreError
 from engine.store import open_store
 from engine.store.copy import copy_log, log_info
-from engine.store.integrity import Integrity, Witness
+from engine.store.integrity import Integrity
 from engine.store.records import GENESIS_HASH, StoredRow, expected_hash, key_id
 from engine.store.sqlite import SqliteEventStore
+from engine.store.witness import Witness
 from tests.store.helpers import TickingClock, new_event
 
 pytestmark = pytest.mark.anyio
@@ -45,8 +46,8 @@ def sql(where: str, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[
     if where.startswith("postgresql://"):
         import psycopg
 
-        with psycopg.connect(where, autocommit=True) as conn:
-            cur = conn.execute(statement.replace("?", "%s"), params)  # type: ignore[arg-type]
+        with psycopg.connect(where, autocommit=True) as pg:
+            cur = pg.execute(statement.replace("?", "%s"), params)
             return cur.fetchall() if cur.description else []
     conn = sqlite3.connect(where)
     try:
@@ -265,7 +266,7 @@ async def test_the_witness_follows_the_head_and_catches_a_rewound_log(
     outside the database still knows how far the log reached."""
     witness = tmp_path / "witness" / "glam.witness"
     await fill(where, 9, integrity(witness=witness))
-    record = Witness(witness).read()
+    record = await anyio.to_thread.run_sync(Witness(witness).read)
     assert record is not None
     assert (record.position, record.hash) == (9, rows(where)[8].hash)
     assert record.log == rows(where)[0].hash
@@ -311,7 +312,7 @@ async def test_a_burst_of_commits_costs_few_witness_writes(tmp_path: Path) -> No
             for i in range(300):
                 tg.start_soon(s.append, f"s{i}", [new_event()])
         writes = s._witness.writes  # type: ignore[union-attr]
-    record = Witness(witness).read()
+    record = await anyio.to_thread.run_sync(Witness(witness).read)
     assert record is not None
     assert record.position == 300  # the last head is written when the store closes
     assert writes <= s.commits
