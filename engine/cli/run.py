@@ -10,7 +10,11 @@ plan. A file that no longer validates is refused with its mistakes, and the engi
 with the configuration it has. Flags given on the command line win over the file.
 
 Exit codes with ``--once``: 0 every deployment succeeded (or there was nothing to do), 1 one
-failed or rolled back, a definition was rejected, or a repository could not be read.
+failed or rolled back, a definition was rejected, or a repository could not be read, 3 all
+went well but deletes are held for an operator (``glam allow-deletes SHA`` releases them).
+
+SIGTERM and SIGINT stop the engine at a safe point: a saga records what it did and stops; on
+the next start it resumes from the log (a bake waits only for what was left of it).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import dataclasses
 import os
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -29,8 +34,9 @@ import typer
 from engine.cli.app import app
 from engine.cli.common import DbOption, db_path
 from engine.cli.config import ConfigOption, config_path
+from engine.cli.output import examples, print_json
 from engine.errors import GlamError, UsageError
-from engine.logs import get_logger, setup_logging
+from engine.logs import LogFormat, get_logger, setup_logging
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -43,7 +49,17 @@ if TYPE_CHECKING:
 log = get_logger("run")
 
 
-@app.command("run")
+EXIT_HELD = 3
+
+
+@app.command(
+    "run",
+    epilog=examples(
+        "glam run --repo ./lambdas",
+        "glam run --config /etc/glam/glam.toml --log-format json   # as a service",
+        "glam run --once --repo https://github.com/acme/lambdas.git --json   # in CI",
+    ),
+)
 def run_command(
     repo: Annotated[
         str | None, typer.Option("--repo", help="Repository path or URL to watch.")
@@ -119,8 +135,27 @@ def run_command(
             "--allow-remote", help="Allow --listen on a non-loopback address (needs a token)."
         ),
     ] = False,
+    log_format: Annotated[
+        str,
+        typer.Option(
+            "--log-format",
+            help="text, or json: one JSON object per line (and no live table).",
+            envvar="GLAM_LOG_FORMAT",
+        ),
+    ] = "text",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="With --once: print the outcome as JSON.")
+    ] = False,
 ) -> int:
-    """Run the engine: make AWS match the branches, deploying with canaries and rollbacks."""
+    """Run the engine: make AWS match the branches, deploying with canaries and rollbacks.
+    With --once: exit 0 all succeeded, 1 something failed, 3 deletes are held."""
+    if log_format not in ("text", "json"):
+        raise UsageError(f"--log-format {log_format!r}", hint="text or json")
+    if as_json and not once:
+        raise UsageError("--json needs --once", hint="the engine prints JSON when it is done")
+    shown = Shown(
+        verbose=verbose, log_format="json" if log_format == "json" else "text", json=as_json
+    )
     if poll is not None and poll <= 0:
         raise UsageError("--poll must be positive", hint="e.g. --poll 30")
     if max_parallel is not None and max_parallel < 1:
@@ -174,7 +209,7 @@ def run_command(
                 drift_interval=drift_interval,
             )
 
-        return run_engine(reload(), once=once, verbose=verbose, reload=reload)
+        return run_engine(reload(), once=once, shown=shown, reload=reload)
     engine = engine_config(
         repo=repo or "",
         branch=branch,
@@ -187,7 +222,7 @@ def run_command(
     )
     if drift_interval is not None:
         engine = dataclasses.replace(engine, drift_interval=drift_interval)
-    return run_engine(with_server(engine, server), once=once, verbose=verbose)
+    return run_engine(with_server(engine, server), once=once, shown=shown)
 
 
 def with_server(config: EngineConfig, server: ServerSettings | None) -> EngineConfig:
@@ -341,6 +376,15 @@ def engine_config_from(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """How ``glam run`` shows what it does: log level and format, and JSON at the end."""
+
+    verbose: bool = False
+    log_format: LogFormat = "text"
+    json: bool = False
+
+
 def run_engine(
     config: EngineConfig,
     *,
@@ -348,16 +392,56 @@ def run_engine(
     verbose: bool = False,
     failpoints: Failpoints | None = None,
     reload: Callable[[], EngineConfig] | None = None,
+    shown: Shown | None = None,
 ) -> int:
     """Run the engine in the foreground as ``glam run`` does; the exit code (with ``once``:
-    0 reconciled, 1 not). ``failpoints`` is for chaos tests, which start glam through it;
-    ``reload`` re-reads the configuration on SIGHUP."""
-    setup_logging(verbose)
-    terminal = sys.stdout.isatty()
+    0 reconciled, 1 not, 3 deletes held). ``failpoints`` is for chaos tests, which start glam
+    through it; ``reload`` re-reads the configuration on SIGHUP."""
+    shown = shown or Shown(verbose=verbose)
+    setup_logging(shown.verbose, log_format=shown.log_format)
+    terminal = sys.stdout.isatty() and shown.log_format == "text" and not shown.json
     report = anyio.run(_run, config, once, terminal, failpoints, reload, backend="asyncio")
-    if once:
+    if not once:
+        return 0
+    code = exit_code(report)
+    if shown.json:
+        print_json(summary_json(report, code))
+    else:
         _summary(report)
-    return report.exit_code if once else 0
+    return code
+
+
+def exit_code(report: RunReport) -> int:
+    """``--once``: 1 when something went wrong, else 3 when deletes wait for an operator."""
+    if not report.ok:
+        return 1
+    return EXIT_HELD if report.held else 0
+
+
+def summary_json(report: RunReport, code: int) -> dict[str, object]:
+    """What ``glam run --once --json`` prints."""
+    return {
+        "exit_code": code,
+        "ok": report.ok,
+        "heads": report.heads,
+        "finished": [
+            {"stream": stream, **finished.model_dump(mode="json", exclude={"type"})}
+            for stream, finished in report.finished
+        ],
+        "rejected": [
+            {"file": r.file, "prefix": r.prefix, "reason": r.reason} for r in report.rejected
+        ],
+        "errors": report.errors,
+        "unavailable": report.unavailable_by,
+        "held": [
+            {
+                "sha": held.sha,
+                "prefixes": list(held.prefixes),
+                "release": f'glam allow-deletes {held.sha[:12]} --reason "…"',
+            }
+            for held in report.held
+        ],
+    }
 
 
 async def _run(
@@ -436,10 +520,11 @@ def _summary(report: RunReport) -> None:
             for r in held.removals
         ) or ", ".join(held.prefixes)
         typer.echo(
-            f"held for an operator: {what} — `glam allow-deletes {held.sha[:12]}` releases it",
+            f"held for an operator: {what} — "
+            f'`glam allow-deletes {held.sha[:12]} --reason "…"` releases it',
             err=True,
         )
-    if not report.finished and report.ok:
+    if not report.finished and report.ok and not report.held:
         typer.echo("nothing to do")
 
 
