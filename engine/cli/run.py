@@ -24,7 +24,7 @@ import dataclasses
 import os
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -42,6 +42,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from engine.config.model import GlamConfig
+    from engine.events import RecordedEvent
+    from engine.notify import Notifier, Route
+    from engine.ports import Clock
     from engine.runtime.engine import EngineConfig, RunReport
     from engine.runtime.failpoints import Failpoints
     from engine.server.settings import ServerSettings
@@ -50,6 +53,7 @@ log = get_logger("run")
 
 
 EXIT_HELD = 3
+DRAIN_SECONDS = 5.0  # how long queued notifications may still be delivered at shutdown
 
 
 @app.command(
@@ -193,12 +197,14 @@ def run_command(
                 hint="set branches and token in its [[repository]] entry",
             )
         from engine.config import load_config
+        from engine.notify import routes_from
 
         config_file = path
+        notify = Notifications()
 
         def reload() -> EngineConfig:
             glam = load_config(config_file)
-            return engine_config_from(
+            engine = engine_config_from(
                 glam,
                 db=db,
                 endpoint_url=endpoint_url,
@@ -208,8 +214,10 @@ def run_command(
                 server=server if server is not None else file_server(glam),
                 drift_interval=drift_interval,
             )
+            notify.update(routes_from(glam), glam.engine.public_url)
+            return engine
 
-        return run_engine(reload(), once=once, shown=shown, reload=reload)
+        return run_engine(reload(), once=once, shown=shown, reload=reload, notify=notify)
     engine = engine_config(
         repo=repo or "",
         branch=branch,
@@ -376,6 +384,21 @@ def engine_config_from(
     )
 
 
+@dataclass
+class Notifications:
+    """The notification routes of the configuration file, kept current on SIGHUP, and the
+    notifier delivering them while the engine runs."""
+
+    routes: list[Route] = field(default_factory=list)
+    public_url: str | None = None
+    notifier: Notifier | None = None
+
+    def update(self, routes: list[Route], public_url: str | None) -> None:
+        self.routes, self.public_url = routes, public_url
+        if self.notifier is not None:
+            self.notifier.routes, self.notifier.public_url = routes, public_url
+
+
 @dataclass(frozen=True, slots=True)
 class Shown:
     """How ``glam run`` shows what it does: log level and format, and JSON at the end."""
@@ -393,6 +416,7 @@ def run_engine(
     failpoints: Failpoints | None = None,
     reload: Callable[[], EngineConfig] | None = None,
     shown: Shown | None = None,
+    notify: Notifications | None = None,
 ) -> int:
     """Run the engine in the foreground as ``glam run`` does; the exit code (with ``once``:
     0 reconciled, 1 not, 3 deletes held). ``failpoints`` is for chaos tests, which start glam
@@ -400,7 +424,7 @@ def run_engine(
     shown = shown or Shown(verbose=verbose)
     setup_logging(shown.verbose, log_format=shown.log_format)
     terminal = sys.stdout.isatty() and shown.log_format == "text" and not shown.json
-    report = anyio.run(_run, config, once, terminal, failpoints, reload, backend="asyncio")
+    report = anyio.run(_run, config, once, terminal, failpoints, reload, notify, backend="asyncio")
     if not once:
         return 0
     code = exit_code(report)
@@ -450,39 +474,104 @@ async def _run(
     terminal: bool,
     failpoints: Failpoints | None,
     reload: Callable[[], EngineConfig] | None,
+    notify: Notifications | None = None,
 ) -> RunReport:
     from engine.cli.progress import LineProgress, LiveProgress
     from engine.runtime.clock import SystemClock
-    from engine.runtime.engine import Engine
 
     clock = SystemClock()
     live = LiveProgress(clock) if terminal else None
-    hook = live if live is not None else LineProgress()
-    with live if live is not None else contextlib.nullcontext():
-        engine = Engine(config, clock=clock, on_event=hook, failpoints=failpoints)
-        async with engine:
-            log.info(
-                "engine started: %s",
-                " ".join(f"{k}={v}" for k, v in engine.describe().items() if v),
-            )
-            async with anyio.create_task_group() as tg:
+    progress = live if live is not None else LineProgress()
+    async with contextlib.AsyncExitStack() as stack:
+        notifier = await _notifier(stack, notify, config, clock)
 
-                async def stop_on_signal() -> None:
-                    wanted = [signal.SIGINT, signal.SIGTERM]
-                    if reload is not None:
-                        wanted.append(signal.SIGHUP)
-                    with anyio.open_signal_receiver(*wanted) as signals:
-                        async for signum in signals:
-                            if signum == signal.SIGHUP:
-                                _reconfigure(engine, reload)
-                                continue
-                            log.info("stopping: sagas stop at a safe point or resume later")
-                            engine.stop()
-                            return
+        def hook(record: RecordedEvent) -> None:
+            progress(record)
+            if notifier is not None:
+                notifier(record)
 
-                tg.start_soon(stop_on_signal)
-                report = await engine.run(once=once)
-                tg.cancel_scope.cancel()
+        stack.enter_context(live if live is not None else contextlib.nullcontext())
+        if notifier is not None:
+            delivery = await stack.enter_async_context(anyio.create_task_group())
+            delivery.start_soon(notifier.run)
+            stack.push_async_callback(_drain, notifier, delivery)
+        return await _serve(config, once, clock, hook, failpoints, reload)
+    raise AssertionError("unreachable: the exit stack returns or raises")
+
+
+async def _notifier(
+    stack: contextlib.AsyncExitStack,
+    notify: Notifications | None,
+    config: EngineConfig,
+    clock: Clock,
+) -> Notifier | None:
+    """The notifier of the configured routes (None without any), closed with ``stack``."""
+    if notify is None or not notify.routes:
+        return None
+    from engine.notify import Notifier
+    from engine.notify.http import AiohttpPoster
+    from engine.tokens import TokenResolver
+
+    secrets = None
+    if any(r.url.kind != "env" for r in notify.routes):
+        from engine.aws.secrets import AwsSecrets
+
+        secrets = AwsSecrets(config.aws_config())
+        stack.push_async_callback(secrets.aclose)
+    poster = await stack.enter_async_context(AiohttpPoster())
+    notifier = Notifier(
+        notify.routes,
+        poster=poster,
+        resolve=TokenResolver(secrets=secrets).resolve,
+        clock=clock,
+        public_url=notify.public_url,
+    )
+    notify.notifier = notifier
+    return notifier
+
+
+async def _drain(notifier: Notifier, delivery: anyio.abc.TaskGroup) -> None:
+    """On the way out: what is queued gets a few seconds to be delivered, then is dropped."""
+    notifier.close()
+    with anyio.move_on_after(DRAIN_SECONDS, shield=True):
+        await notifier.drained.wait()
+    delivery.cancel_scope.cancel()
+
+
+async def _serve(
+    config: EngineConfig,
+    once: bool,
+    clock: Clock,
+    hook: Callable[[RecordedEvent], None],
+    failpoints: Failpoints | None,
+    reload: Callable[[], EngineConfig] | None,
+) -> RunReport:
+    from engine.runtime.engine import Engine
+
+    engine = Engine(config, clock=clock, on_event=hook, failpoints=failpoints)
+    async with engine:
+        log.info(
+            "engine started: %s",
+            " ".join(f"{k}={v}" for k, v in engine.describe().items() if v),
+        )
+        async with anyio.create_task_group() as tg:
+
+            async def stop_on_signal() -> None:
+                wanted = [signal.SIGINT, signal.SIGTERM]
+                if reload is not None:
+                    wanted.append(signal.SIGHUP)
+                with anyio.open_signal_receiver(*wanted) as signals:
+                    async for signum in signals:
+                        if signum == signal.SIGHUP:
+                            _reconfigure(engine, reload)
+                            continue
+                        log.info("stopping: sagas stop at a safe point or resume later")
+                        engine.stop()
+                        return
+
+            tg.start_soon(stop_on_signal)
+            report = await engine.run(once=once)
+            tg.cancel_scope.cancel()
     return report
 
 
