@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import sys
 
-from engine.cli import aws_local, config, demo, drift, history, ops, plan, query, run, wait
+from engine.cli import aws_local, config, demo, drift, history, ops, plan, query, run, sync, wait
 from engine.cli.app import app
 from engine.errors import GlamError
 
 # Imported for what importing them does: each registers its commands on `app`.
-SUBCOMMANDS = (aws_local, config, demo, drift, history, ops, plan, query, run, wait)
+SUBCOMMANDS = (aws_local, config, demo, drift, history, ops, plan, query, run, sync, wait)
 
 __all__ = ["app", "first_glam_error", "main"]
 

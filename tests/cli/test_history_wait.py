@@ -235,3 +235,56 @@ def test_wait_through_the_api(
     )
     assert rc == 0
     assert "orders: succeeded" in out
+
+
+@pytest.fixture
+def sync_api() -> Iterator[tuple[str, list[tuple[str, dict[str, object]]]]]:
+    """A stand-in for the engine's ``POST /api/v1/sync`` on 127.0.0.1."""
+    seen: list[tuple[str, dict[str, object]]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append((self.headers.get("Authorization", ""), body))
+            known = body.get("repository") == "https://github.com/acme/lambdas.git"
+            answer = {"syncing": "repo:github.com/acme/lambdas#main"} if known else {}
+            self.send_response(202 if known else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(json.dumps(answer or {"error": "not watched"}).encode())
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_sync_asks_the_engine_through_its_api(
+    sync_api: tuple[str, list[tuple[str, dict[str, object]]]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url, seen = sync_api
+    monkeypatch.setenv("GLAM_TEST_TOKEN", "s3cret")
+    base = ["sync", "--server", url, "--token-env", "GLAM_TEST_TOKEN"]
+    rc, out, _ = glam(
+        monkeypatch, capsys, *base, "--repo", "https://github.com/acme/lambdas.git", "--json"
+    )
+    assert rc == 0
+    assert json.loads(out) == {"syncing": "repo:github.com/acme/lambdas#main"}
+    assert seen == [("Bearer s3cret", {"repository": "https://github.com/acme/lambdas.git"})]
+    rc, _, err = glam(monkeypatch, capsys, *base, "--repo", "https://x/y.git", "--branch", "dev")
+    assert rc == 1
+    assert "404: not watched" in err
+    assert seen[-1][1] == {"repository": "https://x/y.git", "branch": "dev"}
+    rc, _, err = glam(monkeypatch, capsys, "sync", "--repo", "https://x/y.git")
+    assert rc == 2
+    assert "--server" in err
