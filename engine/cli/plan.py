@@ -22,6 +22,7 @@ import typer
 from engine.cli.app import app
 from engine.cli.common import DbOption, JsonOption, db_path
 from engine.cli.config import ConfigOption, config_path
+from engine.cli.output import examples
 from engine.errors import SourceError, UsageError
 from engine.redact import repository_id
 
@@ -61,7 +62,14 @@ class _Known:
     endpoint_url: str | None = None  # where tokens kept in AWS are read (the file's AWS)
 
 
-@app.command("plan")
+@app.command(
+    "plan",
+    epilog=examples(
+        "glam plan --repo ./lambdas                  # what the head would deploy",
+        "glam plan --repo ./lambdas --branch release --render",
+        "glam plan --config glam.toml --json         # every watched branch",
+    ),
+)
 def plan_command(
     repo: Annotated[str | None, typer.Option("--repo", help="Repository path or URL.")] = None,
     branch: Annotated[
@@ -89,7 +97,8 @@ def plan_command(
         str | None, typer.Option("--endpoint-url", help="AWS endpoint for --live.")
     ] = None,
 ) -> int:
-    """Show what a branch head would deploy. Exit 0 nothing, 1 changes, 2 invalid.
+    """Show what a branch head would deploy. Exit 0 nothing, 1 changes, 2 invalid, 3 the
+    repository could not be read.
 
     With --config, every branch the file watches (or the one --repo/--branch names), with its
     accounts: a definition naming an account the file does not configure is shown refused."""

@@ -566,7 +566,13 @@ async def _fold_until(store: SqliteEventStore, end: int) -> Views:
     return views
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "glam replay --at 120            # the views as they were after event 120",
+        "glam replay --at 2026-03-01T10:00:00Z --json",
+        "glam replay --verify            # hash chain and stored views checked: exit 1 if not",
+    )
+)
 def replay(
     db: DbOption = None,
     at: Annotated[
