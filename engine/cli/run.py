@@ -424,7 +424,14 @@ def run_engine(
     shown = shown or Shown(verbose=verbose)
     setup_logging(shown.verbose, log_format=shown.log_format)
     terminal = sys.stdout.isatty() and shown.log_format == "text" and not shown.json
-    report = anyio.run(_run, config, once, terminal, failpoints, reload, notify, backend="asyncio")
+    created = _new_log_files(config)
+    try:
+        report = anyio.run(
+            _run, config, once, terminal, failpoints, reload, notify, backend="asyncio"
+        )
+    except BaseException:
+        _remove_if_empty(created)  # a run that failed at once leaves no empty log behind
+        raise
     if not once:
         return 0
     code = exit_code(report)
@@ -433,6 +440,42 @@ def run_engine(
     else:
         _summary(report)
     return code
+
+
+def _new_log_files(config: EngineConfig) -> list[Path]:
+    """The SQLite log's files and folders this run would create (none when the log exists or
+    is not a local file)."""
+    db = config.db
+    if not isinstance(db, Path) or db.exists():
+        return []
+    folders = []
+    parent = db.parent
+    while not parent.exists():
+        folders.append(parent)
+        parent = parent.parent
+    suffixes = ("-wal", "-shm", "-journal", ".lock")
+    return [db, *(db.with_name(db.name + s) for s in suffixes), *folders]
+
+
+def _remove_if_empty(created: list[Path]) -> None:
+    """Remove what ``_new_log_files`` named if the new log holds no event."""
+    if not created or not created[0].exists():
+        return
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{created[0]}?mode=ro", uri=True)) as conn:
+            (count,) = conn.execute("SELECT count(*) FROM events").fetchone()
+    except sqlite3.Error:
+        return  # not a log glam can read: leave it for a person to look at
+    if count:
+        return
+    for path in created:
+        with contextlib.suppress(OSError):
+            if path.is_dir():
+                path.rmdir()
+            else:
+                path.unlink(missing_ok=True)
 
 
 def exit_code(report: RunReport) -> int:
