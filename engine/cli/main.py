@@ -5,12 +5,25 @@ from __future__ import annotations
 
 import sys
 
-from engine.cli import aws_local, config, demo, drift, history, ops, plan, query, run, sync, wait
+from engine.cli import (
+    aws_local,
+    config,
+    demo,
+    drift,
+    history,
+    ops,
+    plan,
+    query,
+    replay,
+    run,
+    sync,
+    wait,
+)
 from engine.cli.app import app
 from engine.errors import GlamError
 
 # Imported for what importing them does: each registers its commands on `app`.
-SUBCOMMANDS = (aws_local, config, demo, drift, history, ops, plan, query, run, sync, wait)
+SUBCOMMANDS = (aws_local, config, demo, drift, history, ops, plan, query, replay, run, sync, wait)
 
 __all__ = ["app", "first_glam_error", "main"]
 

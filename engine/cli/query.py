@@ -1,4 +1,5 @@
-"""Read-only queries on the event log: ``glam events``, ``glam status``, ``glam replay``.
+"""Read-only queries on the event log: ``glam events`` and ``glam status`` (``glam replay``
+is in engine.cli.replay).
 
 Every command opens the database read-only (``mode=ro`` and ``query_only``), so it can run
 next to a live engine and can never change the log. Output is a rich table on a terminal,
@@ -8,10 +9,8 @@ plain text otherwise, and JSON with ``--json``.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -47,14 +46,14 @@ from engine.redact import repository_id
 from engine.store.sqlite import SqliteEventStore
 from engine.streams import FUNCTION_PREFIX, REPO_PREFIX, is_function_stream, parse_repo_stream
 from projections.functions import FunctionRow
-from projections.history import History
-from projections.runner import PROJECTION
-from projections.views import SnapshotUnreadable, Views, differences
+from projections.views import Views
 
 T = TypeVar("T")
 
 
-def _run(db: Path | None, body: Callable[[SqliteEventStore], Awaitable[T]]) -> T:
+def with_store(db: Path | None, body: Callable[[SqliteEventStore], Awaitable[T]]) -> T:
+    """``body`` run on the log opened read-only (``--db``, else ``$GLAM_DB``, else the default)."""
+
     async def go() -> T:
         async with SqliteEventStore(db_path(db), readonly=True) as store:
             return await body(store)
@@ -62,7 +61,8 @@ def _run(db: Path | None, body: Callable[[SqliteEventStore], Awaitable[T]]) -> T
     return anyio.run(go)
 
 
-def _event_json(record: RecordedEvent) -> dict[str, Any]:
+def event_json(record: RecordedEvent) -> dict[str, Any]:
+    """One event as ``glam events --json`` prints it (and the API answers it)."""
     return {
         "position": record.position,
         "stream": record.stream,
@@ -266,7 +266,7 @@ def events(
 
     def show(record: RecordedEvent) -> None:
         if as_json:
-            print(json.dumps(_event_json(record), ensure_ascii=False), flush=True)
+            print(json.dumps(event_json(record), ensure_ascii=False), flush=True)
         else:
             print(
                 f"{record.position}\t{record.recorded_at.isoformat(timespec='seconds')}\t"
@@ -302,7 +302,7 @@ def events(
                 break
             position = batch[-1].position + 1
 
-    _run(db, body)
+    with_store(db, body)
 
 
 # -- glam status ---------------------------------------------------------------------------
@@ -340,7 +340,7 @@ def status(
         drift = open_drift(await store.read_selected(DRIFT_EVENT_TYPES))
         return views, owners, await _latest_plans(store), drift
 
-    views, owners, plans, drift = _run(db, body)
+    views, owners, plans, drift = with_store(db, body)
     rows = sorted(views.functions.values(), key=lambda r: r.stream)
     if only.active:
         rows = [r for r in rows if only.owner_matches(owners.get(r.stream))]
@@ -546,176 +546,3 @@ def _removals(held: DeletesHeld) -> list[tuple[str, str]]:
         (f"alias {r.alias} of {r.function}" if r.alias else r.function, r.reason)
         for r in held.removals
     ]
-
-
-# -- glam replay ---------------------------------------------------------------------------
-
-
-def _parse_at(at: str) -> int | datetime:
-    return parse_moment(at, option="--at")
-
-
-async def _fold_until(store: SqliteEventStore, end: int) -> Views:
-    views = Views()
-    while views.position < end:
-        batch = await store.read_all(views.position + 1, limit=min(5000, end - views.position))
-        if not batch:
-            break
-        for record in batch:
-            views.apply(record)
-    return views
-
-
-@app.command(
-    epilog=examples(
-        "glam replay --at 120            # the views as they were after event 120",
-        "glam replay --at 2026-03-01T10:00:00Z --json",
-        "glam replay --verify            # hash chain and stored views checked: exit 1 if not",
-    )
-)
-def replay(
-    db: DbOption = None,
-    at: Annotated[
-        str | None, typer.Option(help="Stop at this log position or ISO-8601 time.")
-    ] = None,
-    verify: Annotated[
-        bool,
-        typer.Option(help="Check the hash chain and that the stored views equal the replay."),
-    ] = False,
-    as_json: JsonOption = False,
-) -> None:
-    """Fold the log into fresh views, up to --at, and print them: the state as it was then.
-    --at folds only from the nearest snapshot the engine saved before it. With --verify,
-    everything is folded from position 0, and it exits 1 naming the first position that
-    does not check out."""
-    target = _parse_at(at) if at is not None else None
-
-    async def body(store: SqliteEventStore) -> tuple[Any, dict[str, Any]]:
-        last = await store.last_position()
-        if isinstance(target, datetime):
-            end = await store.position_at(target)
-        else:
-            end = last if target is None else min(target, last)
-        report: dict[str, Any] = {}
-        if verify:
-            bad, reason = await store.verify_detail()
-            report["chain"] = {"ok": bad is None, "first_bad_position": bad, "reason": reason}
-            if bad is not None:
-                return _shown(Views(), as_json), report  # an altered log cannot be trusted
-            checkpoint, stored = await store.load_views(PROJECTION)
-            replayed = await _fold_until(store, checkpoint)
-            diffs = differences(stored, replayed.to_rows())
-            first = None
-            if diffs:
-                first = min(_row_position(s, r) for _, s, r in diffs)
-            report["views"] = {
-                "ok": not diffs,
-                "checkpoint": checkpoint,
-                "differing_rows": [f"{v}/{k}" for (v, k), _, _ in diffs],
-                "first_bad_position": first,
-            }
-        if target is None or verify:
-            return _shown(await _fold_until(store, end), as_json), report
-        travel = History(store)
-        try:
-            return _shown(await travel.at(end), as_json), report
-        except SnapshotUnreadable as exc:
-            print(f"warning: {exc.one_line()}; folding from position 0", file=sys.stderr)
-            return _shown(await travel.at(end, snapshots=False), as_json), report
-
-    shown, report = _run(db, body)
-    ok = all(part["ok"] for part in report.values())
-    if as_json:
-        print_json({**shown, **({"verify": report} if verify else {})})
-    else:
-        if "views" in report or not verify:
-            _print_views(shown)
-        _print_report(report)
-    if not ok:
-        raise typer.Exit(1)
-
-
-RECENT = 20  # deployments and commits listed in text; --json has them all
-
-
-def _shown(views: Views, as_json: bool) -> Any:
-    """What replay prints, read from the views while the log is open (rows from a snapshot
-    are decoded here, so one that does not decode is noticed before anything is printed)."""
-    if as_json:
-        return views.as_json()
-    return {
-        "position": views.position,
-        "functions": sorted(views.functions.values(), key=lambda r: r.stream),
-        "deployments": (views.recent("deployments", RECENT), views.count("deployments")),
-        "commits": (views.recent("commits", RECENT), views.count("commits")),
-    }
-
-
-def _row_position(stored: str | None, replayed: str | None) -> int:
-    positions = [json.loads(text)["position"] for text in (stored, replayed) if text is not None]
-    return min(positions) if positions else 0
-
-
-def _print_views(shown: dict[str, Any]) -> None:
-    table(
-        f"functions at position {shown['position']}",
-        ["function", "alias", "stable", "new", "weight", "state", "commit"],
-        [
-            (
-                r.stream,
-                r.alias,
-                r.stable_version,
-                r.new_version,
-                f"{r.weight:.0%}",
-                r.state,
-                (r.last_commit or "")[:12],
-            )
-            for r in shown["functions"]
-        ],
-    )
-    deployments, count = shown["deployments"]
-    table(
-        _title("deployments", len(deployments), count),
-        ["deployment", "function", "action", "outcome", "steps", "reason"],
-        [
-            (r.deployment_id, r.function, r.action, r.outcome or r.state, len(r.steps), r.reason)
-            for r in deployments
-        ],
-    )
-    commits, count = shown["commits"]
-    table(
-        _title("commits", len(commits), count),
-        ["commit", "summary", "planned", "rejected", "held deletes"],
-        [
-            (r.sha[:12], r.summary, len(r.planned), len(r.rejections), len(r.held_deletes))
-            for r in commits
-        ],
-    )
-
-
-def _title(view: str, shown: int, count: int) -> str:
-    if shown == count:
-        return view
-    return f"{view} (the last {shown} of {count:,}; --json lists them all)"
-
-
-def _print_report(report: dict[str, Any]) -> None:
-    chain = report.get("chain")
-    if chain is not None:
-        if chain["ok"]:
-            print("hash chain: ok")
-        else:
-            print(
-                f"hash chain: BROKEN at position {chain['first_bad_position']}: {chain['reason']}",
-                file=sys.stderr,
-            )
-    views = report.get("views")
-    if views is not None:
-        if views["ok"]:
-            print(f"stored views: equal to the replay (checkpoint {views['checkpoint']})")
-        else:
-            print(
-                f"stored views: DIFFER from the replay from position "
-                f"{views['first_bad_position']} ({', '.join(views['differing_rows'][:5])})",
-                file=sys.stderr,
-            )

@@ -177,10 +177,10 @@ def api(db: Path) -> Iterator[str]:
     """A stand-in for the engine's ``GET /api/v1/events`` on 127.0.0.1, serving the log."""
 
     async def read() -> list[dict[str, object]]:
-        from engine.cli.query import _event_json
+        from engine.cli.query import event_json
 
         async with SqliteEventStore(db, readonly=True) as store:
-            return [_event_json(r) for r in await store.read_all(1, limit=1000)]
+            return [event_json(r) for r in await store.read_all(1, limit=1000)]
 
     events = anyio.run(read)
     seen: list[str] = []
