@@ -244,3 +244,23 @@ def test_status_shows_the_last_reason(
     assert rc == 0
     header = out.splitlines()[0].split("\t")
     assert "last reason" in header
+
+
+def test_status_fits_80_columns_on_a_terminal(
+    db: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On an 80-column terminal every line fits and the rollback's reason is there (wrapped
+    in the last column); --wide gives every column in full."""
+    monkeypatch.setattr("engine.cli.output.is_terminal", lambda: True)
+    monkeypatch.setattr("engine.cli.query.is_terminal", lambda: True)
+    monkeypatch.setenv("COLUMNS", "80")
+    rc, out, _ = glam(monkeypatch, capsys, "status", "--db", str(db))
+    assert rc == 0
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 80, out
+    text = " ".join(line.strip("│ ") for line in lines)
+    assert "function never became" in text  # billing's reason, wrapped but shown
+    rc, out, _ = glam(monkeypatch, capsys, "status", "--db", str(db), "--wide")
+    assert rc == 0
+    assert "111111111111" in out  # the account column, only in the wide table
+    assert max(len(line) for line in out.splitlines()) > 80
