@@ -52,6 +52,7 @@ class Verdict:
     pending: list[str] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
     held: list[str] = field(default_factory=list)
+    superseded: list[str] = field(default_factory=list)  # a newer commit deploys them instead
 
     @property
     def ok(self) -> bool:
@@ -68,13 +69,22 @@ class Tracker:
 
     def __init__(self) -> None:
         self.views = Views()
-        self.planned: set[str] = set()
+        self.planned: dict[str, int] = {}  # sha -> the log position of its plan
 
     def apply(self, record: RecordedEvent) -> None:
         event = record.event
         if isinstance(event, CommitPlanned | DefinitionRejected | DeletesHeld):
-            self.planned.add(event.sha)
+            self.planned.setdefault(event.sha, record.position)
         self.views.apply(record)
+
+    def superseded(self, stream: str, sha: str) -> bool:
+        """Whether a deployment of another commit was asked for ``stream`` after ``sha`` was
+        planned: the one ``sha`` asked for may then never start (its plan is stale)."""
+        after = self.planned.get(sha, 0)
+        return any(
+            d.function == stream and d.commit != sha and d.steps and d.steps[0].position > after
+            for d in self.views.deployments.values()
+        )
 
 
 def _latest(rows: list[DeploymentRow]) -> dict[str, DeploymentRow]:
@@ -112,7 +122,9 @@ def judge_commit(tracker: Tracker, sha: str, streams: frozenset[str] | None) -> 
         if action.action == "nothing" or (streams is not None and action.function not in streams):
             continue
         deployment = latest.get(action.function)
-        if deployment is None:
+        if deployment is None and tracker.superseded(action.function, full):
+            verdict.superseded.append(function_name(action.function))
+        elif deployment is None:
             verdict.pending.append(f"{function_name(action.function)}: not started")
         elif deployment.state != "finished":
             verdict.pending.append(f"{function_name(action.function)}: {deployment.state}")
@@ -334,17 +346,20 @@ def _report(verdict: Verdict, *, as_json: bool) -> None:
                 "deployments": [deployment_json(d) for d in verdict.deployments],
                 "rejected": verdict.rejected,
                 "held_deletes": verdict.held,
+                "superseded": verdict.superseded,
             }
         )
         return
     for d in sorted(verdict.deployments, key=lambda r: r.function):
         reason = f" ({d.reason})" if d.reason else ""
         typer.echo(f"{function_name(d.function)}: {d.outcome}{reason}")
+    for name in verdict.superseded:
+        typer.echo(f"{name}: superseded by a newer commit before it started")
     for rejected in verdict.rejected:
         typer.echo(f"rejected: {rejected}", err=True)
     for held in verdict.held:
         typer.echo(f"held for an operator: {held}", err=True)
-    if not verdict.deployments and verdict.ok:
+    if not verdict.deployments and not verdict.superseded and verdict.ok:
         typer.echo("nothing to deploy")
 
 

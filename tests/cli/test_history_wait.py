@@ -288,3 +288,54 @@ def test_sync_asks_the_engine_through_its_api(
     rc, _, err = glam(monkeypatch, capsys, "sync", "--repo", "https://x/y.git")
     assert rc == 2
     assert "--server" in err
+
+
+def test_wait_for_a_commit_superseded_before_its_deployment_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A commit planned for orders, then a newer commit deploying orders before the first
+    one's deployment was asked for: waiting for the first ends (exit 0, superseded)."""
+    from engine.events import Metadata, NewEvent
+    from engine.events.function import DeploymentFinished, DeploymentRequested
+    from engine.events.repo import CommitPlanned, PlannedAction
+
+    orders, old, new = "fn:111111111111:eu-west-1:orders", "a" * 40, "b" * 40
+
+    def plan(sha: str) -> CommitPlanned:
+        action = PlannedAction(
+            prefix="apps/orders/orders",
+            function=orders,
+            action="new_version",
+            files=("apps/orders/orders_lambdadef.json",),
+            reason="changed",
+        )
+        return CommitPlanned(sha=sha, actions=(action,))
+
+    async def go() -> None:
+        async with SqliteEventStore(tmp_path / "glam.db") as store:
+            for i, (stream, event) in enumerate(
+                [
+                    ("repo:example.com/r#main", plan(old)),
+                    ("repo:example.com/r#main", plan(new)),
+                    (
+                        orders,
+                        DeploymentRequested(
+                            deployment_id="dep-b", commit=new, action="update", desired=None
+                        ),
+                    ),
+                    (orders, DeploymentFinished(deployment_id="dep-b", outcome="succeeded")),
+                ]
+            ):
+                await store.append(stream, [NewEvent(event, Metadata(event_id=f"e{i}"))])
+
+    anyio.run(go)
+    db = str(tmp_path / "glam.db")
+    rc, out, _ = glam(
+        monkeypatch, capsys, "wait", "--db", db, "--commit", "aaaa", "--timeout", "5s"
+    )
+    assert rc == 0
+    assert "orders: superseded by a newer commit before it started" in out
+    rc, out, _ = glam(
+        monkeypatch, capsys, "wait", "--db", db, "--commit", "bbbb", "--timeout", "5s"
+    )
+    assert (rc, out.strip()) == (0, "orders: succeeded")
