@@ -295,7 +295,7 @@ def test_wait_for_a_commit_superseded_before_its_deployment_started(
 ) -> None:
     """A commit planned for orders, then a newer commit deploying orders before the first
     one's deployment was asked for: waiting for the first ends (exit 0, superseded)."""
-    from engine.events import Metadata, NewEvent
+    from engine.events import Event, Metadata, NewEvent
     from engine.events.function import DeploymentFinished, DeploymentRequested
     from engine.events.repo import CommitPlanned, PlannedAction
 
@@ -312,20 +312,19 @@ def test_wait_for_a_commit_superseded_before_its_deployment_started(
         return CommitPlanned(sha=sha, actions=(action,))
 
     async def go() -> None:
+        events: list[tuple[str, Event]] = [
+            ("repo:example.com/r#main", plan(old)),
+            ("repo:example.com/r#main", plan(new)),
+            (
+                orders,
+                DeploymentRequested(
+                    deployment_id="dep-b", commit=new, action="update", desired=None
+                ),
+            ),
+            (orders, DeploymentFinished(deployment_id="dep-b", outcome="succeeded")),
+        ]
         async with SqliteEventStore(tmp_path / "glam.db") as store:
-            for i, (stream, event) in enumerate(
-                [
-                    ("repo:example.com/r#main", plan(old)),
-                    ("repo:example.com/r#main", plan(new)),
-                    (
-                        orders,
-                        DeploymentRequested(
-                            deployment_id="dep-b", commit=new, action="update", desired=None
-                        ),
-                    ),
-                    (orders, DeploymentFinished(deployment_id="dep-b", outcome="succeeded")),
-                ]
-            ):
+            for i, (stream, event) in enumerate(events):
                 await store.append(stream, [NewEvent(event, Metadata(event_id=f"e{i}"))])
 
     anyio.run(go)
