@@ -16,6 +16,7 @@ from engine.cli import (
     query,
     replay,
     run,
+    schema,
     sync,
     wait,
 )
@@ -23,7 +24,21 @@ from engine.cli.app import app
 from engine.errors import GlamError
 
 # Imported for what importing them does: each registers its commands on `app`.
-SUBCOMMANDS = (aws_local, config, demo, drift, history, ops, plan, query, replay, run, sync, wait)
+SUBCOMMANDS = (
+    aws_local,
+    config,
+    demo,
+    drift,
+    history,
+    ops,
+    plan,
+    query,
+    replay,
+    run,
+    schema,
+    sync,
+    wait,
+)
 
 __all__ = ["app", "first_glam_error", "main"]
 
