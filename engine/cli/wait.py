@@ -318,6 +318,7 @@ async def _wait(
     tracker = Tracker()
     streams: frozenset[str] | None = None
     caught_up = False
+    shown: list[str] = []
     with anyio.move_on_after(seconds):
         async for batch in source():
             for record in batch:
@@ -335,6 +336,9 @@ async def _wait(
                 verdict = judge_functions(tracker, streams)
             if verdict.done:
                 return verdict
+            if verdict.pending != shown:  # what it waits for, on stderr, as it changes
+                shown = verdict.pending
+                typer.echo(f"waiting for {'; '.join(shown)}", err=True)
     return None
 
 

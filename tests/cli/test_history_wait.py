@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -155,7 +154,9 @@ def test_wait_sees_the_end_appended_by_another_process(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        time.sleep(2)
+        assert waiter.stderr is not None
+        # It has read the log and says what it waits for (its own --timeout bounds this).
+        assert waiter.stderr.readline() == "waiting for orders: running\n"
         assert waiter.poll() is None  # still waiting: nothing finished yet
 
         async def append_rest() -> None:
