@@ -14,10 +14,12 @@ definitions (:func:`mask_environment`) unless a command is asked to show them.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
-from typing import Any, TextIO
+from datetime import UTC, datetime
+from typing import Any, Literal, TextIO
 
 REDACTED = "****"
 
@@ -113,14 +115,38 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log collectors (journald, CloudWatch, Loki): ``time``
+    (UTC, ISO-8601), ``level``, ``logger``, ``message``, and ``exception`` when there is one.
+    It formats what the :class:`RedactingFilter` has already scrubbed."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(self.formatException(record.exc_info))
+        if record.exc_text:
+            line["exception"] = record.exc_text
+        return json.dumps(line, ensure_ascii=False)
+
+
+LogFormat = Literal["text", "json"]
+
 _HANDLER_MARK = "_glam_handler"
 
 
-def setup_logging(verbose: bool = False, *, stream: TextIO | None = None) -> logging.Handler:
+def setup_logging(
+    verbose: bool = False, *, stream: TextIO | None = None, log_format: LogFormat = "text"
+) -> logging.Handler:
     """Configure the root logger once for the process; calling it again replaces glam's handler.
 
     ``verbose`` shows glam's DEBUG records; third-party AWS/HTTP loggers stay at WARNING either
-    way, because their debug output contains signed requests.
+    way, because their debug output contains signed requests. ``log_format`` ``json`` writes
+    one JSON object per line (:class:`JsonFormatter`).
     """
     root = logging.getLogger()
     for existing in list(root.handlers):
@@ -128,9 +154,12 @@ def setup_logging(verbose: bool = False, *, stream: TextIO | None = None) -> log
             root.removeHandler(existing)
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     setattr(handler, _HANDLER_MARK, True)
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
-    )
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+        )
     handler.addFilter(RedactingFilter())
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)

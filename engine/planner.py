@@ -6,7 +6,7 @@ function prefix and the events to append — ``CommitPlanned``, ``DefinitionReje
 ``DeletesHeld`` on the repository stream, ``DeploymentRequested`` and ``SettingsRecorded`` on
 function streams. Ids come from ``ctx``; nothing here reads a clock, Git or AWS.
 
-DESIGN §1's rule table, per prefix:
+The rule table, per prefix:
 
     def/eventsource/input changed, function unknown      -> create
     def/eventsource/input changed, hash differs           -> new_version

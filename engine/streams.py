@@ -1,6 +1,6 @@
 """Stream names: the one place that decides how a function or a repository is named in the log.
 
-A function's stream is ``fn:<account>:<region>:<name>`` (DESIGN §3), so the same function
+A function's stream is ``fn:<account>:<region>:<name>``, so the same function
 name deployed to two regions or accounts has two independent histories. A repository's stream
 is ``repo:<repository id>#<branch>``, the id being ``engine.redact.repository_id`` of its URL:
 credentials dropped (a token never reaches the log) and the address normalised, so another

@@ -12,7 +12,8 @@ budget), and every failure leaves as a GlamError (engine/aws/errors.py). What is
   deadline), then repeat.
 
 What is never retried here: ``AwsAmbiguous`` (a 5xx or a lost response on a mutation). The
-outcome is unknown, so the saga reads AWS before deciding anything (DESIGN §3, write-ahead rule).
+outcome is unknown, so the saga reads AWS before deciding anything (the write-ahead rule:
+a StepStarted with no outcome after it is resolved by reading AWS).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import anyio
 import typer
 
 from engine.cli.app import app
+from engine.cli.output import examples
 
 _HELP = """Run an embedded AWS on 127.0.0.1: moto behind glam's fidelity and fault proxy.
 
@@ -34,7 +35,14 @@ Change it while running: `curl -d 'SPEC' <endpoint>/_glam/faults`; read every ca
 """
 
 
-@app.command("aws-local", help=_HELP)
+@app.command(
+    "aws-local",
+    help=_HELP,
+    epilog=examples(
+        "glam aws-local --port 4566",
+        "glam aws-local --port 0 --with-account /tmp/outputs.json   # with the demo account",
+    ),
+)
 def aws_local(
     port: Annotated[
         int, typer.Option("--port", help="Proxy port on 127.0.0.1 (0: any free port).")

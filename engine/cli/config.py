@@ -22,6 +22,7 @@ import typer
 
 from engine.cli.app import app
 from engine.cli.common import JsonOption
+from engine.cli.output import examples
 from engine.errors import UsageError
 
 DEFAULT_CONFIG = Path("glam.toml")
@@ -55,7 +56,13 @@ def config_path(value: Path | None, *, required: bool = False) -> Path | None:
     return DEFAULT_CONFIG if required else None
 
 
-@config_app.command("check")
+@config_app.command(
+    "check",
+    epilog=examples(
+        "glam config check                    # ./glam.toml, or $GLAM_CONFIG",
+        "glam config check /etc/glam/glam.toml --json",
+    ),
+)
 def check(
     file: Annotated[
         Path | None,

@@ -21,6 +21,7 @@ import typer
 
 from engine.cli.app import app
 from engine.cli.common import DEFAULT_DB, JsonOption
+from engine.cli.output import examples
 from engine.errors import UsageError
 
 if TYPE_CHECKING:
@@ -68,7 +69,13 @@ def log_location(value: str | None) -> str:
     return value or os.environ.get("GLAM_DB") or str(DEFAULT_DB)
 
 
-@db_app.command("info")
+@db_app.command(
+    "info",
+    epilog=examples(
+        "glam db info                          # backend, size, position, chain head",
+        "glam db info --db postgresql://glam@db.internal/glam --json",
+    ),
+)
 def info_command(
     db: LogOption = None,
     key_file: KeyFileOption = None,
@@ -88,7 +95,12 @@ def info_command(
         print(line)
 
 
-@db_app.command("copy")
+@db_app.command(
+    "copy",
+    epilog=examples(
+        "glam db copy --from .glam/glam.db --to postgresql://glam@db.internal/glam",
+    ),
+)
 def copy_command(
     source: Annotated[
         str, typer.Option("--from", help="The log to copy (left as it is).", show_default=False)
@@ -119,7 +131,13 @@ def copy_command(
     )
 
 
-@db_app.command("key")
+@db_app.command(
+    "key",
+    epilog=examples(
+        "head -c 32 /dev/urandom | base64 > /etc/glam/chain.key && chmod 600 /etc/glam/chain.key",
+        "glam db key --key-file /etc/glam/chain.key --db .glam/glam.db",
+    ),
+)
 def key_command(
     key_file: Annotated[
         Path,

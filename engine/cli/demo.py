@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from engine.cli.app import app
+from engine.cli.output import examples
 
 _HELP = """Deploy a sample repository on an embedded AWS, in four acts: a first deployment of
 three functions (SQS, HTTP API, ALB), a canary (50 % then 100 %), a broken version rolled back
@@ -18,7 +19,11 @@ minute; nothing leaves 127.0.0.1.
 """
 
 
-@app.command("demo", help=_HELP)
+@app.command(
+    "demo",
+    help=_HELP,
+    epilog=examples("glam demo", "glam demo --dir /tmp/glam-demo --keep"),
+)
 def demo(
     folder: Annotated[
         Path,

@@ -26,6 +26,7 @@ import typer
 from engine.cli.app import app
 from engine.cli.common import DbOption, JsonOption, db_path
 from engine.cli.config import ConfigOption, config_path
+from engine.cli.output import examples
 from engine.errors import GlamError
 
 if TYPE_CHECKING:
@@ -43,7 +44,13 @@ class _Checked:
     differences: tuple[Difference, ...] = field(default_factory=tuple)
 
 
-@app.command("drift")
+@app.command(
+    "drift",
+    epilog=examples(
+        "glam drift                   # every function: what AWS has that glam did not deploy",
+        "glam drift orders --json",
+    ),
+)
 def drift_command(
     function: Annotated[
         str | None, typer.Argument(help="A function name or stream fn:ACCOUNT:REGION:NAME.")

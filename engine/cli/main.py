@@ -5,12 +5,42 @@ from __future__ import annotations
 
 import sys
 
-from engine.cli import aws_local, config, db, demo, drift, ops, plan, query, run
+from engine.cli import (
+    aws_local,
+    config,
+    db,
+    demo,
+    drift,
+    history,
+    ops,
+    plan,
+    query,
+    replay,
+    run,
+    schema,
+    sync,
+    wait,
+)
 from engine.cli.app import app
 from engine.errors import GlamError
 
 # Imported for what importing them does: each registers its commands on `app`.
-SUBCOMMANDS = (aws_local, config, db, demo, drift, ops, plan, query, run)
+SUBCOMMANDS = (
+    aws_local,
+    config,
+    db,
+    demo,
+    drift,
+    history,
+    ops,
+    plan,
+    query,
+    replay,
+    run,
+    schema,
+    sync,
+    wait,
+)
 
 __all__ = ["app", "first_glam_error", "main"]
 

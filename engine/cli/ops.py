@@ -26,9 +26,11 @@ import anyio
 import typer
 
 from engine.cli.app import app
-from engine.cli.common import DbOption, db_path
+from engine.cli.common import DbOption, JsonOption, db_path
+from engine.cli.output import examples, print_json
 from engine.commands import Command, Issued, append_command, check_command, check_reason
 from engine.errors import StoreError
+from engine.events.operator import OperatorCommandIssued
 from engine.store.sqlite import SqliteEventStore
 
 __all__ = ["Command", "Issued", "default_actor", "issue"]
@@ -89,47 +91,90 @@ _EFFECT = {
 }
 
 
-def _run(command: Command, target: str, reason: str, actor: str | None, db: Path | None) -> None:
+def _run(
+    command: Command,
+    target: str,
+    reason: str,
+    actor: str | None,
+    db: Path | None,
+    as_json: bool = False,
+) -> None:
     issued = anyio.run(
         lambda: issue(db_path(db), command, target, reason=reason, actor=actor or default_actor())
     )
     name = command.replace("_", "-")
+    if as_json:
+        event = issued.record.event
+        assert isinstance(event, OperatorCommandIssued)
+        print_json(
+            {
+                "command": command,
+                "target": issued.target,
+                "actor": issued.record.meta.actor,
+                "reason": reason,
+                "deployment_id": event.deployment_id,
+                "position": issued.record.position,
+                "ops_version": issued.record.version,
+                "effect": _EFFECT[command],
+            }
+        )
+        return
     print(
         f"{name} {issued.target} recorded by {issued.record.meta.actor} "
         f"(ops #{issued.record.version}): {_EFFECT[command]}"
     )
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        'glam promote orders --reason "verified by hand"',
+        'glam promote fn:111111111111:eu-west-1:orders --reason "ok" --actor alice --json',
+    )
+)
 def promote(
-    function: FunctionArg, reason: ReasonOption, actor: ActorOption = None, db: DbOption = None
+    function: FunctionArg,
+    reason: ReasonOption,
+    actor: ActorOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Promote the deployment in flight now: skip the rest of its schedule and bake."""
-    _run("promote", function, reason, actor, db)
+    _run("promote", function, reason, actor, db, as_json)
 
 
-@app.command()
+@app.command(epilog=examples('glam abort orders --reason "p99 up since the canary"'))
 def abort(
-    function: FunctionArg, reason: ReasonOption, actor: ActorOption = None, db: DbOption = None
+    function: FunctionArg,
+    reason: ReasonOption,
+    actor: ActorOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Abort the deployment in flight: roll back to the stable version."""
-    _run("abort", function, reason, actor, db)
+    _run("abort", function, reason, actor, db, as_json)
 
 
-@app.command()
+@app.command(epilog=examples('glam retry orders --reason "the bucket is fixed"'))
 def retry(
-    function: FunctionArg, reason: ReasonOption, actor: ActorOption = None, db: DbOption = None
+    function: FunctionArg,
+    reason: ReasonOption,
+    actor: ActorOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Deploy the rolled-back desired state of a function again."""
-    _run("retry", function, reason, actor, db)
+    _run("retry", function, reason, actor, db, as_json)
 
 
-@app.command("allow-deletes")
+@app.command(
+    "allow-deletes", epilog=examples('glam allow-deletes 4f2a91c --reason "retiring orders"')
+)
 def allow_deletes(
     sha: Annotated[str, typer.Argument(help="The commit whose held deletes to allow.")],
     reason: ReasonOption,
     actor: ActorOption = None,
     db: DbOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Allow the deletes the planner held for a commit (too large a share of functions)."""
-    _run("allow_deletes", sha, reason, actor, db)
+    _run("allow_deletes", sha, reason, actor, db, as_json)

@@ -23,6 +23,7 @@ import typer
 from engine.cli.app import app
 from engine.cli.common import DbOption, JsonOption, db_path
 from engine.cli.config import ConfigOption, config_path
+from engine.cli.output import examples
 from engine.errors import SourceError, StoreError, UsageError
 from engine.logs import mask_environment
 from engine.redact import repository_id
@@ -63,7 +64,14 @@ class _Known:
     endpoint_url: str | None = None  # where tokens kept in AWS are read (the file's AWS)
 
 
-@app.command("plan")
+@app.command(
+    "plan",
+    epilog=examples(
+        "glam plan --repo ./lambdas                  # what the head would deploy",
+        "glam plan --repo ./lambdas --branch release --render",
+        "glam plan --config glam.toml --json         # every watched branch",
+    ),
+)
 def plan_command(
     repo: Annotated[str | None, typer.Option("--repo", help="Repository path or URL.")] = None,
     branch: Annotated[

@@ -8,9 +8,11 @@ never holds credentials: definitions stay inside DeploymentRequested, which is n
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from rich.console import Console
 from rich.live import Live
@@ -31,6 +33,7 @@ from engine.events.function import (
 from engine.events.repo import CommitObserved, DefinitionRejected, SourceUnavailable
 from engine.logs import get_logger, redact
 from engine.ports import Clock
+from engine.saga.schedule import weights
 from engine.streams import FUNCTION_PREFIX, parse_function_stream
 
 
@@ -93,6 +96,31 @@ class _Row:
     version: str = ""
     bake_until: datetime | None = None
     outcome: str = ""
+    shifts: int = 0  # traffic steps taken so far (the promote is the last one)
+    of: int | None = None  # how many the schedule has
+
+    def cells(self, now: datetime) -> tuple[str, str, str, str]:
+        """The step (with its place in the schedule), traffic, wait left and outcome."""
+        step = self.step
+        if self.of is not None and self.shifts and self.outcome == "":
+            step = f"{step} {min(self.shifts, self.of)}/{self.of}"
+        if self.weight is not None:
+            traffic = f"{self.weight:.0%} → v{self.version}"
+        elif self.version:
+            traffic = f"v{self.version}"
+        else:
+            traffic = ""
+        left = ""
+        if self.bake_until is not None:
+            left = f"{max(0.0, (self.bake_until - now).total_seconds()):.0f}s"
+        return step, traffic, left, self.outcome
+
+
+def _schedule_length(event: DeploymentRequested) -> int | None:
+    """The traffic steps of a deployment: each weight of its schedule, then the promote."""
+    if event.desired is None:
+        return None
+    return len(weights(event.desired.settings.traffic)) + 1
 
 
 class LiveProgress:
@@ -105,12 +133,28 @@ class LiveProgress:
         # Live renders from its own thread while the engine updates rows from the loop.
         self._lock = threading.Lock()
         self.live = Live(self, console=console, refresh_per_second=4, transient=False)
+        self._moved: list[logging.StreamHandler[Any]] = []
+        self._stderr: Any = sys.stderr
 
     def __enter__(self) -> LiveProgress:
+        before = sys.stderr
         self.live.__enter__()
+        # Live redirects sys.stderr through its console so that what is written there prints
+        # above the table; a logging handler made earlier still holds the real stderr and
+        # would tear the table. Point those handlers at the redirected stream while it runs.
+        self._moved = [
+            h
+            for h in logging.getLogger().handlers
+            if isinstance(h, logging.StreamHandler) and h.stream is before
+        ]
+        for handler in self._moved:
+            handler.setStream(sys.stderr)
+        self._stderr = before
         return self
 
     def __exit__(self, *exc: object) -> None:
+        for handler in self._moved:
+            handler.setStream(self._stderr)
         self.live.__exit__(None, None, None)
 
     def __call__(self, record: RecordedEvent) -> None:
@@ -127,7 +171,9 @@ class LiveProgress:
         event = record.event
         match event:
             case DeploymentRequested():
-                self.rows[_who(record)] = row = _Row(step=f"{event.action} requested")
+                self.rows[_who(record)] = row = _Row(
+                    step=f"{event.action} requested", of=_schedule_length(event)
+                )
             case StepStarted() | StepSucceeded():
                 row.step = str(event.step)
                 row.bake_until = None
@@ -136,24 +182,24 @@ class LiveProgress:
                 row.bake_until = event.until
             case TrafficShifted():
                 row.weight, row.version = event.weight, event.new_version
+                if not row.step.startswith("rolling back"):
+                    row.shifts += 1
             case RollbackStarted():
                 row.step = "rolling back"
             case DeploymentFinished():
+                # What the alias serves now, not the last weight of the canary.
                 row.outcome, row.step, row.bake_until = event.outcome, "done", None
+                row.weight, row.version = None, event.stable_version or ""
             case _:
                 pass
 
     def __rich__(self) -> Table:
         table = Table(title=self.last or None, expand=False)
-        for column in ("function", "step", "weight", "wait left", "outcome"):
+        for column in ("function", "step", "traffic", "wait left", "outcome"):
             table.add_column(column)
         now = self.clock.now()
         with self._lock:
             rows = sorted(self.rows.items())
         for name, row in rows:
-            weight = f"{row.weight:.0%} → v{row.version}" if row.weight is not None else ""
-            left = ""
-            if row.bake_until is not None:
-                left = f"{max(0.0, (row.bake_until - now).total_seconds()):.0f}s"
-            table.add_row(name, row.step, weight, left, row.outcome)
+            table.add_row(name, *row.cells(now))
         return table

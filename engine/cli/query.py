@@ -1,4 +1,5 @@
-"""Read-only queries on the event log: ``glam events``, ``glam status``, ``glam replay``.
+"""Read-only queries on the event log: ``glam events`` and ``glam status`` (``glam replay``
+is in engine.cli.replay).
 
 Every command opens the database read-only (``mode=ro`` and ``query_only``), so it can run
 next to a live engine and can never change the log. Output is a rich table on a terminal,
@@ -12,9 +13,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -23,58 +23,48 @@ import typer
 
 from engine.cli.app import app
 from engine.cli.common import DbOption, JsonOption, current_views, db_path
-from engine.cli.db import chain_line, chain_report, print_chain
+from engine.cli.db import chain_line
+from engine.cli.output import (
+    Column,
+    did_you_mean,
+    examples,
+    is_terminal,
+    parse_moment,
+    print_json,
+    table,
+    unknown_function,
+)
 from engine.deployed import DEPLOYED_EVENT_TYPES, OWNER_EVENT_TYPES, deployed_from_events
 from engine.drift.recorded import DRIFT_EVENT_TYPES, open_drift
 from engine.errors import GlamError, UsageError
 from engine.events import RecordedEvent
+from engine.events.catalog import EVENT_CLASSES
 from engine.events.function import (
     DeploymentRequested,
     DriftDetected,
     FunctionOwner,
     OperatorRequested,
 )
+from engine.events.operator import OPS_STREAM
 from engine.events.repo import CommitPlanned, DefinitionRejected, DeletesHeld
 from engine.logs import mask_environment
 from engine.redact import repository_id
 from engine.store.sqlite import SqliteEventStore
-from engine.streams import REPO_PREFIX, is_function_stream, parse_repo_stream
-from projections.history import History
-from projections.runner import PROJECTION
-from projections.views import SnapshotUnreadable, Views, differences
+from engine.streams import FUNCTION_PREFIX, REPO_PREFIX, is_function_stream, parse_repo_stream
+from projections.functions import FunctionRow
+from projections.views import Views
 
 T = TypeVar("T")
 
 
-def _run(db: Path | None, body: Callable[[SqliteEventStore], Awaitable[T]]) -> T:
+def with_store(db: Path | None, body: Callable[[SqliteEventStore], Awaitable[T]]) -> T:
+    """``body`` run on the log opened read-only (``--db``, else ``$GLAM_DB``, else the default)."""
+
     async def go() -> T:
         async with SqliteEventStore(db_path(db), readonly=True) as store:
             return await body(store)
 
     return anyio.run(go)
-
-
-def _table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
-    """A rich table on a terminal; tab-separated lines (header first) when piped."""
-    cells = [["" if v is None else str(v) for v in row] for row in rows]
-    if sys.stdout.isatty():
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title=title)
-        for column in columns:
-            table.add_column(column)
-        for row in cells:
-            table.add_row(*row)
-        Console().print(table)
-    else:
-        print("\t".join(columns))
-        for row in cells:
-            print("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row))
-
-
-def _print_json(value: object) -> None:
-    print(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str))
 
 
 ShowSecretsOption = Annotated[
@@ -83,7 +73,9 @@ ShowSecretsOption = Annotated[
 ]
 
 
-def _event_json(record: RecordedEvent, *, show_secrets: bool = False) -> dict[str, Any]:
+def event_json(record: RecordedEvent, *, show_secrets: bool = False) -> dict[str, Any]:
+    """One event as ``glam events --json`` prints it (and the API answers it); function
+    environment values masked unless ``show_secrets``."""
     data = record.event.model_dump(mode="json", exclude={"type"})
     return {
         "position": record.position,
@@ -197,12 +189,74 @@ async def _latest_plans(store: SqliteEventStore) -> list[_BranchPlan]:
 # -- glam events ---------------------------------------------------------------------------
 
 
-@app.command()
+def check_types(types: Sequence[str]) -> frozenset[str]:
+    """``--type`` values (repeated or comma-separated), each checked against the catalogue of
+    event types: an unknown one is a usage error naming the likely one."""
+    wanted = {t.strip() for value in types for t in value.split(",") if t.strip()}
+    for name in sorted(wanted):
+        if name not in EVENT_CLASSES:
+            near = did_you_mean(name, EVENT_CLASSES)
+            raise UsageError(
+                f"unknown event type {name!r}" + (f" — did you mean {near!r}?" if near else ""),
+                hint="docs/events.md lists every event type",
+            )
+    return frozenset(wanted)
+
+
+async def resolve_streams(store: SqliteEventStore, stream: str) -> frozenset[str]:
+    """The streams ``--stream`` names: a stream the log holds as written (``fn:…``,
+    ``repo:…``, ``ops``), or a function's bare name (every region and account it is in)."""
+    if stream.startswith((FUNCTION_PREFIX, REPO_PREFIX)) or stream == OPS_STREAM:
+        if await store.stream_version(stream) == 0:
+            raise GlamError(
+                f"no stream {stream!r} in the log",
+                hint="`glam status` lists the functions; a function's name works too",
+            )
+        return frozenset({stream})
+    views = await current_views(store)
+    named = frozenset(r.stream for r in views.functions.values() if r.name == stream)
+    if not named:
+        raise unknown_function(stream, (r.name for r in views.functions.values()))
+    return named
+
+
+async def start_position(store: SqliteEventStore, since: str | None, *, follow: bool) -> int:
+    """Where ``glam events`` starts: ``--since`` (a position, a time, or how long ago), else
+    the start of the log, or its end when following."""
+    if since is None:
+        return (await store.last_position()) + 1 if follow else 1
+    moment = parse_moment(since, option="--since")
+    if isinstance(moment, int):
+        return max(moment, 1)
+    return (await store.position_at(moment)) + 1
+
+
+@app.command(
+    epilog=examples(
+        "glam events --type DeploymentFinished --type RollbackStarted",
+        "glam events --stream orders --since 1h",
+        "glam events --follow                  # new events only, until Ctrl-C",
+        "glam events --follow --since 0 --json # the whole log, then new events",
+    )
+)
 def events(
     db: DbOption = None,
-    stream: Annotated[str | None, typer.Option(help="Only this stream.")] = None,
-    type_: Annotated[str | None, typer.Option("--type", help="Only this event type.")] = None,
-    since: Annotated[int, typer.Option(help="Start at this position.", min=1)] = 1,
+    stream: Annotated[
+        str | None,
+        typer.Option(help="Only this function (a name or fn:ACCOUNT:REGION:NAME) or stream."),
+    ] = None,
+    type_: Annotated[
+        list[str] | None,
+        typer.Option("--type", help="Only these event types (repeat it, or comma-separated)."),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="Start at this position, ISO-8601 time, or this long ago (15m, 2h, 1d). "
+            "Default: the start, or the end with --follow.",
+            show_default=False,
+        ),
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="At most this many events.", min=1)] = None,
     as_json: JsonOption = False,
     follow: Annotated[bool, typer.Option(help="Keep printing new events.")] = False,
@@ -213,20 +267,22 @@ def events(
     """List events from the log, oldest first (one JSON object per line with --json).
     --repo/--branch: that branch's own events and those of the functions it owns."""
     only = _Filter(repo, branch)
+    types = check_types(type_ or ())
     owners: dict[str, FunctionOwner] = {}
+    streams: frozenset[str] | None = None
 
     def wanted(record: RecordedEvent) -> bool:
         if isinstance(record.event, DeploymentRequested) and record.event.owner is not None:
             owners[record.stream] = record.event.owner  # new owners while following
         return (
-            (stream is None or record.stream == stream)
-            and (type_ is None or record.type == type_)
+            (streams is None or record.stream in streams)
+            and (not types or record.type in types)
             and (not only.active or only.stream_matches(record.stream, owners))
         )
 
     def show(record: RecordedEvent) -> None:
         if as_json:
-            shown = _event_json(record, show_secrets=show_secrets)
+            shown = event_json(record, show_secrets=show_secrets)
             print(json.dumps(shown, ensure_ascii=False), flush=True)
         else:
             print(
@@ -236,18 +292,21 @@ def events(
             )
 
     async def body(store: SqliteEventStore) -> None:
+        nonlocal streams
+        if stream is not None:
+            streams = await resolve_streams(store, stream)
         if only.active:
             owners.update(await _owners(store))
+        position = await start_position(store, since, follow=follow)
         shown = 0
         if follow:
-            async for record in store.follow(since):
+            async for record in store.follow(position):
                 if wanted(record):
                     show(record)
                     shown += 1
                     if limit is not None and shown >= limit:
                         return
             return
-        position = since
         while limit is None or shown < limit:
             batch = await store.read_all(position, limit=1000)
             for record in batch:
@@ -260,26 +319,36 @@ def events(
                 break
             position = batch[-1].position + 1
 
-    _run(db, body)
+    with_store(db, body)
 
 
 # -- glam status ---------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "glam status                  # every function, fitted to the terminal",
+        "glam status orders           # one function, with its event sources",
+        "glam status --wide           # every column in full",
+        "glam status --repo https://github.com/acme/lambdas.git --branch main --json",
+    )
+)
 def status(
     function: Annotated[
         str | None, typer.Argument(help="A function name or stream fn:ACCOUNT:REGION:NAME.")
     ] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
+    wide: Annotated[
+        bool, typer.Option("--wide", help="Every column in full (account, region, owner).")
+    ] = False,
     repo: RepoOption = None,
     branch: BranchOption = None,
 ) -> None:
-    """Show every function (or one) as glam last saw it: versions, traffic, state, and the
-    branch that owns it; then what each branch's latest plan refused or holds; and the head of
-    the log's hash chain (on stderr, so the table stays clean for scripts).
-    --repo/--branch: only that branch's functions and plan."""
+    """Show every function (or one) as glam last saw it: versions, traffic, state, the last
+    outcome and why, and the branch that owns it; then what each branch's latest plan
+    refused or holds; and the head of the log's hash chain (on stderr, so the table stays
+    clean for scripts). --repo/--branch: only that branch's functions and plan."""
     only = _Filter(repo, branch)
 
     async def body(
@@ -289,18 +358,16 @@ def status(
         drift = open_drift(await store.read_selected(DRIFT_EVENT_TYPES))
         return views, owners, await _latest_plans(store), drift, await chain_line(store)
 
-    views, owners, plans, drift, head = _run(db, body)
+    views, owners, plans, drift, head = with_store(db, body)
     rows = sorted(views.functions.values(), key=lambda r: r.stream)
     if only.active:
         rows = [r for r in rows if only.owner_matches(owners.get(r.stream))]
         plans = [p for p in plans if only.stream_matches(p.stream, owners)]
     if function is not None:
+        known = [r.name for r in rows]
         rows = [r for r in rows if function in (r.stream, r.name)]
         if not rows:
-            raise GlamError(
-                f"no function {function!r} in the log",
-                hint="run `glam status` to list the functions glam knows",
-            )
+            raise unknown_function(function, known)
     if as_json:
         out = []
         for r in rows:
@@ -311,61 +378,57 @@ def status(
                 | {"owner": None if owner is None else owner.model_dump(mode="json")}
                 | {"drift": [d.model_dump(mode="json", exclude={"type"}) for d in found.values()]}
             )
-        _print_json(out)
+        print_json(out)
         print(head, file=sys.stderr)
         return
-    _table(
-        f"functions (log position {views.position})",
-        [
-            "function",
-            "account",
-            "region",
-            "alias",
-            "stable",
-            "new",
-            "weight",
-            "state",
-            "commit",
-            "last outcome",
-            "drift",
-            "owner",
-        ],
-        [
-            (
-                r.name,
-                r.account,
-                r.region,
-                r.alias,
-                r.stable_version,
-                r.new_version,
-                f"{r.weight:.0%}" if r.new_version else "",
-                r.state,
-                (r.last_commit or "")[:12],
-                r.last_outcome,
-                _drift_text(drift.get(r.stream, {})),
-                _owner_text(owners.get(r.stream)),
-            )
-            for r in rows
-        ],
-    )
+    title = f"functions (log position {views.position})"
+    if wide or not is_terminal():
+        table(
+            title,
+            [
+                "function",
+                "account",
+                "region",
+                "alias",
+                "stable",
+                "new",
+                "weight",
+                "state",
+                "commit",
+                "last outcome",
+                "drift",
+                "owner",
+                "last reason",
+                "last operator command",
+            ],
+            _wide_rows(rows, owners, drift),
+            wide=True,
+        )
+    else:
+        _narrow_status(title, rows, owners, drift)
     refused = [(p, rej) for p in plans for rej in p.rejected]
     if refused and function is None:
-        _table(
+        table(
             "refused by the latest plan of each branch",
-            ["branch", "commit", "prefix", "reason"],
+            ["branch", "commit", "prefix", Column("reason", wrap=True)],
             [(_branch_text(p.stream), p.sha[:12], r.prefix, r.reason) for p, r in refused],
+            wide=wide,
         )
     held = [(p, h) for p in plans if p.held is not None for h in _removals(p.held)]
     if held and function is None:
-        _table(
-            "removals held for an operator (glam allow-deletes COMMIT)",
-            ["branch", "commit", "removal", "reason"],
+        shas = sorted({p.sha[:12] for p, _ in held})
+        table(
+            "removals held for an operator: glam allow-deletes "
+            + " / ".join(shas)
+            + ' --reason "…"',
+            ["branch", "commit", Column("removal", wrap=True), Column("reason", wrap=True)],
             [(_branch_text(p.stream), p.sha[:12], what, why) for p, (what, why) in held],
+            wide=wide,
         )
     if function is not None and any(drift.get(r.stream) for r in rows):
         from engine.drift.compare import show
 
-        _table(
+        table(
             "drift found by the engine (glam drift reads AWS now)",
             ["function", "field", "glam deployed", "AWS has", "since"],
             [
@@ -376,10 +439,11 @@ def status(
         )
     if function is not None:
         # One function asked for: also show what invokes it. Every source is on the alias.
-        _table(
+        table(
             "event sources",
-            ["function", "alias", "kind", "source"],
+            ["function", "alias", "kind", Column("source", wrap=True)],
             [(r.name, r.alias, s.kind, s.source_id) for r in rows for s in r.event_sources],
+            wide=wide,
         )
     print(head, file=sys.stderr)
 
@@ -394,6 +458,91 @@ def _drift_text(found: dict[str, DriftDetected]) -> str:
     first = sorted(found)[0]
     more = f" +{len(found) - 1}" if len(found) > 1 else ""
     return f"DRIFT {first}{more}"
+
+
+def _wide_rows(
+    rows: Sequence[FunctionRow], owners: dict[str, FunctionOwner], drift: _Drift
+) -> list[tuple[object, ...]]:
+    return [
+        (
+            r.name,
+            r.account,
+            r.region,
+            r.alias,
+            r.stable_version,
+            r.new_version,
+            f"{r.weight:.0%}" if r.new_version else "",
+            r.state,
+            (r.last_commit or "")[:12],
+            r.last_outcome,
+            _drift_text(drift.get(r.stream, {})),
+            _owner_text(owners.get(r.stream)),
+            r.last_reason or r.last_error,
+            r.last_operator_command,
+        )
+        for r in rows
+    ]
+
+
+def _narrow_status(
+    title: str, rows: Sequence[FunctionRow], owners: dict[str, FunctionOwner], drift: _Drift
+) -> None:
+    """The functions at a terminal's width: where a function is only when they are in more
+    than one region or account, the owner only when there is more than one, versions and
+    weight in one cell, and the last outcome with its reason wrapped in the last column."""
+    places = {(r.account, r.region) for r in rows}
+    accounts = {r.account for r in rows}
+    owner_texts = {_owner_text(owners.get(r.stream)) for r in rows}
+
+    def name(r: FunctionRow) -> str:
+        if len(places) <= 1:
+            return r.name
+        if len(accounts) <= 1:
+            return f"{r.name} ({r.region})"
+        return f"{r.name} ({r.account}/{r.region})"
+
+    def versions(r: FunctionRow) -> str:
+        if r.new_version and r.stable_version:
+            return f"{r.stable_version}→{r.new_version} {r.weight:.0%}"
+        if r.new_version:
+            return f"→{r.new_version}"
+        return r.stable_version or ""
+
+    def last(r: FunctionRow) -> str:
+        why = r.last_reason or r.last_error
+        text = r.last_outcome or ""
+        if why:
+            text = f"{text}: {why}" if text else why
+        if r.last_operator_command:
+            text = f"{text} [{r.last_operator_command}]" if text else r.last_operator_command
+        found = _drift_text(drift.get(r.stream, {}))
+        return f"{text}; {found}" if text and found else text or found
+
+    columns: list[str | Column] = [
+        Column("function", min=8),
+        "alias",
+        "version",
+        "state",
+        "commit",
+    ]
+    show_owner = len(owner_texts - {""}) > 1
+    if show_owner:
+        columns.append(Column("owner", min=6))
+    columns.append(Column("last outcome", wrap=True, min=16))
+    body = []
+    for r in rows:
+        cells: list[object] = [
+            name(r),
+            r.alias,
+            versions(r),
+            r.state,
+            (r.last_commit or "")[:7],
+        ]
+        if show_owner:
+            cells.append(_owner_text(owners.get(r.stream)))
+        cells.append(last(r))
+        body.append(cells)
+    table(title, columns, body)
 
 
 def _owner_text(owner: FunctionOwner | None) -> str:
@@ -417,172 +566,3 @@ def _removals(held: DeletesHeld) -> list[tuple[str, str]]:
         (f"alias {r.alias} of {r.function}" if r.alias else r.function, r.reason)
         for r in held.removals
     ]
-
-
-# -- glam replay ---------------------------------------------------------------------------
-
-
-def _parse_at(at: str) -> int | datetime:
-    if at.isdigit():
-        return int(at)
-    try:
-        moment = datetime.fromisoformat(at)
-    except ValueError:
-        raise UsageError(
-            f"--at {at!r} is neither a position nor an ISO-8601 time",
-            hint="use e.g. --at 120 or --at 2025-03-01T10:00:00Z",
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # naive means UTC
-
-
-async def _fold_until(store: SqliteEventStore, end: int) -> Views:
-    views = Views()
-    while views.position < end:
-        batch = await store.read_all(views.position + 1, limit=min(5000, end - views.position))
-        if not batch:
-            break
-        for record in batch:
-            views.apply(record)
-    return views
-
-
-@app.command()
-def replay(
-    db: DbOption = None,
-    at: Annotated[
-        str | None, typer.Option(help="Stop at this log position or ISO-8601 time.")
-    ] = None,
-    verify: Annotated[
-        bool,
-        typer.Option(help="Check the hash chain and that the stored views equal the replay."),
-    ] = False,
-    as_json: JsonOption = False,
-) -> None:
-    """Fold the log into fresh views, up to --at, and print them: the state as it was then.
-    --at folds only from the nearest snapshot the engine saved before it. With --verify,
-    everything is folded from position 0, and it exits 1 naming the first position that
-    does not check out."""
-    target = _parse_at(at) if at is not None else None
-
-    async def body(store: SqliteEventStore) -> tuple[Any, dict[str, Any]]:
-        last = await store.last_position()
-        if isinstance(target, datetime):
-            end = await store.position_at(target)
-        else:
-            end = last if target is None else min(target, last)
-        report: dict[str, Any] = {}
-        if verify:
-            report["chain"] = await chain_report(store)
-            if not report["chain"]["ok"]:
-                return _shown(Views(), as_json), report  # an altered log cannot be trusted
-            checkpoint, stored = await store.load_views(PROJECTION)
-            replayed = await _fold_until(store, checkpoint)
-            diffs = differences(stored, replayed.to_rows())
-            first = None
-            if diffs:
-                first = min(_row_position(s, r) for _, s, r in diffs)
-            report["views"] = {
-                "ok": not diffs,
-                "checkpoint": checkpoint,
-                "differing_rows": [f"{v}/{k}" for (v, k), _, _ in diffs],
-                "first_bad_position": first,
-            }
-        if target is None or verify:
-            return _shown(await _fold_until(store, end), as_json), report
-        travel = History(store)
-        try:
-            return _shown(await travel.at(end), as_json), report
-        except SnapshotUnreadable as exc:
-            print(f"warning: {exc.one_line()}; folding from position 0", file=sys.stderr)
-            return _shown(await travel.at(end, snapshots=False), as_json), report
-
-    shown, report = _run(db, body)
-    ok = all(part["ok"] for part in report.values())
-    if as_json:
-        _print_json({**shown, **({"verify": report} if verify else {})})
-    else:
-        if "views" in report or not verify:
-            _print_views(shown)
-        _print_report(report)
-    if not ok:
-        raise typer.Exit(1)
-
-
-RECENT = 20  # deployments and commits listed in text; --json has them all
-
-
-def _shown(views: Views, as_json: bool) -> Any:
-    """What replay prints, read from the views while the log is open (rows from a snapshot
-    are decoded here, so one that does not decode is noticed before anything is printed)."""
-    if as_json:
-        return views.as_json()
-    return {
-        "position": views.position,
-        "functions": sorted(views.functions.values(), key=lambda r: r.stream),
-        "deployments": (views.recent("deployments", RECENT), views.count("deployments")),
-        "commits": (views.recent("commits", RECENT), views.count("commits")),
-    }
-
-
-def _row_position(stored: str | None, replayed: str | None) -> int:
-    positions = [json.loads(text)["position"] for text in (stored, replayed) if text is not None]
-    return min(positions) if positions else 0
-
-
-def _print_views(shown: dict[str, Any]) -> None:
-    _table(
-        f"functions at position {shown['position']}",
-        ["function", "alias", "stable", "new", "weight", "state", "commit"],
-        [
-            (
-                r.stream,
-                r.alias,
-                r.stable_version,
-                r.new_version,
-                f"{r.weight:.0%}",
-                r.state,
-                (r.last_commit or "")[:12],
-            )
-            for r in shown["functions"]
-        ],
-    )
-    deployments, count = shown["deployments"]
-    _table(
-        _title("deployments", len(deployments), count),
-        ["deployment", "function", "action", "outcome", "steps", "reason"],
-        [
-            (r.deployment_id, r.function, r.action, r.outcome or r.state, len(r.steps), r.reason)
-            for r in deployments
-        ],
-    )
-    commits, count = shown["commits"]
-    _table(
-        _title("commits", len(commits), count),
-        ["commit", "summary", "planned", "rejected", "held deletes"],
-        [
-            (r.sha[:12], r.summary, len(r.planned), len(r.rejections), len(r.held_deletes))
-            for r in commits
-        ],
-    )
-
-
-def _title(view: str, shown: int, count: int) -> str:
-    if shown == count:
-        return view
-    return f"{view} (the last {shown} of {count:,}; --json lists them all)"
-
-
-def _print_report(report: dict[str, Any]) -> None:
-    chain = report.get("chain")
-    if chain is not None:
-        print_chain(chain)
-    views = report.get("views")
-    if views is not None:
-        if views["ok"]:
-            print(f"stored views: equal to the replay (checkpoint {views['checkpoint']})")
-        else:
-            print(
-                f"stored views: DIFFER from the replay from position "
-                f"{views['first_bad_position']} ({', '.join(views['differing_rows'][:5])})",
-                file=sys.stderr,
-            )

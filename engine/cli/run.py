@@ -10,7 +10,11 @@ plan. A file that no longer validates is refused with its mistakes, and the engi
 with the configuration it has. Flags given on the command line win over the file.
 
 Exit codes with ``--once``: 0 every deployment succeeded (or there was nothing to do), 1 one
-failed or rolled back, a definition was rejected, or a repository could not be read.
+failed or rolled back, a definition was rejected, or a repository could not be read, 3 all
+went well but deletes are held for an operator (``glam allow-deletes SHA`` releases them).
+
+SIGTERM and SIGINT stop the engine at a safe point: a saga records what it did and stops; on
+the next start it resumes from the log (a bake waits only for what was left of it).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import dataclasses
 import os
 import signal
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -29,13 +34,17 @@ import typer
 from engine.cli.app import app
 from engine.cli.common import DbOption, db_path
 from engine.cli.config import ConfigOption, config_path
+from engine.cli.output import examples, print_json
 from engine.errors import GlamError, UsageError
-from engine.logs import get_logger, setup_logging
+from engine.logs import LogFormat, get_logger, setup_logging
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from engine.config.model import GlamConfig
+    from engine.events import RecordedEvent
+    from engine.notify import Notifier, Route
+    from engine.ports import Clock
     from engine.runtime.engine import EngineConfig, RunReport
     from engine.runtime.failpoints import Failpoints
     from engine.server.settings import ServerSettings
@@ -43,7 +52,18 @@ if TYPE_CHECKING:
 log = get_logger("run")
 
 
-@app.command("run")
+EXIT_HELD = 3
+DRAIN_SECONDS = 5.0  # how long queued notifications may still be delivered at shutdown
+
+
+@app.command(
+    "run",
+    epilog=examples(
+        "glam run --repo ./lambdas",
+        "glam run --config /etc/glam/glam.toml --log-format json   # as a service",
+        "glam run --once --repo https://github.com/acme/lambdas.git --json   # in CI",
+    ),
+)
 def run_command(
     repo: Annotated[
         str | None, typer.Option("--repo", help="Repository path or URL to watch.")
@@ -119,8 +139,27 @@ def run_command(
             "--allow-remote", help="Allow --listen on a non-loopback address (needs a token)."
         ),
     ] = False,
+    log_format: Annotated[
+        str,
+        typer.Option(
+            "--log-format",
+            help="text, or json: one JSON object per line (and no live table).",
+            envvar="GLAM_LOG_FORMAT",
+        ),
+    ] = "text",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="With --once: print the outcome as JSON.")
+    ] = False,
 ) -> int:
-    """Run the engine: make AWS match the branches, deploying with canaries and rollbacks."""
+    """Run the engine: make AWS match the branches, deploying with canaries and rollbacks.
+    With --once: exit 0 all succeeded, 1 something failed, 3 deletes are held."""
+    if log_format not in ("text", "json"):
+        raise UsageError(f"--log-format {log_format!r}", hint="text or json")
+    if as_json and not once:
+        raise UsageError("--json needs --once", hint="the engine prints JSON when it is done")
+    shown = Shown(
+        verbose=verbose, log_format="json" if log_format == "json" else "text", json=as_json
+    )
     if poll is not None and poll <= 0:
         raise UsageError("--poll must be positive", hint="e.g. --poll 30")
     if max_parallel is not None and max_parallel < 1:
@@ -158,12 +197,14 @@ def run_command(
                 hint="set branches and token in its [[repository]] entry",
             )
         from engine.config import load_config
+        from engine.notify import routes_from
 
         config_file = path
+        notify = Notifications()
 
         def reload() -> EngineConfig:
             glam = load_config(config_file)
-            return engine_config_from(
+            engine = engine_config_from(
                 glam,
                 db=db,
                 endpoint_url=endpoint_url,
@@ -173,8 +214,10 @@ def run_command(
                 server=server if server is not None else file_server(glam),
                 drift_interval=drift_interval,
             )
+            notify.update(routes_from(glam), glam.engine.public_url)
+            return engine
 
-        return run_engine(reload(), once=once, verbose=verbose, reload=reload)
+        return run_engine(reload(), once=once, shown=shown, reload=reload, notify=notify)
     engine = engine_config(
         repo=repo or "",
         branch=branch,
@@ -187,7 +230,7 @@ def run_command(
     )
     if drift_interval is not None:
         engine = dataclasses.replace(engine, drift_interval=drift_interval)
-    return run_engine(with_server(engine, server), once=once, verbose=verbose)
+    return run_engine(with_server(engine, server), once=once, shown=shown)
 
 
 def with_server(config: EngineConfig, server: ServerSettings | None) -> EngineConfig:
@@ -341,6 +384,30 @@ def engine_config_from(
     )
 
 
+@dataclass
+class Notifications:
+    """The notification routes of the configuration file, kept current on SIGHUP, and the
+    notifier delivering them while the engine runs."""
+
+    routes: list[Route] = field(default_factory=list)
+    public_url: str | None = None
+    notifier: Notifier | None = None
+
+    def update(self, routes: list[Route], public_url: str | None) -> None:
+        self.routes, self.public_url = routes, public_url
+        if self.notifier is not None:
+            self.notifier.routes, self.notifier.public_url = routes, public_url
+
+
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """How ``glam run`` shows what it does: log level and format, and JSON at the end."""
+
+    verbose: bool = False
+    log_format: LogFormat = "text"
+    json: bool = False
+
+
 def run_engine(
     config: EngineConfig,
     *,
@@ -348,16 +415,100 @@ def run_engine(
     verbose: bool = False,
     failpoints: Failpoints | None = None,
     reload: Callable[[], EngineConfig] | None = None,
+    shown: Shown | None = None,
+    notify: Notifications | None = None,
 ) -> int:
     """Run the engine in the foreground as ``glam run`` does; the exit code (with ``once``:
-    0 reconciled, 1 not). ``failpoints`` is for chaos tests, which start glam through it;
-    ``reload`` re-reads the configuration on SIGHUP."""
-    setup_logging(verbose)
-    terminal = sys.stdout.isatty()
-    report = anyio.run(_run, config, once, terminal, failpoints, reload, backend="asyncio")
-    if once:
+    0 reconciled, 1 not, 3 deletes held). ``failpoints`` is for chaos tests, which start glam
+    through it; ``reload`` re-reads the configuration on SIGHUP."""
+    shown = shown or Shown(verbose=verbose)
+    setup_logging(shown.verbose, log_format=shown.log_format)
+    terminal = sys.stdout.isatty() and shown.log_format == "text" and not shown.json
+    created = _new_log_files(config)
+    try:
+        report = anyio.run(
+            _run, config, once, terminal, failpoints, reload, notify, backend="asyncio"
+        )
+    except BaseException:
+        _remove_if_empty(created)  # a run that failed at once leaves no empty log behind
+        raise
+    if not once:
+        return 0
+    code = exit_code(report)
+    if shown.json:
+        print_json(summary_json(report, code))
+    else:
         _summary(report)
-    return report.exit_code if once else 0
+    return code
+
+
+def _new_log_files(config: EngineConfig) -> list[Path]:
+    """The SQLite log's files and folders this run would create (none when the log exists or
+    is not a local file)."""
+    db = config.db
+    if not isinstance(db, Path) or db.exists():
+        return []
+    folders = []
+    parent = db.parent
+    while not parent.exists():
+        folders.append(parent)
+        parent = parent.parent
+    suffixes = ("-wal", "-shm", "-journal", ".lock")
+    return [db, *(db.with_name(db.name + s) for s in suffixes), *folders]
+
+
+def _remove_if_empty(created: list[Path]) -> None:
+    """Remove what ``_new_log_files`` named if the new log holds no event."""
+    if not created or not created[0].exists():
+        return
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{created[0]}?mode=ro", uri=True)) as conn:
+            (count,) = conn.execute("SELECT count(*) FROM events").fetchone()
+    except sqlite3.Error:
+        return  # not a log glam can read: leave it for a person to look at
+    if count:
+        return
+    for path in created:
+        with contextlib.suppress(OSError):
+            if path.is_dir():
+                path.rmdir()
+            else:
+                path.unlink(missing_ok=True)
+
+
+def exit_code(report: RunReport) -> int:
+    """``--once``: 1 when something went wrong, else 3 when deletes wait for an operator."""
+    if not report.ok:
+        return 1
+    return EXIT_HELD if report.held else 0
+
+
+def summary_json(report: RunReport, code: int) -> dict[str, object]:
+    """What ``glam run --once --json`` prints."""
+    return {
+        "exit_code": code,
+        "ok": report.ok,
+        "heads": report.heads,
+        "finished": [
+            {"stream": stream, **finished.model_dump(mode="json", exclude={"type"})}
+            for stream, finished in report.finished
+        ],
+        "rejected": [
+            {"file": r.file, "prefix": r.prefix, "reason": r.reason} for r in report.rejected
+        ],
+        "errors": report.errors,
+        "unavailable": report.unavailable_by,
+        "held": [
+            {
+                "sha": held.sha,
+                "prefixes": list(held.prefixes),
+                "release": f'glam allow-deletes {held.sha[:12]} --reason "…"',
+            }
+            for held in report.held
+        ],
+    }
 
 
 async def _run(
@@ -366,39 +517,104 @@ async def _run(
     terminal: bool,
     failpoints: Failpoints | None,
     reload: Callable[[], EngineConfig] | None,
+    notify: Notifications | None = None,
 ) -> RunReport:
     from engine.cli.progress import LineProgress, LiveProgress
     from engine.runtime.clock import SystemClock
-    from engine.runtime.engine import Engine
 
     clock = SystemClock()
     live = LiveProgress(clock) if terminal else None
-    hook = live if live is not None else LineProgress()
-    with live if live is not None else contextlib.nullcontext():
-        engine = Engine(config, clock=clock, on_event=hook, failpoints=failpoints)
-        async with engine:
-            log.info(
-                "engine started: %s",
-                " ".join(f"{k}={v}" for k, v in engine.describe().items() if v),
-            )
-            async with anyio.create_task_group() as tg:
+    progress = live if live is not None else LineProgress()
+    async with contextlib.AsyncExitStack() as stack:
+        notifier = await _notifier(stack, notify, config, clock)
 
-                async def stop_on_signal() -> None:
-                    wanted = [signal.SIGINT, signal.SIGTERM]
-                    if reload is not None:
-                        wanted.append(signal.SIGHUP)
-                    with anyio.open_signal_receiver(*wanted) as signals:
-                        async for signum in signals:
-                            if signum == signal.SIGHUP:
-                                _reconfigure(engine, reload)
-                                continue
-                            log.info("stopping: sagas stop at a safe point or resume later")
-                            engine.stop()
-                            return
+        def hook(record: RecordedEvent) -> None:
+            progress(record)
+            if notifier is not None:
+                notifier(record)
 
-                tg.start_soon(stop_on_signal)
-                report = await engine.run(once=once)
-                tg.cancel_scope.cancel()
+        stack.enter_context(live if live is not None else contextlib.nullcontext())
+        if notifier is not None:
+            delivery = await stack.enter_async_context(anyio.create_task_group())
+            delivery.start_soon(notifier.run)
+            stack.push_async_callback(_drain, notifier, delivery)
+        return await _serve(config, once, clock, hook, failpoints, reload)
+    raise AssertionError("unreachable: the exit stack returns or raises")
+
+
+async def _notifier(
+    stack: contextlib.AsyncExitStack,
+    notify: Notifications | None,
+    config: EngineConfig,
+    clock: Clock,
+) -> Notifier | None:
+    """The notifier of the configured routes (None without any), closed with ``stack``."""
+    if notify is None or not notify.routes:
+        return None
+    from engine.notify import Notifier
+    from engine.notify.http import AiohttpPoster
+    from engine.tokens import TokenResolver
+
+    secrets = None
+    if any(r.url.kind != "env" for r in notify.routes):
+        from engine.aws.secrets import AwsSecrets
+
+        secrets = AwsSecrets(config.aws_config())
+        stack.push_async_callback(secrets.aclose)
+    poster = await stack.enter_async_context(AiohttpPoster())
+    notifier = Notifier(
+        notify.routes,
+        poster=poster,
+        resolve=TokenResolver(secrets=secrets).resolve,
+        clock=clock,
+        public_url=notify.public_url,
+    )
+    notify.notifier = notifier
+    return notifier
+
+
+async def _drain(notifier: Notifier, delivery: anyio.abc.TaskGroup) -> None:
+    """On the way out: what is queued gets a few seconds to be delivered, then is dropped."""
+    notifier.close()
+    with anyio.move_on_after(DRAIN_SECONDS, shield=True):
+        await notifier.drained.wait()
+    delivery.cancel_scope.cancel()
+
+
+async def _serve(
+    config: EngineConfig,
+    once: bool,
+    clock: Clock,
+    hook: Callable[[RecordedEvent], None],
+    failpoints: Failpoints | None,
+    reload: Callable[[], EngineConfig] | None,
+) -> RunReport:
+    from engine.runtime.engine import Engine
+
+    engine = Engine(config, clock=clock, on_event=hook, failpoints=failpoints)
+    async with engine:
+        log.info(
+            "engine started: %s",
+            " ".join(f"{k}={v}" for k, v in engine.describe().items() if v),
+        )
+        async with anyio.create_task_group() as tg:
+
+            async def stop_on_signal() -> None:
+                wanted = [signal.SIGINT, signal.SIGTERM]
+                if reload is not None:
+                    wanted.append(signal.SIGHUP)
+                with anyio.open_signal_receiver(*wanted) as signals:
+                    async for signum in signals:
+                        if signum == signal.SIGHUP:
+                            _reconfigure(engine, reload)
+                            continue
+                        log.info("stopping: sagas stop at a safe point or resume later")
+                        engine.stop()
+                        return
+
+            tg.start_soon(stop_on_signal)
+            report = await engine.run(once=once)
+            tg.cancel_scope.cancel()
     return report
 
 
@@ -436,10 +652,11 @@ def _summary(report: RunReport) -> None:
             for r in held.removals
         ) or ", ".join(held.prefixes)
         typer.echo(
-            f"held for an operator: {what} — `glam allow-deletes {held.sha[:12]}` releases it",
+            f"held for an operator: {what} — "
+            f'`glam allow-deletes {held.sha[:12]} --reason "…"` releases it',
             err=True,
         )
-    if not report.finished and report.ok:
+    if not report.finished and report.ok and not report.held:
         typer.echo("nothing to do")
 
 

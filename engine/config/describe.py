@@ -44,6 +44,11 @@ def describe(config: GlamConfig) -> list[str]:
         lines.append(f"    polled every {_seconds(repo.poll or engine.poll)}")
         if repo.paths:
             lines.append(f"    owns only functions under: {', '.join(repo.paths)}")
+        for notify in repo.notify:
+            lines.append(
+                f"    notifies {notify.kind} at the URL in {notify.url_ref.describe()}: "
+                + ", ".join(notify.events)
+            )
     roles = sum(1 for a in config.account if a.role_arn is not None)
     lines.append(f"accounts: the engine's own (its credentials) and {roles} through a role")
     for account in config.account:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -63,6 +63,14 @@ class EngineSettings(_Model):
     poll_rate: Rate | None = None
     # Seconds between two drift sweeps (0: none); None: the engine's default, 5 minutes.
     drift_interval: float | None = Field(None, ge=0)
+    public_url: str | None = None  # where the engine's API is reached: links in notifications
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("public_url must be an http:// or https:// URL")
+        return None if value is None else value.rstrip("/")
 
     @field_validator("region")
     @classmethod
@@ -75,6 +83,46 @@ class EngineSettings(_Model):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("endpoint_url must be an http:// or https:// URL")
         return value
+
+
+NOTIFY_EVENTS = ("started", "promoted", "rolled_back", "failed", "drift", "deletes_held")
+
+
+class NotifySettings(_Model):
+    """``[[repository.notify]]``: where this repository's deployments are announced.
+
+    ``kind`` ``webhook`` posts glam's JSON; ``slack`` posts a Slack-compatible incoming-webhook
+    message (text and blocks; Mattermost and others take it too). ``url`` is a reference, as
+    ``token`` is: an environment variable's name or a Secrets Manager / SSM ARN, because the
+    URL of an incoming webhook is itself the credential. ``events``: which to send (default:
+    every one of started, promoted, rolled_back, failed, drift, deletes_held)."""
+
+    kind: Literal["webhook", "slack"]
+    url: str
+    events: tuple[str, ...] = NOTIFY_EVENTS
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if "://" in value:
+            raise ValueError(
+                "url is a reference, not the URL (an incoming webhook's URL is a secret): "
+                "name an environment variable, or a Secrets Manager or SSM ARN holding it"
+            )
+        parse_token_ref(value)  # ValueError says what is wrong with it
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if name not in NOTIFY_EVENTS:
+                raise ValueError(f"{name!r} is not one of {', '.join(NOTIFY_EVENTS)}")
+        return value
+
+    @property
+    def url_ref(self) -> TokenRef:
+        return parse_token_ref(self.url)
 
 
 class RepositorySettings(_Model):
@@ -91,6 +139,7 @@ class RepositorySettings(_Model):
     token: str | None = None
     poll: PositiveSeconds | None = None
     paths: tuple[str, ...] = ()
+    notify: tuple[NotifySettings, ...] = ()
 
     @field_validator("url")
     @classmethod

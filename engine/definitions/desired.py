@@ -31,7 +31,7 @@ SUFFIXES: dict[str, FileKind] = {
     "_lambdainput.json": "input",
 }
 
-# Files whose change asks for a deployment (DESIGN §1); a depdef change only records settings.
+# Files whose change asks for a deployment; a depdef change only records settings.
 DEPLOY_KINDS: frozenset[FileKind] = frozenset({"def", "eventsource", "input"})
 
 

@@ -53,7 +53,8 @@ GITMOXI_IGNORED: dict[str, str] = {
 
 
 def parse_settings(raw: Any, file: str, warnings: list[str] | None = None) -> DeploymentSettings:
-    """Validate a deployment definition and apply DESIGN §1's defaults. Keys Gitmoxi ignores
+    """Validate a deployment definition and apply its defaults
+    (docs/desired-state.md). Keys Gitmoxi ignores
     are skipped, each with a line appended to ``warnings``."""
     obj = _object(raw, "the deployment definition", file)
     for key in obj:

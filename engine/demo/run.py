@@ -313,7 +313,7 @@ class _Demo:
         status(function=None, db=self.db, as_json=False)
         self.echo("")
         self._rule(f"the last {LAST_EVENTS} events (glam events --db {db})")
-        events(db=self.db, since=max(1, last - LAST_EVENTS + 1), limit=LAST_EVENTS)
+        events(db=self.db, since=str(max(1, last - LAST_EVENTS + 1)), limit=LAST_EVENTS)
         self.echo("")
         self._rule("what to do next")
         self.echo(f"  the event log:         {db}")

@@ -41,6 +41,7 @@ from engine.planner import (
     Plan,
     PlanContext,
     fold_deployed,
+    held_deletes,
     plan_commit,
     render_filter,
 )
@@ -232,8 +233,18 @@ class Repository:
         self._metrics.fetched(stream)
         if force or self._repo.last_planned != observation.head:
             await self.plan(stream, observation)
+        elif stream not in self._report.heads:
+            await self._report_held(stream, observation.head)
         self._report.heads[stream] = observation.head
         return observation.head
+
+    async def _report_held(self, stream: str, head: str) -> None:
+        """The head was planned by an earlier run: its deletes still held for an operator
+        belong in this run's report too (``glam run --once`` must not say all is done)."""
+        records = await self._store.read_stream(stream)
+        still = held_deletes(r.event for r in records).get(head)
+        if still is not None and still not in self._report.held:
+            self._report.held.append(still)
 
     def _unavailable(self, reason: str) -> None:
         if self._report_key not in self._report.unavailable_by:

@@ -86,3 +86,24 @@ def test_a_glam_error_leaving_a_writable_store_reaches_the_cli_as_itself(
     found = first_glam_error(raised.value)
     assert isinstance(found, GlamError)
     assert found.one_line() == "the mirror is broken — delete .glam/mirror"
+
+
+def test_a_run_that_fails_at_once_leaves_no_empty_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A first ``glam run`` that stops before recording anything (here: no AWS credentials)
+    removes the log file, its lock and the folder it made for them; an existing log stays."""
+    db = tmp_path / "state" / "glam.db"
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    argv = ["glam", "run", "--repo", str(tmp_path / "repo"), "--db", str(db), "--once"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exited:
+        main()
+    _, err = capsys.readouterr()
+    assert exited.value.code == 1, err
+    assert "credentials" in err
+    assert not (tmp_path / "state").exists()

@@ -69,6 +69,8 @@ def test_follow_prints_events_appended_by_another_process(tmp_path: Path) -> Non
         "from engine.cli.main import main; main()",
         "events",
         "--follow",
+        "--since",
+        "1",
         "--db",
         str(db),
         "--json",

@@ -112,8 +112,9 @@ def test_status_shows_and_filters_owners_and_what_a_branch_was_refused(
     code, out, _ = glam(monkeypatch, capsys, "status", "--db", str(db))
     assert code == 0
     rows = {line.split("\t")[0]: line.split("\t") for line in out.splitlines()}
-    assert rows["pay"][-1] == "payments#main"
-    assert rows["orders"][-1] == "orders#main"
+    owner = rows["function"].index("owner")
+    assert rows["pay"][owner] == "payments#main"
+    assert rows["orders"][owner] == "orders#main"
     assert "refused by the latest plan" not in out  # a table title only shows on a terminal
     refused = [line for line in out.splitlines() if "(fns/pay/pay) — " in line]
     assert len(refused) == 1

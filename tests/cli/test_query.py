@@ -179,3 +179,88 @@ def test_acceptance_editing_one_event_breaks_verify_at_that_position(db: Path) -
     tampered = subprocess.run(command, capture_output=True, text=True, check=False)
     assert tampered.returncode == 1
     assert "BROKEN at position 13" in tampered.stderr
+
+
+def test_events_stream_takes_a_bare_function_name(
+    db: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc, out, _ = glam(monkeypatch, capsys, "events", "--db", str(db), "--stream", "billing")
+    assert rc == 0
+    assert [line.split("\t")[0] for line in out.splitlines()] == ["26", "27"]
+    rc, _, err = glam(monkeypatch, capsys, "events", "--db", str(db), "--stream", "biling")
+    assert rc == 1
+    assert "did you mean 'billing'" in err
+
+
+def test_events_type_is_checked_and_repeatable(
+    db: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc, _, err = glam(monkeypatch, capsys, "events", "--db", str(db), "--type", "TrafficShift")
+    assert rc == 2
+    assert "did you mean 'TrafficShifted'" in err
+    rc, out, _ = glam(
+        monkeypatch,
+        capsys,
+        "events",
+        "--db",
+        str(db),
+        "--type",
+        "RollbackStarted",
+        "--type",
+        "DeletesHeld,FunctionDeleted",
+    )
+    assert rc == 0
+    assert [line.split("\t")[0] for line in out.splitlines()] == ["21", "31", "35"]
+
+
+def test_events_since_takes_a_time(
+    db: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc, out, _ = glam(
+        monkeypatch, capsys, "events", "--db", str(db), "--since", "2025-03-01T09:04:00Z"
+    )
+    assert rc == 0
+    assert [line.split("\t")[0] for line in out.splitlines()] == ["35", "36"]
+
+
+def test_follow_starts_at_the_end_unless_since(db: Path) -> None:
+    from engine.cli.query import start_position
+
+    async def positions() -> tuple[int, int, int]:
+        async with SqliteEventStore(db, readonly=True) as store:
+            return (
+                await start_position(store, None, follow=True),
+                await start_position(store, None, follow=False),
+                await start_position(store, "30", follow=True),
+            )
+
+    assert anyio.run(positions) == (37, 1, 30)
+
+
+def test_status_shows_the_last_reason(
+    db: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc, out, _ = glam(monkeypatch, capsys, "status", "--db", str(db))
+    assert rc == 0
+    header = out.splitlines()[0].split("\t")
+    assert "last reason" in header
+
+
+def test_status_fits_80_columns_on_a_terminal(
+    db: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On an 80-column terminal every line fits and the rollback's reason is there (wrapped
+    in the last column); --wide gives every column in full."""
+    monkeypatch.setattr("engine.cli.output.is_terminal", lambda: True)
+    monkeypatch.setattr("engine.cli.query.is_terminal", lambda: True)
+    monkeypatch.setenv("COLUMNS", "80")
+    rc, out, _ = glam(monkeypatch, capsys, "status", "--db", str(db))
+    assert rc == 0
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 80, out
+    text = " ".join(line.strip("│ ") for line in lines)
+    assert "function never became" in text  # billing's reason, wrapped but shown
+    rc, out, _ = glam(monkeypatch, capsys, "status", "--db", str(db), "--wide")
+    assert rc == 0
+    assert "111111111111" in out  # the account column, only in the wide table
+    assert max(len(line) for line in out.splitlines()) > 80

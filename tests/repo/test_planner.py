@@ -1,4 +1,4 @@
-"""The rule table of DESIGN §1 on real repositories, through the Git source and the planner."""
+"""The planner's rule table on real repositories, through the Git source and the planner."""
 
 from __future__ import annotations
 
