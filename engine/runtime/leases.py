@@ -154,6 +154,10 @@ class LeaseManager:
     async def renew(self) -> None:
         """One renewal: heartbeat, renew, take up to the fair share, hand back the excess."""
         sent = anyio.current_time()
+        # Past the local deadline, a saga may have been refused and stopped while the server
+        # still kept the lease: whatever is still held is then resumed as if just taken.
+        stale = sent >= self._deadline
+        previous = dict(self._held)
         known = sorted(self._known)
         with anyio.move_on_after(self.ttl / 3) as scope:
             tick = await self.store.transaction(
@@ -164,11 +168,10 @@ class LeaseManager:
             await self._expire_locally()
             return
         self.live, self.shards = tick.live, tick.shards
-        before = {s: e for s, e in self._held.items() if self.holds(s)}
         self._held = dict(tick.held)
         self._deadline = sent + self.ttl
-        lost = [s for s, e in before.items() if tick.held.get(s) != e]
-        taken = [s for s, e in tick.held.items() if before.get(s) != e]
+        lost = [s for s, e in previous.items() if tick.held.get(s) != e]
+        taken = [s for s, e in tick.held.items() if stale or previous.get(s) != e]
         for shard in lost:
             log.info("shard %s: lease lost", shard)
             await self._on_lost(shard)
