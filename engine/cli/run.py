@@ -27,7 +27,7 @@ import anyio
 import typer
 
 from engine.cli.app import app
-from engine.cli.common import DbOption, db_path
+from engine.cli.common import db_path
 from engine.cli.config import ConfigOption, config_path
 from engine.errors import GlamError, UsageError
 from engine.logs import get_logger, setup_logging
@@ -52,7 +52,31 @@ def run_command(
     branch: Annotated[
         str | None, typer.Option("--branch", help="Branch (default: the repository's HEAD).")
     ] = None,
-    db: DbOption = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            help="Event log: an SQLite file, or a postgresql:// URL. Default: $GLAM_DB, else "
+            "./.glam/glam.db",
+            show_default=False,
+        ),
+    ] = None,
+    shared: Annotated[
+        bool,
+        typer.Option(
+            "--shared",
+            help="One of several engines on this PostgreSQL log, each on the shards it leases.",
+        ),
+    ] = False,
+    lease_ttl: Annotated[
+        float | None,
+        typer.Option(
+            "--lease-ttl",
+            help="With --shared: seconds without a renewal before another engine takes over "
+            "(default 15).",
+            show_default=False,
+        ),
+    ] = None,
     endpoint_url: Annotated[
         str | None,
         typer.Option(
@@ -138,6 +162,9 @@ def run_command(
         raise UsageError("the server options need --listen", hint="e.g. --listen 8080")
     if drift_interval is not None and drift_interval < 0:
         raise UsageError("--drift-interval must be 0 or more", hint="e.g. --drift-interval 300")
+    if lease_ttl is not None and lease_ttl <= 0:
+        raise UsageError("--lease-ttl must be positive", hint="e.g. --lease-ttl 15")
+    location = _location(db)
     # An explicit --config beats --repo's absence; $GLAM_CONFIG only when --repo is not given.
     path = config if config is not None else (None if repo else config_path(None))
     if path is not None and repo is not None:
@@ -165,7 +192,7 @@ def run_command(
             glam = load_config(config_file)
             return engine_config_from(
                 glam,
-                db=db,
+                db=location,
                 endpoint_url=endpoint_url,
                 region=region,
                 poll=poll,
@@ -174,11 +201,14 @@ def run_command(
                 drift_interval=drift_interval,
             )
 
-        return run_engine(reload(), once=once, verbose=verbose, reload=reload)
+        def reload_shared() -> EngineConfig:
+            return _sharing(reload(), shared=shared, lease_ttl=lease_ttl)
+
+        return run_engine(reload_shared(), once=once, verbose=verbose, reload=reload_shared)
     engine = engine_config(
         repo=repo or "",
         branch=branch,
-        db=db,
+        db=location,
         endpoint_url=endpoint_url,
         region=region,
         poll=poll if poll is not None else 30.0,
@@ -187,7 +217,11 @@ def run_command(
     )
     if drift_interval is not None:
         engine = dataclasses.replace(engine, drift_interval=drift_interval)
-    return run_engine(with_server(engine, server), once=once, verbose=verbose)
+    return run_engine(
+        _sharing(with_server(engine, server), shared=shared, lease_ttl=lease_ttl),
+        once=once,
+        verbose=verbose,
+    )
 
 
 def with_server(config: EngineConfig, server: ServerSettings | None) -> EngineConfig:
@@ -241,11 +275,32 @@ def server_settings(
     return settings.check()
 
 
+def _location(db: str | None) -> Path | str | None:
+    """``--db``, else ``$GLAM_DB``: a database URL as it is, anything else as a path."""
+    from engine.store import is_postgres_url
+
+    value = db if db is not None else os.environ.get("GLAM_DB")
+    if value is None:
+        return None
+    return value if is_postgres_url(value) else Path(value)
+
+
+def _sharing(config: EngineConfig, *, shared: bool, lease_ttl: float | None) -> EngineConfig:
+    """``--shared`` and ``--lease-ttl`` over the configuration file's ``[engine]``."""
+    from dataclasses import replace
+
+    return replace(
+        config,
+        shared=shared or config.shared,
+        lease_ttl=lease_ttl if lease_ttl is not None else config.lease_ttl,
+    )
+
+
 def engine_config(
     *,
     repo: str,
     branch: str | None = None,
-    db: Path | None = None,
+    db: Path | str | None = None,
     endpoint_url: str | None = None,
     region: str | None = None,
     poll: float = 30.0,
@@ -273,7 +328,7 @@ def engine_config(
 
     return EngineConfig(
         repo=repo,
-        db=db_path(db),
+        db=db if isinstance(db, str) else db_path(db),
         branch=branch,
         region=region,
         endpoint_url=endpoint_url,
@@ -288,7 +343,7 @@ def engine_config(
 def engine_config_from(
     glam: GlamConfig,
     *,
-    db: Path | None = None,
+    db: Path | str | None = None,
     endpoint_url: str | None = None,
     region: str | None = None,
     poll: float | None = None,
@@ -338,6 +393,8 @@ def engine_config_from(
         drift_interval=next(
             v for v in (drift_interval, engine.drift_interval, base.drift_interval) if v is not None
         ),
+        shared=engine.shared,
+        lease_ttl=engine.lease_ttl,
     )
 
 

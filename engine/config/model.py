@@ -63,6 +63,8 @@ class EngineSettings(_Model):
     poll_rate: Rate | None = None
     # Seconds between two drift sweeps (0: none); None: the engine's default, 5 minutes.
     drift_interval: float | None = Field(None, ge=0)
+    shared: bool = False  # one of several engines on a PostgreSQL log (docs/scaling.md)
+    lease_ttl: PositiveSeconds = 15.0
 
     @field_validator("region")
     @classmethod
