@@ -12,6 +12,7 @@ fresh engine in place of the killed one. Prints each round and the median and wo
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import statistics
 import sys
@@ -46,8 +47,15 @@ async def _round(
     engines: Engines, repo: GitRepo, outputs: dict[str, Any], n: int, spare: str
 ) -> tuple[float, str]:
     """One kill; the seconds from it to the new owner's first event, and the killed name."""
-    write_function(repo, outputs, name=NAME, prefix=PREFIX, code="green" if n % 2 else "blue",
-                   memory=128 + n, traffic=LINEAR)
+    write_function(
+        repo,
+        outputs,
+        name=NAME,
+        prefix=PREFIX,
+        code="green" if n % 2 else "blue",
+        memory=128 + n,
+        traffic=LINEAR,
+    )
     repo.commit(f"round {n}")
     done_before = sum(isinstance(r.event, DeploymentFinished) for r in await _stream(engines))
 
@@ -76,10 +84,17 @@ async def _round(
 
     await engines.wait_for(finished, within=120)
     engines.start(spare)  # a fresh engine in place of the killed one
+
+    async def standby() -> bool:
+        return spare in await engines.live()
+
+    await engines.wait_for(standby, within=60)
     return seconds, owner
 
 
 async def _main(args: argparse.Namespace) -> None:
+    # Each look at the log opens and closes a store; psycopg warns of the listener it cancels.
+    logging.getLogger("psycopg").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="glam-failover-") as tmp, LocalAwsThread() as aws:
         folder = Path(tmp)
         server = None if args.postgres else TempPostgres()
@@ -100,13 +115,21 @@ async def _main(args: argparse.Namespace) -> None:
                 return any(isinstance(r.event, DeploymentFinished) for r in await _stream(engines))
 
             await engines.wait_for(deployed, within=120)
+
+            async def both_live() -> bool:
+                return len(await engines.live()) == 2
+
+            await engines.wait_for(both_live, within=60)
             figures = []
             try:
                 for n in range(1, args.kills + 1):
                     seconds, killed = await _round(engines, repo, outputs, n, next(names))
                     figures.append(seconds)
-                    print(f"kill {n}: {killed} SIGKILLed, first step by the new owner after "
-                          f"{seconds:.2f} s", flush=True)
+                    print(
+                        f"kill {n}: {killed} SIGKILLed, first step by the new owner after "
+                        f"{seconds:.2f} s",
+                        flush=True,
+                    )
             finally:
                 engines.stop_all()
             print(

@@ -198,6 +198,14 @@ async def list_leases(sql: Sql) -> list[Lease]:
     return [Lease(s, o, int(e), at, bool(live)) for s, o, e, at, live in rows]
 
 
+async def live_engines(sql: Sql) -> list[str]:
+    """The engines whose heartbeat has not expired, by name."""
+    rows = await sql.fetch(
+        "SELECT engine FROM engines WHERE expires_at > clock_timestamp() ORDER BY engine"
+    )
+    return [name for (name,) in rows]
+
+
 async def expire(sql: Sql, shard: str) -> None:
     """End ``shard``'s lease now, as if its owner had stopped renewing it (tests, operators)."""
     await sql.fetch("UPDATE leases SET expires_at = clock_timestamp() WHERE shard = %s", (shard,))

@@ -74,6 +74,12 @@ class Engines:
             rows = await store.transaction(pg_leases.list_leases)
         return {row.shard: row for row in rows}
 
+    async def live(self) -> list[str]:
+        """The engines whose heartbeat is current."""
+        async with PostgresEventStore(self.db) as store:
+            await store.transaction(pg_leases.create_tables)
+            return await store.transaction(pg_leases.live_engines)
+
     async def owners(self) -> dict[str, str | None]:
         """Each shard's live owner (None when free or expired)."""
         return {
