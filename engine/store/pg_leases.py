@@ -30,13 +30,14 @@ sees every append made under the old epoch.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from engine.errors import FencedOut
 from engine.store.pg_log import APPEND_LOCK
+from engine.store.records import AppendRequest
 
 T = TypeVar("T")
 
@@ -110,15 +111,50 @@ def fair_share(shards: int, live: int) -> int:
     return math.ceil(shards / max(live, 1))
 
 
+def fenced_out(fence: Fence) -> FencedOut:
+    return FencedOut(
+        f"shard {fence.shard} is no longer leased to engine {fence.owner} at epoch "
+        f"{fence.epoch}: the append was refused, nothing was written",
+        hint="another engine owns the shard now and resumes its work from the log",
+    )
+
+
 async def check_fence(sql: Sql, fence: Fence) -> None:
     """Raise ``FencedOut`` unless ``fence`` is the shard's current lease (call it inside the
     append's transaction, after the append lock)."""
     if not await sql.fetch(FENCE_CHECK, (fence.shard, fence.owner, fence.epoch)):
-        raise FencedOut(
-            f"shard {fence.shard} is no longer leased to engine {fence.owner} at epoch "
-            f"{fence.epoch}: the append was refused, nothing was written",
-            hint="another engine owns the shard now and resumes its work from the log",
-        )
+        raise fenced_out(fence)
+
+
+class FencedAppends:
+    """The fenced side of the PostgreSQL writer (a mixin of ``PostgresEventStore``): an
+    append request registered with a fence (``_fences``, by the request's id while it is
+    queued) is checked in the batch's transaction, under the append lock, and answered
+    ``FencedOut`` when stale; the batch's other appends go on, group-committed as ever."""
+
+    _fences: dict[int, Fence]
+
+    async def _append_batch(
+        self, conn: Any, requests: list[AppendRequest]
+    ) -> tuple[list[Any], Any]:
+        raise NotImplementedError
+
+    async def _fenced_batch(
+        self, conn: Any, requests: list[AppendRequest]
+    ) -> tuple[list[Any], Any]:
+        fenced = [(i, self._fences[id(r)]) for i, r in enumerate(requests) if id(r) in self._fences]
+        if not fenced:
+            return await self._append_batch(conn, requests)
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))
+        refused: dict[int, FencedOut] = {}
+        for i, fence in fenced:
+            cur = await conn.execute(FENCE_CHECK, (fence.shard, fence.owner, fence.epoch))
+            if not await cur.fetchall():
+                refused[i] = fenced_out(fence)
+        kept = [r for i, r in enumerate(requests) if i not in refused]
+        outcomes, added = await self._append_batch(conn, kept)
+        rest: Iterator[Any] = iter(outcomes)
+        return [refused[i] if i in refused else next(rest) for i in range(len(requests))], added
 
 
 async def create_tables(sql: Sql) -> None:

@@ -186,10 +186,17 @@ async def test_a_released_shard_fences_its_former_owner(store: PostgresEventStor
 async def test_a_refused_append_in_a_batch_leaves_the_others_alone(
     store: PostgresEventStore,
 ) -> None:
-    """Fenced and plain appends queued together: the stale one is refused, the rest land."""
+    """Fenced and plain appends queued together are group-committed: the stale one is
+    refused, the current one and the plain ones land, in few transactions."""
     await _tick(store, "a", ttl=0.3)
     await anyio.sleep(0.4)
+    await _tick(store, "b")  # b takes everything at epoch 2
     outcomes: dict[str, object] = {}
+    before = store.commits
+
+    async def current() -> None:
+        fence = Fence("111:us-east-1", "b", 2)
+        outcomes["current"] = await store.append_fenced("fn:1:r:g", [new_event()], fence=fence)
 
     async def plain(i: int) -> None:
         outcomes[f"p{i}"] = await store.append(f"s{i}", [new_event()])
@@ -204,5 +211,7 @@ async def test_a_refused_append_in_a_batch_leaves_the_others_alone(
         for i in range(5):
             tg.start_soon(plain, i)
         tg.start_soon(fenced)
+        tg.start_soon(current)
     assert isinstance(outcomes["fenced"], FencedOut)
-    assert await store.last_position() == 5
+    assert await store.last_position() == 6
+    assert store.commits - before <= 2
