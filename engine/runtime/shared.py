@@ -50,10 +50,15 @@ class SharedRun:
         if shard == PLAN_SHARD:
             await self._planning(True)
             return
+        # In a task of its own: reading a long log must not hold up the lease renewals.
+        self._tg.start_soon(self._resume, shard, name=f"glam resume {shard}")
+
+    async def _resume(self, shard: str) -> None:
         async for record in read_log(self._store):
             if shard_of(record.stream) == shard:
                 self._supervisor.recovering(record)
-        self._supervisor.resume()
+        if self.leases.holds(shard):
+            self._supervisor.resume()
 
     async def lost(self, shard: str) -> None:
         if shard == PLAN_SHARD:
