@@ -603,7 +603,6 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends):
 
         return await self._read(body)
 
-
     # -- shared logs (engine.store.pg_leases) ---------------------------------------------
 
     async def transaction(self, body: Callable[[Sql], Awaitable[T]]) -> T:
