@@ -16,6 +16,8 @@ says what to do.
     │   ├── StoreCorrupt           integrity check, hash chain or file format failed
     │   ├── StoreTooNew            file written by a newer glam
     │   ├── StoreLocked            another engine owns the database
+    │   ├── FencedOut              an append for a shard whose lease this engine no longer
+    │   │                          holds (a stale fencing epoch): refused, nothing applied
     │   ├── StoreUnavailable       the database server cannot be reached (retryable)
     │   └── EventDecodeError       unknown event type or schema version
     ├── SourceError                the Git repository
@@ -111,6 +113,12 @@ class StoreTooNew(StoreError):
 
 class StoreLocked(StoreError):
     """Raised when another engine holds the database's lock (one writer per log)."""
+
+
+class FencedOut(StoreError):
+    """Raised by a fenced append when its shard's lease has another epoch, another owner or
+    has expired: another engine may own the shard now, so nothing was written. The saga that
+    made it stops; the shard's new owner resumes it from the log."""
 
 
 class StoreUnavailable(StoreError):

@@ -32,7 +32,7 @@ import anyio
 import typer
 
 from engine.cli.app import app
-from engine.cli.common import DbOption, db_path
+from engine.cli.common import db_path
 from engine.cli.config import ConfigOption, config_path
 from engine.cli.output import examples, print_json
 from engine.errors import GlamError, UsageError
@@ -72,7 +72,31 @@ def run_command(
     branch: Annotated[
         str | None, typer.Option("--branch", help="Branch (default: the repository's HEAD).")
     ] = None,
-    db: DbOption = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            help="Event log: an SQLite file, or a postgresql:// URL. Default: $GLAM_DB, else "
+            "./.glam/glam.db",
+            show_default=False,
+        ),
+    ] = None,
+    shared: Annotated[
+        bool,
+        typer.Option(
+            "--shared",
+            help="One of several engines on this PostgreSQL log, each on the shards it leases.",
+        ),
+    ] = False,
+    lease_ttl: Annotated[
+        float | None,
+        typer.Option(
+            "--lease-ttl",
+            help="With --shared: seconds without a renewal before another engine takes over "
+            "(default 15).",
+            show_default=False,
+        ),
+    ] = None,
     endpoint_url: Annotated[
         str | None,
         typer.Option(
@@ -177,6 +201,9 @@ def run_command(
         raise UsageError("the server options need --listen", hint="e.g. --listen 8080")
     if drift_interval is not None and drift_interval < 0:
         raise UsageError("--drift-interval must be 0 or more", hint="e.g. --drift-interval 300")
+    if lease_ttl is not None and lease_ttl <= 0:
+        raise UsageError("--lease-ttl must be positive", hint="e.g. --lease-ttl 15")
+    location = _location(db)
     # An explicit --config beats --repo's absence; $GLAM_CONFIG only when --repo is not given.
     path = config if config is not None else (None if repo else config_path(None))
     if path is not None and repo is not None:
@@ -206,7 +233,7 @@ def run_command(
             glam = load_config(config_file)
             engine = engine_config_from(
                 glam,
-                db=db,
+                db=location,
                 endpoint_url=endpoint_url,
                 region=region,
                 poll=poll,
@@ -217,11 +244,16 @@ def run_command(
             notify.update(routes_from(glam), glam.engine.public_url)
             return engine
 
-        return run_engine(reload(), once=once, shown=shown, reload=reload, notify=notify)
+        def reload_shared() -> EngineConfig:
+            return _sharing(reload(), shared=shared, lease_ttl=lease_ttl)
+
+        return run_engine(
+            reload_shared(), once=once, shown=shown, reload=reload_shared, notify=notify
+        )
     engine = engine_config(
         repo=repo or "",
         branch=branch,
-        db=db,
+        db=location,
         endpoint_url=endpoint_url,
         region=region,
         poll=poll if poll is not None else 30.0,
@@ -230,7 +262,11 @@ def run_command(
     )
     if drift_interval is not None:
         engine = dataclasses.replace(engine, drift_interval=drift_interval)
-    return run_engine(with_server(engine, server), once=once, shown=shown)
+    return run_engine(
+        _sharing(with_server(engine, server), shared=shared, lease_ttl=lease_ttl),
+        once=once,
+        shown=shown,
+    )
 
 
 def with_server(config: EngineConfig, server: ServerSettings | None) -> EngineConfig:
@@ -284,11 +320,32 @@ def server_settings(
     return settings.check()
 
 
+def _location(db: str | None) -> Path | str | None:
+    """``--db``, else ``$GLAM_DB``: a database URL as it is, anything else as a path."""
+    from engine.store import is_postgres_url
+
+    value = db if db is not None else os.environ.get("GLAM_DB")
+    if value is None:
+        return None
+    return value if is_postgres_url(value) else Path(value)
+
+
+def _sharing(config: EngineConfig, *, shared: bool, lease_ttl: float | None) -> EngineConfig:
+    """``--shared`` and ``--lease-ttl`` over the configuration file's ``[engine]``."""
+    from dataclasses import replace
+
+    return replace(
+        config,
+        shared=shared or config.shared,
+        lease_ttl=lease_ttl if lease_ttl is not None else config.lease_ttl,
+    )
+
+
 def engine_config(
     *,
     repo: str,
     branch: str | None = None,
-    db: Path | None = None,
+    db: Path | str | None = None,
     endpoint_url: str | None = None,
     region: str | None = None,
     poll: float = 30.0,
@@ -316,7 +373,7 @@ def engine_config(
 
     return EngineConfig(
         repo=repo,
-        db=db_path(db),
+        db=db if isinstance(db, str) else db_path(db),
         branch=branch,
         region=region,
         endpoint_url=endpoint_url,
@@ -331,7 +388,7 @@ def engine_config(
 def engine_config_from(
     glam: GlamConfig,
     *,
-    db: Path | None = None,
+    db: Path | str | None = None,
     endpoint_url: str | None = None,
     region: str | None = None,
     poll: float | None = None,
@@ -381,6 +438,8 @@ def engine_config_from(
         drift_interval=next(
             v for v in (drift_interval, engine.drift_interval, base.drift_interval) if v is not None
         ),
+        shared=engine.shared,
+        lease_ttl=engine.lease_ttl,
     )
 
 

@@ -72,6 +72,9 @@ class EngineSettings(_Model):
             raise ValueError("public_url must be an http:// or https:// URL")
         return None if value is None else value.rstrip("/")
 
+    shared: bool = False  # one of several engines on a PostgreSQL log (docs/scaling.md)
+    lease_ttl: PositiveSeconds = 15.0
+
     @field_validator("region")
     @classmethod
     def _region(cls, value: str | None) -> str | None:

@@ -36,6 +36,11 @@ saga makes each intent durable before its AWS call (``engine.runtime.saga_runner
 request for a function whose saga runs lands in the same stream; the runner notices the
 stream moved at its next safe point and supersedes. Opening the default store takes the engine
 lock on the database: a second engine on the same file refuses to start (``StoreLocked``).
+
+Shared mode (``config.shared``, PostgreSQL only): several engines run on one log, each on the
+shards it leases — an account and region of functions, and the ``plan`` shard (repository
+loops, operator commands, views) — instead of the lock (``engine.runtime.shared``,
+``engine.runtime.leases``).
 """
 
 from __future__ import annotations
@@ -60,20 +65,22 @@ from engine.errors import AwsError, ConfigError, GlamError, SourceError, SourceU
 from engine.events import RecordedEvent
 from engine.logs import get_logger
 from engine.metrics import NO_METRICS, MeteredStore, Metrics
-from engine.ports import Clock, ProjectionStore, RepoSource
+from engine.ports import Clock, EventStore, ProjectionStore, RepoSource
 from engine.registry import Registered
 from engine.runtime.added import AddedRepositories
 from engine.runtime.clock import SYSTEM_CLOCK, SystemClock
 from engine.runtime.drift import DEFAULT_DRIFT_INTERVAL, DriftSweep
 from engine.runtime.failpoints import Failpoints
 from engine.runtime.fleet import Fleet, Watch
+from engine.runtime.leases import DEFAULT_TTL, PLAN_SHARD
 from engine.runtime.operators import Operators
 from engine.runtime.providers import AwsProvider, PortsProvider
 from engine.runtime.report import EventHook, RunReport, read_log
 from engine.runtime.repository import LogFold, PlanDefaults, Repository
+from engine.runtime.shared import SharedRun, run_shared
 from engine.runtime.supervisor import Supervisor
 from engine.saga import DEFAULT_POLICY, SagaPolicy
-from engine.store import open_store
+from engine.store import describe_target, is_postgres_url, open_store
 from engine.tokens import TokenRef, TokenResolver
 from projections.runner import ProjectionRunner
 
@@ -116,7 +123,7 @@ class EngineConfig:
     and retries."""
 
     repo: str = ""
-    db: Path = DEFAULT_DB
+    db: Path | str = DEFAULT_DB  # an SQLite file, or a postgresql:// URL
     branch: str | None = None
     region: str = "us-east-1"
     endpoint_url: str | None = None
@@ -134,6 +141,11 @@ class EngineConfig:
     watches: tuple[Watch, ...] = ()
     accounts: tuple[AccountSettings, ...] = ()
     server: ServerSettings | None = None  # serve HTTP while running (``glam run --listen``)
+    # One of several engines on one PostgreSQL log, each on the shards it leases
+    # (engine.runtime.shared); ``lease_ttl`` seconds without a renewal end a lease.
+    shared: bool = False
+    lease_ttl: float = DEFAULT_TTL
+    engine_id: str | None = None  # the name in the lease table (default: host, pid, random)
     # Seconds between two drift sweeps (engine.runtime.drift); 0: no sweep.
     drift_interval: float = DEFAULT_DRIFT_INTERVAL
 
@@ -225,6 +237,14 @@ class Engine:
 
             self.metrics = EngineMetrics(self.clock.now)
         self.listening: tuple[str, int] | None = None  # the server's address, once bound
+        self._plan_store: EventStore | None = None  # shared mode: appends fenced by "plan"
+        self._log: ProjectionStore | None = None  # the store as opened (not metered)
+        self.shared: SharedRun | None = None
+        if config.shared and store is None and not is_postgres_url(config.db):
+            raise ConfigError(
+                "several engines share a log only on PostgreSQL",
+                hint="pass --db postgresql://USER@HOST:PORT/DATABASE, or run one engine",
+            )
         self._drift: DriftSweep | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -248,8 +268,10 @@ class Engine:
                 self._store = self._store_given
             else:
                 # First, and locked: a second engine on the same log must not even open it.
-                opened = open_store(self.config.db, exclusive=True)
+                # In shared mode the leases say who does what instead.
+                opened = open_store(self.config.db, exclusive=not self.config.shared)
                 self._store = await self._stack.enter_async_context(opened)
+            self._log = self._store
             if self.metrics is not NO_METRICS:
                 self._store = MeteredStore(self._store, self.metrics)
             if self._source_given is not None:
@@ -359,6 +381,16 @@ class Engine:
         self._fleet = fleet
         self._added = AddedRepositories(self.store, self.ids)
         await self._added.load()
+        if self.config.shared:
+            if once:
+                raise ConfigError("a shared engine runs until stopped", hint="drop --once")
+            if self.config.server is not None:
+                raise ConfigError(
+                    "a shared engine does not serve HTTP yet",
+                    hint="drop --listen (and [server]), or run one engine",
+                )
+            await run_shared(self, tg, supervisor, fleet)
+            return
         fleet.apply(self._watches())
         operators = Operators(
             self.store,
@@ -402,7 +434,7 @@ class Engine:
     ) -> Repository:
         return Repository(
             self._source_of(watch),
-            self.store,
+            self._plan_store or self.store,
             url=watch.url,
             defaults=self._plan_defaults,
             ids=self.ids,
@@ -423,7 +455,7 @@ class Engine:
         from engine.git.repo_source import GitMirrors
 
         if self._mirrors is None:
-            self._mirrors = GitMirrors(self.config.data_dir or self.config.db.parent)
+            self._mirrors = GitMirrors(self.config.data_dir or _data_dir(self.config.db))
         ref = watch.token
         token = None if ref is None else (lambda: self._token(ref))
         source: RepoSource = self._mirrors.source(watch.url, watch.branch, token=token)
@@ -472,7 +504,9 @@ class Engine:
         self.config = _with(config, {k: getattr(self.config, k) for k in kept})
         if self._ports is not None:
             self._ports.configure({a.id: a for a in config.accounts})
-        if self._fleet is not None:
+        if self._fleet is not None and (
+            self.shared is None or self.shared.leases.holds(PLAN_SHARD)
+        ):  # in shared mode only the plan shard's owner watches (it applies them when taken)
             self._fleet.apply(self._watches())
 
     def _watches(self) -> list[Watch]:
@@ -597,7 +631,7 @@ class Engine:
         watches = self.watching
         return {
             "watching": ", ".join(w.describe() for w in watches),
-            "db": str(self.config.db),
+            "db": describe_target(self.config.db),
             "region": self.config.region,
             "account": self.account,
             "accounts": ",".join(a.id for a in self.config.accounts) or None,
@@ -609,6 +643,11 @@ def _with(config: EngineConfig, changes: Mapping[str, Any]) -> EngineConfig:
     from dataclasses import replace
 
     return replace(config, **changes)
+
+
+def _data_dir(db: Path | str) -> Path:
+    """The default folder of the mirrors: the SQLite file's, ``.glam`` for a database URL."""
+    return Path(".glam") if is_postgres_url(db) else Path(db).parent
 
 
 def _read_botocore_data() -> None:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 import anyio
 
-from engine.errors import GlamError, StoreError
+from engine.errors import FencedOut, GlamError, StoreError
 from engine.events import RecordedEvent, stamped
 from engine.events.catalog import Event
 from engine.events.function import OperatorRequested
@@ -76,6 +76,9 @@ class Operators:
         while True:
             try:
                 await self.run_pass()
+            except FencedOut:
+                # Shared mode: the plan shard went to another engine, which stops this loop.
+                log.info("%s: the plan shard's lease is lost", "operator commands")
             except StoreError:
                 raise
             except GlamError as exc:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from engine.errors import GlamError, StoreError
+from engine.errors import FencedOut, GlamError, StoreError
 from engine.events import RecordedEvent, stamped
 from engine.events.catalog import Event
 from engine.events.function import DeploymentRequested
@@ -163,6 +163,9 @@ class Repository:
         while True:
             try:
                 await self.poll()
+            except FencedOut:
+                # Shared mode: the plan shard went to another engine, which stops this loop.
+                log.info("%s: the plan shard's lease is lost", self._report_key)
             except StoreError:
                 raise
             except GlamError as exc:

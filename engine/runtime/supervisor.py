@@ -20,12 +20,12 @@ without AWS would leave its alias half-shifted).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import anyio
 from anyio.abc import TaskGroup
 
-from engine.errors import ConcurrencyConflict, GlamError, StoreError
+from engine.errors import ConcurrencyConflict, FencedOut, GlamError, StoreError
 from engine.events import RecordedEvent, stamped
 from engine.events.function import DeploymentFinished
 from engine.logs import get_logger
@@ -60,6 +60,7 @@ class Supervisor:
         failpoints: Failpoints,
         report: RunReport,
         on_event: EventHook,
+        store_of: Callable[[str], EventStore | None] | None = None,
     ) -> None:
         self._tg = task_group
         self._store = store
@@ -75,6 +76,11 @@ class Supervisor:
         self._dirty: set[str] = set()  # streams asked to look again while their task runs
         self._changed = anyio.Event()
         self._recovered: dict[str, SagaState] = {}
+        # With several engines on one log: the store a stream's saga appends through (fenced
+        # by its shard's lease), None for a stream of a shard another engine holds.
+        self.store_of = store_of
+        self._scopes: dict[str, anyio.CancelScope] = {}
+        self._ended: dict[str, anyio.Event] = {}
 
     @property
     def running(self) -> frozenset[str]:
@@ -102,12 +108,27 @@ class Supervisor:
     # -- sagas ---------------------------------------------------------------------------------
 
     def start(self, stream: str) -> None:
-        """Run the saga of ``stream``, or have its running saga look again before it ends."""
+        """Run the saga of ``stream``, or have its running saga look again before it ends.
+        A stream of a shard another engine leases is left to that engine."""
         if stream in self._running:
             self._dirty.add(stream)
             return
+        store = self._store if self.store_of is None else self.store_of(stream)
+        if store is None:
+            return
         self._running.add(stream)
-        self._tg.start_soon(self._saga, stream, name=f"glam saga {stream}")
+        self._scopes[stream] = scope = anyio.CancelScope()
+        self._ended[stream] = anyio.Event()
+        self._tg.start_soon(self._saga, stream, store, scope, name=f"glam saga {stream}")
+
+    async def stop(self, streams: Iterable[str]) -> None:
+        """Stop the sagas of ``streams`` now (their shard's lease is lost) and wait until they
+        have: an append under way finishes (shielded) or is refused by its fence."""
+        ended = [(self._scopes[s], self._ended[s]) for s in set(streams) & self._running]
+        for scope, _ in ended:
+            scope.cancel()
+        for _, event in ended:
+            await event.wait()
 
     async def wait_idle(self) -> None:
         """Return once no saga is running or queued."""
@@ -115,7 +136,13 @@ class Supervisor:
             self._changed = anyio.Event()
             await self._changed.wait()
 
-    async def _saga(self, stream: str) -> None:
+    async def _saga(self, stream: str, store: EventStore, scope: anyio.CancelScope) -> None:
+        with scope:
+            await self._saga_in(stream, store)
+        if scope.cancelled_caught:
+            log.info("%s: saga stopped: its shard's lease is lost", stream)
+
+    async def _saga_in(self, stream: str, store: EventStore) -> None:
         try:
             async with self._capacity:
                 try:
@@ -127,13 +154,13 @@ class Supervisor:
                         raise
                     # It will not clear by waiting: end what waits on this stream with why,
                     # so the log is not left with a deployment in flight for ever.
-                    await self._unreachable(stream, exc.one_line())
+                    await self._unreachable(stream, store, exc.one_line())
                     return
                 while True:
                     self._dirty.discard(stream)
                     run = await run_saga(
                         stream,
-                        self._store,
+                        store,
                         ports.lambda_api,
                         ports.alarms,
                         ports.sources,
@@ -146,6 +173,9 @@ class Supervisor:
                     self._report.finished.extend((stream, f) for f in run.finished)
                     if stream not in self._dirty:
                         break
+        except FencedOut as exc:
+            # Another engine owns the shard now and resumes this saga from the log.
+            log.info("%s: saga stopped: %s", stream, exc.message)
         except StoreError:
             raise  # the log itself failed: nothing can go on safely
         except (GlamError, InvariantViolation) as exc:
@@ -160,15 +190,17 @@ class Supervisor:
         finally:
             self._running.discard(stream)
             self._dirty.discard(stream)
+            self._scopes.pop(stream, None)
+            self._ended.pop(stream).set()
             self._changed.set()
 
-    async def _unreachable(self, stream: str, reason: str) -> None:
+    async def _unreachable(self, stream: str, store: EventStore, reason: str) -> None:
         """Record ``unreachable``'s events: the deployments this stream waits on end with the
         reason (one that has changed AWS already stays in flight unless an operator aborts
         it), and the run reports them."""
         log.error("%s: %s", stream, reason)
         while True:
-            state, version = await load_saga(self._store, stream, self._policy)
+            state, version = await load_saga(store, stream, self._policy)
             events = unreachable(state, reason)
             if not events:
                 self._report.errors.append(f"{stream}: {reason}")
@@ -176,7 +208,7 @@ class Supervisor:
             batch = stamped(events, iter(self._ids, None))
             try:
                 with anyio.CancelScope(shield=True):
-                    recorded = await self._store.append(stream, batch, expected_version=version)
+                    recorded = await store.append(stream, batch, expected_version=version)
             except ConcurrencyConflict:
                 continue  # a request or command arrived: decide again
             for record in recorded:

@@ -59,6 +59,7 @@ from engine.store.integrity import (
     Integrity,
     LogIntegrity,
 )
+from engine.store.pg_leases import Fence, FencedAppends, Sql
 from engine.store.pg_log import APPEND_LOCK, CHANNEL, NOTE_UPSERT, LogReads
 from engine.store.pg_views import ViewRows, create_snapshot_tables
 from engine.store.pg_writes import PgWrites
@@ -111,7 +112,7 @@ def _broken(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | TimeoutError)
 
 
-class PostgresEventStore(LogReads, ViewRows, PgWrites):
+class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends):
     """The ``EventStore`` and ``ViewStore`` ports on a PostgreSQL database.
 
     Use it as an async context manager, which connects and starts the writer and listener::
@@ -164,6 +165,7 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites):
         self._read_lock = anyio.Lock()
         self._writes = WriteQueue(max_batch=max_batch, name="PostgresEventStore(url) as store")
         self._appended = anyio.Event()
+        self._fences: dict[int, Fence] = {}  # queued fenced appends (pg_leases.FencedAppends)
         self._closed = False
         self._listener_scope = anyio.CancelScope()
         self._task_group: TaskGroup | None = None
@@ -479,7 +481,7 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites):
                     outcomes = [result]
                 else:
                     requests = [p.request for p in batch if p.request is not None]
-                    outcomes, head = await self._append_batch(conn, requests)
+                    outcomes, head = await self._fenced_batch(conn, requests)
                 if head is not None:
                     await conn.execute(NOTE_UPSERT, (HEAD_NOTE, self._integrity.head_note(head)))
                 return outcomes, head
@@ -600,6 +602,42 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites):
             return await cur.fetchall()
 
         return await self._read(body)
+
+    # -- shared logs (engine.store.pg_leases) ---------------------------------------------
+
+    async def transaction(self, body: Callable[[Sql], Awaitable[T]]) -> T:
+        """Run ``body`` in one transaction of the writer, in turn with the appends (the lease
+        rules of ``engine.store.pg_leases``)."""
+        return await self._submit(Pending(job=lambda conn: body(_Sql(conn))))  # type: ignore[no-any-return]
+
+    async def append_fenced(
+        self,
+        stream: str,
+        events: Sequence[NewEvent],
+        expected_version: int = ANY_VERSION,
+        *,
+        fence: Fence,
+    ) -> list[RecordedEvent]:
+        """``append``, refused with ``FencedOut`` (nothing written) unless ``fence`` is its
+        shard's current lease, checked under the append lock in the append's transaction."""
+        request = AppendRequest(stream, list(events), expected_version)
+        self._fences[id(request)] = fence
+        try:
+            rows: list[StoredRow] = await self._submit(Pending(request=request))
+        finally:
+            del self._fences[id(request)]
+        return [to_recorded(row) for row in rows]
+
+
+class _Sql:
+    """``pg_leases.Sql`` on one connection inside its transaction."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cur = await self._conn.execute(sql, params)
+        return await cur.fetchall() if cur.description else []
 
 
 if TYPE_CHECKING:  # the store must satisfy the ports the engine and the runner use
