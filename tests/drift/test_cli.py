@@ -22,7 +22,7 @@ def _glam(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(app, list(args))
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
-    return result.exit_code, result.output
+    return result.exit_code, result.stdout  # the chain head goes to stderr
 
 
 async def drift(setup: Setup, *args: str, endpoint: str | None = None) -> tuple[int, str]:
