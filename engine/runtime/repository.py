@@ -258,6 +258,8 @@ class Repository:
     async def plan(self, stream: str, observation: Fetched, *, allow_deletes: bool = False) -> None:
         """Plan ``observation.head`` and append the plan (call with ``lock`` held)."""
         head = observation.head
+        if allow_deletes:  # an operator released them: no longer held in this run's report
+            self._report.held = [h for h in self._report.held if h.sha != head]
         _, plan = await self._plan_of(observation, allow_deletes=allow_deletes)
         requested: list[str] = []
         for fn_stream, event in plan.function_events:
