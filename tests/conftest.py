@@ -12,6 +12,8 @@ import anyio
 import pytest
 from blockbuster import blockbuster_ctx
 
+from engine.definitions.names import partitions
+from engine.definitions.normalize import member_kinds
 from engine.testing import AutojumpClock
 from tests.repo.gitrepo import GitRepo
 from tests.runtime.support import Setup
@@ -141,6 +143,12 @@ def _no_blocking_calls(request: pytest.FixtureRequest) -> Iterator[None]:
                 function.can_block_in(filename, functions)
         yield
 
+
+# botocore's data files (the regions, Lambda's model) are read once per process and cached: an
+# engine reads them in a worker thread when it starts; tests that call the planner or the saga
+# straight on a loop get them read here, before any loop runs.
+partitions()
+member_kinds()
 
 # Where glam's code may block on a loop all the same, each for its reason: (file, functions).
 ALLOWED_BLOCKING: list[tuple[str, set[str]]] = [

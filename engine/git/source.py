@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -41,6 +42,10 @@ from engine.redact import repository_id
 T = TypeVar("T")
 
 _CHANGE: dict[str, ChangeKind] = {"add": "added", "delete": "deleted", "modify": "modified"}
+
+
+# How long closing a source waits for a network call a cancel abandoned (seconds).
+_ABANDONED_WAIT = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +97,10 @@ class Mirror:
         # and every value crossing this module is converted to str at the boundary anyway.
         self.repo: Any = None
         self.lock = anyio.Lock()
+        # Set while no network call runs; a cancelled one's thread runs on, abandoned, and
+        # closing must wait for it (it may still open pack files).
+        self.idle = threading.Event()
+        self.idle.set()
 
     def open(self) -> Any:
         if self.repo is None:
@@ -164,8 +173,12 @@ class GitSource:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the repository's open pack files (waits for a running operation)."""
+        """Close the repository's open pack files (waits for a running operation, and a
+        little for a network call abandoned by a cancel)."""
         async with self._mirror.lock:
+            idle = self._mirror.idle
+            if not idle.is_set():
+                await anyio.to_thread.run_sync(idle.wait, _ABANDONED_WAIT)
             self.close()
 
     def close(self) -> None:
@@ -218,9 +231,18 @@ class GitSource:
         async with self._mirror.lock:
             if deadline is None:  # local object-store work: no network to hang on
                 return await anyio.to_thread.run_sync(fn)
+            idle = self._mirror.idle
+
+            def tracked() -> T:
+                try:
+                    return fn()
+                finally:
+                    idle.set()
+
+            idle.clear()
             try:
                 with anyio.fail_after(deadline):
-                    return await anyio.to_thread.run_sync(fn, abandon_on_cancel=True)
+                    return await anyio.to_thread.run_sync(tracked, abandon_on_cancel=True)
             except TimeoutError:
                 raise SourceUnreachable(
                     f"{self.display_url}: no answer within {self._timeout:g} s",
