@@ -462,6 +462,12 @@ _SYMBOL = {
 }
 
 
+def _versioned(change: Difference) -> bool:
+    """Whether ``change`` is in what a version holds (configuration and code), so a deployment
+    publishes for it; tags, the deployment definition and the sources are not."""
+    return not change.path.startswith(("tags.", "settings.", "event_sources"))
+
+
 def _print_text(
     plan: Plan,
     url: str,
@@ -481,9 +487,14 @@ def _print_text(
         label = "! invalid" if action.prefix in rejected else _SYMBOL[action.action]
         if action.function in adopt:
             label = "= adopt"
+        reason = action.reason
+        changed = fields.get(action.prefix, ())
+        if action.action == "new_version" and changed and not any(map(_versioned, changed)):
+            # Tags, the deployment definition or the sources only: the saga publishes nothing.
+            label, reason = "~ update", f"{reason}; nothing to publish (no versioned field)"
         files = f"  [{', '.join(action.files)}]" if action.files else ""
         function = f"  {action.function}" if action.function else ""
-        typer.echo(f"{label:<16} {action.prefix}{function}{files}  — {action.reason}")
+        typer.echo(f"{label:<16} {action.prefix}{function}{files}  — {reason}")
         for change in fields.get(action.prefix, ()):
             typer.echo(f"{'':<16}   {change.text()}")
     for rejection in plan.rejected:

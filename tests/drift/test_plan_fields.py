@@ -71,6 +71,9 @@ async def test_a_tag_change(setup: Setup) -> None:
     assert code == 1, output
     assert "tags.team: payments → billing" in output
     assert "tags.tier: (absent) → gold" in output
+    # Tags are not in a version: the plan says nothing will be published, as the saga does.
+    assert "~ update" in output and "nothing to publish" in output
+    assert "~ new version" not in output
 
 
 async def test_a_region_change_names_the_field(setup: Setup) -> None:
