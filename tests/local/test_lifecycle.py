@@ -62,8 +62,10 @@ def _listening_ports(pid: int) -> set[tuple[str, int]]:
 
 def _threads() -> set[threading.Thread]:
     """The threads alive, less the worker pools of the test's event loop (its default
-    executor and anyio's workers): they outlive any one test, and grow with load."""
-    pools = ("ThreadPoolExecutor-", "asyncio_", "AnyIO worker thread")
+    executor and anyio's workers): they outlive any one test, and grow with load; and
+    asyncio's child watchers ("asyncio-waitpid-N"), one per child process any test of this
+    worker awaits, each ending with its child."""
+    pools = ("ThreadPoolExecutor-", "asyncio_", "asyncio-waitpid-", "AnyIO worker thread")
     return {t for t in threading.enumerate() if not t.name.startswith(pools)}
 
 
