@@ -72,7 +72,8 @@ async def test_a_tag_change(setup: Setup) -> None:
     assert "tags.team: payments → billing" in output
     assert "tags.tier: (absent) → gold" in output
     # Tags are not in a version: the plan says nothing will be published, as the saga does.
-    assert "~ update" in output and "nothing to publish" in output
+    assert "~ update" in output
+    assert "nothing to publish" in output
     assert "~ new version" not in output
 
 
