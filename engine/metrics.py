@@ -18,11 +18,12 @@ server folds it from the log itself.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from engine.events import NewEvent, RecordedEvent
 from engine.ports import ANY_VERSION, ProjectionStore, SnapshotRows, ViewSnapshot
+from engine.store.forwarding import ReadThrough
 
 
 class Metrics(Protocol):
@@ -73,10 +74,12 @@ class NullMetrics:
 NO_METRICS: Metrics = NullMetrics()
 
 
-class MeteredStore:
+class MeteredStore(ReadThrough):
     """``store`` with each ``append`` timed into ``metrics``; everything else passes through
     (attributes the ports do not name, such as SQLite's ``read_selected``, too). A method the
     ports gain is added here as well: mypy checks this is a ``ProjectionStore``."""
+
+    _store: ProjectionStore
 
     def __init__(self, store: ProjectionStore, metrics: Metrics) -> None:
         self._store = store
@@ -96,23 +99,6 @@ class MeteredStore:
         recorded = await self._store.append(stream, events, expected_version)
         self._metrics.appended(len(recorded), time.perf_counter() - started)
         return recorded
-
-    async def read_stream(self, stream: str, from_version: int = 1) -> list[RecordedEvent]:
-        return await self._store.read_stream(stream, from_version)
-
-    async def read_all(
-        self, from_position: int = 1, limit: int | None = None
-    ) -> list[RecordedEvent]:
-        return await self._store.read_all(from_position, limit)
-
-    def follow(self, from_position: int = 1) -> AsyncIterator[RecordedEvent]:
-        return self._store.follow(from_position)
-
-    async def last_position(self) -> int:
-        return await self._store.last_position()
-
-    async def stream_version(self, stream: str) -> int:
-        return await self._store.stream_version(stream)
 
     async def aclose(self) -> None:
         await self._store.aclose()

@@ -25,7 +25,7 @@ writes nothing.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import anyio
@@ -35,6 +35,7 @@ from engine.events import NewEvent, RecordedEvent
 from engine.logs import get_logger
 from engine.ports import ANY_VERSION, EventStore, ProjectionStore
 from engine.store import pg_leases
+from engine.store.forwarding import ReadThrough
 from engine.store.pg_leases import Fence, Sql
 from engine.streams import FUNCTION_PREFIX, parse_function_stream
 
@@ -208,9 +209,11 @@ class LeaseManager:
             await self.store.transaction(lambda sql: pg_leases.leave(sql, self.engine))
 
 
-class FencedStore:
+class FencedStore(ReadThrough):
     """The ``EventStore`` port for one shard's appends: each carries the shard's fence, so the
     store refuses it once the lease moved on. Reads go to the log as they are."""
+
+    _store: SharedLog
 
     def __init__(self, store: SharedLog, leases: LeaseManager, shard: str) -> None:
         self._store = store
@@ -222,23 +225,6 @@ class FencedStore:
     ) -> list[RecordedEvent]:
         fence = self._leases.fence(self.shard)
         return await self._store.append_fenced(stream, events, expected_version, fence=fence)
-
-    async def read_stream(self, stream: str, from_version: int = 1) -> list[RecordedEvent]:
-        return await self._store.read_stream(stream, from_version)
-
-    async def read_all(
-        self, from_position: int = 1, limit: int | None = None
-    ) -> list[RecordedEvent]:
-        return await self._store.read_all(from_position, limit)
-
-    def follow(self, from_position: int = 1) -> AsyncIterator[RecordedEvent]:
-        return self._store.follow(from_position)
-
-    async def last_position(self) -> int:
-        return await self._store.last_position()
-
-    async def stream_version(self, stream: str) -> int:
-        return await self._store.stream_version(stream)
 
     async def aclose(self) -> None:
         """The log is the engine's to close, not one shard's."""
