@@ -28,6 +28,7 @@ from engine.store.witness import Witness
 
 if TYPE_CHECKING:
     from engine.store import Store
+    from engine.store.pg_leases import Lease
 
 COPY_CHUNK = 10_000
 
@@ -153,6 +154,9 @@ class LogInfo:
     keyed_from: int | None = None
     key_id: str | None = None
     witness: str = ""  # the witness file and what it saw, if one is configured
+    # PostgreSQL's lease table (engine.store.pg_leases), by shard; None on a log no engine
+    # ever shared (SQLite always: one engine, under the file's lock).
+    leases: tuple[Lease, ...] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -171,6 +175,18 @@ class LogInfo:
             "keyed_from": self.keyed_from,
             "key_id": self.key_id,
             "witness": self.witness,
+            "leases": None
+            if self.leases is None
+            else [
+                {
+                    "shard": lease.shard,
+                    "owner": lease.owner,
+                    "epoch": lease.epoch,
+                    "expires_at": _iso(lease.expires_at),
+                    "live": lease.live,
+                }
+                for lease in self.leases
+            ],
         }
 
     def lines(self) -> list[str]:
@@ -194,7 +210,38 @@ class LogInfo:
                 else "sha256, not keyed"
             ),
             *([f"witness     {self.witness}"] if self.witness else []),
+            *self._lease_lines(),
         ]
+
+    def _lease_lines(self) -> list[str]:
+        if self.leases is None:
+            return [
+                "leases      no leases: one engine"
+                + ("" if self.backend == "sqlite" else " (no engine has run --shared on it)")
+            ]
+        if not self.leases:
+            return ["leases      none yet"]
+        width = max(len(lease.shard) for lease in self.leases)
+        lines = [f"leases      {len(self.leases)} shards ({_owners(self.leases)})"]
+        for lease in self.leases:
+            owner = lease.owner if lease.owner is not None else "(free)"
+            state = "expires" if lease.live else "expired"
+            lines.append(
+                f"  {lease.shard:<{width}}  {owner}  epoch {lease.epoch}  "
+                f"{state} {_iso(lease.expires_at) or '-'}"
+            )
+        return lines
+
+
+def _owners(leases: tuple[Lease, ...]) -> str:
+    """How many shards each live owner holds, as one phrase."""
+    held: dict[str, int] = {}
+    for lease in leases:
+        if lease.live and lease.owner is not None:
+            held[lease.owner] = held.get(lease.owner, 0) + 1
+    if not held:
+        return "no live owner"
+    return ", ".join(f"{owner}: {count}" for owner, count in sorted(held.items()))
 
 
 def head_line(position: int, digest: str) -> str:
@@ -241,6 +288,7 @@ async def log_info(target: str | Path, *, integrity: Integrity | None = None) ->
                 size_bytes=described["size_bytes"],
                 checkpoints=described["checkpoints"],
                 server_version=described["server_version"],
+                leases=None if (rows := await store.leases()) is None else tuple(rows),
                 **facts,
             )
     schema, checkpoints = await anyio.to_thread.run_sync(_sqlite_facts, Path(target))

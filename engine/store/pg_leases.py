@@ -36,8 +36,11 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from engine.errors import FencedOut
+from engine.events import NewEvent, RecordedEvent
+from engine.ports import ANY_VERSION
+from engine.store.batching import Pending
 from engine.store.pg_log import APPEND_LOCK
-from engine.store.records import AppendRequest
+from engine.store.records import AppendRequest, StoredRow, to_recorded
 
 T = TypeVar("T")
 
@@ -134,6 +137,9 @@ class FencedAppends:
 
     _fences: dict[int, Fence]
 
+    async def _submit(self, pending: Pending) -> Any:
+        raise NotImplementedError
+
     async def _append_batch(
         self, conn: Any, requests: list[AppendRequest]
     ) -> tuple[list[Any], Any]:
@@ -155,6 +161,40 @@ class FencedAppends:
         outcomes, added = await self._append_batch(conn, kept)
         rest: Iterator[Any] = iter(outcomes)
         return [refused[i] if i in refused else next(rest) for i in range(len(requests))], added
+
+    async def transaction(self, body: Callable[[Sql], Awaitable[T]]) -> T:
+        """Run ``body`` in one transaction of the writer, in turn with the appends (the lease
+        rules of this module)."""
+        return await self._submit(Pending(job=lambda conn: body(_Sql(conn))))  # type: ignore[no-any-return]
+
+    async def append_fenced(
+        self,
+        stream: str,
+        events: Sequence[NewEvent],
+        expected_version: int = ANY_VERSION,
+        *,
+        fence: Fence,
+    ) -> list[RecordedEvent]:
+        """``append``, refused with ``FencedOut`` (nothing written) unless ``fence`` is its
+        shard's current lease, checked under the append lock in the append's transaction."""
+        request = AppendRequest(stream, list(events), expected_version)
+        self._fences[id(request)] = fence
+        try:
+            rows: list[StoredRow] = await self._submit(Pending(request=request))
+        finally:
+            del self._fences[id(request)]
+        return [to_recorded(row) for row in rows]
+
+
+class _Sql:
+    """``pg_leases.Sql`` on one connection inside its transaction."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cur = await self._conn.execute(sql, params)
+        return await cur.fetchall() if cur.description else []
 
 
 async def create_tables(sql: Sql) -> None:
@@ -232,6 +272,13 @@ async def list_leases(sql: Sql) -> list[Lease]:
         "FROM leases ORDER BY shard"
     )
     return [Lease(s, o, int(e), at, bool(live)) for s, o, e, at, live in rows]
+
+
+async def read_leases(sql: Sql) -> list[Lease] | None:
+    """Every lease row, by shard, for a reader that may not create tables (``glam db info``,
+    opened read-only); None when the log has no lease table (no engine ever ran shared)."""
+    (exists,), *_ = await sql.fetch("SELECT to_regclass('leases') IS NOT NULL")
+    return await list_leases(sql) if exists else None
 
 
 async def live_engines(sql: Sql) -> list[str]:

@@ -8,7 +8,8 @@ write queue (``_submit``) and the error handling; the connections are psycopg
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -16,7 +17,15 @@ import anyio
 from engine.store.batching import Pending
 from engine.store.integrity import Head, LogIntegrity
 from engine.store.pg_log import APPEND_LOCK, CHANNEL, rows_to_import
-from engine.store.records import COLUMNS, GENESIS_HASH, StoredRow
+from engine.store.records import (
+    COLUMNS,
+    GENESIS_HASH,
+    AppendRequest,
+    StoredRow,
+    format_time,
+    plan_batch,
+    to_recorded,
+)
 from engine.store.witness import WitnessWriter
 
 
@@ -24,6 +33,7 @@ class PgWrites:
     """Appends' and imports' SQL, and the chain checks made under the append lock."""
 
     _integrity: LogIntegrity
+    _now: Callable[[], datetime]
     _witness: WitnessWriter | None
     _witness_scope: anyio.CancelScope
 
@@ -54,6 +64,42 @@ class PgWrites:
                 break
             head = integrity.verify(rows, head)
         integrity.advance(head)
+
+    async def _append_batch(
+        self, conn: Any, requests: list[AppendRequest]
+    ) -> tuple[list[Any], Head | None]:
+        last_position, last_hash, last_time = await self._lock_and_read_last(conn)
+        await self._catch_up(conn)
+        ids = [new.meta.event_id for r in requests for new in r.events]
+        cur = await conn.execute(
+            f"SELECT {COLUMNS} FROM events WHERE event_id = ANY(%s)",  # noqa: S608
+            (ids,),
+        )
+        existing = {values[1]: StoredRow(*values) for values in await cur.fetchall()}
+        cur = await conn.execute(
+            "SELECT stream, max(version) FROM events WHERE stream = ANY(%s) GROUP BY stream",
+            (sorted({r.stream for r in requests}),),
+        )
+        versions = {stream: version for stream, version in await cur.fetchall()}
+        # Never earlier than the last stored event, whatever this machine's clock says: with
+        # several engines on one log, recorded times still grow with positions.
+        recorded_at = max(format_time(self._now()), last_time)
+        plan = plan_batch(
+            requests,
+            existing=existing,
+            versions=versions,
+            last_position=last_position,
+            last_hash=last_hash,
+            recorded_at=recorded_at,
+            chain=self._integrity.chain,
+        )
+        # Refuse to store what cannot be read back (e.g. an event class without a SCHEMA bump).
+        for row in plan.new_rows:
+            to_recorded(row)
+        if not plan.new_rows:
+            return list(plan.outcomes), None
+        await self._insert(conn, plan.new_rows)
+        return list(plan.outcomes), Head(plan.new_rows[-1].position, plan.new_rows[-1].hash)
 
     @staticmethod
     async def _lock_and_read_last(conn: Any) -> tuple[int, str, str]:

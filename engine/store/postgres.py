@@ -51,7 +51,7 @@ from psycopg.conninfo import conninfo_to_dict  # noqa: TID251 - same adapter
 from engine.errors import StoreCorrupt, StoreError, StoreLocked, StoreTooNew, StoreUnavailable
 from engine.events import NewEvent, RecordedEvent
 from engine.ports import ANY_VERSION, EventStore, ProjectionStore
-from engine.store import pg_log
+from engine.store import pg_leases, pg_log
 from engine.store.batching import Pending, WriteQueue
 from engine.store.integrity import (
     HEAD_NOTE,
@@ -59,16 +59,13 @@ from engine.store.integrity import (
     Integrity,
     LogIntegrity,
 )
-from engine.store.pg_leases import Fence, FencedAppends, Sql
+from engine.store.pg_leases import Fence, FencedAppends, Lease
 from engine.store.pg_log import APPEND_LOCK, CHANNEL, NOTE_UPSERT, LogReads
 from engine.store.pg_views import ViewRows, create_snapshot_tables
 from engine.store.pg_writes import PgWrites
 from engine.store.records import (
-    COLUMNS,
     AppendRequest,
     StoredRow,
-    format_time,
-    plan_batch,
     to_recorded,
 )
 from engine.store.witness import Witness, WitnessWriter
@@ -492,42 +489,6 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends):
             with contextlib.suppress(psycopg.Error, OSError):
                 await conn.close()
 
-    async def _append_batch(
-        self, conn: Connection, requests: list[AppendRequest]
-    ) -> tuple[list[Any], Head | None]:
-        last_position, last_hash, last_time = await self._lock_and_read_last(conn)
-        await self._catch_up(conn)
-        ids = [new.meta.event_id for r in requests for new in r.events]
-        cur = await conn.execute(
-            f"SELECT {COLUMNS} FROM events WHERE event_id = ANY(%s)",  # noqa: S608
-            (ids,),
-        )
-        existing = {values[1]: StoredRow(*values) for values in await cur.fetchall()}
-        cur = await conn.execute(
-            "SELECT stream, max(version) FROM events WHERE stream = ANY(%s) GROUP BY stream",
-            (sorted({r.stream for r in requests}),),
-        )
-        versions = {stream: version for stream, version in await cur.fetchall()}
-        # Never earlier than the last stored event, whatever this machine's clock says: with
-        # several engines on one log, recorded times still grow with positions.
-        recorded_at = max(format_time(self._now()), last_time)
-        plan = plan_batch(
-            requests,
-            existing=existing,
-            versions=versions,
-            last_position=last_position,
-            last_hash=last_hash,
-            recorded_at=recorded_at,
-            chain=self._integrity.chain,
-        )
-        # Refuse to store what cannot be read back (e.g. an event class without a SCHEMA bump).
-        for row in plan.new_rows:
-            to_recorded(row)
-        if not plan.new_rows:
-            return list(plan.outcomes), None
-        await self._insert(conn, plan.new_rows)
-        return list(plan.outcomes), Head(plan.new_rows[-1].position, plan.new_rows[-1].hash)
-
     def _notify(self) -> None:
         self._appended.set()
         self._appended = anyio.Event()
@@ -603,41 +564,20 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends):
 
         return await self._read(body)
 
-    # -- shared logs (engine.store.pg_leases) ---------------------------------------------
-
-    async def transaction(self, body: Callable[[Sql], Awaitable[T]]) -> T:
-        """Run ``body`` in one transaction of the writer, in turn with the appends (the lease
-        rules of ``engine.store.pg_leases``)."""
-        return await self._submit(Pending(job=lambda conn: body(_Sql(conn))))  # type: ignore[no-any-return]
-
-    async def append_fenced(
-        self,
-        stream: str,
-        events: Sequence[NewEvent],
-        expected_version: int = ANY_VERSION,
-        *,
-        fence: Fence,
-    ) -> list[RecordedEvent]:
-        """``append``, refused with ``FencedOut`` (nothing written) unless ``fence`` is its
-        shard's current lease, checked under the append lock in the append's transaction."""
-        request = AppendRequest(stream, list(events), expected_version)
-        self._fences[id(request)] = fence
-        try:
-            rows: list[StoredRow] = await self._submit(Pending(request=request))
-        finally:
-            del self._fences[id(request)]
-        return [to_recorded(row) for row in rows]
+    async def leases(self) -> list[Lease] | None:
+        """The lease table as the reader sees it (``glam db info``): None when no engine ever
+        ran shared on this log."""
+        return await pg_leases.read_leases(_Reads(self))
 
 
-class _Sql:
-    """``pg_leases.Sql`` on one connection inside its transaction."""
+class _Reads:
+    """``pg_leases.Sql`` on the store's reader (statements that only read)."""
 
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
+    def __init__(self, store: PostgresEventStore) -> None:
+        self._store = store
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        cur = await self._conn.execute(sql, params)
-        return await cur.fetchall() if cur.description else []
+        return await self._store._fetch(sql, params)
 
 
 if TYPE_CHECKING:  # the store must satisfy the ports the engine and the runner use

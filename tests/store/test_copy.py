@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import StoreCorrupt, StoreError
-from engine.store import describe_target, is_postgres_url, make_store
+from engine.store import describe_target, is_postgres_url, make_store, pg_leases
 from engine.store.copy import copy_log, log_info
 from engine.store.postgres import PostgresEventStore
 from engine.store.records import StoredRow
@@ -102,6 +102,51 @@ async def test_info_on_sqlite(tmp_path: Path) -> None:
     assert info.first_recorded_at < info.last_recorded_at
     assert info.size_bytes > 0
     assert "views at 3" in "\n".join(info.lines())
+    assert json.dumps(info.as_dict())
+    assert info.leases is None
+    assert "leases      no leases: one engine" in info.lines()
+    assert info.as_dict()["leases"] is None
+
+
+@pytest.mark.integration
+async def test_info_on_postgresql_shows_each_lease_and_its_owner(postgres_url: str) -> None:
+    """``glam db info`` on a shared log lists every shard with its owner, epoch and expiry;
+    a lease that ran out shows as expired, a freed one as free."""
+    async with PostgresEventStore(postgres_url) as store:
+        await store.append("s", [new_event()])
+    info = await log_info(postgres_url)  # read-only, before any engine ran shared
+    assert info.leases is None
+    assert "leases      no leases: one engine (no engine has run --shared on it)" in info.lines()
+    async with PostgresEventStore(postgres_url) as store:
+        await store.transaction(pg_leases.create_tables)
+        shards = ["111111111111:eu-west-1", "222222222222:us-east-1", "plan"]
+        await store.transaction(lambda sql: pg_leases.tick(sql, "engine-a", 60, shards))
+        await store.transaction(lambda sql: pg_leases.expire(sql, "plan"))
+        await store.transaction(
+            lambda sql: pg_leases.release(sql, "engine-a", ["222222222222:us-east-1"])
+        )
+    info = await log_info(postgres_url)
+    assert info.leases is not None
+    got = {(lease.shard, lease.owner, lease.epoch, lease.live) for lease in info.leases}
+    assert got == {
+        ("111111111111:eu-west-1", "engine-a", 1, True),
+        ("222222222222:us-east-1", None, 1, False),
+        ("plan", "engine-a", 1, False),
+    }
+    lines = info.lines()
+    assert "leases      3 shards (engine-a: 1)" in lines
+    row = next(line for line in lines if "111111111111:eu-west-1" in line)
+    assert "engine-a  epoch 1  expires 20" in row
+    assert "(free)" in next(line for line in lines if "222222222222" in line)
+    assert "expired" in next(line for line in lines if line.startswith("  plan"))
+    listed = info.as_dict()["leases"]
+    assert listed[0] == {
+        "shard": "111111111111:eu-west-1",
+        "owner": "engine-a",
+        "epoch": 1,
+        "expires_at": info.leases[0].expires_at.isoformat(),
+        "live": True,
+    }
     assert json.dumps(info.as_dict())
 
 
