@@ -13,27 +13,23 @@ connection's ``search_path``, so one database can hold several logs
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
 import anyio
 
-from engine.errors import EventDecodeError, StoreCorrupt
+from engine.errors import StoreCorrupt
 from engine.events import RecordedEvent
-from engine.events.catalog import check_readable
-from engine.store.integrity import ChainChecks, walk_chain
 from engine.store.records import (
     COLUMNS,
     UNKEYED,
     Chain,
     ChainVerifier,
     StoredRow,
-    decode_values,
     format_time,
-    gc_paused,
-    unreadable,
 )
+from engine.store.sql_reads import SqlReads
 
 SCHEMA_VERSION = 1
 APPLICATION = "glam"
@@ -139,7 +135,7 @@ def rows_to_import(
     return fresh
 
 
-class LogReads(ChainChecks):
+class LogReads(SqlReads):
     """The read side of the ``EventStore`` port (and audit reads) as SQL over ``_fetch``.
 
     Subclasses provide ``_fetch``, ``_closed``, ``_appended`` (an event set after every
@@ -161,11 +157,6 @@ class LogReads(ChainChecks):
         """Raw stored rows, undecoded (audit, verify, export)."""
         return [StoredRow(*values) for values in await self._fetch(_RANGE, (from_position, limit))]
 
-    async def _decoded(self, values: list[tuple[Any, ...]]) -> list[RecordedEvent]:
-        await self._check_values(values)
-        with gc_paused():
-            return [decode_values(row) for row in values]
-
     async def read_all(
         self, from_position: int = 1, limit: int | None = None
     ) -> list[RecordedEvent]:
@@ -178,32 +169,15 @@ class LogReads(ChainChecks):
         order, for a reader that folds only some events. The rows left out are not decoded,
         but their types and schema versions are checked: a log this glam cannot read fails
         here exactly as ``read_all`` would."""
-        for type_name, schema_version, first in await self._fetch(
-            "SELECT type, max(schema_version), min(position) FROM events GROUP BY type"
-        ):
-            try:
-                check_readable(type_name, schema_version)
-            except EventDecodeError as exc:
-                row = [first, None, None, None, type_name, schema_version]
-                raise unreadable(row, exc) from None
+        self._check_types(
+            await self._fetch(
+                "SELECT type, max(schema_version), min(position) FROM events GROUP BY type"
+            )
+        )
         return await self._decoded(await self._fetch(_SELECTED, (sorted(types), sorted(streams))))
 
     async def read_stream(self, stream: str, from_version: int = 1) -> list[RecordedEvent]:
         return await self._decoded(await self._fetch(_STREAM, (stream, from_version)))
-
-    async def follow(self, from_position: int = 1) -> AsyncIterator[RecordedEvent]:
-        """Every event from ``from_position`` on, then new ones as they commit, in this
-        process or any other (woken by NOTIFY; ``poll_interval`` is only the fallback)."""
-        position = max(from_position, 1)
-        while not self._closed:
-            appended = self._appended  # taken before reading, so no append slips between
-            batch = await self.read_all(position, limit=1000)
-            for record in batch:
-                yield record
-                position = record.position + 1
-            if not batch:
-                with anyio.move_on_after(self._poll_interval):
-                    await appended.wait()
 
     async def last_position(self) -> int:
         return await self._scalar("SELECT max(position) FROM events")
@@ -216,16 +190,6 @@ class LogReads(ChainChecks):
         return await self._scalar(
             "SELECT max(position) FROM events WHERE recorded_at <= %s", (format_time(moment),)
         )
-
-    async def verify(self, *, chunk: int = 10_000) -> int | None:
-        """Walk the hash chain from position 1; the first position that does not check out
-        (altered, missing or reordered), or None when the whole log is intact."""
-        return (await self.verify_detail(chunk=chunk))[0]
-
-    async def verify_detail(self, *, chunk: int = 10_000) -> tuple[int | None, str]:
-        """``verify`` with the reason for the first bad position."""
-        result = await walk_chain(self, self._integrity.chain, chunk=chunk)
-        return result.first_bad, result.reason
 
     async def _read_notes(self) -> dict[str, str]:
         if not await self._scalar("SELECT (to_regclass('glam_meta') IS NOT NULL)::int"):

@@ -529,6 +529,8 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends):
         async with self._read_lock:
             for attempt in (1, 2):
                 if self._reader is None:
+                    if self._closed:  # closed while this read waited: never connect again
+                        raise StoreError("the event store is closed", hint="open it again")
                     self._reader = await self._connect("reader")
                     self.reconnects += 1
                 conn = self._reader

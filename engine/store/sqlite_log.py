@@ -7,24 +7,19 @@ layout.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 import anyio
 
-from engine.errors import EventDecodeError
 from engine.events import RecordedEvent
-from engine.events.catalog import check_readable
-from engine.store.integrity import ChainChecks, walk_chain
 from engine.store.records import (
     COLUMNS,
     StoredRow,
-    decode_values,
     format_time,
-    gc_paused,
-    unreadable,
 )
+from engine.store.sql_reads import SqlReads
 
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x676C616D  # "glam"
@@ -66,7 +61,7 @@ PRAGMA user_version = {SCHEMA_VERSION};
 """
 
 
-class SqliteReads(ChainChecks):
+class SqliteReads(SqlReads):
     """The read side of the ``EventStore`` and ``ViewStore`` ports (and audit reads) as SQL
     over ``_fetch``. Subclasses provide ``_fetch``, ``_closed``, ``_appended`` (an event set
     after every append this store learns of, replaced after each) and ``_poll_interval``."""
@@ -81,11 +76,6 @@ class SqliteReads(ChainChecks):
     async def _scalar_read(self, sql: str, params: Sequence[Any] = ()) -> int:
         rows = list(await self._fetch(sql, params))
         return int(rows[0][0] or 0) if rows else 0
-
-    async def _decoded(self, values: Sequence[Sequence[Any]]) -> list[RecordedEvent]:
-        await self._check_values(values)
-        with gc_paused():
-            return [decode_values(row) for row in values]
 
     async def read_rows(self, from_position: int = 1, limit: int | None = None) -> list[StoredRow]:
         """Raw stored rows, undecoded and unverified (audit, verify, export)."""
@@ -116,14 +106,11 @@ class SqliteReads(ChainChecks):
         function streams, not every step of every deployment). The rows left out are not
         decoded, but their types and schema versions are checked: a log this glam cannot read
         fails here exactly as ``read_all`` would."""
-        for type_name, schema_version, first in await self._fetch(
-            "SELECT type, max(schema_version), min(position) FROM events GROUP BY type"
-        ):
-            try:
-                check_readable(type_name, schema_version)
-            except EventDecodeError as exc:
-                row = [first, None, None, None, type_name, schema_version]
-                raise unreadable(row, exc) from None
+        self._check_types(
+            await self._fetch(
+                "SELECT type, max(schema_version), min(position) FROM events GROUP BY type"
+            )
+        )
         type_list, stream_list = sorted(types), sorted(streams)
         type_marks = ",".join("?" * len(type_list))
         stream_marks = ",".join("?" * len(stream_list))
@@ -142,20 +129,6 @@ class SqliteReads(ChainChecks):
         )
         return await self._decoded(list(rows))
 
-    async def follow(self, from_position: int = 1) -> AsyncIterator[RecordedEvent]:
-        """Every event from ``from_position`` on, then new ones: at once for appends made
-        through this store, within ``poll_interval`` for appends by another process."""
-        position = max(from_position, 1)
-        while not self._closed:
-            appended = self._appended  # taken before reading, so no append slips between
-            batch = await self.read_all(position, limit=1000)
-            for record in batch:
-                yield record
-                position = record.position + 1
-            if not batch:
-                with anyio.move_on_after(self._poll_interval):
-                    await appended.wait()
-
     async def last_position(self) -> int:
         return await self._scalar_read("SELECT max(position) FROM events")
 
@@ -169,16 +142,6 @@ class SqliteReads(ChainChecks):
         return await self._scalar_read(
             "SELECT max(position) FROM events WHERE recorded_at <= ?", (format_time(moment),)
         )
-
-    async def verify(self, *, chunk: int = 10_000) -> int | None:
-        """Walk the hash chain from position 1; the first position that does not check out
-        (altered, missing or reordered), or None when the whole log is intact."""
-        return (await self.verify_detail(chunk=chunk))[0]
-
-    async def verify_detail(self, *, chunk: int = 10_000) -> tuple[int | None, str]:
-        """``verify`` with the reason for the first bad position."""
-        result = await walk_chain(self, self._integrity.chain, chunk=chunk)
-        return result.first_bad, result.reason
 
     async def load_views(self, projection: str) -> tuple[int, dict[tuple[str, str], str]]:
         """The projection's checkpoint and its rows, read in one snapshot."""

@@ -116,6 +116,31 @@ async def test_follow_replays_then_wakes_on_new_appends(store: Store) -> None:
     assert seen == [1, 2, 3]
 
 
+async def test_follow_pages_through_a_long_log_then_ends_when_the_store_closes(
+    store: Store,
+) -> None:
+    """A follower reads a log longer than one page (1,000 events) in order, none skipped or
+    repeated, from any position; once the store is closed its loop ends instead of waiting."""
+    events = [new_event() for _ in range(2_345)]
+    for start in range(0, len(events), 500):
+        await store.append("s", events[start : start + 500])
+    seen: list[int] = []
+    caught_up = anyio.Event()
+
+    async def consume() -> None:
+        async for record in store.follow(7):
+            seen.append(record.position)
+            if record.position == len(events):
+                caught_up.set()
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consume)
+            await caught_up.wait()
+            await store.aclose()  # the follower wakes and its loop ends
+    assert seen == list(range(7, len(events) + 1))
+
+
 async def test_hash_chain_verifies(store: Store) -> None:
     for _ in range(3):
         await store.append("s", [new_event()])

@@ -1,0 +1,86 @@
+"""What the read sides of the two SQL logs share: decoding checked rows, following the log, and
+walking the hash chain. ``engine.store.sqlite_log.SqliteReads`` and
+``engine.store.pg_log.LogReads`` add their SQL (``read_all`` and the rest); how soon a follower
+hears of an append is the backend's (``_appended`` is set by each).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any
+
+import anyio
+
+from engine.errors import EventDecodeError, StoreError
+from engine.events import RecordedEvent
+from engine.events.catalog import check_readable
+from engine.store.integrity import ChainChecks, walk_chain
+from engine.store.records import decode_values, gc_paused, unreadable
+
+FOLLOW_PAGE = 1_000  # events a follower reads at a time
+
+
+class SqlReads(ChainChecks):
+    """The shared part of an SQL log's reads. Subclasses provide ``read_all``, ``_closed``,
+    ``_appended`` (an event set after every append this store learns of, replaced after each)
+    and ``_poll_interval`` (the longest a follower waits before reading again)."""
+
+    _closed: bool
+    _appended: anyio.Event
+    _poll_interval: float
+
+    async def read_all(
+        self, from_position: int = 1, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        raise NotImplementedError
+
+    @property
+    def closed(self) -> bool:
+        """Whether the store was closed (a follower ends then)."""
+        return self._closed
+
+    async def _decoded(self, values: Sequence[Sequence[Any]]) -> list[RecordedEvent]:
+        await self._check_values(values)
+        with gc_paused():
+            return [decode_values(row) for row in values]
+
+    @staticmethod
+    def _check_types(found: Iterable[Sequence[Any]]) -> None:
+        """Fail as a full read would if any (type, newest schema version, first position)
+        of ``found`` is one this glam cannot read."""
+        for type_name, schema_version, first in found:
+            try:
+                check_readable(type_name, schema_version)
+            except EventDecodeError as exc:
+                row = [first, None, None, None, type_name, schema_version]
+                raise unreadable(row, exc) from None
+
+    async def follow(self, from_position: int = 1) -> AsyncIterator[RecordedEvent]:
+        """Every event from ``from_position`` on, then new ones as they are appended, until
+        the store closes: at once when this store appended them or was told of them (SQLite:
+        its own appends; PostgreSQL: NOTIFY from any process), else within ``poll_interval``."""
+        position = max(from_position, 1)
+        while not self._closed:
+            appended = self._appended  # taken before reading, so no append slips between
+            try:
+                batch = await self.read_all(position, limit=FOLLOW_PAGE)
+            except StoreError:
+                if self.closed:  # closed under the read: the follower ends as it would
+                    return
+                raise
+            for record in batch:
+                yield record
+                position = record.position + 1
+            if not batch:
+                with anyio.move_on_after(self._poll_interval):
+                    await appended.wait()
+
+    async def verify(self, *, chunk: int = 10_000) -> int | None:
+        """Walk the hash chain from position 1; the first position that does not check out
+        (altered, missing or reordered), or None when the whole log is intact."""
+        return (await self.verify_detail(chunk=chunk))[0]
+
+    async def verify_detail(self, *, chunk: int = 10_000) -> tuple[int | None, str]:
+        """``verify`` with the reason for the first bad position."""
+        result = await walk_chain(self, self._integrity.chain, chunk=chunk)
+        return result.first_bad, result.reason
