@@ -480,6 +480,10 @@ def run_engine(
     """Run the engine in the foreground as ``glam run`` does; the exit code (with ``once``:
     0 reconciled, 1 not, 3 deletes held). ``failpoints`` is for chaos tests, which start glam
     through it; ``reload`` re-reads the configuration on SIGHUP."""
+    if once and config.shared:  # refused before anything is opened
+        from engine.runtime.engine import SHARED_ONCE, SHARED_ONCE_HINT
+
+        raise UsageError(SHARED_ONCE, hint=SHARED_ONCE_HINT)
     shown = shown or Shown(verbose=verbose)
     setup_logging(shown.verbose, log_format=shown.log_format)
     terminal = sys.stdout.isatty() and shown.log_format == "text" and not shown.json

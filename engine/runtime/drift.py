@@ -9,6 +9,11 @@ being read (its events are appended with the version the read started from; a co
 drops the findings, the next sweep reads again). A heal request is handed to the
 supervisor like the planner's.
 
+With several engines on one log (``engine.runtime.shared``) each sweeps only the functions of
+the shards it leases: ``store_of`` gives the fenced store of a stream's shard, None for a
+shard another engine holds (skipped), and a sweep whose lease moved on under it writes
+nothing (``FencedOut``) and leaves that function to the shard's new owner.
+
 ``current()`` gives the drift the log holds open, per function stream, for ``glam status``,
 the HTTP server and tests.
 """
@@ -23,7 +28,7 @@ from engine.definitions.lambdadef import lambda_model
 from engine.drift.compare import Difference, compare
 from engine.drift.read import read_live
 from engine.drift.watch import Watched, expected, sweep_events, watched
-from engine.errors import ConcurrencyConflict, GlamError, StoreError
+from engine.errors import ConcurrencyConflict, FencedOut, GlamError, StoreError
 from engine.events import RecordedEvent, stamped
 from engine.events.function import DeploymentRequested, DriftDetected
 from engine.logs import get_logger
@@ -60,6 +65,9 @@ class DriftSweep:
         self.interval = interval
         self._streams: set[str] = set()
         self._open: dict[str, dict[str, DriftDetected]] = {}
+        # Shared mode: the store a stream's findings are appended through (fenced by its
+        # shard's lease), None for a stream of a shard another engine holds.
+        self.store_of: Callable[[str], EventStore | None] | None = None
 
     def saw(self, record: RecordedEvent) -> None:
         """Learn a function stream from one of its events."""
@@ -89,6 +97,9 @@ class DriftSweep:
         for stream in sorted(self._streams):
             try:
                 differences = await self.check(stream)
+            except FencedOut:
+                log.info("%s: drift not recorded: its shard moved to another engine", stream)
+                continue
             except StoreError:
                 raise
             except GlamError as exc:
@@ -99,7 +110,11 @@ class DriftSweep:
         return found
 
     async def check(self, stream: str) -> tuple[Difference, ...] | None:
-        """Read one function and record what changed; None when it is skipped."""
+        """Read one function and record what changed; None when it is skipped (no
+        deployment of it yet, or, in shared mode, a shard this engine does not hold)."""
+        store = self._store if self.store_of is None else self.store_of(stream)
+        if store is None:
+            return None
         records = await self._store.read_stream(stream)
         if not records:
             return None
@@ -113,11 +128,16 @@ class DriftSweep:
         lane = ports.background or ports
         live = await read_live(lane.lambda_api, lane.sources, want)
         found = compare(want, live)
-        await self._record(stream, w, found, records[-1].version)
+        await self._record(store, stream, w, found, records[-1].version)
         return found
 
     async def _record(
-        self, stream: str, w: Watched, found: tuple[Difference, ...], version: int
+        self,
+        store: EventStore,
+        stream: str,
+        w: Watched,
+        found: tuple[Difference, ...],
+        version: int,
     ) -> None:
         events = sweep_events(w, found, self._clock.now(), self._ids)
         if not events:
@@ -125,7 +145,7 @@ class DriftSweep:
         batch = stamped(events, iter(self._ids, None))
         try:
             with anyio.CancelScope(shield=True):
-                recorded = await self._store.append(stream, batch, expected_version=version)
+                recorded = await store.append(stream, batch, expected_version=version)
         except ConcurrencyConflict:
             return  # the stream moved on while AWS was read: the next sweep reads again
         opened = self._open.setdefault(stream, {})

@@ -96,6 +96,15 @@ START_BACKOFF = (0.5, 30.0)  # first wait and longest wait, in seconds
 
 SourceFactory = Callable[[Watch], RepoSource]
 
+SHARED_ONCE = (
+    "--once runs one engine until its work is done, and a shared engine's work is its "
+    "share of the log's: it runs until stopped, handing its shards over when it stops"
+)
+SHARED_ONCE_HINT = (
+    "drop --once; for a one-off run, stop the shared engines and run glam run --once "
+    "without --shared"
+)
+
 
 class Engine:
     """The engine process. Use as an async context manager, then ``await run()``.
@@ -303,13 +312,11 @@ class Engine:
         await self._added.load()
         if self.config.shared:
             if once:
-                raise ConfigError("a shared engine runs until stopped", hint="drop --once")
-            if self.config.server is not None:
-                raise ConfigError(
-                    "a shared engine does not serve HTTP yet",
-                    hint="drop --listen (and [server]), or run one engine",
-                )
-            await run_shared(self, tg, supervisor, fleet)
+                raise ConfigError(SHARED_ONCE, hint=SHARED_ONCE_HINT)
+            await run_shared(self, tg, supervisor, fleet, drift)
+            await self._serve(tg)
+            if self.config.drift_interval > 0:
+                tg.start_soon(drift.loop, name="glam drift")  # on the shards leased here
             return
         fleet.apply(self._watches())
         operators = Operators(
@@ -327,11 +334,7 @@ class Engine:
             operators.recovering(record)
             drift.saw(record)
         supervisor.resume()
-        if self.config.server is not None:
-            from engine.server import serve
-
-            # Bound before the loops start: a port already taken stops the engine here.
-            self.listening = await tg.start(serve, self, self.config.server)
+        await self._serve(tg)
         if once:
             await fleet.poll_all()
             tg.start_soon(operators.loop, self.config.ops_poll, self.clock, name="glam operators")
@@ -343,6 +346,19 @@ class Engine:
             tg.start_soon(operators.loop, self.config.ops_poll, self.clock, name="glam operators")
             if self.config.drift_interval > 0:
                 tg.start_soon(drift.loop, name="glam drift")
+
+    async def _serve(self, tg: TaskGroup) -> None:
+        """Start the HTTP server if the configuration asks for one. Bound before the loops
+        start: a port already taken stops the engine here."""
+        if self.config.server is not None:
+            from engine.server import serve
+
+            self.listening = await tg.start(serve, self, self.config.server)
+
+    def plans_here(self) -> bool:
+        """Whether this engine watches the repositories: always on its own, only while it
+        holds the plan shard among several (``engine.runtime.shared``)."""
+        return self.shared is None or self.shared.leases.holds(PLAN_SHARD)
 
     def _repository(
         self,
@@ -424,9 +440,8 @@ class Engine:
         self.config = _with(config, {k: getattr(self.config, k) for k in kept})
         if self._ports is not None:
             self._ports.configure({a.id: a for a in config.accounts})
-        if self._fleet is not None and (
-            self.shared is None or self.shared.leases.holds(PLAN_SHARD)
-        ):  # in shared mode only the plan shard's owner watches (it applies them when taken)
+        if self._fleet is not None and self.plans_here():
+            # In shared mode only the plan shard's owner watches (it applies them when taken).
             self._fleet.apply(self._watches())
 
     def _watches(self) -> list[Watch]:
@@ -444,7 +459,7 @@ class Engine:
         record = await self._running_added().add(
             url, branches, token, actor=actor, configured=self.config.watched()
         )
-        if self._fleet is not None:
+        if self._fleet is not None and self.plans_here():  # else the owner follows the log
             self._fleet.apply(self._watches())
         return record
 
@@ -453,7 +468,7 @@ class Engine:
         are."""
         added = self._running_added()
         record = await added.remove(url, actor=actor, configured=self.config.watched())
-        if self._fleet is not None:
+        if self._fleet is not None and self.plans_here():  # else the owner follows the log
             self._fleet.apply(self._watches())
         return record
 

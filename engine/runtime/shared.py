@@ -13,7 +13,15 @@ then on reacts to the shards it gains and loses:
     the plan shard lost      they stop
 
 and it follows the log: an event for a function stream of a shard it holds (a request the
-planner of another engine appended, an operator's command) starts that stream's saga here.
+planner of another engine appended, an operator's command) starts that stream's saga here;
+while it holds the plan shard, an operator command (``ops``) is handed over at once and a
+repository added or removed through another engine's API (``repositories``) is watched or
+dropped here.
+
+Whatever an engine holds, it serves the HTTP API when asked (``--listen``): reads answer from
+the shared log, and operator commands and repositories added through it are appended to the
+log as the CLI appends them, for the plan shard's owner to act on. Its drift sweep reads only
+the functions of the shards it leases, its findings appended through their fences.
 """
 
 from __future__ import annotations
@@ -27,7 +35,12 @@ from typing import TYPE_CHECKING
 import anyio
 from anyio.abc import TaskGroup
 
+from engine.events import RecordedEvent
+from engine.events.operator import OPS_STREAM
+from engine.events.registry import REPOSITORIES_STREAM
 from engine.logs import get_logger
+from engine.ports import EventStore
+from engine.runtime.drift import DriftSweep
 from engine.runtime.fleet import Fleet, Watch
 from engine.runtime.leases import PLAN_SHARD, LeaseManager, SharedLog, shard_of
 from engine.runtime.operators import Operators
@@ -51,12 +64,14 @@ class SharedRun:
         task_group: TaskGroup,
         supervisor: Supervisor,
         planning: Callable[[bool], Awaitable[None]],
+        on_record: Callable[[RecordedEvent], Awaitable[None]],
     ) -> None:
         self._store = store
         self.leases = leases
         self._tg = task_group
         self._supervisor = supervisor
         self._planning = planning
+        self._on_record = on_record
 
     async def taken(self, shard: str) -> None:
         if shard == PLAN_SHARD:
@@ -86,6 +101,7 @@ class SharedRun:
 
     async def _follow(self, position: int) -> None:
         async for record in self._store.follow(position):
+            await self._on_record(record)
             shard = shard_of(record.stream)
             if shard is None:
                 continue
@@ -132,7 +148,9 @@ class Planning:
             await task()
 
 
-async def run_shared(engine: Engine, tg: TaskGroup, supervisor: Supervisor, fleet: Fleet) -> None:
+async def run_shared(
+    engine: Engine, tg: TaskGroup, supervisor: Supervisor, fleet: Fleet, drift: DriftSweep
+) -> None:
     """``engine.run`` in shared mode: work only on the shards leased here (see the module
     docstring)."""
     store: SharedLog = engine._log  # type: ignore[assignment]  # PostgreSQL, checked at init
@@ -144,9 +162,12 @@ async def run_shared(engine: Engine, tg: TaskGroup, supervisor: Supervisor, flee
         on_taken=lambda shard: shared.taken(shard),
         on_lost=lambda shard: shared.lost(shard),
     )
-    supervisor.store_of = lambda stream: (
-        leases.store_for(shard) if (shard := shard_of(stream)) and leases.holds(shard) else None
-    )
+
+    def store_of(stream: str) -> EventStore | None:
+        shard = shard_of(stream)
+        return leases.store_for(shard) if shard is not None and leases.holds(shard) else None
+
+    supervisor.store_of = drift.store_of = store_of
     engine._plan_store = leases.store_for(PLAN_SHARD)
     operators = Operators(
         engine._plan_store,
@@ -156,6 +177,7 @@ async def run_shared(engine: Engine, tg: TaskGroup, supervisor: Supervisor, flee
         on_event=engine._saw,
         start_saga=supervisor.start,
     )
+    engine._operators = operators  # the API wakes it (it runs only while planning here)
     planner = Planning(
         tg,
         fleet,
@@ -166,12 +188,29 @@ async def run_shared(engine: Engine, tg: TaskGroup, supervisor: Supervisor, flee
             engine._project,
         ],
     )
-    shared = SharedRun(store, leases, tg, supervisor, planner.switch)
+
+    async def planning(on: bool) -> None:
+        if on:  # what other engines' APIs added while another engine planned
+            await engine._running_added().load()
+        await planner.switch(on)
+
+    async def on_record(record: RecordedEvent) -> None:
+        drift.saw(record)
+        if not leases.holds(PLAN_SHARD):
+            return
+        if record.stream == OPS_STREAM:
+            operators.wake.set()
+        elif record.stream == REPOSITORIES_STREAM:
+            await engine._running_added().load()
+            fleet.apply(engine._watches())
+
+    shared = SharedRun(store, leases, tg, supervisor, planning, on_record)
     engine.shared = shared
     position = 0
     async for record in read_log(engine.store):
         position = record.position
         operators.recovering(record)
+        drift.saw(record)
         if (shard := shard_of(record.stream)) is not None:
             leases.know(shard)
     log.info("engine %s: shared mode, leases of %.0f s", engine_id, engine.config.lease_ttl)

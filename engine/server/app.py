@@ -113,11 +113,16 @@ async def healthz(request: web.Request) -> web.Response:
 @access("open")
 async def readyz(request: web.Request) -> web.Response:
     """Ready to be relied on: the log opens, every watched branch was fetched at least once,
-    no deployment is stuck. 503 with the reasons otherwise."""
-    reasons = await not_ready(context(request))
-    if reasons:
-        return web.json_response({"ready": False, "reasons": reasons}, status=503)
-    return web.json_response({"ready": True, "reasons": []})
+    no deployment is stuck. 503 with the reasons otherwise. An engine of several on one log
+    (``glam run --shared``) also names itself and the shards it leases now."""
+    ctx = context(request)
+    reasons = await not_ready(ctx)
+    answer: dict[str, Any] = {"ready": not reasons, "reasons": reasons}
+    shared = ctx.engine.shared
+    if shared is not None:  # one of several engines: say which part of the work is its own
+        answer["engine"] = shared.leases.engine
+        answer["shards"] = sorted(shared.leases.held)
+    return web.json_response(answer, status=503 if reasons else 200)
 
 
 async def not_ready(ctx: Context) -> list[str]:
