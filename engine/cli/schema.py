@@ -1,14 +1,18 @@
 """``glam schema``: the JSON Schema of a file glam reads, generated from the model that
-validates it, for editors (taplo, VS Code's Even Better TOML) and CI linters.
+validates it, for editors (VS Code's json.schemas, taplo) and CI linters.
 
     glam schema glam.toml > glam.schema.json
+    glam schema lambdadef > .glam/lambdadef.json
+    glam schema --reference > docs/reference.md
 
-The committed copies in docs/schema/ are kept equal to this output by a test.
+The committed copies in docs/schema/ and docs/reference.md are kept equal to this output by a
+test.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -32,22 +36,68 @@ def glam_toml_schema() -> dict[str, Any]:
     }
 
 
-SCHEMAS = {"glam.toml": glam_toml_schema}
+def _definition(name: str) -> Callable[[], dict[str, Any]]:
+    def build() -> dict[str, Any]:
+        from engine.definitions.file_schemas import DEFINITION_SCHEMAS
+
+        return DEFINITION_SCHEMAS[name]()
+
+    return build
+
+
+DEFINITION_FILES = ("lambdadef", "lambdadepdef", "lambdaeventsourcedef", "lambdainput")
+SCHEMAS: dict[str, Callable[[], dict[str, Any]]] = {
+    "glam.toml": glam_toml_schema,
+    **{name: _definition(name) for name in DEFINITION_FILES},
+}
+
+
+def schema_name(file: str) -> str:
+    """The schema's name for ``file``: ``lambdadef`` also as ``_lambdadef.json`` or a path."""
+    name = file.rsplit("/", 1)[-1]
+    if name.endswith(".json"):
+        name = name.removesuffix(".json").rsplit("_", 1)[-1]
+    if name not in SCHEMAS:
+        raise UsageError(f"no schema for {file!r}", hint="one of: " + ", ".join(sorted(SCHEMAS)))
+    return name
 
 
 def schema_text(name: str) -> str:
     """The schema of ``name`` as glam prints and commits it."""
-    if name not in SCHEMAS:
-        raise UsageError(f"no schema for {name!r}", hint="one of: " + ", ".join(sorted(SCHEMAS)))
-    return json.dumps(SCHEMAS[name](), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    schema = SCHEMAS[schema_name(name)]()
+    return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-@app.command(epilog=examples("glam schema glam.toml > glam.schema.json"))
+def reference_text() -> str:
+    """docs/reference.md: every field of the four definition files."""
+    from engine.definitions.reference import reference_text as text
+
+    return text()
+
+
+@app.command(
+    epilog=examples(
+        "glam schema glam.toml > glam.schema.json",
+        "glam schema lambdadef > .glam/lambdadef.json",
+        "glam schema apps/orders/orders_lambdadepdef.json",
+        "glam schema --reference > docs/reference.md",
+    )
+)
 def schema(
-    file: Annotated[str, typer.Argument(help="Which file: glam.toml.")] = "glam.toml",
+    file: Annotated[
+        str,
+        typer.Argument(
+            help="Which file: glam.toml, lambdadef, lambdadepdef, lambdaeventsourcedef, "
+            "lambdainput (or a definition file's name)."
+        ),
+    ] = "glam.toml",
+    reference: Annotated[
+        bool,
+        typer.Option("--reference", help="Print the field reference of the definition files."),
+    ] = False,
 ) -> None:
-    """Print the JSON Schema of a file glam reads."""
-    print(schema_text(file), end="")
+    """Print the JSON Schema of a file glam reads (or the definition files' reference)."""
+    print(reference_text() if reference else schema_text(file), end="")
 
 
-__all__ = ["SCHEMAS", "schema", "schema_text"]
+__all__ = ["DEFINITION_FILES", "SCHEMAS", "reference_text", "schema", "schema_name", "schema_text"]

@@ -13,10 +13,9 @@ import posixpath
 from collections.abc import MutableMapping
 from typing import Any, Protocol
 
+from engine.definitions.files import REF_TYPES, RefFile, default, keys
 from engine.definitions.strict_json import load_json
 from engine.errors import DefinitionError
-
-REF_TYPES = ("TERRAFORM", "CDK", "JSON")
 
 
 class RepoFiles(Protocol):
@@ -72,14 +71,14 @@ def load_values(
             raise DefinitionError(
                 "ref must be an object", file=file, hint='use {"file": [...], "type": "TERRAFORM"}'
             )
-        unknown = set(ref) - {"file", "type"}
+        unknown = set(ref) - set(keys(RefFile))
         if unknown:
             raise DefinitionError(
                 f"unknown key ref.{sorted(unknown)[0]}",
                 file=file,
                 hint="ref takes 'file' and 'type'",
             )
-        kind = ref.get("type", "JSON")
+        kind = ref.get("type", default(RefFile, "type"))
         if kind not in REF_TYPES:
             raise DefinitionError(
                 f"ref.type must be one of {', '.join(REF_TYPES)}",

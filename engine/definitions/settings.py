@@ -13,6 +13,17 @@ from __future__ import annotations
 import difflib
 from typing import Any, get_args
 
+from engine.definitions.files import (
+    AlarmsFile,
+    Bounds,
+    EnvironmentFile,
+    LambdaDepDefFile,
+    ReadinessCheckFile,
+    TrafficShiftingConfigFile,
+    bounds,
+    default,
+    keys,
+)
 from engine.definitions.names import check_account, check_alias, check_region
 from engine.errors import DefinitionError
 from engine.events.desired import (
@@ -23,19 +34,15 @@ from engine.events.desired import (
     TrafficShifting,
 )
 
-_TOP = (
-    "alias",
-    "environment",
-    "environmentVariables",
-    "trafficShiftingConfig",
-    "trafficShiftingEnabled",
-    "alarms",
-    "readinessCheck",
-    "deleteOldVersion",
-    "driftPolicy",
-)
+# Keys, defaults and ranges are the file model's (engine.definitions.files), from which the
+# schema and docs/reference.md are generated.
+_TOP = keys(LambdaDepDefFile)
 _SHIFT_TYPES: tuple[str, ...] = get_args(ShiftType)
 _DRIFT_POLICIES: tuple[str, ...] = get_args(DriftPolicy)
+_PERCENT = bounds(TrafficShiftingConfigFile, "percent")
+_BAKE = bounds(TrafficShiftingConfigFile, "wait_interval")
+_POLL = bounds(ReadinessCheckFile, "wait_interval")
+_POLLS = bounds(ReadinessCheckFile, "max_retries")
 
 # Keys of Gitmoxi's deployment definitions that mean nothing for a Lambda function; Gitmoxi
 # skips them there, and so does glam, with a warning.
@@ -72,7 +79,7 @@ def parse_settings(raw: Any, file: str, warnings: list[str] | None = None) -> De
     check_alias(alias, file)
     env_key = "environment" if "environment" in obj else "environmentVariables"
     env = _object(obj.get(env_key, {}), env_key, file)
-    _known(env, ("region", "account"), env_key, file)
+    _known(env, keys(EnvironmentFile), env_key, file)
     region = _opt_str(env.get("region"), f"{env_key}.region", file)
     account = _opt_str(env.get("account"), f"{env_key}.account", file)
     if region is not None:
@@ -83,20 +90,27 @@ def parse_settings(raw: Any, file: str, warnings: list[str] | None = None) -> De
     traffic: TrafficShifting | None = None
     if "trafficShiftingConfig" in obj:
         cfg = _object(obj["trafficShiftingConfig"], "trafficShiftingConfig", file)
-        _known(cfg, ("type", "percent", "waitInterval"), "trafficShiftingConfig", file)
-        kind = cfg.get("type", "CANARY")
+        _known(cfg, keys(TrafficShiftingConfigFile), "trafficShiftingConfig", file)
+        kind = cfg.get("type", default(TrafficShiftingConfigFile, "type"))
         if kind not in _SHIFT_TYPES:
             raise DefinitionError(
                 f"trafficShiftingConfig.type must be one of {', '.join(_SHIFT_TYPES)}",
                 file=file,
                 hint="CANARY is the default",
             )
-        percent = _int(cfg.get("percent", 20), "trafficShiftingConfig.percent", 1, 100, file)
+        percent = _int(
+            cfg.get("percent", _PERCENT.default), "trafficShiftingConfig.percent", _PERCENT, file
+        )
         wait = _int(
-            cfg.get("waitInterval", 60), "trafficShiftingConfig.waitInterval", 0, 86_400, file
+            cfg.get("waitInterval", _BAKE.default),
+            "trafficShiftingConfig.waitInterval",
+            _BAKE,
+            file,
         )
         traffic = TrafficShifting(type=kind, percent=percent, wait_interval=wait)
-    enabled = obj.get("trafficShiftingEnabled", True)
+    enabled = obj.get(
+        "trafficShiftingEnabled", default(LambdaDepDefFile, "traffic_shifting_enabled")
+    )
     if not isinstance(enabled, bool):
         raise DefinitionError(
             "trafficShiftingEnabled must be true or false", file=file, hint="use true or false"
@@ -107,7 +121,7 @@ def parse_settings(raw: Any, file: str, warnings: list[str] | None = None) -> De
         traffic = TrafficShifting()  # shifting asked for without a config: the defaults
 
     alarms_obj = _object(obj.get("alarms", {}), "alarms", file)
-    _known(alarms_obj, ("alarmNames",), "alarms", file)
+    _known(alarms_obj, keys(AlarmsFile), "alarms", file)
     names = alarms_obj.get("alarmNames", [])
     if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
         raise DefinitionError(
@@ -117,21 +131,21 @@ def parse_settings(raw: Any, file: str, warnings: list[str] | None = None) -> De
         )
 
     ready_obj = _object(obj.get("readinessCheck", {}), "readinessCheck", file)
-    _known(ready_obj, ("waitInterval", "maxRetries"), "readinessCheck", file)
+    _known(ready_obj, keys(ReadinessCheckFile), "readinessCheck", file)
     readiness = Readiness(
         wait_interval=_int(
-            ready_obj.get("waitInterval", 10), "readinessCheck.waitInterval", 0, 3_600, file
+            ready_obj.get("waitInterval", _POLL.default), "readinessCheck.waitInterval", _POLL, file
         ),
         max_retries=_int(
-            ready_obj.get("maxRetries", 5), "readinessCheck.maxRetries", 0, 1_000, file
+            ready_obj.get("maxRetries", _POLLS.default), "readinessCheck.maxRetries", _POLLS, file
         ),
     )
-    delete_old = obj.get("deleteOldVersion", True)
+    delete_old = obj.get("deleteOldVersion", default(LambdaDepDefFile, "delete_old_version"))
     if not isinstance(delete_old, bool):
         raise DefinitionError(
             "deleteOldVersion must be true or false", file=file, hint="use true or false"
         )
-    drift = obj.get("driftPolicy", "alert")
+    drift = obj.get("driftPolicy", default(LambdaDepDefFile, "drift_policy"))
     if drift not in _DRIFT_POLICIES:
         raise DefinitionError(
             f"driftPolicy must be one of {', '.join(repr(p) for p in _DRIFT_POLICIES)}",
@@ -178,7 +192,9 @@ def _opt_str(value: Any, name: str, file: str) -> str | None:
     return value
 
 
-def _int(value: Any, name: str, low: int, high: int, file: str) -> int:
+def _int(value: Any, name: str, limits: Bounds, file: str) -> int:
+    """``value`` if it is an integer within ``limits``."""
+    low, high = limits.low, limits.high
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
