@@ -18,9 +18,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from engine.events import NewEvent, RecordedEvent
+from engine.events.alarms import AlarmDatapoint, AlarmMetric
 from engine.events.desired import EventSources, SourceKind
 
 if TYPE_CHECKING:  # only for annotations: ports must not load the definitions (botocore)
@@ -365,6 +366,24 @@ class AlarmsApi(Protocol):
 
     async def alarm_states(self, names: Sequence[str]) -> dict[str, str]:
         """State by alarm name (OK, ALARM, INSUFFICIENT_DATA); a missing alarm is absent."""
+        ...
+
+
+# A metric alarm's metric and the datapoints of it in a window (AlarmReadingsApi).
+AlarmReading = tuple[AlarmMetric, tuple[AlarmDatapoint, ...]]
+
+
+@runtime_checkable
+class AlarmReadingsApi(Protocol):
+    """What metric alarms evaluate, read only: an AlarmsApi may also offer it (the AWS
+    adapter does). The runner records it beside the alarm states so that a deployment can
+    be replayed against another threshold; nothing the saga decides depends on it."""
+
+    async def alarm_readings(
+        self, names: Sequence[str], start: datetime, end: datetime
+    ) -> dict[str, AlarmReading]:
+        """By alarm name, each metric alarm's metric and its datapoints between ``start``
+        and ``end``; composite and missing alarms are absent."""
         ...
 
 

@@ -1,12 +1,16 @@
-"""``AlarmsApi`` on aiobotocore: CloudWatch alarm states, read in batches of 100."""
+"""``AlarmsApi`` on aiobotocore: CloudWatch alarm states, read in batches of 100; and
+``AlarmReadingsApi``: what each metric alarm evaluates, with its metric's datapoints."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engine.aws.errors import translate
 from engine.aws.ratelimit import RateLimiter
+from engine.events.alarms import AlarmDatapoint, AlarmMetric
+from engine.ports import AlarmReading
 
 BATCH = 100  # DescribeAlarms accepts at most 100 AlarmNames per request
 
@@ -51,3 +55,84 @@ class AwsAlarms:
                 if not token:
                     break
         return states
+
+    async def alarm_readings(
+        self, names: Sequence[str], start: datetime, end: datetime
+    ) -> dict[str, AlarmReading]:
+        """Each metric alarm's metric (DescribeAlarms) and its datapoints from its
+        evaluation window before ``start`` to ``end`` (GetMetricStatistics, at the alarm's
+        period and statistic): what it evaluated at ``start`` and since. An alarm on a
+        metric math expression has no single metric: left out, like composite ones."""
+        readings: dict[str, AlarmReading] = {}
+        for alarm in await self._metric_alarms(names):
+            metric = _metric_of(alarm)
+            if metric is None:
+                continue
+            since = start - timedelta(seconds=metric.period * metric.evaluation_periods)
+            readings[str(alarm["AlarmName"])] = (metric, await self._datapoints(metric, since, end))
+        return readings
+
+    async def _metric_alarms(self, names: Sequence[str]) -> list[dict[str, Any]]:
+        unique = list(dict.fromkeys(names))
+        alarms: list[dict[str, Any]] = []
+        for begin in range(0, len(unique), BATCH):
+            batch = unique[begin : begin + BATCH]
+            await self._limiter.acquire(poll=True)
+            try:
+                answer = await self._client.describe_alarms(
+                    AlarmNames=batch, AlarmTypes=["MetricAlarm"], MaxRecords=BATCH
+                )
+            except Exception as exc:  # translated at the boundary
+                raise translate(exc, "DescribeAlarms", mutating=False) from None
+            alarms += [a for a in answer.get("MetricAlarms") or [] if a.get("AlarmName") in batch]
+        return alarms
+
+    async def _datapoints(
+        self, metric: AlarmMetric, start: datetime, end: datetime
+    ) -> tuple[AlarmDatapoint, ...]:
+        extended = metric.statistic.startswith(("p", "tm", "tc", "ts", "wm", "PR", "TM"))
+        kwargs: dict[str, Any] = {
+            "Namespace": metric.namespace,
+            "MetricName": metric.name,
+            "Dimensions": [{"Name": k, "Value": v} for k, v in metric.dimensions.items()],
+            "StartTime": start,
+            "EndTime": end,
+            "Period": metric.period,
+        }
+        key = "ExtendedStatistics" if extended else "Statistics"
+        kwargs[key] = [metric.statistic]
+        await self._limiter.acquire(poll=True)
+        try:
+            answer = await self._client.get_metric_statistics(**kwargs)
+        except Exception as exc:  # translated at the boundary
+            raise translate(exc, "GetMetricStatistics", mutating=False) from None
+        points: list[AlarmDatapoint] = []
+        for point in answer.get("Datapoints") or []:
+            value = (point.get("ExtendedStatistics") or {}).get(metric.statistic)
+            if value is None:
+                value = point.get(metric.statistic)
+            stamp = point.get("Timestamp")
+            if value is None or not isinstance(stamp, datetime):
+                continue
+            at = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+            points.append(AlarmDatapoint(at=at.astimezone(UTC), value=float(value)))
+        return tuple(sorted(points, key=lambda p: p.at))
+
+
+def _metric_of(alarm: dict[str, Any]) -> AlarmMetric | None:
+    """The metric a metric alarm evaluates, or None for one on a math expression."""
+    statistic = alarm.get("Statistic") or alarm.get("ExtendedStatistic")
+    if not alarm.get("MetricName") or not statistic or alarm.get("Threshold") is None:
+        return None
+    return AlarmMetric(
+        namespace=str(alarm.get("Namespace", "")),
+        name=str(alarm["MetricName"]),
+        statistic=str(statistic),
+        period=int(alarm.get("Period") or 60),
+        threshold=float(alarm["Threshold"]),
+        comparison=str(alarm.get("ComparisonOperator", "GreaterThanOrEqualToThreshold")),
+        evaluation_periods=int(alarm.get("EvaluationPeriods") or 1),
+        datapoints_to_alarm=alarm.get("DatapointsToAlarm"),
+        treat_missing_data=str(alarm.get("TreatMissingData") or "missing"),
+        dimensions={str(d["Name"]): str(d["Value"]) for d in alarm.get("Dimensions") or []},
+    )

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, PlainSerializer, PlainValidator, WithJsonSchema
 
+from engine.events.alarms import AlarmDatapoint, AlarmMetric
 from engine.events.base import Frozen, FunctionEvent, OpsEvent
 from engine.events.desired import DeploymentSettings, DesiredFunction, SourceKind
 from engine.saga.steps import StepName
@@ -133,12 +134,18 @@ class TrafficShifted(FunctionEvent):
 
 class AlarmObserved(FunctionEvent):
     """The state of one alarm, polled while a shift bakes (MISSING: CloudWatch has no such
-    alarm)."""
+    alarm). Recorded when an alarm fires, and at the end of a watched wait for each metric
+    alarm whose metric had datapoints then. ``metric`` and ``datapoints`` are what the
+    alarm's evaluation saw (engine.events.alarms): its metric, threshold and the values
+    since the wait began; empty for a composite alarm, when they could not be read, and in
+    logs of earlier glams."""
 
     type: Literal["AlarmObserved"] = "AlarmObserved"
     deployment_id: str
     alarm: str
     state: str  # OK, ALARM, INSUFFICIENT_DATA or MISSING
+    metric: AlarmMetric | None = None
+    datapoints: tuple[AlarmDatapoint, ...] = ()
 
 
 class RollbackStarted(FunctionEvent):

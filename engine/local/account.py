@@ -127,7 +127,11 @@ def _deployer_policy(account: str, region: str) -> str:
                     "Action": "iam:PassRole",
                     "Resource": f"arn:aws:iam::{account}:role/{ROLE_NAME}",
                 },
-                {"Effect": "Allow", "Action": "cloudwatch:DescribeAlarms", "Resource": "*"},
+                {
+                    "Effect": "Allow",
+                    "Action": ["cloudwatch:DescribeAlarms", "cloudwatch:GetMetricStatistics"],
+                    "Resource": "*",
+                },
                 {
                     "Effect": "Allow",
                     "Action": [

@@ -32,14 +32,17 @@ from engine.errors import (
 )
 from engine.events import Event, RecordedEvent, stamped
 from engine.events.function import (
+    AlarmObserved,
     DeploymentFinished,
     DeploymentRequested,
     FailureKind,
     OperatorRequested,
     SettingsRecorded,
+    StepSucceeded,
 )
 from engine.ports import (
     NO_STREAM,
+    AlarmReadingsApi,
     AlarmsApi,
     Clock,
     CodeObjects,
@@ -180,6 +183,7 @@ async def run_saga(
             if effect.intent is not None:
                 state = await runner.append(state, (effect.intent,))
             outcome: CallOutcome | None
+            started = clock.now()
             if isinstance(effect, Call):
                 outcome = await runner.perform(effect)
                 if isinstance(outcome, Failed):
@@ -190,6 +194,8 @@ async def run_saga(
                 state, runner.version = await load_saga(store, stream, policy)
                 continue
             events = on_outcome(state, effect, outcome, SagaContext(now=clock.now()))
+            if isinstance(effect, Wait) and isinstance(outcome, Waited):
+                events = await runner.with_readings(effect, outcome, events, started)
             if events:
                 state = await runner.append_outcome(state, events, policy)
         except ConcurrencyConflict:
@@ -365,6 +371,47 @@ class _Runner:
                 assert_never(write)
         return SourcesChanged.from_changes(changes)
 
+    async def with_readings(
+        self, wait: Wait, outcome: Waited, events: list[Event], started: datetime
+    ) -> list[Event]:
+        """``events`` with what the alarms' evaluation saw since ``started``: each alarm
+        observation the saga records gets its metric and datapoints, and a watched wait that
+        ended quietly records an observation of each metric alarm whose metric had
+        datapoints (engine.events.alarms). Best effort: a failed read records the states
+        alone, as before; nothing the saga decided depends on it."""
+        if not wait.alarms or not isinstance(self.alarms, AlarmReadingsApi):
+            return events
+        quiet = outcome.completed and wait.purpose in _READ_AT_END
+        fired = any(isinstance(e, AlarmObserved) for e in events)
+        if not quiet and not fired:
+            return events
+        try:
+            with anyio.fail_after(self.call_timeout):
+                readings = await self.alarms.alarm_readings(
+                    list(wait.alarms), started, self.clock.now()
+                )
+        except (AwsError, TimeoutError):
+            return events
+        out: list[Event] = []
+        for event in events:
+            if quiet and isinstance(event, StepSucceeded):
+                out += [
+                    AlarmObserved(
+                        deployment_id=event.deployment_id,
+                        alarm=name,
+                        state=outcome.alarms.get(name, "INSUFFICIENT_DATA"),
+                        metric=metric,
+                        datapoints=points,
+                    )
+                    for name, (metric, points) in sorted(readings.items())
+                    if points
+                ]
+            if isinstance(event, AlarmObserved) and event.alarm in readings:
+                metric, points = readings[event.alarm]
+                event = event.model_copy(update={"metric": metric, "datapoints": points})
+            out.append(event)
+        return out
+
     async def wait(self, wait: Wait) -> Waited | None:
         """Wait until ``wait.until``, polling alarms; None when the stream changed meanwhile
         (a newer request may be waiting for this safe point)."""
@@ -420,6 +467,9 @@ class _Runner:
             deadline = wait.until if now < wait.until else give_up
             await self.clock.sleep_until(min(deadline, now + poll))
 
+
+# Waits whose quiet end vouches for the new version: their alarms' readings are recorded.
+_READ_AT_END = frozenset({"bake", OPERATOR_PROMOTE, ALARM_CHECK})
 
 # When a wait's alarms had to be read, for the reason of a wait that could not read them.
 _WHEN_READ: dict[str, str] = {

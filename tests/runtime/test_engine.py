@@ -117,6 +117,32 @@ async def test_alarm_in_alarm_rolls_back(setup: Setup, local_aws: LocalAwsThread
     assert [(e.alarm, e.state) for e in observed] == [(ALARM, "ALARM")]
 
 
+async def test_alarm_observation_records_what_the_alarm_evaluated(
+    setup: Setup, local_aws: LocalAwsThread
+) -> None:
+    """An alarm that fires is recorded with its metric, threshold and the datapoints its
+    evaluation saw, so that the deployment can be replayed against another threshold."""
+    from engine.local.account import set_alarm_state
+    from engine.local.clients import aws_client
+
+    await _deployed_v1(setup, alarms=(ALARM,))
+    async with aws_client(
+        "cloudwatch", setup.endpoint_url, region=setup.region, credentials=("testing", "testing")
+    ) as cloudwatch:
+        await cloudwatch.put_metric_data(
+            Namespace="AWS/Lambda",
+            MetricData=[{"MetricName": "Errors", "Value": 3.0, "Timestamp": setup.clock.now()}],
+        )
+    await set_alarm_state(setup.endpoint_url, ALARM, "ALARM", region=setup.region)
+    write_function(setup.repo, setup.outputs, code="green", alarms=(ALARM,))
+    setup.repo.commit("green, which fails")
+    await _rolled_back(setup, local_aws, await setup.run_once())
+    (observed,) = events_of(await setup.events(), AlarmObserved)
+    assert observed.metric is not None
+    assert (observed.metric.name, observed.metric.threshold) == ("Errors", 1.0)
+    assert [p.value for p in observed.datapoints] == [3.0]
+
+
 async def test_missing_alarm_rolls_back(setup: Setup, local_aws: LocalAwsThread) -> None:
     """A configured alarm that does not exist is a reason to roll back, not to go on."""
     await _deployed_v1(setup)
