@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from engine.events import Event, Metadata, NewEvent
+from engine.events.alarms import AlarmDatapoint, AlarmMetric
 from engine.events.desired import (
     DeploymentSettings,
     DesiredFunction,
@@ -968,6 +969,83 @@ def drift_scenario() -> list[tuple[str, Event, Metadata]]:
     ]
 
 
+def alarm_readings_scenario() -> list[tuple[str, Event, Metadata]]:
+    """Alarm readings (0.3-alarm-readings): a canary whose alarm fired, recorded with the
+    metric the alarm evaluates and the datapoints its evaluation saw; a quiet alarm's readings
+    at the end of a watched bake; a composite alarm with neither."""
+
+    def m(i: str, **kw: str) -> Metadata:
+        return Metadata(event_id=i, deployment_id="dep-1", **kw)
+
+    errors = AlarmMetric(
+        namespace="AWS/Lambda",
+        name="Errors",
+        statistic="Sum",
+        period=60,
+        threshold=1.0,
+        comparison="GreaterThanOrEqualToThreshold",
+        evaluation_periods=2,
+        datapoints_to_alarm=1,
+        treat_missing_data="notBreaching",
+        dimensions={"FunctionName": "orders", "Resource": "orders:live"},
+    )
+    p99 = errors.model_copy(
+        update={"name": "Duration", "statistic": "p99", "threshold": 800.0, "dimensions": {}}
+    )
+    seen = START + timedelta(minutes=3)
+    points = tuple(
+        AlarmDatapoint(at=seen - timedelta(minutes=k), value=v)
+        for k, v in ((2, 0.0), (1, 0.0), (0, 3.0))
+    )
+    return [
+        (
+            ORDERS,
+            DeploymentRequested(
+                deployment_id="dep-1", commit=C1, action="create", desired=desired("orders", 256)
+            ),
+            m("a1", commit=C1),
+        ),
+        (
+            ORDERS,
+            AlarmObserved(
+                deployment_id="dep-1",
+                alarm="orders-p99",
+                state="OK",
+                metric=p99,
+                datapoints=(AlarmDatapoint(at=seen, value=412.5),),
+            ),
+            m("a2"),
+        ),
+        (ORDERS, AlarmObserved(deployment_id="dep-1", alarm="orders-health", state="OK"), m("a3")),
+        (
+            ORDERS,
+            AlarmObserved(
+                deployment_id="dep-1",
+                alarm="orders-errors",
+                state="ALARM",
+                metric=errors,
+                datapoints=points,
+            ),
+            m("a4"),
+        ),
+        (
+            ORDERS,
+            RollbackStarted(deployment_id="dep-1", reason="alarm orders-errors is in ALARM"),
+            m("a5"),
+        ),
+        (
+            ORDERS,
+            DeploymentFinished(
+                deployment_id="dep-1",
+                outcome="rolled_back",
+                stable_version="1",
+                reason="alarm orders-errors is in ALARM",
+            ),
+            m("a6"),
+        ),
+    ]
+
+
 SCENARIOS = {
     "0.1": scenario,
     "0.1-operator": operator_scenario,
@@ -976,6 +1054,7 @@ SCENARIOS = {
     "0.1-repositories": repositories_scenario,
     "0.2-listing": listing_scenario,
     "0.1-drift": drift_scenario,
+    "0.3-alarm-readings": alarm_readings_scenario,
 }
 
 

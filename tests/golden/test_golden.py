@@ -14,6 +14,7 @@ import anyio
 import pytest
 
 from engine.events import EVENT_CLASSES
+from engine.events.function import AlarmObserved
 from engine.store.records import StoredRow, to_recorded, verify_rows
 from engine.store.sqlite import SqliteEventStore
 from projections.runner import ProjectionRunner
@@ -70,3 +71,23 @@ def test_golden_log_through_the_sqlite_store_and_runner(log: Path, tmp_path: Pat
         assert stored.as_json() == _snapshot(log)
 
     anyio.run(go)
+
+
+def test_alarm_readings_decode_from_their_golden_log() -> None:
+    """The metric and datapoints an alarm observation carries read back as written; the
+    composite alarm's observation has neither (as in every log before these fields)."""
+    log = HERE / "log-0.3-alarm-readings.jsonl"
+    observed = {
+        e.event.alarm: e.event
+        for e in (to_recorded(r) for r in _rows(log))
+        if isinstance(e.event, AlarmObserved)
+    }
+    errors = observed["orders-errors"]
+    assert errors.metric is not None
+    assert errors.metric.name == "Errors"
+    assert errors.metric.comparison == "GreaterThanOrEqualToThreshold"
+    assert [p.value for p in errors.datapoints] == [0.0, 0.0, 3.0]
+    assert observed["orders-p99"].metric is not None
+    assert observed["orders-p99"].metric.statistic == "p99"
+    assert observed["orders-health"].metric is None
+    assert observed["orders-health"].datapoints == ()
