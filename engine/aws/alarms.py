@@ -69,7 +69,13 @@ class AwsAlarms:
             if metric is None:
                 continue
             since = start - timedelta(seconds=metric.period * metric.evaluation_periods)
-            readings[str(alarm["AlarmName"])] = (metric, await self._datapoints(metric, since, end))
+            # CloudWatch answers datapoints stamped before EndTime, compared at a second's
+            # precision: one put in the last second would be left out without the margin.
+            until = end + timedelta(seconds=1)
+            readings[str(alarm["AlarmName"])] = (
+                metric,
+                await self._datapoints(metric, since, until),
+            )
         return readings
 
     async def _metric_alarms(self, names: Sequence[str]) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from engine.cli import (
     schema,
     sync,
     wait,
+    whatif,
 )
 from engine.cli.app import app
 from engine.errors import GlamError
@@ -40,6 +41,7 @@ SUBCOMMANDS = (
     schema,
     sync,
     wait,
+    whatif,
 )
 
 __all__ = ["app", "first_glam_error", "main"]

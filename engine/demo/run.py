@@ -38,6 +38,8 @@ DEFAULT_FOLDER = Path(".glam") / "demo"
 # A file that marks a folder as the demo's own: only such a folder is emptied on a new run.
 MARKER = ".glam-demo"
 # The embedded AWS answers in milliseconds: poll it often so that the demo moves briskly.
+# The errors the broken version "reports" in act 3, above the alarm's threshold of 1.
+DEMO_ERRORS = 3.0
 DEMO_POLICY = SagaPolicy(poll_seconds=0.5, alarm_poll_seconds=0.5)
 LAST_EVENTS = 12
 
@@ -194,7 +196,7 @@ class _Demo:
             )
 
     async def _act3(self, engine: Engine, endpoint_url: str) -> None:
-        from engine.local.account import set_alarm_state
+        from engine.local.account import put_alarm_datapoint, set_alarm_state
 
         self._headline(
             3,
@@ -214,7 +216,11 @@ class _Demo:
                     # Plays CloudWatch: real errors from the canary would trip the alarm.
                     await self.shifted.wait()
                     self.echo("  (the broken version now serves canary traffic and fails;")
-                    self.echo(f"   the demo sets CloudWatch alarm {ERRORS_ALARM} to ALARM)")
+                    self.echo(
+                        f"   the demo reports {DEMO_ERRORS:g} errors and sets CloudWatch alarm "
+                        f"{ERRORS_ALARM} to ALARM)"
+                    )
+                    await put_alarm_datapoint(endpoint_url, ERRORS_ALARM, DEMO_ERRORS)
                     await set_alarm_state(endpoint_url, ERRORS_ALARM, "ALARM")
 
                 tg.start_soon(fire)
@@ -328,6 +334,10 @@ class _Demo:
                 "act 3, step by step",
             ),
             (f"glam replay --verify --db {db}", "prove the log was not altered"),
+            (
+                f"glam whatif {BROKEN.name} --alarm-threshold {ERRORS_ALARM}=5 --db {db}",
+                "act 3 had the alarm been at 5 errors",
+            ),
         ]
         if self.mid_canary is not None:
             commands.append(

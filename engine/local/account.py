@@ -287,6 +287,32 @@ async def build_account(
     }
 
 
+async def put_alarm_datapoint(
+    endpoint_url: str,
+    name: str,
+    value: float,
+    *,
+    region: str = "us-east-1",
+    credentials: Credentials = ("testing", "testing"),
+) -> None:
+    """Put one datapoint of ``value`` on the metric alarm ``name`` evaluates (its namespace,
+    metric and dimensions), timestamped now: what a failing version would have sent."""
+    async with aws_client(
+        "cloudwatch", endpoint_url, region=region, credentials=credentials, max_attempts=5
+    ) as cloudwatch:
+        alarm = (await cloudwatch.describe_alarms(AlarmNames=[name]))["MetricAlarms"][0]
+        await cloudwatch.put_metric_data(
+            Namespace=alarm["Namespace"],
+            MetricData=[
+                {
+                    "MetricName": alarm["MetricName"],
+                    "Dimensions": alarm.get("Dimensions") or [],
+                    "Value": value,
+                }
+            ],
+        )
+
+
 async def set_alarm_state(
     endpoint_url: str,
     name: str,

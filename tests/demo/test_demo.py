@@ -4,6 +4,7 @@ final status, and leaving no process behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -223,3 +224,41 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     )
     assert verify.returncode == 0, verify.stderr
     assert "hash chain: ok" in verify.stdout
+
+    # What-if of act 3's rolled-back canary: as recorded it rolls back again; with the errors
+    # alarm at 5 (the demo reported 3 errors) the same saga code would have promoted.
+    whatif_command = [*command, "whatif", "glam-demo-status", "--db", str(folder / "glam.db")]
+
+    def whatif(*args: str) -> dict[str, Any]:
+        done = subprocess.run(
+            [*whatif_command, "--json", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        answer: dict[str, Any] = json.loads(done.stdout)
+        return answer
+
+    as_recorded = whatif()
+    assert as_recorded["recorded"]["outcome"] == "rolled_back"
+    assert as_recorded["would_have"]["outcome"] == "rolled_back"
+    higher = whatif("--alarm-threshold", "glam-demo-errors=5")
+    assert higher["would_have"]["outcome"] == "succeeded"
+    assert [m["what"] for m in higher["timeline"] if m["what"].startswith("promote")]
+    linear = whatif("--alarm-threshold", "glam-demo-errors=5", "--type", "LINEAR", "--percent=25")
+    shifts = [m["what"] for m in linear["timeline"] if m["what"].startswith("shift")]
+    assert shifts == [f"shift: {p}% to version 2" for p in (25, 50, 75)]
+    lower = whatif("--alarm-threshold", "glam-demo-errors=2", "--steps", "5,50")
+    assert lower["would_have"]["outcome"] == "rolled_back"
+    assert "3 >= 2" in " ".join(m["what"] for m in lower["timeline"])
+    unknown = subprocess.run(
+        [*whatif_command, "--alarm-threshold", "no-such-alarm=1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert unknown.returncode == 2
+    assert "alarm no-such-alarm was not watched by this deployment" in unknown.stderr
