@@ -5,8 +5,9 @@ environment and in a template input, and every place glam writes scanned for the
 Scanned: stdout and stderr of ``glam run -v`` (both token forms), ``plan --render`` and
 ``--json``, ``status`` (all, one, ``--json``), ``events`` (text and ``--json``), ``replay``
 (text, ``--json``, ``--verify``) and ``db info``; the log database (file, ``-wal``, ``-shm``
-and every table); the repository mirror's config and the whole data folder. glam has no JSON
-log, metrics or API yet: when it does, each is one more sink here.
+and every table); the repository mirror's config and the whole data folder. The engine
+serving HTTP adds its API answers, /metrics, refused requests and its JSON log
+(test_no_secret_reaches_the_server_or_its_json_log).
 
 Credentials and tokens may appear nowhere. A function's environment (and the template input
 that fills it) may appear in the log database only: that is the desired state glam deploys,
@@ -15,13 +16,19 @@ kept in a file only its owner can read. Everything that shows events or definiti
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import socket
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import anyio
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from engine.local import LocalAwsThread
 from tests.repo.gitrepo import GitRepo
@@ -39,6 +46,7 @@ URL_TOKEN = "ghp_CANARYgitTOKENinURL00000000000000002"
 ENV_SECRET = "CANARY-env-value-hunter2"
 ENV_PLAIN = "CANARYplainvalue42"
 INPUT_SECRET = "CANARY-template-input-77"
+API_TOKEN = "glamapi_CANARYbearerTOKEN0000000000003"
 LOG = "log database"
 
 CANARIES = [
@@ -170,3 +178,121 @@ async def test_show_secrets_shows_them(tmp_path: Path, demo_account: dict[str, A
     code, out, _ = await glam("plan", "--render", "--repo", str(repo.path))
     assert ENV_SECRET not in out
     assert '"DB_PASSWORD": "****"' in out
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# Every read the engine's server answers, with the function, deployment and commit filled in.
+SERVER_READS = (
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/api/v1/functions",
+    "/api/v1/functions/canary-fn",
+    "/api/v1/deployments",
+    "/api/v1/deployments/{deployment}",
+    "/api/v1/commits",
+    "/api/v1/commits/{commit}",
+    "/api/v1/repositories/watched",
+    "/api/v1/repositories",
+    "/api/v1/deployments/lambda",
+    "/api/v1/events?since=0&limit=1000",
+)
+
+
+@pytest.mark.slow  # an engine process serving HTTP, read through every endpoint
+async def test_no_secret_reaches_the_server_or_its_json_log(
+    local_aws: LocalAwsThread, demo_account: dict[str, Any], tmp_path: Path
+) -> None:
+    """The engine serving HTTP with a JSON log: every API answer, /metrics (parsed as the
+    Prometheus text format), the answers to refused requests, and the JSON log lines hold no
+    credential, token (the API's bearer token too) or environment value."""
+    repo = GitRepo(tmp_path / "repo")
+    _write_function(repo, demo_account)
+    repo.commit("a function with secrets in its environment")
+    canaries = [*CANARIES, Canary("API bearer token", API_TOKEN)]
+    scan = CanaryScan(canaries)
+    db = tmp_path / "state" / "glam.db"
+    log = tmp_path / "glam-run.jsonl"
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    with serve_repository(repo.path) as url:
+        command = [
+            sys.executable, "-m", "engine", "run", "-v", "--log-format", "json",
+            "--repo", url, "--token-env", "GIT_TOKEN", "--db", str(db), "--poll", "0.5",
+            "--endpoint-url", local_aws.endpoint_url, "--region", local_aws.region,
+            "--listen", str(port), "--api-token-env", "GLAM_API_TOKEN", "--auth-reads",
+        ]  # fmt: skip
+        env = _glam_env({"GLAM_API_TOKEN": API_TOKEN})
+        with log.open("wb") as sink:
+            process = await anyio.open_process(
+                command, env=env, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT
+            )
+        async with process, aiohttp.ClientSession() as http:
+            try:
+                deployment = await _first_finished(http, base, auth)
+                commit = await _head_commit(http, base, auth)
+                for path in SERVER_READS:
+                    target = path.format(deployment=deployment, commit=commit)
+                    async with http.get(base + target, headers=auth) as answer:
+                        body = await answer.text()
+                    assert answer.status == 200, (target, body[:500])
+                    scan.text(f"GET {target}", body)
+                    if target == "/metrics":
+                        families = list(text_string_to_metric_families(body))
+                        assert any(f.name.startswith("glam_") for f in families)
+                for refused in (
+                    http.get(f"{base}/api/v1/functions"),
+                    http.get(f"{base}/api/v1/functions", headers={"Authorization": "Bearer x"}),
+                    http.post(f"{base}/api/v1/sync", json={"repository": url}),
+                ):
+                    async with refused as answer:
+                        assert answer.status == 401
+                        scan.text(f"refused {answer.method} {answer.url.path}", await answer.text())
+                    scan.text("refused headers", str(dict(answer.headers)))
+            finally:
+                process.send_signal(signal.SIGTERM)
+                with anyio.fail_after(30):
+                    await process.wait()
+    lines = log.read_text().splitlines()
+    assert [json.loads(line) for line in lines if line.startswith("{")]
+    scan.text("JSON log of glam run --listen", "\n".join(lines))
+    assert len(scan.sinks) > len(SERVER_READS)
+    scan.assert_clean()
+
+
+def _glam_env(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GLAM_"))}
+    return env | {
+        "PYTHONPATH": str(ROOT),
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_SESSION_TOKEN": SESSION_TOKEN,
+        "GIT_TOKEN": GIT_TOKEN,
+        **extra,
+    }
+
+
+async def _first_finished(http: aiohttp.ClientSession, base: str, auth: dict[str, str]) -> str:
+    with anyio.fail_after(90):
+        while True:
+            try:
+                async with http.get(
+                    f"{base}/api/v1/deployments?state=finished", headers=auth
+                ) as got:
+                    if got.status == 200 and (found := (await got.json())["deployments"]):
+                        return str(found[0]["deployment_id"])
+            except aiohttp.ClientConnectionError:
+                pass  # not listening yet
+            await anyio.sleep(0.3)
+
+
+async def _head_commit(http: aiohttp.ClientSession, base: str, auth: dict[str, str]) -> str:
+    async with http.get(f"{base}/api/v1/commits", headers=auth) as got:
+        commits = (await got.json())["commits"]
+    return str(commits[-1]["sha"])
