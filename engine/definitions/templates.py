@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -30,7 +31,6 @@ from engine.definitions.strict_json import line_col
 from engine.errors import DefinitionError
 
 _MARK = "\x00"
-_MARKER = re.compile("\x00(\\d+)\x00")
 _TEMPLATE_HINT = ("{{", "{%", "{#")
 DEFAULT_LIMITS = RenderLimits()
 
@@ -49,18 +49,41 @@ def _finalize(value: Any) -> str:
 
 
 class _Collector:
-    """Jinja ``finalize``: stores each output value and returns its marker instead."""
+    """Jinja ``finalize``: stores each output value and returns its marker instead.
+
+    A marker is NUL, a nonce of this render, the value's index and NUL: the template's text
+    holds no NUL (refused before rendering) and an input value cannot know the nonce, so only
+    this collector's markers are ever read as one. Text a template builds from its own output
+    — a macro's, a ``{% call %}`` or ``{% set %}`` block's — holds the markers of the values
+    output inside it; when that text is output in turn, they are put back as text first, and
+    the text stands for one string value (a macro's output is text, not JSON structure)."""
 
     def __init__(self, budget: Budget) -> None:
         self.values: list[Any] = []
         self.budget = budget
+        nonce = secrets.token_hex(6)
+        self.prefix = f"{_MARK}{nonce}:"
+        self.marker = re.compile(f"{_MARK}{nonce}:(\\d+){_MARK}")
 
     def __call__(self, value: Any) -> str:
         if isinstance(value, Undefined):
             str(value)  # StrictUndefined raises here, naming the missing variable
+        if isinstance(value, str) and self.prefix in value:
+            value = self.marker.sub(lambda m: _as_text(self.values[int(m.group(1))]), value)
         self.budget.add_output(measure(value, self.budget.max_chars))
         self.values.append(value)
-        return f"{_MARK}{len(self.values) - 1}{_MARK}"
+        return f"{self.prefix}{len(self.values) - 1}{_MARK}"
+
+
+def _as_text(value: Any) -> str:
+    """A value output inside text the template builds (a macro's body): strings as they are,
+    anything else as JSON."""
+    if isinstance(value, str):
+        return str(value)
+    try:
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    except ValueError:
+        return str(value)
 
 
 _JSON_TYPES = (str, int, float, bool, list, tuple, dict, type(None))
@@ -194,7 +217,7 @@ def render_json_template(
                 budget.add_output(len(chunk))
                 parts.append(chunk)
             rendered = "".join(parts)
-            out = _substitute(rendered, collector.values, file)
+            out = _substitute(rendered, collector, file)
     except DefinitionError:
         raise
     except LimitExceeded as exc:
@@ -255,11 +278,12 @@ def render_json_template(
     return out
 
 
-def _substitute(rendered: str, values: list[Any], file: str) -> str:
+def _substitute(rendered: str, collector: _Collector, file: str) -> str:
+    values = collector.values
     out: list[str] = []
     in_string = False
     pos = 0
-    for match in _MARKER.finditer(rendered):
+    for match in collector.marker.finditer(rendered):
         chunk = rendered[pos : match.start()]
         in_string, dangling = _scan(chunk, in_string)
         if dangling:

@@ -202,3 +202,45 @@ def test_rendered_output_is_capped_in_bytes() -> None:
     small = RenderLimits(output_bytes=1000)
     with pytest.raises(DefinitionError, match="output limit of 1000 bytes"):
         render_json_template('{"a": "{{ v }}"}', {"v": "é" * 600}, "t.json", small)
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ('{% macro m(x) %}{{ x }}-{{ x }}{% endmacro %}{"a": "{{ m(v) }}"}', {"a": "hi-hi"}),
+        ('{% macro m(x) %}{{ x }}-{{ x }}{% endmacro %}{"a": {{ m(1) }}}', {"a": "1-1"}),
+        ('{% set s %}{{ v }}!{% endset %}{"a": "{{ s }}"}', {"a": "hi!"}),
+        (
+            "{% macro w() %}[{{ caller() }}]{% endmacro %}"
+            '{"a": "{% call w() %}{{ v }}{% endcall %}"}',
+            {"a": "[hi]"},
+        ),
+        (
+            "{% macro i(x) %}<{{ x }}>{% endmacro %}{% macro o(x) %}{{ i(x) }}{{ i(x) }}"
+            '{% endmacro %}{"a": "{{ o(v) }}"}',
+            {"a": "<hi><hi>"},
+        ),
+        ('{% macro m(d) %}{{ d }}{% endmacro %}{"a": "{{ m(obj) }}"}', {"a": '{"k": 1}'}),
+    ],
+    ids=["macro-in-string", "macro-as-value", "set-block", "call-block", "nested", "object"],
+)
+def test_text_a_template_builds_holds_its_values(template: str, expected: object) -> None:
+    """A macro's output, a call or set block: the values output inside them are in the text
+    (before, their internal placeholders leaked into the rendered file as NUL escapes)."""
+    out = render_json_template(template, {"v": "hi", "obj": {"k": 1}}, "f_lambdadef.json")
+    assert "\\u0000" not in out
+    assert json.loads(out) == expected
+
+
+def test_an_input_value_cannot_forge_a_placeholder() -> None:
+    """An input value shaped like a placeholder stays its own text: placeholders carry a
+    nonce of the render, so a value cannot pull another value (or structure) in."""
+    forged = "\x000\x00 and \x001\x00"
+    template = '{% macro m(x) %}{{ x }}{% endmacro %}{"a": "{{ secret }}", "b": "{{ m(v) }}"}'
+    out = render_json_template(template, {"secret": "s3", "v": forged}, "f_lambdadef.json")
+    assert json.loads(out) == {"a": "s3", "b": forged}
+    quote = 'x", "b": 2, "c": "'
+    out = render_json_template(
+        '{% macro m(x) %}{{ x }}{% endmacro %}{"a": "{{ m(q) }}", "b": 1}', {"q": quote}, "f.json"
+    )
+    assert json.loads(out) == {"a": quote, "b": 1}
