@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from engine.definitions.limits import NOT_RENDERED
 from engine.events.catalog import Event
 from engine.events.repo import (
     CommitObserved,
     CommitPlanned,
+    DefinitionRejected,
     FileChange,
     HistoryRewritten,
     PrefixListing,
@@ -69,6 +71,12 @@ class RepoState:
     # The prefixes of the last planned commit's tree, as its plan recorded them (None: a
     # plan that did not record them; the next plan lists the whole tree).
     known: KnownPrefixes | None = None
+    # Prefixes the last plan could not render for want of the commit's render time
+    # (``NOT_RENDERED``), longest waiting first: nothing is known against them, so the next
+    # plan renders them again, even with no new commit, and first, so that slow templates
+    # cannot starve the same function plan after plan.
+    unrendered: tuple[str, ...] = ()
+    waited: tuple[str, ...] = ()  # while a plan's events fold: the plan before's unrendered
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +121,18 @@ def evolve_repo(state: RepoState, event: Event) -> RepoState:
             return replace(state, unavailable=True)
         case CommitPlanned(sha=sha, listing=listing):
             known = fold_listing(state.known, sha, listing)
-            return replace(state, last_planned=sha, known=known)
+            return replace(
+                state, last_planned=sha, known=known, unrendered=(), waited=state.unrendered
+            )
+        case DefinitionRejected(sha=sha, prefix=prefix, reason=reason):
+            if sha != state.last_planned or not reason.startswith(NOT_RENDERED):
+                return state
+            waited = state.waited
+            rank = {p: i for i, p in enumerate(waited)}
+            unrendered = sorted(
+                {*state.unrendered, prefix}, key=lambda p: (rank.get(p, len(waited)), p)
+            )
+            return replace(state, unrendered=tuple(unrendered))
         case _:
             return state
 

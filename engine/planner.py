@@ -108,6 +108,8 @@ class PlanContext:
     plan that knows no branch, which owns everything); ``paths`` the folders its functions
     are in (empty: all). ``accounts`` are the accounts a definition may name, by id, with
     their allowed regions (empty: any); None accepts any account (a plan that cannot know).
+    ``unrendered``: prefixes an earlier plan of this branch had no render time for; which of
+    their files changed then is not known, so a difference from what is deployed deploys.
     """
 
     new_id: Callable[[], str]
@@ -119,6 +121,7 @@ class PlanContext:
     claimant: Claimant | None = None
     paths: tuple[str, ...] = ()
     accounts: Mapping[str, tuple[str, ...]] | None = None
+    unrendered: tuple[str, ...] = ()
 
     def in_paths(self, prefix: str | None) -> bool:
         """Whether ``prefix`` is in this branch's folders."""
@@ -221,7 +224,7 @@ def plan_commit(
         stream = stream_for(desired, ctx)
         claimed.add(stream)
         current = deployed.get(stream) or DeployedState(stream=stream)
-        action, reason = _decide(desired, current, state, prefix)
+        action, reason = _decide(desired, current, state, prefix, prefix in ctx.unrendered)
         if action == "new_version" and (refused := _create_only(prefix, current, desired)):
             rejected[prefix] = refused
             actions.append(_nothing(prefix, stream, files, f"invalid: {refused.one_line()}"))
@@ -548,7 +551,11 @@ def held_deletes(events: Iterable[Event]) -> dict[str, DeletesHeld]:
 
 
 def _decide(
-    desired: DesiredFunction, current: DeployedState, state: CommitState, prefix: str
+    desired: DesiredFunction,
+    current: DeployedState,
+    state: CommitState,
+    prefix: str,
+    unrendered: bool = False,
 ) -> tuple[ActionKind, str]:
     h = desired.content_hash
     flight = current.in_flight
@@ -569,7 +576,7 @@ def _decide(
             return "settings_only", "deployment settings changed; used by the next deployment"
         return "nothing", "identical to what is deployed"
     kinds = {split[1] for c in state.changes_of(prefix) if (split := split_path(c.path))}
-    triggered = state.changes is None or bool(kinds & DEPLOY_KINDS)
+    triggered = state.changes is None or unrendered or bool(kinds & DEPLOY_KINDS)
     if triggered:
         return "new_version", "definition changed"
     if current.settings is not None and desired.settings.alias != current.settings.alias:

@@ -190,11 +190,13 @@ class RepoSource(Protocol):
         base: str | None,
         select: Callable[[str], bool] | None = None,
         known: KnownPrefixes | None = None,
+        first: tuple[str, ...] = (),
     ) -> CommitState:
         """The desired states of commit ``sha``, changes measured from ``base`` (None: every
         prefix counts as changed); ``select`` picks the unchanged prefixes to render too.
         ``known``: ``base``'s prefixes as its plan recorded them, so that only what changed
-        since is listed (a source may ignore it and list the whole tree)."""
+        since is listed (a source may ignore it and list the whole tree). ``first``: prefixes
+        to render before the others (those the last plan had no render time for)."""
         ...
 
     async def has_commit(self, sha: str) -> bool:

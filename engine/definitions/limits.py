@@ -72,6 +72,11 @@ class RenderLimits:
         return cls(**changes)  # type: ignore[arg-type]
 
 
+# How a rejection for want of render time begins: the function was not rendered at all, so
+# nothing is known against it, and the next plan renders it again (engine.observe).
+NOT_RENDERED = "not rendered: "
+
+
 def seconds(value: float) -> str:
     """``2`` -> ``"2 s"``, ``0.5`` -> ``"0.5 s"``: limits as the messages name them."""
     return f"{value:g} s"

@@ -46,7 +46,7 @@ import anyio
 import anyio.to_thread
 
 from engine.definitions.commit import Listing, PrefixOutcome, Rejection
-from engine.definitions.limits import RenderLimits, seconds, size
+from engine.definitions.limits import NOT_RENDERED, RenderLimits, seconds, size
 from engine.errors import SourceError
 from engine.events.desired import DesiredFunction
 from engine.events.repo import DefinitionWarning
@@ -460,8 +460,8 @@ class RenderPool:
         outcomes: dict[str, PrefixOutcome],
     ) -> None:
         reason = (
-            f"not rendered: the commit used up its render time limit of "
-            f"{seconds(self.limits.commit_seconds)}"
+            f"{NOT_RENDERED}the commit used up its render time limit of "
+            f"{seconds(self.limits.commit_seconds)}; it is rendered again at the next poll"
         )
         for worker in workers:
             if worker.job is not None:

@@ -49,8 +49,11 @@ class GitRepoSource:
         base: str | None,
         select: Callable[[str], bool] | None = None,
         known: KnownPrefixes | None = None,
+        first: tuple[str, ...] = (),
     ) -> CommitState:
-        return await read_commit_state(self.git, sha, base=base, select=select, known=known)
+        return await read_commit_state(
+            self.git, sha, base=base, select=select, known=known, first=first
+        )
 
     async def has_commit(self, sha: str) -> bool:
         try:

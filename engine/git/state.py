@@ -34,6 +34,7 @@ async def read_commit_state(
     limits: RenderLimits | None = None,
     warn: Callable[[DefinitionWarning], None] | None = log_warning,
     known: KnownPrefixes | None = None,
+    first: tuple[str, ...] = (),
 ) -> CommitState:
     """The desired states of commit ``sha``.
 
@@ -48,7 +49,9 @@ async def read_commit_state(
     ``known``: the prefixes of ``base``'s tree as its plan recorded them (``RepoState.known``).
     With it (and a ``select``), only the folders the diff from ``base`` reaches and those of
     the prefixes rendered are read (``engine.definitions.listing``); without it, or when the
-    changes need it, the whole tree is listed.
+    changes need it, the whole tree is listed. ``first``: prefixes rendered before the others,
+    in its order, so that those a plan had no render time for are not starved by the same
+    slow ones again.
     """
     limits = limits or RenderLimits.from_env()
     pool = pool_for(limits)
@@ -65,7 +68,10 @@ async def read_commit_state(
             listing = list_commit(
                 sha, files, changes=changes, select=select, refused=snapshot.refused
             )
-        return listing, source.repo_path, jobs_of(listing, snapshot.entry)
+        jobs = jobs_of(listing, snapshot.entry)
+        rank = {prefix: i for i, prefix in enumerate(first)}
+        jobs.sort(key=lambda job: rank.get(job.prefix, len(rank)))  # stable: in order otherwise
+        return listing, source.repo_path, jobs
 
     listing, repo_path, jobs = await source.run(work)
     outcomes = await render_listing(pool, repo_path, listing, jobs, keep_rendered=keep_rendered)

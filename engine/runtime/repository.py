@@ -234,7 +234,8 @@ class Repository:
         self.unavailable = None
         self.fetched = True
         self._metrics.fetched(stream)
-        if force or self._repo.last_planned != observation.head:
+        # A plan that ran out of render time is made again, new commit or not.
+        if force or self._repo.last_planned != observation.head or self._repo.unrendered:
             await self.plan(stream, observation)
         elif stream not in self._report.heads:
             await self._report_held(stream, observation.head)
@@ -299,9 +300,14 @@ class Repository:
         branch = self._source.branch
         assert branch is not None  # a stream is named after a known branch
         claimant = Claimant(repository=repository_id(self._url), branch=branch)
-        select = render_filter(self._deployed, claimant, self._paths)
+        known_select = render_filter(self._deployed, claimant, self._paths)
+        unrendered = self._repo.unrendered if base is not None else ()
+
+        def select(prefix: str) -> bool:
+            return prefix in unrendered or known_select(prefix)
+
         state = await self._source.commit_state(
-            observation.head, base=base, select=select, known=self._repo.known
+            observation.head, base=base, select=select, known=self._repo.known, first=unrendered
         )
         defaults = self._defaults()
         ctx = PlanContext(
@@ -312,6 +318,7 @@ class Repository:
             claimant=claimant,
             paths=self._paths,
             accounts=defaults.accounts,
+            unrendered=unrendered,
         )
         return base, plan_commit(state, self._deployed, ctx)
 

@@ -139,8 +139,9 @@ class MemoryRepo:
         base: str | None,
         select: Callable[[str], bool] | None = None,
         known: KnownPrefixes | None = None,
+        first: tuple[str, ...] = (),
     ) -> CommitState:
-        del known  # the whole tree is listed: it is in memory
+        del known, first  # the whole tree is listed and rendered at once: it is in memory
         commit = self._get(sha)
         files = sorted(p for p in commit.tree if is_lambda_file(p))
         changes = self._changes(base, sha) if base is not None else None
