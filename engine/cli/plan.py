@@ -168,7 +168,8 @@ def _targets(
         glam = load_config(path)
     explicit_db = db is not None
     if db is None and glam is not None and not os.environ.get("GLAM_DB"):
-        db = glam.engine.db
+        # An SQLite log only: a plan reads what the engine knows from a local file.
+        db = glam.engine.db if isinstance(glam.engine.db, Path) else None
     db_file = db_path(db)
     if explicit_db and not db_file.exists():
         raise UsageError(f"no database at {db_file}", hint="run the engine first, or omit --db")

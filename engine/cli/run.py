@@ -440,6 +440,7 @@ def engine_config_from(
         ),
         shared=engine.shared,
         lease_ttl=engine.lease_ttl,
+        db_password=engine.db_password_ref,
     )
 
 

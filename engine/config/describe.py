@@ -11,6 +11,7 @@ from typing import Any
 from engine.aws.ratelimit import DEFAULT_POLL_RATE, DEFAULT_RATE
 from engine.config.model import GlamConfig
 from engine.redact import redact_url
+from engine.store import describe_target
 
 
 def _seconds(value: float) -> str:
@@ -22,7 +23,10 @@ def describe(config: GlamConfig) -> list[str]:
     engine = config.engine
     rate = engine.rate or DEFAULT_RATE
     lines = ["engine:"]
-    lines.append(f"  log: {engine.db or '$GLAM_DB, else ./.glam/glam.db'}")
+    log = describe_target(engine.db) if engine.db else "$GLAM_DB, else ./.glam/glam.db"
+    lines.append(f"  log: {log}")
+    if (password := engine.db_password_ref) is not None:
+        lines.append(f"  log's password: {password.describe()}")
     if engine.data_dir is not None:
         lines.append(f"  mirrors in: {engine.data_dir}")
     lines.append(
@@ -80,6 +84,8 @@ def as_json(config: GlamConfig) -> dict[str, Any]:
         raw["id"] = repo.id
         raw["token"] = None if ref is None else {"kind": ref.kind, "ref": ref.ref}
         raw["url"] = None if repo.url is None else redact_url(repo.url)
+    if (password := config.engine.db_password_ref) is not None:
+        data["engine"]["db_password"] = {"kind": password.kind, "ref": password.ref}
     for raw in data["account"]:
         raw["external_id"] = "set" if raw.get("external_id") else None
     return data

@@ -261,8 +261,10 @@ def _known_regions() -> frozenset[str]:
 def _resolved(config: GlamConfig, folder: Path) -> GlamConfig:
     """``config`` with its relative paths made relative to ``folder``."""
 
-    def under(value: Path | None) -> Path | None:
-        return None if value is None or value.is_absolute() else folder / value
+    def under(value: Path | str | None) -> Path | None:
+        if not isinstance(value, Path) or value.is_absolute():
+            return None  # None, absolute, or a database URL
+        return folder / value
 
     engine = config.engine
     changes = {k: v for k in ("db", "data_dir") if (v := under(getattr(engine, k))) is not None}

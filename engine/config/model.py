@@ -1,8 +1,8 @@
 """What ``glam.toml`` says, as frozen pydantic models: the engine's settings, the repositories
 and branches it watches, and the AWS accounts it deploys to.
 
-    [engine]            the flags of ``glam run``: db, data_dir, region, max_parallel, poll,
-                        endpoint_url, rate, poll_rate
+    [engine]            the flags of ``glam run``: db (and db_password), data_dir, region,
+                        max_parallel, poll, endpoint_url, rate, poll_rate
     [[repository]]      url (or path), branches, token, poll, paths
     [[account]]         id, role_arn, external_id, session_name, regions, rate
     [server]            listen, api_token, webhook_secret, auth_reads, allow_remote
@@ -18,10 +18,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from engine.redact import repository_id
+from engine.store import POSTGRES_SCHEMES
 from engine.tokens import TokenRef, parse_token_ref
 
 ACCOUNT_ID = re.compile(r"^\d{12}$")
@@ -36,6 +38,25 @@ DEFAULT_SESSION_NAME = "glam"
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=86_400)]
 Rate = Annotated[float, Field(gt=0, le=1_000)]
+
+
+def _url_password(url: str) -> bool:
+    """Whether the database URL ``url`` holds a password (``user:PASSWORD@`` or
+    ``?password=``)."""
+    parts = urlsplit(url)
+    try:
+        inline = parts.password
+    except ValueError:
+        inline = None
+    query = parse_qs(parts.query, keep_blank_values=True)
+    return bool(inline) or "password" in query
+
+
+def _reference(value: str | None) -> str | None:
+    """``value`` if it names a secret (``engine.tokens``), else ``ValueError`` saying why."""
+    if value is not None:
+        parse_token_ref(value)
+    return value
 
 
 class _Model(BaseModel):
@@ -53,7 +74,8 @@ class EngineSettings(_Model):
     """``[engine]``: what ``glam run``'s flags set. A flag given on the command line wins.
     Relative paths are relative to the configuration file's folder."""
 
-    db: Path | None = None
+    db: Path | str | None = None  # an SQLite file, or a postgresql:// URL without password
+    db_password: str | None = None  # a reference, as a repository's token (engine.tokens)
     data_dir: Path | None = None
     region: str | None = None
     max_parallel: int = Field(DEFAULT_MAX_PARALLEL, ge=1, le=1_000)
@@ -74,6 +96,39 @@ class EngineSettings(_Model):
 
     shared: bool = False  # one of several engines on a PostgreSQL log (docs/scaling.md)
     lease_ttl: PositiveSeconds = 15.0
+
+    @field_validator("db", mode="before")
+    @classmethod
+    def _db(cls, value: object) -> object:
+        """A ``postgresql://`` URL stays a string (a path would fold its ``//``), without a
+        password in it; anything else is the path of an SQLite file."""
+        if not isinstance(value, str):
+            return value
+        if not value.startswith(POSTGRES_SCHEMES):
+            return Path(value)
+        if _url_password(value):
+            raise ValueError(
+                "db must not hold the password (a password in a file that is shared is a "
+                "leaked password): write postgresql://USER@HOST:PORT/DATABASE and name the "
+                "password with db_password (an environment variable, or a Secrets Manager or "
+                "SSM ARN), or leave it to PGPASSWORD / PGPASSFILE (~/.pgpass)"
+            )
+        return value
+
+    @field_validator("db_password")
+    @classmethod
+    def _db_password(cls, value: str | None) -> str | None:
+        return _reference(value)
+
+    @model_validator(mode="after")
+    def _password_for_postgres(self) -> EngineSettings:
+        if self.db_password is not None and not isinstance(self.db, str):
+            raise ValueError("db_password is for a postgresql:// db only")
+        return self
+
+    @property
+    def db_password_ref(self) -> TokenRef | None:
+        return None if self.db_password is None else parse_token_ref(self.db_password)
 
     @field_validator("region")
     @classmethod
@@ -177,9 +232,7 @@ class RepositorySettings(_Model):
     @field_validator("token")
     @classmethod
     def _token(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_token_ref(value)  # ValueError says what is wrong with it
-        return value
+        return _reference(value)
 
     @field_validator("paths")
     @classmethod

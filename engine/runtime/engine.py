@@ -193,18 +193,7 @@ class Engine:
     async def __aenter__(self) -> Engine:
         await anyio.to_thread.run_sync(_read_botocore_data)
         try:
-            if self._store_given is not None:
-                self._store = self._store_given
-            else:
-                # First, and locked: a second engine on the same log must not even open it.
-                # In shared mode the leases say who does what instead.
-                opened = open_store(self.config.db, exclusive=not self.config.shared)
-                self._store = await self._stack.enter_async_context(opened)
-            self._log = self._store
-            if self.metrics is not NO_METRICS:
-                self._store = MeteredStore(self._store, self.metrics)
-            if self._source_given is not None:
-                self._stack.push_async_callback(self._close_source, self._source_given)
+            # Made first (it connects to nothing yet): the log's password may be a secret.
             self._ports = self._ports_given or AwsProvider(
                 self.config.aws_config(),
                 accounts={a.id: a for a in self.config.accounts},
@@ -212,13 +201,43 @@ class Engine:
                 metrics=self.metrics,
             )
             self._stack.push_async_callback(self._ports.aclose)
+            self._tokens = TokenResolver(secrets=self._ports.secrets())
+            if self._store_given is not None:
+                self._store = self._store_given
+            else:
+                # Locked: a second engine on the same log must not even open it. In shared
+                # mode the leases say who does what instead.
+                opened = open_store(
+                    self.config.db,
+                    exclusive=not self.config.shared,
+                    password=await self._db_password(),
+                )
+                self._store = await self._stack.enter_async_context(opened)
+            self._log = self._store
+            if self.metrics is not NO_METRICS:
+                self._store = MeteredStore(self._store, self.metrics)
+            if self._source_given is not None:
+                self._stack.push_async_callback(self._close_source, self._source_given)
             self.account = await first_account(self._ports, clock=self.clock)
             self._check_accounts(self.config)
-            self._tokens = TokenResolver(secrets=self._ports.secrets())
         except BaseException:
             await self._stack.aclose()
             raise
         return self
+
+    async def _db_password(self) -> str | None:
+        """The PostgreSQL log's password, read from where ``db_password`` says (an error
+        names the reference, never a value)."""
+        ref = self.config.db_password
+        if ref is None or not is_postgres_url(self.config.db):
+            return None
+        assert self._tokens is not None
+        try:
+            return await self._tokens.resolve(ref)
+        except SourceError as exc:
+            raise ConfigError(
+                f"cannot read the log's password: {exc.message}", hint=exc.hint
+            ) from None
 
     async def __aexit__(
         self,

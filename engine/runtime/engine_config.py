@@ -49,6 +49,9 @@ class EngineConfig:
 
     repo: str = ""
     db: Path | str = DEFAULT_DB  # an SQLite file, or a postgresql:// URL
+    # Where a PostgreSQL log's password is (read once at start; else libpq's PGPASSWORD or
+    # PGPASSFILE), never the password itself.
+    db_password: TokenRef | None = None
     branch: str | None = None
     region: str = "us-east-1"
     endpoint_url: str | None = None

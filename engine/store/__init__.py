@@ -55,6 +55,7 @@ async def open_store(
     exclusive: bool = False,
     readonly: bool = False,
     integrity: Integrity | None = None,
+    password: str | None = None,
 ) -> AsyncIterator[ProjectionStore]:
     """The store at ``location``: ``async with open_store(db) as store:``.
 
@@ -65,13 +66,18 @@ async def open_store(
     PostgreSQL server; the store it holds is the engine's, which verifies the log's hash chain
     from its verified head to the end before this returns (``engine.store.integrity``).
     ``readonly`` opens an existing log for queries. ``integrity`` is the chain key and the
-    witness (default: from ``$GLAM_CHAIN_KEY_FILE`` and ``$GLAM_WITNESS``).
+    witness (default: from ``$GLAM_CHAIN_KEY_FILE`` and ``$GLAM_WITNESS``). ``password`` is
+    a PostgreSQL log's, given apart from the URL so that no message can show it.
     """
     if is_postgres_url(location):
         from engine.store.postgres import PostgresEventStore
 
         async with PostgresEventStore(
-            str(location), readonly=readonly, exclusive=exclusive, integrity=integrity
+            str(location),
+            readonly=readonly,
+            exclusive=exclusive,
+            integrity=integrity,
+            password=password,
         ) as pg:
             yield pg
         return

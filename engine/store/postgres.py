@@ -121,6 +121,7 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends):
     creates or writes anything (the log must exist; appends raise ``StoreError``). It uses
     three connections: the writer, a reader and a listener. ``integrity`` and the engine's
     checks at open (``exclusive``) are those of the SQLite store (``engine.store.integrity``).
+    ``password``, when given, wins over the URL's and libpq's (``PGPASSWORD``, ``PGPASSFILE``).
     """
 
     def __init__(
@@ -136,6 +137,7 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends):
         attempt_timeout: float = 60.0,
         exclusive: bool = False,
         integrity: Integrity | None = None,
+        password: str | None = None,
     ) -> None:
         self.where = describe_url(url)  # also refuses an unparsable URL before connecting
         options = integrity if integrity is not None else Integrity.from_env()
@@ -147,6 +149,7 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends):
         )
         self._witness_scope = anyio.CancelScope()
         self._url = url
+        self._password = password  # apart from the URL, which messages describe
         self.readonly = readonly
         self._now = now
         self._poll_interval = poll_interval
@@ -314,6 +317,8 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends):
         given = conninfo_to_dict(self._url)
         options: dict[str, Any] = {k: v for k, v in pg_log.KEEPALIVES.items() if k not in given}
         options.setdefault("application_name", f"glam {role}")
+        if self._password is not None:
+            options["password"] = self._password
         if "connect_timeout" not in given:
             options["connect_timeout"] = max(1, round(self._connect_timeout))
         try:
