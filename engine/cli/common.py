@@ -3,31 +3,61 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from engine.errors import UsageError
 from engine.ports import ProjectionStore
+from engine.store import describe_target, is_postgres_url, make_store
 from projections.runner import PROJECTION
 from projections.views import Views
+
+if TYPE_CHECKING:
+    from engine.store import Store
 
 DEFAULT_DB = Path(".glam") / "glam.db"
 
 
-def db_path(value: Path | None) -> Path:
-    """``--db``, else ``$GLAM_DB``, else ``./.glam/glam.db``."""
-    if value is not None:
-        return value
-    env = os.environ.get("GLAM_DB")
-    return Path(env) if env else DEFAULT_DB
+def db_location(value: str | Path | None) -> Path | str:
+    """``--db``, else ``$GLAM_DB``, else ``./.glam/glam.db``: a ``postgresql://`` URL as it is
+    (a path would fold its ``//``), anything else as the path of an SQLite file."""
+    text = value if value is not None else os.environ.get("GLAM_DB") or None
+    if text is None:
+        return DEFAULT_DB
+    if isinstance(text, Path) or is_postgres_url(text):
+        return text
+    return Path(text)
+
+
+def db_path(value: str | Path | None) -> Path:
+    """``db_location`` for a command that reads only an SQLite file."""
+    location = db_location(value)
+    if isinstance(location, str):
+        raise UsageError(
+            f"this command reads an SQLite log, and {describe_target(location)} is PostgreSQL",
+            hint="copy the log to a file with `glam db copy --from URL --to FILE`, or use "
+            "glam status, history, events or wait, which read PostgreSQL",
+        )
+    return location
+
+
+@asynccontextmanager
+async def read_log(db: str | Path | None) -> AsyncIterator[Store]:
+    """The log ``db`` names (``db_location``), opened read-only for a query."""
+    async with make_store(db_location(db), readonly=True) as store:
+        yield store
 
 
 DbOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--db",
-        help="Event log database. Default: $GLAM_DB, else ./.glam/glam.db",
+        help="Event log: an SQLite file or a postgresql:// URL (the password in $PGPASSWORD "
+        "or ~/.pgpass). Default: $GLAM_DB, else ./.glam/glam.db",
         show_default=False,
     ),
 ]

@@ -26,7 +26,6 @@ from engine.errors import UsageError
 
 if TYPE_CHECKING:
     from engine.store import Store
-    from engine.store.sqlite import SqliteEventStore
 
 db_app = typer.Typer(
     name="db",
@@ -172,7 +171,7 @@ def key_command(
 # -- the chain, for `glam status` and `glam replay --verify` ----------------------------------
 
 
-async def chain_line(store: SqliteEventStore) -> str:
+async def chain_line(store: Store) -> str:
     """One line: the head of the log's chain, how far it is verified, keyed or not."""
     from engine.store.copy import head_line
 
@@ -186,7 +185,7 @@ async def chain_line(store: SqliteEventStore) -> str:
     )
 
 
-async def chain_report(store: SqliteEventStore) -> dict[str, Any]:
+async def chain_report(store: Store) -> dict[str, Any]:
     """Walk the whole chain; what ``glam replay --verify`` reports of it."""
     from engine.errors import StoreError
     from engine.store.integrity import ChainWalk, walk_chain

@@ -17,7 +17,7 @@ import anyio
 import typer
 
 from engine.cli.app import app
-from engine.cli.common import DbOption, JsonOption, current_views, db_path
+from engine.cli.common import DbOption, JsonOption, current_views, read_log
 from engine.cli.output import (
     Column,
     examples,
@@ -29,7 +29,6 @@ from engine.cli.output import (
     unknown_function,
 )
 from engine.errors import UsageError
-from engine.store.sqlite import SqliteEventStore
 from engine.streams import FUNCTION_PREFIX, is_function_stream, parse_function_stream
 from projections.commits import CommitRow
 from projections.deployments import DeploymentRow
@@ -40,7 +39,7 @@ Outcome = Literal["succeeded", "rolled_back", "failed", "superseded", "running"]
 
 def _views(db: Any) -> Views:
     async def go() -> Views:
-        async with SqliteEventStore(db_path(db), readonly=True) as store:
+        async with read_log(db) as store:
             return await current_views(store)
 
     return anyio.run(go)

@@ -96,7 +96,7 @@ def _run(
     target: str,
     reason: str,
     actor: str | None,
-    db: Path | None,
+    db: str | None,
     as_json: bool = False,
 ) -> None:
     issued = anyio.run(

@@ -153,7 +153,7 @@ def _targets(
     repo: str | None,
     branch: str | None,
     config: Path | None,
-    db: Path | None,
+    db: str | None,
     region: str | None,
     account: str | None,
     token_env: str | None,
@@ -167,10 +167,11 @@ def _targets(
 
         glam = load_config(path)
     explicit_db = db is not None
+    given: str | Path | None = db
     if db is None and glam is not None and not os.environ.get("GLAM_DB"):
         # An SQLite log only: a plan reads what the engine knows from a local file.
-        db = glam.engine.db if isinstance(glam.engine.db, Path) else None
-    db_file = db_path(db)
+        given = glam.engine.db if isinstance(glam.engine.db, Path) else None
+    db_file = db_path(given)
     if explicit_db and not db_file.exists():
         raise UsageError(f"no database at {db_file}", hint="run the engine first, or omit --db")
     use_db = db_file if db_file.exists() else None

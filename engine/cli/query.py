@@ -16,13 +16,13 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import anyio
 import typer
 
 from engine.cli.app import app
-from engine.cli.common import DbOption, JsonOption, current_views, db_path
+from engine.cli.common import DbOption, JsonOption, current_views, read_log
 from engine.cli.db import chain_line
 from engine.cli.output import (
     Column,
@@ -49,19 +49,22 @@ from engine.events.operator import OPS_STREAM
 from engine.events.repo import CommitPlanned, DefinitionRejected, DeletesHeld
 from engine.logs import mask_environment
 from engine.redact import repository_id
-from engine.store.sqlite import SqliteEventStore
 from engine.streams import FUNCTION_PREFIX, REPO_PREFIX, is_function_stream, parse_repo_stream
 from projections.functions import FunctionRow
 from projections.views import Views
 
+if TYPE_CHECKING:
+    from engine.store import Store
+
 T = TypeVar("T")
 
 
-def with_store(db: Path | None, body: Callable[[SqliteEventStore], Awaitable[T]]) -> T:
-    """``body`` run on the log opened read-only (``--db``, else ``$GLAM_DB``, else the default)."""
+def with_store(db: str | Path | None, body: Callable[[Store], Awaitable[T]]) -> T:
+    """``body`` run on the log opened read-only (``--db``, else ``$GLAM_DB``, else the
+    default): an SQLite file or a PostgreSQL database."""
 
     async def go() -> T:
-        async with SqliteEventStore(db_path(db), readonly=True) as store:
+        async with read_log(db) as store:
             return await body(store)
 
     return anyio.run(go)
@@ -138,7 +141,7 @@ class _Filter:
         return False
 
 
-async def _owners(store: SqliteEventStore) -> dict[str, FunctionOwner]:
+async def _owners(store: Store) -> dict[str, FunctionOwner]:
     """Who owns each function, as the planner decides it; for a function no one owns now
     (deleted), the branch that owned it last."""
     records = await store.read_selected(DEPLOYED_EVENT_TYPES | OWNER_EVENT_TYPES)
@@ -162,7 +165,7 @@ class _BranchPlan:
     held: DeletesHeld | None = None
 
 
-async def _latest_plans(store: SqliteEventStore) -> list[_BranchPlan]:
+async def _latest_plans(store: Store) -> list[_BranchPlan]:
     types = {"CommitPlanned", "DefinitionRejected", "DeletesHeld", "OperatorRequested"}
     plans: dict[str, _BranchPlan] = {}
     for record in await store.read_selected(types):
@@ -203,7 +206,7 @@ def check_types(types: Sequence[str]) -> frozenset[str]:
     return frozenset(wanted)
 
 
-async def resolve_streams(store: SqliteEventStore, stream: str) -> frozenset[str]:
+async def resolve_streams(store: Store, stream: str) -> frozenset[str]:
     """The streams ``--stream`` names: a stream the log holds as written (``fn:…``,
     ``repo:…``, ``ops``), or a function's bare name (every region and account it is in)."""
     if stream.startswith((FUNCTION_PREFIX, REPO_PREFIX)) or stream == OPS_STREAM:
@@ -220,7 +223,7 @@ async def resolve_streams(store: SqliteEventStore, stream: str) -> frozenset[str
     return named
 
 
-async def start_position(store: SqliteEventStore, since: str | None, *, follow: bool) -> int:
+async def start_position(store: Store, since: str | None, *, follow: bool) -> int:
     """Where ``glam events`` starts: ``--since`` (a position, a time, or how long ago), else
     the start of the log, or its end when following."""
     if since is None:
@@ -291,7 +294,7 @@ def events(
                 flush=True,
             )
 
-    async def body(store: SqliteEventStore) -> None:
+    async def body(store: Store) -> None:
         nonlocal streams
         if stream is not None:
             streams = await resolve_streams(store, stream)
@@ -352,7 +355,7 @@ def status(
     only = _Filter(repo, branch)
 
     async def body(
-        store: SqliteEventStore,
+        store: Store,
     ) -> tuple[Views, dict[str, FunctionOwner], list[_BranchPlan], _Drift, str]:
         views, owners = await current_views(store), await _owners(store)
         drift = open_drift(await store.read_selected(DRIFT_EVENT_TYPES))

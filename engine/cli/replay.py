@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -18,10 +18,12 @@ from engine.cli.common import DbOption, JsonOption
 from engine.cli.db import chain_report, print_chain
 from engine.cli.output import examples, parse_moment, print_json, table
 from engine.cli.query import with_store
-from engine.store.sqlite import SqliteEventStore
 from projections.history import History
 from projections.runner import PROJECTION
 from projections.views import SnapshotUnreadable, Views, differences
+
+if TYPE_CHECKING:
+    from engine.store import Store
 
 # -- glam replay ---------------------------------------------------------------------------
 
@@ -30,7 +32,7 @@ def _parse_at(at: str) -> int | datetime:
     return parse_moment(at, option="--at")
 
 
-async def _fold_until(store: SqliteEventStore, end: int) -> Views:
+async def _fold_until(store: Store, end: int) -> Views:
     views = Views()
     while views.position < end:
         batch = await store.read_all(views.position + 1, limit=min(5000, end - views.position))
@@ -65,7 +67,7 @@ def replay(
     does not check out."""
     target = _parse_at(at) if at is not None else None
 
-    async def body(store: SqliteEventStore) -> tuple[Any, dict[str, Any]]:
+    async def body(store: Store) -> tuple[Any, dict[str, Any]]:
         last = await store.last_position()
         if isinstance(target, datetime):
             end = await store.position_at(target)

@@ -14,12 +14,13 @@ of ``wait`` itself loses nothing — run it again and it answers from the log.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -27,14 +28,13 @@ import anyio
 import typer
 
 from engine.cli.app import app
-from engine.cli.common import DbOption, JsonOption, db_path
+from engine.cli.common import DbOption, JsonOption, read_log
 from engine.cli.history import deployment_json, function_name
 from engine.cli.output import examples, parse_duration, print_json, unknown_function
 from engine.errors import GlamError, UsageError
 from engine.events import Metadata, RecordedEvent
 from engine.events.catalog import EVENT_ADAPTER
 from engine.events.repo import CommitPlanned, DefinitionRejected, DeletesHeld
-from engine.store.sqlite import SqliteEventStore
 from engine.streams import FUNCTION_PREFIX
 from projections.deployments import DeploymentRow
 from projections.views import Views
@@ -171,9 +171,9 @@ def resolve_function(tracker: Tracker, function: str) -> frozenset[str]:
 # -- where the log comes from --------------------------------------------------------------
 
 
-async def local_batches(db: Any) -> AsyncIterator[list[RecordedEvent]]:
+async def local_batches(db: Any) -> AsyncGenerator[list[RecordedEvent], None]:
     """The local log: what it holds, in batches, then each new event as it is appended."""
-    async with SqliteEventStore(db_path(db), readonly=True) as store:
+    async with read_log(db) as store:
         position = 1
         while batch := await store.read_all(position, limit=5000):
             yield batch
@@ -220,7 +220,7 @@ def server_token(token_env: str | None) -> str | None:
 
 async def server_batches(
     server: str, token: str | None, *, poll: float = 1.0
-) -> AsyncIterator[list[RecordedEvent]]:
+) -> AsyncGenerator[list[RecordedEvent], None]:
     """The engine's log through its HTTP API (``GET /api/v1/events?since=N``), paged, then
     polled; a connection that fails is tried again from where it stopped."""
     if urllib.parse.urlsplit(server).scheme not in ("http", "https"):
@@ -295,7 +295,7 @@ def wait(
     seconds = None if timeout is None else parse_duration(timeout, option="--timeout")
     token = server_token(token_env)
 
-    def source() -> AsyncIterator[list[RecordedEvent]]:
+    def source() -> AsyncGenerator[list[RecordedEvent], None]:
         return server_batches(server, token) if server is not None else local_batches(db)
 
     verdict = anyio.run(_wait, source, function, commit, seconds)
@@ -310,7 +310,7 @@ def wait(
 
 
 async def _wait(
-    source: Callable[[], AsyncIterator[list[RecordedEvent]]],
+    source: Callable[[], AsyncGenerator[list[RecordedEvent], None]],
     function: str | None,
     commit: str | None,
     seconds: float | None,
@@ -319,26 +319,29 @@ async def _wait(
     streams: frozenset[str] | None = None
     caught_up = False
     shown: list[str] = []
+    # aclosing: the source is closed here, in this task, on return or timeout (a PostgreSQL
+    # store's task group inside it must exit in the task that entered it).
     with anyio.move_on_after(seconds):
-        async for batch in source():
-            for record in batch:
-                tracker.apply(record)
-            if not batch:
-                caught_up = True
-            if not caught_up:
-                continue
-            if function is not None and streams is None:
-                streams = resolve_function(tracker, function)
-            if commit is not None:
-                verdict = judge_commit(tracker, commit.lower(), streams)
-            else:
-                assert streams is not None
-                verdict = judge_functions(tracker, streams)
-            if verdict.done:
-                return verdict
-            if verdict.pending != shown:  # what it waits for, on stderr, as it changes
-                shown = verdict.pending
-                typer.echo(f"waiting for {'; '.join(shown)}", err=True)
+        async with contextlib.aclosing(source()) as batches:
+            async for batch in batches:
+                for record in batch:
+                    tracker.apply(record)
+                if not batch:
+                    caught_up = True
+                if not caught_up:
+                    continue
+                if function is not None and streams is None:
+                    streams = resolve_function(tracker, function)
+                if commit is not None:
+                    verdict = judge_commit(tracker, commit.lower(), streams)
+                else:
+                    assert streams is not None
+                    verdict = judge_functions(tracker, streams)
+                if verdict.done:
+                    return verdict
+                if verdict.pending != shown:  # what it waits for, on stderr, as it changes
+                    shown = verdict.pending
+                    typer.echo(f"waiting for {'; '.join(shown)}", err=True)
     return None
 
 

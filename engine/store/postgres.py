@@ -242,9 +242,10 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends):
         await self.aclose()
         task_group, self._task_group = self._task_group, None
         if task_group is not None:
-            if isinstance(exc, Exception):
+            if isinstance(exc, Exception | GeneratorExit):
                 # The writer and listener are stopped, and they never fail: an error of the
-                # caller's own code reaches it as raised, not wrapped in an exception group.
+                # caller's own code reaches it as raised, not wrapped in an exception group
+                # (nor a generator's close, when an async generator holds the store).
                 await task_group.__aexit__(None, None, None)
                 return None
             return await task_group.__aexit__(exc_type, exc, tb)

@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -140,14 +140,12 @@ def test_wait_json_names_the_rejection(
     ]
 
 
-@pytest.mark.integration
-def test_wait_sees_the_end_appended_by_another_process(tmp_path: Path) -> None:
-    """Started mid-deployment, ``glam wait`` returns 1 once the rollback is appended: it
-    follows the log, keeping nothing of its own."""
-    db = build(tmp_path / "glam.db", upto=20)  # dep-2 is baking
+def wait_while_appended(db: str, append_rest: Callable[[], Awaitable[None]]) -> str:
+    """``glam wait --db DB --commit 2222`` in another process, started mid-deployment: once
+    it says what it waits for, ``append_rest`` appends the rollback; what it printed."""
     command = [sys.executable, "-c", "from engine.cli.main import main; main()"]
     waiter = subprocess.Popen(
-        [*command, "wait", "--db", str(db), "--commit", "2222", "--timeout", "60s"],
+        [*command, "wait", "--db", db, "--commit", "2222", "--timeout", "60s"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -158,11 +156,6 @@ def test_wait_sees_the_end_appended_by_another_process(tmp_path: Path) -> None:
         # It has read the log and says what it waits for (its own --timeout bounds this).
         assert waiter.stderr.readline() == "waiting for orders: running\n"
         assert waiter.poll() is None  # still waiting: nothing finished yet
-
-        async def append_rest() -> None:
-            async with SqliteEventStore(db) as store:
-                await store.import_rows(rows()[20:23])
-
         anyio.run(append_rest)
         out, err = waiter.communicate(timeout=30)
     finally:
@@ -170,6 +163,20 @@ def test_wait_sees_the_end_appended_by_another_process(tmp_path: Path) -> None:
             waiter.kill()
             waiter.wait()
     assert waiter.returncode == 1, err
+    return out
+
+
+@pytest.mark.integration
+def test_wait_sees_the_end_appended_by_another_process(tmp_path: Path) -> None:
+    """Started mid-deployment, ``glam wait`` returns 1 once the rollback is appended: it
+    follows the log, keeping nothing of its own."""
+    db = build(tmp_path / "glam.db", upto=20)  # dep-2 is baking
+
+    async def append_rest() -> None:
+        async with SqliteEventStore(db) as store:
+            await store.import_rows(rows()[20:23])
+
+    out = wait_while_appended(str(db), append_rest)
     assert "orders: rolled_back (alarm orders-errors is in ALARM)" in out
 
 
