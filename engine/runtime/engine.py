@@ -205,11 +205,12 @@ class Engine:
             if self._store_given is not None:
                 self._store = self._store_given
             else:
-                # Locked: a second engine on the same log must not even open it. In shared
-                # mode the leases say who does what instead.
+                # Locked: a second engine on the same log must not even open it. Shared
+                # engines hold the lock shared, and the leases say who does what.
                 opened = open_store(
                     self.config.db,
                     exclusive=not self.config.shared,
+                    shared=self.config.shared,
                     password=await self._db_password(),
                 )
                 self._store = await self._stack.enter_async_context(opened)

@@ -56,6 +56,7 @@ async def open_store(
     readonly: bool = False,
     integrity: Integrity | None = None,
     password: str | None = None,
+    shared: bool = False,
 ) -> AsyncIterator[ProjectionStore]:
     """The store at ``location``: ``async with open_store(db) as store:``.
 
@@ -67,7 +68,9 @@ async def open_store(
     from its verified head to the end before this returns (``engine.store.integrity``).
     ``readonly`` opens an existing log for queries. ``integrity`` is the chain key and the
     witness (default: from ``$GLAM_CHAIN_KEY_FILE`` and ``$GLAM_WITNESS``). ``password`` is
-    a PostgreSQL log's, given apart from the URL so that no message can show it.
+    a PostgreSQL log's, given apart from the URL so that no message can show it. ``shared``
+    (PostgreSQL): one of several shared engines, holding the engine lock shared with each
+    other, so that neither a lone engine starts beside them nor they beside a lone one.
     """
     if is_postgres_url(location):
         from engine.store.postgres import PostgresEventStore
@@ -78,6 +81,7 @@ async def open_store(
             exclusive=exclusive,
             integrity=integrity,
             password=password,
+            shared=shared,
         ) as pg:
             yield pg
         return

@@ -19,7 +19,7 @@ from typing import Any
 
 import anyio
 
-from engine.errors import StoreCorrupt
+from engine.errors import StoreCorrupt, StoreLocked
 from engine.events import RecordedEvent
 from engine.store.records import (
     COLUMNS,
@@ -34,7 +34,38 @@ from engine.store.sql_reads import SqlReads
 SCHEMA_VERSION = 1
 APPLICATION = "glam"
 APPEND_LOCK = 0x676C616D_00000001  # "glam", 1: the advisory lock every append takes
-ENGINE_LOCK = 0x676C616D_00000002  # "glam", 2: held by the one engine of the log (exclusive)
+# "glam", 2: the engine lock, a session advisory lock the server drops with the session
+# (a killed engine's goes with it): held exclusive by the one engine of a log, shared by each
+# of several shared engines (--shared), so neither kind starts beside the other.
+ENGINE_LOCK = 0x676C616D_00000002
+TAKE_ENGINE_LOCK = {
+    "exclusive": "SELECT pg_try_advisory_lock(%s)",
+    "shared": "SELECT pg_try_advisory_lock_shared(%s)",
+}
+# Whether the holders are shared engines: a shared lock can be had (and is let go at once).
+PROBE_SHARED = (
+    "SELECT CASE WHEN pg_try_advisory_lock_shared(%(k)s) "
+    "THEN pg_advisory_unlock_shared(%(k)s) ELSE false END"
+)
+
+
+def engine_lock_refused(mode: str, where: str, *, held_shared: bool) -> StoreLocked:
+    """Why the engine lock of mode ``mode`` could not be had on the log at ``where``."""
+    if mode == "shared":
+        return StoreLocked(
+            f"an engine that is not shared (glam run without --shared) is running on {where}",
+            hint="stop it first, or run every engine on this log with --shared",
+        )
+    if held_shared:
+        return StoreLocked(
+            f"shared engines (glam run --shared) are running on {where}",
+            hint="run this one with --shared too, or stop them first",
+        )
+    return StoreLocked(
+        f"another glam engine is running on {where}", hint="stop it first, or use another --db"
+    )
+
+
 CHANNEL = "glam_events"  # NOTIFY channel, one notification per append transaction
 
 # Sessions that take the append lock give up waiting for it, and a transaction left open by a

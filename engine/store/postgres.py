@@ -122,6 +122,7 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends):
     three connections: the writer, a reader and a listener. ``integrity`` and the engine's
     checks at open (``exclusive``) are those of the SQLite store (``engine.store.integrity``).
     ``password``, when given, wins over the URL's and libpq's (``PGPASSWORD``, ``PGPASSFILE``).
+    ``shared``: one of several shared engines, which hold the engine lock shared.
     """
 
     def __init__(
@@ -138,6 +139,7 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends):
         exclusive: bool = False,
         integrity: Integrity | None = None,
         password: str | None = None,
+        shared: bool = False,
     ) -> None:
         self.where = describe_url(url)  # also refuses an unparsable URL before connecting
         options = integrity if integrity is not None else Integrity.from_env()
@@ -157,6 +159,8 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends):
         self._connect_timeout = connect_timeout
         self._attempt_timeout = attempt_timeout
         self._exclusive = exclusive and not readonly
+        # The engine lock's mode (pg_log.ENGINE_LOCK): None for a query or a tool.
+        self._lock = "exclusive" if self._exclusive else "shared" if shared else None
         self._check_rows = readonly
         self._lock_conn: Connection | None = None
         self._lock_scope = anyio.CancelScope()
@@ -183,7 +187,7 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends):
 
     async def __aenter__(self) -> PostgresEventStore:
         try:
-            if self._exclusive:  # first: a second engine must not even create the tables
+            if self._lock:  # first: a second engine must not even create the tables
                 self._lock_conn = await self._take_engine_lock()
             if not self.readonly:
                 self._writer = await self._connect("writer")
@@ -199,7 +203,7 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends):
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         self._task_group.start_soon(self._listen_loop, name="glam event store listener")
-        if self._exclusive:
+        if self._lock:
             self._task_group.start_soon(self._keep_engine_lock, name="glam engine lock")
         if not self.readonly:
             self._writes.start()
@@ -275,20 +279,22 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends):
 
     async def _take_engine_lock(self) -> Connection:
         """A connection holding the log's engine lock (a session advisory lock, released by
-        the server when the connection ends, however the engine dies)."""
+        the server when the connection ends, however the engine dies): exclusive for the one
+        engine of the log, shared for each shared engine (``pg_log.ENGINE_LOCK``)."""
+        mode, key = self._lock or "exclusive", pg_log.ENGINE_LOCK
         conn = await self._connect("engine lock")
         try:
-            cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (pg_log.ENGINE_LOCK,))
-            row = await cur.fetchone()
+            row = await (await conn.execute(pg_log.TAKE_ENGINE_LOCK[mode], (key,))).fetchone()
+            if not (row and row[0]):
+                probe = await conn.execute(pg_log.PROBE_SHARED, {"k": key})
+                held_shared = bool((await probe.fetchone() or (False,))[0])
+                raise pg_log.engine_lock_refused(mode, self.where, held_shared=held_shared)
         except psycopg.Error as exc:
             await conn.close()
             raise self._translate(exc, "take the engine lock") from exc
-        if not (row and row[0]):
+        except StoreLocked:
             await conn.close()
-            raise StoreLocked(
-                f"another glam engine is running on {self.where}",
-                hint="stop it first, or use another --db",
-            )
+            raise
         return conn
 
     async def _keep_engine_lock(self) -> None:

@@ -4,20 +4,24 @@ wakes up after its lease was taken writes nothing."""
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from engine.events.function import DeploymentFinished, TrafficShifted
 from engine.local import LocalAwsThread
+from engine.store import describe_target, open_store
 from tests.chaos.support import read_aws
 from tests.repo.gitrepo import GitRepo
 from tests.runtime.support import write_function
 from tests.support.postgres import postgres_server, postgres_url
-from tests.support.shared import Engines, by_engine
+from tests.support.shared import ROOT, Engines, by_engine
 
 __all__ = ["postgres_server", "postgres_url"]
 
@@ -186,3 +190,31 @@ async def test_paused_owner_past_its_lease_writes_nothing(
     assert [r for r in records if r.position > takeover and by_engine(r) == owner] == []
     view = await read_aws(local_aws, "paused1")
     assert view.alias == (finished[-1].stable_version, {})
+
+
+async def test_a_lone_engine_is_refused_beside_shared_ones_until_they_are_gone(
+    engines: Engines, local_aws: LocalAwsThread
+) -> None:
+    """``glam run`` without ``--shared`` on a log that shared engines run on stops before it
+    opens the log, in one line naming them; once the shared engine is SIGKILLed its lock has
+    gone with its session and a lone engine may start."""
+    _repo(engines).commit("empty")
+    engines.start("a")
+    await engines.wait_for(engines.live, within=60)
+    argv = [sys.executable, "-m", "engine", "run", "--repo", str(engines.repo)]
+    argv += ["--db", engines.db, "--endpoint-url", local_aws.endpoint_url]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GLAM_"))}
+    with anyio.fail_after(60):
+        lone = await anyio.run_process(argv, check=False, cwd=ROOT, env=env)
+    err = lone.stderr.decode()
+    assert lone.returncode != 0
+    assert "Traceback" not in err
+    assert [line for line in err.splitlines() if line.startswith("glam:")] == [
+        f"glam: shared engines (glam run --shared) are running on {describe_target(engines.db)}"
+        " — run this one with --shared too, or stop them first"
+    ]
+    engines.signal("a", signal.SIGKILL)
+    engines.procs["a"].wait(timeout=10)
+    with anyio.fail_after(10):
+        async with open_store(engines.db, exclusive=True) as store:
+            assert await store.last_position() > 0

@@ -141,7 +141,7 @@ async def test_an_engine_reads_the_password_where_it_is_told_and_shows_it_nowher
         shown += [json.dumps(event_json(r, show_secrets=True)) for r in await srv.log()]
     monkeypatch.setenv("PGPASSWORD", secret)  # the CLI uses libpq's own ways
     outputs = {}
-    for command in (["db", "info", "--db", db],):
+    for command in (["db", "info", "--db", db], ["status", "--db", db]):
         code, out, err = await anyio.to_thread.run_sync(run_glam, monkeypatch, capsys, *command)
         assert code == 0, err
         outputs[command[0]] = out

@@ -30,7 +30,7 @@ from engine.errors import (
 )
 from engine.events import RecordedEvent
 from engine.ports import NO_STREAM
-from engine.store import open_store
+from engine.store import describe_target, open_store
 from engine.store.postgres import PostgresEventStore
 from tests.store.helpers import (
     HEAD_SQL,
@@ -481,6 +481,32 @@ async def test_the_engine_lock_admits_one_engine(postgres_url: str) -> None:
             assert await query.last_position() == 1
     async with open_store(postgres_url, exclusive=True) as second:  # released on close
         assert await second.last_position() == 1
+
+
+async def test_shared_engines_and_a_lone_engine_never_run_on_one_log(postgres_url: str) -> None:
+    """Shared engines hold the engine lock shared with each other: a lone engine is refused
+    beside them, and they beside a lone engine, each with a message naming the other kind;
+    the lock goes with its holder's session."""
+    async with (
+        open_store(postgres_url, shared=True) as first,
+        open_store(postgres_url, shared=True) as second,
+    ):
+        await first.append("s", [new_event()])
+        assert await second.last_position() == 1
+        with pytest.raises(StoreLocked, match=r"shared engines \(glam run --shared\) are running"):
+            async with open_store(postgres_url, exclusive=True):
+                pass
+    async with open_store(postgres_url, exclusive=True):
+        with pytest.raises(StoreLocked) as refused:
+            async with open_store(postgres_url, shared=True):
+                pass
+        assert refused.value.one_line() == (
+            "an engine that is not shared (glam run without --shared) is running on "
+            f"{describe_target(postgres_url)} — stop it first, or run every engine on this log "
+            "with --shared"
+        )
+    async with open_store(postgres_url, shared=True):  # released on close
+        pass
 
 
 async def test_the_engine_lock_is_taken_again_when_its_connection_breaks(
