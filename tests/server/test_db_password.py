@@ -106,6 +106,7 @@ def test_config_check_names_the_passwords_reference(
 
 @pytest.mark.anyio
 @pytest.mark.integration
+@pytest.mark.slow
 async def test_an_engine_reads_the_password_where_it_is_told_and_shows_it_nowhere(
     setup: Setup,
     postgres_url: str,
