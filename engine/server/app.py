@@ -30,6 +30,7 @@ from aiohttp import web
 from engine.commands import AmbiguousTarget, CommandRefused, UnknownTarget
 from engine.errors import ConfigError, GlamError, SourceError, StoreError, UsageError
 from engine.logs import get_logger
+from engine.runtime.leases import shard_of
 from engine.server.auth import Auth, Handler, access, access_of
 from engine.server.metrics import CONTENT_TYPE_LATEST, EngineMetrics
 from engine.server.settings import ServerSettings
@@ -114,7 +115,8 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """Ready to be relied on: the log opens, every watched branch was fetched at least once,
     no deployment is stuck. 503 with the reasons otherwise. An engine of several on one log
-    (``glam run --shared``) also names itself and the shards it leases now."""
+    (``glam run --shared``) also names itself, the shards it leases now, and the stuck
+    deployments by shard (``{"111122223333:eu-west-1": ["dep-1"]}``: whose owner to look at)."""
     ctx = context(request)
     reasons = await not_ready(ctx)
     answer: dict[str, Any] = {"ready": not reasons, "reasons": reasons}
@@ -122,7 +124,24 @@ async def readyz(request: web.Request) -> web.Response:
     if shared is not None:  # one of several engines: say which part of the work is its own
         answer["engine"] = shared.leases.engine
         answer["shards"] = sorted(shared.leases.held)
+        by_shard: dict[str, list[str]] = {}
+        for deployment_id, stream, _ in stuck(ctx):
+            by_shard.setdefault(shard_of(stream) or "?", []).append(deployment_id)
+        answer["stuck"] = by_shard
     return web.json_response(answer, status=503 if reasons else 200)
+
+
+def stuck(ctx: Context) -> list[tuple[str, str, float]]:
+    """The deployments that have not moved for longer than ``stuck_after``: id, function
+    stream ("?" when the views do not know it yet), seconds idle; by id."""
+    now = ctx.engine.clock.now()
+    found = []
+    for deployment_id, last in sorted(ctx.state.last_activity.items()):
+        idle = (now - last).total_seconds()
+        if idle > ctx.settings.stuck_after:
+            row = ctx.state.views.deployments.get(deployment_id)
+            found.append((deployment_id, row.function if row is not None else "?", idle))
+    return found
 
 
 async def not_ready(ctx: Context) -> list[str]:
@@ -139,17 +158,12 @@ async def not_ready(ctx: Context) -> list[str]:
         if not branch.fetched:
             why = f": {branch.unavailable}" if branch.unavailable else ""
             reasons.append(f"{name} not fetched yet{why}")
-    now = ctx.engine.clock.now()
     bound = ctx.settings.stuck_after
-    for deployment_id, last in sorted(ctx.state.last_activity.items()):
-        idle = (now - last).total_seconds()
-        if idle > bound:
-            row = ctx.state.views.deployments.get(deployment_id)
-            where = row.function if row is not None else "?"
-            reasons.append(
-                f"deployment {deployment_id} of {where} has not moved for {idle:.0f} s "
-                f"(more than {bound:.0f} s)"
-            )
+    for deployment_id, where, idle in stuck(ctx):
+        reasons.append(
+            f"deployment {deployment_id} of {where} has not moved for {idle:.0f} s "
+            f"(more than {bound:.0f} s)"
+        )
     return reasons
 
 

@@ -16,6 +16,7 @@ from engine.cli.main import main
 from engine.events import RecordedEvent
 from engine.events.function import DeploymentFinished, OperatorRequested, TrafficShifted
 from engine.events.operator import OperatorCommandIssued
+from engine.local import LocalAwsThread
 from engine.runtime.leases import PLAN_SHARD, shard_of
 from tests.runtime.support import NAME, Setup, write_function
 from tests.server.support import Served, finished, serving
@@ -112,6 +113,34 @@ async def test_shared_engines_serve_the_log_and_hand_commands_over_through_it(
             assert other.engine.drift is not None
             assert await other.engine.drift.sweep() == {}
             assert stream in await owner.engine.drift.sweep()
+
+
+@pytest.mark.slow
+async def test_readyz_of_a_shared_engine_lists_stuck_deployments_by_shard(
+    setup: Setup, local_aws: LocalAwsThread, postgres_url: str, tmp_path: Path
+) -> None:
+    """A CreateFunction that takes six seconds, with readiness bounded at one: a shared
+    engine's /readyz lists the deployment under its function's shard while it hangs, and
+    nothing once it moved on."""
+    local_aws.set_faults("seed=3;CreateFunction:latency=6")
+    write_function(setup.repo, setup.outputs, traffic={"type": "ALL_AT_ONCE", "waitInterval": 0})
+    setup.repo.commit("add orders")
+    common: dict[str, Any] = {"db": postgres_url, "shared": True, "lease_ttl": 6.0}
+    common |= {"drift_interval": 0, "engine_id": "a", "data_dir": tmp_path / "a"}
+    async with serving(setup, server={"stuck_after": 1.0}, **common) as srv:
+
+        async def listed() -> dict[str, Any] | None:
+            _, ready = await srv.get("/readyz")
+            return ready if ready["stuck"] else None
+
+        ready = await _until(listed, within=60)
+        [(shard, [deployment_id])] = ready["stuck"].items()
+        assert ready["ready"] is False
+        assert any(deployment_id in reason for reason in ready["reasons"])
+        done = await srv.wait_for(finished(1))
+        assert shard == shard_of(done.stream)
+        _, ready = await srv.get("/readyz")
+        assert ready["stuck"] == {}
 
 
 def test_once_is_refused_for_a_shared_engine_before_anything_opens(
