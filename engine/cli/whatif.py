@@ -13,20 +13,18 @@ recorded; one given a threshold is evaluated again from its recorded datapoints.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import anyio
 import typer
 
 from engine.cli.app import app
-from engine.cli.common import DbOption, JsonOption, db_path
+from engine.cli.common import DbOption, JsonOption, read_log
 from engine.cli.output import examples
 from engine.errors import UsageError
 from engine.events.catalog import RecordedEvent
 from engine.events.desired import ShiftType, TrafficShifting
 from engine.events.function import DeploymentRequested, TrafficShifted
-from engine.store.sqlite import SqliteEventStore
 from engine.whatif import Schedule, WhatIf, what_if
 from engine.whatif.replay import Verdict
 
@@ -71,7 +69,7 @@ def whatif_command(
     """Replay a past deployment against another schedule or alarm threshold."""
     thresholds = parse_thresholds(alarm_threshold or [])
     traffic = (shift_type, percent, interval)
-    result = anyio.run(_replay, db_path(db), deployment, thresholds, traffic, steps)
+    result = anyio.run(_replay, db, deployment, thresholds, traffic, steps)
     if as_json:
         print(json.dumps(result.as_json(), indent=2))
     else:
@@ -109,13 +107,13 @@ def parse_steps(text: str) -> tuple[float, ...]:
 
 
 async def _replay(
-    db: Path,
+    db: str | None,
     wanted: str,
     thresholds: dict[str, float],
     traffic_flags: tuple[ShiftType | None, int | None, int | None],
     steps: str | None,
 ) -> WhatIf:
-    async with SqliteEventStore(db, readonly=True) as store:
+    async with read_log(db) as store:
         recorded = await store.read_selected({"DeploymentRequested", "TrafficShifted"})
         deployment_id, stream = _find(recorded, wanted)
         events = await store.read_stream(stream)

@@ -1,6 +1,6 @@
 """The query commands read a PostgreSQL log as they read an SQLite file: the golden log
 copied with ``glam db copy`` answers ``glam status``, ``events``, ``deployments``,
-``commits``, ``wait`` and ``replay --verify`` exactly as its SQLite original does, and
+``commits``, ``wait``, ``replay`` and ``whatif`` exactly as its SQLite original does, and
 ``glam wait`` on PostgreSQL sees the end another process appends."""
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ def logs(
         pytest.param(["wait", "--commit", "2222", "--json"], id="wait-rolled-back"),
         pytest.param(["wait", "--commit", "3333", "--timeout", "1s"], id="wait-timeout"),
         pytest.param(["replay", "--at", "10", "--json"], id="replay-at"),
+        pytest.param(["whatif", "dep-2", "--percent", "50"], id="whatif"),
     ],
 )
 def test_a_postgresql_log_answers_as_its_sqlite_original(
