@@ -379,8 +379,8 @@ class AwsLambda:
             retries += 1
             if retries >= policy.attempts:
                 raise error from None
-            if isinstance(error, AwsThrottled) and error.retry_after:
-                self._limiter.retry_after(error.retry_after)
+            if isinstance(error, AwsThrottled):
+                self._limiter.throttled(error.retry_after, poll=poll)
             delay = policy.delay(retries, self._rng)
             log.debug("%s: %s; retry %d in %.2fs", operation, error.code or error, retries, delay)
             await self._clock.sleep(delay)

@@ -13,6 +13,21 @@ so concurrent callers on one event loop are served in arrival order and never ov
 no lock is needed. ``retry_after`` (AWS said "slow down, wait N seconds") pauses everyone:
 slots not yet started are pushed past the pause.
 
+The ceiling is the quota itself (``rate``, 15/s for Lambda's control plane), and every call
+counts, reads included: GetAlias, ListVersionsByFunction and GetFunctionConfiguration spend the
+same budget as the updates (only GetFunction, on its own quota, has a bucket of its own). Two
+guards keep glam at the quota without crossing it:
+
+- a window check at send time: a caller the event loop woke late (a busy loop delays one call,
+  not the ones after it) never makes the calls of any one-second window exceed the quota, even
+  where the evenly spaced slots would still have allowed it;
+- AIMD when AWS throttles anyway (another tool spends the same account's quota): ``throttled``
+  halves the rate (multiplicative decrease, at most once per ``_CUT_SPACING`` so that a volley
+  of 429s from calls already in flight counts as one signal) and honours ``Retry-After``; the
+  rate then climbs back by ``increase`` calls/s every second without a throttle (additive
+  increase) up to the ceiling. glam shares an account with other tools and converges on what
+  is left, instead of failing.
+
 Reads no deployment waits on (the drift sweep, engine.drift) go through a :class:`Background`
 lane of the same limiter: they take at most ``share`` of its rate, and only a slot no
 deployment has reserved, so they never delay a deployment by more than the one slot each
@@ -24,6 +39,8 @@ integration tests on a jumping test clock never sleep.
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -34,7 +51,7 @@ from engine.runtime.clock import SYSTEM_CLOCK
 if TYPE_CHECKING:
     from engine.ports import Clock
 
-DEFAULT_RATE = 10.0  # mutating and other calls per second, below Lambda's ~15/s quota
+DEFAULT_RATE = 15.0  # control-plane calls per second: Lambda's quota per account and region
 DEFAULT_POLL_RATE = 50.0  # GetFunction polls per second, half of its own ~100/s quota
 
 LAMBDA = "lambda"
@@ -46,6 +63,18 @@ DEFAULT_SERVICE_RATE = 5.0
 
 # The share of a limiter's rates the background lane may take (drift reads).
 DEFAULT_BACKGROUND_SHARE = 0.2
+
+# AIMD (module docstring): a throttle multiplies the rate by DECREASE (not below FLOOR of the
+# ceiling); each second without one adds INCREASE calls/s back.
+DEFAULT_DECREASE = 0.5
+DEFAULT_INCREASE = 1.0
+_FLOOR = 0.1
+# Two cuts at least this far apart (seconds): the calls already in flight when AWS first said
+# "slow down" answer 429 too, and that is still one signal.
+_CUT_SPACING = 1.0
+# The window of the send-time check: AWS's second, and a microsecond more, so that the rounding
+# of the slots' sums (fifteen times 1/15 is a hair under one) never lets a sixteenth call in.
+_WINDOW = 1.0 + 1e-6
 
 
 class Pacer(Protocol):
@@ -60,25 +89,65 @@ class Pacer(Protocol):
         """AWS asked to wait ``seconds``: every caller of this account+region pauses."""
         ...
 
+    def throttled(self, retry_after: float | None = None, *, poll: bool = False) -> None:
+        """AWS throttled a call (``poll``: a GetFunction): slow down, and pause everyone for
+        ``retry_after`` seconds when AWS said how long."""
+        ...
+
 
 @dataclass
 class _Bucket:
-    """Generic cell rate algorithm: ``tat`` is the theoretical arrival time of the next call."""
+    """Generic cell rate algorithm: ``tat`` is the theoretical arrival time of the next call.
 
-    rate: float
+    ``ceiling`` is the configured rate; the rate in force is lower for a while after a
+    throttle (``cut``) and climbs back by ``increase`` calls/s per second."""
+
+    ceiling: float
     burst: int
     tat: float = 0.0
+    increase: float = DEFAULT_INCREASE
+    _cut_to: float = field(init=False, default=0.0)
+    _cut_at: float = field(init=False, default=float("-inf"))
+    sent: deque[float] = field(init=False, default_factory=deque)
+
+    def __post_init__(self) -> None:
+        self._cut_to = self.ceiling
+
+    def rate(self, now: float) -> float:
+        """The rate in force at ``now``."""
+        if self._cut_to >= self.ceiling:
+            return self.ceiling
+        regained = self._cut_to + self.increase * max(0.0, now - self._cut_at)
+        return min(self.ceiling, regained)
 
     def reserve(self, now: float) -> float:
         """Reserve a slot; return the absolute time at which it may be used."""
-        interval = 1.0 / self.rate
+        interval = 1.0 / self.rate(now)
         tat = max(self.tat, now) + interval
         self.tat = tat
         return max(now, tat - self.burst * interval)
 
     def push_back(self, until: float) -> None:
         # After a pause the next slot starts at ``until``; no burst of saved-up credit either.
-        self.tat = max(self.tat, until + (self.burst - 1) / self.rate)
+        self.tat = max(self.tat, until + (self.burst - 1) / self.rate(until))
+
+    def cut(self, now: float, factor: float) -> bool:
+        """Multiplicative decrease; False when a cut was made less than ``_CUT_SPACING`` ago."""
+        if now - self._cut_at < _CUT_SPACING:
+            return False
+        self._cut_to = max(self.ceiling * _FLOOR, self.rate(now) * factor)
+        self._cut_at = now
+        return True
+
+    def window_wait(self, now: float) -> float:
+        """Seconds until one more call keeps every ``_WINDOW`` within the ceiling (0: now)."""
+        limit = max(1, math.floor(self.ceiling + 1e-9)) + self.burst - 1
+        sent = self.sent
+        while sent and sent[0] + _WINDOW <= now:  # the same sum as the wait below
+            sent.popleft()
+        if len(sent) < limit:
+            return 0.0
+        return sent[0] + _WINDOW - now
 
 
 @dataclass
@@ -94,6 +163,8 @@ class RateLimiter:
     poll_rate: float = DEFAULT_POLL_RATE
     burst: int = 1
     clock: Clock = SYSTEM_CLOCK
+    decrease: float = DEFAULT_DECREASE
+    increase: float = DEFAULT_INCREASE
     # Told how long each call that had to wait waited (the engine's metrics).
     on_wait: Callable[[float], None] | None = field(default=None, repr=False)
     _calls: _Bucket = field(init=False, repr=False)
@@ -103,8 +174,10 @@ class RateLimiter:
     def __post_init__(self) -> None:
         if self.rate <= 0 or self.poll_rate <= 0 or self.burst < 1:
             raise ValueError("rates must be positive and burst at least 1")
-        self._calls = _Bucket(self.rate, self.burst, float("-inf"))
-        self._polls = _Bucket(self.poll_rate, self.burst, float("-inf"))
+        if not 0.0 < self.decrease < 1.0 or self.increase <= 0:
+            raise ValueError("decrease is a fraction in (0, 1) and increase positive")
+        self._calls = _Bucket(self.rate, self.burst, float("-inf"), self.increase)
+        self._polls = _Bucket(self.poll_rate, self.burst, float("-inf"), self.increase)
 
     async def acquire(self, *, poll: bool = False) -> None:
         """Wait for this caller's turn. ``poll=True`` for GetFunction, which has its own budget."""
@@ -121,11 +194,20 @@ class RateLimiter:
             await self.clock.sleep(max(0.0, at - now))
             # A Retry-After that arrived while this caller slept applies to it as well: the
             # slot is forfeited and a new one reserved after the pause.
-            if self.clock.monotonic() >= self._paused_until:
-                waited = self.clock.monotonic() - started
-                if waited > 0 and self.on_wait is not None:
-                    self.on_wait(waited)
-                return
+            if self.clock.monotonic() < self._paused_until:
+                continue
+            # Woken late, this call may fall into the window of later slots: it waits until
+            # the window has room (no await between the check and the send's record).
+            while (late := bucket.window_wait(self.clock.monotonic())) > 0:
+                await self.clock.sleep(late)
+            if self.clock.monotonic() < self._paused_until:
+                continue
+            sent_at = self.clock.monotonic()
+            bucket.sent.append(sent_at)
+            waited = sent_at - started
+            if waited > 0 and self.on_wait is not None:
+                self.on_wait(waited)
+            return
 
     def retry_after(self, seconds: float) -> None:
         """AWS asked to wait ``seconds``: every caller of this account+region pauses."""
@@ -134,6 +216,18 @@ class RateLimiter:
             self._paused_until = until
             self._calls.push_back(until)
             self._polls.push_back(until)
+
+    def throttled(self, retry_after: float | None = None, *, poll: bool = False) -> None:
+        """AWS throttled a call: the rate of its budget is cut (module docstring, AIMD) and,
+        when AWS said how long to wait, everyone pauses that long."""
+        bucket = self._polls if poll else self._calls
+        bucket.cut(self.clock.monotonic(), self.decrease)
+        if retry_after:
+            self.retry_after(retry_after)
+
+    def current_rate(self, *, poll: bool = False) -> float:
+        """Calls per second in force now: the ceiling, or less for a while after a throttle."""
+        return (self._polls if poll else self._calls).rate(self.clock.monotonic())
 
     @property
     def paused_until(self) -> float:
@@ -176,6 +270,9 @@ class Background:
 
     def retry_after(self, seconds: float) -> None:
         self.limiter.retry_after(seconds)
+
+    def throttled(self, retry_after: float | None = None, *, poll: bool = False) -> None:
+        self.limiter.throttled(retry_after, poll=poll)
 
 
 class LimiterRegistry:

@@ -78,8 +78,8 @@ class AwsBackend:
             if retries >= self._policy.attempts:
                 raise error from None
             # A Retry-After holds back this service's callers only: it is its quota.
-            if isinstance(error, AwsThrottled) and error.retry_after and limiter:
-                limiter.retry_after(error.retry_after)
+            if isinstance(error, AwsThrottled) and limiter is not None:
+                limiter.throttled(error.retry_after)
             await self._clock.sleep(self._policy.delay(retries, self._rng))
 
     async def _removal(self, service: str, operation: str, **params: Any) -> None:

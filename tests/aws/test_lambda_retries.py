@@ -96,6 +96,8 @@ async def test_throttling_is_retried_and_pauses_the_limiter() -> None:
     assert client.methods() == ["update_alias", "update_alias"]
     assert limiter.paused_until == pytest.approx(3.0)
     assert clock.time >= 3.0
+    # AIMD: the 429 halved the rate; it climbs back by 1 call/s per second from there.
+    assert 500 <= limiter.current_rate() < 510
     assert client.calls[0][1]["RoutingConfig"] == {"AdditionalVersionWeights": {}}
 
 

@@ -201,3 +201,101 @@ async def test_the_background_lane_takes_its_share_and_yields_to_deployments() -
 def test_the_background_share_is_a_fraction() -> None:
     with pytest.raises(ValueError, match="fraction"):
         Background(RateLimiter(), share=0.0)
+
+
+def test_the_default_ceiling_is_lambdas_quota() -> None:
+    assert RateLimiter().rate == 15.0
+    assert LimiterRegistry().get("123456789012", "us-east-1").current_rate() == 15.0
+
+
+@pytest.mark.anyio
+async def test_a_throttle_halves_the_rate_and_it_climbs_back_to_the_ceiling() -> None:
+    t = FakeTime()
+    limiter = RateLimiter(rate=15, clock=t)
+    limiter.throttled()
+    assert limiter.current_rate() == pytest.approx(7.5)
+    # The calls right after the cut are spaced at the lower rate.
+    stamps = []
+    for _ in range(3):
+        await limiter.acquire()
+        stamps.append(t.time)
+    assert stamps[2] - stamps[1] == pytest.approx(1 / limiter.current_rate(), rel=0.05)
+    assert stamps[2] - stamps[1] > 1 / 15
+    # Additive increase: one call/s more every second without a throttle, up to the ceiling.
+    await t.sleep(3.0)
+    assert limiter.current_rate() == pytest.approx(7.5 + (t.time - 1000.0), abs=1e-6)
+    await t.sleep(10.0)
+    assert limiter.current_rate() == 15.0
+    # The poll budget is untouched by a throttle of the control plane.
+    assert limiter.current_rate(poll=True) == limiter.poll_rate
+
+
+@pytest.mark.anyio
+async def test_a_volley_of_429s_from_calls_in_flight_is_one_cut() -> None:
+    t = FakeTime()
+    limiter = RateLimiter(rate=16, clock=t)
+    for _ in range(10):  # ten calls in flight all answer 429 at once
+        limiter.throttled()
+    assert limiter.current_rate() == pytest.approx(8.0)
+    await t.sleep(1.0)
+    limiter.throttled()  # a second signal, a second apart: a second cut
+    assert limiter.current_rate() == pytest.approx((8.0 + 1.0) / 2)
+
+
+@pytest.mark.anyio
+async def test_the_rate_never_falls_below_its_floor() -> None:
+    t = FakeTime()
+    limiter = RateLimiter(rate=10, clock=t)
+    for _ in range(20):
+        limiter.throttled()
+        t.time += 1.0
+    assert limiter.current_rate() >= 1.0
+    assert limiter.current_rate() < 3.0
+
+
+@pytest.mark.anyio
+async def test_a_throttle_with_retry_after_also_pauses_everyone() -> None:
+    t = FakeTime()
+    limiter = RateLimiter(rate=15, clock=t)
+    limiter.throttled(2.0)
+    await limiter.acquire()
+    assert t.time == pytest.approx(1002.0)
+    Background(limiter).throttled(poll=True)
+    assert limiter.current_rate(poll=True) == pytest.approx(limiter.poll_rate / 2, rel=0.01)
+
+
+class LateTime(FakeTime):
+    """FakeTime whose first sleep of a chosen length overruns: an event loop busy elsewhere
+    woke that caller late."""
+
+    def __init__(self, overrun: float) -> None:
+        super().__init__()
+        self.overrun = overrun
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds > 0 and self.overrun:
+            seconds, self.overrun = seconds + self.overrun, 0.0
+        await super().sleep(seconds)
+
+
+@pytest.mark.anyio
+async def test_a_caller_woken_late_never_puts_the_window_over_the_quota() -> None:
+    """Slots are evenly spaced, but the first sleeper wakes 0.9 s late; without the window check
+    it would send together with the fourteen after it and the fifteenth, sixteen calls in one
+    second. Every one-second window stays at the quota."""
+    t = LateTime(overrun=0.9)
+    limiter = RateLimiter(rate=15, clock=t)
+    await limiter.acquire()  # the first slot is free; the next caller's sleeps
+    stamps: list[float] = [t.time]
+
+    async def caller() -> None:
+        await limiter.acquire()
+        stamps.append(t.time)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(40):
+            tg.start_soon(caller)
+    stamps.sort()
+    assert len(stamps) == 41
+    for i, start in enumerate(stamps):
+        assert len([s for s in stamps[i:] if s < start + 1.0 - 1e-6]) <= 15
