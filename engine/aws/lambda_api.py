@@ -353,15 +353,16 @@ class AwsLambda:
         retries = 0
         settle_deadline: float | None = None
         while True:
-            await self._limiter.acquire(poll=poll)
-            try:
-                answer = await getattr(self._client, method)(**kwargs)
-            except Exception as exc:  # every failure is translated
-                error = translate(exc, operation, mutating=mutating)
-            else:
-                if isinstance(answer, dict):
-                    answer.pop("ResponseMetadata", None)
-                return answer
+            # The call counts against the quota until its answer is back (engine.aws.ratelimit).
+            async with self._limiter.call(poll=poll):
+                try:
+                    answer = await getattr(self._client, method)(**kwargs)
+                except Exception as exc:  # every failure is translated
+                    error = translate(exc, operation, mutating=mutating)
+                else:
+                    if isinstance(answer, dict):
+                        answer.pop("ResponseMetadata", None)
+                    return answer
 
             if isinstance(error, AwsAmbiguous) or not error.retryable:
                 raise error from None

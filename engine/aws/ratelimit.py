@@ -18,9 +18,17 @@ counts, reads included: GetAlias, ListVersionsByFunction and GetFunctionConfigur
 same budget as the updates (only GetFunction, on its own quota, has a bucket of its own). Two
 guards keep glam at the quota without crossing it:
 
-- a window check at send time: a caller the event loop woke late (a busy loop delays one call,
-  not the ones after it) never makes the calls of any one-second window exceed the quota, even
-  where the evenly spaced slots would still have allowed it;
+- a window check at send time: no call is sent while ``rate`` calls may have reached AWS within
+  the last second. A caller the event loop woke late (a busy loop delays one call, not the ones
+  after it) cannot crowd the window of the slots after its own. AWS counts a call when it
+  *arrives*, and the way there takes a varying time (the event loop, signing, the connection,
+  the network: 2 to 35 ms on the embedded AWS, more on a loaded machine), so evenly spaced
+  sends at exactly the quota still arrive sixteen in some second. A call made through
+  :meth:`RateLimiter.call` therefore stays in the window until its answer came back, the
+  latest moment it can have arrived: the sixteenth call goes only one second after the answer
+  to the first. That costs one round trip per ``rate`` calls (15/s becomes 15 per 1.01 s at a
+  10 ms round trip) and holds however late a request travels; a call still unanswered keeps
+  its place in the window. A bare :meth:`RateLimiter.acquire` counts its send time only;
 - AIMD when AWS throttles anyway (another tool spends the same account's quota): ``throttled``
   halves the rate (multiplicative decrease, at most once per ``_CUT_SPACING`` so that a volley
   of 429s from calls already in flight counts as one signal) and honours ``Retry-After``; the
@@ -40,8 +48,8 @@ integration tests on a jumping test clock never sleep.
 from __future__ import annotations
 
 import math
-from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Protocol
@@ -74,7 +82,11 @@ _FLOOR = 0.1
 _CUT_SPACING = 1.0
 # The window of the send-time check: AWS's second, and a microsecond more, so that the rounding
 # of the slots' sums (fifteen times 1/15 is a hair under one) never lets a sixteenth call in.
+# The slots are spaced by _WINDOW / rate, so that evenly spaced calls never wait for the check.
 _WINDOW = 1.0 + 1e-6
+# How soon a call that waits on the window looks again while the call it waits for is still
+# unanswered (its answer, not the clock, frees the window).
+_RECHECK = 0.01
 
 
 class Pacer(Protocol):
@@ -94,6 +106,19 @@ class Pacer(Protocol):
         ``retry_after`` seconds when AWS said how long."""
         ...
 
+    def call(self, *, poll: bool = False) -> AbstractAsyncContextManager[None]:
+        """``async with pacer.call():`` around one request: its turn, then the request, which
+        counts in the window until it is answered (module docstring)."""
+        ...
+
+
+@dataclass(slots=True)
+class _Sent:
+    """One call in the window: when it was sent, and when its answer came (None: not yet)."""
+
+    at: float
+    answered: float | None = None
+
 
 @dataclass
 class _Bucket:
@@ -108,7 +133,7 @@ class _Bucket:
     increase: float = DEFAULT_INCREASE
     _cut_to: float = field(init=False, default=0.0)
     _cut_at: float = field(init=False, default=float("-inf"))
-    sent: deque[float] = field(init=False, default_factory=deque)
+    sent: list[_Sent] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self._cut_to = self.ceiling
@@ -122,14 +147,14 @@ class _Bucket:
 
     def reserve(self, now: float) -> float:
         """Reserve a slot; return the absolute time at which it may be used."""
-        interval = 1.0 / self.rate(now)
+        interval = _WINDOW / self.rate(now)
         tat = max(self.tat, now) + interval
         self.tat = tat
         return max(now, tat - self.burst * interval)
 
     def push_back(self, until: float) -> None:
         # After a pause the next slot starts at ``until``; no burst of saved-up credit either.
-        self.tat = max(self.tat, until + (self.burst - 1) / self.rate(until))
+        self.tat = max(self.tat, until + (self.burst - 1) * _WINDOW / self.rate(until))
 
     def cut(self, now: float, factor: float) -> bool:
         """Multiplicative decrease; False when a cut was made less than ``_CUT_SPACING`` ago."""
@@ -140,14 +165,22 @@ class _Bucket:
         return True
 
     def window_wait(self, now: float) -> float:
-        """Seconds until one more call keeps every ``_WINDOW`` within the ceiling (0: now)."""
+        """Seconds until one more call keeps every ``_WINDOW`` within the ceiling (0: now).
+
+        A call counts from its send until ``_WINDOW`` after its answer (until then, were it
+        still unanswered), the latest it can have reached AWS."""
         limit = max(1, math.floor(self.ceiling + 1e-9)) + self.burst - 1
-        sent = self.sent
-        while sent and sent[0] + _WINDOW <= now:  # the same sum as the wait below
-            sent.popleft()
+        # Kept while it may still count: the same sum as the wait below.
+        self.sent = sent = [
+            s for s in self.sent if s.answered is None or s.answered + _WINDOW > now
+        ]
         if len(sent) < limit:
             return 0.0
-        return sent[0] + _WINDOW - now
+        answered = sorted(s.answered for s in sent if s.answered is not None)
+        freed = len(sent) - limit  # the one whose leaving makes room: the oldest answer first
+        if freed >= len(answered):
+            return _RECHECK  # room comes only with an answer still awaited
+        return answered[freed] + _WINDOW - now
 
 
 @dataclass
@@ -180,7 +213,22 @@ class RateLimiter:
         self._polls = _Bucket(self.poll_rate, self.burst, float("-inf"), self.increase)
 
     async def acquire(self, *, poll: bool = False) -> None:
-        """Wait for this caller's turn. ``poll=True`` for GetFunction, which has its own budget."""
+        """Wait for this caller's turn. ``poll=True`` for GetFunction, which has its own budget.
+        The call counts in the window from now (:meth:`call` counts it until its answer)."""
+        sent = await self._turn(poll)
+        sent.answered = sent.at
+
+    @asynccontextmanager
+    async def call(self, *, poll: bool = False) -> AsyncIterator[None]:
+        """``async with limiter.call():`` around one request: :meth:`acquire`, and the call
+        counts in the window until the block ends, its answer (or failure) received."""
+        sent = await self._turn(poll)
+        try:
+            yield
+        finally:
+            sent.answered = self.clock.monotonic()
+
+    async def _turn(self, poll: bool) -> _Sent:
         bucket = self._polls if poll else self._calls
         started = self.clock.monotonic()
         while True:
@@ -196,18 +244,18 @@ class RateLimiter:
             # slot is forfeited and a new one reserved after the pause.
             if self.clock.monotonic() < self._paused_until:
                 continue
-            # Woken late, this call may fall into the window of later slots: it waits until
-            # the window has room (no await between the check and the send's record).
+            # Woken late, or the calls of the last second answered late: it waits until the
+            # window has room (no await between the check and the send's record).
             while (late := bucket.window_wait(self.clock.monotonic())) > 0:
                 await self.clock.sleep(late)
             if self.clock.monotonic() < self._paused_until:
                 continue
-            sent_at = self.clock.monotonic()
-            bucket.sent.append(sent_at)
-            waited = sent_at - started
+            sent = _Sent(self.clock.monotonic())
+            bucket.sent.append(sent)
+            waited = sent.at - started
             if waited > 0 and self.on_wait is not None:
                 self.on_wait(waited)
-            return
+            return sent
 
     def retry_after(self, seconds: float) -> None:
         """AWS asked to wait ``seconds``: every caller of this account+region pauses."""
@@ -258,14 +306,23 @@ class Background:
     async def acquire(self, *, poll: bool = False) -> None:
         """Wait for a slot of this lane's share, then for the limiter to be free, then take
         the limiter's next slot (reserved without an await: no call slips in between)."""
+        await self._share(poll)
+        await self.limiter.acquire(poll=poll)
+
+    @asynccontextmanager
+    async def call(self, *, poll: bool = False) -> AsyncIterator[None]:
+        """:meth:`acquire`'s turn for one request that counts until its answer."""
+        await self._share(poll)
+        async with self.limiter.call(poll=poll):
+            yield
+
+    async def _share(self, poll: bool) -> None:
+        # This lane's slot, then a limiter with nobody waiting ahead: no await between the
+        # last check and the limiter's reservation.
         limiter = self.limiter
         clock = limiter.clock
         at = (self._polls if poll else self._calls).reserve(clock.monotonic())
-        while True:
-            wait = max(at - clock.monotonic(), limiter.busy_for(poll=poll))
-            if wait <= 0:
-                await limiter.acquire(poll=poll)
-                return
+        while (wait := max(at - clock.monotonic(), limiter.busy_for(poll=poll))) > 0:
             await clock.sleep(wait)
 
     def retry_after(self, seconds: float) -> None:

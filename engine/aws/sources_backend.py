@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
+from contextlib import nullcontext
 from typing import Any
 
 from engine.aws.errors import translate
@@ -63,15 +64,14 @@ class AwsBackend:
         limiter = self._limiters.get(service)
         retries = 0
         while True:
-            if limiter is not None:
-                await limiter.acquire()
-            try:
-                answer = await method(**params)
-            except Exception as exc:  # every failure is translated
-                error = translate(exc, operation, mutating=mutating)
-            else:
-                answer.pop("ResponseMetadata", None)
-                return dict(answer)
+            async with limiter.call() if limiter is not None else nullcontext():
+                try:
+                    answer = await method(**params)
+                except Exception as exc:  # every failure is translated
+                    error = translate(exc, operation, mutating=mutating)
+                else:
+                    answer.pop("ResponseMetadata", None)
+                    return dict(answer)
             retries += 1
             if isinstance(error, AwsAmbiguous) or not error.retryable:
                 raise error from None

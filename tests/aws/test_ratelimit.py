@@ -11,6 +11,10 @@ import pytest
 
 from engine.aws.ratelimit import DEFAULT_SERVICE_RATE, Background, LimiterRegistry, RateLimiter
 
+# Slots are spaced by 1/rate of a window a microsecond over one second, so that the sum of
+# fifteen slots never rounds below the second: gaps are 0.1000001 s, not 0.1 s.
+SPACING = 1e-5
+
 
 class FakeTime:
     """Virtual time (an ``engine.ports.Clock``): a sleeper wakes when it holds the earliest
@@ -52,9 +56,11 @@ async def test_sequential_calls_are_spaced_by_the_rate() -> None:
         await limiter.acquire()
         stamps.append(t.time)
     assert stamps[0] == 1000.0
-    assert stamps[-1] - stamps[0] == pytest.approx(2.0)
+    # Spaced by a tenth of the window, which is a second and a microsecond (SPACING).
+    assert stamps[-1] - stamps[0] == pytest.approx(2.0, rel=SPACING)
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
-    assert all(g == pytest.approx(0.1) for g in gaps)
+    assert all(g == pytest.approx(0.1, rel=SPACING) for g in gaps)
+    assert all(g >= 0.1 for g in gaps)
 
 
 @pytest.mark.anyio
@@ -166,7 +172,7 @@ async def test_the_background_lane_takes_its_share_and_yields_to_deployments() -
         await lane.acquire()
         alone.append(t.time)
     gaps = [b - a for a, b in itertools.pairwise(alone)]
-    assert all(g == pytest.approx(0.5) for g in gaps)  # 1 / (10 * 0.2)
+    assert all(g == pytest.approx(0.5, rel=SPACING) for g in gaps)  # 1 / (10 * 0.2)
 
     served: list[tuple[str, float]] = []
 
@@ -192,7 +198,7 @@ async def test_the_background_lane_takes_its_share_and_yields_to_deployments() -
     assert deploys[-1] - start <= 2.0 + 3 * 0.1 + 1e-9
     assert len(drifts) == 3
     assert all(
-        b - a == pytest.approx(0.1) or b - a == pytest.approx(0.2)
+        b - a == pytest.approx(0.1, rel=SPACING) or b - a == pytest.approx(0.2, rel=SPACING)
         for a, b in itertools.pairwise(deploys)
     )
     assert sorted(set(drifts) & set(deploys)) == []  # never the same slot
@@ -299,3 +305,51 @@ async def test_a_caller_woken_late_never_puts_the_window_over_the_quota() -> Non
     assert len(stamps) == 41
     for i, start in enumerate(stamps):
         assert len([s for s in stamps[i:] if s < start + 1.0 - 1e-6]) <= 15
+
+
+@pytest.mark.anyio
+async def test_a_call_counts_in_the_window_until_its_answer() -> None:
+    """AWS counts a call when it arrives, which may be as late as its answer: a call made
+    through ``call()`` keeps its place in the window until then, so the sixteenth call goes a
+    second after the first one's answer, not a second after its send."""
+    t = FakeTime()
+    limiter = RateLimiter(rate=15, clock=t)
+    async with limiter.call():
+        await t.sleep(0.3)  # a slow answer: the request may have arrived only now
+    answered = t.time
+    stamps = []
+    for _ in range(15):
+        async with limiter.call():
+            stamps.append(t.time)
+    # The calls after it are spaced by the rate; the fifteenth would be the sixteenth within a
+    # second of the first call's arrival (at the latest its answer), so it waits for that.
+    assert stamps[0] == answered
+    assert stamps[13] == pytest.approx(answered + 13 / 15, rel=SPACING)
+    assert stamps[14] == pytest.approx(answered + 1.0, rel=SPACING)  # not answered + 14/15
+    assert stamps[14] >= answered + 1.0
+
+
+@pytest.mark.anyio
+async def test_an_unanswered_call_holds_its_place_in_the_window() -> None:
+    """A request still in flight may not have reached AWS yet: it frees its place in the
+    window only a second after its answer, however long that takes."""
+    t = FakeTime()
+    limiter = RateLimiter(rate=2, clock=t)
+    stamps: list[float] = []
+
+    async def hold(seconds: float) -> None:
+        async with limiter.call():
+            stamps.append(t.time)
+            await t.sleep(seconds)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(hold, 5.0)
+        await anyio.lowlevel.checkpoint()
+        tg.start_soon(hold, 5.0)
+        await anyio.lowlevel.checkpoint()
+        tg.start_soon(hold, 0.0)
+    assert stamps[:2] == pytest.approx([1000.0, 1000.5], rel=SPACING)
+    # Both places are held by calls unanswered until 1005 and 1005.5: the third goes a
+    # second after the first answer, not a second after the first send.
+    assert stamps[2] >= 1006.0
+    assert stamps[2] == pytest.approx(1006.0, abs=0.02)
