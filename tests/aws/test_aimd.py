@@ -1,4 +1,4 @@
-"""AIMD against the embedded AWS: a 429 ThrottlingException from AWS (an injected throttle
+"""AIMD against the embedded AWS: a 429 TooManyRequestsException (an injected throttle
 fault, as another tool spending the same account's quota would cause) cuts the limiter's rate
 and pauses for its Retry-After; with AWS quiet again the rate climbs back by one call per
 second each second, to the quota."""
