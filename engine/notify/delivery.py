@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -35,10 +35,13 @@ OUTCOMES = ("delivered", "retried", "rejected", "gave_up", "dropped", "unresolve
 
 
 class Poster(Protocol):
-    """The HTTP port: POST ``body`` (JSON) to ``url``; the status code. A connection error
-    raises ``OSError`` (the caller bounds the time)."""
+    """The HTTP port: POST ``body`` (JSON) to ``url``, with ``headers`` besides the adapter's
+    own; the status code. A connection error raises ``OSError`` (the caller bounds the
+    time)."""
 
-    async def post(self, url: str, body: bytes) -> int: ...
+    async def post(
+        self, url: str, body: bytes, headers: Mapping[str, str] | None = None
+    ) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,37 +184,65 @@ class Notifier:
             log.warning("notification not sent: %s", exc.one_line())
             return
         body = self.payload(route, n)
-        for attempt in range(1, self.policy.attempts + 1):
-            status: int | None = None
-            try:
-                with anyio.fail_after(self.policy.timeout):
-                    status = await self._poster.post(url, body)
-            except (OSError, TimeoutError) as exc:
-                why = type(exc).__name__
-            else:
-                if 200 <= status < 300:
-                    self.counters.add(route.kind, "delivered")
-                    return
-                why = f"HTTP {status}"
-                if status < 500 and status != 429:
-                    self.counters.add(route.kind, "rejected")
-                    log.warning(
-                        "%s notification rejected (%s) by the URL in %s: not retried",
-                        route.kind,
-                        why,
-                        route.url.describe(),
-                    )
-                    return
-            if attempt == self.policy.attempts:
-                break
-            self.counters.add(route.kind, "retried")
-            await self._clock.sleep(self.policy.delay(attempt, self._rand))
-        self.counters.add(route.kind, "gave_up")
-        log.warning(
-            "%s notification of %s given up after %d attempts (%s), URL in %s",
-            route.kind,
-            n.kind,
-            self.policy.attempts,
-            why,
-            route.url.describe(),
+        outcome, why = await post_retried(
+            self._poster,
+            url,
+            body,
+            policy=self.policy,
+            clock=self._clock,
+            rand=self._rand,
+            retried=lambda: self.counters.add(route.kind, "retried"),
         )
+        self.counters.add(route.kind, outcome)
+        if outcome == "rejected":
+            log.warning(
+                "%s notification rejected (%s) by the URL in %s: not retried",
+                route.kind,
+                why,
+                route.url.describe(),
+            )
+        elif outcome == "gave_up":
+            log.warning(
+                "%s notification of %s given up after %d attempts (%s), URL in %s",
+                route.kind,
+                n.kind,
+                self.policy.attempts,
+                why,
+                route.url.describe(),
+            )
+
+
+async def post_retried(
+    poster: Poster,
+    url: str,
+    body: bytes,
+    *,
+    policy: RetryPolicy,
+    clock: Clock,
+    rand: Callable[[], float] = random.random,
+    retried: Callable[[], None] = lambda: None,
+    headers: Mapping[str, str] | None = None,
+) -> tuple[str, str]:
+    """POST ``body`` as ``policy`` says: ("delivered", ""), or ("rejected" | "gave_up", why).
+    A 5xx, a 429, a timeout or a connection error is retried after a jittered backoff (each
+    retry told to ``retried``); any other 4xx is not: the request itself is wrong."""
+    why = ""
+    for attempt in range(1, policy.attempts + 1):
+        try:
+            with anyio.fail_after(policy.timeout):
+                status = await (
+                    poster.post(url, body) if headers is None else poster.post(url, body, headers)
+                )
+        except (OSError, TimeoutError) as exc:
+            why = type(exc).__name__
+        else:
+            if 200 <= status < 300:
+                return "delivered", ""
+            why = f"HTTP {status}"
+            if status < 500 and status != 429:
+                return "rejected", why
+        if attempt == policy.attempts:
+            break
+        retried()
+        await clock.sleep(policy.delay(attempt, rand))
+    return "gave_up", why

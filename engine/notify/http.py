@@ -1,18 +1,22 @@
-"""The ``Poster`` adapter: one aiohttp session for every delivery."""
+"""The ``Poster`` adapter: one aiohttp session for every delivery (notifications' JSON, and
+traces' protobuf: ``engine.traces``)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import TracebackType
 
 import aiohttp
 
 
 class AiohttpPoster:
-    """POSTs JSON with aiohttp. Errors of the HTTP stack become ``OSError``/``TimeoutError``,
-    as the port says; the URL never appears in them (it is a secret)."""
+    """POSTs JSON (or ``content_type``) with aiohttp. Errors of the HTTP stack become
+    ``OSError``/``TimeoutError``, as the port says; the URL never appears in them (it is a
+    secret), nor do the ``headers`` a post is given (credentials, for a trace collector)."""
 
-    def __init__(self) -> None:
+    def __init__(self, content_type: str = "application/json") -> None:
         self._session: aiohttp.ClientSession | None = None
+        self._content_type = content_type
 
     async def __aenter__(self) -> AiohttpPoster:
         return self
@@ -25,17 +29,17 @@ class AiohttpPoster:
     ) -> None:
         await self.aclose()
 
-    async def post(self, url: str, body: bytes) -> int:
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str] | None = None) -> int:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                headers={"Content-Type": "application/json", "User-Agent": "glam"}
+                headers={"Content-Type": self._content_type, "User-Agent": "glam"}
             )
         try:
-            async with self._session.post(url, data=body) as response:
+            async with self._session.post(url, data=body, headers=headers) as response:
                 await response.read()
                 return response.status
         except aiohttp.ClientError as exc:
-            raise OSError(f"notification not delivered: {type(exc).__name__}") from None
+            raise OSError(f"not delivered: {type(exc).__name__}") from None
 
     async def aclose(self) -> None:
         if self._session is not None:
