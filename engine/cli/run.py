@@ -41,7 +41,7 @@ from engine.logs import LogFormat, get_logger, setup_logging
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from engine.config.model import GlamConfig
+    from engine.config.model import GlamConfig, TracesSection
     from engine.events import RecordedEvent
     from engine.notify import Notifier, Route
     from engine.ports import Clock
@@ -174,6 +174,16 @@ def run_command(
     as_json: Annotated[
         bool, typer.Option("--json", help="With --once: print the outcome as JSON.")
     ] = False,
+    otlp_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--otlp-endpoint",
+            help="Send each deployment as an OpenTelemetry trace to this OTLP/HTTP URL, e.g. "
+            "http://127.0.0.1:4318/v1/traces (else $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, "
+            "else the file's [traces]; default: off).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> int:
     """Run the engine: make AWS match the branches, deploying with canaries and rollbacks.
     With --once: exit 0 all succeeded, 1 something failed, 3 deletes are held."""
@@ -242,7 +252,7 @@ def run_command(
                 drift_interval=drift_interval,
             )
             notify.update(routes_from(glam), glam.engine.public_url)
-            return engine
+            return tracing(engine, otlp_endpoint, glam.traces)
 
         def reload_shared() -> EngineConfig:
             return _sharing(reload(), shared=shared, lease_ttl=lease_ttl)
@@ -263,10 +273,40 @@ def run_command(
     if drift_interval is not None:
         engine = dataclasses.replace(engine, drift_interval=drift_interval)
     return run_engine(
-        _sharing(with_server(engine, server), shared=shared, lease_ttl=lease_ttl),
+        tracing(
+            _sharing(with_server(engine, server), shared=shared, lease_ttl=lease_ttl),
+            otlp_endpoint,
+        ),
         once=once,
         shown=shown,
     )
+
+
+def tracing(
+    config: EngineConfig, flag: str | None, section: TracesSection | None = None
+) -> EngineConfig:
+    """``config`` exporting traces to ``--otlp-endpoint``, else to
+    ``$OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, else to the file's ``[traces]``; unchanged (off)
+    when none names an endpoint. The headers and attempts come from the file."""
+    from engine.config.model import TracesSection, check_otlp_endpoint
+    from engine.notify.delivery import RetryPolicy
+    from engine.traces import ENDPOINT_ENV, TraceSettings
+
+    section = section or TracesSection()
+    endpoint = flag or os.environ.get(ENDPOINT_ENV) or section.otlp_endpoint
+    if not endpoint:
+        return config
+    try:
+        check_otlp_endpoint(endpoint)
+    except ValueError as exc:
+        hint = "e.g. --otlp-endpoint http://127.0.0.1:4318/v1/traces"
+        raise UsageError(str(exc), hint=hint) from None
+    settings = TraceSettings(
+        endpoint=endpoint,
+        headers=section.header_refs,
+        policy=RetryPolicy(attempts=section.attempts),
+    )
+    return dataclasses.replace(config, traces=settings)
 
 
 def with_server(config: EngineConfig, server: ServerSettings | None) -> EngineConfig:

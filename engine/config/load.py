@@ -29,6 +29,7 @@ from engine.config.model import (
     GlamConfig,
     RepositorySettings,
     ServerSection,
+    TracesSection,
 )
 from engine.errors import ConfigFileError
 from engine.redact import repository_id
@@ -39,6 +40,7 @@ _TABLES: dict[str, tuple[type[BaseModel], str]] = {
     "repository": (RepositorySettings, "[[repository]]"),
     "account": (AccountSettings, "[[account]]"),
     "server": (ServerSection, "[server]"),
+    "traces": (TracesSection, "[traces]"),
 }
 _ARRAYS = frozenset({"repository", "account"})
 _HEADER_ARRAY = re.compile(r"^\s*\[\[\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]")

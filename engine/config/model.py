@@ -6,6 +6,7 @@ and branches it watches, and the AWS accounts it deploys to.
     [[repository]]      url (or path), branches, token, poll, paths
     [[account]]         id, role_arn, external_id, session_name, regions, rate
     [server]            listen, api_token, webhook_secret, auth_reads, allow_remote
+    [traces]            otlp_endpoint, headers: deployments as OpenTelemetry traces
 
 Each model checks its own fields (a field validator raises ``ValueError`` with the message
 the user reads); what needs several entries at once (the same repository twice, one account
@@ -387,6 +388,59 @@ class ServerSection(_Model):
         return None if self.webhook_secret is None else parse_token_ref(self.webhook_secret)
 
 
+class TracesSection(_Model):
+    """``[traces]``: every deployment exported as an OpenTelemetry trace to ``otlp_endpoint``
+    (OTLP/HTTP, e.g. ``http://127.0.0.1:4318/v1/traces``); off without it. ``headers`` maps
+    a header's name to a reference holding its value (an environment variable's name, a
+    Secrets Manager or SSM ARN), as a collector's API key is a secret. ``attempts``: how
+    often one export is tried before it is given up."""
+
+    otlp_endpoint: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    attempts: int = Field(5, ge=1, le=20)
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_otlp_endpoint(value)
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, ref in value.items():
+            if not re.fullmatch(r"[A-Za-z0-9-]+", name):
+                raise ValueError(f"{name!r} is not an HTTP header name")
+            try:
+                parse_token_ref(ref)
+            except ValueError as exc:
+                raise ValueError(
+                    f"header {name}: a value is a reference (an environment variable's name, "
+                    f"or a Secrets Manager or SSM ARN), never the secret itself: {exc}"
+                ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _needs_endpoint(self) -> TracesSection:
+        if self.otlp_endpoint is None and self.headers:
+            raise ValueError("headers need otlp_endpoint")
+        return self
+
+    @property
+    def header_refs(self) -> tuple[tuple[str, TokenRef], ...]:
+        return tuple(sorted((k, parse_token_ref(v)) for k, v in self.headers.items()))
+
+
+def check_otlp_endpoint(value: str) -> str:
+    """``value`` if it reads as an OTLP/HTTP URL, else ``ValueError``."""
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("otlp_endpoint must be an http:// or https:// URL (OTLP over HTTP)")
+    if "@" in value.split("://", 1)[1].split("/", 1)[0]:
+        raise ValueError("otlp_endpoint must not hold credentials: send them as headers")
+    return value
+
+
 class GlamConfig(_Model):
     """A whole ``glam.toml`` (or ``glam run --repo``'s flags, as a one-repository one)."""
 
@@ -394,6 +448,7 @@ class GlamConfig(_Model):
     repository: tuple[RepositorySettings, ...] = ()
     account: tuple[AccountSettings, ...] = ()
     server: ServerSection = ServerSection()
+    traces: TracesSection = TracesSection()
 
     @property
     def repositories(self) -> tuple[RepositorySettings, ...]:

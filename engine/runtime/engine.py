@@ -21,6 +21,9 @@ task group, owned by ``run``, holds everything the engine does while it runs:
                   its target (``engine.runtime.operators``)
     server        with ``config.server``: the HTTP server (health, metrics, the API, webhook
                   receivers; ``engine.server``), which wakes the loops above when told to
+    traces        with ``config.traces``: each finished deployment sent as an OpenTelemetry
+                  trace, following the log (``engine.traces``); with ``once``, what finished
+                  is sent before the engine stops
 
 The engine reaches the world through ports only: the event store (``ProjectionStore``; by
 default the SQLite file ``config.db``, see ``engine.store.open_store``), the repositories
@@ -82,7 +85,7 @@ from engine.tokens import TokenRef, TokenResolver
 from projections.runner import ProjectionRunner
 
 if TYPE_CHECKING:
-    pass
+    from engine.traces import TraceExporter, TraceSettings
 
 __all__ = ["Engine", "EngineConfig", "EventHook", "RunReport", "Watch", "WatchedBranch"]
 
@@ -175,6 +178,7 @@ class Engine:
                 hint="pass --db postgresql://USER@HOST:PORT/DATABASE, or run one engine",
             )
         self._drift: DriftSweep | None = None
+        self.traces: TraceExporter | None = None  # with config.traces, once entered
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -221,6 +225,8 @@ class Engine:
                 self._stack.push_async_callback(self._close_source, self._source_given)
             self.account = await first_account(self._ports, clock=self.clock)
             self._check_accounts(self.config)
+            if self.config.traces is not None and not self.config.shared:
+                self.traces = await self._trace_exporter(self.config.traces)
         except BaseException:
             await self._stack.aclose()
             raise
@@ -249,6 +255,20 @@ class Engine:
         # Not shielded here: the store's writer task group must exit in the scope it was
         # entered in; the store and the provider shield their own closing.
         await self._stack.aclose()
+
+    async def _trace_exporter(self, settings: TraceSettings) -> TraceExporter:
+        from engine.notify.http import AiohttpPoster
+        from engine.traces import TraceExporter
+        from engine.traces.otlp import CONTENT_TYPE, available
+
+        # ConfigError naming the extra to install, before anything runs; off the loop, as
+        # an import reads files.
+        await anyio.to_thread.run_sync(available)
+        poster = await self._stack.enter_async_context(AiohttpPoster(CONTENT_TYPE))
+        assert self._tokens is not None
+        return TraceExporter(
+            self.store, settings, poster=poster, resolve=self._tokens.resolve, clock=self.clock
+        )
 
     async def _close_source(self, source: RepoSource) -> None:
         with anyio.CancelScope(shield=True):
@@ -349,6 +369,8 @@ class Engine:
         )
         self._operators = operators
         tg.start_soon(self._project, name="glam projections")
+        if self.traces is not None:  # its checkpoint taken before any saga resumes
+            await self.traces.start()
         async for record in read_log(self.store):
             supervisor.recovering(record)
             operators.recovering(record)
@@ -360,8 +382,12 @@ class Engine:
             tg.start_soon(operators.loop, self.config.ops_poll, self.clock, name="glam operators")
             await operators.run_pass()  # commands given while no engine ran
             await supervisor.wait_idle()
+            if self.traces is not None:
+                await self.traces.catch_up()
             tg.cancel_scope.cancel()
         else:
+            if self.traces is not None:
+                tg.start_soon(self.traces.run, name="glam traces")
             fleet.start_loops()
             tg.start_soon(operators.loop, self.config.ops_poll, self.clock, name="glam operators")
             if self.config.drift_interval > 0:

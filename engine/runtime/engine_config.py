@@ -20,6 +20,7 @@ from engine.tokens import TokenRef
 if TYPE_CHECKING:
     from engine.config.model import AccountSettings
     from engine.server.settings import ServerSettings
+    from engine.traces import TraceSettings
 
 DEFAULT_DB = Path(".glam") / "glam.db"
 
@@ -76,6 +77,8 @@ class EngineConfig:
     engine_id: str | None = None  # the name in the lease table (default: host, pid, random)
     # Seconds between two drift sweeps (engine.runtime.drift); 0: no sweep.
     drift_interval: float = DEFAULT_DRIFT_INTERVAL
+    # Each finished deployment sent as an OpenTelemetry trace (engine.traces); None: off.
+    traces: TraceSettings | None = None
 
     def watched(self) -> tuple[Watch, ...]:
         """The branches to watch: ``watches``, else ``repo``'s one; none at all for an engine

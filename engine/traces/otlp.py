@@ -4,6 +4,7 @@ extra); ``decode`` is what a collector does, for the tests and for ``glam`` to c
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -19,6 +20,7 @@ _KIND = {"internal": 1, "client": 3}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+@functools.cache
 def _proto() -> Any:
     try:
         from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
@@ -31,10 +33,13 @@ def _proto() -> Any:
 
 
 def available() -> None:
-    """Raise ``ConfigError`` (saying what to install) unless OTLP can be encoded here."""
+    """Raise ``ConfigError`` (saying what to install) unless OTLP can be encoded here. It
+    reads files (the import, the package's version): call it off the event loop, once."""
     _proto()
+    _glam_version()
 
 
+@functools.cache
 def _glam_version() -> str:
     try:
         return version("glam-gitops")
