@@ -285,28 +285,12 @@ def run_command(
 def tracing(
     config: EngineConfig, flag: str | None, section: TracesSection | None = None
 ) -> EngineConfig:
-    """``config`` exporting traces to ``--otlp-endpoint``, else to
-    ``$OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, else to the file's ``[traces]``; unchanged (off)
-    when none names an endpoint. The headers and attempts come from the file."""
-    from engine.config.model import TracesSection, check_otlp_endpoint
-    from engine.notify.delivery import RetryPolicy
-    from engine.traces import ENDPOINT_ENV, TraceSettings
+    """``config`` exporting traces where ``engine.traces.exporter.settings_from`` says:
+    ``--otlp-endpoint``, the OTel variable or the file's ``[traces]``; unchanged (off) else."""
+    from engine.traces.exporter import settings_from
 
-    section = section or TracesSection()
-    endpoint = flag or os.environ.get(ENDPOINT_ENV) or section.otlp_endpoint
-    if not endpoint:
-        return config
-    try:
-        check_otlp_endpoint(endpoint)
-    except ValueError as exc:
-        hint = "e.g. --otlp-endpoint http://127.0.0.1:4318/v1/traces"
-        raise UsageError(str(exc), hint=hint) from None
-    settings = TraceSettings(
-        endpoint=endpoint,
-        headers=section.header_refs,
-        policy=RetryPolicy(attempts=section.attempts),
-    )
-    return dataclasses.replace(config, traces=settings)
+    settings = settings_from(flag, section)
+    return config if settings is None else dataclasses.replace(config, traces=settings)
 
 
 def with_server(config: EngineConfig, server: ServerSettings | None) -> EngineConfig:

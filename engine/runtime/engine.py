@@ -85,7 +85,7 @@ from engine.tokens import TokenRef, TokenResolver
 from projections.runner import ProjectionRunner
 
 if TYPE_CHECKING:
-    from engine.traces import TraceExporter, TraceSettings
+    from engine.traces import TraceExporter
 
 __all__ = ["Engine", "EngineConfig", "EventHook", "RunReport", "Watch", "WatchedBranch"]
 
@@ -225,8 +225,18 @@ class Engine:
                 self._stack.push_async_callback(self._close_source, self._source_given)
             self.account = await first_account(self._ports, clock=self.clock)
             self._check_accounts(self.config)
-            if self.config.traces is not None and not self.config.shared:
-                self.traces = await self._trace_exporter(self.config.traces)
+            if self.config.traces is not None and self.config.shared:
+                log.warning("traces are not exported by shared engines yet (docs/traces.md)")
+            elif self.config.traces is not None:
+                from engine.traces.exporter import open_exporter
+
+                self.traces = await open_exporter(
+                    self._stack,
+                    self.store,
+                    self.config.traces,
+                    resolve=self._tokens.resolve,
+                    clock=self.clock,
+                )
         except BaseException:
             await self._stack.aclose()
             raise
@@ -255,20 +265,6 @@ class Engine:
         # Not shielded here: the store's writer task group must exit in the scope it was
         # entered in; the store and the provider shield their own closing.
         await self._stack.aclose()
-
-    async def _trace_exporter(self, settings: TraceSettings) -> TraceExporter:
-        from engine.notify.http import AiohttpPoster
-        from engine.traces import TraceExporter
-        from engine.traces.otlp import CONTENT_TYPE, available
-
-        # ConfigError naming the extra to install, before anything runs; off the loop, as
-        # an import reads files.
-        await anyio.to_thread.run_sync(available)
-        poster = await self._stack.enter_async_context(AiohttpPoster(CONTENT_TYPE))
-        assert self._tokens is not None
-        return TraceExporter(
-            self.store, settings, poster=poster, resolve=self._tokens.resolve, clock=self.clock
-        )
 
     async def _close_source(self, source: RepoSource) -> None:
         with anyio.CancelScope(shield=True):

@@ -19,13 +19,16 @@ collector's credentials) are resolved from their references at each export and n
 
 from __future__ import annotations
 
+import os
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import anyio
 
-from engine.errors import GlamError
+from engine.errors import GlamError, UsageError
 from engine.events import RecordedEvent
 from engine.events.function import DeploymentFinished, DeploymentRequested
 from engine.logs import get_logger
@@ -34,6 +37,9 @@ from engine.ports import Clock, ProjectionStore
 from engine.tokens import TokenRef
 from engine.traces.build import Span, deployment_trace
 from engine.traces.otlp import encode
+
+if TYPE_CHECKING:
+    from engine.config.model import TracesSection
 
 log = get_logger("traces")
 
@@ -57,6 +63,50 @@ class TraceSettings:
 # Exports by outcome (delivered, retried, rejected, gave_up, unresolved, error), under the
 # kind "otlp": apart from the notifications' counters.
 COUNTERS = DeliveryCounters()
+
+
+def settings_from(
+    flag: str | None,
+    section: TracesSection | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> TraceSettings | None:
+    """Where ``glam run`` sends traces: ``--otlp-endpoint``, else
+    ``$OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, else the file's ``[traces]``; None (off) when
+    none names an endpoint. The headers and attempts come from the file."""
+    from engine.config.model import TracesSection, check_otlp_endpoint
+
+    section = section or TracesSection()
+    endpoint = flag or environ.get(ENDPOINT_ENV) or section.otlp_endpoint
+    if not endpoint:
+        return None
+    try:
+        check_otlp_endpoint(endpoint)
+    except ValueError as exc:
+        hint = "e.g. --otlp-endpoint http://127.0.0.1:4318/v1/traces"
+        raise UsageError(str(exc), hint=hint) from None
+    return TraceSettings(
+        endpoint=endpoint,
+        headers=section.header_refs,
+        policy=RetryPolicy(attempts=section.attempts),
+    )
+
+
+async def open_exporter(
+    stack: AsyncExitStack,
+    store: ProjectionStore,
+    settings: TraceSettings,
+    *,
+    resolve: Callable[[TokenRef], Awaitable[str]],
+    clock: Clock,
+) -> TraceExporter:
+    """The engine's exporter, its HTTP session closed with ``stack``. ``ConfigError`` naming
+    the extra to install when OTLP cannot be encoded here, before anything runs."""
+    from engine.notify.http import AiohttpPoster
+    from engine.traces.otlp import CONTENT_TYPE, available
+
+    await anyio.to_thread.run_sync(available)  # off the loop: an import reads files
+    poster = await stack.enter_async_context(AiohttpPoster(CONTENT_TYPE))
+    return TraceExporter(store, settings, poster=poster, resolve=resolve, clock=clock)
 
 
 class TraceExporter:

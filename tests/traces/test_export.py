@@ -80,7 +80,7 @@ async def test_rolled_back_canary_is_one_trace(
     its steps in order with the log's times, each AWS call under its step, the traffic shift
     and the alarm as span events; the collector's key is sent and never logged."""
     monkeypatch.setenv("GLAM_TEST_OTLP_KEY", SECRET)
-    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="glam")
     await _canary_rolled_back_mid_bake(setup, collector)
     assert len(collector.requests) == 2  # one per deployment, sent as it finished
     assert {h["X-Api-Key"] for h in collector.headers} == {SECRET}
