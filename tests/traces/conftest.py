@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import pytest
 from aiohttp import web
 
@@ -22,6 +23,7 @@ class Collector:
     requests: list[list[Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
+    received: anyio.Event = field(default_factory=anyio.Event)  # set at the first trace
 
     async def handle(self, request: web.Request) -> web.Response:
         status = self.statuses.pop(0) if self.statuses else 200
@@ -32,6 +34,7 @@ class Collector:
                 [span for rs in body.resource_spans for ss in rs.scope_spans for span in ss.spans]
             )
             self.headers.append(dict(request.headers))
+            self.received.set()
         return web.Response(status=status)
 
     def traces(self) -> dict[bytes, list[Any]]:

@@ -3,7 +3,9 @@ stand-in over HTTP: the span tree of a canary rolled back, once, and nothing whe
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -192,10 +194,42 @@ async def test_a_failing_collector_is_retried_then_given_up(
     assert len(collector.requests) == 1
 
 
+async def test_a_running_engine_exports_as_deployments_finish(
+    setup: Setup, local_aws: LocalAwsThread, collector: Collector
+) -> None:
+    """Without ``--once`` the exporter follows the log and sends each deployment as it
+    finds its end, without stopping."""
+    write_function(setup.repo, setup.outputs)
+    setup.repo.commit("blue")
+    assert outcomes(await setup.run_once()) == ["succeeded"]
+    async with SqliteEventStore(setup.db) as store:
+        await store.save_views(PROJECTION, 1, {})  # as if on before the deployment
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_follow, store, collector)
+                await collector.received.wait()
+                tg.cancel_scope.cancel()
+    (spans,) = collector.requests
+    assert spans[0].name == "deploy orders"
+
+
+async def _follow(store: SqliteEventStore, collector: Collector) -> None:
+    async with _exporter(store, collector) as exporter:
+        await exporter.run()
+
+
 async def _catch_up(
     store: SqliteEventStore, collector: Collector, counters: DeliveryCounters | None = None
 ) -> None:
     """What an engine's exporter does at the end of ``glam run --once``."""
+    async with _exporter(store, collector, counters) as exporter:
+        await exporter.catch_up()
+
+
+@contextlib.asynccontextmanager
+async def _exporter(
+    store: SqliteEventStore, collector: Collector, counters: DeliveryCounters | None = None
+) -> AsyncIterator[TraceExporter]:
     from engine.notify.http import AiohttpPoster
     from engine.runtime.clock import SystemClock
 
@@ -203,7 +237,7 @@ async def _catch_up(
         return SECRET
 
     async with AiohttpPoster(CONTENT_TYPE) as poster:
-        exporter = TraceExporter(
+        yield TraceExporter(
             store,
             _settings(collector),
             poster=poster,
@@ -211,7 +245,6 @@ async def _catch_up(
             clock=SystemClock(),
             counters=counters or DeliveryCounters(),
         )
-        await exporter.catch_up()
 
 
 def _attr(item: Any, key: str) -> Any:
