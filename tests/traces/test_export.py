@@ -71,6 +71,7 @@ async def _canary_rolled_back_mid_bake(setup: Setup, collector: Collector) -> No
     await set_alarm_state(setup.endpoint_url, ALARM, "OK", region=setup.region)
 
 
+@pytest.mark.slow  # three engine runs, a bake among them
 async def test_rolled_back_canary_is_one_trace(
     setup: Setup,
     local_aws: LocalAwsThread,
@@ -131,6 +132,7 @@ async def test_rolled_back_canary_is_one_trace(
     assert all(s.parent_span_id in parents for s in spans if s is not root)
 
 
+@pytest.mark.slow  # four engine runs
 async def test_a_restart_exports_nothing_twice(
     setup: Setup, local_aws: LocalAwsThread, collector: Collector, monkeypatch: pytest.MonkeyPatch
 ) -> None:
