@@ -19,7 +19,10 @@ Series (all prefixed ``glam_``)::
     function_weight{function,alias}                   gauge     share on the new version
     bake_seconds_left{function}                       gauge     while a step bakes
     operator_commands_total{command}                  counter   from the log
-    drift_functions                                   gauge     functions found drifted
+    drift_functions                                   gauge     functions drifted, not resolved
+    drift_detected_total                              counter   differences found, from the log
+    notifications_total{kind,outcome}                 counter   webhook and Slack deliveries
+    trace_exports_total{outcome}                      counter   OTLP exports of deployments
     log_position                                      gauge     last event folded
     log_append_seconds                                histogram one append call
     log_appended_events_total                         counter
@@ -184,9 +187,38 @@ class LogCollector(Collector):
         for command in ("promote", "abort", "retry", "allow_deletes"):
             commands.add_metric([command], tally.commands.get(command, 0))
         yield commands
-        # Drift detection is not part of this engine yet: nothing is ever found drifted.
-        yield GaugeMetricFamily("glam_drift_functions", "Functions whose AWS state drifted", 0)
+        yield GaugeMetricFamily(
+            "glam_drift_functions",
+            "Functions whose AWS state differs from what glam deployed (drift not resolved)",
+            len(tally.drift),
+        )
+        yield CounterMetricFamily(
+            "glam_drift_detected", "Differences from AWS found by drift sweeps", tally.drift_found
+        )
+        yield from _deliveries()
         yield GaugeMetricFamily("glam_log_position", "Position of the last event", state.position)
+
+
+def _deliveries() -> Iterator[Metric]:
+    """The notifier's and the trace exporter's delivery counters (one engine a process: the
+    counters are the process's)."""
+    from engine.notify.delivery import COUNTERS as NOTIFICATIONS
+    from engine.traces.exporter import COUNTERS as TRACES
+
+    notifications = CounterMetricFamily(
+        "glam_notifications",
+        "Notification deliveries, by sink kind and outcome",
+        labels=["kind", "outcome"],
+    )
+    for (kind, outcome), count in sorted(NOTIFICATIONS.snapshot().items()):
+        notifications.add_metric([kind, outcome], count)
+    yield notifications
+    traces = CounterMetricFamily(
+        "glam_trace_exports", "Deployments exported as OTLP traces, by outcome", labels=["outcome"]
+    )
+    for (_, outcome), count in sorted(TRACES.snapshot().items()):
+        traces.add_metric([outcome], count)
+    yield traces
 
 
 def _split_repo_stream(stream: str) -> tuple[str, str]:

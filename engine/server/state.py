@@ -28,6 +28,9 @@ from engine.events import RecordedEvent
 from engine.events.function import (
     DeploymentFinished,
     DeploymentRequested,
+    DriftDetected,
+    DriftResolved,
+    FunctionDeleted,
     RollbackStarted,
     TimerStarted,
     TrafficShifted,
@@ -48,6 +51,10 @@ class Tally:
     finished: Counter[str] = field(default_factory=Counter)  # by outcome
     commands: Counter[str] = field(default_factory=Counter)  # operator commands by command
     bakes: dict[str, datetime] = field(default_factory=dict)  # function stream -> bake end
+    # Function stream -> the paths found drifted and not resolved since (DriftDetected and
+    # DriftResolved); a deleted function drifts no more.
+    drift: dict[str, set[str]] = field(default_factory=dict)
+    drift_found: int = 0  # DriftDetected events
 
 
 class LogState:
@@ -190,6 +197,17 @@ class LogState:
                 self._touch(event.deployment_id, record.recorded_at)
             case OperatorCommandIssued():
                 tally.commands[event.command] += 1
+            case DriftDetected():
+                tally.drift.setdefault(record.stream, set()).add(event.path)
+                tally.drift_found += 1
+            case DriftResolved():
+                paths = tally.drift.get(record.stream, set())
+                paths.discard(event.path)
+                if not paths:
+                    tally.drift.pop(record.stream, None)
+            case FunctionDeleted():
+                tally.drift.pop(record.stream, None)
+                self._touch(event.deployment_id, record.recorded_at)
             case _:
                 deployment_id = getattr(event, "deployment_id", None)
                 if isinstance(deployment_id, str):

@@ -4,7 +4,9 @@ canary, AWS calls, appends, fetches; the log's numbers are the same after a rest
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from pathlib import Path
 
 import anyio
 import pytest
@@ -26,6 +28,10 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 async def scrape(srv: Served) -> Samples:
     status, text = await srv.get("/metrics")
     assert status == 200
+    return samples(text)
+
+
+def samples(text: str) -> Samples:
     out: Samples = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -117,3 +123,43 @@ async def _settled(srv: Served, position: int) -> Samples:
             if value(samples, "glam_log_position") >= position:
                 return samples
             await anyio.sleep(0.05)
+
+
+def test_drift_and_deliveries_are_counted() -> None:
+    """Drift folded from the log (the 0.1-drift golden log: two differences found, then both
+    resolved), the notifier's and the trace exporter's deliveries: each is a series."""
+    from datetime import UTC, datetime
+
+    from engine.notify.delivery import COUNTERS as NOTIFICATIONS
+    from engine.runtime.clock import SystemClock
+    from engine.server.metrics import EngineMetrics
+    from engine.server.state import LogState
+    from engine.store.memory import MemoryEventStore
+    from engine.store.records import StoredRow, to_recorded
+    from engine.traces.exporter import COUNTERS as TRACES
+
+    golden = Path(__file__).parents[1] / "golden" / "log-0.1-drift.jsonl"
+    records = [
+        to_recorded(StoredRow(**json.loads(line))) for line in golden.read_text().splitlines()
+    ]
+    state = LogState(MemoryEventStore(), SystemClock())
+    metrics = EngineMetrics(lambda: datetime.now(UTC))
+    metrics.attach(state, lambda: datetime.now(UTC))
+    before_webhooks = NOTIFICATIONS.snapshot().get(("webhook", "delivered"), 0)
+    before_traces = TRACES.snapshot().get(("otlp", "delivered"), 0)
+    NOTIFICATIONS.add("webhook", "delivered")
+    TRACES.add("otlp", "delivered")
+    found = [i for i, r in enumerate(records) if r.event.type == "DriftDetected"]
+    for record in records[: found[-1] + 1]:
+        state.apply(record)
+    mid = samples(metrics.render().decode())
+    assert value(mid, "glam_drift_functions") == 1
+    assert value(mid, "glam_drift_detected_total") == 2
+    for record in records[found[-1] + 1 :]:
+        state.apply(record)
+    after = samples(metrics.render().decode())
+    assert value(after, "glam_drift_functions") == 0
+    assert value(after, "glam_drift_detected_total") == 2
+    delivered = {"kind": "webhook", "outcome": "delivered"}
+    assert value(after, "glam_notifications_total", **delivered) == before_webhooks + 1
+    assert value(after, "glam_trace_exports_total", outcome="delivered") == before_traces + 1
