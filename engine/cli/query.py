@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import anyio
 import typer
 
+from engine.branch_plans import PLAN_EVENT_TYPES, BranchPlan, latest_plans
 from engine.cli.app import app
 from engine.cli.common import DbOption, JsonOption, current_views, read_log
 from engine.cli.db import chain_line
@@ -43,10 +44,9 @@ from engine.events.function import (
     DeploymentRequested,
     DriftDetected,
     FunctionOwner,
-    OperatorRequested,
 )
 from engine.events.operator import OPS_STREAM
-from engine.events.repo import CommitPlanned, DefinitionRejected, DeletesHeld
+from engine.events.repo import DeletesHeld
 from engine.logs import mask_environment
 from engine.redact import repository_id
 from engine.streams import FUNCTION_PREFIX, REPO_PREFIX, is_function_stream, parse_repo_stream
@@ -155,38 +155,8 @@ async def _owners(store: Store) -> dict[str, FunctionOwner]:
     return last
 
 
-@dataclass
-class _BranchPlan:
-    """A branch's latest plan, as ``glam status`` shows it: what it refused and holds."""
-
-    stream: str
-    sha: str
-    rejected: list[DefinitionRejected]
-    held: DeletesHeld | None = None
-
-
-async def _latest_plans(store: Store) -> list[_BranchPlan]:
-    types = {"CommitPlanned", "DefinitionRejected", "DeletesHeld", "OperatorRequested"}
-    plans: dict[str, _BranchPlan] = {}
-    for record in await store.read_selected(types):
-        if not record.stream.startswith(REPO_PREFIX):
-            continue
-        event = record.event
-        current = plans.get(record.stream)
-        match event:
-            case CommitPlanned():
-                plans[record.stream] = _BranchPlan(record.stream, event.sha, [])
-            case DefinitionRejected() if current is not None and event.sha == current.sha:
-                current.rejected.append(event)
-            case DeletesHeld() if current is not None and event.sha == current.sha:
-                current.held = event
-            case OperatorRequested(command="allow_deletes", outcome="applied") if (
-                current is not None and event.target == current.sha
-            ):
-                current.held = None
-            case _:
-                pass
-    return [plans[k] for k in sorted(plans)]
+async def _latest_plans(store: Store) -> list[BranchPlan]:
+    return latest_plans(await store.read_selected(PLAN_EVENT_TYPES))
 
 
 # -- glam events ---------------------------------------------------------------------------
@@ -356,7 +326,7 @@ def status(
 
     async def body(
         store: Store,
-    ) -> tuple[Views, dict[str, FunctionOwner], list[_BranchPlan], _Drift, str]:
+    ) -> tuple[Views, dict[str, FunctionOwner], list[BranchPlan], _Drift, str]:
         views, owners = await current_views(store), await _owners(store)
         drift = open_drift(await store.read_selected(DRIFT_EVENT_TYPES))
         return views, owners, await _latest_plans(store), drift, await chain_line(store)

@@ -87,6 +87,15 @@ class Auth:
         self._reads = reads
         self._read = read
 
+    @property
+    def configured(self) -> bool:
+        """Whether a token is configured at all (writes are possible)."""
+        return self._token is not None
+
+    async def expected(self) -> str | None:
+        """The token's current value (None: none configured, or it cannot be read now)."""
+        return await self._read(self._token) if self._token is not None else None
+
     def needs_token(self, level: Access) -> bool:
         return level == "write" or (level == "read" and self._reads)
 
@@ -94,7 +103,7 @@ class Auth:
         """Return when ``request`` may use a route of ``level``; else raise a 401."""
         if not self.needs_token(level):
             return
-        expected = await self._read(self._token) if self._token is not None else None
+        expected = await self.expected()
         if token_matches(presented_token(request), expected):
             return
         if self._token is None:

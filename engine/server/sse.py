@@ -26,9 +26,11 @@ from aiohttp import web
 from engine.errors import UsageError
 from engine.events import RecordedEvent
 from engine.events.catalog import EVENT_CLASSES
-from engine.server.app import Context, context
+from engine.ports import EventStore
+from engine.server.app import context
 from engine.server.auth import access
 from engine.server.present import event_json
+from engine.server.state import LogState
 
 API = "/api/v1"
 PAGE = 100
@@ -75,7 +77,10 @@ async def events(request: web.Request) -> web.StreamResponse:
         resume = request.headers.get("Last-Event-ID")
         if resume is not None and resume.strip():
             since = _position(resume, "Last-Event-ID")
-        return await _stream(request, context(request), since, keep)
+        ctx = context(request)
+        return await stream(
+            request, ctx.engine.store, ctx.state, since, keep, heartbeat=ctx.settings.heartbeat
+        )
     limit_text = request.query.get("limit")
     limit = PAGE if limit_text is None else _position(limit_text, "limit")
     if limit < 1:
@@ -103,9 +108,18 @@ def _frame(record: RecordedEvent) -> bytes:
     return f"id: {record.position}\nevent: {record.type}\ndata: {data}\n\n".encode()
 
 
-async def _stream(
-    request: web.Request, ctx: Context, since: int, keep: Callable[[RecordedEvent], bool]
+async def stream(
+    request: web.Request,
+    store: EventStore,
+    state: LogState,
+    since: int,
+    keep: Callable[[RecordedEvent], bool],
+    *,
+    heartbeat: float,
 ) -> web.StreamResponse:
+    """Answer ``request`` with the events of ``store`` after ``since`` that ``keep`` keeps, as
+    a server-sent event stream, until the client goes or ``state`` closes (the dashboard's
+    stream is this one too)."""
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -114,11 +128,10 @@ async def _stream(
         }
     )
     await response.prepare(request)
-    store = ctx.engine.store
     position = since
     try:
         await response.write(b"retry: 2000\n\n")
-        while not ctx.state.closed:
+        while not state.closed:
             batch = await store.read_all(position + 1, limit=_READ)
             for record in batch:
                 position = record.position
@@ -126,9 +139,9 @@ async def _stream(
                     await response.write(_frame(record))
             if len(batch) == _READ:
                 continue
-            if await ctx.state.wait_beyond(position, ctx.settings.heartbeat):
+            if await state.wait_beyond(position, heartbeat):
                 continue
-            if ctx.state.stopping():
+            if state.stopping():
                 break
             await response.write(b": keep-alive\n\n")
     except (ConnectionResetError, ConnectionError):

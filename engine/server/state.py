@@ -79,6 +79,8 @@ class LogState:
         # the timer it waits on), for /readyz's stuck check.
         self.last_activity: dict[str, datetime] = {}
         self._changed = anyio.Event()
+        # Told of every event after the fold has it (the dashboard keeps its own indexes).
+        self.observers: list[Callable[[RecordedEvent], None]] = []
 
     @property
     def position(self) -> int:
@@ -114,6 +116,8 @@ class LogState:
                 self.commit_seen[key] = record.position
                 self.commit_seen_at[key] = record.recorded_at
         self._index(record)
+        for observe in self.observers:
+            observe(record)
         if self.loaded:
             self._notify()
         elif record.position % 1000 == 0:
