@@ -8,6 +8,7 @@ import sys
 from engine.cli import (
     aws_local,
     config,
+    dashboard,
     db,
     demo,
     drift,
@@ -29,6 +30,7 @@ from engine.errors import GlamError
 SUBCOMMANDS = (
     aws_local,
     config,
+    dashboard,
     db,
     demo,
     drift,

@@ -11,11 +11,12 @@ The routes (docs/api.md has every one, with its parameters and answers)::
                   events, sync, operator commands
     /api/v1/...   Gitmoxi's endpoints                    gitmoxi.py
     POST /hooks/github  /hooks/gitlab  /hooks/generic    webhooks.py
+    GET  /  /dashboard/...                               dashboard/
 
 Every request goes through ``_middleware``: the token check of its route (``auth``), then the
 handler; a ``GlamError`` becomes a JSON error with the status its kind calls for, anything
-else a 500 that is logged and never reaches the engine. A later module (a dashboard) adds its
-routes with ``add_routes`` on the same context.
+else a 500 that is logged and never reaches the engine. The dashboard (``engine.server.dashboard``)
+adds its pages on the same context.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def json_error(status: int, message: str, hint: str | None = None) -> web.Respon
     return web.json_response(body, status=status)
 
 
-def _status_of(exc: GlamError) -> int:
+def status_of(exc: GlamError) -> int:
     if isinstance(exc, UnknownTarget):
         return 404
     if isinstance(exc, CommandRefused | AmbiguousTarget):
@@ -93,7 +94,7 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
     except web.HTTPException:
         raise
     except GlamError as exc:
-        status = _status_of(exc)
+        status = status_of(exc)
         if status >= 500:
             log.error("%s %s: %s", request.method, request.path, exc.one_line())
         return json_error(status, exc.message, exc.hint)
@@ -181,7 +182,7 @@ RouteAdder = Callable[[web.Application], None]
 
 def make_app(ctx: Context, extra: tuple[RouteAdder, ...] = ()) -> web.Application:
     """The application with every route; ``extra`` adds more (a dashboard)."""
-    from engine.server import api, gitmoxi, sse, webhooks
+    from engine.server import api, dashboard, gitmoxi, sse, webhooks
 
     app = web.Application(middlewares=[_middleware], client_max_size=ctx.settings.max_body)
     app[CONTEXT] = ctx
@@ -192,6 +193,7 @@ def make_app(ctx: Context, extra: tuple[RouteAdder, ...] = ()) -> web.Applicatio
     gitmoxi.add_routes(app)  # before api: /api/v1/deployments/lambda before /{id}
     api.add_routes(app)
     webhooks.add_routes(app)
+    dashboard.add_routes(app)
     for add in extra:
         add(app)
     return app

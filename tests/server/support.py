@@ -18,6 +18,7 @@ import aiohttp
 import anyio
 
 import engine.server.app  # loaded here, not by an engine inside a test's loop
+import engine.server.dashboard
 import engine.server.metrics  # noqa: F401 - (reading modules there is a blocking call)
 from engine.events import RecordedEvent
 from engine.runtime.engine import Engine, RunReport
