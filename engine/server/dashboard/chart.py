@@ -1,5 +1,8 @@
-"""The function page's chart: the share of the alias's traffic on the new version over time,
-with each deployment's start, its alarm observations, rollbacks and outcomes marked. Pure:
+"""The function page's chart: the share of the alias's traffic on the new version, event by
+event, with each deployment's start, its alarm observations, rollbacks and outcomes marked.
+The marks are evenly spaced in log order, not by time: a canary's seconds would otherwise be
+a sliver beside the days between deployments (each mark's time is in its tooltip and the
+table; the axis shows the first and the last). Pure:
 events in, SVG text out, readable without JavaScript (every mark has a text label and a
 ``<title>``; the page lists the same marks in a table below the chart).
 
@@ -113,10 +116,8 @@ def _svg(marks: list[Mark]) -> Markup:
         )
         return Markup("".join(out))  # noqa: S704 - every value in it is a number or escaped
     start, end = marks[0].at, marks[-1].at
-    span = max((end - start).total_seconds(), 1.0)
-
-    def x(at: datetime) -> float:
-        return LEFT + plot_w * (at - start).total_seconds() / span
+    step = plot_w / max(1, len(marks) - 1)
+    xs = [LEFT + step * i for i in range(len(marks))]
 
     def y(weight: float) -> float:
         return TOP + plot_h * (1 - weight)
@@ -124,18 +125,18 @@ def _svg(marks: list[Mark]) -> Markup:
     # The weight as steps: it holds until the next change.
     path: list[str] = []
     last: float | None = None
-    for mark in marks:
+    for mark, mx in zip(marks, xs, strict=True):
         if mark.kind not in ("deploy", "shift", "finished"):
             continue
         if last is None:
-            path.append(f"M{x(mark.at):.1f},{y(mark.weight):.1f}")
+            path.append(f"M{mx:.1f},{y(mark.weight):.1f}")
         else:
-            path.append(f"H{x(mark.at):.1f}V{y(mark.weight):.1f}")
+            path.append(f"H{mx:.1f}V{y(mark.weight):.1f}")
         last = mark.weight
     if path:
         out.append(f'<path class="weight" d="{"".join(path)}"/>')
-    for mark in marks:
-        out.append(_mark(mark, x(mark.at), y(mark.weight)))
+    for mark, mx in zip(marks, xs, strict=True):
+        out.append(_mark(mark, mx, y(mark.weight)))
     out.append(
         f'<text class="axis" x="{LEFT}" y="{HEIGHT - 8}">{escape(_clock(start))}</text>'
         f'<text class="axis" x="{WIDTH - RIGHT}" y="{HEIGHT - 8}" text-anchor="end">'
@@ -143,6 +144,14 @@ def _svg(marks: list[Mark]) -> Markup:
     )
     out.append("</svg>")
     return Markup("".join(out))  # noqa: S704 - every value in it is a number or escaped
+
+
+def _label(cx: float, gap: float, y: float, text: str) -> str:
+    """A mark's text beside it: to its right, or to its left in the right third of the chart
+    (so that no label runs past the edge)."""
+    if cx > LEFT + (WIDTH - LEFT - RIGHT) * 2 / 3:
+        return f'<text x="{cx - gap:.1f}" y="{y:.1f}" text-anchor="end">{text}</text>'
+    return f'<text x="{cx + gap:.1f}" y="{y:.1f}">{text}</text>'
 
 
 def _mark(mark: Mark, cx: float, cy: float) -> str:
@@ -154,13 +163,12 @@ def _mark(mark: Mark, cx: float, cy: float) -> str:
             top = TOP - 4
             return (
                 f'<g class="{css}" {data}>{tip}<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{top}" '
-                f'y2="{HEIGHT - BOTTOM}"/><text x="{cx + 3:.1f}" y="{TOP - 8}">'
-                f"{escape(mark.label)}</text></g>"
+                f'y2="{HEIGHT - BOTTOM}"/>{_label(cx, 3, TOP - 8, escape(mark.label))}</g>'
             )
         case "shift":
             return (
                 f'<g class="{css}" {data}>{tip}<circle cx="{cx:.1f}" cy="{cy:.1f}" r="4"/>'
-                f'<text x="{cx + 6:.1f}" y="{cy - 6:.1f}">{mark.weight:.0%}</text></g>'
+                f"{_label(cx, 6, cy - 6, f'{mark.weight:.0%}')}</g>"
             )
         case "ok":
             base = HEIGHT - BOTTOM
@@ -172,18 +180,17 @@ def _mark(mark: Mark, cx: float, cy: float) -> str:
             base = HEIGHT - BOTTOM
             return (
                 f'<g class="{css}" {data}>{tip}<path d="M{cx:.1f},{base - 12} '
-                f'l7,12 h-14 z"/><text x="{cx + 8:.1f}" y="{base - 2}">ALARM</text></g>'
+                f'l7,12 h-14 z"/>{_label(cx, 8, base - 16, "ALARM")}</g>'
             )
         case "rollback":
             return (
                 f'<g class="{css}" {data}>{tip}<path d="M{cx - 6:.1f},{cy - 6:.1f} l12,12 '
-                f'm0,-12 l-12,12"/><text x="{cx + 8:.1f}" y="{cy + 16:.1f}">rollback</text></g>'
+                f'm0,-12 l-12,12"/>{_label(cx, 8, cy + 16, "rollback")}</g>'
             )
         case "finished":
             return (
                 f'<g class="{css}" {data}>{tip}<rect x="{cx - 4:.1f}" y="{cy - 4:.1f}" '
-                f'width="8" height="8"/><text x="{cx - 4:.1f}" y="{cy - 10:.1f}" '
-                f'text-anchor="end">{escape(mark.label)}</text></g>'
+                f'width="8" height="8"/>{_label(cx, 4, cy - 10, escape(mark.label))}</g>'
             )
 
 

@@ -31,6 +31,9 @@ _ENV = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
+    # Every template is loaded below, at import: a render never reads (or stats) a file on
+    # the event loop, for the templates a page extends or imports either.
+    auto_reload=False,
 )
 _TYPES = " ".join(sorted(EVENT_CLASSES))
 _STATIC = {
@@ -63,6 +66,8 @@ def _seconds(value: float | None) -> str:
 
 _ENV.filters.update(percent=_percent, when=_when, short=_short, seconds=_seconds)
 _TEMPLATES = {name: _ENV.get_template(f"{name}.html") for name in PAGES}
+for _shared in ("base.html", "macros.html"):
+    _ENV.get_template(_shared)
 
 
 @dataclass(frozen=True, slots=True)
