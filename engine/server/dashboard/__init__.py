@@ -35,7 +35,7 @@ from aiohttp import web
 from engine.errors import ConfigError, GlamError
 from engine.logs import get_logger
 from engine.server.app import CONTEXT, healthz, status_of
-from engine.server.auth import access
+from engine.server.auth import Auth, access
 from engine.server.dashboard import actions, pages
 from engine.server.dashboard.board import Board
 from engine.server.dashboard.render import moment_of, render, static_answer
@@ -47,9 +47,9 @@ if TYPE_CHECKING:
     from anyio.abc import TaskStatus
 
     from engine.ports import Clock, ProjectionStore
-    from engine.server.auth import Auth
+    from engine.tokens import TokenRef
 
-__all__ = ["Board", "add_routes", "make_log_app", "serve_log"]
+__all__ = ["Board", "add_routes", "dashboard_url", "make_log_app", "read_only_auth", "serve_log"]
 
 log = get_logger("server")
 BOARD: web.AppKey[Board] = web.AppKey("glam-dashboard", Board)
@@ -168,6 +168,22 @@ def make_log_app(board: Board) -> web.Application:
     app.router.add_get("/healthz", healthz)
     _routes(app)
     return app
+
+
+async def _no_token(ref: TokenRef) -> str | None:
+    return None
+
+
+def read_only_auth() -> Auth:
+    """The auth of a dashboard that only reads (``glam dashboard``, the demo): no token."""
+    return Auth(None, reads=False, read=_no_token)
+
+
+def dashboard_url(bound: tuple[str, int]) -> str:
+    """The overview's URL on the address ``serve_log`` bound."""
+    host, port = bound
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}{PREFIX}/"
 
 
 async def serve_log(

@@ -10,13 +10,16 @@ indexed as the server folds the log so that a page never scans it.
 Time travel starts from the nearest snapshot the projection runner saved, or from an earlier
 answer (``projections.history.History``, the same code as ``glam replay --at``), and
 remembers the last answers by position, so moving a slider back and forth folds a stretch of
-the log once. The index keeps every fact with its position, so a fact at a position is the
+the log once. The board keeps those answers itself, uncopied (pages only read them), so that
+a snapshot's rows a page decoded stay decoded for the next request at that position. The
+index keeps every fact with its position, so a fact at a position is the
 last one at or before it.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -151,6 +154,7 @@ class Board:
         self.writable = writable  # a write token is configured: operator actions can be given
         self.index = BoardIndex()
         self.history = History(store, size=CACHED_MOMENTS)
+        self._moments: OrderedDict[int, Views] = OrderedDict()
         state.observers.append(self.index.observe)
 
     @classmethod
@@ -194,7 +198,13 @@ class Board:
         """The views now (the live fold), or after the event at ``at``."""
         if at is None:
             return self.state.views
-        return await self.history.at(at)
+        views = self._moments.get(at)
+        if views is None:
+            views = self._moments[at] = await self.history.at(at)
+            while len(self._moments) > CACHED_MOMENTS:
+                self._moments.popitem(last=False)
+        self._moments.move_to_end(at)
+        return views
 
     def branches(self) -> list[WatchedBranch]:
         """The branches the engine watches, or, without an engine, those the log names."""

@@ -3,14 +3,16 @@ takes ``?at=POSITION`` (or a time) and then shows the log as it was after that e
 
 Rows come from the views (``Board.views``: the live fold, or the fold at the position); a
 function's chart and a deployment's timeline read that function's stream (one indexed read),
-cut at the position shown.
+cut at the position shown. A page reads the rows it shows by key (``Views.row``), never a
+whole view it does not list: a view at a past position decodes only those rows of its
+snapshot.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -20,11 +22,16 @@ from engine.events.function import StepFailed, StepStarted, StepSucceeded
 from engine.events.repo import HeldRemoval
 from engine.server.dashboard.board import Board
 from engine.server.dashboard.chart import weight_chart
+from engine.server.dashboard.html import seconds
 from engine.server.dashboard.render import Moment, moment_of, render
 from engine.server.present import event_json, mask_environment
+from projections.base import Row
+from projections.commits import CommitRow
 from projections.deployments import DeploymentRow
 from projections.functions import FunctionRow
 from projections.views import Views
+
+R = TypeVar("R", bound=Row)
 
 IN_FLIGHT = frozenset({"deploying", "shifting", "baking", "rolling_back", "deleting"})
 STATES = (
@@ -45,12 +52,18 @@ HISTORY = 50  # deployments listed on a function's page
 
 @dataclass(frozen=True, slots=True)
 class Line:
-    """A row of the overview: the function, where it comes from, its bake and drift."""
+    """A row of the overview: the function, where it comes from, its bake time left (as
+    shown) and drift (``html.overview_row`` renders it)."""
 
     row: FunctionRow
     repository: str
-    bake_left: float | None
+    bake_left: str
     drift: list[str]
+
+
+def _row(views: Views, view: str, key: str, kind: type[R]) -> R | None:
+    found = views.row(view, key)
+    return found if isinstance(found, kind) else None
 
 
 def _first_position(row: DeploymentRow) -> int:
@@ -79,11 +92,12 @@ async def overview(request: web.Request, board: Board) -> web.Response:
     now = _now(board, moment)
     functions = sorted(views.functions.values(), key=lambda r: r.stream)
     repos = board.state.function_repos
+    states = {r.state for r in functions}
     choices = {
         "repository": sorted({repos[r.stream] for r in functions if r.stream in repos}),
         "account": sorted({r.account for r in functions}),
         "region": sorted({r.region for r in functions}),
-        "state": [s for s in STATES if any(r.state == s for r in functions)],
+        "state": [s for s in STATES if s in states],
     }
     wanted = {name: q.get(name, "") for name in choices}
     lines: list[Line] = []
@@ -101,8 +115,8 @@ async def overview(request: web.Request, board: Board) -> web.Response:
             end = board.index.bake_end(row.stream, moment.position)
             if end is not None:
                 bake_left = max(0.0, (end - now).total_seconds())
-        found = drift.get(row.stream, {})
-        lines.append(Line(row, repository, bake_left, sorted(found)))
+        shown = sorted(drift.get(row.stream, {}))
+        lines.append(Line(row, repository, seconds(bake_left), shown))
     return await render(
         request,
         board,
@@ -134,7 +148,7 @@ def _branches(board: Board, views: Views, moment: Moment) -> list[dict[str, Any]
             sync = "in sync" if head is None or planned == head.sha else "planning"
         else:
             sync = "not fetched yet"
-        commit = views.commits.get(head.sha) if head is not None else None
+        commit = _row(views, "commits", head.sha, CommitRow) if head is not None else None
         out.append(
             {
                 "branch": branch,
@@ -165,19 +179,18 @@ def _held(board: Board, moment: Moment) -> list[tuple[str, str, HeldRemoval | st
 
 async def function(request: web.Request, board: Board, stream: str) -> web.Response:
     views, moment = await _shown(board, request)
-    row = views.functions.get(stream)
+    row = _row(views, "functions", stream, FunctionRow)
     if row is None:
         return await not_found(request, board, moment, f"no function {stream} at this point")
     records = _until(await board.store.read_stream(stream), moment.position)
-    deployments = sorted(
-        (d for d in views.deployments.values() if d.function == stream),
-        key=_first_position,
-        reverse=True,
-    )
+    # The function's deployments are those its own events name.
+    ids = dict.fromkeys(getattr(r.event, "deployment_id", None) for r in records)
+    found = (_row(views, "deployments", i, DeploymentRow) for i in ids if i)
+    deployments = sorted((d for d in found if d is not None), key=_first_position, reverse=True)
     shas = [d.commit for d in deployments if d.commit] + [row.last_commit or ""]
     commits = []
     for sha in dict.fromkeys(s for s in shas if s):
-        commits.append((sha, views.commits.get(sha)))
+        commits.append((sha, _row(views, "commits", sha, CommitRow)))
     drift = board.index.open_drift(moment.position).get(stream, {})
     active = deployments[0] if deployments and deployments[0].state != "finished" else None
     return await render(
@@ -225,7 +238,7 @@ class Call:
 
 async def deployment(request: web.Request, board: Board, deployment_id: str) -> web.Response:
     views, moment = await _shown(board, request)
-    row = views.deployments.get(deployment_id)
+    row = _row(views, "deployments", deployment_id, DeploymentRow)
     if row is None:
         return await not_found(request, board, moment, f"no deployment {deployment_id} here")
     records = [
@@ -243,7 +256,7 @@ async def deployment(request: web.Request, board: Board, deployment_id: str) -> 
         row=row,
         started=started,
         calls=_calls(records),
-        function=views.functions.get(row.function),
+        function=_row(views, "functions", row.function, FunctionRow),
     )
 
 

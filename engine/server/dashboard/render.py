@@ -18,6 +18,7 @@ import jinja2
 from aiohttp import web
 
 from engine.events.catalog import EVENT_CLASSES
+from engine.server.dashboard import html
 from engine.server.dashboard.board import Board
 from engine.server.dashboard.session import signed_in
 
@@ -42,10 +43,6 @@ _STATIC = {
 }
 
 
-def _percent(value: float) -> str:
-    return f"{value:.0%}"
-
-
 def _when(value: datetime | None) -> str:
     return "" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -54,17 +51,14 @@ def _short(value: str | None, length: int = 12) -> str:
     return (value or "")[:length]
 
 
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return ""
-    if value < 1:
-        return f"{value * 1000:.0f} ms"
-    if value < 120:
-        return f"{value:.1f} s"
-    return f"{value / 60:.0f} min"
-
-
-_ENV.filters.update(percent=_percent, when=_when, short=_short, seconds=_seconds)
+_ENV.filters.update(percent=html.percent, when=_when, short=_short, seconds=html.seconds)
+_ENV.globals.update(
+    state=html.state,
+    fn_link=html.fn_link,
+    dep_link=html.dep_link,
+    ev_link=html.ev_link,
+    overview_row=html.overview_row,
+)
 _TEMPLATES = {name: _ENV.get_template(f"{name}.html") for name in PAGES}
 for _shared in ("base.html", "macros.html"):
     _ENV.get_template(_shared)
