@@ -16,13 +16,8 @@ import typer
 from engine.cli.app import app
 from engine.cli.common import DbOption, db_path
 from engine.cli.output import examples
-from engine.tokens import TokenRef
 
 DEFAULT_LISTEN = "127.0.0.1:8090"
-
-
-async def _no_token(ref: TokenRef) -> str | None:
-    return None
 
 
 @app.command(
@@ -47,17 +42,14 @@ def dashboard(
 
     async def body() -> None:
         from engine.runtime.clock import SystemClock
-        from engine.server.auth import Auth
-        from engine.server.dashboard import serve_log
+        from engine.server.dashboard import dashboard_url, read_only_auth, serve_log
         from engine.store.sqlite import SqliteEventStore
 
         async with SqliteEventStore(path, readonly=True) as store, anyio.create_task_group() as tg:
-            auth = Auth(None, reads=False, read=_no_token)
+            auth = read_only_auth()
             bound = await tg.start(serve_log, store, SystemClock(), auth, host, port)
-            shown = bound[0] if ":" not in bound[0] else f"[{bound[0]}]"
             print(
-                f"glam dashboard: http://{shown}:{bound[1]}/dashboard/ (read-only, log {path}); "
-                "Ctrl-C stops it",
+                f"glam dashboard: {dashboard_url(bound)} (read-only, log {path}); Ctrl-C stops it",
                 flush=True,
             )
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

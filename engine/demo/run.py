@@ -42,6 +42,7 @@ MARKER = ".glam-demo"
 DEMO_ERRORS = 3.0
 DEMO_POLICY = SagaPolicy(poll_seconds=0.5, alarm_poll_seconds=0.5)
 LAST_EVENTS = 12
+DASHBOARD_PORT = 8090  # as `glam dashboard`; another free port when it is taken
 
 
 class DemoFailed(GlamError):
@@ -52,7 +53,8 @@ class DemoFailed(GlamError):
 class DemoOptions:
     """``folder`` receives the repository, the database and the engine's mirror; ``wait`` is
     the canary's ``waitInterval`` in seconds; ``keep`` leaves the embedded AWS running at the
-    end until Ctrl-C; ``echo`` prints one line."""
+    end, and the dashboard of the demo's log served, until Ctrl-C; ``echo`` prints one
+    line."""
 
     folder: Path = DEFAULT_FOLDER
     keep: bool = False
@@ -348,16 +350,39 @@ class _Demo:
             self.echo(f"  {(why + ':').ljust(width)}  {command}")
         if not _on_path("glam"):
             self.echo("  (glam is in .venv/bin: `source .venv/bin/activate`, or `uv run glam ...`)")
+        if not self.options.keep:
+            self.echo("")
+            self.echo(
+                f"the dashboard: http://127.0.0.1:{DASHBOARD_PORT}/dashboard/ once "
+                f"`glam dashboard --db {db}` serves it (`./scripts/demo --keep` does)"
+            )
 
     async def _keep(self, aws: Any) -> None:
-        self.echo("")
-        self.echo(f"The embedded AWS keeps running on {aws.endpoint_url}; Ctrl-C stops it.")
-        self.echo(f"  export AWS_ENDPOINT_URL={aws.endpoint_url} AWS_DEFAULT_REGION={aws.region}")
-        self.echo("  export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing")
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for _ in signals:
-                break
-        self.echo("glam demo: embedded AWS stopped")
+        from engine.runtime.clock import SystemClock
+        from engine.server.dashboard import dashboard_url, read_only_auth, serve_log
+        from engine.store.sqlite import SqliteEventStore
+
+        async with (
+            SqliteEventStore(self.db, readonly=True) as store,
+            anyio.create_task_group() as tg,
+        ):
+            serve = (serve_log, store, SystemClock(), read_only_auth(), "127.0.0.1")
+            try:
+                bound = await tg.start(*serve, DASHBOARD_PORT)
+            except GlamError:  # the port is taken (another dashboard): any free one
+                bound = await tg.start(*serve, 0)
+            self.echo("")
+            self.echo(f"The embedded AWS keeps running on {aws.endpoint_url}; Ctrl-C stops it.")
+            self.echo(
+                f"  export AWS_ENDPOINT_URL={aws.endpoint_url} AWS_DEFAULT_REGION={aws.region}"
+            )
+            self.echo("  export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing")
+            self.echo(f"the dashboard (read-only, the demo's log): {dashboard_url(bound)}")
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    break
+            tg.cancel_scope.cancel()
+        self.echo("glam demo: the dashboard and the embedded AWS stopped")
 
 
 def _name_of(stream: str) -> str:

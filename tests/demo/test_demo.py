@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -172,14 +175,15 @@ def _session_processes(sid: int) -> list[str]:
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path: Path) -> None:
     """The demo exits 0 and shows what the acceptance asks: the canary weights 0.5 then 1.0,
-    the alarm rollback, the final status and the commands to explore the log; it leaves no
-    process behind, and its log verifies."""
+    the alarm rollback, the final status and the commands to explore the log; with --keep it
+    ends by printing the dashboard's URL and serves it (every function listed) until Ctrl-C;
+    it leaves no process behind, and its log verifies."""
     folder = tmp_path / "demo"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # The `glam` console script's code path: engine.cli.main.main, as ./scripts/demo runs it.
     command = [sys.executable, "-c", "from engine.cli.main import main; main()"]
     process = subprocess.Popen(
-        [*command, "demo", "--dir", str(folder), "--wait", "1"],
+        [*command, "demo", "--dir", str(folder), "--wait", "1", "--keep"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -187,12 +191,31 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
         text=True,
         start_new_session=True,
     )
+    lines: list[str] = []
     try:
-        out, _ = process.communicate(timeout=110)
+        assert process.stdout is not None
+        deadline = time.monotonic() + 110
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("the dashboard (read-only"):
+                break
+        url = lines[-1].rsplit(" ", 1)[-1].strip()
+        assert url.startswith("http://127.0.0.1:"), "".join(lines)
+        with urllib.request.urlopen(url, timeout=10) as answer:  # noqa: S310 - our own server
+            page = answer.read().decode()
+        for name in ("glam-demo-hello", "glam-demo-status", "glam-demo-orders"):
+            assert name in page
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
             process.communicate()
+    out = "".join(lines) + rest
+    assert "the dashboard and the embedded AWS stopped" in rest
     assert process.returncode == 0, out
     for headline in ("1/4 first deployment", "2/4 a canary", "3/4 an alarm", "4/4 a delete"):
         assert headline in out
