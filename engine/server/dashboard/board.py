@@ -20,12 +20,13 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from aiohttp import web
+from markupsafe import Markup
 
 from engine.branch_plans import PLAN_EVENT_TYPES, BranchPlan, latest_plans
 from engine.cli.output import parse_moment
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from engine.server.app import Context
 
 CACHED_MOMENTS = 16  # time-travel answers remembered: a slider dragged back and forth
+CACHED_ROWS = 8192  # rendered overview rows remembered: a few versions of 1,000 functions
 
 
 @runtime_checkable
@@ -155,6 +157,9 @@ class Board:
         self.index = BoardIndex()
         self.history = History(store, size=CACHED_MOMENTS)
         self._moments: OrderedDict[int, Views] = OrderedDict()
+        # Rendered rows by what they show (pages.overview): a page of a thousand rows renders
+        # only those that changed since it was last asked for.
+        self._rows: OrderedDict[tuple[object, ...], Markup] = OrderedDict()
         state.observers.append(self.index.observe)
 
     @classmethod
@@ -205,6 +210,17 @@ class Board:
                 self._moments.popitem(last=False)
         self._moments.move_to_end(at)
         return views
+
+    def rendered(self, key: tuple[object, ...], make: Callable[[], Markup]) -> Markup:
+        """The HTML rendered for ``key``, made by ``make`` the first time it is asked for."""
+        found = self._rows.get(key)
+        if found is None:
+            found = self._rows[key] = make()
+            if len(self._rows) > CACHED_ROWS:
+                self._rows.popitem(last=False)
+        else:
+            self._rows.move_to_end(key)
+        return found
 
     def branches(self) -> list[WatchedBranch]:
         """The branches the engine watches, or, without an engine, those the log names."""

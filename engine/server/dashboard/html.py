@@ -73,9 +73,20 @@ def ev_link(position: int) -> Markup:
     return _link(f"{PREFIX}/events/{position}", str(position))
 
 
-def overview_row(line: OverviewLine, moment: Moment) -> Markup:
-    """One function's row of the overview (a card at 390 px: each cell has its label). Built
-    with f-strings of escaped values: ``Markup.format`` costs ten times as much per cell."""
+# Where a row's link says which position it shows: the same row at another ``?at=`` is the
+# same HTML but for that (``at_row``). Names, versions and states never hold this character.
+AT_MARK = "\x00"
+
+
+def at_row(row: Markup, moment: Moment) -> Markup:
+    """A row made by ``overview_row`` for the position ``moment`` shows."""
+    return Markup(row.replace(AT_MARK, f"?at={moment.at}" if moment.historical else ""))  # noqa: S704 - a fixed text put in
+
+
+def overview_row(line: OverviewLine) -> Markup:
+    """One function's row of the overview (a card at 390 px: each cell has its label), its
+    link to be completed by ``at_row``. Built with f-strings of escaped values:
+    ``Markup.format`` costs ten times as much per cell."""
     r = line.row
     weight: str = NONE
     if r.new_version:
@@ -108,6 +119,7 @@ def overview_row(line: OverviewLine, moment: Moment) -> Markup:
     )
     return Markup(  # noqa: S704 - every value above is escaped or made here
         f'<tr data-stream="{escape(r.stream)}" data-state="{escape(r.state)}">'
-        f'<th scope="row" data-label="Function">{fn_link(r.stream, r.name, moment)}</th>'
+        f'<th scope="row" data-label="Function">'
+        f'<a href="{PREFIX}/functions/{escape(quote(r.stream))}{AT_MARK}">{escape(r.name)}</a></th>'
         f"{tds}</tr>"
     )

@@ -10,11 +10,13 @@ snapshot.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar
 
 from aiohttp import web
+from markupsafe import Markup
 
 from engine.drift.compare import show
 from engine.events import RecordedEvent
@@ -22,7 +24,7 @@ from engine.events.function import StepFailed, StepStarted, StepSucceeded
 from engine.events.repo import HeldRemoval
 from engine.server.dashboard.board import Board
 from engine.server.dashboard.chart import weight_chart
-from engine.server.dashboard.html import seconds
+from engine.server.dashboard.html import at_row, overview_row, seconds
 from engine.server.dashboard.render import Moment, moment_of, render
 from engine.server.present import event_json, mask_environment
 from projections.base import Row
@@ -53,12 +55,13 @@ HISTORY = 50  # deployments listed on a function's page
 @dataclass(frozen=True, slots=True)
 class Line:
     """A row of the overview: the function, where it comes from, its bake time left (as
-    shown) and drift (``html.overview_row`` renders it)."""
+    shown) and drift, and its HTML (``html.overview_row``)."""
 
     row: FunctionRow
     repository: str
     bake_left: str
     drift: list[str]
+    html: Markup = field(default_factory=Markup)
 
 
 def _row(views: Views, view: str, key: str, kind: type[R]) -> R | None:
@@ -116,7 +119,11 @@ async def overview(request: web.Request, board: Board) -> web.Response:
             if end is not None:
                 bake_left = max(0.0, (end - now).total_seconds())
         shown = sorted(drift.get(row.stream, {}))
-        lines.append(Line(row, repository, seconds(bake_left), shown))
+        line = Line(row, repository, seconds(bake_left), shown)
+        # A row's HTML changes only with the row (its position), its bake or drift.
+        key = (row.stream, row.position, line.bake_left, tuple(shown))
+        made = board.rendered(key, partial(overview_row, line))
+        lines.append(replace(line, html=at_row(made, moment)))
     return await render(
         request,
         board,

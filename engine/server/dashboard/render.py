@@ -57,7 +57,6 @@ _ENV.globals.update(
     fn_link=html.fn_link,
     dep_link=html.dep_link,
     ev_link=html.ev_link,
-    overview_row=html.overview_row,
 )
 _TEMPLATES = {name: _ENV.get_template(f"{name}.html") for name in PAGES}
 for _shared in ("base.html", "macros.html"):
