@@ -179,6 +179,7 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends):
         self.reconnects = 0
         #: True while the listener connection is listening
         self.listening = False
+        self._listener_started = False
 
     def __repr__(self) -> str:
         return f"PostgresEventStore({self.where!r}{', readonly' if self.readonly else ''})"
@@ -202,7 +203,11 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends):
             raise
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
-        self._task_group.start_soon(self._listen_loop, name="glam event store listener")
+        # A read-only store listens once something follows it: a query that opens, reads and
+        # closes never has a LISTEN of its own cancelled under it.
+        self._listener_started = not self.readonly
+        if self._listener_started:
+            self._task_group.start_soon(self._listen_loop, name="glam event store listener")
         if self._lock:
             self._task_group.start_soon(self._keep_engine_lock, name="glam engine lock")
         if not self.readonly:
@@ -504,6 +509,11 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends):
     def _notify(self) -> None:
         self._appended.set()
         self._appended = anyio.Event()
+
+    def _following(self) -> None:
+        if not self._listener_started and self._task_group is not None and not self._closed:
+            self._listener_started = True
+            self._task_group.start_soon(self._listen_loop, name="glam event store listener")
 
     async def _listen_loop(self) -> None:
         delay = 0.1

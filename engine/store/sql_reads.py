@@ -34,6 +34,10 @@ class SqlReads(ChainChecks):
     ) -> list[RecordedEvent]:
         raise NotImplementedError
 
+    def _following(self) -> None:
+        """A follower starts: a backend that hears of appends only while someone listens
+        starts listening now (PostgreSQL's read-only store)."""
+
     @property
     def closed(self) -> bool:
         """Whether the store was closed (a follower ends then)."""
@@ -60,6 +64,7 @@ class SqlReads(ChainChecks):
         the store closes: at once when this store appended them or was told of them (SQLite:
         its own appends; PostgreSQL: NOTIFY from any process), else within ``poll_interval``."""
         position = max(from_position, 1)
+        self._following()
         while not self._closed:
             appended = self._appended  # taken before reading, so no append slips between
             try:

@@ -105,7 +105,7 @@ def test_the_engine_refuses_to_start_on_a_damaged_log(
 ) -> None:
     """``glam run`` stops before it reads the branch or calls AWS (once with "cannot start a
     transaction within a transaction", once with a traceback, or it acted on the event)."""
-    monkeypatch.setattr(engine.runtime.engine, "AwsProvider", lambda _config: FakeProvider())
+    monkeypatch.setattr(engine.runtime.engine, "AwsProvider", lambda _config, **_: FakeProvider())
     repo = tmp_path / "no-repo"
     code, output = glam(
         monkeypatch, capsys, "run", "--repo", str(repo), "--db", str(damaged_log), "--once"
