@@ -237,6 +237,15 @@ class FunctionInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class InvokeAnswer:
+    """What a synchronous Invoke answered: ``function_error`` (Handled/Unhandled) when the
+    function raised, and the body it returned."""
+
+    payload: bytes
+    function_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class VersionInfo:
     """A published version, as ListVersionsByFunction / PublishVersion describe it."""
 
@@ -333,6 +342,12 @@ class LambdaApi(Protocol):
 
     async def delete_code_signing_config(self, name: str) -> None:
         """DeleteFunctionCodeSigningConfig; none to delete is not an error."""
+        ...
+
+    async def invoke(self, function: str, payload: Mapping[str, Any]) -> InvokeAnswer:
+        """Invoke (RequestResponse) ``function`` (a name or ARN, qualified or not) with
+        ``payload`` as JSON: the data plane, paced on the poll budget. A 5xx or a lost answer
+        is ambiguous, never repeated here."""
         ...
 
     async def create_alias(

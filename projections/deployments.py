@@ -11,12 +11,16 @@ from engine.events import RecordedEvent
 from engine.events.base import FunctionEvent, RepoEvent
 from engine.events.function import (
     AlarmObserved,
+    BakeExtended,
     DeploymentFinished,
+    DeploymentHeld,
     DeploymentRequested,
+    DeploymentResumed,
     DriftDetected,
     DriftResolved,
     EventSourceChanged,
     FunctionDeleted,
+    HookAnswered,
     OperatorRequested,
     RollbackStarted,
     SettingsRecorded,
@@ -173,6 +177,16 @@ def _changes(row: DeploymentRow, record: RecordedEvent) -> tuple[dict[str, objec
             return {}, ("deleted", "", "")
         case OperatorRequested():
             return {}, ("operator", event.command, f"{event.actor}: {event.reason}")
+        case HookAnswered():
+            what = f"{event.status} in {event.duration_ms} ms"
+            return {}, ("hook", f"{event.hook} {event.function}", what)
+        case DeploymentHeld():
+            left = "" if event.bake_left is None else f"; {event.bake_left:g} s of bake left"
+            return {}, ("held", event.actor, event.reason + left)
+        case DeploymentResumed():
+            return {}, ("resumed", event.actor, event.reason)
+        case BakeExtended():
+            return {}, ("extended", event.actor, f"by {event.seconds} s: {event.reason}")
         case (
             SettingsRecorded()
             | DriftDetected()

@@ -15,12 +15,16 @@ from engine.events.base import FunctionEvent, RepoEvent
 from engine.events.desired import SourceKind
 from engine.events.function import (
     AlarmObserved,
+    BakeExtended,
     DeploymentFinished,
+    DeploymentHeld,
     DeploymentRequested,
+    DeploymentResumed,
     DriftDetected,
     DriftResolved,
     EventSourceChanged,
     FunctionDeleted,
+    HookAnswered,
     OperatorRequested,
     RollbackStarted,
     SettingsRecorded,
@@ -41,6 +45,7 @@ FunctionState = Literal[
     "deploying",
     "shifting",
     "baking",
+    "held",  # an operator's hold: the bake timer stopped, alarms watched
     "rolling_back",
     "stable",
     "rolled_back",  # back on the old version; the failed desired state is held
@@ -185,7 +190,15 @@ def _changes(row: FunctionRow, record: RecordedEvent) -> dict[str, object]:
             return {
                 "last_operator_command": f"{event.command} by {record.meta.actor}: {event.reason}"
             }
-        case OperatorRequested() | DriftDetected() | DriftResolved():
+        case DeploymentHeld():
+            return {"state": "held"} if row.state != "rolling_back" else {}
+        case DeploymentResumed():
+            return {"state": "baking"} if row.state == "held" else {}
+        case HookAnswered() if event.status != "succeeded":
+            return {"last_error": f"hook {event.hook} ({event.function}): {event.status}"}
+        case OperatorRequested() | DriftDetected() | DriftResolved() | HookAnswered():
+            return {}
+        case BakeExtended():
             return {}
         case RepoEvent():
             return {}

@@ -18,6 +18,7 @@ a StepStarted with no outcome after it is resolved by reading AWS).
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from collections.abc import Mapping, Sequence
@@ -35,7 +36,7 @@ from engine.errors import (
     AwsNotFound,
     AwsThrottled,
 )
-from engine.ports import AliasInfo, Clock, FunctionInfo, VersionInfo
+from engine.ports import AliasInfo, Clock, FunctionInfo, InvokeAnswer, VersionInfo
 from engine.runtime.clock import SYSTEM_CLOCK
 
 log = logging.getLogger("glam.aws")
@@ -245,6 +246,19 @@ class AwsLambda:
             )
         except AwsNotFound:
             return
+
+    async def invoke(self, function: str, payload: Mapping[str, Any]) -> InvokeAnswer:
+        """Invoke (RequestResponse), paced on the poll budget (the data plane does not count
+        against the control plane's quota); a 5xx or lost answer is ambiguous."""
+        kwargs = {
+            "FunctionName": function,
+            "InvocationType": "RequestResponse",
+            "Payload": json.dumps(dict(payload)).encode(),
+        }
+        answer = await self._call("Invoke", "invoke", kwargs, mutating=True, poll=True)
+        body = answer.get("Payload")
+        data: bytes = await body.read() if body is not None else b""
+        return InvokeAnswer(payload=data, function_error=answer.get("FunctionError") or None)
 
     async def create_alias(
         self, name: str, alias: str, version: str, routing: Mapping[str, float] | None = None

@@ -19,6 +19,8 @@ from typing import Any, Literal, get_args
 import annotated_types
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.definitions.limits import HOOK_SECONDS_MAX, TRAFFIC_STEPS_MAX, WAIT_SECONDS_MAX
+
 RefType = Literal["TERRAFORM", "CDK", "JSON"]
 REF_TYPES: tuple[str, ...] = get_args(RefType)
 
@@ -42,6 +44,24 @@ class EnvironmentFile(_File):
     )
 
 
+class TrafficStepFile(_File):
+    """One step of a custom schedule: the new version's share of traffic, then a bake."""
+
+    weight: float = Field(
+        gt=0,
+        le=1,
+        description="The new version's share of traffic after this step, above the step "
+        "before's; 1.0 is the promote.",
+    )
+    wait_interval: int = Field(
+        60,
+        alias="waitInterval",
+        ge=0,
+        le=WAIT_SECONDS_MAX,
+        description="Seconds of bake after this step.",
+    )
+
+
 class TrafficShiftingConfigFile(_File):
     """How the alias moves to a new version, and how long each step bakes."""
 
@@ -57,8 +77,15 @@ class TrafficShiftingConfigFile(_File):
         60,
         alias="waitInterval",
         ge=0,
-        le=86_400,
+        le=WAIT_SECONDS_MAX,
         description="Seconds of bake after every step, the last included.",
+    )
+    steps: list[TrafficStepFile] | None = Field(
+        None,
+        min_length=1,
+        max_length=TRAFFIC_STEPS_MAX,
+        description="A custom schedule instead of type and percent (not with them): weights "
+        "strictly rising, the last step's bake ending the deployment.",
     )
 
 
@@ -81,6 +108,37 @@ class ReadinessCheckFile(_File):
     )
     max_retries: int = Field(
         5, alias="maxRetries", ge=0, le=1_000, description="Polls before the deployment fails."
+    )
+
+
+class HookFile(_File):
+    """A hook with its own deadline."""
+
+    function: str = Field(
+        min_length=1, description="The function invoked: a name or ARN, optionally qualified."
+    )
+    timeout_seconds: int = Field(
+        20,
+        alias="timeoutSeconds",
+        ge=1,
+        le=HOOK_SECONDS_MAX,
+        description="Seconds the hook may take; a hook past it has failed.",
+    )
+
+
+class HooksFile(_File):
+    """Lambda functions invoked synchronously; a failed, erroring or timed-out one rolls back."""
+
+    before_allow_traffic: str | HookFile | None = Field(
+        None,
+        alias="beforeAllowTraffic",
+        description="Invoked before the first weight moves: a function name or ARN, or an "
+        "object with its deadline.",
+    )
+    after_allow_traffic: str | HookFile | None = Field(
+        None,
+        alias="afterAllowTraffic",
+        description="Invoked after the promote, before the old version is deleted.",
     )
 
 
@@ -127,6 +185,9 @@ class LambdaDepDefFile(_File):
         alias="driftPolicy",
         description="On a difference between AWS and the last deployment: alert records and "
         "shows it; heal also deploys again.",
+    )
+    hooks: HooksFile | None = Field(
+        None, description="Traffic hooks (docs/progressive-delivery.md has their contract)."
     )
 
 
@@ -186,11 +247,14 @@ __all__ = [
     "AlarmsFile",
     "Bounds",
     "EnvironmentFile",
+    "HookFile",
+    "HooksFile",
     "LambdaDepDefFile",
     "LambdaInputFile",
     "ReadinessCheckFile",
     "RefFile",
     "TrafficShiftingConfigFile",
+    "TrafficStepFile",
     "bounds",
     "default",
     "keys",

@@ -87,3 +87,16 @@ def size(value: int) -> str:
     if value % MIB == 0:
         return f"{value // MIB} MiB"
     return f"{value} bytes"
+
+
+# The bounds of a deployment definition's durations and lists (engine.definitions.settings),
+# each a mistake caught when the commit is planned rather than a deployment that waits a week.
+WAIT_SECONDS_MAX = 86_400
+"""The longest bake after one traffic step (``waitInterval``): a day."""
+
+TRAFFIC_STEPS_MAX = 20
+"""The most steps a custom schedule (``trafficShiftingConfig.steps``) may list."""
+
+HOOK_SECONDS_MAX = 25
+"""The longest deadline of a traffic hook (``timeoutSeconds``): below the 30 s read timeout of
+glam's AWS clients, so the deadline, not the connection, decides when a hook has timed out."""

@@ -187,8 +187,12 @@ def _allowed(node: dict[str, Any]) -> str:
         parts.append(f"`{node['const']}`")
     if "enum" in node:
         parts.append(", ".join(f"`{v}`" for v in node["enum"]))
-    if "minimum" in node or "maximum" in node:
+    if "exclusiveMinimum" in node:
+        parts.append(f"above {node['exclusiveMinimum']} to {node.get('maximum', '…')}")
+    elif "minimum" in node or "maximum" in node:
         parts.append(f"{node.get('minimum', '…')} to {node.get('maximum', '…')}")
+    if "minItems" in node or "maxItems" in node:
+        parts.append(f"{node.get('minItems', 0)} to {node.get('maxItems', '…')} items")
     if "pattern" in node:
         parts.append(f"pattern `{node['pattern']}`")
     if node.get("minLength") == 1:

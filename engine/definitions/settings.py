@@ -10,12 +10,11 @@ The alias, region and account are checked as AWS would (``engine.definitions.nam
 
 from __future__ import annotations
 
-import difflib
 from typing import Any, get_args
 
+from engine.definitions.checks import check_int, check_keys
 from engine.definitions.files import (
     AlarmsFile,
-    Bounds,
     EnvironmentFile,
     LambdaDepDefFile,
     ReadinessCheckFile,
@@ -25,10 +24,12 @@ from engine.definitions.files import (
     keys,
 )
 from engine.definitions.names import check_account, check_alias, check_region
+from engine.definitions.progressive import parse_hooks, parse_steps
 from engine.errors import DefinitionError
 from engine.events.desired import (
     DeploymentSettings,
     DriftPolicy,
+    Hooks,
     Readiness,
     ShiftType,
     TrafficShifting,
@@ -68,7 +69,7 @@ def parse_settings(raw: Any, file: str, warnings: list[str] | None = None) -> De
         if key in GITMOXI_IGNORED and warnings is not None:
             warnings.append(f"key {key!r} ignored: {GITMOXI_IGNORED[key]}, not used for Lambda")
     obj = {k: v for k, v in obj.items() if k not in GITMOXI_IGNORED}
-    _known(obj, _TOP, "", file, also=tuple(GITMOXI_IGNORED))
+    check_keys(obj, _TOP, "", file, also=tuple(GITMOXI_IGNORED))
     alias = obj.get("alias")
     if not isinstance(alias, str) or not alias:
         raise DefinitionError(
@@ -79,7 +80,7 @@ def parse_settings(raw: Any, file: str, warnings: list[str] | None = None) -> De
     check_alias(alias, file)
     env_key = "environment" if "environment" in obj else "environmentVariables"
     env = _object(obj.get(env_key, {}), env_key, file)
-    _known(env, keys(EnvironmentFile), env_key, file)
+    check_keys(env, keys(EnvironmentFile), env_key, file)
     region = _opt_str(env.get("region"), f"{env_key}.region", file)
     account = _opt_str(env.get("account"), f"{env_key}.account", file)
     if region is not None:
@@ -90,7 +91,7 @@ def parse_settings(raw: Any, file: str, warnings: list[str] | None = None) -> De
     traffic: TrafficShifting | None = None
     if "trafficShiftingConfig" in obj:
         cfg = _object(obj["trafficShiftingConfig"], "trafficShiftingConfig", file)
-        _known(cfg, keys(TrafficShiftingConfigFile), "trafficShiftingConfig", file)
+        check_keys(cfg, keys(TrafficShiftingConfigFile), "trafficShiftingConfig", file)
         kind = cfg.get("type", default(TrafficShiftingConfigFile, "type"))
         if kind not in _SHIFT_TYPES:
             raise DefinitionError(
@@ -98,16 +99,23 @@ def parse_settings(raw: Any, file: str, warnings: list[str] | None = None) -> De
                 file=file,
                 hint="CANARY is the default",
             )
-        percent = _int(
+        percent = check_int(
             cfg.get("percent", _PERCENT.default), "trafficShiftingConfig.percent", _PERCENT, file
         )
-        wait = _int(
+        wait = check_int(
             cfg.get("waitInterval", _BAKE.default),
             "trafficShiftingConfig.waitInterval",
             _BAKE,
             file,
         )
-        traffic = TrafficShifting(type=kind, percent=percent, wait_interval=wait)
+        steps = parse_steps(cfg["steps"], file) if "steps" in cfg else ()
+        if steps and ("type" in cfg or "percent" in cfg):
+            raise DefinitionError(
+                "trafficShiftingConfig.steps is an alternative to type and percent",
+                file=file,
+                hint="keep steps alone, or type and percent without steps",
+            )
+        traffic = TrafficShifting(type=kind, percent=percent, wait_interval=wait, steps=steps)
     enabled = obj.get(
         "trafficShiftingEnabled", default(LambdaDepDefFile, "traffic_shifting_enabled")
     )
@@ -121,7 +129,7 @@ def parse_settings(raw: Any, file: str, warnings: list[str] | None = None) -> De
         traffic = TrafficShifting()  # shifting asked for without a config: the defaults
 
     alarms_obj = _object(obj.get("alarms", {}), "alarms", file)
-    _known(alarms_obj, keys(AlarmsFile), "alarms", file)
+    check_keys(alarms_obj, keys(AlarmsFile), "alarms", file)
     names = alarms_obj.get("alarmNames", [])
     if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
         raise DefinitionError(
@@ -131,12 +139,12 @@ def parse_settings(raw: Any, file: str, warnings: list[str] | None = None) -> De
         )
 
     ready_obj = _object(obj.get("readinessCheck", {}), "readinessCheck", file)
-    _known(ready_obj, keys(ReadinessCheckFile), "readinessCheck", file)
+    check_keys(ready_obj, keys(ReadinessCheckFile), "readinessCheck", file)
     readiness = Readiness(
-        wait_interval=_int(
+        wait_interval=check_int(
             ready_obj.get("waitInterval", _POLL.default), "readinessCheck.waitInterval", _POLL, file
         ),
-        max_retries=_int(
+        max_retries=check_int(
             ready_obj.get("maxRetries", _POLLS.default), "readinessCheck.maxRetries", _POLLS, file
         ),
     )
@@ -152,6 +160,7 @@ def parse_settings(raw: Any, file: str, warnings: list[str] | None = None) -> De
             file=file,
             hint='"alert" (the default) records and shows drift; "heal" also deploys again',
         )
+    hooks = parse_hooks(obj["hooks"], file) if "hooks" in obj else Hooks()
     return DeploymentSettings(
         alias=alias,
         region=region,
@@ -161,6 +170,7 @@ def parse_settings(raw: Any, file: str, warnings: list[str] | None = None) -> De
         readiness=readiness,
         delete_old_version=delete_old,
         drift_policy=drift,
+        hooks=hooks,
     )
 
 
@@ -170,37 +180,9 @@ def _object(value: Any, name: str, file: str) -> dict[str, Any]:
     return value
 
 
-def _known(
-    obj: dict[str, Any], known: tuple[str, ...], where: str, file: str, also: tuple[str, ...] = ()
-) -> None:
-    for key in obj:
-        if key not in known:
-            near = difflib.get_close_matches(key, known + also, n=1, cutoff=0.6)
-            name = f"{where}.{key}" if where else key
-            raise DefinitionError(
-                f"unknown key {name!r}",
-                file=file,
-                hint=f"did you mean {near[0]!r}?" if near else f"known keys: {', '.join(known)}",
-            )
-
-
 def _opt_str(value: Any, name: str, file: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value:
         raise DefinitionError(f"{name} must be a non-empty string", file=file, hint="fix it")
-    return value
-
-
-def _int(value: Any, name: str, limits: Bounds, file: str) -> int:
-    """``value`` if it is an integer within ``limits``."""
-    low, high = limits.low, limits.high
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise DefinitionError(f"{name} must be an integer", file=file, hint="use a number")
-    if not low <= value <= high:
-        raise DefinitionError(
-            f"{name} is {value}, outside {low}..{high}", file=file, hint=f"use {low} to {high}"
-        )
     return value

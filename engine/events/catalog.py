@@ -19,12 +19,16 @@ from engine.errors import EventDecodeError
 from engine.events.base import EventBase, Metadata
 from engine.events.function import (
     AlarmObserved,
+    BakeExtended,
     DeploymentFinished,
+    DeploymentHeld,
     DeploymentRequested,
+    DeploymentResumed,
     DriftDetected,
     DriftResolved,
     EventSourceChanged,
     FunctionDeleted,
+    HookAnswered,
     OperatorRequested,
     RollbackStarted,
     SettingsRecorded,
@@ -69,7 +73,11 @@ Event = Annotated[
     | OperatorRequested
     | OperatorCommandIssued
     | RepositoryAdded
-    | RepositoryRemoved,
+    | RepositoryRemoved
+    | HookAnswered
+    | DeploymentHeld
+    | DeploymentResumed
+    | BakeExtended,
     Field(discriminator="type"),
 ]
 

@@ -20,12 +20,50 @@ PushService = Literal["elasticloadbalancing.amazonaws.com", "apigateway.amazonaw
 SourceKind = Literal["mapping", "elb", "apigateway"]
 
 
+class TrafficStep(Frozen):
+    """One step of a custom schedule (``trafficShiftingConfig.steps``): the share of traffic
+    the new version gets, and the bake after it."""
+
+    weight: float  # in (0, 1]; 1.0 is the promote itself
+    wait_interval: int  # seconds
+
+
 class TrafficShifting(Frozen):
-    """How the alias moves to the new version: the schedule and the bake after each step."""
+    """How the alias moves to the new version: the schedule and the bake after each step.
+    ``steps``, when not empty, is the schedule and ``type``/``percent``/``wait_interval`` are
+    not used (engine.saga.schedule)."""
 
     type: ShiftType = "CANARY"
     percent: int = 20
     wait_interval: int = 60  # seconds, after every step including the last (the bake)
+    steps: tuple[TrafficStep, ...] = ()
+
+
+# When a traffic hook runs: before the first weight moves, after the promote.
+HookPoint = Literal["beforeAllowTraffic", "afterAllowTraffic"]
+
+
+class Hook(Frozen):
+    """A Lambda function invoked synchronously at one point of a deployment; its answer
+    decides whether the deployment goes on (docs/progressive-delivery.md, the contract)."""
+
+    function: str  # a function name or ARN (a qualified ARN invokes that version or alias)
+    timeout_seconds: int = 20
+
+
+class Hooks(Frozen):
+    """``hooks`` of the deployment definition."""
+
+    before_allow_traffic: Hook | None = None
+    after_allow_traffic: Hook | None = None
+
+    def at(self, point: HookPoint) -> Hook | None:
+        """The hook configured at ``point``, if any."""
+        match point:
+            case "beforeAllowTraffic":
+                return self.before_allow_traffic
+            case "afterAllowTraffic":
+                return self.after_allow_traffic
 
 
 class Readiness(Frozen):
@@ -48,6 +86,7 @@ class DeploymentSettings(Frozen):
     readiness: Readiness = Readiness()
     delete_old_version: bool = True
     drift_policy: DriftPolicy = "alert"
+    hooks: Hooks = Hooks()
 
 
 class PushSource(Frozen):

@@ -13,7 +13,8 @@ from pydantic import Field, PlainSerializer, PlainValidator, WithJsonSchema
 
 from engine.events.alarms import AlarmDatapoint, AlarmMetric
 from engine.events.base import Frozen, FunctionEvent, OpsEvent
-from engine.events.desired import DeploymentSettings, DesiredFunction, SourceKind
+from engine.events.desired import DeploymentSettings, DesiredFunction, HookPoint, SourceKind
+from engine.events.operator import OperatorCommand
 from engine.saga.steps import StepName
 
 # "remove_alias": remove the alias ``DeploymentRequested.alias`` of a function whose deployment
@@ -213,6 +214,61 @@ class DriftResolved(FunctionEvent):
     reason: str = ""
 
 
+# What a traffic hook answered (engine.saga.hooks, the contract): it succeeded, it failed
+# (FunctionError, or a body whose status is not "succeeded"), it could not be invoked, or it
+# gave no answer within its deadline. Anything but "succeeded" rolls the deployment back.
+HookStatus = Literal["succeeded", "failed", "error", "timed_out"]
+
+
+class HookAnswered(FunctionEvent):
+    """A traffic hook was invoked and answered (or did not, in time): what compliance shows was
+    checked before traffic moved (``beforeAllowTraffic``) or once it all had
+    (``afterAllowTraffic``). ``body`` is the start of the function's answer (at most
+    HOOK_BODY_LIMIT characters); ``duration_ms`` the time from invoke to answer."""
+
+    type: Literal["HookAnswered"] = "HookAnswered"
+    deployment_id: str
+    hook: HookPoint
+    function: str
+    status: HookStatus
+    body: str = ""
+    duration_ms: int = 0
+    function_error: str | None = None
+
+
+class DeploymentHeld(FunctionEvent):
+    """An operator's hold took effect at a safe point (a bake): the bake timer is stopped,
+    ``bake_left`` seconds of it left (None: the bake had not started), while the alarms are
+    still watched and still roll back. Lasts until ``glam resume``."""
+
+    type: Literal["DeploymentHeld"] = "DeploymentHeld"
+    deployment_id: str
+    actor: str
+    reason: str
+    bake_left: float | None = None
+
+
+class DeploymentResumed(FunctionEvent):
+    """An operator's resume lifted the hold: the bake runs on for what was left of it."""
+
+    type: Literal["DeploymentResumed"] = "DeploymentResumed"
+    deployment_id: str
+    actor: str
+    reason: str
+
+
+class BakeExtended(FunctionEvent):
+    """An operator lengthened the bake in progress (or the next one) by ``seconds``; ``until``
+    is when it now ends (None: the bake is held or had not started)."""
+
+    type: Literal["BakeExtended"] = "BakeExtended"
+    deployment_id: str
+    actor: str
+    reason: str
+    seconds: int
+    until: datetime | None = None
+
+
 class OperatorRequested(OpsEvent):
     """An operator's command handed to the stream it acts on: the engine copies each
     ``OperatorCommandIssued`` of the ``ops`` stream here (causation: the command's event id),
@@ -223,10 +279,11 @@ class OperatorRequested(OpsEvent):
     (on the ``ops`` stream when it names no known stream), so it is handled exactly once."""
 
     type: Literal["OperatorRequested"] = "OperatorRequested"
-    command: Literal["promote", "abort", "retry", "allow_deletes"]
+    command: OperatorCommand
     target: str
     actor: str
     reason: str
     deployment_id: str | None = None
     outcome: Literal["applied", "ignored"] = "applied"
     note: str = ""
+    seconds: int | None = None  # an extend's length

@@ -197,6 +197,9 @@ def main() -> None:
     _patch_monotonic_versions()
     _patch_code_signing()
     _patch_configuration_members()
+    from engine.local._moto_invoke import patch_invoke
+
+    patch_invoke()
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
         MotoRequestHandler,

@@ -47,6 +47,7 @@ from engine.ports import (
     Clock,
     CodeObjects,
     EventStore,
+    InvokeAnswer,
     LambdaApi,
     SourcesApi,
 )
@@ -67,6 +68,7 @@ from engine.saga.effects import (
     GetFunction,
     GetSigning,
     HashCode,
+    InvokeHook,
     LambdaMutation,
     LambdaRead,
     ListVersions,
@@ -88,6 +90,7 @@ from engine.saga.effects import (
     Wait,
     Waited,
 )
+from engine.saga.hooks import judge, unanswered
 from engine.saga.replay import evolve
 from engine.saga.results import (
     AliasRead,
@@ -96,6 +99,7 @@ from engine.saga.results import (
     CodeHashed,
     Deleted,
     FunctionRead,
+    HookAnswer,
     Published,
     SigningRead,
     SourcesChanged,
@@ -357,8 +361,33 @@ class _Runner:
             case DeleteSigning(name):
                 await api.delete_code_signing_config(name)
                 return Applied()
+            case InvokeHook():
+                return await self._hook(write)
             case _:
                 assert_never(write)
+
+    async def _hook(self, hook: InvokeHook) -> HookAnswer:
+        """Invoke a traffic hook within its deadline, and judge its answer by the contract
+        (engine.saga.hooks). An invoke refused for good is the hook's "error"; a retryable
+        failure is the step's, repeated by the saga."""
+        started = self.clock.monotonic()
+
+        def elapsed() -> int:
+            return int((self.clock.monotonic() - started) * 1000)
+
+        answer: InvokeAnswer | None = None
+        try:
+            with anyio.move_on_after(hook.timeout_seconds):
+                answer = await self.lambda_api.invoke(hook.function, hook.payload)
+        except AwsError as exc:
+            if exc.retryable:
+                raise
+            why = f"{exc.code or type(exc).__name__}: {exc.message}"
+            return unanswered(hook.point, hook.function, "error", why, elapsed())
+        if answer is None:
+            why = f"no answer within {hook.timeout_seconds:g} s"
+            return unanswered(hook.point, hook.function, "timed_out", why, elapsed())
+        return judge(hook.point, hook.function, answer.function_error, answer.payload, elapsed())
 
     async def _wire(self, write: SourcesMutation) -> SourcesChanged:
         api = self.sources_api

@@ -27,6 +27,7 @@ from engine.saga.effects import (
     GetFunction,
     GetSigning,
     HashCode,
+    InvokeHook,
     Mutation,
     PublishVersion,
     PutSigning,
@@ -38,13 +39,14 @@ from engine.saga.effects import (
     UpdateCode,
     UpdateConfig,
 )
+from engine.saga.hooks import POINTS, payload
 from engine.saga.state import (
     Deployment,
     SagaState,
     assert_alias_safe,
     check_deletable,
 )
-from engine.saga.steps import PhaseStep, Step, StepName
+from engine.saga.steps import HookStep, PhaseStep, Step, StepName
 from engine.sources_plan import union_sources
 
 # The operation each mutating step performs. An intent in the log names only its step: the
@@ -72,6 +74,8 @@ PERFORMS: Mapping[Step, type[Mutation]] = {
     "untag": UntagFunction,
     "put_signing": PutSigning,
     "delete_signing": DeleteSigning,
+    "hook_before": InvokeHook,
+    "hook_after": InvokeHook,
 }
 
 
@@ -143,6 +147,8 @@ def phase_call(state: SagaState, dep: Deployment) -> Call:
             return _sources_write(state, dep, phase)
         case "tag" | "untag" | "put_signing" | "delete_signing":
             return _attribute_write(state, dep, phase)
+        case "hook_before" | "hook_after":
+            return _hook(state, dep, phase)
         case "alarm_check" | "bake" | "finish":
             raise AssertionError(f"phase {phase} has no call")  # handled by next_effect
 
@@ -296,3 +302,14 @@ def _attribute_write(
             return mutation(dep, phase, PutSigning(name, arn))
         case "delete_signing":
             return mutation(dep, phase, DeleteSigning(name))
+
+
+def _hook(state: SagaState, dep: Deployment, phase: HookStep) -> Call:
+    """The invoke of the traffic hook configured at this point."""
+    point = POINTS[phase]
+    hook = dep.desired.settings.hooks.at(point) if dep.desired else None
+    assert hook is not None, f"{phase} entered with no {point} hook"
+    invoke = InvokeHook(
+        hook.function, payload(state, dep, point), float(hook.timeout_seconds), point
+    )
+    return mutation(dep, phase, invoke)

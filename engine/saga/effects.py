@@ -17,7 +17,7 @@ writes, and so needs a write-ahead intent), ``resolver`` (the read that settles 
 it left with no outcome; None when repeating it is harmless), ``omitted`` (arguments the
 intent does not record: bulky, or holding environment values) and ``runner_only`` (fields the
 runner uses and does not pass to the port: what a read is compared with, what a publish
-intent records for the read that may settle it).
+intent records for the read that may settle it, a hook's deadline).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Self, get_args
 
 from engine.events import Event
-from engine.events.desired import EventSources
+from engine.events.desired import EventSources, HookPoint
 from engine.events.function import FailureKind, StepStarted, TimerStarted
 from engine.saga.results import CallResult
 from engine.saga.steps import Step, StepName
@@ -243,6 +243,21 @@ class UpdateAlias(LambdaWrite):
 
 
 @dataclass(frozen=True, slots=True)
+class InvokeHook(LambdaWrite):
+    """Invoke (RequestResponse) of a traffic hook with ``payload``, given ``timeout_seconds``
+    to answer (the runner's deadline). Data plane: paced on the poll budget, not the
+    control plane's. No resolver: a hook whose answer was lost is invoked again, which the
+    hook contract asks hooks to allow (docs/progressive-delivery.md)."""
+
+    method: ClassVar[str] = "invoke"
+    runner_only: ClassVar[frozenset[str]] = frozenset({"timeout_seconds", "point"})
+    function: str
+    payload: Mapping[str, Any]
+    timeout_seconds: float
+    point: HookPoint
+
+
+@dataclass(frozen=True, slots=True)
 class ReconcileSources(SourcesWrite):
     method: ClassVar[str] = "reconcile"
     omitted: ClassVar[frozenset[str]] = frozenset({"desired", "previous"})
@@ -283,6 +298,7 @@ LambdaMutation = (
     | UntagFunction
     | PutSigning
     | DeleteSigning
+    | InvokeHook
 )
 SourcesMutation = ReconcileSources | DetachSources
 Mutation = LambdaMutation | SourcesMutation

@@ -15,12 +15,16 @@ from engine.events import Event
 from engine.events.base import RepoEvent
 from engine.events.function import (
     AlarmObserved,
+    BakeExtended,
     DeploymentFinished,
+    DeploymentHeld,
     DeploymentRequested,
+    DeploymentResumed,
     DriftDetected,
     DriftResolved,
     EventSourceChanged,
     FunctionDeleted,
+    HookAnswered,
     OperatorRequested,
     RollbackStarted,
     SettingsRecorded,
@@ -31,6 +35,7 @@ from engine.events.function import (
     TrafficShifted,
 )
 from engine.events.operator import OperatorCommandIssued
+from engine.saga.holds import extended_left
 from engine.saga.results import (
     AliasRead,
     CodeHashed,
@@ -97,8 +102,13 @@ def evolve(state: SagaState, event: Event) -> SagaState:
             return _operator(state, event)
         case DriftDetected():
             return _drifted(state, event)
-        case AlarmObserved() | EventSourceChanged() | DriftResolved():
+        case AlarmObserved() | EventSourceChanged() | DriftResolved() | HookAnswered():
             return state
+        case DeploymentHeld() | DeploymentResumed() | BakeExtended():
+            dep = state.active
+            if dep is None or dep.deployment_id != event.deployment_id:
+                return state
+            return _with_dep(state, _held(dep, event))
         case RepoEvent() | OperatorCommandIssued():
             # Not function-stream events; a function stream never holds them.
             return state
@@ -142,6 +152,8 @@ def _step_succeeded(state: SagaState, dep: Deployment, event: StepSucceeded) -> 
 
 def _timer_started(dep: Deployment, event: TimerStarted) -> Deployment:
     dep = replace(dep, timer=event, due_wait=None)
+    if event.purpose == "bake":
+        dep = replace(dep, bake_left=None)  # the bake's end is the timer's now
     if event.purpose == RESOLVE_WAIT:
         # Each pause before reading again follows one failed resolve read: the count that
         # bounds the reads (repeats of a recorded error record only this).
@@ -279,6 +291,23 @@ def _drifted(state: SagaState, event: DriftDetected) -> SagaState:
     return state
 
 
+def _held(dep: Deployment, event: DeploymentHeld | DeploymentResumed | BakeExtended) -> Deployment:
+    """An operator's hold, resume or extend acted (engine.saga.holds): the command is done."""
+    dep = replace(dep, operator=None)
+    match event:
+        case DeploymentHeld():
+            timer = None if dep.timer is not None and dep.timer.purpose == "bake" else dep.timer
+            return replace(dep, paused=event, timer=timer, bake_left=event.bake_left)
+        case DeploymentResumed():
+            return replace(dep, paused=None)
+        case BakeExtended(until=None):
+            return replace(dep, bake_left=extended_left(dep, event.seconds))
+        case BakeExtended():
+            return dep  # the TimerStarted recorded with it sets the new end
+        case _:
+            assert_never(event)
+
+
 def _operator(state: SagaState, event: OperatorRequested) -> SagaState:
     """An abort or promote sticks to the deployment it was handed to (a later one never
     inherits it); a retry lifts the hold on the rolled-back desired state. A command the engine
@@ -288,7 +317,7 @@ def _operator(state: SagaState, event: OperatorRequested) -> SagaState:
     if event.command == "retry":
         return replace(state, rolled_back_hash=None)
     dep = state.active
-    if event.command not in ("abort", "promote") or dep is None or dep.rollback is not None:
+    if event.command in ("retry", "allow_deletes") or dep is None or dep.rollback is not None:
         return state
     if event.deployment_id is not None and event.deployment_id != dep.deployment_id:
         return state

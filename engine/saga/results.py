@@ -19,6 +19,7 @@ values, which may be secrets.
     Applied         a function-level attribute set (TagResource, code signing...)
     CodeHashed      the CodeSha256 an S3 code object would give (None: no such object)
     SigningRead     the function's code-signing configuration (None: it has none)
+    HookAnswer      a traffic hook's answer, judged by the hook contract (engine.saga.hooks)
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.events.desired import HookPoint
+from engine.events.function import HookStatus
 from engine.ports import AliasInfo, FunctionInfo, SourceChange, VersionInfo
 from engine.saga.steps import (
     StepName,
@@ -36,6 +39,7 @@ from engine.saga.steps import (
     is_attribute_step,
     is_delete_step,
     is_function_step,
+    is_hook_step,
     is_sources_step,
 )
 
@@ -256,6 +260,20 @@ class SigningRead(Result):
     arn: str | None = None
 
 
+class HookAnswer(Result):
+    """What a traffic hook answered: ``status`` by the hook contract (engine.saga.hooks),
+    ``body`` the start of its answer (never more than HOOK_BODY_LIMIT characters), and how
+    long it took."""
+
+    point: HookPoint
+    function: str
+    status: HookStatus
+    body: str = ""
+    duration_ms: int = 0
+    function_error: str | None = None
+    reason: str = ""  # why a status other than "succeeded"
+
+
 class Requested(Result):
     """What a write-ahead intent (StepStarted.request) recorded of the call it announced:
     the version and routing an alias write or a delete asked for; of a publish, the highest
@@ -280,6 +298,7 @@ CallResult = (
     | Applied
     | CodeHashed
     | SigningRead
+    | HookAnswer
 )
 # What a StepSucceeded records.
 StepResult = (
@@ -294,6 +313,7 @@ StepResult = (
     | Applied
     | CodeHashed
     | SigningRead
+    | HookAnswer
 )
 
 
@@ -321,4 +341,6 @@ def parse_result(name: StepName, raw: Mapping[str, Any]) -> StepResult | None:
         return CodeHashed.model_validate(raw)
     if step == "inspect_signing":
         return SigningRead.model_validate(raw)
+    if is_hook_step(step):
+        return HookAnswer.model_validate(raw)
     return None

@@ -36,7 +36,10 @@ Rules worth knowing:
   the deployment finishes its last bake first.
 - An operator's command (``OperatorRequested``) also acts at a safe point: abort rolls back
   like a failure, with the operator's name and reason; promote, once the saga is shifting or
-  baking, reads the alarms once and then promotes, skipping the rest of the schedule.
+  baking, reads the alarms once and then promotes, skipping the rest of the schedule; hold,
+  resume, extend and a one-step promote act on the bake (engine.saga.holds).
+- Traffic hooks (engine.saga.hooks) are invoked before the first weight moves and after the
+  promote; any answer but success rolls back, like a firing alarm.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from engine.events.function import (
     TimerStarted,
     TrafficShifted,
 )
+from engine.saga.bake import bake_until
 from engine.saga.calls import phase_call, read_call
 from engine.saga.effects import (
     Call,
@@ -65,6 +69,7 @@ from engine.saga.effects import (
     Effect,
     Failed,
     GetFunction,
+    InvokeHook,
     Ok,
     Record,
     SagaContext,
@@ -72,17 +77,19 @@ from engine.saga.effects import (
     Wait,
     Waited,
 )
+from engine.saga.holds import held_wait, hold_effect, watched
+from engine.saga.hooks import answered, gave_up
 from engine.saga.resolve import resolve_call, resolved
 from engine.saga.results import (
     AlarmsRead,
     AlreadyAbsent,
     CallResult,
     FunctionRead,
+    HookAnswer,
     Kept,
     SourcesChanged,
 )
 from engine.saga.rollback import fail
-from engine.saga.schedule import bake_seconds
 from engine.saga.state import (
     ALARM_CHECK,
     OPERATOR_PROMOTE,
@@ -90,7 +97,7 @@ from engine.saga.state import (
     Deployment,
     SagaState,
 )
-from engine.saga.steps import Phase, Step, StepName, WaitPurpose
+from engine.saga.steps import Phase, Step, StepName, WaitPurpose, is_hook_step
 from engine.saga.transitions import Poll, poll_ready
 
 # Phases at which a newer request may interrupt: between steps, up to the promote (the 100 %
@@ -119,6 +126,7 @@ SUPERSEDABLE: frozenset[Phase] = frozenset(
         "reset_alias",
         "sources",
         "detach_old_alias",
+        "hook_before",
         "alarm_check",
         "shift",
         "bake",
@@ -157,6 +165,9 @@ def next_effect(state: SagaState, now: datetime) -> Effect:
     interrupted = _interruption(state, dep, now)
     if interrupted is not None:
         return interrupted
+    held = held_wait(state, dep, now)
+    if held is not None:
+        return held
     wait = _wait(state, dep, now)
     if wait is not None:
         return wait
@@ -166,8 +177,7 @@ def next_effect(state: SagaState, now: datetime) -> Effect:
     if dep.settling:
         return read_call("settle", GetFunction(state.function_name))
     if dep.phase == "bake":
-        seconds = bake_seconds(dep.desired.settings if dep.desired else None)
-        return _timer(state, dep, "bake", now + timedelta(seconds=seconds))
+        return _timer(state, dep, "bake", bake_until(dep, now))
     if dep.phase == "alarm_check":
         return _timer(state, dep, ALARM_CHECK, now)  # a wait that ends once the alarms are read
     return phase_call(state, dep)
@@ -252,6 +262,8 @@ def _operator_effect(state: SagaState, dep: Deployment, now: datetime) -> Effect
     command = dep.operator
     assert command is not None
     did = dep.deployment_id
+    if command.command in ("hold", "resume", "extend", "promote_step"):
+        return hold_effect(state, dep, command, now)
     if command.command == "abort":
         if dep.phase not in SUPERSEDABLE:
             return None  # promoting, cleaning up or deleting: finishing is the safe way out
@@ -279,13 +291,9 @@ def _operator_effect(state: SagaState, dep: Deployment, now: datetime) -> Effect
 
 
 def _alarms(dep: Deployment) -> tuple[str, ...]:
-    # Alarms guard traffic to a new version: watched from its publish until promote, and not
+    # Alarms guard traffic to a new version: watched from its publish to the end, and not
     # while rolling back (a firing alarm is why we roll back; it must not stop the rollback).
-    if dep.path != "update" or dep.new_version is None or dep.rollback is not None:
-        return ()
-    if dep.stable is None or dep.desired is None:
-        return ()
-    return dep.desired.settings.alarms
+    return watched(dep)
 
 
 def _timer(state: SagaState, dep: Deployment, purpose: WaitPurpose, until: datetime) -> Wait:
@@ -316,8 +324,8 @@ def _waited(dep: Deployment, effect: Wait, outcome: Waited) -> list[Event]:
             for a, s in sorted(fired.items())
         )
         return observed + fail(dep, what)
-    if not outcome.completed or effect.purpose == RESOLVE_WAIT:
-        return []  # a pause between resolve reads ends by the clock alone
+    if not outcome.completed or effect.purpose in (RESOLVE_WAIT, "hold"):
+        return []  # a pause between resolve reads, or a held wait, ends by the clock alone
     read = AlarmsRead(alarms=dict(outcome.alarms))
     return [
         StepSucceeded(deployment_id=did, step=StepName.wait(effect.purpose), result=read.to_json())
@@ -348,6 +356,8 @@ def _call_ok(state: SagaState, dep: Deployment, effect: Call, result: CallResult
             events += _poll_verdict(state, dep, poll, result)
         case "readiness", _, FunctionRead():
             events += _readiness_verdict(dep, result)
+        case _, InvokeHook(), HookAnswer():
+            events += answered(dep, result)
     return events
 
 
@@ -420,6 +430,8 @@ def _call_failed(state: SagaState, dep: Deployment, effect: Call, failed: Failed
         return [event]
     why = f"{step} failed after {attempt} attempt(s): {failed.code or failed.kind}: "
     why += failed.message
+    if is_hook_step(step.step):
+        return [event, *gave_up(dep, step.step, why)]
     if step.step in _KEPT_ON_FAILURE:
         # Keeping an unreferenced version is harmless; it must not undo a finished shift. Event
         # sources left as attempted stay stray: the next reconcile removes them.

@@ -19,11 +19,14 @@ DEFAULT_BAKE_SECONDS = 60
 def weights(traffic: TrafficShifting | None) -> tuple[float, ...]:
     """The weights before the promote.
 
-    CANARY ``percent``; LINEAR ``percent``, 2x, ... below 100; ALL_AT_ONCE (or a percent of
-    100) none: the promote alone. ``None`` (no trafficShiftingConfig) is the promote alone too.
+    Custom ``steps``: their weights below 1.0 (a 1.0 step is the promote). CANARY
+    ``percent``; LINEAR ``percent``, 2x, ... below 100; ALL_AT_ONCE (or a percent of 100)
+    none: the promote alone. ``None`` (no trafficShiftingConfig) is the promote alone too.
     """
     if traffic is None:
         return ()
+    if traffic.steps:
+        return tuple(step.weight for step in traffic.steps if step.weight < 1.0)
     # A percent outside 1..100 would make an empty or endless schedule; the definitions layer
     # rejects it, and this clamp keeps the core total if it ever slips through.
     percent = max(1, min(traffic.percent, 100))
@@ -40,12 +43,22 @@ def baked(settings: DeploymentSettings | None) -> bool:
     return settings is not None and (settings.traffic is not None or bool(settings.alarms))
 
 
-def bake_seconds(settings: DeploymentSettings | None) -> int:
-    """The bake after each step: ``waitInterval``, or 60 s with alarms and no config."""
+def bake_seconds(
+    settings: DeploymentSettings | None, index: int = 0, promoted: bool = False
+) -> int:
+    """The bake after step ``index`` (after the promote when ``promoted``): ``waitInterval``,
+    or 60 s with alarms and no config. Custom steps bake each step's own ``waitInterval``;
+    the promote bakes the last step's (the 1.0 step's, or, when the list stops short of 1.0,
+    the last one listed, whose bake the promote then follows)."""
     if settings is None:
         return 0
-    if settings.traffic is not None:
-        return settings.traffic.wait_interval
+    traffic = settings.traffic
+    if traffic is not None and traffic.steps:
+        steps = traffic.steps
+        step = steps[-1] if promoted else steps[min(index, len(steps) - 1)]
+        return step.wait_interval
+    if traffic is not None:
+        return traffic.wait_interval
     return DEFAULT_BAKE_SECONDS if settings.alarms else 0
 
 

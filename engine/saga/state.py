@@ -16,6 +16,7 @@ from typing import Literal
 from engine.events.desired import DeploymentSettings, DesiredFunction, EventSources
 from engine.events.function import (
     DeploymentFinished,
+    DeploymentHeld,
     DeploymentRequested,
     DeployOutcome,
     OperatorRequested,
@@ -133,8 +134,13 @@ class Deployment:
     due_wait: tuple[WaitPurpose, float] | None = None  # (purpose, seconds) to wait first
     timer: TimerStarted | None = None
     rollback: RollbackStarted | None = None
-    # An operator's abort or promote, waiting for the next safe point (engine.saga.saga).
+    # An operator's command, waiting for the next safe point (engine.saga.saga).
     operator: OperatorRequested | None = None
+    # An operator's hold in effect (engine.saga.holds): the bake timer stopped, alarms watched.
+    paused: DeploymentHeld | None = None
+    # Seconds of the bake left when a hold stopped its timer, or the bake's length an extend
+    # set before it started; None: the step's own bake (engine.saga.bake).
+    bake_left: float | None = None
     outcome: DeployOutcome | None = None  # set when phase is "finish"
     reason: str = ""
 

@@ -10,8 +10,8 @@ reads or writes them:
 Every phase of the saga that makes a call is logged under the phase's own name, so one
 ``Literal`` member is both the phase and its step. The phases are grouped by what their call
 reports (engine.saga.results): a function read, an alias read, a published version, a delete,
-a change of event sources, a function-level attribute set, a lookup. Adding a step means
-adding it to its group here; mypy then points at every ``match`` that has to learn it.
+a change of event sources, a function-level attribute set, a lookup, a hook's answer. Adding a
+step means adding it to its group here; mypy then points at every ``match`` that has to learn it.
 
 Pure: no imports from the rest of glam, so the event models can use it.
 """
@@ -57,9 +57,13 @@ AttributeStep = Literal["tag", "untag", "put_signing", "delete_signing"]
 # function's code-signing configuration.
 LookupStep = Literal["hash_code", "inspect_signing"]
 
+# Phases that invoke a traffic hook (engine.saga.hooks): before the first weight moves,
+# after the promote.
+HookStep = Literal["hook_before", "hook_after"]
+
 # Every phase that makes one call, logged under its own name.
 PhaseStep = Literal[
-    FunctionStep, AliasStep, "publish", DeleteStep, SourcesStep, AttributeStep, LookupStep
+    FunctionStep, AliasStep, "publish", DeleteStep, SourcesStep, AttributeStep, LookupStep, HookStep
 ]
 # Every step a call can be logged as: the phases' calls, and ``settle`` (reading the function
 # until an update in progress has finished, after a conflict).
@@ -71,9 +75,18 @@ Phase = Literal[PhaseStep, "alarm_check", "bake", "finish"]
 # Why the saga waits: the bake after a shift, a readiness re-check, a poll of an update in
 # progress, the backoff before repeating a failed call, the one alarm read before an
 # operator's promote, the pause between reads settling a dangling intent, and the one alarm
-# read before the first weight moves.
+# read before the first weight moves; an operator's hold (alarms watched, no timer: it is
+# never recorded) and the one alarm read before an operator's one-step promote.
 WaitPurpose = Literal[
-    "bake", "readiness", "poll", "backoff", "operator_promote", "resolve", "alarms"
+    "bake",
+    "readiness",
+    "poll",
+    "backoff",
+    "operator_promote",
+    "resolve",
+    "alarms",
+    "hold",
+    "operator_step",
 ]
 
 STEPS: frozenset[str] = frozenset(get_args(Step))
@@ -84,6 +97,7 @@ _DELETE_STEPS: frozenset[str] = frozenset(get_args(DeleteStep))
 _SOURCES_STEPS: frozenset[str] = frozenset(get_args(SourcesStep))
 _ATTRIBUTE_STEPS: frozenset[str] = frozenset(get_args(AttributeStep))
 _LOOKUP_STEPS: frozenset[str] = frozenset(get_args(LookupStep))
+_HOOK_STEPS: frozenset[str] = frozenset(get_args(HookStep))
 
 
 def is_step(text: object) -> TypeGuard[Step]:
@@ -116,6 +130,10 @@ def is_attribute_step(step: object) -> TypeGuard[AttributeStep]:
 
 def is_lookup_step(step: object) -> TypeGuard[LookupStep]:
     return step in _LOOKUP_STEPS
+
+
+def is_hook_step(step: object) -> TypeGuard[HookStep]:
+    return step in _HOOK_STEPS
 
 
 @dataclass(frozen=True, slots=True)

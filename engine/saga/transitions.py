@@ -10,8 +10,8 @@ Every arrow is a recorded event (engine.saga.replay calls these while folding):
     decide: the stable version serves the definition → attributes → sources → finish
             otherwise → attributes → update_config → wait_config (if $LATEST's configuration
             differs) → update_code → wait_code (if its code differs) → publish → readiness →
-            [create_alias] → sources → [detach_old_alias] → [alarm_check] → (shift → bake)* →
-            promote → bake → delete_old → finish
+            [create_alias] → sources → [detach_old_alias] → [hook_before] → [alarm_check] →
+            (shift → bake)* → promote → [hook_after] → bake → delete_old → finish
     attributes: put_signing | delete_signing, tag, untag (function-level, not versioned)
     delete: inspect_function → detach_sources → delete_function → finish
     rollback: rollback_alias → rollback_delete_new → rollback_sources → finish
@@ -31,6 +31,7 @@ from dataclasses import replace
 from typing import Literal, assert_never
 
 from engine.events.function import DeployOutcome, RollbackStarted, StepFailed
+from engine.saga.bake import after_bake
 from engine.saga.deciding import (
     after_inspect_alias,
     after_inspect_function,
@@ -46,6 +47,7 @@ from engine.saga.results import (
     CodeHashed,
     Deleted,
     FunctionRead,
+    HookAnswer,
     Kept,
     Published,
     SigningRead,
@@ -64,7 +66,7 @@ from engine.saga.steps import (
     AliasStep,
     DeleteStep,
     FunctionStep,
-    Phase,
+    HookStep,
     SourcesStep,
     StepName,
     WaitPurpose,
@@ -72,6 +74,7 @@ from engine.saga.steps import (
     is_attribute_step,
     is_delete_step,
     is_function_step,
+    is_hook_step,
     is_sources_step,
 )
 
@@ -105,6 +108,8 @@ def after_success(
             return deciding(state, hashed)
         case "inspect_signing", SigningRead():
             return deciding(state, replace(dep, signing=result.arn, signing_read=True))
+        case step, HookAnswer() if is_hook_step(step):
+            return _after_hook(state, dep, step, result)
     return dep  # a step this glam does not know: passed over
 
 
@@ -115,12 +120,11 @@ def _after_wait(state: SagaState, dep: Deployment, purpose: WaitPurpose | None) 
     if purpose == ALARM_CHECK:
         # The alarms were read once before any weight moves, and were quiet.
         return next_phase(dep, "shift" if dep.schedule else "promote")
+    if purpose == "operator_step":
+        # An operator's one-step promote: the alarms were read once and were quiet.
+        return after_bake(state, replace(dep, operator=None))
     if purpose == "bake":
-        if dep.promoted:
-            return _after_last_bake(state, dep)
-        index = dep.shift_index + 1
-        phase: Phase = "shift" if index < len(dep.schedule) else "promote"
-        return replace(next_phase(dep, phase), shift_index=index)
+        return after_bake(state, dep)
     return dep
 
 
@@ -253,12 +257,35 @@ def _after_alias_step(
 def _after_promote(state: SagaState, dep: Deployment) -> Deployment:
     dep = replace(dep, promoted=True)
     settings = dep.desired.settings if dep.desired else None
+    if dep.stable is not None and settings is not None and settings.hooks.after_allow_traffic:
+        return next_phase(dep, "hook_after")
+    return _last_bake(state, dep)
+
+
+def _after_hook(
+    state: SagaState, dep: Deployment, step: HookStep, answer: HookAnswer
+) -> Deployment:
+    """A hook that succeeded lets the deployment go on; any other answer is followed in the
+    log by the rollback it starts (engine.saga.hooks), so the deployment stays where it is."""
+    if answer.status != "succeeded":
+        return dep
+    match step:
+        case "hook_before":
+            return _first_move(dep)
+        case "hook_after":
+            return _last_bake(state, dep)
+        case _:
+            assert_never(step)
+
+
+def _last_bake(state: SagaState, dep: Deployment) -> Deployment:
+    settings = dep.desired.settings if dep.desired else None
     if dep.stable is not None and baked(settings):
         return next_phase(dep, "bake")  # the bake after the last step: alarms still watched
-    return _after_last_bake(state, dep)
+    return after_last_bake(state, dep)
 
 
-def _after_last_bake(state: SagaState, dep: Deployment) -> Deployment:
+def after_last_bake(state: SagaState, dep: Deployment) -> Deployment:
     """Delete the old version after the last bake, unless it must stay."""
     settings = dep.desired.settings if dep.desired else None
     if settings is not None and not settings.delete_old_version:
@@ -347,9 +374,9 @@ def _traffic(dep: Deployment) -> Deployment:
     if shifting and dep.new_version is not None and dep.new_version != dep.stable:
         schedule = weights(settings.traffic if settings else None)
         dep = replace(dep, schedule=schedule)
-        if settings is not None and settings.alarms:
-            return next_phase(dep, "alarm_check")  # read once before any weight moves
-        return next_phase(dep, "shift" if schedule else "promote")
+        if settings is not None and settings.hooks.before_allow_traffic is not None:
+            return next_phase(dep, "hook_before")  # asked before any weight moves
+        return _first_move(dep)
     on_latest = dep.alias_exists and dep.alias_version not in (None, dep.new_version)
     if dep.path == "update" and on_latest and dep.stable is None and dep.new_version:
         return next_phase(dep, "promote")  # the alias was on $LATEST: switch it
@@ -358,6 +385,14 @@ def _traffic(dep: Deployment) -> Deployment:
         why = f"adopted: {served}" if dep.first_sight else f"{served}; nothing published"
         return finish(dep, "succeeded", dep.reason or why)
     return finish(dep, "succeeded")
+
+
+def _first_move(dep: Deployment) -> Deployment:
+    """The first weight moves: after one alarm read when there are alarms."""
+    settings = dep.desired.settings if dep.desired else None
+    if settings is not None and settings.alarms:
+        return next_phase(dep, "alarm_check")  # read once before any weight moves
+    return next_phase(dep, "shift" if dep.schedule else "promote")
 
 
 def _after_rollback(state: SagaState, dep: Deployment, reason: str) -> Deployment:

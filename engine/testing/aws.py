@@ -37,7 +37,7 @@ import anyio
 
 from engine.aws.rules import LATEST, code_sha256, refuse_unsafe_alias
 from engine.errors import AwsAmbiguous, AwsConflict, AwsError, AwsInvalid
-from engine.ports import AliasInfo, FunctionInfo, VersionInfo
+from engine.ports import AliasInfo, FunctionInfo, InvokeAnswer, VersionInfo
 from engine.testing.aws_records import (
     Alias,
     Function,
@@ -79,6 +79,7 @@ class FakeAws:
         self._objects: dict[tuple[str, str], bytes] = {}
         self._revisions = itertools.count(1)
         self._faults: dict[str, deque[AwsError | None]] = defaultdict(deque)
+        self._hooks: dict[str, InvokeAnswer] = {}
 
     # ---- steering (tests) --------------------------------------------------------------------
 
@@ -101,6 +102,10 @@ class FakeAws:
         if state not in _ALARM_STATES:
             raise ValueError(f"alarm state must be one of {sorted(_ALARM_STATES)}")
         self._alarms[name] = state
+
+    def answer_hook(self, function: str, body: bytes, function_error: str | None = None) -> None:
+        """What an Invoke of ``function`` answers from now on (by default ``{}``)."""
+        self._hooks[function] = InvokeAnswer(payload=body, function_error=function_error)
 
     def delete_alarm(self, name: str) -> None:
         self._alarms.pop(name, None)
@@ -396,6 +401,11 @@ class FakeAws:
         self._done(fault, op, None)
 
     # ---- CodeObjects -------------------------------------------------------------------------
+
+    async def invoke(self, function: str, payload: Mapping[str, Any]) -> InvokeAnswer:
+        applied = await self._enter("Invoke", FunctionName=function, Payload=dict(payload))
+        answer = self._hooks.get(function, InvokeAnswer(payload=b"{}"))
+        return self._done(applied, "Invoke", answer)
 
     async def code_sha256(self, bucket: str, key: str, version: str | None = None) -> str | None:
         await self._enter("GetObject", Bucket=bucket, Key=key, VersionId=version)

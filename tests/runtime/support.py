@@ -48,8 +48,10 @@ def write_function(
     readiness: dict[str, int] | None = None,
     name: str = NAME,
     prefix: str = PREFIX,
+    depdef_extra: dict[str, Any] | None = None,
 ) -> None:
-    """Write the definition and deployment definition of one function."""
+    """Write the definition and deployment definition of one function (``depdef_extra``:
+    more keys of the deployment definition, ``hooks`` say)."""
     value = {k: v["value"] for k, v in outputs.items()}
     repo.write(
         f"{prefix}_lambdadef.json",
@@ -69,6 +71,7 @@ def write_function(
     }
     if alarms:
         depdef["alarms"] = {"alarmNames": list(alarms)}
+    depdef.update(depdef_extra or {})
     repo.write(f"{prefix}_lambdadepdef.json", depdef)
 
 

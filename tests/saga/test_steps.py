@@ -63,6 +63,7 @@ from engine.saga.results import (
     CodeHashed,
     Deleted,
     FunctionRead,
+    HookAnswer,
     Kept,
     Published,
     SigningRead,
@@ -272,6 +273,14 @@ RECORDED: dict[str, tuple[dict[str, Any], type]] = {
     "delete_signing": ({}, Applied),
     "delete_alias": ({}, Deleted),
     "detach_old_alias": ({"changes": []}, SourcesChanged),
+    "hook_before": (
+        {"point": "beforeAllowTraffic", "function": "smoke", "status": "succeeded"},
+        HookAnswer,
+    ),
+    "hook_after": (
+        {"point": "afterAllowTraffic", "function": "verify", "status": "failed", "extra": 1},
+        HookAnswer,
+    ),
 }
 
 
@@ -316,6 +325,7 @@ def test_the_mutations_are_the_ones_failpoints_name() -> None:
         "untag_function",
         "put_code_signing_config",
         "delete_code_signing_config",
+        "invoke",
     }
     assert named == MUTATIONS
 
@@ -336,6 +346,8 @@ def test_dangling_steps_are_settled_by_the_reads_they_always_were() -> None:
         "rollback_alias": "get_alias",
     }
     assert set(PERFORMS) - set(settled) == {
+        "hook_before",  # a hook is invoked again: the contract asks it to allow that
+        "hook_after",
         "update_config",
         "update_code",
         "sources",
