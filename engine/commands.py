@@ -19,12 +19,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Literal
+from typing import get_args
 
 from engine.cli.common import current_views
 from engine.errors import GlamError, UsageError
 from engine.events import Metadata, NewEvent, RecordedEvent
-from engine.events.operator import OPS_STREAM, OperatorCommandIssued
+from engine.events.operator import OPS_STREAM, OperatorCommand, OperatorCommandIssued
 from engine.operator import Refusal, Target, decide_hand_over
 from engine.planner import deployed_from_events, head_action, held_deletes
 from engine.ports import ANY_VERSION, EventStore, ProjectionStore
@@ -32,8 +32,8 @@ from engine.runtime.report import read_log
 from engine.saga import fold, initial_state
 from engine.streams import FUNCTION_PREFIX, REPO_PREFIX, is_function_stream, parse_function_stream
 
-Command = Literal["promote", "abort", "retry", "allow_deletes"]
-COMMANDS: tuple[Command, ...] = ("promote", "abort", "retry", "allow_deletes")
+Command = OperatorCommand
+COMMANDS: tuple[Command, ...] = get_args(OperatorCommand)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +94,12 @@ async def resolve_function(store: ProjectionStore, function: str) -> str:
 
 
 async def check_command(
-    store: ProjectionStore, command: Command, target: str, *, actor: str = "operator"
+    store: ProjectionStore,
+    command: Command,
+    target: str,
+    *,
+    actor: str = "operator",
+    seconds: int | None = None,
 ) -> Checked:
     """Resolve and check ``target`` for ``command``: the stream (or full commit sha) the
     command will name, and the deployment it was checked against (in flight for abort and
@@ -111,7 +116,9 @@ async def check_command(
     else:
         name = parse_function_stream(stream)[2]
         known = Target(saga=fold(initial_state(name), [r.event for r in records]))
-    given = OperatorCommandIssued(command=command, target=stream, reason="(checking)")
+    given = OperatorCommandIssued(
+        command=command, target=stream, reason="(checking)", seconds=seconds
+    )
     # The request a retry would make is not kept: only whether it can be made counts here.
     decision = decide_hand_over(given, known, actor=actor, new_id=lambda: "checking")
     if isinstance(decision, Refusal):
@@ -127,20 +134,42 @@ async def append_command(
     reason: str,
     actor: str,
     event_id: str | None = None,
+    seconds: int | None = None,
 ) -> RecordedEvent:
     """Append the checked ``command`` to the ``ops`` stream. ``event_id`` makes a repeated
-    append (a retried request) store nothing new."""
+    append (a retried request) store nothing new; ``seconds`` is an extend's length."""
     new = NewEvent(
         OperatorCommandIssued(
             command=command,
             target=checked.target,
             reason=reason,
             deployment_id=checked.deployment_id,
+            seconds=seconds,
         ),
         Metadata(event_id=event_id or uuid.uuid4().hex, actor=actor),
     )
     [record] = await store.append(OPS_STREAM, [new], expected_version=ANY_VERSION)
     return record
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600}
+EXTEND_MAX_SECONDS = 86_400
+
+
+def parse_duration(text: str) -> int:
+    """``"10m"`` -> 600: a length given as a whole number of seconds, minutes or hours
+    (``30s``, ``10m``, ``2h``; a bare number is seconds), at most a day."""
+    raw = text.strip().lower()
+    unit = raw[-1:] if raw[-1:] in _UNITS else "s"
+    number = raw[:-1] if raw[-1:] in _UNITS else raw
+    if not number.isdigit() or int(number) <= 0:
+        raise UsageError(
+            f"{text!r} is not a length", hint="a whole number and s, m or h: 30s, 10m, 2h"
+        )
+    seconds = int(number) * _UNITS[unit]
+    if seconds > EXTEND_MAX_SECONDS:
+        raise UsageError(f"{text!r} is more than a day", hint="extend by 24h at most at a time")
+    return seconds
 
 
 def check_reason(reason: str) -> None:
@@ -156,6 +185,7 @@ async def issue_command(
     reason: str,
     actor: str,
     event_id: str | None = None,
+    seconds: int | None = None,
 ) -> Issued:
     """Check ``command`` against the log of ``store`` and append it to the ``ops`` stream.
     A command whose ``event_id`` the stream already holds is that command: it is returned
@@ -165,9 +195,9 @@ async def issue_command(
         for record in await store.read_stream(OPS_STREAM):
             if record.meta.event_id == event_id and isinstance(record.event, OperatorCommandIssued):
                 return Issued(record=record, target=record.event.target)
-    checked = await check_command(store, command, target, actor=actor)
+    checked = await check_command(store, command, target, actor=actor, seconds=seconds)
     record = await append_command(
-        store, command, checked, reason=reason, actor=actor, event_id=event_id
+        store, command, checked, reason=reason, actor=actor, event_id=event_id, seconds=seconds
     )
     return Issued(record=record, target=checked.target)
 

@@ -1,5 +1,5 @@
-"""The operator hand-over, decided: whether ``glam abort|promote|retry|allow-deletes`` can act
-on its target, and what the log records for it.
+"""The operator hand-over, decided: whether ``glam abort|promote|retry|allow-deletes``, and
+``glam hold|resume|extend|promote --step``, can act on its target, and what the log records.
 
     decision = decide_hand_over(command, target, actor=..., new_id=...)
 
@@ -14,6 +14,9 @@ the saga then acts on:
   it finishes first, ``engine.saga.saga.SUPERSEDABLE``); a delete has nothing to promote.
   Once handed over, only to the deployment the CLI checked (``command.deployment_id``), so a
   late hand-over never reaches a newer deployment.
+- hold, extend: the deployment in flight while it shifts traffic (engine.saga.holds.HOLDABLE);
+  not a deployment already held. resume: a held one (or one whose hold is still to act).
+  promote_step: a bake of a step before the promote. Each acts at the next bake.
 - retry: the rolled-back desired state again, unless ``engine.planner.retry_refusal`` says
   why not (in flight, nothing rolled back, the branch deleted or replaced it); once handed
   over, only while the rolled-back deployment is still the one the CLI checked.
@@ -33,8 +36,9 @@ from engine.events.function import DeploymentRequested, OperatorRequested
 from engine.events.operator import OPS_STREAM, OperatorCommandIssued
 from engine.events.repo import PlannedAction
 from engine.planner import DeployedState, PlanContext, plan_retry, retry_refusal
+from engine.saga.holds import HOLDABLE
 from engine.saga.saga import SUPERSEDABLE
-from engine.saga.state import SagaState
+from engine.saga.state import Deployment, SagaState
 from engine.streams import is_function_stream
 
 
@@ -92,7 +96,11 @@ def decide_hand_over(
     """What handing ``command`` (given by ``actor``) over to its target records, or why it
     cannot act. ``new_id`` makes the deployment id of the request a retry makes."""
     copy = OperatorRequested(
-        command=command.command, target=command.target, actor=actor, reason=command.reason
+        command=command.command,
+        target=command.target,
+        actor=actor,
+        reason=command.reason,
+        seconds=command.seconds,
     )
     if command.command == "allow_deletes":
         return _allow_deletes(copy, target)
@@ -124,8 +132,35 @@ def _in_flight(command: OperatorCommandIssued, copy: OperatorRequested, target: 
     if command.command == "promote" and dep.request.action == "delete":
         note = f"deployment {did} of {stream} deletes the function"
         return _refuse(stream, copy, note, "nothing to promote")
+    refused = _bake_refusal(command, dep, stream)
+    if refused is not None:
+        return _refuse(stream, copy, *refused)
     acted = copy.model_copy(update={"deployment_id": did})
     return HandOver(stream, (acted,), deployment_id=did, commit=dep.request.commit)
+
+
+def _bake_refusal(
+    command: OperatorCommandIssued, dep: Deployment, stream: str
+) -> tuple[str, str] | None:
+    """Why a hold, resume, extend or one-step promote cannot act on ``dep`` (engine.saga.holds),
+    as (reason, hint); None when it can."""
+    did = dep.deployment_id
+    hold_pending = dep.operator is not None and dep.operator.command == "hold"
+    match command.command:
+        case "hold" | "extend" if dep.phase not in HOLDABLE:
+            note = f"deployment {did} of {stream} is not shifting traffic ({dep.phase})"
+            return note, f"{command.command} acts on the bakes between traffic steps"
+        case "hold" if dep.paused is not None or hold_pending:
+            return f"deployment {did} of {stream} is already held", "`glam resume` lifts it"
+        case "extend" if not command.seconds or command.seconds <= 0:
+            return "extend needs a positive length", "pass --by, e.g. --by 10m"
+        case "resume" if dep.paused is None and not hold_pending:
+            return f"deployment {did} of {stream} is not held", "`glam hold` pauses it"
+        case "promote_step" if dep.phase != "bake" or dep.promoted:
+            note = f"deployment {did} of {stream} is not baking a traffic step ({dep.phase})"
+            hint = "a one-step promote ends the bake of a step before the promote"
+            return note, hint
+    return None
 
 
 def _retry(

@@ -1,4 +1,5 @@
-"""Operator commands: ``glam promote``, ``glam abort``, ``glam retry``, ``glam allow-deletes``.
+"""Operator commands: ``glam promote``, ``glam abort``, ``glam retry``, ``glam allow-deletes``,
+``glam hold``, ``glam resume``, ``glam extend``.
 
 Each one checks the log, then appends one ``OperatorCommandIssued`` (actor and reason) to the
 ``ops`` stream of the same database the engine uses, usually while it runs in another process;
@@ -12,6 +13,10 @@ and a writer waits up to the busy timeout for the other.
     glam promote orders --reason "verified by hand"         skip the rest of the schedule
     glam retry orders --reason "the bucket is fixed"        deploy the rolled-back state again
     glam allow-deletes 4f2a91c --reason "retiring orders"   release the held deletes
+    glam hold orders --reason "watching p99"               pause at the next bake
+    glam resume orders --reason "p99 fine"                 the bake runs on
+    glam extend orders --by 10m --reason "quiet night"     a longer bake
+    glam promote orders --step --reason "canary fine"      one step on
 
 A check that fails prints one line and exits 1; a missing ``--reason`` is a usage error (2).
 """
@@ -28,7 +33,14 @@ import typer
 from engine.cli.app import app
 from engine.cli.common import DbOption, JsonOption, db_path
 from engine.cli.output import examples, print_json
-from engine.commands import Command, Issued, append_command, check_command, check_reason
+from engine.commands import (
+    Command,
+    Issued,
+    append_command,
+    check_command,
+    check_reason,
+    parse_duration,
+)
 from engine.errors import StoreError
 from engine.events.operator import OperatorCommandIssued
 from engine.store.sqlite import SqliteEventStore
@@ -52,6 +64,7 @@ async def issue(
     reason: str,
     actor: str,
     event_id: str | None = None,
+    seconds: int | None = None,
 ) -> Issued:
     """Check ``command`` against the log at ``db`` and append it to the ``ops`` stream."""
     check_reason(reason)
@@ -62,10 +75,16 @@ async def issue(
         )
     # Checked on a read-only connection (it never creates a log), appended on a writing one.
     async with SqliteEventStore(db, readonly=True) as reader:
-        checked = await check_command(reader, command, target, actor=actor)
+        checked = await check_command(reader, command, target, actor=actor, seconds=seconds)
     async with SqliteEventStore(db, check=False) as store:  # checked just above
         record = await append_command(
-            store, command, checked, reason=reason, actor=actor, event_id=event_id
+            store,
+            command,
+            checked,
+            reason=reason,
+            actor=actor,
+            event_id=event_id,
+            seconds=seconds,
         )
     return Issued(record=record, target=checked.target)
 
@@ -88,6 +107,10 @@ _EFFECT = {
     "abort": "the deployment in flight rolls back at its next safe point",
     "retry": "the engine requests the rolled-back desired state again",
     "allow_deletes": "the engine plans the held deletes",
+    "hold": "the deployment in flight holds at its next bake (timer stopped, alarms watched)",
+    "resume": "the held deployment's bake runs on for what was left of it",
+    "extend": "the bake in progress (or the next one) lasts longer",
+    "promote_step": "the bake in progress ends (alarms read once): the next step follows",
 }
 
 
@@ -98,11 +121,19 @@ def _run(
     actor: str | None,
     db: str | None,
     as_json: bool = False,
+    seconds: int | None = None,
 ) -> None:
     issued = anyio.run(
-        lambda: issue(db_path(db), command, target, reason=reason, actor=actor or default_actor())
+        lambda: issue(
+            db_path(db),
+            command,
+            target,
+            reason=reason,
+            actor=actor or default_actor(),
+            seconds=seconds,
+        )
     )
-    name = command.replace("_", "-")
+    name = "promote --step" if command == "promote_step" else command.replace("_", "-")
     if as_json:
         event = issued.record.event
         assert isinstance(event, OperatorCommandIssued)
@@ -113,6 +144,7 @@ def _run(
                 "actor": issued.record.meta.actor,
                 "reason": reason,
                 "deployment_id": event.deployment_id,
+                "seconds": event.seconds,
                 "position": issued.record.position,
                 "ops_version": issued.record.version,
                 "effect": _EFFECT[command],
@@ -128,18 +160,64 @@ def _run(
 @app.command(
     epilog=examples(
         'glam promote orders --reason "verified by hand"',
+        'glam promote orders --step --reason "canary looks fine"',
         'glam promote fn:111111111111:eu-west-1:orders --reason "ok" --actor alice --json',
     )
 )
 def promote(
     function: FunctionArg,
     reason: ReasonOption,
+    step: Annotated[
+        bool,
+        typer.Option("--step", help="Advance one step only: end the bake in progress."),
+    ] = False,
     actor: ActorOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Promote the deployment in flight now: skip the rest of its schedule and bake."""
-    _run("promote", function, reason, actor, db, as_json)
+    """Promote the deployment in flight now: skip the rest of its schedule and bake (with
+    --step: end the bake in progress only, the next step follows)."""
+    _run("promote_step" if step else "promote", function, reason, actor, db, as_json)
+
+
+@app.command(epilog=examples('glam hold orders --reason "checking the p99 by hand"'))
+def hold(
+    function: FunctionArg,
+    reason: ReasonOption,
+    actor: ActorOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Hold the deployment in flight at its next bake: the bake timer stops, the alarms are
+    still watched and still roll back, until `glam resume`."""
+    _run("hold", function, reason, actor, db, as_json)
+
+
+@app.command(epilog=examples('glam resume orders --reason "p99 is fine"'))
+def resume(
+    function: FunctionArg,
+    reason: ReasonOption,
+    actor: ActorOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Lift a hold: the bake runs on for what was left of it."""
+    _run("resume", function, reason, actor, db, as_json)
+
+
+@app.command(epilog=examples('glam extend orders --by 10m --reason "traffic is low at night"'))
+def extend(
+    function: FunctionArg,
+    by: Annotated[
+        str, typer.Option("--by", help="How much longer: 30s, 10m, 2h.", show_default=False)
+    ],
+    reason: ReasonOption,
+    actor: ActorOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Make the bake in progress (or the next one) of the deployment in flight longer."""
+    _run("extend", function, reason, actor, db, as_json, seconds=parse_duration(by))
 
 
 @app.command(epilog=examples('glam abort orders --reason "p99 up since the canary"'))

@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from engine.commands import COMMANDS, Command, UnknownTarget, issue_command
+from engine.commands import COMMANDS, Command, UnknownTarget, issue_command, parse_duration
 from engine.errors import UsageError
 from engine.events.operator import OperatorCommandIssued
 from engine.redact import redact_url
@@ -286,6 +286,18 @@ def _event_id(request: web.Request, command: str, target: str) -> str | None:
     return f"api:{digest[:32]}"
 
 
+def _extend_seconds(command: Command, body: dict[str, Any]) -> int | None:
+    """An extend's length: ``"by": "10m"`` (or ``"seconds": 600``); None for other commands."""
+    if command != "extend":
+        return None
+    by, seconds = body.get("by"), body.get("seconds")
+    if isinstance(by, str):
+        return parse_duration(by)
+    if isinstance(seconds, int) and not isinstance(seconds, bool):
+        return parse_duration(str(seconds))
+    raise UsageError('extend needs by ("10m") or seconds (600)', hint='{"by": "10m", ...}')
+
+
 async def _command(request: web.Request, command: Command, target: str) -> web.Response:
     ctx = context(request)
     body = await json_body(request)
@@ -295,6 +307,7 @@ async def _command(request: web.Request, command: Command, target: str) -> web.R
         raise UsageError("reason is required", hint="say why, for the audit log")
     if not isinstance(actor, str):
         raise UsageError("actor must be a string")
+    seconds = _extend_seconds(command, body)
     issued = await issue_command(
         ctx.engine.store,
         command,
@@ -302,6 +315,7 @@ async def _command(request: web.Request, command: Command, target: str) -> web.R
         reason=reason,
         actor=actor,
         event_id=_event_id(request, command, target),
+        seconds=seconds,
     )
     ctx.engine.wake_operators()
     event = issued.record.event
@@ -313,6 +327,7 @@ async def _command(request: web.Request, command: Command, target: str) -> web.R
             "actor": issued.record.meta.actor,
             "reason": event.reason,
             "deployment_id": event.deployment_id,
+            "seconds": event.seconds,
             "position": issued.record.position,
             "ops_version": issued.record.version,
         },
@@ -339,7 +354,8 @@ def add_routes(app: web.Application) -> None:
     r.add_get(f"{API}/functions/{{function}}", get_function)
     for command in COMMANDS:
         if command != "allow_deletes":
-            r.add_post(f"{API}/functions/{{function}}/{command}", _function_command(command))
+            path = f"{API}/functions/{{function}}/{command.replace('_', '-')}"
+            r.add_post(path, _function_command(command))
     r.add_get(f"{API}/deployments", list_deployments)
     r.add_get(f"{API}/deployments/{{deployment_id}}", get_deployment)
     r.add_get(f"{API}/commits", list_commits)

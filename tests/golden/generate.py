@@ -26,13 +26,17 @@ from engine.events.desired import (
 )
 from engine.events.function import (
     AlarmObserved,
+    BakeExtended,
     DeploymentFinished,
+    DeploymentHeld,
     DeploymentRequested,
+    DeploymentResumed,
     DriftDetected,
     DriftResolved,
     EventSourceChanged,
     FunctionDeleted,
     FunctionOwner,
+    HookAnswered,
     OperatorRequested,
     RollbackStarted,
     SettingsRecorded,
@@ -1056,6 +1060,111 @@ SCENARIOS = {
     "0.1-drift": drift_scenario,
     "0.3-alarm-readings": alarm_readings_scenario,
 }
+
+
+def progressive_scenario() -> list[tuple[str, Event, Metadata]]:
+    """Progressive delivery (0.3): a canary whose beforeAllowTraffic hook answers, held and
+    extended by an operator, resumed, then rolled back by its afterAllowTraffic hook."""
+
+    def m(i: str, **kw: str) -> Metadata:
+        return Metadata(event_id=i, **kw)
+
+    d1, d2 = "dep-1", "dep-2"
+    until = START + timedelta(minutes=5)
+    return [
+        (
+            ORDERS,
+            DeploymentRequested(
+                deployment_id=d1, commit=C1, action="create", desired=desired("orders", 128)
+            ),
+            m("p1", commit=C1, deployment_id=d1),
+        ),
+        (
+            ORDERS,
+            DeploymentFinished(deployment_id=d1, outcome="succeeded", stable_version="1"),
+            m("p2", deployment_id=d1),
+        ),
+        (
+            ORDERS,
+            DeploymentRequested(
+                deployment_id=d2, commit=C2, action="update", desired=desired("orders", 256)
+            ),
+            m("p3", commit=C2, deployment_id=d2),
+        ),
+        (
+            ORDERS,
+            HookAnswered(
+                deployment_id=d2,
+                hook="beforeAllowTraffic",
+                function="orders-smoke",
+                status="succeeded",
+                body='{"status": "Succeeded"}',
+                duration_ms=412,
+            ),
+            m("p4", deployment_id=d2),
+        ),
+        (
+            ORDERS,
+            TrafficShifted(
+                deployment_id=d2, alias="live", stable_version="1", new_version="2", weight=0.1
+            ),
+            m("p5", deployment_id=d2),
+        ),
+        (
+            ORDERS,
+            TimerStarted(deployment_id=d2, purpose="bake", until=until),
+            m("p6", deployment_id=d2),
+        ),
+        (
+            ORDERS,
+            DeploymentHeld(deployment_id=d2, actor="alice", reason="watching p99", bake_left=240.5),
+            m("p7", actor="alice", deployment_id=d2),
+        ),
+        (
+            ORDERS,
+            BakeExtended(deployment_id=d2, actor="alice", reason="quiet night", seconds=600),
+            m("p8", actor="alice", deployment_id=d2),
+        ),
+        (
+            ORDERS,
+            DeploymentResumed(deployment_id=d2, actor="bob", reason="p99 fine"),
+            m("p9", actor="bob", deployment_id=d2),
+        ),
+        (
+            ORDERS,
+            HookAnswered(
+                deployment_id=d2,
+                hook="afterAllowTraffic",
+                function="orders-verify",
+                status="failed",
+                body='{"errorType": "RuntimeError", "errorMessage": "checkout broken"}',
+                duration_ms=1203,
+                function_error="Unhandled",
+            ),
+            m("p10", deployment_id=d2),
+        ),
+        (
+            ORDERS,
+            RollbackStarted(
+                deployment_id=d2,
+                reason="hook afterAllowTraffic (orders-verify) failed: the function raised",
+            ),
+            m("p11", deployment_id=d2),
+        ),
+        (
+            ORDERS,
+            DeploymentFinished(
+                deployment_id=d2,
+                outcome="rolled_back",
+                reason="hook afterAllowTraffic (orders-verify) failed: the function raised",
+                stable_version="1",
+            ),
+            m("p12", deployment_id=d2),
+        ),
+    ]
+
+
+SCENARIOS["0.3-progressive"] = progressive_scenario
 
 
 def rows(name: str = "0.1") -> list[StoredRow]:

@@ -30,9 +30,10 @@ def _zip(source: str) -> bytes:
 
 
 async def create_hook(
-    aws: LocalAwsThread, outputs: dict[str, Any], name: str, source: str, run_seconds: int = 10
+    aws: LocalAwsThread, outputs: dict[str, Any], name: str, source: str, runs_for: int = 10
 ) -> str:
-    """Create the Python function ``name`` whose ``hook.handler`` is ``source``; its ARN."""
+    """Create the Python function ``name`` whose ``hook.handler`` is ``source`` (its Lambda
+    ``Timeout`` is ``runs_for`` seconds); its ARN."""
     role = outputs["lambda_exec_role_arn"]["value"]
     async with aws_client("lambda", aws.moto_url, region=aws.region) as lam:
         made = await lam.create_function(
@@ -41,6 +42,6 @@ async def create_hook(
             Role=role,
             Handler="hook.handler",
             Code={"ZipFile": _zip(source)},
-            Timeout=run_seconds,
+            Timeout=runs_for,
         )
     return str(made["FunctionArn"])
