@@ -204,7 +204,7 @@ class AutojumpClock:
                 if self._watcher is None or self._watcher.done():
                     self._watcher = task
                 if self._watcher is task:
-                    await self._watch()
+                    await self._watch(deadline)
                     continue
                 if self._moved is None:
                     self._moved = anyio.Event()
@@ -216,11 +216,14 @@ class AutojumpClock:
                 self._watcher = None
                 self._wake()  # another sleeper takes the watch over
 
-    async def _watch(self) -> None:
+    async def _watch(self, deadline: float) -> None:
         """One sleeper watches the loop: it jumps once every other task is blocked on the
-        others or asleep here, looking again ever less often while some are not."""
+        others or asleep here, looking again ever less often while some are not. It stops
+        watching at its own ``deadline``: held, the clock makes no jump, and a watcher that
+        kept watching would sleep on past its deadline until the release (an operator
+        loop's short nap, say, while a test holds the clock for a command to arrive)."""
         delay, waited = 0.0005, 0.0
-        while self._sleeping:
+        while self._sleeping and self.monotonic() < deadline:
             for _ in range(3):  # whatever is runnable runs first
                 await anyio.lowlevel.checkpoint()
             if not self._held and self._sleeping:
