@@ -90,6 +90,7 @@ OPERATIONS: Mapping[str, tuple[str, str]] = {
     "delete_signing": ("Lambda", "DeleteFunctionCodeSigningConfig"),
     "inspect_signing": ("Lambda", "GetFunctionCodeSigningConfig"),
     "hash_code": ("S3", "HeadObject"),
+    **{s: ("Lambda", "Invoke") for s in ("hook_before", "hook_after")},
 }
 assert set(OPERATIONS) <= STEPS
 

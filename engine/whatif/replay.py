@@ -52,16 +52,18 @@ from engine.saga.effects import (
     DeleteFunction,
     DeleteVersion,
     DetachSources,
+    InvokeHook,
     ReconcileSources,
     UpdateAlias,
 )
-from engine.saga.results import AliasRead, CallResult, Deleted, SourcesChanged
+from engine.saga.results import AliasRead, CallResult, Deleted, HookAnswer, SourcesChanged
 from engine.saga.schedule import weights
 from engine.streams import parse_function_stream
 from engine.whatif.alarms import AlarmTimeline
 
 # Where a deployment is about to move traffic: the replay starts at the first of them.
 TRAFFIC_PHASES = frozenset({"alarm_check", "shift", "promote"})
+_HOOK_STEPS = ("hook_before", "hook_after")
 _MAX_EFFECTS = 10_000  # a schedule has at most 99 steps; this only stops a runaway loop
 
 
@@ -164,7 +166,7 @@ def what_if(
     )
     if any(isinstance(r.event, OperatorRequested) for r in own):
         result.notes.append("operator commands given during the deployment are not replayed")
-    _drive(state, start, timeline, _Pace(own, start), result)
+    _drive(state, start, timeline, _Pace(own, start), _Hooks(own), result)
     if timeline.recorded_until is not None and result.verdict is not None:
         until = _seconds(timeline.recorded_until, start)
         beyond = max(until, result.recorded.at or until)
@@ -255,8 +257,37 @@ class _Pace:
         return max(now, ends[k]) if k < len(ends) else now + self._typical
 
 
+class _Hooks:
+    """What each traffic hook answered in the recorded deployment: the replay's hook answers
+    the same; one the recorded deployment never reached is taken to succeed (noted)."""
+
+    def __init__(self, own: Sequence[RecordedEvent]) -> None:
+        self._answers: dict[str, HookAnswer] = {}
+        for recorded in own:
+            event = recorded.event
+            hook = isinstance(event, StepSucceeded) and event.step.step in _HOOK_STEPS
+            if hook and isinstance(event, StepSucceeded):
+                answer = HookAnswer.model_validate(event.result)
+                self._answers[answer.point] = answer
+
+    def answer(self, hook: InvokeHook, result: WhatIf) -> HookAnswer:
+        recorded = self._answers.get(hook.point)
+        if recorded is not None:
+            return recorded
+        result.notes.append(
+            f"hook {hook.point} of {hook.function} was never invoked in the recorded "
+            "deployment: taken to succeed"
+        )
+        return HookAnswer(point=hook.point, function=hook.function, status="succeeded")
+
+
 def _drive(
-    state: SagaState, now: datetime, alarms: AlarmTimeline, pace: _Pace, result: WhatIf
+    state: SagaState,
+    now: datetime,
+    alarms: AlarmTimeline,
+    pace: _Pace,
+    hooks: _Hooks,
+    result: WhatIf,
 ) -> None:
     start = now
     poll = timedelta(seconds=DEFAULT_POLICY.alarm_poll_seconds)
@@ -276,7 +307,10 @@ def _drive(
             case Call():
                 if effect.intent is not None:
                     state = evolve(state, effect.intent)
-                answer = Ok(_answer(effect))
+                if isinstance(effect.operation, InvokeHook):
+                    answer = Ok(hooks.answer(effect.operation, result))
+                else:
+                    answer = Ok(_answer(effect))
                 now = pace.after(effect, now)
                 events = on_outcome(state, effect, answer, SagaContext(now))
         for event in events:
