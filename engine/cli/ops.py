@@ -31,7 +31,7 @@ import anyio
 import typer
 
 from engine.cli.app import app
-from engine.cli.common import DbOption, JsonOption, db_path
+from engine.cli.common import DbOption, JsonOption, db_location
 from engine.cli.output import examples, print_json
 from engine.commands import (
     Command,
@@ -43,7 +43,7 @@ from engine.commands import (
 )
 from engine.errors import StoreError
 from engine.events.operator import OperatorCommandIssued
-from engine.store.sqlite import SqliteEventStore
+from engine.store import is_postgres_url, make_store
 
 __all__ = ["Command", "Issued", "default_actor", "issue"]
 
@@ -57,7 +57,7 @@ def default_actor() -> str:
 
 
 async def issue(
-    db: Path,
+    db: Path | str,
     command: Command,
     target: str,
     *,
@@ -66,17 +66,19 @@ async def issue(
     event_id: str | None = None,
     seconds: int | None = None,
 ) -> Issued:
-    """Check ``command`` against the log at ``db`` and append it to the ``ops`` stream."""
+    """Check ``command`` against the log at ``db`` (an SQLite file or a PostgreSQL URL) and
+    append it to the ``ops`` stream; the engine (on PostgreSQL, the one that plans) acts on
+    it as it follows the log."""
     check_reason(reason)
-    if not await anyio.Path(db).is_file():
+    if not is_postgres_url(db) and not await anyio.Path(db).is_file():
         # Opening for writing would create an empty log: refuse instead.
         raise StoreError(
             f"no event log at {db}", hint="point --db / $GLAM_DB at the engine's database"
         )
     # Checked on a read-only connection (it never creates a log), appended on a writing one.
-    async with SqliteEventStore(db, readonly=True) as reader:
+    async with make_store(db, readonly=True) as reader:
         checked = await check_command(reader, command, target, actor=actor, seconds=seconds)
-    async with SqliteEventStore(db, check=False) as store:  # checked just above
+    async with make_store(db, check=False) as store:  # checked just above
         record = await append_command(
             store,
             command,
@@ -125,7 +127,7 @@ def _run(
 ) -> None:
     issued = anyio.run(
         lambda: issue(
-            db_path(db),
+            db_location(db),
             command,
             target,
             reason=reason,

@@ -127,3 +127,47 @@ def test_wait_on_postgresql_sees_the_end_another_process_appends(
 
     out = wait_while_appended(postgres_url, append_rest)
     assert "orders: rolled_back (alarm orders-errors is in ALARM)" in out
+
+
+def test_an_operator_command_is_recorded_on_postgresql_as_on_sqlite(
+    tmp_path: Path,
+    postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``glam abort`` (as every operator command) checks and appends on a PostgreSQL log as
+    on a file: the same answer, the same command in the ``ops`` stream; a refused one says
+    why in one line on both."""
+    import anyio
+
+    from engine.events.operator import OPS_STREAM, OperatorCommandIssued
+
+    for name in ("GLAM_DB", "GLAM_CHAIN_KEY_FILE", "GLAM_WITNESS"):
+        monkeypatch.delenv(name, raising=False)
+    sqlite = str(build(tmp_path / "glam.db", upto=20))  # dep-2 is baking
+    url = postgres_url
+    code, _, err = run_glam(monkeypatch, capsys, "db", "copy", "--from", sqlite, "--to", url)
+    assert code == 0, err
+    abort = ["abort", "orders", "--reason", "p99 doubled", "--actor", "ci"]
+    on_file = run_glam(monkeypatch, capsys, *abort, "--db", sqlite)
+    on_pg = run_glam(monkeypatch, capsys, *abort, "--db", url)
+    assert on_file[0] == 0, on_file[2]
+    assert on_pg[:2] == on_file[:2]
+
+    async def recorded() -> list[tuple[str, str, str]]:
+        async with PostgresEventStore(url, readonly=True) as store:
+            ops = await store.read_stream(OPS_STREAM)
+        return [
+            (r.event.command, r.meta.actor, r.event.reason)
+            for r in ops
+            if isinstance(r.event, OperatorCommandIssued)
+        ]
+
+    assert anyio.run(recorded) == [("abort", "ci", "p99 doubled")]
+    retry = ["retry", "orders", "--reason", "nothing rolled back", "--db"]
+    refused_file = run_glam(monkeypatch, capsys, *retry, sqlite)
+    refused_pg = run_glam(monkeypatch, capsys, *retry, url)
+    assert refused_file[0] == 1
+    assert refused_pg[:2] == refused_file[:2]
+    assert refused_pg[2] == refused_file[2]
+    assert len(refused_pg[2].strip().splitlines()) == 1
