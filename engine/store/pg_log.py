@@ -69,10 +69,12 @@ def engine_lock_refused(mode: str, where: str, *, held_shared: bool) -> StoreLoc
 CHANNEL = "glam_events"  # NOTIFY channel, one notification per append transaction
 
 # Sessions that take the append lock give up waiting for it, and a transaction left open by a
-# client that stopped (SIGSTOP, a dead network) is ended by the server, so its lock goes too.
+# client that stopped (SIGSTOP, a dead network) is ended by the server, so its lock goes too:
+# sooner than a waiter gives up, so one paused engine never makes the others' appends fail.
+# An append's transaction is never idle for long: it only runs its statements.
 WRITER_SETTINGS = (
     "SET lock_timeout = '15s'",
-    "SET idle_in_transaction_session_timeout = '30s'",
+    "SET idle_in_transaction_session_timeout = '10s'",
 )
 KEEPALIVES = {"keepalives": "1", "keepalives_idle": "10", "keepalives_interval": "5"}
 NO_LOG_HINT = (

@@ -91,6 +91,7 @@ def check(state: CommitState) -> None:
     assert set(actions) == set(state.prefixes)
 
 
+@pytest.mark.slow  # a hundred examples: a few seconds, many more on a loaded machine
 def test_random_files_never_escape_the_planner() -> None:
     """In this process, with the sandbox's limits: every outcome is a plan or a rejection,
     and the process's peak memory hardly moves."""
