@@ -180,6 +180,13 @@ def test_an_alarm_rollback_is_marked_on_the_function_chart(
         live.wait_for(_finished("payments", "rolled_back"), after=start)
     finally:
         live.call(set_alarm_state, module_setup.endpoint_url, ALARM, "OK")
+    # The overview gives the rollback's reason as text (it was shown as escaped markup).
+    page = browser.new_page(viewport=WIDE)
+    page.goto(f"{live.url}/dashboard/")
+    row = page.locator('#functions tbody tr[data-stream$=":payments"]')
+    assert "alarm" in row.locator(".reason").inner_text()
+    assert "<span" not in row.inner_text()
+    page.close()
     for viewport in (WIDE, NARROW):
         page = browser.new_page(viewport=viewport)
         _function_page(page, live, "payments")

@@ -96,7 +96,7 @@ def overview_row(line: OverviewLine) -> Markup:
         )
     outcome: str = NONE
     if r.last_outcome:
-        outcome = state(r.last_outcome)
+        outcome = str(state(r.last_outcome))  # Markup + str would escape what is added
         if r.last_reason:
             outcome += f' <span class="reason">{escape(r.last_reason)}</span>'
     drift = "none"
