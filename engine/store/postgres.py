@@ -333,6 +333,7 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends):
             options["password"] = self._password
         if "connect_timeout" not in given:
             options["connect_timeout"] = max(1, round(self._connect_timeout))
+        conn: Connection | None = None
         try:
             with anyio.fail_after(self._connect_timeout + 1):
                 conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True, **options)
@@ -341,12 +342,20 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends):
                         await conn.execute(statement)
                 else:  # the reader and the listener never write, whatever a bug asks
                     await conn.execute("SET default_transaction_read_only = on")
-        except (psycopg.Error, TimeoutError, OSError) as exc:
+        except BaseException as exc:
+            # Connected but not set up (cut, timed out or cancelled meanwhile): the half-made
+            # connection is closed here, or its socket would outlive it.
+            if conn is not None:
+                with anyio.CancelScope(shield=True), contextlib.suppress(psycopg.Error, OSError):
+                    await conn.close()
+            if not isinstance(exc, (psycopg.Error, TimeoutError, OSError)):
+                raise
             raise StoreUnavailable(
                 f"cannot connect to PostgreSQL at {self.where}: {_first_line(exc)}",
                 hint="check that the server runs and the URL's host, port, database, user "
                 "and password, then retry",
             ) from exc
+        assert conn is not None
         return conn
 
     async def _check_format(self, conn: Connection, *, may_create: bool) -> None:
@@ -503,7 +512,7 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends):
     async def _drop_writer(self) -> None:
         conn, self._writer = self._writer, None
         if conn is not None:
-            with contextlib.suppress(psycopg.Error, OSError):
+            with anyio.CancelScope(shield=True), contextlib.suppress(psycopg.Error, OSError):
                 await conn.close()
 
     def _notify(self) -> None:

@@ -71,9 +71,13 @@ class CuttingProxy:
 
     async def _handle(self, client: SocketStream) -> None:
         try:
-            upstream = await anyio.connect_tcp("127.0.0.1", self.upstream_port)
-        except OSError:
-            await client.aclose()
+            # Shielded: a connect cancelled part way (the proxy closing) could leave its
+            # socket open; to 127.0.0.1 it takes a moment.
+            with anyio.CancelScope(shield=True), anyio.fail_after(5):
+                upstream = await anyio.connect_tcp("127.0.0.1", self.upstream_port)
+        except (OSError, TimeoutError):
+            with anyio.CancelScope(shield=True):
+                await client.aclose()
             return
         link = _Link()
         self._links.add(link)
