@@ -139,7 +139,7 @@ class Notifier:
         self._send, self._receive = anyio.create_memory_object_stream[_Job](queue_size)
         self.drained = anyio.Event()  # set when run() has delivered everything after close()
         self._owners: dict[str, FunctionOwner] = {}
-        self._commits: dict[str, str] = {}
+        self._commits: dict[str, tuple[str, str]] = {}
 
     def __call__(self, record: RecordedEvent) -> None:
         """The ``on_event`` hook: queue what ``record`` announces, without waiting."""

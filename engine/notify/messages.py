@@ -76,15 +76,18 @@ class Notification:
 
 
 def notification_for(
-    record: RecordedEvent, owners: dict[str, FunctionOwner], commits: dict[str, str]
+    record: RecordedEvent,
+    owners: dict[str, FunctionOwner],
+    commits: dict[str, tuple[str, str]],
 ) -> Notification | None:
     """The notification ``record`` makes, or None. ``owners`` (function stream → owner) and
-    ``commits`` (deployment id → commit) are kept up to date from DeploymentRequested here."""
+    ``commits`` (deployment id → its commit and action) are kept up to date from
+    DeploymentRequested here, so that a finished deployment's notification names them too."""
     event = record.event
     if isinstance(event, DeploymentRequested):
         if event.owner is not None:
             owners[record.stream] = event.owner
-        commits[event.deployment_id] = event.commit
+        commits[event.deployment_id] = (event.commit, event.action)
     match event:
         case DeploymentRequested():
             return _make(
@@ -98,12 +101,15 @@ def notification_for(
         case DeploymentFinished(outcome="superseded"):
             return None
         case DeploymentFinished():
+            known = commits.get(event.deployment_id)
+            commit, action = known if known is not None else (record.meta.commit, None)
             return _make(
                 "promoted" if event.outcome == "succeeded" else event.outcome,
                 record,
                 owners,
                 deployment_id=event.deployment_id,
-                commit=commits.get(event.deployment_id, record.meta.commit),
+                commit=commit,
+                action=action,
                 reason=event.reason,
             )
         case DeletesHeld():

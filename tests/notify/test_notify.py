@@ -63,16 +63,17 @@ ROLLED_BACK = DeploymentFinished(
 
 def test_which_events_notify() -> None:
     owners: dict[str, FunctionOwner] = {}
-    commits: dict[str, str] = {}
+    commits: dict[str, tuple[str, str]] = {}
     started = notification_for(record(1, REQUESTED), owners, commits)
     assert started is not None
     assert (started.kind, started.function, started.repository) == ("started", "orders", REPO)
     rolled = notification_for(record(2, ROLLED_BACK), owners, commits)
     assert rolled is not None
-    assert (rolled.kind, rolled.reason, rolled.commit, rolled.branch) == (
+    assert (rolled.kind, rolled.reason, rolled.commit, rolled.action, rolled.branch) == (
         "rolled_back",
         "alarm orders-errors is in ALARM",
         SHA,
+        "update",  # from the deployment's request, as the commit is
         "main",
     )
     ok = DeploymentFinished(deployment_id="dep-9", outcome="succeeded", stable_version="3")
@@ -88,7 +89,7 @@ def test_which_events_notify() -> None:
 
 def test_slack_payload_field_by_field() -> None:
     owners: dict[str, FunctionOwner] = {}
-    commits: dict[str, str] = {}
+    commits: dict[str, tuple[str, str]] = {}
     notification_for(record(1, REQUESTED), owners, commits)
     n = notification_for(record(2, ROLLED_BACK), owners, commits)
     assert n is not None
@@ -128,7 +129,7 @@ def test_slack_payload_field_by_field() -> None:
     hook = webhook_payload(n, None)
     assert hook["kind"] == "rolled_back"
     assert hook["function"] == {"name": "orders", "account": "111111111111", "region": "eu-west-1"}
-    assert hook["deployment"] == {"id": "dep-9", "action": None, "commit": SHA}
+    assert hook["deployment"] == {"id": "dep-9", "action": "update", "commit": SHA}
     assert hook["link"] is None
 
 
