@@ -73,6 +73,22 @@ def describe(config: GlamConfig) -> list[str]:
         if account.rate is not None:
             lines.append(f"    {account.id}: {account.rate:g} calls/s per region")
     lines.append(f"  GetFunction polls: {engine.poll_rate or DEFAULT_POLL_RATE:g}/s")
+    server = config.server
+    if server.listen is not None:
+        lines.append(f"server: http://{server.listen} (glam run; its --listen wins)")
+        token = server.api_token_ref
+        lines.append(
+            f"  API token: {token.describe() if token else 'none: every write is refused'}"
+        )
+        lines.append(f"  reads: {'need the token' if server.auth_reads else 'open'}")
+        secret = server.webhook_secret_ref
+        lines.append(
+            f"  webhook secret: {secret.describe() if secret else 'none: pushes are refused'}"
+        )
+        if server.allow_remote:
+            lines.append("  listens beyond loopback (allow_remote)")
+    if engine.public_url is not None:
+        lines.append(f"links in notifications: {engine.public_url}")
     return lines
 
 

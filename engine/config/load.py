@@ -192,7 +192,17 @@ def _unknown_key(loc: Loc) -> str:
     model, written = _TABLES.get(table, (GlamConfig, "glam.toml"))
     known = list(model.model_fields)
     near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    hint = f"did you mean {near[0]!r}?" if near else f"known keys: {', '.join(known)}"
+    elsewhere = [
+        where
+        for name, (other, where) in _TABLES.items()
+        if name != table and key in getattr(other, "model_fields", {})
+    ]
+    if near:
+        hint = f"did you mean {near[0]!r}?"
+    elif elsewhere:  # the right key in the wrong section
+        hint = f"it is a setting of {' and '.join(elsewhere)}: move it there"
+    else:
+        hint = f"known keys: {', '.join(known)}"
     return f"{key!r} is not a setting of {written} — {hint}"
 
 

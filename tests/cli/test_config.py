@@ -93,6 +93,30 @@ id = "1"
 """
 
 
+def test_config_check_describes_the_server_by_reference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The [server] section is part of what `glam config check` says (it said nothing of it):
+    where it listens, the token and webhook secret by reference only, and the notification
+    links' base."""
+    path = tmp_path / "glam.toml"
+    path.write_text(
+        '[engine]\npublic_url = "http://127.0.0.1:8080"\n'
+        '[server]\nlisten = "127.0.0.1:8080"\napi_token = "GLAM_API_TOKEN"\n'
+        "auth_reads = true\n"
+        '[[repository]]\nurl = "https://github.com/acme/payments.git"\n'
+    )
+    monkeypatch.setenv("GLAM_API_TOKEN", "value-never-shown")
+    code, out, err = glam(monkeypatch, capsys, "config", "check", str(path))
+    assert (code, err) == (0, "")
+    assert "server: http://127.0.0.1:8080" in out
+    assert "API token: environment variable GLAM_API_TOKEN" in out
+    assert "reads: need the token" in out
+    assert "webhook secret: none: pushes are refused" in out
+    assert "links in notifications: http://127.0.0.1:8080" in out
+    assert "value-never-shown" not in out
+
+
 def test_a_malformed_file_gives_one_clear_error_per_mistake(tmp_path: Path) -> None:
     """Each mistake is one line naming the file, the line, what is wrong and, where it can,
     what was meant; all of them at once, in file order, and no secret among them."""
@@ -139,6 +163,10 @@ def test_config_check_exits_2_listing_every_mistake(
 REPO = "[[repository]]\nurl = 'https://h/r'\n"
 MISTAKES = {
     "syntax": ("[engine\n", ":1: not valid TOML"),
+    "wrong-section": (
+        "[server]\nlisten = '127.0.0.1:8080'\npublic_url = 'http://127.0.0.1:8080'\n",
+        "'public_url' is not a setting of [server] — it is a setting of [engine]: move it there",
+    ),
     "table": ("[repository]\nurl = 'x'\n", "write [[repository]], not [repository]"),
     "no-url": ("[[repository]]\nbranches = ['main']\n", "give exactly one of url or path"),
     "bad-arn": (f"{REPO}token = 'arn:aws:s3:::b'\n", "token: 'arn:aws:s3:::b' is not an ARN"),
