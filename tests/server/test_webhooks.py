@@ -11,6 +11,7 @@ import time
 import uuid
 from typing import Any
 
+import anyio
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -87,9 +88,14 @@ async def test_a_github_push_deploys_at_once_while_the_poll_is_an_hour(setup: Se
         sha = setup.repo.commit("green")
         before = await srv.engine.store.last_position()
         body = github_push(setup, sha)
+        sent = time.monotonic()
         status, answer = await hook(srv, "/hooks/github", body, signed(body))
         assert status == 202, answer
         assert (answer["result"], answer["head"]) == ("fetching", sha)
+        # Observed within a second of the delivery (the next poll is an hour away).
+        while not any(_kind(r, sha) == "observed" for r in await srv.log() if r.position > before):
+            assert time.monotonic() - sent < 1.0, "the push was not observed within a second"
+            await anyio.sleep(0.02)
         await srv.wait_for(finished(2), within=30)
         after = [r for r in await srv.log() if r.position > before]
         order = [_kind(r, sha) for r in after if _kind(r, sha)]
