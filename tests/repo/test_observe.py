@@ -113,6 +113,31 @@ async def test_deleted_branch_is_unavailable_not_empty(
     assert again == []  # once per outage
 
 
+async def test_a_missing_object_is_an_unavailable_poll_not_a_crash(
+    repo: GitRepo,
+    tmp_path: Path,
+    open_source: Callable[..., GitSource],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A commit the history walk needs is not in the repository's copy (seen once in the
+    suite: dulwich's KeyError left the repository loop and stopped the engine): the poll is
+    Unavailable, saying which object, and the next poll reads again."""
+    function_files(repo, "fns/a/a", "fn-a")
+    repo.commit("first")
+    source = open_source(str(repo.path), "main", data_dir=tmp_path / "data")
+    real = source.log_blocking
+
+    def missing(since: str | None, head: str, limit: int = 500) -> object:
+        raise KeyError(b"cf89c5022cca001e51502933c55db2517d5c5504")
+
+    monkeypatch.setattr(source, "log_blocking", missing)
+    observation = await observe_branch(source, None)
+    assert isinstance(observation, Unavailable)
+    assert "cf89c5022cca001e51502933c55db2517d5c5504 is missing" in observation.reason
+    monkeypatch.setattr(source, "log_blocking", real)
+    assert isinstance(await observe_branch(source, None), Fetched)
+
+
 async def test_unreachable_remote_is_unavailable(
     tmp_path: Path, open_source: Callable[..., GitSource]
 ) -> None:
