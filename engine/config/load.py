@@ -195,7 +195,7 @@ def _unknown_key(loc: Loc) -> str:
     elsewhere = [
         where
         for name, (other, where) in _TABLES.items()
-        if name != table and key in getattr(other, "model_fields", {})
+        if name != table and key in other.model_fields
     ]
     if near:
         hint = f"did you mean {near[0]!r}?"

@@ -407,7 +407,16 @@ class GitSource:
         return str(self.repo.path)
 
     def _commit(self, sha: str) -> Commit:
-        obj = self.repo[sha.encode()]
+        try:
+            obj = self.repo[sha.encode()]
+        except KeyError:
+            # Not in the repository's copy (a fetch that did not finish, objects removed under
+            # it): retryable, so a poll plans nothing and the next one reads again.
+            raise SourceUnreachable(
+                f"{self.display_url}: commit {sha} is missing from the repository's copy",
+                hint="glam reads it again at the next poll; if it stays missing, check the "
+                "repository (git fsck)",
+            ) from None
         if not isinstance(obj, Commit):
             raise SourceError(f"{sha} is not a commit", hint="pass a commit sha")
         return obj

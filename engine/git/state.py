@@ -135,12 +135,8 @@ async def observe_branch(source: GitSource, last_sha: str | None) -> Observation
 
     try:
         return await source.run(work)
-    except KeyError as exc:
-        # An object the history needs is not in the repository (a fetch that did not finish,
-        # a pack written as it was read): this poll plans nothing, the next one reads again.
-        # The engine never stops on it.
-        missing = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
-        return Unavailable(reason=f"object {missing} is missing from the repository's copy")
+    except SourceUnreachable as exc:  # e.g. a commit missing from the copy: read again next poll
+        return Unavailable(reason=exc.message)
 
 
 def _has(source: GitSource, sha: str) -> bool:

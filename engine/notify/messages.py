@@ -99,9 +99,10 @@ def notification_for(
                 action=event.action,
             )
         case DeploymentFinished(outcome="superseded"):
+            commits.pop(event.deployment_id, None)
             return None
         case DeploymentFinished():
-            known = commits.get(event.deployment_id)
+            known = commits.pop(event.deployment_id, None)  # a long-running engine keeps none
             commit, action = known if known is not None else (record.meta.commit, None)
             return _make(
                 "promoted" if event.outcome == "succeeded" else event.outcome,

@@ -76,12 +76,15 @@ def test_which_events_notify() -> None:
         "update",  # from the deployment's request, as the commit is
         "main",
     )
+    assert commits == {}
     ok = DeploymentFinished(deployment_id="dep-9", outcome="succeeded", stable_version="3")
     assert notification_for(record(3, ok), owners, commits).kind == "promoted"  # type: ignore[union-attr]
     superseded = DeploymentFinished(deployment_id="dep-9", outcome="superseded")
-    assert notification_for(record(4, superseded), owners, commits) is None
+    notification_for(record(4, REQUESTED), owners, commits)
+    assert notification_for(record(5, superseded), owners, commits) is None
+    assert commits == {}  # a finished deployment's request is forgotten: nothing grows
     held = DeletesHeld(sha=SHA, prefixes=("apps/a", "apps/b"), share=1.0, limit=0.5)
-    n = notification_for(record(5, held, f"repo:https://{REPO}.git#main"), owners, commits)
+    n = notification_for(record(6, held, f"repo:https://{REPO}.git#main"), owners, commits)
     assert n is not None
     assert n.kind == "deletes_held"
     assert f"glam allow-deletes {SHA[:12]}" in n.reason

@@ -113,29 +113,27 @@ async def test_deleted_branch_is_unavailable_not_empty(
     assert again == []  # once per outage
 
 
-async def test_a_missing_object_is_an_unavailable_poll_not_a_crash(
-    repo: GitRepo,
-    tmp_path: Path,
-    open_source: Callable[..., GitSource],
-    monkeypatch: pytest.MonkeyPatch,
+async def test_a_missing_commit_is_an_unavailable_poll_not_a_crash(
+    repo: GitRepo, open_source: Callable[..., GitSource]
 ) -> None:
-    """A commit the history walk needs is not in the repository's copy (seen once in the
-    suite: dulwich's KeyError left the repository loop and stopped the engine): the poll is
-    Unavailable, saying which object, and the next poll reads again."""
+    """A commit the history walk needs is not in the repository (seen once in the suite:
+    dulwich's KeyError left the repository loop and stopped the engine): the poll is
+    Unavailable, naming the commit, and once the object is back the next poll reads it."""
     function_files(repo, "fns/a/a", "fn-a")
-    repo.commit("first")
-    source = open_source(str(repo.path), "main", data_dir=tmp_path / "data")
-    real = source.log_blocking
-
-    def missing(since: str | None, head: str, limit: int = 500) -> object:
-        raise KeyError(b"cf89c5022cca001e51502933c55db2517d5c5504")
-
-    monkeypatch.setattr(source, "log_blocking", missing)
+    first = repo.commit("first")
+    function_files(repo, "fns/b/b", "fn-b")
+    repo.commit("second")
+    loose = repo.path / ".git" / "objects" / first[:2] / first[2:]
+    saved = loose.read_bytes()
+    loose.unlink()
+    source = open_source(str(repo.path), "main")  # read in place: no mirror to refetch into
     observation = await observe_branch(source, None)
     assert isinstance(observation, Unavailable)
-    assert "cf89c5022cca001e51502933c55db2517d5c5504 is missing" in observation.reason
-    monkeypatch.setattr(source, "log_blocking", real)
-    assert isinstance(await observe_branch(source, None), Fetched)
+    assert f"commit {first} is missing" in observation.reason
+    loose.write_bytes(saved)
+    fetched = await observe_branch(source, None)
+    assert isinstance(fetched, Fetched)
+    assert fetched.commits[0].sha == first
 
 
 async def test_unreachable_remote_is_unavailable(
