@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from engine.errors import UsageError
 from engine.ports import ProjectionStore
-from engine.store import describe_target, is_postgres_url, make_store
+from engine.store import is_postgres_url, make_store
 from projections.runner import PROJECTION
 from projections.views import Views
 
@@ -31,18 +30,6 @@ def db_location(value: str | Path | None) -> Path | str:
     if isinstance(text, Path) or is_postgres_url(text):
         return text
     return Path(text)
-
-
-def db_path(value: str | Path | None) -> Path:
-    """``db_location`` for a command that reads only an SQLite file."""
-    location = db_location(value)
-    if isinstance(location, str):
-        raise UsageError(
-            f"this command reads an SQLite log, and {describe_target(location)} is PostgreSQL",
-            hint="copy the log to a file with `glam db copy --from URL --to FILE`, or use "
-            "glam status, history, events or wait, which read PostgreSQL",
-        )
-    return location
 
 
 @asynccontextmanager

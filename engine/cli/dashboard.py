@@ -14,7 +14,7 @@ import anyio
 import typer
 
 from engine.cli.app import app
-from engine.cli.common import DbOption, db_path
+from engine.cli.common import DbOption, db_location
 from engine.cli.output import examples
 
 DEFAULT_LISTEN = "127.0.0.1:8090"
@@ -38,18 +38,19 @@ def dashboard(
 
     host, port = parse_listen(listen)
     ServerSettings(host=host, port=port).check()  # loopback only: no token guards it
-    path = db_path(db)
+    location = db_location(db)
 
     async def body() -> None:
         from engine.runtime.clock import SystemClock
         from engine.server.dashboard import dashboard_url, read_only_auth, serve_log
-        from engine.store.sqlite import SqliteEventStore
+        from engine.store import describe_target, make_store
 
-        async with SqliteEventStore(path, readonly=True) as store, anyio.create_task_group() as tg:
+        async with make_store(location, readonly=True) as store, anyio.create_task_group() as tg:
             auth = read_only_auth()
             bound = await tg.start(serve_log, store, SystemClock(), auth, host, port)
             print(
-                f"glam dashboard: {dashboard_url(bound)} (read-only, log {path}); Ctrl-C stops it",
+                f"glam dashboard: {dashboard_url(bound)} (read-only, log "
+                f"{describe_target(location)}); Ctrl-C stops it",
                 flush=True,
             )
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

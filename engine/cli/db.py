@@ -110,8 +110,8 @@ def copy_command(
     ],
     key_file: KeyFileOption = None,
 ) -> None:
-    """Copy every event to another log (SQLite or PostgreSQL), chain intact, then verify the
-    copy. Stop the engine first; run it again to resume a copy that stopped."""
+    """Copy every event to another log (SQLite or PostgreSQL), chain intact, verify the copy
+    and fold its views. Stop the engine first; run it again to resume a copy that stopped."""
     from engine.store.copy import copy_log
     from engine.store.integrity import Integrity
 
@@ -122,11 +122,17 @@ def copy_command(
     def progress(position: int, last: int) -> None:
         print(f"copied {position:,} of {last:,} events", file=sys.stderr, flush=True)
 
-    report = anyio.run(lambda: copy_log(source, target, progress=progress, integrity=options))
+    def folding(last: int) -> None:
+        print(f"folding the views of the copy up to {last:,}", file=sys.stderr, flush=True)
+
+    report = anyio.run(
+        lambda: copy_log(source, target, progress=progress, folding=folding, integrity=options)
+    )
     resumed = f" ({report.already:,} were there already)" if report.already else ""
     print(
         f"copied {report.copied:,} events from {report.source} to {report.target}{resumed}; "
-        f"both end at position {report.position:,}, hash {report.last_hash[:16] or '-'}"
+        f"both end at position {report.position:,}, hash {report.last_hash[:16] or '-'}; "
+        f"views at {report.views_at:,}"
     )
 
 

@@ -24,10 +24,11 @@ import anyio
 import typer
 
 from engine.cli.app import app
-from engine.cli.common import DbOption, JsonOption, db_path
+from engine.cli.common import DbOption, JsonOption, db_location
 from engine.cli.config import ConfigOption, config_path
 from engine.cli.output import examples
 from engine.errors import GlamError
+from engine.store import make_store
 
 if TYPE_CHECKING:
     from engine.drift.compare import Difference
@@ -70,7 +71,7 @@ def drift_command(
     """Compare AWS with what glam deployed, now: exit 0 none, 1 drift, 2 an error."""
     try:
         engine = _engine_config(config, endpoint_url, region)
-        checked = anyio.run(_check_all, db_path(db), function, engine)
+        checked = anyio.run(_check_all, db_location(db), function, engine)
     except GlamError as exc:
         print(f"glam: {exc.one_line()}", file=sys.stderr)
         raise typer.Exit(2) from None
@@ -106,17 +107,16 @@ def _engine_config(
     return replace(base, accounts=glam.account)
 
 
-async def _check_all(db: Path, function: str | None, config: EngineConfig) -> list[_Checked]:
+async def _check_all(db: Path | str, function: str | None, config: EngineConfig) -> list[_Checked]:
     from engine.definitions.lambdadef import lambda_model
     from engine.drift.compare import compare
     from engine.drift.read import read_live
     from engine.drift.watch import expected, watched
     from engine.runtime.clock import SystemClock
     from engine.runtime.providers import AwsProvider
-    from engine.store.sqlite import SqliteEventStore
     from engine.streams import parse_function_stream
 
-    async with SqliteEventStore(db, readonly=True) as store:
+    async with make_store(db, readonly=True) as store:
         requested = await store.read_selected({"DeploymentRequested"})
         streams = sorted({r.stream for r in requested})
         logs = {s: await store.read_stream(s) for s in streams}

@@ -21,7 +21,7 @@ import anyio
 import typer
 
 from engine.cli.app import app
-from engine.cli.common import DbOption, JsonOption, db_path
+from engine.cli.common import DbOption, JsonOption, db_location
 from engine.cli.config import ConfigOption, config_path
 from engine.cli.output import examples
 from engine.errors import SourceError, StoreError, UsageError
@@ -157,7 +157,7 @@ def _targets(
     region: str | None,
     account: str | None,
     token_env: str | None,
-) -> tuple[list[_Target], _Known, Path | None]:
+) -> tuple[list[_Target], _Known, Path | str | None]:
     """The branches to plan and what is known about the engine, from the flags and the
     configuration file (flags win)."""
     path = config if config is not None else (None if repo else config_path(None))
@@ -169,12 +169,16 @@ def _targets(
     explicit_db = db is not None
     given: str | Path | None = db
     if db is None and glam is not None and not os.environ.get("GLAM_DB"):
-        # An SQLite log only: a plan reads what the engine knows from a local file.
-        given = glam.engine.db if isinstance(glam.engine.db, Path) else None
-    db_file = db_path(given)
-    if explicit_db and not db_file.exists():
-        raise UsageError(f"no database at {db_file}", hint="run the engine first, or omit --db")
-    use_db = db_file if db_file.exists() else None
+        given = glam.engine.db  # what the engine the file configures knows
+    location = db_location(given)
+    use_db: Path | str | None = location
+    if isinstance(location, Path) and not location.exists():
+        # No SQLite file yet: every function is new (a PostgreSQL log is read, or refused).
+        if explicit_db:
+            raise UsageError(
+                f"no database at {location}", hint="run the engine first, or omit --db"
+            )
+        use_db = None
     region = (
         region
         or (glam.engine.region if glam is not None else None)
@@ -203,7 +207,7 @@ def _targets(
 _Result = tuple["Plan", str, str, dict[str, str], dict[str, tuple["Difference", ...]]]
 
 
-async def _plan(target: _Target, db: Path | None, known: _Known, render: bool) -> _Result:
+async def _plan(target: _Target, db: Path | str | None, known: _Known, render: bool) -> _Result:
     from engine.git.source import GitSource
     from engine.git.urls import parse_repo_url
 
@@ -247,7 +251,7 @@ async def _aws_token(ref: TokenRef, endpoint_url: str | None) -> str:
 
 
 async def _plan_source(
-    source: GitSource, target: _Target, db: Path | None, known: _Known, render: bool
+    source: GitSource, target: _Target, db: Path | str | None, known: _Known, render: bool
 ) -> _Result:
     from engine.deployed import Claimant
     from engine.git.state import read_commit_state
@@ -374,12 +378,12 @@ def _fields(plan: Plan, deployed: dict[str, DeployedState]) -> dict[str, tuple[D
     return found
 
 
-async def _read_log(db: Path, stream: str) -> tuple[dict[str, DeployedState], RepoState]:
+async def _read_log(db: Path | str, stream: str) -> tuple[dict[str, DeployedState], RepoState]:
     from engine.observe import RepoState, evolve_repo
     from engine.planner import DEPLOYED_EVENT_TYPES, OWNER_EVENT_TYPES, deployed_from_events
-    from engine.store.sqlite import SqliteEventStore
+    from engine.store import make_store
 
-    async with SqliteEventStore(db, readonly=True) as store:
+    async with make_store(db, readonly=True) as store:
         # Only what the planner folds: the repository's stream, the plans (owners of older
         # logs) and the few function events that say what is deployed, not every step.
         records = await store.read_selected(DEPLOYED_EVENT_TYPES | OWNER_EVENT_TYPES, [stream])

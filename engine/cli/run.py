@@ -32,7 +32,7 @@ import anyio
 import typer
 
 from engine.cli.app import app
-from engine.cli.common import db_path
+from engine.cli.common import db_location
 from engine.cli.config import ConfigOption, config_path
 from engine.cli.output import examples, print_json
 from engine.errors import GlamError, UsageError
@@ -397,7 +397,7 @@ def engine_config(
 
     return EngineConfig(
         repo=repo,
-        db=db if isinstance(db, str) else db_path(db),
+        db=db_location(db),
         branch=branch,
         region=region,
         endpoint_url=endpoint_url,

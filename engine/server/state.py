@@ -132,6 +132,10 @@ class LogState:
         """Wait (at most ``within`` seconds) until the fold reaches ``position``."""
         await self._within(within, lambda: self.position >= position)
 
+    async def until_loaded(self, within: float) -> bool:
+        """Wait (at most ``within`` seconds) until the log has been read once (True)."""
+        return self.loaded or (await self._within(within, lambda: self.loaded) and self.loaded)
+
     async def _within(self, seconds: float, reached: Callable[[], bool]) -> bool:
         """Wait until ``reached()`` or the server stops (True), or ``seconds`` pass on the
         engine's clock (False)."""

@@ -6,12 +6,15 @@ chunk is checked to continue the chain before it is written. A keyed log stays k
 saying so is copied first (with the key given, the copy is checked with it). Afterwards the
 whole target is verified and its last hash compared with the source's. A copy that stopped
 half way is resumed by running it again: the rows the target already holds are checked
-against the source, not written twice. Views are not copied; the engine folds them from the
-copied log when it first opens it, with the same code as every rebuild.
+against the source, not written twice. The stored views are not copied row by row: once the
+events are, they are folded in the target (with their snapshots for ``replay --at``) by the
+projection runner, the same code the engine folds with, so queries and the dashboard on the
+copy start at its end rather than refolding it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +28,7 @@ from engine.errors import StoreCorrupt, StoreError
 from engine.store import describe_target, is_postgres_url, make_store
 from engine.store.integrity import Integrity
 from engine.store.witness import Witness
+from projections.runner import ProjectionRunner
 
 if TYPE_CHECKING:
     from engine.store import Store
@@ -43,6 +47,7 @@ class CopyReport:
     already: int  # rows the target held already (a copy resumed), checked against the source
     position: int  # the last position of both logs
     last_hash: str  # the hash at that position, the same in both
+    views_at: int = 0  # the checkpoint of the target's stored views after the copy
 
 
 async def copy_log(
@@ -51,10 +56,12 @@ async def copy_log(
     *,
     chunk: int = COPY_CHUNK,
     progress: Callable[[int, int], None] | None = None,
+    folding: Callable[[int], None] | None = None,
     integrity: Integrity | None = None,
 ) -> CopyReport:
     """Copy every event of ``source`` into ``target`` (an SQLite path or a PostgreSQL URL
-    each), chain intact, and verify the copy. ``progress(position, last)`` after each chunk.
+    each), chain intact, verify the copy, then fold the target's stored views to its end.
+    ``progress(position, last)`` after each chunk; ``folding(last)`` before the fold.
 
     Raises ``StoreCorrupt`` when the target holds another log, when a source row breaks the
     chain (nothing of that chunk is written) or when the copy does not verify. Stop the engine
@@ -73,7 +80,11 @@ async def copy_log(
         make_store(target, integrity=quiet) as dst,
     ):
         try:
-            return await _copy(src, dst, where_from, where_to, chunk, progress)
+            report = await _copy(src, dst, where_from, where_to, chunk, progress)
+            if folding is not None:
+                folding(report.position)
+            views_at = await ProjectionRunner(dst).catch_up()
+            return dataclasses.replace(report, views_at=views_at)
         except StoreError as exc:
             # Raised once both stores are closed, as itself (not inside an exception group).
             failure = exc

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli.common import db_path
+from engine.cli.common import db_location
 from engine.errors import StoreCorrupt, StoreError, StoreLocked
 from engine.store import open_store
 from engine.store.integrity import Integrity
@@ -98,7 +98,7 @@ async def test_one_engine_per_log_whatever_path_reaches_it(
         "same path": db,
         "through ..": tmp_path / "state" / ".." / "state" / "glam.db",
         "symlink": tmp_path / "link.db",
-        "GLAM_DB symlink": db_path(None),
+        "GLAM_DB symlink": db_location(None),
     }
     with engine_elsewhere(db) as pid:
         for way, path in ways.items():

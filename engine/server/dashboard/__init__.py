@@ -54,6 +54,7 @@ __all__ = ["Board", "add_routes", "dashboard_url", "make_log_app", "read_only_au
 log = get_logger("server")
 BOARD: web.AppKey[Board] = web.AppKey("glam-dashboard", Board)
 PREFIX = "/dashboard"
+LOAD_WAIT = 10.0  # seconds a page waits for the first read of the log
 
 Page = Callable[[web.Request, Board], Awaitable[web.StreamResponse]]
 
@@ -76,6 +77,10 @@ def _page(handler: Page, *, write: bool = False) -> Route:
             expected = await board.auth.expected()
             if not signed_in(request, expected):
                 raise web.HTTPSeeOther(f"{PREFIX}/sign-in?next={request.path_qs}")
+        if not public:
+            # A page served while the log is first read would show an empty or partial
+            # log: wait for the read (a long log: the page shows the position it reached).
+            await board.state.until_loaded(LOAD_WAIT)
         try:
             return await handler(request, board)
         except GlamError as exc:
