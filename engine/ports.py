@@ -404,6 +404,19 @@ class AlarmReadingsApi(Protocol):
         ...
 
 
+@runtime_checkable
+class InvocationsApi(Protocol):
+    """What a traffic gate reads (engine.saga.gate): an AlarmsApi may also offer it (the AWS
+    adapter does, from CloudWatch's ``AWS/Lambda`` metrics)."""
+
+    async def invocations(
+        self, name: str, alias: str, version: str, since: datetime, until: datetime
+    ) -> int:
+        """The invocations ``version`` of function ``name`` served through ``alias`` between
+        ``since`` and ``until``."""
+        ...
+
+
 # What reconciling did to one source; "unchanged" is not recorded as an event.
 SourceVerdict = Literal["attached", "updated", "detached", "adopted", "unchanged"]
 

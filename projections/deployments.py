@@ -28,6 +28,7 @@ from engine.events.function import (
     StepStarted,
     StepSucceeded,
     TimerStarted,
+    TrafficGateChecked,
     TrafficShifted,
 )
 from engine.events.operator import OperatorCommandIssued
@@ -180,6 +181,11 @@ def _changes(row: DeploymentRow, record: RecordedEvent) -> tuple[dict[str, objec
         case HookAnswered():
             what = f"{event.status} in {event.duration_ms} ms"
             return {}, ("hook", f"{event.hook} {event.function}", what)
+        case TrafficGateChecked():
+            what = f"{event.invocations} of {event.required} invocations of v{event.version}"
+            if event.action is not None:
+                what += f"; {event.action}"
+            return {}, ("gate", event.verdict, what)
         case DeploymentHeld():
             left = "" if event.bake_left is None else f"; {event.bake_left:g} s of bake left"
             return {}, ("held", event.actor, event.reason + left)

@@ -32,6 +32,7 @@ from engine.events.function import (
     StepStarted,
     StepSucceeded,
     TimerStarted,
+    TrafficGateChecked,
     TrafficShifted,
 )
 from engine.events.operator import OperatorCommandIssued
@@ -196,7 +197,16 @@ def _changes(row: FunctionRow, record: RecordedEvent) -> dict[str, object]:
             return {"state": "baking"} if row.state == "held" else {}
         case HookAnswered() if event.status != "succeeded":
             return {"last_error": f"hook {event.hook} ({event.function}): {event.status}"}
-        case OperatorRequested() | DriftDetected() | DriftResolved() | HookAnswered():
+        case TrafficGateChecked() if event.verdict == "timed_out":
+            got = f"{event.invocations} of {event.required} invocations"
+            return {"last_error": f"traffic gate timed out: {got}; {event.action}"}
+        case (
+            OperatorRequested()
+            | DriftDetected()
+            | DriftResolved()
+            | HookAnswered()
+            | TrafficGateChecked()
+        ):
             return {}
         case BakeExtended():
             return {}

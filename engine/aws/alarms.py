@@ -1,5 +1,6 @@
-"""``AlarmsApi`` on aiobotocore: CloudWatch alarm states, read in batches of 100; and
-``AlarmReadingsApi``: what each metric alarm evaluates, with its metric's datapoints."""
+"""``AlarmsApi`` on aiobotocore: CloudWatch alarm states, read in batches of 100;
+``AlarmReadingsApi``: what each metric alarm evaluates, with its metric's datapoints; and
+``InvocationsApi``: the invocations a version served through an alias (a traffic gate)."""
 
 from __future__ import annotations
 
@@ -77,6 +78,35 @@ class AwsAlarms:
                 await self._datapoints(metric, since, until),
             )
         return readings
+
+    async def invocations(
+        self, name: str, alias: str, version: str, since: datetime, until: datetime
+    ) -> int:
+        """``Invocations`` of function ``name`` with the dimensions ``Resource`` (name:alias)
+        and ``ExecutedVersion``, summed over one-minute periods from the minute ``since`` is
+        in to ``until``: Lambda publishes its metrics by the minute, so the minute a window
+        begins in counts whole."""
+        name = name.rsplit(":", 1)[-1] if name.startswith("arn:") else name
+        start = since.replace(second=0, microsecond=0)
+        end = max(until + timedelta(seconds=1), start + timedelta(seconds=60))
+        await self._limiter.acquire(poll=True)
+        try:
+            answer = await self._client.get_metric_statistics(
+                Namespace="AWS/Lambda",
+                MetricName="Invocations",
+                Dimensions=[
+                    {"Name": "FunctionName", "Value": name},
+                    {"Name": "Resource", "Value": f"{name}:{alias}"},
+                    {"Name": "ExecutedVersion", "Value": version},
+                ],
+                StartTime=start,
+                EndTime=end,
+                Period=60,
+                Statistics=["Sum"],
+            )
+        except Exception as exc:  # translated at the boundary
+            raise translate(exc, "GetMetricStatistics", mutating=False) from None
+        return int(sum(float(p.get("Sum") or 0) for p in answer.get("Datapoints") or []))
 
     async def _metric_alarms(self, names: Sequence[str]) -> list[dict[str, Any]]:
         unique = list(dict.fromkeys(names))

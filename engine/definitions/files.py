@@ -19,7 +19,13 @@ from typing import Any, Literal, get_args
 import annotated_types
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.definitions.limits import HOOK_SECONDS_MAX, TRAFFIC_STEPS_MAX, WAIT_SECONDS_MAX
+from engine.definitions.limits import (
+    GATE_INVOCATIONS_MAX,
+    HOOK_SECONDS_MAX,
+    SYNTHETIC_RATE_MAX,
+    TRAFFIC_STEPS_MAX,
+    WAIT_SECONDS_MAX,
+)
 
 RefType = Literal["TERRAFORM", "CDK", "JSON"]
 REF_TYPES: tuple[str, ...] = get_args(RefType)
@@ -142,6 +148,61 @@ class HooksFile(_File):
     )
 
 
+class SyntheticInvokeFile(_File):
+    """Invocations glam sends to the alias itself while a gate waits for traffic."""
+
+    payload: Any = Field(
+        default_factory=dict,
+        json_schema_extra={"default": {}},
+        description="The JSON event each invocation sends (kept small: at most 6,000 bytes).",
+    )
+    rate_per_second: float = Field(
+        1.0,
+        alias="ratePerSecond",
+        gt=0,
+        le=SYNTHETIC_RATE_MAX,
+        description="Invocations per second, at most 10; the alias's routing decides which "
+        "version serves each.",
+    )
+
+
+class TrafficGateFile(_File):
+    """A bake ends only once the new version has served enough invocations."""
+
+    min_invocations: int = Field(
+        alias="minInvocations",
+        ge=1,
+        le=GATE_INVOCATIONS_MAX,
+        description="Invocations the new version must serve during each step's bake "
+        "(CloudWatch Invocations, dimension ExecutedVersion) before the step ends.",
+    )
+    max_wait: int = Field(
+        600,
+        alias="maxWait",
+        ge=0,
+        le=WAIT_SECONDS_MAX,
+        description="Seconds past the bake a step may wait for them.",
+    )
+    on_timeout: Literal["rollback", "promote"] = Field(
+        "rollback",
+        alias="onTimeout",
+        description="What a step that did not get them by maxWait does: rollback, or promote "
+        "(go on as if they had come).",
+    )
+    check_interval: int = Field(
+        60,
+        alias="checkInterval",
+        ge=1,
+        le=WAIT_SECONDS_MAX,
+        description="Seconds between reads of the count while waiting.",
+    )
+    synthetic_invoke: SyntheticInvokeFile | None = Field(
+        None,
+        alias="syntheticInvoke",
+        description="Traffic glam sends itself during each bake and wait of the gate.",
+    )
+
+
 class LambdaDepDefFile(_File):
     """How a function is deployed: the alias, the target, the traffic shift and its checks."""
 
@@ -188,6 +249,11 @@ class LambdaDepDefFile(_File):
     )
     hooks: HooksFile | None = Field(
         None, description="Traffic hooks (docs/progressive-delivery.md has their contract)."
+    )
+    traffic_gate: TrafficGateFile | None = Field(
+        None,
+        alias="trafficGate",
+        description="Hold each step until the new version has served enough invocations.",
     )
 
 
@@ -253,6 +319,8 @@ __all__ = [
     "LambdaInputFile",
     "ReadinessCheckFile",
     "RefFile",
+    "SyntheticInvokeFile",
+    "TrafficGateFile",
     "TrafficShiftingConfigFile",
     "TrafficStepFile",
     "bounds",

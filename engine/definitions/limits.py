@@ -100,3 +100,14 @@ TRAFFIC_STEPS_MAX = 20
 HOOK_SECONDS_MAX = 25
 """The longest deadline of a traffic hook (``timeoutSeconds``): below the 30 s read timeout of
 glam's AWS clients, so the deadline, not the connection, decides when a hook has timed out."""
+
+GATE_INVOCATIONS_MAX = 1_000_000_000
+"""The largest ``trafficGate.minInvocations``."""
+
+SYNTHETIC_RATE_MAX = 10.0
+"""The most invocations per second ``trafficGate.syntheticInvoke`` may send: synthetic traffic
+is a probe for quiet functions, not a load test, and each one runs the function for real."""
+
+SYNTHETIC_PAYLOAD_MAX = 6_000
+"""The largest ``trafficGate.syntheticInvoke.payload``, in bytes of JSON (Lambda takes 6 MB
+synchronously; a probe needs far less, and the payload is recorded with the settings)."""

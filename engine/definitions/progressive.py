@@ -1,24 +1,44 @@
-"""The progressive-delivery keys of a deployment definition: ``trafficShiftingConfig.steps``
-and ``hooks`` (docs/progressive-delivery.md). Called by engine.definitions.settings, so each
-mistake is refused when the commit is planned, naming the file and what to write instead.
+"""The progressive-delivery keys of a deployment definition: ``trafficShiftingConfig.steps``,
+``hooks`` and ``trafficGate`` (docs/progressive-delivery.md). Called by
+engine.definitions.settings, so each mistake is refused when the commit is planned, naming the
+file and what to write instead.
 
     "trafficShiftingConfig": {"steps": [{"weight": 0.05, "waitInterval": 300},
                                         {"weight": 0.5, "waitInterval": 600},
                                         {"weight": 1.0, "waitInterval": 900}]},
     "hooks": {"beforeAllowTraffic": "orders-smoke-test",
-              "afterAllowTraffic": {"function": "orders-verify", "timeoutSeconds": 10}}
+              "afterAllowTraffic": {"function": "orders-verify", "timeoutSeconds": 10}},
+    "trafficGate": {"minInvocations": 100, "maxWait": 900, "onTimeout": "rollback",
+                    "syntheticInvoke": {"payload": {"probe": true}, "ratePerSecond": 2}}
 """
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Any
+from typing import Any, get_args
 
 from engine.definitions.checks import check_int, check_keys
-from engine.definitions.files import HookFile, HooksFile, TrafficStepFile, bounds, keys
-from engine.definitions.limits import TRAFFIC_STEPS_MAX
+from engine.definitions.files import (
+    HookFile,
+    HooksFile,
+    SyntheticInvokeFile,
+    TrafficGateFile,
+    TrafficStepFile,
+    bounds,
+    default,
+    keys,
+)
+from engine.definitions.limits import SYNTHETIC_PAYLOAD_MAX, SYNTHETIC_RATE_MAX, TRAFFIC_STEPS_MAX
 from engine.errors import DefinitionError
-from engine.events.desired import Hook, Hooks, TrafficStep
+from engine.events.desired import (
+    GateTimeout,
+    Hook,
+    Hooks,
+    SyntheticInvoke,
+    TrafficGate,
+    TrafficStep,
+)
 
 # A function Invoke accepts: a name, a partial or full ARN, each with an optional qualifier.
 _INVOKABLE = re.compile(
@@ -31,6 +51,13 @@ _HOOK_POINTS = keys(HooksFile)
 _HOOK_KEYS = keys(HookFile)
 _STEP_BAKE = bounds(TrafficStepFile, "wait_interval")
 _HOOK_DEADLINE = bounds(HookFile, "timeout_seconds")
+_GATE_KEYS = keys(TrafficGateFile)
+_SYNTHETIC_KEYS = keys(SyntheticInvokeFile)
+_GATE_COUNT = bounds(TrafficGateFile, "min_invocations")
+_GATE_WAIT = bounds(TrafficGateFile, "max_wait")
+_GATE_CHECK = bounds(TrafficGateFile, "check_interval")
+_ON_TIMEOUT: tuple[str, ...] = get_args(GateTimeout)
+_GATE_EXAMPLE = '"trafficGate": {"minInvocations": 100, "maxWait": 600}'
 _STEPS_EXAMPLE = (
     '"steps": [{"weight": 0.1, "waitInterval": 300}, {"weight": 1.0, "waitInterval": 600}]'
 )
@@ -116,3 +143,78 @@ def _hook(raw: Any, where: str, file: str) -> Hook | None:
             hint='a function name (my-hook), its ARN, or {"function": ..., "timeoutSeconds": 20}',
         )
     return Hook(function=raw, timeout_seconds=timeout)
+
+
+def parse_gate(raw: Any, file: str) -> TrafficGate:
+    """``trafficGate``: ``minInvocations`` (required), ``maxWait``, ``onTimeout``,
+    ``checkInterval`` and ``syntheticInvoke``, each within TrafficGateFile's range."""
+    if not isinstance(raw, dict):
+        raise DefinitionError(
+            "trafficGate must be a JSON object", file=file, hint=f"e.g. {_GATE_EXAMPLE}"
+        )
+    check_keys(raw, _GATE_KEYS, "trafficGate", file)
+    if "minInvocations" not in raw:
+        raise DefinitionError(
+            "trafficGate.minInvocations is missing",
+            file=file,
+            hint=f"the invocations each step needs, e.g. {_GATE_EXAMPLE}",
+        )
+    count = check_int(raw["minInvocations"], "trafficGate.minInvocations", _GATE_COUNT, file)
+    wait = check_int(
+        raw.get("maxWait", _GATE_WAIT.default), "trafficGate.maxWait", _GATE_WAIT, file
+    )
+    check = check_int(
+        raw.get("checkInterval", _GATE_CHECK.default),
+        "trafficGate.checkInterval",
+        _GATE_CHECK,
+        file,
+    )
+    on_timeout = raw.get("onTimeout", default(TrafficGateFile, "on_timeout"))
+    if on_timeout not in _ON_TIMEOUT:
+        raise DefinitionError(
+            f"trafficGate.onTimeout must be one of {', '.join(repr(o) for o in _ON_TIMEOUT)}",
+            file=file,
+            hint='"rollback" (the default) rolls back a step that got too little traffic; '
+            '"promote" goes on',
+        )
+    synthetic = None
+    if raw.get("syntheticInvoke") is not None:
+        synthetic = _synthetic(raw["syntheticInvoke"], file)
+    return TrafficGate(
+        min_invocations=count,
+        max_wait=wait,
+        on_timeout=on_timeout,
+        check_interval=check,
+        synthetic=synthetic,
+    )
+
+
+def _synthetic(raw: Any, file: str) -> SyntheticInvoke:
+    where = "trafficGate.syntheticInvoke"
+    if not isinstance(raw, dict):
+        raise DefinitionError(
+            f"{where} must be a JSON object",
+            file=file,
+            hint='e.g. {"payload": {"probe": true}, "ratePerSecond": 1}',
+        )
+    check_keys(raw, _SYNTHETIC_KEYS, where, file)
+    payload = json.dumps(raw.get("payload", {}), sort_keys=True, separators=(",", ":"))
+    if len(payload.encode()) > SYNTHETIC_PAYLOAD_MAX:
+        raise DefinitionError(
+            f"{where}.payload is {len(payload.encode()):,} bytes of JSON, more than "
+            f"{SYNTHETIC_PAYLOAD_MAX:,}",
+            file=file,
+            hint="a probe needs a small event; keep what it checks in the function",
+        )
+    rate = raw.get("ratePerSecond", default(SyntheticInvokeFile, "rate_per_second"))
+    if isinstance(rate, bool) or not isinstance(rate, int | float):
+        raise DefinitionError(
+            f"{where}.ratePerSecond must be a number", file=file, hint="e.g. 1 or 0.5"
+        )
+    if not 0 < rate <= SYNTHETIC_RATE_MAX:
+        raise DefinitionError(
+            f"{where}.ratePerSecond is {rate}, outside (0, {SYNTHETIC_RATE_MAX:g}]",
+            file=file,
+            hint=f"at most {SYNTHETIC_RATE_MAX:g} invocations a second",
+        )
+    return SyntheticInvoke(payload=payload, rate_per_second=float(rate))

@@ -24,7 +24,7 @@ from engine.definitions.files import (
     keys,
 )
 from engine.definitions.names import check_account, check_alias, check_region
-from engine.definitions.progressive import parse_hooks, parse_steps
+from engine.definitions.progressive import parse_gate, parse_hooks, parse_steps
 from engine.errors import DefinitionError
 from engine.events.desired import (
     DeploymentSettings,
@@ -161,6 +161,7 @@ def parse_settings(raw: Any, file: str, warnings: list[str] | None = None) -> De
             hint='"alert" (the default) records and shows drift; "heal" also deploys again',
         )
     hooks = parse_hooks(obj["hooks"], file) if "hooks" in obj else Hooks()
+    gate = parse_gate(obj["trafficGate"], file) if obj.get("trafficGate") is not None else None
     return DeploymentSettings(
         alias=alias,
         region=region,
@@ -171,6 +172,7 @@ def parse_settings(raw: Any, file: str, warnings: list[str] | None = None) -> De
         delete_old_version=delete_old,
         drift_policy=drift,
         hooks=hooks,
+        traffic_gate=gate,
     )
 
 

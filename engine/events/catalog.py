@@ -36,6 +36,7 @@ from engine.events.function import (
     StepStarted,
     StepSucceeded,
     TimerStarted,
+    TrafficGateChecked,
     TrafficShifted,
 )
 from engine.events.operator import OperatorCommandIssued
@@ -77,7 +78,8 @@ Event = Annotated[
     | HookAnswered
     | DeploymentHeld
     | DeploymentResumed
-    | BakeExtended,
+    | BakeExtended
+    | TrafficGateChecked,
     Field(discriminator="type"),
 ]
 

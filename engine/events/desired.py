@@ -66,6 +66,29 @@ class Hooks(Frozen):
                 return self.after_allow_traffic
 
 
+class SyntheticInvoke(Frozen):
+    """Invocations glam sends to the alias while a traffic gate waits (``payload`` as JSON
+    text, so that the settings stay hashable)."""
+
+    payload: str = "{}"
+    rate_per_second: float = 1.0
+
+
+GateTimeout = Literal["rollback", "promote"]
+
+
+class TrafficGate(Frozen):
+    """``trafficGate``: a step's bake ends only once the new version has served
+    ``min_invocations`` (engine.saga.gate), waiting up to ``max_wait`` seconds past the bake,
+    re-reading every ``check_interval``; then ``on_timeout``."""
+
+    min_invocations: int
+    max_wait: int = 600
+    on_timeout: GateTimeout = "rollback"
+    check_interval: int = 60
+    synthetic: SyntheticInvoke | None = None
+
+
 class Readiness(Frozen):
     """How the new version is polled (GetFunction) until Active, before traffic shifts to it."""
 
@@ -87,6 +110,7 @@ class DeploymentSettings(Frozen):
     delete_old_version: bool = True
     drift_policy: DriftPolicy = "alert"
     hooks: Hooks = Hooks()
+    traffic_gate: TrafficGate | None = None
 
 
 class PushSource(Frozen):

@@ -236,6 +236,27 @@ class HookAnswered(FunctionEvent):
     function_error: str | None = None
 
 
+GateVerdict = Literal["passed", "waiting", "timed_out"]
+
+
+class TrafficGateChecked(FunctionEvent):
+    """A traffic gate read how many invocations the new version served in the step so far
+    (``since`` to ``until``) against the ``required`` count: ``passed`` ends the bake,
+    ``waiting`` reads again after a pause (until ``deadline``), ``timed_out`` does what
+    ``action`` says (``trafficGate.onTimeout``: roll back, or go on as if they had come)."""
+
+    type: Literal["TrafficGateChecked"] = "TrafficGateChecked"
+    deployment_id: str
+    version: str
+    invocations: int
+    required: int
+    since: datetime
+    until: datetime
+    verdict: GateVerdict
+    deadline: datetime | None = None
+    action: Literal["rollback", "promote"] | None = None
+
+
 class DeploymentHeld(FunctionEvent):
     """An operator's hold took effect at a safe point (a bake): the bake timer is stopped,
     ``bake_left`` seconds of it left (None: the bake had not started), while the alarms are

@@ -14,12 +14,24 @@ no user site, no environment-driven paths), and
 
 The child gets no credentials and an environment of the function's own variables, PATH and
 the AWS_LAMBDA_* names. Other runtimes keep moto's behaviour.
+
+Two more things Lambda does on Invoke, which moto does not (``patch_routing``):
+
+- An alias with a routing configuration sends each invocation to one of its two versions by
+  the weights: here deterministically, the n-th invocation of an alias going to the
+  additional version when ``floor(n * w)`` grows (so 10 % is exactly 1 in 10, spread out),
+  and the answer names it in ``X-Amz-Executed-Version``.
+- Every invocation is counted in CloudWatch, namespace ``AWS/Lambda``: ``Invocations`` (and
+  ``Errors`` for a function error) with the dimensions ``FunctionName``, and for a qualified
+  call ``Resource`` (``name:qualifier``) and ``ExecutedVersion``, stamped with the time of
+  the call. A traffic gate (``trafficGate.minInvocations``) reads exactly these.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import subprocess
 import sys
@@ -113,3 +125,69 @@ def patch_invoke() -> None:
         return answer
 
     LambdaFunction.invoke = invoke  # type: ignore[method-assign]
+
+
+def patch_routing() -> None:
+    """Weighted alias routing and the ``AWS/Lambda`` invocation metrics on Invoke."""
+    from moto.awslambda.models import LambdaBackend
+    from moto.cloudwatch.models import cloudwatch_backends
+    from moto.core.utils import utcnow
+
+    served: dict[tuple[str, str, str, str], int] = {}  # alias -> invocations so far
+
+    def invoke(
+        self: LambdaBackend,
+        function_name: str,
+        qualifier: str | None,
+        body: Any,
+        headers: Any,
+        response_headers: Any,
+    ) -> str | bytes | None:
+        name, qualifier = _name_and_qualifier(function_name, qualifier)
+        fn = self.get_function(name, qualifier)
+        version = str(fn.version)
+        alias = self._lambdas._get_function_aliases(name).get(qualifier) if qualifier else None
+        config: Any = alias.routing_config if alias is not None else None
+        routing: dict[str, Any] = config if isinstance(config, dict) else {}
+        weights: dict[str, float] = routing.get("AdditionalVersionWeights") or {}
+        if weights:
+            (extra, weight), *_ = weights.items()
+            key = (self.account_id, self.region_name, name, str(qualifier))
+            n = served.get(key, 0) + 1
+            served[key] = n
+            if math.floor(n * float(weight)) > math.floor((n - 1) * float(weight)):
+                fn = self.get_function(name, str(extra))
+                version = str(fn.version)
+        payload = fn.invoke(body, headers, response_headers)
+        response_headers["Content-Length"] = str(len(payload))
+        response_headers["x-amz-executed-version"] = version
+        dimensions = [{"Name": "FunctionName", "Value": name}]
+        if qualifier:
+            dimensions += [
+                {"Name": "Resource", "Value": f"{name}:{qualifier}"},
+                {"Name": "ExecutedVersion", "Value": version},
+            ]
+        metrics = [{"MetricName": "Invocations", "Value": 1.0, "Unit": "Count"}]
+        if response_headers.get("x-amz-function-error"):
+            metrics.append({"MetricName": "Errors", "Value": 1.0, "Unit": "Count"})
+        backend = cloudwatch_backends[self.account_id][self.region_name]
+        stamp = utcnow()  # moto's own clock and form, as put_metric_data stamps
+        backend.put_metric_data(
+            "AWS/Lambda", [{**m, "Dimensions": dimensions, "Timestamp": stamp} for m in metrics]
+        )
+        return payload
+
+    LambdaBackend.invoke = invoke  # type: ignore[method-assign]
+
+
+def _name_and_qualifier(given: str, qualifier: str | None) -> tuple[str, str | None]:
+    """The function's name and qualifier from any form Invoke takes: a name, ``name:q``, a
+    partial ARN ``ACCOUNT:function:name[:q]`` or a full ARN."""
+    parts = given.split(":")
+    if given.startswith("arn:") and len(parts) > 6:
+        return parts[6], parts[7] if len(parts) > 7 else qualifier
+    if len(parts) > 2 and parts[1] == "function":
+        return parts[2], parts[3] if len(parts) > 3 else qualifier
+    if len(parts) == 2:
+        return parts[0], parts[1]
+    return given, qualifier

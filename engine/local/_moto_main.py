@@ -197,9 +197,10 @@ def main() -> None:
     _patch_monotonic_versions()
     _patch_code_signing()
     _patch_configuration_members()
-    from engine.local._moto_invoke import patch_invoke
+    from engine.local._moto_invoke import patch_invoke, patch_routing
 
     patch_invoke()
+    patch_routing()
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
         MotoRequestHandler,

@@ -47,6 +47,7 @@ from engine.ports import (
     Clock,
     CodeObjects,
     EventStore,
+    InvocationsApi,
     InvokeAnswer,
     LambdaApi,
     SourcesApi,
@@ -55,6 +56,7 @@ from engine.saga.effects import (
     Call,
     CallOutcome,
     CodeRead,
+    CountInvocations,
     CreateAlias,
     CreateFunction,
     DeleteAlias,
@@ -72,8 +74,10 @@ from engine.saga.effects import (
     LambdaMutation,
     LambdaRead,
     ListVersions,
+    MetricsRead,
     Ok,
     Operation,
+    Probe,
     PublishVersion,
     PutSigning,
     Read,
@@ -100,6 +104,7 @@ from engine.saga.results import (
     Deleted,
     FunctionRead,
     HookAnswer,
+    InvocationsCounted,
     Published,
     SigningRead,
     SourcesChanged,
@@ -295,7 +300,7 @@ class _Runner:
 
     async def _invoke(self, operation: Operation) -> CallResult:
         """Call the port method ``operation`` stands for, and say what it answered."""
-        if isinstance(operation, LambdaRead | CodeRead):
+        if isinstance(operation, LambdaRead | CodeRead | MetricsRead):
             return await self._read(operation)
         if isinstance(operation, SourcesWrite):
             return await self._wire(operation)
@@ -318,6 +323,13 @@ class _Runner:
                     return CodeHashed()  # no S3 access: the code counts as changed
                 sha = await self.code_objects.code_sha256(bucket, key, version)
                 return CodeHashed(code_sha256=sha)
+            case CountInvocations(name, alias, version, since, until):
+                if not isinstance(self.alarms, InvocationsApi):
+                    raise TypeError("this engine's CloudWatch port cannot count invocations")
+                served = await self.alarms.invocations(name, alias, version, since, until)
+                return InvocationsCounted(
+                    version=version, invocations=served, since=since, until=until
+                )
             case _:
                 assert_never(read)
 
@@ -442,8 +454,35 @@ class _Runner:
         return out
 
     async def wait(self, wait: Wait) -> Waited | None:
-        """Wait until ``wait.until``, polling alarms; None when the stream changed meanwhile
-        (a newer request may be waiting for this safe point)."""
+        """Wait until ``wait.until``, polling alarms (and sending its probe's synthetic
+        traffic meanwhile); None when the stream changed meanwhile (a newer request may be
+        waiting for this safe point)."""
+        if wait.probe is None:
+            return await self._wait(wait)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._probe, wait.probe, name=f"glam probe {wait.probe.function}")
+            waited = await self._wait(wait)
+            tg.cancel_scope.cancel()
+        return waited
+
+    async def _probe(self, probe: Probe) -> None:
+        """Invoke ``probe.function`` at ``probe.rate_per_second`` until cancelled. An answer
+        is not judged here: a failing invocation shows in the function's metrics, which its
+        alarms watch. A call refused for good (the alias is gone, no permission) stops it."""
+        pause = 1.0 / probe.rate_per_second
+        while True:
+            started = self.clock.monotonic()
+            try:
+                with anyio.fail_after(self.call_timeout):
+                    await self.lambda_api.invoke(probe.function, probe.payload)
+            except AwsError as exc:
+                if not exc.retryable:
+                    return
+            except TimeoutError:
+                pass
+            await self.clock.sleep(max(0.0, pause - (self.clock.monotonic() - started)))
+
+    async def _wait(self, wait: Wait) -> Waited | None:
         names = list(wait.alarms)
         states: dict[str, str] = {}
         poll = timedelta(seconds=wait.poll_seconds)

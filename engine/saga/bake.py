@@ -1,7 +1,7 @@
 """The bake after a traffic step: how long it lasts and where its end leads. Pure.
 
 Two functions decide the bake, so that what may lengthen or end it (an operator's hold or
-extend today; a traffic gate next) is decided in one place:
+extend; a traffic gate, engine.saga.gate) is decided in one place:
 
     bake_until(dep, now)      when a bake starting now ends: the step's ``waitInterval``, or
                               what a hold left of it, or what an extend made it
@@ -34,7 +34,7 @@ def bake_until(dep: Deployment, now: datetime) -> datetime:
 
 def after_bake(state: SagaState, dep: Deployment) -> Deployment:
     """Where the end of a bake (its timer, or an operator's one-step promote) leads."""
-    dep = replace(dep, bake_left=None)
+    dep = replace(dep, bake_left=None, gate_since=None, gate_deadline=None)
     if dep.promoted:
         # Imported here: transitions uses this module.
         from engine.saga.transitions import after_last_bake

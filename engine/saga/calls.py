@@ -149,8 +149,9 @@ def phase_call(state: SagaState, dep: Deployment) -> Call:
             return _attribute_write(state, dep, phase)
         case "hook_before" | "hook_after":
             return _hook(state, dep, phase)
-        case "alarm_check" | "bake" | "finish":
-            raise AssertionError(f"phase {phase} has no call")  # handled by next_effect
+        case "alarm_check" | "bake" | "gate" | "finish":
+            # Waits, the gate's read (it needs the time: engine.saga.gate) and the end.
+            raise AssertionError(f"phase {phase} is handled by next_effect")
 
 
 def _function_write(

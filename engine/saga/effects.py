@@ -5,7 +5,8 @@ Effects are plain data: the runner executes them without knowing the saga.
     Call    one AWS operation (below), logged under ``step``. A mutation carries its
             write-ahead ``intent`` (a StepStarted) that must be durable before the call.
     Wait    a durable wait until ``until``, polling ``alarms`` every ``poll_seconds``; its
-            ``intent`` (a TimerStarted) is recorded first unless the timer already is.
+            ``intent`` (a TimerStarted) is recorded first unless the timer already is; a
+            ``probe`` is synthetic traffic to send meanwhile.
     Record  events to append as they are: a decision that needs no I/O.
     Done    nothing left to do on this stream.
 
@@ -90,6 +91,24 @@ class SourcesWrite(_Operation):
 @dataclass(frozen=True, slots=True)
 class CodeRead(_Operation):
     """A read of where a function's code lives (S3)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsRead(_Operation):
+    """A read of CloudWatch metrics."""
+
+
+@dataclass(frozen=True, slots=True)
+class CountInvocations(MetricsRead):
+    """The invocations ``version`` of function ``name`` served through ``alias`` from
+    ``since`` to ``until`` (engine.ports.InvocationsApi)."""
+
+    method: ClassVar[str] = "invocations"
+    name: str
+    alias: str
+    version: str
+    since: datetime
+    until: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +300,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-Read = GetFunction | GetAlias | ListVersions | GetSigning | HashCode
+Read = GetFunction | GetAlias | ListVersions | GetSigning | HashCode | CountInvocations
 # The reads that settle a dangling intent.
 Resolver = GetFunction | GetAlias | ListVersions
 LambdaMutation = (
@@ -329,6 +348,17 @@ class Call:
 
 
 @dataclass(frozen=True, slots=True)
+class Probe:
+    """Synthetic traffic the runner sends while a wait lasts: ``function`` (the alias's ARN)
+    invoked with ``payload`` at ``rate_per_second`` (a traffic gate's ``syntheticInvoke``).
+    Data plane, never recorded one by one: CloudWatch counts them like any invocation."""
+
+    function: str
+    payload: Mapping[str, Any] = field(compare=False)
+    rate_per_second: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
 class Wait:
     """Wait until ``until``. When ``alarms`` is not empty, poll them every ``poll_seconds``
     and stop early as soon as one is in ALARM or does not exist. ``purpose`` is a
@@ -339,6 +369,7 @@ class Wait:
     alarms: tuple[str, ...] = ()
     poll_seconds: float = 5.0
     intent: TimerStarted | None = None
+    probe: Probe | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,9 @@
     glam resume FN     the bake runs on for what was left of it (``DeploymentResumed``)
     glam extend FN     the bake in progress (or the next one) lasts ``seconds`` longer
                        (``BakeExtended``)
-    glam promote --step  the bake in progress ends once the alarms are read quiet: one step on
-                       (a held deployment stays held, in the next step's bake)
+    glam promote --step  the bake in progress (or a traffic gate's wait) ends once the alarms
+                       are read quiet: one step on (a held deployment stays held, in the next
+                       step's bake)
 
 Each acts once the command was handed over (``OperatorRequested``, engine.operator decides
 whether it may) and the deployment is at a point where it may: the events below record it
@@ -37,7 +38,9 @@ HOLD_RECHECK_SECONDS = 300.0
 OPERATOR_STEP = "operator_step"
 # Where an operator's hold or extend may be handed over: the traffic part of a deployment,
 # where it waits for its next bake. Where a one-step promote may: a bake before the promote.
-HOLDABLE: frozenset[Phase] = frozenset({"hook_before", "alarm_check", "shift", "bake", "promote"})
+HOLDABLE: frozenset[Phase] = frozenset(
+    {"hook_before", "alarm_check", "shift", "bake", "gate", "promote"}
+)
 
 
 def hold_effect(
@@ -65,7 +68,7 @@ def hold_effect(
             extended = BakeExtended(deployment_id=did, seconds=seconds, until=until, **who)
             timer = TimerStarted(deployment_id=did, purpose="bake", until=until)
             return Record((extended, timer))
-        case "promote_step" if in_bake and not dep.promoted:
+        case "promote_step" if (in_bake or dep.phase == "gate") and not dep.promoted:
             # A wait that ends now: the runner reads the alarms once before it completes, and
             # an alarm in ALARM (or missing) rolls back instead of moving on.
             intent = TimerStarted(deployment_id=did, purpose=OPERATOR_STEP, until=now)

@@ -32,6 +32,7 @@ from engine.events.function import (
     StepStarted,
     StepSucceeded,
     TimerStarted,
+    TrafficGateChecked,
     TrafficShifted,
 )
 from engine.events.operator import OperatorCommandIssued
@@ -102,7 +103,13 @@ def evolve(state: SagaState, event: Event) -> SagaState:
             return _operator(state, event)
         case DriftDetected():
             return _drifted(state, event)
-        case AlarmObserved() | EventSourceChanged() | DriftResolved() | HookAnswered():
+        case (
+            AlarmObserved()
+            | EventSourceChanged()
+            | DriftResolved()
+            | HookAnswered()
+            | TrafficGateChecked()
+        ):
             return state
         case DeploymentHeld() | DeploymentResumed() | BakeExtended():
             dep = state.active

@@ -20,12 +20,14 @@ values, which may be secrets.
     CodeHashed      the CodeSha256 an S3 code object would give (None: no such object)
     SigningRead     the function's code-signing configuration (None: it has none)
     HookAnswer      a traffic hook's answer, judged by the hook contract (engine.saga.hooks)
+    InvocationsCounted  the invocations the new version served in a window (a traffic gate)
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -274,6 +276,17 @@ class HookAnswer(Result):
     reason: str = ""  # why a status other than "succeeded"
 
 
+class InvocationsCounted(Result):
+    """A traffic gate's read (engine.saga.gate): the invocations ``version`` served through
+    the alias from ``since`` to ``until`` (CloudWatch ``Invocations``, dimension
+    ``ExecutedVersion``, at a minute's resolution)."""
+
+    version: str
+    invocations: int
+    since: datetime
+    until: datetime
+
+
 class Requested(Result):
     """What a write-ahead intent (StepStarted.request) recorded of the call it announced:
     the version and routing an alias write or a delete asked for; of a publish, the highest
@@ -299,6 +312,7 @@ CallResult = (
     | CodeHashed
     | SigningRead
     | HookAnswer
+    | InvocationsCounted
 )
 # What a StepSucceeded records.
 StepResult = (
@@ -314,6 +328,7 @@ StepResult = (
     | CodeHashed
     | SigningRead
     | HookAnswer
+    | InvocationsCounted
 )
 
 
@@ -343,4 +358,6 @@ def parse_result(name: StepName, raw: Mapping[str, Any]) -> StepResult | None:
         return SigningRead.model_validate(raw)
     if is_hook_step(step):
         return HookAnswer.model_validate(raw)
+    if step == "gate":
+        return InvocationsCounted.model_validate(raw)
     return None

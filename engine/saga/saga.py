@@ -40,6 +40,8 @@ Rules worth knowing:
   resume, extend and a one-step promote act on the bake (engine.saga.holds).
 - Traffic hooks (engine.saga.hooks) are invoked before the first weight moves and after the
   promote; any answer but success rolls back, like a firing alarm.
+- A traffic gate (engine.saga.gate) keeps a step's bake going until the new version has
+  served ``minInvocations``, up to ``maxWait`` past it, then rolls back or goes on.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ from engine.saga.effects import (
     Wait,
     Waited,
 )
+from engine.saga.gate import checked, gate_call, probe_of
 from engine.saga.holds import held_wait, hold_effect, watched
 from engine.saga.hooks import answered, gave_up
 from engine.saga.resolve import resolve_call, resolved
@@ -86,6 +89,7 @@ from engine.saga.results import (
     CallResult,
     FunctionRead,
     HookAnswer,
+    InvocationsCounted,
     Kept,
     SourcesChanged,
 )
@@ -130,12 +134,13 @@ SUPERSEDABLE: frozenset[Phase] = frozenset(
         "alarm_check",
         "shift",
         "bake",
+        "gate",
         "promote",
     }
 )
 # Where an operator's promote may act: the schedule has started (the new version is published,
 # ready and wired), so what is left to skip is shifting and baking.
-PROMOTABLE: frozenset[Phase] = frozenset({"alarm_check", "shift", "bake"})
+PROMOTABLE: frozenset[Phase] = frozenset({"alarm_check", "shift", "bake", "gate"})
 # Clean-up steps that may give up without harm: an unreferenced version is kept, event
 # sources are left as attempted.
 _KEPT_ON_FAILURE: frozenset[Step] = frozenset(
@@ -180,6 +185,8 @@ def next_effect(state: SagaState, now: datetime) -> Effect:
         return _timer(state, dep, "bake", bake_until(dep, now))
     if dep.phase == "alarm_check":
         return _timer(state, dep, ALARM_CHECK, now)  # a wait that ends once the alarms are read
+    if dep.phase == "gate":
+        return gate_call(state, dep, now)
     return phase_call(state, dep)
 
 
@@ -249,6 +256,7 @@ def _wait(state: SagaState, dep: Deployment, now: datetime) -> Wait | None:
             until=timer.until,
             alarms=_alarms(dep),
             poll_seconds=state.policy.alarm_poll_seconds,
+            probe=probe_of(state, dep),
         )
     if dep.due_wait is not None:
         purpose, seconds = dep.due_wait
@@ -304,6 +312,7 @@ def _timer(state: SagaState, dep: Deployment, purpose: WaitPurpose, until: datet
         alarms=_alarms(dep),
         poll_seconds=state.policy.alarm_poll_seconds,
         intent=intent,
+        probe=probe_of(state, dep),
     )
 
 
@@ -358,6 +367,8 @@ def _call_ok(state: SagaState, dep: Deployment, effect: Call, result: CallResult
             events += _readiness_verdict(dep, result)
         case _, InvokeHook(), HookAnswer():
             events += answered(dep, result)
+        case "gate", _, InvocationsCounted():
+            events += checked(dep, result)
     return events
 
 

@@ -11,6 +11,7 @@ call is asked for.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from engine.events.desired import DeploymentSettings, DesiredFunction, EventSources
@@ -141,6 +142,10 @@ class Deployment:
     # Seconds of the bake left when a hold stopped its timer, or the bake's length an extend
     # set before it started; None: the step's own bake (engine.saga.bake).
     bake_left: float | None = None
+    # A traffic gate waiting for invocations (engine.saga.gate): the start of the window it
+    # counts, and when it stops waiting; None before its first read.
+    gate_since: datetime | None = None
+    gate_deadline: datetime | None = None
     outcome: DeployOutcome | None = None  # set when phase is "finish"
     reason: str = ""
 

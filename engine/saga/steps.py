@@ -10,7 +10,8 @@ reads or writes them:
 Every phase of the saga that makes a call is logged under the phase's own name, so one
 ``Literal`` member is both the phase and its step. The phases are grouped by what their call
 reports (engine.saga.results): a function read, an alias read, a published version, a delete,
-a change of event sources, a function-level attribute set, a lookup, a hook's answer. Adding a
+a change of event sources, a function-level attribute set, a lookup, a hook's answer, a traffic
+gate's count. Adding a
 step means adding it to its group here; mypy then points at every ``match`` that has to learn it.
 
 Pure: no imports from the rest of glam, so the event models can use it.
@@ -61,9 +62,20 @@ LookupStep = Literal["hash_code", "inspect_signing"]
 # after the promote.
 HookStep = Literal["hook_before", "hook_after"]
 
+# The read of a traffic gate (engine.saga.gate): how many invocations the new version served.
+GateStep = Literal["gate"]
+
 # Every phase that makes one call, logged under its own name.
 PhaseStep = Literal[
-    FunctionStep, AliasStep, "publish", DeleteStep, SourcesStep, AttributeStep, LookupStep, HookStep
+    FunctionStep,
+    AliasStep,
+    "publish",
+    DeleteStep,
+    SourcesStep,
+    AttributeStep,
+    LookupStep,
+    HookStep,
+    GateStep,
 ]
 # Every step a call can be logged as: the phases' calls, and ``settle`` (reading the function
 # until an update in progress has finished, after a conflict).
@@ -87,6 +99,7 @@ WaitPurpose = Literal[
     "alarms",
     "hold",
     "operator_step",
+    "gate",
 ]
 
 STEPS: frozenset[str] = frozenset(get_args(Step))

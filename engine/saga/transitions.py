@@ -11,7 +11,8 @@ Every arrow is a recorded event (engine.saga.replay calls these while folding):
             otherwise → attributes → update_config → wait_config (if $LATEST's configuration
             differs) → update_code → wait_code (if its code differs) → publish → readiness →
             [create_alias] → sources → [detach_old_alias] → [hook_before] → [alarm_check] →
-            (shift → bake)* → promote → [hook_after] → bake → delete_old → finish
+            (shift → bake → [gate])* → promote → [hook_after] → bake → [gate] → delete_old
+            → finish
     attributes: put_signing | delete_signing, tag, untag (function-level, not versioned)
     delete: inspect_function → detach_sources → delete_function → finish
     rollback: rollback_alias → rollback_delete_new → rollback_sources → finish
@@ -38,6 +39,7 @@ from engine.saga.deciding import (
     after_inspect_stable,
     deciding,
 )
+from engine.saga.gate import after_gate, bake_done
 from engine.saga.moves import alias_from, finish, go_on, next_phase, poll_again
 from engine.saga.results import (
     AlarmsRead,
@@ -48,6 +50,7 @@ from engine.saga.results import (
     Deleted,
     FunctionRead,
     HookAnswer,
+    InvocationsCounted,
     Kept,
     Published,
     SigningRead,
@@ -110,6 +113,8 @@ def after_success(
             return deciding(state, replace(dep, signing=result.arn, signing_read=True))
         case step, HookAnswer() if is_hook_step(step):
             return _after_hook(state, dep, step, result)
+        case "gate", InvocationsCounted():
+            return after_gate(state, dep, result)
     return dep  # a step this glam does not know: passed over
 
 
@@ -124,8 +129,8 @@ def _after_wait(state: SagaState, dep: Deployment, purpose: WaitPurpose | None) 
         # An operator's one-step promote: the alarms were read once and were quiet.
         return after_bake(state, replace(dep, operator=None))
     if purpose == "bake":
-        return after_bake(state, dep)
-    return dep
+        return bake_done(state, dep)
+    return dep  # a pause between reads (a gate's among them): the phase reads again
 
 
 def _after_settle(state: SagaState, dep: Deployment, read: FunctionRead) -> Deployment:

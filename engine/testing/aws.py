@@ -31,6 +31,7 @@ import itertools
 from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import Any, TypeVar
 
 import anyio
@@ -80,6 +81,7 @@ class FakeAws:
         self._revisions = itertools.count(1)
         self._faults: dict[str, deque[AwsError | None]] = defaultdict(deque)
         self._hooks: dict[str, InvokeAnswer] = {}
+        self._served: dict[tuple[str, str, str], int] = {}  # (function, alias, version) -> n
 
     # ---- steering (tests) --------------------------------------------------------------------
 
@@ -96,6 +98,10 @@ class FakeAws:
     def fail_activation(self, name: str, reason: str = "injected failure") -> None:
         """The function's current (or next) Pending/InProgress period ends Failed."""
         self._fn(name, "FailActivation").fail_next_settle = reason
+
+    def set_invocations(self, function: str, alias: str, version: str, count: int) -> None:
+        """What a traffic gate reads for ``version`` through ``alias`` (any window)."""
+        self._served[(function, alias, version)] = count
 
     def set_alarm(self, name: str, state: str) -> None:
         """Create or set a CloudWatch alarm (OK | ALARM | INSUFFICIENT_DATA)."""
@@ -417,6 +423,12 @@ class FakeAws:
     async def alarm_states(self, names: Sequence[str]) -> dict[str, str]:
         await self._enter("DescribeAlarms", AlarmNames=list(names))
         return {n: self._alarms[n] for n in names if n in self._alarms}
+
+    async def invocations(
+        self, name: str, alias: str, version: str, since: datetime, until: datetime
+    ) -> int:
+        await self._enter("GetMetricStatistics", MetricName="Invocations", Version=version)
+        return self._served.get((name, alias, version), 0)
 
     # ---- internals ---------------------------------------------------------------------------
 

@@ -8,6 +8,8 @@
         Lambda.UpdateAlias
       bake                             a watched wait: TimerStarted .. its end;
                                        events: AlarmObserved
+      gate                             a traffic gate's reads and pauses; events:
+                                       TrafficGateChecked
       rollback_alias ...               events on the root: RollbackStarted, operator commands
 
 A step's span holds its calls and the short waits between them (a poll, a backoff, the reads
@@ -91,6 +93,7 @@ OPERATIONS: Mapping[str, tuple[str, str]] = {
     "inspect_signing": ("Lambda", "GetFunctionCodeSigningConfig"),
     "hash_code": ("S3", "HeadObject"),
     **{s: ("Lambda", "Invoke") for s in ("hook_before", "hook_after")},
+    "gate": ("CloudWatch", "GetMetricStatistics"),
 }
 assert set(OPERATIONS) <= STEPS
 

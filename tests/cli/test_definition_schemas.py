@@ -70,19 +70,45 @@ def _depdef_ranges() -> list[tuple[str, str, dict[str, Any]]]:
 def test_depdef_ranges_and_defaults_are_the_parsers(
     outer: str, key: str, spec: dict[str, Any]
 ) -> None:
+    schema = _schema("lambdadepdef")
+    required = _required(schema, outer)
+
     def settings_with(value: object | None) -> Any:
-        inner = {} if value is None else {key: value}
+        inner = {**required, **({} if value is None else {key: value})}
         raw = {"alias": "live", outer: inner}
         parsed = parse_settings(raw, FILE)
-        return parsed.traffic if outer == "trafficShiftingConfig" else parsed.readiness
+        match outer:
+            case "trafficShiftingConfig":
+                return parsed.traffic
+            case "trafficGate":
+                return parsed.traffic_gate
+        return parsed.readiness
 
-    field = {"waitInterval": "wait_interval", "maxRetries": "max_retries"}.get(key, key)
-    assert getattr(settings_with(None), field) == spec["default"]
+    field = {
+        "waitInterval": "wait_interval",
+        "maxRetries": "max_retries",
+        "minInvocations": "min_invocations",
+        "maxWait": "max_wait",
+        "checkInterval": "check_interval",
+    }.get(key, key)
+    if "default" in spec:
+        assert getattr(settings_with(None), field) == spec["default"]
+    else:  # a required key
+        with pytest.raises(DefinitionError, match="missing"):
+            parse_settings({"alias": "live", outer: {}}, FILE)
     for edge in (spec["minimum"], spec["maximum"]):
         assert getattr(settings_with(edge), field) == edge
     for outside in (spec["minimum"] - 1, spec["maximum"] + 1):
         with pytest.raises(DefinitionError, match="outside"):
             settings_with(outside)
+
+
+def _required(schema: dict[str, Any], outer: str) -> dict[str, Any]:
+    """The least an object key of the depdef needs: each required member at its minimum."""
+    node = _resolve(schema, schema["properties"][outer])
+    if "anyOf" in node:  # an optional object: its object member
+        node = _resolve(schema, next(m for m in node["anyOf"] if m.get("type") != "null"))
+    return {k: node["properties"][k]["minimum"] for k in node.get("required", [])}
 
 
 def test_depdef_keys_are_the_parsers() -> None:
@@ -91,7 +117,11 @@ def test_depdef_keys_are_the_parsers() -> None:
     for key, member in schema["properties"].items():
         if key == "alias":
             continue
-        value = {} if _resolve(schema, member).get("type") == "object" else member.get("default")
+        node = _resolve(schema, member)
+        is_object = node.get("type") == "object" or any(
+            _resolve(schema, m).get("type") == "object" for m in node.get("anyOf", [])
+        )
+        value = _required(schema, key) if is_object else member.get("default")
         raw = {"alias": "live", key: value if value is not None else {}}
         parse_settings(raw, FILE, warnings)  # every key the schema lists is accepted
     ignored = [

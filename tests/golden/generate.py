@@ -22,6 +22,7 @@ from engine.events.desired import (
     DeploymentSettings,
     DesiredFunction,
     EventSources,
+    TrafficGate,
     TrafficShifting,
 )
 from engine.events.function import (
@@ -36,6 +37,7 @@ from engine.events.function import (
     EventSourceChanged,
     FunctionDeleted,
     FunctionOwner,
+    GateVerdict,
     HookAnswered,
     OperatorRequested,
     RollbackStarted,
@@ -44,6 +46,7 @@ from engine.events.function import (
     StepStarted,
     StepSucceeded,
     TimerStarted,
+    TrafficGateChecked,
     TrafficShifted,
 )
 from engine.events.operator import OperatorCommandIssued
@@ -1165,6 +1168,112 @@ def progressive_scenario() -> list[tuple[str, Event, Metadata]]:
 
 
 SCENARIOS["0.3-progressive"] = progressive_scenario
+
+
+def gate_scenario() -> list[tuple[str, Event, Metadata]]:
+    """Traffic gates (0.4-gate): a canary whose step waits for traffic, reads again and passes,
+    then a canary that gets too little before the gate's deadline and rolls back."""
+
+    def m(i: str, **kw: str) -> Metadata:
+        return Metadata(event_id=i, **kw)
+
+    def gated(memory: int) -> DesiredFunction:
+        base = desired("orders", memory)
+        gate = TrafficGate(min_invocations=50, max_wait=120, check_interval=60)
+        return base.model_copy(
+            update={"settings": base.settings.model_copy(update={"traffic_gate": gate})}
+        )
+
+    d1, d2, d3 = "dep-1", "dep-2", "dep-3"
+    bake_end = START + timedelta(minutes=1)
+
+    def counted(did: str, n: int, until: datetime) -> StepSucceeded:
+        result = {"version": "2", "invocations": n, "since": START, "until": until}
+        return StepSucceeded(
+            deployment_id=did, step="gate", result=json.loads(json.dumps(result, default=str))
+        )
+
+    def gate_event(did: str, n: int, until: datetime, verdict: GateVerdict) -> Event:
+        return TrafficGateChecked(
+            deployment_id=did,
+            version="2",
+            invocations=n,
+            required=50,
+            since=START,
+            until=until,
+            verdict=verdict,
+            deadline=bake_end + timedelta(seconds=120),
+            action="rollback" if verdict == "timed_out" else None,
+        )
+
+    later, last = bake_end + timedelta(minutes=1), bake_end + timedelta(minutes=2)
+    return [
+        (
+            ORDERS,
+            DeploymentRequested(deployment_id=d1, commit=C1, action="create", desired=gated(128)),
+            m("g1", commit=C1, deployment_id=d1),
+        ),
+        (
+            ORDERS,
+            DeploymentFinished(deployment_id=d1, outcome="succeeded", stable_version="1"),
+            m("g2", deployment_id=d1),
+        ),
+        (
+            ORDERS,
+            DeploymentRequested(deployment_id=d2, commit=C2, action="update", desired=gated(256)),
+            m("g3", commit=C2, deployment_id=d2),
+        ),
+        (
+            ORDERS,
+            TrafficShifted(
+                deployment_id=d2, alias="live", stable_version="1", new_version="2", weight=0.2
+            ),
+            m("g4", deployment_id=d2),
+        ),
+        (ORDERS, counted(d2, 12, bake_end), m("g5", deployment_id=d2)),
+        (ORDERS, gate_event(d2, 12, bake_end, "waiting"), m("g6", deployment_id=d2)),
+        (ORDERS, counted(d2, 61, later), m("g7", deployment_id=d2)),
+        (ORDERS, gate_event(d2, 61, later, "passed"), m("g8", deployment_id=d2)),
+        (
+            ORDERS,
+            TrafficShifted(
+                deployment_id=d2, alias="live", stable_version="1", new_version="2", weight=1.0
+            ),
+            m("g9", deployment_id=d2),
+        ),
+        (
+            ORDERS,
+            DeploymentFinished(deployment_id=d2, outcome="succeeded", stable_version="2"),
+            m("g10", deployment_id=d2),
+        ),
+        (
+            ORDERS,
+            DeploymentRequested(deployment_id=d3, commit=C3, action="update", desired=gated(512)),
+            m("g11", commit=C3, deployment_id=d3),
+        ),
+        (ORDERS, gate_event(d3, 3, last, "timed_out"), m("g12", deployment_id=d3)),
+        (
+            ORDERS,
+            RollbackStarted(
+                deployment_id=d3,
+                reason="traffic gate: version 2 served 3 of the 50 invocations required in 180 s",
+            ),
+            m("g13", deployment_id=d3),
+        ),
+        (
+            ORDERS,
+            DeploymentFinished(
+                deployment_id=d3,
+                outcome="rolled_back",
+                reason="traffic gate: version 2 served 3 of the 50 invocations required in 180 s",
+                stable_version="2",
+            ),
+            m("g14", deployment_id=d3),
+        ),
+    ]
+
+
+SCENARIOS["0.4-gate"] = gate_scenario
 
 
 def rows(name: str = "0.1") -> list[StoredRow]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
 from engine.definitions.settings import parse_settings
 from engine.errors import DefinitionError
-from engine.events.desired import Hook, TrafficStep
+from engine.events.desired import Hook, SyntheticInvoke, TrafficGate, TrafficStep
 
 FILE = "apps/orders/orders_lambdadepdef.json"
 
@@ -77,3 +78,59 @@ def test_bad_steps_are_refused_naming_the_file(keys: dict[str, Any], message: st
 def test_bad_hooks_are_refused(hooks: dict[str, Any]) -> None:
     with pytest.raises(DefinitionError):
         _settings(hooks=hooks)
+
+
+def test_a_traffic_gate_is_read_with_its_defaults() -> None:
+    settings = _settings(trafficGate={"minInvocations": 100})
+    assert settings.traffic_gate == TrafficGate(min_invocations=100)
+    full = _settings(
+        trafficGate={
+            "minInvocations": 5,
+            "maxWait": 30,
+            "onTimeout": "promote",
+            "checkInterval": 10,
+            "syntheticInvoke": {"payload": {"probe": True}, "ratePerSecond": 2},
+        }
+    )
+    assert full.traffic_gate == TrafficGate(
+        min_invocations=5,
+        max_wait=30,
+        on_timeout="promote",
+        check_interval=10,
+        synthetic=SyntheticInvoke(payload='{"probe":true}', rate_per_second=2.0),
+    )
+    assert _settings().traffic_gate is None  # Gitmoxi files: no gate
+
+
+@pytest.mark.parametrize(
+    ("gate", "message"),
+    [
+        pytest.param([], "must be a JSON object", id="not-object"),
+        pytest.param({}, "minInvocations is missing", id="missing"),
+        pytest.param({"minInvocations": 0}, "outside 1..", id="zero"),
+        pytest.param({"minInvocations": "10"}, "must be an integer", id="text"),
+        pytest.param({"minInvocations": 1, "maxWait": -1}, "outside 0..86400", id="wait"),
+        pytest.param({"minInvocations": 1, "onTimeout": "wait"}, "onTimeout must be", id="onto"),
+        pytest.param({"minInvocations": 1, "checkInterval": 0}, "outside 1..", id="interval"),
+        pytest.param({"minInvocation": 1}, "unknown key 'trafficGate.minInvocation'", id="typo"),
+        pytest.param(
+            {"minInvocations": 1, "syntheticInvoke": {"ratePerSecond": 50}},
+            "outside (0, 10]",
+            id="rate",
+        ),
+        pytest.param(
+            {"minInvocations": 1, "syntheticInvoke": {"payload": "x" * 7000}},
+            "more than 6,000",
+            id="payload",
+        ),
+        pytest.param(
+            {"minInvocations": 1, "syntheticInvoke": {"rate": 1}}, "unknown key", id="synkey"
+        ),
+    ],
+)
+def test_bad_traffic_gates_are_refused_naming_the_file(gate: Any, message: str) -> None:
+    with pytest.raises(DefinitionError, match=re.escape(message)) as refused:
+        _settings(trafficGate=gate)
+    assert refused.value.file == FILE
+    if message.startswith("unknown key 'trafficGate.minInvocation'"):
+        assert refused.value.hint == "did you mean 'minInvocations'?"

@@ -29,6 +29,7 @@ from engine.ports import (
     AliasInfo,
     CodeObjects,
     FunctionInfo,
+    InvocationsApi,
     LambdaApi,
     SourceChange,
     SourcesApi,
@@ -50,6 +51,7 @@ from engine.saga.effects import (
     OPERATIONS,
     CodeRead,
     CreateFunction,
+    MetricsRead,
     ReconcileSources,
     SourcesWrite,
     UpdateAlias,
@@ -64,6 +66,7 @@ from engine.saga.results import (
     Deleted,
     FunctionRead,
     HookAnswer,
+    InvocationsCounted,
     Kept,
     Published,
     SigningRead,
@@ -281,6 +284,15 @@ RECORDED: dict[str, tuple[dict[str, Any], type]] = {
         {"point": "afterAllowTraffic", "function": "verify", "status": "failed", "extra": 1},
         HookAnswer,
     ),
+    "gate": (
+        {
+            "version": "2",
+            "invocations": 3,
+            "since": "2026-01-01T00:00:00Z",
+            "until": "2026-01-01T00:05Z",
+        },
+        InvocationsCounted,
+    ),
 }
 
 
@@ -301,6 +313,8 @@ def test_each_operation_is_a_port_method_taking_its_fields() -> None:
             port = SourcesApi
         elif issubclass(operation, CodeRead):
             port = CodeObjects
+        elif issubclass(operation, MetricsRead):
+            port = InvocationsApi
         method = getattr(port, operation.method)
         parameters = set(inspect.signature(method).parameters) - {"self"}
         taken = {f.name for f in fields(operation)} - operation.runner_only
