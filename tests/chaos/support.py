@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+import signal
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from engine.store.sqlite import SqliteEventStore
 from engine.testing import AutojumpClock
 from tests.repo.gitrepo import GitRepo
 from tests.runtime.support import write_function
-from tests.support.engine_main import forked_run
+from tests.support.engine_main import forked_run, start_child
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 90.0  # seconds one engine run may take before the test gives up on it
@@ -77,9 +78,11 @@ class Case:
         batch: int | None = 10,
         alarms: tuple[str, ...] = (),
         traffic: dict[str, Any] | None = None,
+        depdef: dict[str, Any] | None = None,
     ) -> None:
-        """The definition, the deployment definition and (``batch`` not None) an SQS pull
-        source on the alias, of this case's function or another ``name`` in its repository."""
+        """The definition, the deployment definition (with ``depdef``'s keys) and (``batch``
+        not None) an SQS pull source on the alias, of this case's function or another
+        ``name`` in its repository."""
         name = name or self.name
         write_function(
             self.repo,
@@ -90,6 +93,7 @@ class Case:
             alarms=alarms,
             name=name,
             prefix=self.prefix(name),
+            depdef_extra=depdef,
         )
         if batch is not None:
             queue = self.outputs["sqs_queue_arn"]["value"]
@@ -147,6 +151,46 @@ class Case:
         with anyio.fail_after(DEADLINE), detached(self.clock):
             code = await anyio.to_thread.run_sync(forked_run, argv, env, output)
         return code, output.read_text(errors="replace")
+
+    async def run_subprocess_until(
+        self,
+        reached: Callable[[list[RecordedEvent]], bool],
+        then: Callable[[], Awaitable[None]] | None = None,
+    ) -> tuple[int, str]:
+        """``glam run --once`` as a child process (no failpoint), SIGKILLed as soon as its
+        log shows ``reached`` (checked every 0.1 s); ``then``, when given, runs once the child
+        has started (an operator command to hand over, say). Its exit code and output."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GLAM_"))}
+        argv = [
+            "--repo",
+            str(self.repo.path),
+            "--db",
+            str(self.db),
+            "--endpoint-url",
+            self.endpoint_url,
+            "--region",
+            self.region,
+            "--once",
+            "--short-waits",
+        ]
+        output = self.root / "child.log"
+        with anyio.fail_after(DEADLINE), detached(self.clock):
+            child = start_child(argv, env, output)
+            try:
+                if then is not None:
+                    await then()
+                while child.is_alive():
+                    if self.db.exists() and reached(await self.events()):
+                        os.kill(child.pid or 0, signal.SIGKILL)
+                        break
+                    await anyio.sleep(0.1)
+                await anyio.to_thread.run_sync(child.join)
+            finally:
+                if child.is_alive():
+                    child.kill()
+                    child.join()
+        assert child.exitcode is not None
+        return child.exitcode, output.read_text(errors="replace")
 
     async def events(self, name: str | None = None) -> list[RecordedEvent]:
         """The function stream of this case's function (or ``name``), in order."""

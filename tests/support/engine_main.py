@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import sys
 from dataclasses import replace
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from engine.cli.main import first_glam_error
@@ -79,13 +80,20 @@ def forked_run(argv: list[str], env: dict[str, str], output: Path) -> int:
     second or more of CPU importing glam before doing anything. It is a process of its own
     all the same: a failpoint SIGKILLs it, and the kernel drops its lock and files as for
     any killed engine."""
+    process = start_child(argv, env, output)
+    process.join()
+    assert process.exitcode is not None
+    return process.exitcode
+
+
+def start_child(argv: list[str], env: dict[str, str], output: Path) -> BaseProcess:
+    """``main(argv)`` started in a process forked from the fork server (see ``forked_run``);
+    the caller joins it (or kills it: its ``pid`` is the engine's)."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])
     process = context.Process(target=_child, args=(argv, env, str(output)))
     process.start()
-    process.join()
-    assert process.exitcode is not None
-    return process.exitcode
+    return process
 
 
 if __name__ == "__main__":
