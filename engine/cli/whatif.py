@@ -129,7 +129,16 @@ async def _replay(
         base = request.desired.settings.traffic or TrafficShifting(type="LINEAR")
         traffic = base.model_copy(update={k: v for k, v in changes.items() if v is not None})
     schedule = Schedule(traffic=traffic, steps=parse_steps(steps) if steps else None)
-    return what_if(events, deployment_id, schedule, thresholds)
+    try:
+        return what_if(events, deployment_id, schedule, thresholds)
+    except AssertionError:
+        # The saga refuses a state the recording cannot reach (a log whose steps were not
+        # all recorded, say): said in one line, not as a traceback.
+        raise UsageError(
+            f"deployment {deployment_id}'s record lacks steps a replay needs",
+            hint="check the log with `glam replay --verify`; what-if replays deployments "
+            "glam ran",
+        ) from None
 
 
 def _find(recorded: list[RecordedEvent], wanted: str) -> tuple[str, str]:

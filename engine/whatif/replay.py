@@ -49,6 +49,7 @@ from engine.saga import (
     on_outcome,
 )
 from engine.saga.effects import (
+    CountInvocations,
     DeleteFunction,
     DeleteVersion,
     DetachSources,
@@ -56,7 +57,14 @@ from engine.saga.effects import (
     ReconcileSources,
     UpdateAlias,
 )
-from engine.saga.results import AliasRead, CallResult, Deleted, HookAnswer, SourcesChanged
+from engine.saga.results import (
+    AliasRead,
+    CallResult,
+    Deleted,
+    HookAnswer,
+    InvocationsCounted,
+    SourcesChanged,
+)
 from engine.saga.schedule import weights
 from engine.streams import parse_function_stream
 from engine.whatif.alarms import AlarmTimeline
@@ -166,7 +174,7 @@ def what_if(
     )
     if any(isinstance(r.event, OperatorRequested) for r in own):
         result.notes.append("operator commands given during the deployment are not replayed")
-    _drive(state, start, timeline, _Pace(own, start), _Hooks(own), result)
+    _drive(state, start, timeline, _Pace(own, start), _Hooks(own), result, _Gate(own))
     if timeline.recorded_until is not None and result.verdict is not None:
         until = _seconds(timeline.recorded_until, start)
         beyond = max(until, result.recorded.at or until)
@@ -281,6 +289,38 @@ class _Hooks:
         return HookAnswer(point=hook.point, function=hook.function, status="succeeded")
 
 
+class _Gate:
+    """What a traffic gate's reads found in the recorded deployment: the replay's read at a
+    moment is answered with the count of the last recorded read at or before it (0 before the
+    first), noted once: the replay cannot know traffic the recording never measured."""
+
+    def __init__(self, own: Sequence[RecordedEvent]) -> None:
+        self._reads = sorted(
+            (
+                InvocationsCounted.model_validate(r.event.result)
+                for r in own
+                if isinstance(r.event, StepSucceeded) and r.event.step.step == "gate"
+            ),
+            key=lambda read: read.until,
+        )
+        self._noted = False
+
+    def answer(self, count: CountInvocations, result: WhatIf) -> InvocationsCounted:
+        seen = [read.invocations for read in self._reads if read.until <= count.until]
+        if not self._noted:
+            self._noted = True
+            result.notes.append(
+                "the traffic gate's reads are answered with the counts the recorded "
+                "deployment read by then"
+            )
+        return InvocationsCounted(
+            version=count.version,
+            invocations=seen[-1] if seen else 0,
+            since=count.since,
+            until=count.until,
+        )
+
+
 def _drive(
     state: SagaState,
     now: datetime,
@@ -288,6 +328,7 @@ def _drive(
     pace: _Pace,
     hooks: _Hooks,
     result: WhatIf,
+    gate: _Gate | None = None,
 ) -> None:
     start = now
     poll = timedelta(seconds=DEFAULT_POLICY.alarm_poll_seconds)
@@ -309,6 +350,8 @@ def _drive(
                     state = evolve(state, effect.intent)
                 if isinstance(effect.operation, InvokeHook):
                     answer = Ok(hooks.answer(effect.operation, result))
+                elif isinstance(effect.operation, CountInvocations):
+                    answer = Ok((gate or _Gate(())).answer(effect.operation, result))
                 else:
                     answer = Ok(_answer(effect))
                 now = pace.after(effect, now)

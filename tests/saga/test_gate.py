@@ -144,3 +144,28 @@ async def test_an_operator_step_promote_ends_a_gate_that_waits() -> None:
     # waited out its own gate (no traffic) and went on, as onTimeout says.
     assert [c.verdict for c in checks] == ["waiting", "waiting", "waiting", "timed_out"]
     assert await world.weights("d2") == [0.2, 1.0]
+
+
+async def test_a_what_if_of_a_gated_deployment_answers_its_reads_from_the_recording() -> None:
+    """``glam whatif`` of a deployment whose gate waited for traffic: each of the replay's
+    gate reads gets the count the recording had read by then, so the same schedule passes
+    when the recording did, and the note says how the reads were answered."""
+    from engine.whatif.replay import Schedule, what_if
+
+    world = World()
+    assert (await world.deploy("d1", gated("v1", GATE))).succeeded
+
+    def arrive(record: RecordedEvent) -> None:
+        if isinstance(record.event, TrafficGateChecked) and record.event.verdict == "waiting":
+            world.aws.set_invocations(NAME, "live", "2", 60)
+
+    await world.request("d2", gated("v2", GATE))
+    assert (await world.run(on_event=arrive)).succeeded
+    stream = await world.store.read_stream(STREAM)
+    same = what_if(stream, "d2", Schedule())
+    assert same.verdict is not None
+    assert same.verdict.outcome == "succeeded"
+    assert any("traffic gate" in note for note in same.notes)
+    faster = what_if(stream, "d2", Schedule(steps=(0.5,)))
+    assert faster.verdict is not None
+    assert faster.verdict.outcome == "succeeded"
