@@ -136,8 +136,7 @@ async def _replay(
         # all recorded, say): said in one line, not as a traceback.
         raise UsageError(
             f"deployment {deployment_id}'s record lacks steps a replay needs",
-            hint="check the log with `glam replay --verify`; what-if replays deployments "
-            "glam ran",
+            hint="check the log with `glam replay --verify`; what-if replays deployments glam ran",
         ) from None
 
 
