@@ -91,7 +91,7 @@ def _engine_config(
     """The AWS side of ``glam run``'s configuration: flags, else the configuration file."""
     from dataclasses import replace
 
-    from engine.cli.run import engine_config
+    from engine.cli.run_config import engine_config
 
     path = config_path(config)
     if path is None:

@@ -239,7 +239,7 @@ async def _aws_token(ref: TokenRef, endpoint_url: str | None) -> str:
     """A token kept in Secrets Manager or SSM, read with the engine's credentials (as
     ``glam run`` would: the usual chain, or the dummy ones an embedded AWS takes)."""
     from engine.aws.secrets import AwsSecrets
-    from engine.cli.run import engine_config
+    from engine.cli.run_config import engine_config
     from engine.tokens import TokenResolver
 
     config = engine_config(repo="", endpoint_url=endpoint_url, region=ref.region)
@@ -320,7 +320,7 @@ async def _live(
     """``results`` with each planned function's fields compared with AWS instead of the log
     (old: what AWS serves, new: the definition), and the functions that already exist and
     match: adopted as they are."""
-    from engine.cli.run import engine_config
+    from engine.cli.run_config import engine_config
     from engine.definitions.lambdadef import lambda_model
     from engine.drift.compare import Difference, Expected, compare, expected_code
     from engine.drift.read import read_live

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli.main import main
-from engine.cli.run import engine_config_from
+from engine.cli.run_config import engine_config_from
 from engine.config import load_config, parse_config
 from engine.errors import ConfigFileError
 from engine.redact import repository_id

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli.run import _location, _sharing, engine_config, engine_config_from
+from engine.cli.run_config import engine_config, engine_config_from, given_location, with_sharing
 from engine.config import parse_config
 from engine.errors import ConfigError
 from engine.runtime.engine import Engine, EngineConfig
@@ -20,20 +20,20 @@ def test_the_file_says_shared_and_the_flags_win(tmp_path: Path) -> None:
     text = "[engine]\nshared = true\nlease_ttl = 6\n[[repository]]\npath = 'r'\n"
     config = engine_config_from(parse_config(text, tmp_path / "glam.toml"))
     assert (config.shared, config.lease_ttl) == (True, 6.0)
-    assert _sharing(config, shared=False, lease_ttl=3.0).lease_ttl == 3.0
+    assert with_sharing(config, shared=False, lease_ttl=3.0).lease_ttl == 3.0
     plain = engine_config_from(parse_config("[[repository]]\npath = 'r'\n", tmp_path / "g.toml"))
     assert (plain.shared, plain.lease_ttl) == (False, 15.0)
-    assert _sharing(plain, shared=True, lease_ttl=None).shared
+    assert with_sharing(plain, shared=True, lease_ttl=None).shared
 
 
 def test_a_database_url_stays_a_url(monkeypatch: pytest.MonkeyPatch) -> None:
     """A path would fold the URL's ``//``: ``--db`` and ``$GLAM_DB`` keep a URL as text."""
     monkeypatch.delenv("GLAM_DB", raising=False)
-    assert _location(URL) == URL
-    assert _location("state/glam.db") == Path("state/glam.db")
-    assert _location(None) is None
+    assert given_location(URL) == URL
+    assert given_location("state/glam.db") == Path("state/glam.db")
+    assert given_location(None) is None
     monkeypatch.setenv("GLAM_DB", URL)
-    assert _location(None) == URL
+    assert given_location(None) == URL
     assert engine_config(repo="r", db=URL).db == URL
 
 

@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from engine.cli.query import event_json
-from engine.cli.run import engine_config_from
+from engine.cli.run_config import engine_config_from
 from engine.config import parse_config
 from engine.errors import ConfigError, ConfigFileError
 from engine.runtime.engine import Engine

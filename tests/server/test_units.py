@@ -152,7 +152,7 @@ def test_the_configuration_file_names_a_server(tmp_path: Path) -> None:
     """``[server]`` in glam.toml: where to listen and the token and webhook secret by
     reference; settings without ``listen``, a token that is no reference and auth_reads
     without a token are each one located mistake."""
-    from engine.cli.run import file_server
+    from engine.cli.run_config import file_server
     from engine.config import load_config
     from engine.errors import ConfigFileError
 

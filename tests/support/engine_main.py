@@ -18,7 +18,8 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from engine.cli.main import first_glam_error
-from engine.cli.run import engine_config, run_engine
+from engine.cli.run import run_engine
+from engine.cli.run_config import engine_config
 from engine.runtime.failpoints import Failpoints, parse
 from engine.saga import SagaPolicy, StepRetry
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli.run import engine_config, tracing
+from engine.cli.run_config import engine_config, tracing
 from engine.config import parse_config
 from engine.errors import ConfigFileError, UsageError
 from engine.tokens import TokenRef
