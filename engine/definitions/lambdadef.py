@@ -1,4 +1,6 @@
-"""Validation of ``_lambdadef.json`` against botocore's own ``CreateFunction`` input shape.
+"""Validation of ``_lambdadef.json`` against botocore's own ``CreateFunction`` input shape
+(and, through ``check_shape``, of the mappings of ``_lambdaeventsourcedef.json`` against
+``CreateEventSourceMapping``'s).
 
 The model comes from the installed botocore, so a field AWS adds is accepted as soon as
 botocore knows it, with no change to glam. Checked: unknown keys (with the nearest valid name
@@ -72,12 +74,19 @@ def validate_create_function(request: Any, file: str) -> dict[str, Any]:
     return request
 
 
-def _check(value: Any, shape: Any, path: str, file: str) -> None:
+def check_shape(value: Any, shape: Any, path: str, file: str, api: str = "CreateFunction") -> None:
+    """Raise ``DefinitionError`` unless ``value`` fits botocore's input ``shape`` of the Lambda
+    operation ``api`` (named in the hints): known keys, required keys, JSON types. ``path``
+    names ``value`` in the file ("" for the whole request)."""
+    _check(value, shape, path, file, api)
+
+
+def _check(value: Any, shape: Any, path: str, file: str, api: str = "CreateFunction") -> None:
     kind = shape.type_name
     where = path or "the request"
     if kind == "structure":
         if not isinstance(value, dict):
-            raise _type_error(where, kind, file)
+            raise _type_error(where, kind, file, api)
         members = shape.members
         for key, item in value.items():
             if key not in members:
@@ -85,40 +94,40 @@ def _check(value: Any, shape: Any, path: str, file: str) -> None:
                 hint = (
                     f"did you mean {near[0]!r}?"
                     if near
-                    else "see the Lambda CreateFunction API for valid keys"
+                    else f"see the Lambda {api} API for valid keys"
                 )
                 raise DefinitionError(f"unknown key {_join(path, key)!r}", file=file, hint=hint)
-            _check(item, members[key], _join(path, key), file)
+            _check(item, members[key], _join(path, key), file, api)
         for key in shape.required_members:
             if key not in value:
                 raise DefinitionError(
                     f"missing required key {_join(path, key)!r}",
                     file=file,
-                    hint="CreateFunction requires it",
+                    hint=f"{api} requires it",
                 )
     elif kind == "list":
         if not isinstance(value, list):
-            raise _type_error(where, kind, file)
+            raise _type_error(where, kind, file, api)
         for index, item in enumerate(value):
-            _check(item, shape.member, f"{path}[{index}]", file)
+            _check(item, shape.member, f"{path}[{index}]", file, api)
     elif kind == "map":
         if not isinstance(value, dict):
-            raise _type_error(where, kind, file)
+            raise _type_error(where, kind, file, api)
         for key, item in value.items():
-            _check(item, shape.value, _join(path, key), file)
+            _check(item, shape.value, _join(path, key), file, api)
     else:
         accepted = _SCALARS.get(kind, (str, int, float, bool))
         if not isinstance(value, accepted) or (bool not in accepted and isinstance(value, bool)):
-            raise _type_error(where, kind, file)
+            raise _type_error(where, kind, file, api)
 
 
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _type_error(where: str, kind: str, file: str) -> DefinitionError:
+def _type_error(where: str, kind: str, file: str, api: str) -> DefinitionError:
     return DefinitionError(
         f"{where} must be {_JSON_NAMES.get(kind, kind)}",
         file=file,
-        hint="see the Lambda CreateFunction API",
+        hint=f"see the Lambda {api} API",
     )
