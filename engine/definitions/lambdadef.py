@@ -4,7 +4,8 @@
 
 The model comes from the installed botocore, so a field AWS adds is accepted as soon as
 botocore knows it, with no change to glam. Checked: unknown keys (with the nearest valid name
-as the hint), required keys, and the JSON type of every value. Enumerations and length limits
+as the hint), required keys, the JSON type of every value, and ``Role`` against the model's
+ARN pattern (an IAM role of a twelve-digit account). Enumerations and length limits
 are left to AWS: an outdated botocore must not refuse a runtime AWS already accepts.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -70,7 +72,19 @@ def validate_create_function(request: Any, file: str) -> dict[str, Any]:
         raise DefinitionError(
             "a _lambdadef.json must hold one JSON object", file=file, hint="see CreateFunction"
         )
-    _check(request, create_function_shape(), "", file)
+    shape = create_function_shape()
+    _check(request, shape, "", file)
+    role = request.get("Role")
+    pattern = shape.members["Role"].metadata.get("pattern")
+    if isinstance(role, str) and pattern and not re.fullmatch(pattern, role):
+        # The pattern holds the account's twelve digits: a role name alone, a short account
+        # id or another service's ARN fails here, not minutes later in CreateFunction.
+        shown = role if len(role) <= 80 else role[:80] + "…"
+        raise DefinitionError(
+            f"Role {shown!r} is not the ARN of an IAM role",
+            file=file,
+            hint="use the role's ARN, e.g. arn:aws:iam::123456789012:role/my-function-role",
+        )
     return request
 
 

@@ -150,6 +150,13 @@ async def test_paths_that_are_not_utf8_stay_apart(repo: GitRepo) -> None:
         pytest.param({"alias": "7"}, {}, "only digits", id="alias-digits"),
         pytest.param({"alias": "$LATEST"}, {}, "reserved", id="alias-latest"),
         pytest.param({}, {"FunctionName": "fn-a:live"}, "has a qualifier", id="qualified"),
+        pytest.param({}, {"Role": "exec"}, "not the ARN of an IAM role", id="role-name"),
+        pytest.param(
+            {}, {"Role": "arn:aws:iam::1234:role/exec"}, "not the ARN of an IAM", id="role-account"
+        ),
+        pytest.param(
+            {}, {"Role": "arn:aws:s3:::bucket"}, "not the ARN of an IAM role", id="role-other-arn"
+        ),
         pytest.param(
             {"environment": {"region": "eu-west-1"}},
             {"FunctionName": "arn:aws:lambda:us-east-1:123456789012:function:fn-a"},
