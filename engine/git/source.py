@@ -3,7 +3,8 @@
 Every dulwich call runs in a worker thread (``anyio.to_thread``), one at a time per source,
 behind a deadline. Dulwich, urllib3 and OS errors are translated here into
 ``SourceUnreachable`` (cannot reach it: retry later) or ``SourceError``, with the URL
-redacted: a token never leaves this module except inside dulwich's own HTTP headers.
+redacted: a token never leaves this module except inside dulwich's own HTTP headers. A full
+disk under the mirror is a ``SourceUnreachable`` too (``engine.git.mirror_files``).
 
     local path / file://   read in place when no data folder is given (``glam plan``),
                            otherwise mirrored like any remote
@@ -35,6 +36,7 @@ from engine.definitions import is_lambda_file
 from engine.definitions.listing import ChangedEntry
 from engine.errors import DefinitionError, SourceError, SourceUnreachable
 from engine.events.repo import ChangeKind, FileChange
+from engine.git import mirror_files
 from engine.git.urls import parse_repo_url, redact_url
 from engine.logs import redact
 from engine.redact import repository_id
@@ -112,9 +114,10 @@ class Mirror:
                     if (self.dir / "HEAD").exists():
                         self.repo = Repo(str(self.dir))
                     else:
-                        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-                        self.repo = Repo.init_bare(str(self.dir))
+                        self.repo = mirror_files.init_bare(self.dir)
             except Exception as exc:
+                if mirror_files.disk_full(exc):
+                    raise self.full(exc) from None
                 raise SourceUnreachable(
                     f"{self.display_url}: not a git repository ({_reason(exc)})",
                     hint="check the path or URL",
@@ -125,6 +128,17 @@ class Mirror:
         if self.repo is not None:
             self.repo.close()
             self.repo = None
+
+    def full(self, exc: BaseException) -> SourceUnreachable:
+        """``exc``, a full disk under this mirror, as the retryable error a poll reports (call
+        while handling it: the files it left part-written are released first)."""
+        mirror_files.release_locks(exc)
+        where = self.dir if self.dir is not None else self.url.local_path
+        return SourceUnreachable(
+            f"{self.display_url}: the disk holding the repository's copy at {where} is full: "
+            "free space on it; glam fetches again at the next poll",
+            hint="free space on that disk; nothing of this repository is planned meanwhile",
+        )
 
 
 class GitSource:
@@ -228,14 +242,24 @@ class GitSource:
         keeps a late thread from racing the next call only for as long as this call waited,
         which is why the mirror update is a single ref write.
         """
-        async with self._mirror.lock:
+        mirror = self._mirror
+
+        def guarded() -> T:
+            try:
+                return fn()
+            except OSError as exc:
+                if mirror_files.disk_full(exc):
+                    raise mirror.full(exc) from None
+                raise
+
+        async with mirror.lock:
             if deadline is None:  # local object-store work: no network to hang on
-                return await anyio.to_thread.run_sync(fn)
-            idle = self._mirror.idle
+                return await anyio.to_thread.run_sync(guarded)
+            idle = mirror.idle
 
             def tracked() -> T:
                 try:
-                    return fn()
+                    return guarded()
                 finally:
                     idle.set()
 
@@ -315,6 +339,8 @@ class GitSource:
         except SourceError:
             raise
         except Exception as exc:
+            if mirror_files.disk_full(exc):
+                raise self._mirror.full(exc) from None
             raise SourceUnreachable(
                 f"{self.display_url}: fetch failed ({_reason(exc)})",
                 hint="check the URL, the network and the token; glam retries on the next poll",
@@ -326,7 +352,17 @@ class GitSource:
                 f"{self.display_url}: branch {self.branch!r} not found",
                 hint="check --branch; nothing is planned while it is missing",
             )
-        repo.refs[ref] = head
+        try:
+            repo.refs[ref] = head
+        except OSError as exc:
+            if mirror_files.disk_full(exc):
+                raise self._mirror.full(exc) from None
+            mirror_files.release_locks(exc)
+            raise SourceUnreachable(
+                f"{self.display_url}: cannot update the repository's copy at "
+                f"{self._mirror.dir} ({_reason(exc)})",
+                hint="check the folder's permissions and its disk; glam retries on the next poll",
+            ) from None
         return str(head.decode())
 
     def commit_info(self, sha: str) -> CommitInfo:

@@ -340,7 +340,7 @@ class SqliteEventStore(SqliteReads, SqliteSnapshots):
                     await conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            raise await sqlite_files.described(exc, self.path, "write to") from exc
+            raise await sqlite_files.described(exc, self.path, "write the log's notes to") from exc
 
     @staticmethod
     async def _scalar(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -400,7 +400,7 @@ class SqliteEventStore(SqliteReads, SqliteSnapshots):
                     await conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            error = await sqlite_files.described(exc, self.path, "write to")
+            error = await sqlite_files.described(exc, self.path, _writing(batch))
             if not error.retryable:
                 self._failed = StoreError(
                     error.message + "; glam writes nothing more until it is started again",
@@ -602,6 +602,14 @@ class SqliteEventStore(SqliteReads, SqliteSnapshots):
             )
 
         await self._submit(Pending(job=job))
+
+
+def _writing(batch: Sequence[Pending]) -> str:
+    """What a failed batch was writing, for its error: "could not ... glam.db"."""
+    first = batch[0]
+    if first.job is None or first.appends:
+        return "write these events to"
+    return "write the views and notes to"
 
 
 def _chunks(items: Sequence[str]) -> Iterable[list[str]]:

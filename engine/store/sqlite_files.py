@@ -121,7 +121,9 @@ async def described(exc: sqlite3.Error, path: Path, doing: str) -> StoreError:
 
 def describe(exc: sqlite3.Error, path: Path, doing: str) -> StoreError:
     """``exc`` as a ``StoreError`` saying what happened to ``path`` while ``doing`` and what to
-    do. Never sqlite3's own text where it may quote stored data."""
+    do. ``doing`` is a verb phrase whose object is the file ("open", "write these events to"):
+    every message names the file after it. Never sqlite3's own text where it may quote stored
+    data."""
     name = getattr(exc, "sqlite_errorname", "") or ""
     text = str(exc)
     if "Could not decode to UTF-8" in text:
@@ -133,8 +135,9 @@ def describe(exc: sqlite3.Error, path: Path, doing: str) -> StoreError:
     if name == "SQLITE_FULL" or (
         (name.startswith("SQLITE_IOERR") or name == "SQLITE_CANTOPEN") and low_on_space(path)
     ):
+        stored = "" if doing in ("open", "read") else "; nothing of it was stored"
         return StoreError(
-            f"the disk holding {path} is full: could not {doing}; nothing of it was stored",
+            f"the disk holding {path} is full: could not {doing} {path.name}{stored}",
             hint=FULL_HINT,
         )
     if name in ("SQLITE_BUSY", "SQLITE_LOCKED") or "locked" in text:
@@ -150,7 +153,7 @@ def describe(exc: sqlite3.Error, path: Path, doing: str) -> StoreError:
         )
     if name.startswith("SQLITE_IOERR"):
         return StoreError(
-            f"I/O error on {path} while trying to {doing} ({text})",
+            f"I/O error on {path} while trying to {doing} it ({text})",
             hint="check the disk (dmesg, free space); nothing says the log itself is damaged",
             retryable=True,
         )

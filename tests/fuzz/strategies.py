@@ -210,3 +210,99 @@ def depdefs(draw: st.DrawFn) -> str:
             "region": draw(st.sampled_from(["eu-west-1", "xx-nowhere-9", "{{ v }}", "us-east-1"]))
         }
     return json.dumps(value)
+
+
+QUEUE = "arn:aws:sqs:eu-west-1:123456789012:q"
+MAPPING_VALUES = st.one_of(
+    JSON_VALUES,
+    st.sampled_from(
+        [
+            QUEUE,
+            "not-an-arn",
+            "arn:aws:kinesis:eu-west-1:123456789012:stream/s",
+            "LATEST",
+            "NOWISH",
+            "ten",
+            10,
+            0,
+            -1,
+            10**30,
+            "{{ v }}",
+            "{{ xs|map('upper') }}",
+        ]
+    ),
+)
+
+
+@st.composite
+def eventsources(draw: st.DrawFn, name: str) -> str:
+    """A ``_lambdaeventsourcedef.json``: mappings with CreateEventSourceMapping's keys (and a
+    few it does not have) holding values of any type, FunctionNames of this function, of
+    another and of no form at all, push sources of any service, templates; sometimes not an
+    object at all."""
+    keys = st.sampled_from(
+        [
+            "EventSourceArn",
+            "BatchSize",
+            "StartingPosition",
+            "MaximumBatchingWindowInSeconds",
+            "Enabled",
+            "FilterCriteria",
+            "Queues",
+            "SelfManagedEventSource",
+            "Bogus",
+        ]
+    )
+    mappings = []
+    for _ in range(draw(st.integers(0, 3))):
+        if draw(st.booleans()):  # well typed, as most files are
+            mapping: dict[str, Any] = {
+                "BatchSize": draw(st.integers(1, 100)),
+                "Enabled": draw(st.booleans()),
+                "StartingPosition": draw(st.sampled_from(["LATEST", "TRIM_HORIZON"])),
+            }
+        else:
+            mapping = draw(st.dictionaries(keys, MAPPING_VALUES, max_size=4))
+        if draw(st.integers(0, 3)) > 0:
+            mapping["EventSourceArn"] = QUEUE
+        if draw(st.booleans()):
+            mapping["FunctionName"] = draw(
+                st.sampled_from(
+                    [
+                        name,
+                        f"{name}:live",
+                        f"{name}:other",
+                        f"arn:aws:lambda:eu-west-1:123456789012:function:{name}",
+                        f"123456789012:function:{name}",
+                        "good",
+                        "a:b:c:d",
+                        "",
+                        5,
+                    ]
+                )
+            )
+        mappings.append(mapping)
+    pull: Any = {"EventSourceMapping": mappings[0] if len(mappings) == 1 else mappings}
+    push = draw(
+        st.lists(
+            st.dictionaries(
+                st.sampled_from(["Service", "TargetGroupArn", "ApiId", "RouteId", "Nope"]),
+                st.one_of(
+                    st.sampled_from(["elasticloadbalancing", "apigateway", "x"]), JSON_VALUES
+                ),
+                max_size=3,
+            ),
+            max_size=2,
+        )
+    )
+    value: Any = {"PullEventSources": pull, "PushEventSources": push}
+    if draw(st.booleans()):
+        value = {"PullEventSources": pull}
+    shape = draw(st.sampled_from(["as-is"] * 6 + ["pull-only", "not-an-object", "garbage"]))
+    if shape == "pull-only":
+        value = {"PullEventSources": pull}
+    elif shape == "not-an-object":
+        value = draw(JSON_VALUES)
+    elif shape == "garbage":
+        return draw(st.text(max_size=40))
+    return json.dumps(value)

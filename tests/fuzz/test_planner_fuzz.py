@@ -24,7 +24,7 @@ from engine.errors import DefinitionError
 from engine.git.source import GitSource
 from engine.git.state import read_commit_state
 from engine.planner import PlanContext, plan_commit
-from tests.fuzz.strategies import definitions, depdefs, inputs
+from tests.fuzz.strategies import QUEUE, definitions, depdefs, eventsources, inputs
 from tests.repo.gitrepo import GitRepo
 
 LIMITS = RenderLimits(file_seconds=0.05, commit_seconds=20)
@@ -40,6 +40,9 @@ GOOD = {
     ),
     "fns/good/good_lambdadepdef.json": json.dumps({"alias": "live"}),
     "fns/good/good_lambdainput.json": json.dumps({"ref": {"file": "infra/tf.json"}}),
+    "fns/good/good_lambdaeventsourcedef.json": json.dumps(
+        {"PullEventSources": {"EventSourceMapping": {"EventSourceArn": QUEUE, "BatchSize": 10}}}
+    ),
     "infra/tf.json": json.dumps({"role": "arn:aws:iam::123456789012:role/exec"}),
 }
 FUZZ: dict[str, Any] = dict(
@@ -75,6 +78,8 @@ def commits(draw: st.DrawFn) -> dict[str, str]:
             files[f"fns/{name}/{name}_lambdadepdef.json"] = draw(depdefs())
         if draw(st.booleans()):
             files[f"fns/{name}/{name}_lambdainput.json"] = draw(inputs())
+        if draw(st.integers(0, 2)) == 0:
+            files[f"fns/{name}/{name}_lambdaeventsourcedef.json"] = draw(eventsources(name))
     return files
 
 

@@ -21,6 +21,7 @@ from engine.events.function import DeploymentFinished, TrafficShifted
 from engine.events.repo import CommitObserved, DefinitionRejected
 from engine.store.sqlite import SqliteEventStore
 from tests.repo.gitrepo import GitRepo
+from tests.repo.test_render_limits import HOSTILE
 from tests.runtime.support import NAME, Setup, write_function
 
 if TYPE_CHECKING:
@@ -206,19 +207,13 @@ async def _observed(db: Path) -> bool:
 
 
 def test_glam_plan_says_invalid(repo: GitRepo) -> None:
-    """``glam plan`` on a repository holding each hostile template exits 2 ("invalid"),
-    never 1 and never with a traceback, and still shows the good function."""
+    """``glam plan`` on one commit holding every hostile template (the twelve of
+    tests/repo/test_render_limits.py, the one stuck in C among them) exits 2 ("invalid"), never
+    1 and never with a traceback, and still shows the good function."""
     from tests.repo.gitrepo import function_files
 
     function_files(repo, "fns/good/good", "good")
-    templates = {
-        "macro": "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
-        "parens": "{{ " + "(" * 10_000 + "1" + ")" * 10_000 + " }}",
-        "include": '{% include "/etc/passwd" %}',
-        "self": "{{ self }}",
-        "range": "{% for i in range(10**12) %}{% endfor %}",
-        "typo": TYPO,
-    }
+    templates = {name: template for name, (template, _) in HOSTILE.items()}
     base = {
         "Role": "arn:aws:iam::123456789012:role/exec",
         "Handler": "app.handler",
@@ -232,6 +227,7 @@ def test_glam_plan_says_invalid(repo: GitRepo) -> None:
     repo.commit()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GLAM_"))}
     env["PYTHONPATH"] = str(ROOT)
+    env["GLAM_RENDER_FILE_SECONDS"] = "0.5"  # the loops and the one stuck in C end sooner
     done = subprocess.run(
         [
             sys.executable,

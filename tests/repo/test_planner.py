@@ -127,7 +127,11 @@ async def test_first_run_creates_everything(repo: GitRepo) -> None:
                 "fns/a/a",
                 "fn-a",
                 sources={
-                    "PullEventSources": {"EventSourceMapping": {"EventSourceArn": "arn:aws:sqs:q"}}
+                    "PullEventSources": {
+                        "EventSourceMapping": {
+                            "EventSourceArn": "arn:aws:sqs:eu-west-1:123456789012:q"
+                        }
+                    }
                 },
             ),
             "new_version",

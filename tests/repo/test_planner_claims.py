@@ -150,6 +150,13 @@ async def test_paths_that_are_not_utf8_stay_apart(repo: GitRepo) -> None:
         pytest.param({"alias": "7"}, {}, "only digits", id="alias-digits"),
         pytest.param({"alias": "$LATEST"}, {}, "reserved", id="alias-latest"),
         pytest.param({}, {"FunctionName": "fn-a:live"}, "has a qualifier", id="qualified"),
+        pytest.param({}, {"Role": "exec"}, "not the ARN of an IAM role", id="role-name"),
+        pytest.param(
+            {}, {"Role": "arn:aws:iam::1234:role/exec"}, "not the ARN of an IAM", id="role-account"
+        ),
+        pytest.param(
+            {}, {"Role": "arn:aws:s3:::bucket"}, "not the ARN of an IAM role", id="role-other-arn"
+        ),
         pytest.param(
             {"environment": {"region": "eu-west-1"}},
             {"FunctionName": "arn:aws:lambda:us-east-1:123456789012:function:fn-a"},
@@ -203,3 +210,78 @@ async def test_gitmoxi_keys_are_warnings_in_the_recorded_plan(repo: GitRepo) -> 
         ("fns/a/a", "fns/a/a_lambdadepdef.json", "key 'gmDeploymentCircuitBreaker' ignored"),
         ("fns/a/a", "fns/a/a_lambdadepdef.json", "key 'stabilityCheck' ignored"),
     ]
+
+
+QUEUE = "arn:aws:sqs:eu-west-1:123456789012:orders"
+
+
+@pytest.mark.parametrize(
+    ("mapping", "words"),
+    [
+        pytest.param({"BatchSize": "ten"}, "BatchSize must be an integer", id="batch-size-text"),
+        pytest.param({"Bogus": 1}, "unknown key 'EventSourceMapping[0].Bogus'", id="unknown-key"),
+        pytest.param(
+            {"StartingPosition": "NOWISH"}, "StartingPosition 'NOWISH'", id="starting-position"
+        ),
+        pytest.param({"EventSourceArn": ["a"]}, "EventSourceArn must be a string", id="arn-list"),
+        pytest.param({"EventSourceArn": {"a": 1}}, "EventSourceArn must be a string", id="arn-obj"),
+        pytest.param({"EventSourceArn": "not-an-arn"}, "is not an ARN", id="not-an-arn"),
+        pytest.param({"FunctionName": "fn-other"}, "names function 'fn-other'", id="other-fn"),
+        pytest.param(
+            {"FunctionName": "arn:aws:lambda:eu-west-1:123456789012:function:fn-other"},
+            "names function 'fn-other'",
+            id="other-fn-arn",
+        ),
+        pytest.param({"FunctionName": "fn-a:old"}, "qualified by 'old'", id="other-qualifier"),
+    ],
+)
+async def test_event_source_mappings_aws_would_refuse_are_invalid_at_plan_time(
+    repo: GitRepo, mapping: dict[str, object], words: str
+) -> None:
+    """A mapping is checked against CreateEventSourceMapping's model (types, keys, the ARN
+    pattern, StartingPosition) and must invoke its own function: each was planned "create"
+    and failed, or mapped another function's events, at deploy time. Only that function is
+    invalid, naming its file; the others are planned."""
+    function_files(repo, "fns/a/a", "fn-a")
+    function_files(repo, "fns/good/good", "good")
+    function_files(repo, "fns/other/other", "fn-other")
+    repo.write(
+        "fns/a/a_lambdaeventsourcedef.json",
+        {"PullEventSources": {"EventSourceMapping": {"EventSourceArn": QUEUE, **mapping}}},
+    )
+    repo.commit()
+    plan = await plan_head(repo, Log(), None)
+    (rejection,) = plan.rejected
+    assert rejection.prefix == "fns/a/a"
+    assert rejection.file == "fns/a/a_lambdaeventsourcedef.json"
+    assert words in rejection.one_line()
+    actions = _actions(plan)
+    assert (actions["fns/good/good"], actions["fns/other/other"]) == ("create", "create")
+    assert actions.get("fns/a/a", "nothing") == "nothing"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "fn-a",
+        "fn-a:live",
+        "arn:aws:lambda:eu-west-1:123456789012:function:fn-a",
+        "123456789012:function:fn-a",
+    ],
+)
+async def test_a_mapping_of_its_own_function_is_planned_on_the_alias(
+    repo: GitRepo, name: str
+) -> None:
+    """Every form of the function's own name is accepted, and mapped through the alias."""
+    function_files(repo, "fns/a/a", "fn-a")
+    mapping = {"EventSourceArn": QUEUE, "FunctionName": name, "StartingPosition": "LATEST"}
+    repo.write(
+        "fns/a/a_lambdaeventsourcedef.json", {"PullEventSources": {"EventSourceMapping": mapping}}
+    )
+    repo.commit()
+    plan = await plan_head(repo, Log(), None)
+    assert not plan.rejected
+    assert _actions(plan) == {"fns/a/a": "create"}
+    (desired,) = plan.desired.values()
+    (planned,) = desired.event_sources.mappings
+    assert planned["FunctionName"].endswith("fn-a:live")

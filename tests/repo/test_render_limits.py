@@ -33,6 +33,31 @@ BASE = {
 STUCK_IN_C = "{{ (range(100000)|batch(1)|list|sum(start=[]))|length }}"
 
 
+# Every hostile template of the redteam report, with words of the rejection it must get.
+HOSTILE: dict[str, tuple[str, str]] = {
+    "macro": ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "call depth limit"),
+    "parens": ("{{ " + "(" * 10_000 + "1" + ")" * 10_000 + " }}", "nested too deeply"),
+    "loops": (
+        "{% for i in range(100000) %}{% for j in range(100000) %}"
+        "{% for k in range(100000) %}{% endfor %}{% endfor %}{% endfor %}",
+        "time limit of 0.5 s",
+    ),
+    "doubling": (
+        '{% set ns = namespace(s="x") %}{% for i in range(64) %}'
+        "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
+        "output limit",
+    ),
+    "mul": ("{{ 'x' * 10**10 }}", "output limit"),
+    "center": ('{{ "x"|center(200000000) }}', "output limit"),
+    "include": ('{% include "/etc/passwd" %}', "cannot include"),
+    "self": ("{{ self }}", "TemplateReference"),
+    "range": ("{% for i in range(10**12) %}{% endfor %}", "limit of 100,000"),
+    "map": ("{{ ['a']|map('upper') }}", "add | list"),
+    "namespace": ("{{ namespace(a=1) }}", "Namespace"),
+    "stuck": (STUCK_IN_C, "the render worker was stopped"),
+}
+
+
 def bad_function(repo: GitRepo, name: str, template: str) -> None:
     """A function whose definition holds ``template`` in its Description string."""
     body = json.dumps({"FunctionName": name, **BASE, "Description": "@"})
@@ -50,28 +75,7 @@ async def test_every_hostile_case_is_rejected_alone(repo: GitRepo) -> None:
     """Each hostile template rejects its own function, naming the file and the
     limit; the good function beside them is planned."""
     function_files(repo, "fns/good/good", "good")
-    cases = {
-        "macro": ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "call depth limit"),
-        "parens": ("{{ " + "(" * 10_000 + "1" + ")" * 10_000 + " }}", "nested too deeply"),
-        "loops": (
-            "{% for i in range(100000) %}{% for j in range(100000) %}"
-            "{% for k in range(100000) %}{% endfor %}{% endfor %}{% endfor %}",
-            "time limit of 0.5 s",
-        ),
-        "doubling": (
-            '{% set ns = namespace(s="x") %}{% for i in range(64) %}'
-            "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
-            "output limit",
-        ),
-        "mul": ("{{ 'x' * 10**10 }}", "output limit"),
-        "center": ('{{ "x"|center(200000000) }}', "output limit"),
-        "include": ('{% include "/etc/passwd" %}', "cannot include"),
-        "self": ("{{ self }}", "TemplateReference"),
-        "range": ("{% for i in range(10**12) %}{% endfor %}", "limit of 100,000"),
-        "map": ("{{ ['a']|map('upper') }}", "add | list"),
-        "namespace": ("{{ namespace(a=1) }}", "Namespace"),
-        "stuck": (STUCK_IN_C, "the render worker was stopped"),
-    }
+    cases = HOSTILE
     for name, (template, _) in cases.items():
         bad_function(repo, name, template)
     repo.commit()

@@ -4,7 +4,9 @@ environment and in a template input, and every place glam writes scanned for the
 
 Scanned: stdout and stderr of ``glam run -v`` (both token forms), ``plan --render`` and
 ``--json``, ``status`` (all, one, ``--json``), ``events`` (text and ``--json``), ``replay``
-(text, ``--json``, ``--verify``) and ``db info``; the log database (file, ``-wal``, ``-shm``
+(text, ``--json``, ``--verify``), ``db info``, ``deployments``, ``commits`` and ``drift`` (text
+and ``--json``) and ``whatif`` of the deployment; the pages ``glam dashboard`` serves (the
+overview, the function, the deployment, every event); the log database (file, ``-wal``, ``-shm``
 and every table); the repository mirror's config and the whole data folder. The engine
 serving HTTP adds its API answers, /metrics, refused requests and its JSON log
 (test_no_secret_reaches_the_server_or_its_json_log).
@@ -24,6 +26,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import anyio
@@ -127,6 +130,16 @@ async def test_no_secret_reaches_any_sink(
                          "--db", str(db), *aws)  # fmt: skip
         record("run --token-env", run)
         assert run[0] == 0, run[2][-3000:]
+        # A second version, so that a deployment shifts traffic (what `glam whatif` replays).
+        definition = repo.path / "apps/canary/canary_lambdadef.json"
+        definition.write_text(
+            definition.read_text().replace('"Handler"', '"Description": "v2", "Handler"')
+        )
+        repo.commit("a second version")
+        again = await glam("run", "--once", "-v", "--repo", url, "--token-env", "GIT_TOKEN",
+                           "--db", str(db), *aws)  # fmt: skip
+        record("run --token-env (second version)", again)
+        assert again[0] == 0, again[2][-3000:]
         with_token = url.replace("http://", f"http://x-access-token:{URL_TOKEN}@")
         url_db = tmp_path / "url-state" / "glam.db"
         record("run (URL token)", await glam("run", "--once", "-v", "--repo", with_token,
@@ -146,8 +159,26 @@ async def test_no_secret_reaches_any_sink(
         ["replay", "--json"],
         ["replay", "--verify"],
         ["db", "info"],
+        ["deployments"],
+        ["deployments", "--json"],
+        ["commits"],
+        ["commits", "--json"],
+        ["drift", *aws],
+        ["drift", "--json", *aws],
     ):
         record(" ".join(command), await glam(*command, "--db", str(db)))
+    _, out, _ = await glam("deployments", "--json", "--db", str(db))
+    deployment = _values_of(json.loads(out), "deployment_id")[-1]  # the second version's
+    for command in (
+        ["whatif", deployment, "--type", "LINEAR", "--percent", "50", "--interval", "1"],
+        ["whatif", deployment, "--type", "CANARY", "--percent", "10", "--json"],
+    ):
+        record(" ".join(command[:1] + command[2:]), await glam(*command, "--db", str(db)))
+    _, out, _ = await glam("status", "--json", "--db", str(db))
+    stream = next(iter(_values_of(json.loads(out), "stream")))
+    _, out, _ = await glam("events", "--json", "--db", str(db))
+    positions = [json.loads(line)["position"] for line in out.splitlines() if line.strip()]
+    await _scan_dashboard(scan, db, stream, deployment, positions)
 
     for log in (db, url_db):
         scan.sqlite(LOG, log)
@@ -163,6 +194,62 @@ async def test_no_secret_reaches_any_sink(
     control = CanaryScan([Canary("environment value", ENV_SECRET)])
     control.sqlite(LOG, db)
     assert control.leaks()
+
+
+def _values_of(data: Any, key: str) -> list[Any]:
+    """Every value of ``key`` anywhere in a JSON document, in document order."""
+    found: list[Any] = []
+    if isinstance(data, dict):
+        for name, value in data.items():
+            if name == key and isinstance(value, str | int):
+                found.append(value)
+            found.extend(_values_of(value, key))
+    elif isinstance(data, list):
+        for item in data:
+            found.extend(_values_of(item, key))
+    return found
+
+
+async def _scan_dashboard(
+    scan: CanaryScan, db: Path, stream: str, deployment: str, positions: list[int]
+) -> None:
+    """Serve the log with ``glam dashboard`` and scan its pages: the overview, the function's
+    page, the deployment's, and the page of every event."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GLAM_"))}
+    env |= {"PYTHONPATH": str(ROOT), "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_SESSION_TOKEN": SESSION_TOKEN}  # fmt: skip
+    command = [sys.executable, "-m", "engine", "dashboard", "--db", str(db), "--listen",
+               "127.0.0.1:0"]  # fmt: skip
+    server = await anyio.to_thread.run_sync(
+        lambda: subprocess.Popen(
+            command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+    )
+    try:
+        assert server.stdout is not None
+        with anyio.fail_after(60):
+            first = await anyio.to_thread.run_sync(server.stdout.readline)
+        assert first.startswith("glam dashboard: http://"), first
+        base = first.split()[2].rstrip("/")
+        pages = [
+            f"{base}/",
+            f"{base}/functions/{quote(stream)}",
+            f"{base}/deployments/{quote(deployment)}",
+            *(f"{base}/events/{position}" for position in positions),
+        ]
+        assert len(pages) > 5
+        async with aiohttp.ClientSession() as session:
+            for page in pages:
+                with anyio.fail_after(30):
+                    async with session.get(page) as answer:
+                        body = await answer.text()
+                assert answer.status == 200, (page, body[:500])
+                scan.text(f"dashboard page {page.removeprefix(base)}", body)
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, err = await anyio.to_thread.run_sync(lambda: server.communicate(timeout=30))
+    scan.text("stderr of glam dashboard", err)
+    scan.text("stdout of glam dashboard", first)
 
 
 async def test_show_secrets_shows_them(tmp_path: Path, demo_account: dict[str, Any]) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -23,6 +22,7 @@ from engine.store import open_store
 from engine.store.integrity import Integrity
 from engine.store.sqlite import JOURNAL_SIZE_LIMIT, SqliteEventStore
 from tests.store.helpers import new_event
+from tests.support.disk import small_tmpfs
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]
@@ -195,7 +195,8 @@ def test_a_deleted_wal_then_kill_9_keeps_what_was_acknowledged(tmp_path: Path) -
 
 async def test_an_injected_full_disk_is_called_so_and_stops_the_writes(tmp_path: Path) -> None:
     """SQLITE_FULL at commit (here from a page cap; the tmpfs test below fills a real disk):
-    "disk full", not "cannot rollback - no transaction is active"; nothing of that append is
+    "disk full", not "cannot rollback - no transaction is active", naming what could not be
+    written and where ("could not write to; ..." named nothing); nothing of that append is
     stored, every earlier one is, and the store refuses further writes."""
     db = tmp_path / "glam.db"
     async with SqliteEventStore(db) as store:
@@ -203,8 +204,12 @@ async def test_an_injected_full_disk_is_called_so_and_stops_the_writes(tmp_path:
         assert store._writer is not None
         pages = (await store._writer.execute_fetchall("PRAGMA page_count"))[0][0]  # type: ignore[index]
         await store._writer.execute(f"PRAGMA max_page_count = {pages}")
-        with pytest.raises(StoreError, match="is full: could not write") as full:
+        with pytest.raises(StoreError) as full:
             await store.append("s", [new_event(reason="x" * 200_000)])
+        assert full.value.message.startswith(
+            f"the disk holding {db} is full: could not write these events to glam.db; "
+            "nothing of it was stored;"
+        )
         assert "rollback" not in full.value.one_line()
         assert "backup" not in full.value.one_line()
         assert not isinstance(full.value, StoreCorrupt)
@@ -217,21 +222,8 @@ async def test_an_injected_full_disk_is_called_so_and_stops_the_writes(tmp_path:
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 2 MiB tmpfs (root only; skipped where it cannot be mounted)."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a small tmpfs needs root")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+    with small_tmpfs(tmp_path / "small", "2m") as disk:
+        yield disk
 
 
 async def test_a_disk_filled_by_appends(small_disk: Path) -> None:
