@@ -89,6 +89,8 @@ class AwsAlarms:
         name = name.rsplit(":", 1)[-1] if name.startswith("arn:") else name
         start = since.replace(second=0, microsecond=0)
         end = max(until + timedelta(seconds=1), start + timedelta(seconds=60))
+        # At most 1,440 datapoints per read: a window longer than a day is read by the hour.
+        period = 60 if end - start <= timedelta(days=1) else 3600
         await self._limiter.acquire(poll=True)
         try:
             answer = await self._client.get_metric_statistics(
@@ -101,7 +103,7 @@ class AwsAlarms:
                 ],
                 StartTime=start,
                 EndTime=end,
-                Period=60,
+                Period=period,
                 Statistics=["Sum"],
             )
         except Exception as exc:  # translated at the boundary

@@ -169,7 +169,9 @@ def _targets(
     explicit_db = db is not None
     given: str | Path | None = db
     if db is None and glam is not None and not os.environ.get("GLAM_DB"):
-        given = glam.engine.db  # what the engine the file configures knows
+        # What the engine the file configures knows, from a local file: a PostgreSQL log's
+        # password may be a secret reference only the engine resolves (--db URL reads one).
+        given = glam.engine.db if isinstance(glam.engine.db, Path) else None
     location = db_location(given)
     use_db: Path | str | None = location
     if isinstance(location, Path) and not location.exists():

@@ -480,6 +480,8 @@ class _Runner:
                     return
             except TimeoutError:
                 pass
+            except Exception:  # synthetic traffic must never end the wait it runs beside
+                return
             await self.clock.sleep(max(0.0, pause - (self.clock.monotonic() - started)))
 
     async def _wait(self, wait: Wait) -> Waited | None:

@@ -58,7 +58,9 @@ def bake_done(state: SagaState, dep: Deployment) -> Deployment:
     next step."""
     if gate_of(dep) is None or dep.rollback is not None:
         return after_bake(state, dep)
-    return replace(next_phase(dep, "gate"), bake_left=None)
+    # A new step's gate: its own window and deadline (an operator's promote skipped the
+    # previous step's gate without ending it).
+    return replace(next_phase(dep, "gate"), bake_left=None, gate_since=None, gate_deadline=None)
 
 
 def gate_call(state: SagaState, dep: Deployment, now: datetime) -> Call:

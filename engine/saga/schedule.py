@@ -38,9 +38,14 @@ def weights(traffic: TrafficShifting | None) -> tuple[float, ...]:
 
 
 def baked(settings: DeploymentSettings | None) -> bool:
-    """Whether each step is followed by a bake: with a trafficShiftingConfig, or with alarms
-    to watch (one switch, then a bake with the alarms polled)."""
-    return settings is not None and (settings.traffic is not None or bool(settings.alarms))
+    """Whether each step is followed by a bake: with a trafficShiftingConfig, with alarms to
+    watch (one switch, then a bake with the alarms polled), or with a traffic gate (its bake
+    0 s without either, then the gate's reads)."""
+    return settings is not None and (
+        settings.traffic is not None
+        or bool(settings.alarms)
+        or settings.traffic_gate is not None
+    )
 
 
 def bake_seconds(

@@ -169,3 +169,45 @@ async def test_a_what_if_of_a_gated_deployment_answers_its_reads_from_the_record
     faster = what_if(stream, "d2", Schedule(steps=(0.5,)))
     assert faster.verdict is not None
     assert faster.verdict.outcome == "succeeded"
+
+
+async def test_after_an_operator_promote_the_promotes_gate_has_its_own_window() -> None:
+    """``glam promote`` while the canary's gate waits: the gate after the promote counts from
+    its own bake and waits its own maxWait (it inherited the canary's deadline)."""
+    from engine.events import Metadata, NewEvent
+    from engine.events.function import OperatorRequested
+
+    world = World()
+    assert (await world.deploy("d1", gated("v1", GATE))).succeeded
+    await world.request("d2", gated("v2", GATE))
+    command = OperatorRequested(
+        deployment_id="d2", command="promote", target=STREAM, actor="ops", reason="go"
+    )
+    sent = False
+
+    def promote(record: RecordedEvent) -> None:
+        nonlocal sent
+        if isinstance(record.event, TrafficGateChecked) and not sent:
+            sent = True
+            tg.start_soon(world.store.append, STREAM, [NewEvent(command, Metadata(event_id="o"))])
+
+    async with anyio.create_task_group() as tg:
+        await world.run(on_event=promote)
+    canary, *after = await _checks(world, "d2")
+    assert after, "no gate after the promote"
+    assert [c.verdict for c in after] == ["waiting", "waiting", "timed_out"]
+    assert {c.since for c in after} != {canary.since}
+    assert after[0].deadline == after[0].until + timedelta(seconds=120)
+
+
+async def test_a_gate_without_a_schedule_or_alarms_still_gates_the_switch() -> None:
+    """No trafficShiftingConfig and no alarms: one switch, a bake of 0 s, then the gate."""
+    world = World()
+    want = gated("v1", GATE)
+    plain = want.model_copy(update={"settings": want.settings.model_copy(update={"traffic": None})})
+    assert (await world.deploy("d1", plain)).succeeded
+    v2 = gated("v2", GATE)
+    v2 = v2.model_copy(update={"settings": v2.settings.model_copy(update={"traffic": None})})
+    run = await world.deploy("d2", v2)
+    assert [f.outcome for f in run.finished] == ["rolled_back"]  # no traffic came
+    assert [c.verdict for c in await _checks(world, "d2")] == ["waiting", "waiting", "timed_out"]
