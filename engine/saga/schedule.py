@@ -42,9 +42,7 @@ def baked(settings: DeploymentSettings | None) -> bool:
     watch (one switch, then a bake with the alarms polled), or with a traffic gate (its bake
     0 s without either, then the gate's reads)."""
     return settings is not None and (
-        settings.traffic is not None
-        or bool(settings.alarms)
-        or settings.traffic_gate is not None
+        settings.traffic is not None or bool(settings.alarms) or settings.traffic_gate is not None
     )
 
 
