@@ -127,14 +127,9 @@ class Case:
             with anyio.fail_after(DEADLINE):
                 return await engine.run(once=True)
 
-    async def run_subprocess(self, failpoints: str) -> tuple[int, str]:
-        """``glam run --once`` as a child process armed with ``failpoints`` (through
-        ``tests.support.engine_main``, which arms them: glam never reads them itself), with
-        short waits; its exit code (``-9`` when a failpoint SIGKILLed it) and its output.
-        The child is forked from a fork server that has glam imported already."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GLAM_"))}
-        env["GLAM_FAILPOINTS"] = failpoints
-        argv = [
+    def _child_argv(self) -> list[str]:
+        """``tests.support.engine_main``'s arguments: this case's ``glam run --once``."""
+        return [
             "--repo",
             str(self.repo.path),
             "--db",
@@ -146,6 +141,19 @@ class Case:
             "--once",
             "--short-waits",
         ]
+
+    @staticmethod
+    def _child_env() -> dict[str, str]:
+        """The child's environment: this one's, without AWS or glam settings."""
+        return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GLAM_"))}
+
+    async def run_subprocess(self, failpoints: str) -> tuple[int, str]:
+        """``glam run --once`` as a child process armed with ``failpoints`` (through
+        ``tests.support.engine_main``, which arms them: glam never reads them itself), with
+        short waits; its exit code (``-9`` when a failpoint SIGKILLed it) and its output.
+        The child is forked from a fork server that has glam imported already."""
+        env = {**self._child_env(), "GLAM_FAILPOINTS": failpoints}
+        argv = self._child_argv()
         output = self.root / "child.log"
         # The child runs on its own (system) clock: waiting for it holds no time still here.
         with anyio.fail_after(DEADLINE), detached(self.clock):
@@ -160,19 +168,7 @@ class Case:
         """``glam run --once`` as a child process (no failpoint), SIGKILLed as soon as its
         log shows ``reached`` (checked every 0.1 s); ``then``, when given, runs once the child
         has started (an operator command to hand over, say). Its exit code and output."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GLAM_"))}
-        argv = [
-            "--repo",
-            str(self.repo.path),
-            "--db",
-            str(self.db),
-            "--endpoint-url",
-            self.endpoint_url,
-            "--region",
-            self.region,
-            "--once",
-            "--short-waits",
-        ]
+        env, argv = self._child_env(), self._child_argv()
         output = self.root / "child.log"
         with anyio.fail_after(DEADLINE), detached(self.clock):
             child = start_child(argv, env, output)
