@@ -71,6 +71,7 @@ from engine.events.repo import (
     HeldRemoval,
     PlannedAction,
 )
+from engine.releases import with_releases
 from engine.streams import function_stream
 
 __all__ = [
@@ -401,7 +402,7 @@ def plan_commit(
         sha=state.sha,
         actions=tuple(actions),
         repo_events=tuple(repo_events),
-        function_events=tuple(fn_events),
+        function_events=with_releases(fn_events, ctx.new_id),
         rejected=rejections,
         held=held_prefixes,
         desired=dict(state.desired),

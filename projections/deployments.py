@@ -22,6 +22,9 @@ from engine.events.function import (
     FunctionDeleted,
     HookAnswered,
     OperatorRequested,
+    Release,
+    ReleaseMemberFailed,
+    ReleaseStepReached,
     RollbackStarted,
     SettingsRecorded,
     StepFailed,
@@ -66,6 +69,7 @@ class DeploymentRow(Row):
     weight: float = 0.0
     alarms: dict[str, str] = {}  # noqa: RUF012 - pydantic copies defaults; the row is frozen
     steps: tuple[TimelineEntry, ...] = ()
+    release: Release | None = None  # the release this deployment is a member of
 
 
 def key(record: RecordedEvent) -> str | None:
@@ -143,19 +147,18 @@ def _changes(row: DeploymentRow, record: RecordedEvent) -> tuple[dict[str, objec
                 event.state,
             )
         case DeploymentRequested():
-            return (
-                {
-                    "function": record.stream,
-                    "commit": event.commit,
-                    "action": event.action,
-                    "requested_at": record.recorded_at,
-                },
-                (
-                    "requested",
-                    event.action,
-                    f"commit {event.commit}" + (f"; {event.reason}" if event.reason else ""),
-                ),
-            )
+            detail = f"commit {event.commit}" + (f"; {event.reason}" if event.reason else "")
+            if event.release is not None:
+                detail += f"; release {event.release.name}"
+            requested: dict[str, object] = {
+                "function": record.stream,
+                "commit": event.commit,
+                "action": event.action,
+                "requested_at": record.recorded_at,
+            }
+            if event.release is not None:
+                requested["release"] = event.release
+            return requested, ("requested", event.action, detail)
         case RollbackStarted():
             return {"state": "rolling_back", "reason": event.reason}, (
                 "rollback",
@@ -186,6 +189,11 @@ def _changes(row: DeploymentRow, record: RecordedEvent) -> tuple[dict[str, objec
             if event.action is not None:
                 what += f"; {event.action}"
             return {}, ("gate", event.verdict, what)
+        case ReleaseStepReached():
+            at = f"step {event.index + 1}" if event.stage == "shift" else event.stage
+            return {}, ("release", "waiting", f"at {at} for the other members")
+        case ReleaseMemberFailed():
+            return {}, ("release", "failed", event.reason)
         case DeploymentHeld():
             left = "" if event.bake_left is None else f"; {event.bake_left:g} s of bake left"
             return {}, ("held", event.actor, event.reason + left)

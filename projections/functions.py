@@ -26,6 +26,8 @@ from engine.events.function import (
     FunctionDeleted,
     HookAnswered,
     OperatorRequested,
+    ReleaseMemberFailed,
+    ReleaseStepReached,
     RollbackStarted,
     SettingsRecorded,
     StepFailed,
@@ -200,12 +202,15 @@ def _changes(row: FunctionRow, record: RecordedEvent) -> dict[str, object]:
         case TrafficGateChecked() if event.verdict == "timed_out":
             got = f"{event.invocations} of {event.required} invocations"
             return {"last_error": f"traffic gate timed out: {got}; {event.action}"}
+        case ReleaseMemberFailed():
+            return {"last_error": f"release member failed: {event.reason}"}
         case (
             OperatorRequested()
             | DriftDetected()
             | DriftResolved()
             | HookAnswered()
             | TrafficGateChecked()
+            | ReleaseStepReached()
         ):
             return {}
         case BakeExtended():

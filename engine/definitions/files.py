@@ -255,6 +255,12 @@ class LambdaDepDefFile(_File):
         alias="trafficGate",
         description="Hold each step until the new version has served enough invocations.",
     )
+    release: str | None = Field(
+        None,
+        description="A release name: the functions of one commit that share it shift in "
+        "lockstep and roll back as one (1 to 64 letters, digits, '.', '-' or '_').",
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+    )
 
 
 class RefFile(_File):

@@ -1,5 +1,5 @@
 """The progressive-delivery keys of a deployment definition: ``trafficShiftingConfig.steps``,
-``hooks`` and ``trafficGate`` (docs/progressive-delivery.md). Called by
+``hooks``, ``trafficGate`` and ``release`` (docs/progressive-delivery.md). Called by
 engine.definitions.settings, so each mistake is refused when the commit is planned, naming the
 file and what to write instead.
 
@@ -9,7 +9,8 @@ file and what to write instead.
     "hooks": {"beforeAllowTraffic": "orders-smoke-test",
               "afterAllowTraffic": {"function": "orders-verify", "timeoutSeconds": 10}},
     "trafficGate": {"minInvocations": 100, "maxWait": 900, "onTimeout": "rollback",
-                    "syntheticInvoke": {"payload": {"probe": true}, "ratePerSecond": 2}}
+                    "syntheticInvoke": {"payload": {"probe": true}, "ratePerSecond": 2}},
+    "release": "checkout-2026-12"
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ _GATE_COUNT = bounds(TrafficGateFile, "min_invocations")
 _GATE_WAIT = bounds(TrafficGateFile, "max_wait")
 _GATE_CHECK = bounds(TrafficGateFile, "check_interval")
 _ON_TIMEOUT: tuple[str, ...] = get_args(GateTimeout)
+_RELEASE_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _GATE_EXAMPLE = '"trafficGate": {"minInvocations": 100, "maxWait": 600}'
 _STEPS_EXAMPLE = (
     '"steps": [{"weight": 0.1, "waitInterval": 300}, {"weight": 1.0, "waitInterval": 600}]'
@@ -218,3 +220,18 @@ def _synthetic(raw: Any, file: str) -> SyntheticInvoke:
             hint=f"at most {SYNTHETIC_RATE_MAX:g} invocations a second",
         )
     return SyntheticInvoke(payload=payload, rate_per_second=float(rate))
+
+
+def parse_release(raw: Any, file: str) -> str | None:
+    """``release``: a name of 1 to 64 letters, digits, '.', '-' or '_' (None: no release)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not _RELEASE_NAME.fullmatch(raw):
+        shown = json.dumps(raw)[:80]
+        raise DefinitionError(
+            f"release must be a name of 1 to 64 letters, digits, '.', '-' or '_', not {shown}",
+            file=file,
+            hint='e.g. "release": "checkout-2026-12"; functions of one commit sharing it move '
+            "as one",
+        )
+    return raw

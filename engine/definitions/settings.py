@@ -24,7 +24,7 @@ from engine.definitions.files import (
     keys,
 )
 from engine.definitions.names import check_account, check_alias, check_region
-from engine.definitions.progressive import parse_gate, parse_hooks, parse_steps
+from engine.definitions.progressive import parse_gate, parse_hooks, parse_release, parse_steps
 from engine.errors import DefinitionError
 from engine.events.desired import (
     DeploymentSettings,
@@ -173,6 +173,7 @@ def parse_settings(raw: Any, file: str, warnings: list[str] | None = None) -> De
         drift_policy=drift,
         hooks=hooks,
         traffic_gate=gate,
+        release=parse_release(obj.get("release"), file),
     )
 
 

@@ -30,6 +30,8 @@ from engine.events.function import (
     FunctionDeleted,
     HookAnswered,
     OperatorRequested,
+    ReleaseMemberFailed,
+    ReleaseStepReached,
     RollbackStarted,
     SettingsRecorded,
     StepFailed,
@@ -79,7 +81,9 @@ Event = Annotated[
     | DeploymentHeld
     | DeploymentResumed
     | BakeExtended
-    | TrafficGateChecked,
+    | TrafficGateChecked
+    | ReleaseStepReached
+    | ReleaseMemberFailed,
     Field(discriminator="type"),
 ]
 

@@ -111,6 +111,8 @@ class DeploymentSettings(Frozen):
     drift_policy: DriftPolicy = "alert"
     hooks: Hooks = Hooks()
     traffic_gate: TrafficGate | None = None
+    # The release this function moves with (engine.saga.release); None: alone.
+    release: str | None = None
 
 
 class PushSource(Frozen):

@@ -48,6 +48,23 @@ class FunctionOwner(Frozen):
     prefix: str
 
 
+class ReleaseMember(Frozen):
+    """One deployment of a release: the function stream it deploys and its deployment id."""
+
+    stream: str
+    deployment_id: str
+
+
+class Release(Frozen):
+    """A release: the deployments of one commit whose deployment definitions share the
+    ``release`` name, shifted in lockstep and rolled back as one (engine.saga.release).
+    ``id`` is made once by the planner; every member's request carries the same release."""
+
+    id: str
+    name: str
+    members: tuple[ReleaseMember, ...]
+
+
 class DeploymentRequested(FunctionEvent):
     """The planner asks for a deployment. Carries the whole desired state.
 
@@ -56,7 +73,8 @@ class DeploymentRequested(FunctionEvent):
     watched one branch per log (the function then belongs to the first branch that plans
     it).
 
-    ``reason`` says why when a commit is not the cause: drift to heal (``drift: ...``)."""
+    ``reason`` says why when a commit is not the cause: drift to heal (``drift: ...``).
+    ``release``: the release this deployment is a member of (None: it moves alone)."""
 
     type: Literal["DeploymentRequested"] = "DeploymentRequested"
     deployment_id: str
@@ -66,6 +84,7 @@ class DeploymentRequested(FunctionEvent):
     alias: str | None = None
     owner: FunctionOwner | None = None
     reason: str = ""
+    release: Release | None = None
 
 
 class SettingsRecorded(FunctionEvent):
@@ -255,6 +274,37 @@ class TrafficGateChecked(FunctionEvent):
     verdict: GateVerdict
     deadline: datetime | None = None
     action: Literal["rollback", "promote"] | None = None
+
+
+# Where a release's members wait for each other (engine.saga.release): before a shift to
+# step ``index``, before the promote, and before the deployment finishes (after its last bake).
+ReleaseStage = Literal["shift", "promote", "finish"]
+
+
+class ReleaseStepReached(FunctionEvent):
+    """A member of release ``release_id`` reached a point where it waits for every other
+    member to reach it too: the step ``index`` of ``stage`` (0 but for a shift). The wait that
+    follows is a TimerStarted of purpose ``release``: its ``until`` is when it gives up."""
+
+    type: Literal["ReleaseStepReached"] = "ReleaseStepReached"
+    deployment_id: str
+    release_id: str
+    stage: ReleaseStage
+    index: int = 0
+
+
+class ReleaseMemberFailed(FunctionEvent):
+    """Another member of release ``release_id`` failed (rolled back, finished other than
+    succeeded, or did not reach a step in time): this member rolls back with it. ``member``
+    is the failing member's function stream and ``member_deployment`` its deployment (None:
+    the release's wait timed out on several)."""
+
+    type: Literal["ReleaseMemberFailed"] = "ReleaseMemberFailed"
+    deployment_id: str
+    release_id: str
+    member: str
+    member_deployment: str | None = None
+    reason: str
 
 
 class DeploymentHeld(FunctionEvent):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
 from typing import assert_never
 
 import anyio
@@ -32,17 +31,14 @@ from engine.errors import (
 )
 from engine.events import Event, RecordedEvent, stamped
 from engine.events.function import (
-    AlarmObserved,
     DeploymentFinished,
     DeploymentRequested,
     FailureKind,
     OperatorRequested,
     SettingsRecorded,
-    StepSucceeded,
 )
 from engine.ports import (
     NO_STREAM,
-    AlarmReadingsApi,
     AlarmsApi,
     Clock,
     CodeObjects,
@@ -52,6 +48,8 @@ from engine.ports import (
     LambdaApi,
     SourcesApi,
 )
+from engine.runtime.release_watch import MemberReader
+from engine.runtime.waits import Waits
 from engine.saga.effects import (
     Call,
     CallOutcome,
@@ -77,7 +75,6 @@ from engine.saga.effects import (
     MetricsRead,
     Ok,
     Operation,
-    Probe,
     PublishVersion,
     PutSigning,
     Read,
@@ -112,14 +109,12 @@ from engine.saga.results import (
 )
 from engine.saga.saga import next_effect, on_outcome
 from engine.saga.schedule import DEFAULT_POLICY, SagaPolicy
-from engine.saga.state import ALARM_CHECK, OPERATOR_PROMOTE, SagaState, initial_state
+from engine.saga.state import SagaState, initial_state
 
 # Deadline of one port call. Longer than the Lambda adapter's own wait for an in-progress
 # update to settle (LambdaRetry.settle_timeout, 300 s), so a call the adapter is still
 # legitimately waiting on is never cut off and turned into an ambiguous outcome.
 CALL_TIMEOUT = 360.0
-# Polls past the end of a bake to wait for a successful alarm read before rolling back.
-UNREAD_GRACE_POLLS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +206,7 @@ async def run_saga(
             state, runner.version = await load_saga(store, stream, policy)
 
 
-class _Runner:
+class _Runner(Waits):
     def __init__(
         self,
         stream: str,
@@ -234,6 +229,7 @@ class _Runner:
         self.call_timeout = call_timeout
         self.on_event = on_event
         self.version = NO_STREAM
+        self.members = MemberReader(store)
         self.finished: list[DeploymentFinished] = []
         self.code_objects: CodeObjects | None = None
 
@@ -411,141 +407,6 @@ class _Runner:
             case _:
                 assert_never(write)
         return SourcesChanged.from_changes(changes)
-
-    async def with_readings(
-        self, wait: Wait, outcome: Waited, events: list[Event], started: datetime
-    ) -> list[Event]:
-        """``events`` with what the alarms' evaluation saw since ``started``: each alarm
-        observation the saga records gets its metric and datapoints, and a watched wait that
-        ended quietly records an observation of each metric alarm whose metric had
-        datapoints (engine.events.alarms). Best effort: a failed read records the states
-        alone, as before; nothing the saga decided depends on it."""
-        if not wait.alarms or not isinstance(self.alarms, AlarmReadingsApi):
-            return events
-        quiet = outcome.completed and wait.purpose in _READ_AT_END
-        fired = any(isinstance(e, AlarmObserved) for e in events)
-        if not quiet and not fired:
-            return events
-        try:
-            with anyio.fail_after(self.call_timeout):
-                readings = await self.alarms.alarm_readings(
-                    list(wait.alarms), started, self.clock.now()
-                )
-        except (AwsError, TimeoutError):
-            return events
-        out: list[Event] = []
-        for event in events:
-            if quiet and isinstance(event, StepSucceeded):
-                out += [
-                    AlarmObserved(
-                        deployment_id=event.deployment_id,
-                        alarm=name,
-                        state=outcome.alarms.get(name, "INSUFFICIENT_DATA"),
-                        metric=metric,
-                        datapoints=points,
-                    )
-                    for name, (metric, points) in sorted(readings.items())
-                    if points
-                ]
-            if isinstance(event, AlarmObserved) and event.alarm in readings:
-                metric, points = readings[event.alarm]
-                event = event.model_copy(update={"metric": metric, "datapoints": points})
-            out.append(event)
-        return out
-
-    async def wait(self, wait: Wait) -> Waited | None:
-        """Wait until ``wait.until``, polling alarms (and sending its probe's synthetic
-        traffic meanwhile); None when the stream changed meanwhile (a newer request may be
-        waiting for this safe point)."""
-        if wait.probe is None:
-            return await self._wait(wait)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._probe, wait.probe, name=f"glam probe {wait.probe.function}")
-            waited = await self._wait(wait)
-            tg.cancel_scope.cancel()
-        return waited
-
-    async def _probe(self, probe: Probe) -> None:
-        """Invoke ``probe.function`` at ``probe.rate_per_second`` until cancelled. An answer
-        is not judged here: a failing invocation shows in the function's metrics, which its
-        alarms watch. A call refused for good (the alias is gone, no permission) stops it."""
-        pause = 1.0 / probe.rate_per_second
-        while True:
-            started = self.clock.monotonic()
-            try:
-                with anyio.fail_after(self.call_timeout):
-                    await self.lambda_api.invoke(probe.function, probe.payload)
-            except AwsError as exc:
-                if not exc.retryable:
-                    return
-            except TimeoutError:
-                pass
-            except Exception:  # synthetic traffic must never end the wait it runs beside
-                return
-            await self.clock.sleep(max(0.0, pause - (self.clock.monotonic() - started)))
-
-    async def _wait(self, wait: Wait) -> Waited | None:
-        names = list(wait.alarms)
-        states: dict[str, str] = {}
-        poll = timedelta(seconds=wait.poll_seconds)
-        # A bake vouches for the new version only if its alarms were read near its end: an
-        # alarm nobody could read is not a quiet alarm. Retryable read errors are retried
-        # every poll, for a few polls past the end; a non-retryable one ends the wait at once.
-        must_read = bool(names) and wait.purpose in ("bake", OPERATOR_PROMOTE, ALARM_CHECK)
-        give_up = wait.until + poll * UNREAD_GRACE_POLLS
-        last_read: datetime | None = None
-        last_error = "no read attempted"
-        while True:
-            if names:
-                seen: dict[str, str] | None = None
-                try:
-                    with anyio.fail_after(self.call_timeout):
-                        seen = await self.alarms.alarm_states(names)
-                except AwsError as exc:
-                    last_error = f"{exc.code or type(exc).__name__}: {exc.message}"
-                    if not exc.retryable:
-                        return Waited(
-                            completed=False,
-                            alarms=states,
-                            unreadable=f"alarms {', '.join(names)} cannot be read ({last_error})",
-                        )
-                except TimeoutError:
-                    last_error = f"no answer within {self.call_timeout:g}s"
-                if seen is not None:
-                    last_read = self.clock.now()
-                    states = {name: seen.get(name, "MISSING") for name in names}
-                    if any(s in ("ALARM", "MISSING") for s in states.values()):
-                        return Waited(completed=False, alarms=states)
-            now = self.clock.now()
-            if now >= wait.until:
-                fresh = last_read is not None and last_read >= wait.until - poll
-                if not must_read or fresh:
-                    return Waited(completed=True, alarms=states)
-                if now >= give_up:
-                    return Waited(
-                        completed=False,
-                        alarms=states,
-                        unreadable=(
-                            f"alarms {', '.join(names)} were not read successfully "
-                            f"{_WHEN_READ.get(wait.purpose, 'near the end of the bake')} (last "
-                            f"error {last_error}); not moving traffic unwatched"
-                        ),
-                    )
-            if await self.store.stream_version(self.stream) != self.version:
-                return None
-            # Wake at every poll even without alarms, to notice a newer request in the stream.
-            deadline = wait.until if now < wait.until else give_up
-            await self.clock.sleep_until(min(deadline, now + poll))
-
-
-# Waits whose quiet end vouches for the new version: their alarms' readings are recorded.
-_READ_AT_END = frozenset({"bake", OPERATOR_PROMOTE, ALARM_CHECK})
-
-# When a wait's alarms had to be read, for the reason of a wait that could not read them.
-_WHEN_READ: dict[str, str] = {
-    ALARM_CHECK: "before any traffic moved",
-    OPERATOR_PROMOTE: "before the promote",
-}
 
 
 # Events appended by the planner, not by a runner: they do not change what a step did.

@@ -30,7 +30,13 @@ from typing import Any, ClassVar, Self, get_args
 
 from engine.events import Event
 from engine.events.desired import EventSources, HookPoint
-from engine.events.function import FailureKind, StepStarted, TimerStarted
+from engine.events.function import (
+    FailureKind,
+    Release,
+    ReleaseStage,
+    StepStarted,
+    TimerStarted,
+)
 from engine.saga.results import CallResult
 from engine.saga.steps import Step, StepName
 
@@ -359,6 +365,28 @@ class Probe:
 
 
 @dataclass(frozen=True, slots=True)
+class ReleaseWatch:
+    """What a wait of a release member watches besides its alarms (engine.saga.release): the
+    other members, for a failure (which ends the wait, to roll back with them) and, when
+    ``barrier`` names the point this member waits at, for all of them to reach it (which ends
+    the wait, to go on)."""
+
+    release: Release
+    deployment_id: str
+    barrier: tuple[ReleaseStage, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseFailure:
+    """Why a release member stops: ``member`` (a function stream) failed, or did not reach
+    the barrier in time; ``member_deployment`` is its deployment (None: several members)."""
+
+    member: str
+    member_deployment: str | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Wait:
     """Wait until ``until``. When ``alarms`` is not empty, poll them every ``poll_seconds``
     and stop early as soon as one is in ALARM or does not exist. ``purpose`` is a
@@ -370,6 +398,7 @@ class Wait:
     poll_seconds: float = 5.0
     intent: TimerStarted | None = None
     probe: Probe | None = None
+    release: ReleaseWatch | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,11 +436,13 @@ class Waited:
     """A wait ended: ``completed`` when ``until`` passed with no alarm firing and the alarms
     were read; otherwise an alarm fired or, when ``unreadable`` says why, the alarms could not
     be read (an unread alarm must not count as a quiet one). ``alarms`` holds the last state
-    seen per alarm (MISSING if absent)."""
+    seen per alarm (MISSING if absent). A release member's wait also ends when another member
+    failed (``release_failed``) and, at a barrier, ``completed`` once every member reached it."""
 
     completed: bool
     alarms: Mapping[str, str] = field(default_factory=dict)
     unreadable: str = ""
+    release_failed: ReleaseFailure | None = None
 
 
 CallOutcome = Ok | Failed | Waited

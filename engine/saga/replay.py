@@ -26,6 +26,8 @@ from engine.events.function import (
     FunctionDeleted,
     HookAnswered,
     OperatorRequested,
+    ReleaseMemberFailed,
+    ReleaseStepReached,
     RollbackStarted,
     SettingsRecorded,
     StepFailed,
@@ -111,6 +113,13 @@ def evolve(state: SagaState, event: Event) -> SagaState:
             | TrafficGateChecked()
         ):
             return state
+        case ReleaseStepReached():
+            dep = state.active
+            if dep is None or dep.deployment_id != event.deployment_id:
+                return state
+            return _with_dep(state, replace(dep, release_at=(event.stage, event.index)))
+        case ReleaseMemberFailed():
+            return state  # the RollbackStarted recorded with it rolls back
         case DeploymentHeld() | DeploymentResumed() | BakeExtended():
             dep = state.active
             if dep is None or dep.deployment_id != event.deployment_id:

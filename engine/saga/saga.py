@@ -42,6 +42,8 @@ Rules worth knowing:
   promote; any answer but success rolls back, like a firing alarm.
 - A traffic gate (engine.saga.gate) keeps a step's bake going until the new version has
   served ``minInvocations``, up to ``maxWait`` past it, then rolls back or goes on.
+- The members of a release (engine.saga.release) wait for each other before each step, the
+  promote and the finish, and roll back when any of them fails.
 """
 
 from __future__ import annotations
@@ -82,6 +84,13 @@ from engine.saga.effects import (
 from engine.saga.gate import checked, gate_call, probe_of
 from engine.saga.holds import held_wait, hold_effect, watched
 from engine.saga.hooks import answered, gave_up
+from engine.saga.release import (
+    failed_with,
+    failure_reason,
+    pending,
+    release_effect,
+    with_release,
+)
 from engine.saga.resolve import resolve_call, resolved
 from engine.saga.results import (
     AlarmsRead,
@@ -150,6 +159,11 @@ _KEPT_ON_FAILURE: frozenset[Step] = frozenset(
 
 def next_effect(state: SagaState, now: datetime) -> Effect:
     """What the saga of this function needs done next; ``now`` is timezone-aware."""
+    effect = _next(state, now)
+    return effect if state.active is None else with_release(state.active, effect)
+
+
+def _next(state: SagaState, now: datetime) -> Effect:
     if state.dropped:
         return Record(
             tuple(
@@ -165,7 +179,7 @@ def next_effect(state: SagaState, now: datetime) -> Effect:
     dep = state.active
     if dep is None:
         return Done()
-    if dep.phase == "finish":
+    if dep.phase == "finish" and pending(dep) is None:
         return Record(_finish_events(state, dep))
     interrupted = _interruption(state, dep, now)
     if interrupted is not None:
@@ -181,6 +195,9 @@ def next_effect(state: SagaState, now: datetime) -> Effect:
         return resolve
     if dep.settling:
         return read_call("settle", GetFunction(state.function_name))
+    barrier = release_effect(state, dep, now)
+    if barrier is not None:
+        return barrier
     if dep.phase == "bake":
         return _timer(state, dep, "bake", bake_until(dep, now))
     if dep.phase == "alarm_check":
@@ -321,6 +338,9 @@ def _timer(state: SagaState, dep: Deployment, purpose: WaitPurpose, until: datet
 
 def _waited(dep: Deployment, effect: Wait, outcome: Waited) -> list[Event]:
     did = dep.deployment_id
+    if not outcome.completed and outcome.release_failed is not None:
+        failure = outcome.release_failed
+        return [failed_with(dep, failure), *fail(dep, failure_reason(dep, failure))]
     if not outcome.completed and outcome.unreadable:
         return fail(dep, outcome.unreadable)
     fired = {a: s for a, s in outcome.alarms.items() if s in ("ALARM", "MISSING")}

@@ -21,6 +21,7 @@ from engine.events.function import (
     DeploymentRequested,
     DeployOutcome,
     OperatorRequested,
+    ReleaseStage,
     RollbackStarted,
     StepStarted,
     TimerStarted,
@@ -146,6 +147,10 @@ class Deployment:
     # counts, and when it stops waiting; None before its first read.
     gate_since: datetime | None = None
     gate_deadline: datetime | None = None
+    # A release member (engine.saga.release): the last point it reached (ReleaseStepReached),
+    # and the last one every member had reached too (the wait there ended); as (stage, index).
+    release_at: tuple[ReleaseStage, int] | None = None
+    release_passed: tuple[ReleaseStage, int] | None = None
     outcome: DeployOutcome | None = None  # set when phase is "finish"
     reason: str = ""
 

@@ -88,7 +88,8 @@ Phase = Literal[PhaseStep, "alarm_check", "bake", "finish"]
 # progress, the backoff before repeating a failed call, the one alarm read before an
 # operator's promote, the pause between reads settling a dangling intent, and the one alarm
 # read before the first weight moves; an operator's hold (alarms watched, no timer: it is
-# never recorded) and the one alarm read before an operator's one-step promote.
+# never recorded) and the one alarm read before an operator's one-step promote; a release
+# member waiting for the other members to reach the same point (engine.saga.release).
 WaitPurpose = Literal[
     "bake",
     "readiness",
@@ -100,6 +101,7 @@ WaitPurpose = Literal[
     "hold",
     "operator_step",
     "gate",
+    "release",
 ]
 
 STEPS: frozenset[str] = frozenset(get_args(Step))

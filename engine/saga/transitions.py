@@ -130,6 +130,9 @@ def _after_wait(state: SagaState, dep: Deployment, purpose: WaitPurpose | None) 
         return after_bake(state, replace(dep, operator=None))
     if purpose == "bake":
         return bake_done(state, dep)
+    if purpose == "release":
+        # Every member of the release reached this point: on with the phase.
+        return replace(dep, release_passed=dep.release_at)
     return dep  # a pause between reads (a gate's among them): the phase reads again
 
 
@@ -441,7 +444,9 @@ def after_failure(state: SagaState, dep: Deployment, event: StepFailed) -> Deplo
 
 def rolling_back(state: SagaState, dep: Deployment, event: RollbackStarted) -> Deployment:
     """The deployment as its rollback starts: undo the alias first, if it may have moved."""
-    dep = replace(dep, rollback=event, reason=event.reason)
+    # A release member may roll back from its end (engine.saga.release): the outcome the
+    # last bake decided is not the deployment's any more.
+    dep = replace(dep, rollback=event, reason=event.reason, outcome=None)
     if dep.alias_touched:
         return next_phase(dep, "rollback_alias")
     if dep.new_version is not None and dep.new_version != dep.stable:
