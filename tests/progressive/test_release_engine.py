@@ -94,7 +94,7 @@ async def test_a_release_shifts_its_members_in_lockstep(
         "ship": [("promote", 0), ("finish", 0)],
     }
     # Lockstep: a member's shift (or promote) is after every member reached that point.
-    position = {
+    position: dict[tuple[str, str, int], int] = {
         (_name(r), r.event.stage, r.event.index): r.position
         for r in reached
         if isinstance(r.event, ReleaseStepReached)
