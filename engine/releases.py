@@ -9,7 +9,7 @@ its members' deployments, and ``release_view`` puts their rows together.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -98,10 +98,10 @@ class ReleaseView:
 
 
 def release_views(
-    rows: Iterable[DeploymentRow], lookup: Mapping[str, DeploymentRow] | None = None
+    rows: Iterable[DeploymentRow], lookup: Callable[[str], DeploymentRow | None]
 ) -> list[ReleaseView]:
-    """The releases of ``rows`` (deployments, newest first), newest first: each with all its
-    members' rows, found in ``lookup`` (deployment id -> row) when not among ``rows``."""
+    """The releases ``rows`` (deployments) are members of, in the order first met: each with
+    every member's row, found among ``rows`` or by ``lookup`` (deployment id -> row)."""
     seen: dict[str, ReleaseView] = {}
     by_id = {r.deployment_id: r for r in rows}
     for row in by_id.values():
@@ -110,8 +110,53 @@ def release_views(
             continue
         members = []
         for member in release.members:
-            found = by_id.get(member.deployment_id) or (lookup or {}).get(member.deployment_id)
+            found = by_id.get(member.deployment_id) or lookup(member.deployment_id)
             if found is not None:
                 members.append(found)
         seen[release.id] = ReleaseView(release=release, rows=tuple(members))
     return list(seen.values())
+
+
+def release_json(view: ReleaseView) -> dict[str, object]:
+    """A release as the API and ``glam status --json`` answer it."""
+    rows = {r.deployment_id: r for r in view.rows}
+    members = []
+    for member in view.release.members:
+        row = rows.get(member.deployment_id)
+        members.append(
+            {
+                "function": member.stream,
+                "name": member.stream.split(":", 3)[-1],
+                "deployment_id": member.deployment_id,
+                "state": row.state if row else "requested",
+                "outcome": row.outcome if row else None,
+                "weight": row.weight if row else 0.0,
+                "reason": row.reason if row else "",
+            }
+        )
+    started = view.started_at
+    return {
+        "id": view.release.id,
+        "name": view.release.name,
+        "state": view.state,
+        "cause": view.cause,
+        "commit": view.commit,
+        "started_at": None if started is None else started.isoformat(),
+        "members": members,
+    }
+
+
+def member_text(view: ReleaseView) -> str:
+    """The members in a line: ``cart rolled_back, pay rolled_back, ship 50%``."""
+    parts = []
+    rows = {r.deployment_id: r for r in view.rows}
+    for member in view.release.members:
+        row = rows.get(member.deployment_id)
+        name = member.stream.split(":", 3)[-1]
+        if row is None:
+            parts.append(f"{name} requested")
+        elif row.outcome is not None:
+            parts.append(f"{name} {row.outcome}")
+        else:
+            parts.append(f"{name} {row.state} {row.weight:.0%}")
+    return ", ".join(parts)

@@ -15,6 +15,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -49,7 +50,9 @@ from engine.events.operator import OPS_STREAM
 from engine.events.repo import DeletesHeld
 from engine.logs import mask_environment
 from engine.redact import repository_id
+from engine.releases import ReleaseView, member_text, release_json, release_views
 from engine.streams import FUNCTION_PREFIX, REPO_PREFIX, is_function_stream, parse_repo_stream
+from projections.deployments import DeploymentRow
 from projections.functions import FunctionRow
 from projections.views import Views
 
@@ -341,15 +344,18 @@ def status(
         rows = [r for r in rows if function in (r.stream, r.name)]
         if not rows:
             raise unknown_function(function, known)
+    releases = _releases(views, rows)
     if as_json:
         out = []
         for r in rows:
             owner = owners.get(r.stream)
             found = drift.get(r.stream, {})
+            release = releases.get(r.last_deployment_id or "")
             out.append(
                 json.loads(r.model_dump_json())
                 | {"owner": None if owner is None else owner.model_dump(mode="json")}
                 | {"drift": [d.model_dump(mode="json", exclude={"type"}) for d in found.values()]}
+                | {"release": None if release is None else release_json(release)}
             )
         print_json(out)
         print(head, file=sys.stderr)
@@ -379,6 +385,7 @@ def status(
         )
     else:
         _narrow_status(title, rows, owners, drift)
+    _release_table(releases, wide)
     refused = [(p, rej) for p in plans for rej in p.rejected]
     if refused and function is None:
         table(
@@ -516,6 +523,38 @@ def _narrow_status(
         cells.append(last(r))
         body.append(cells)
     table(title, columns, body)
+
+
+def _releases(views: Views, rows: Sequence[FunctionRow]) -> dict[str, ReleaseView]:
+    """The releases of the functions' last deployments, by member deployment id."""
+
+    def lookup(deployment_id: str) -> DeploymentRow | None:
+        row = views.row("deployments", deployment_id)
+        return row if isinstance(row, DeploymentRow) else None
+
+    last = [d for r in rows if r.last_deployment_id and (d := lookup(r.last_deployment_id))]
+    return {
+        member.deployment_id: view
+        for view in release_views(last, lookup)
+        for member in view.release.members
+    }
+
+
+def _release_table(releases: dict[str, ReleaseView], wide: bool) -> None:
+    """The releases the functions shown last deployed in, newest first."""
+    views = sorted(
+        {v.release.id: v for v in releases.values()}.values(),
+        key=lambda v: v.started_at or datetime.min.replace(tzinfo=UTC),
+        reverse=True,
+    )
+    if not views:
+        return
+    table(
+        "releases (functions deployed as one)",
+        ["release", "commit", "state", Column("members", wrap=True), Column("cause", wrap=True)],
+        [(v.release.name, (v.commit or "")[:7], v.state, member_text(v), v.cause) for v in views],
+        wide=wide,
+    )
 
 
 def _owner_text(owner: FunctionOwner | None) -> str:

@@ -1,5 +1,5 @@
-"""glam's own API under ``/api/v1/``: what the engine knows (functions, deployments, commits,
-watched branches) and what an operator may ask of it (sync now, promote, abort, retry,
+"""glam's own API under ``/api/v1/``: what the engine knows (functions, deployments, releases,
+commits, watched branches) and what an operator may ask of it (sync now, promote, abort, retry,
 allow-deletes). docs/api.md describes every endpoint.
 
 Reads answer from the views the server folds in memory (``LogState``): the same rows
@@ -24,6 +24,7 @@ from engine.commands import COMMANDS, Command, UnknownTarget, issue_command, par
 from engine.errors import UsageError
 from engine.events.operator import OperatorCommandIssued
 from engine.redact import redact_url
+from engine.releases import ReleaseView, release_json, release_views
 from engine.server.app import Context, context, json_error
 from engine.server.auth import access
 from engine.server.gitmoxi import commit_fields
@@ -176,6 +177,44 @@ async def get_deployment(request: web.Request) -> web.Response:
     if row is None:
         return json_error(404, f"unknown deployment {deployment_id}")
     return web.json_response(deployment_json(row, repository=_repo_of(ctx, row), timeline=True))
+
+
+# -- releases (deployments of one commit moved as one) -------------------------------------
+
+
+def _releases(views: Views) -> list[tuple[int, ReleaseView]]:
+    """Every release in the views, keyed by the position its first member was requested at."""
+    deployments = views.deployments
+    members = [d for d in deployments.values() if d.release is not None]
+    found = release_views(members, deployments.get)
+    return [(min(_first_position(r) for r in v.rows), v) for v in found if v.rows]
+
+
+@access("read")
+async def list_releases(request: web.Request) -> web.Response:
+    """Releases newest first, each with its members' states; ``name`` filters, ``limit`` and
+    ``cursor`` page."""
+    views = await views_of(request)
+    name = request.query.get("name")
+    found = [(at, v) for at, v in _releases(views) if name in (None, v.release.name)]
+    chosen, more = page(found, cursor=cursor_of(request), limit=limit_of(request))
+    body: dict[str, Any] = {
+        "releases": [release_json(v) for v in chosen],
+        "position": views.position,
+    }
+    if more is not None:
+        body["next_cursor"] = str(more)
+    return web.json_response(body)
+
+
+@access("read")
+async def get_release(request: web.Request) -> web.Response:
+    release_id = request.match_info["release_id"]
+    views = await views_of(request)
+    for _, view in _releases(views):
+        if view.release.id == release_id:
+            return web.json_response(release_json(view))
+    return json_error(404, f"unknown release {release_id}")
 
 
 # -- commits (glam's fields and Gitmoxi's, in one answer) ----------------------------------
@@ -358,6 +397,8 @@ def add_routes(app: web.Application) -> None:
             r.add_post(path, _function_command(command))
     r.add_get(f"{API}/deployments", list_deployments)
     r.add_get(f"{API}/deployments/{{deployment_id}}", get_deployment)
+    r.add_get(f"{API}/releases", list_releases)
+    r.add_get(f"{API}/releases/{{release_id}}", get_release)
     r.add_get(f"{API}/commits", list_commits)
     r.add_get(f"{API}/commits/{{sha}}", get_commit)
     r.add_post(f"{API}/commits/{{sha}}/allow-deletes", allow_deletes)

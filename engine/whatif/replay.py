@@ -375,7 +375,12 @@ def _wait(
     start: datetime,
 ) -> tuple[Waited, datetime]:
     """How ``wait`` would have ended: at the first moment an alarm it watches reads ALARM
-    (polled as the engine polls, and at each moment a reading could change), else at its end."""
+    (polled as the engine polls, and at each moment a reading could change), else at its end.
+    A release member's wait for the other members ends at once: the what-if replays one
+    deployment, and takes the other members to have kept in step."""
+    if wait.purpose == "release":
+        result.timeline.append(Moment(_seconds(now, start), "release: the other members in step"))
+        return Waited(completed=True), now
     until = max(wait.until, now)
     moments = {now, until}
     tick = now + poll

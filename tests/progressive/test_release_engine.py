@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import anyio
@@ -21,7 +22,9 @@ from engine.local import LocalAwsThread
 from engine.local.account import set_alarm_state
 from engine.runtime.engine import RunReport
 from tests.builders import events_of
+from tests.ops.test_engine_operator import glam
 from tests.runtime.support import ALARM, Setup, outcomes, write_function
+from tests.server.support import serving
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -165,3 +168,38 @@ async def test_an_alarm_of_one_member_rolls_the_whole_release_back(
     weights = {e.weight for e in events_of(records, TrafficShifted)}
     assert 1.0 not in weights
     local_aws.journal.check_invariants()
+
+    # One release, shown as one: in glam status (text and --json) and in the API.
+    code, text = await glam("status", "--db", str(setup.db), "--wide")
+    assert code == 0, text
+    [line] = [x for x in text.splitlines() if x.startswith("checkout")]
+    assert "rolled_back" in line
+    assert "cart rolled_back, pay rolled_back, ship rolled_back" in line
+    assert f"pay: alarm {ALARM} is in ALARM" in line
+    code, text = await glam("status", "--db", str(setup.db), "--json")
+    assert code == 0, text
+    rows = json.loads(text[: text.rindex("]") + 1])
+    assert {r["release"]["name"] for r in rows} == {"checkout"}
+    [release_id] = {r["release"]["id"] for r in rows}
+    async with serving(setup) as srv:
+        status, body = await srv.get("/api/v1/releases")
+        assert status == 200, body
+        [release] = body["releases"]
+        assert (release["id"], release["name"], release["state"]) == (
+            release_id,
+            "checkout",
+            "rolled_back",
+        )
+        assert release["cause"] == f"pay: alarm {ALARM} is in ALARM"
+        assert [(m["name"], m["outcome"]) for m in release["members"]] == [
+            (name, "rolled_back") for name in MEMBERS
+        ]
+        status, one = await srv.get(f"/api/v1/releases/{release_id}")
+        assert (status, one) == (200, release)
+        status, _ = await srv.get("/api/v1/releases/nope")
+        assert status == 404
+        member = release["members"][0]["deployment_id"]
+        status, deployment = await srv.get(f"/api/v1/deployments/{member}")
+        assert deployment["release"]["id"] == release_id
+        kinds = [(s["kind"], s["name"]) for s in deployment["steps"]]
+        assert ("release", "failed") in kinds
