@@ -20,11 +20,13 @@ from engine.events.function import (
     DeploymentHeld,
     DeploymentResumed,
     HookAnswered,
+    ReleaseStepReached,
     StepStarted,
     TrafficGateChecked,
     TrafficShifted,
 )
 from engine.local import LocalAwsThread
+from engine.store.sqlite import SqliteEventStore
 from engine.testing import AutojumpClock
 from tests.chaos.support import (
     Case,
@@ -201,3 +203,64 @@ async def test_killed_while_a_gate_waits_then_restarted_times_out_at_the_same_de
     assert {(c.since, c.deadline) for c in checks} == {(checks[0].since, checks[0].deadline)}
     second = (await case.deployments())[1]
     assert await version_of(local_aws, case, second) is None
+
+
+RELEASE = ("rla", "rlb", "rlc")
+
+
+@pytest.mark.parametrize("stage", ["shift", "promote", "finish"])
+@pytest.mark.timeout(300)
+async def test_killed_during_a_release_step_then_restarted_converges_in_step(
+    local_aws: LocalAwsThread,
+    demo_account: dict[str, Any],
+    autojump: AutojumpClock,
+    tmp_path: Path,
+    stage: str,
+) -> None:
+    """Three functions of one release, the engine SIGKILLed once a member has reached the
+    release's ``stage`` barrier: the restarted engine finds the barriers reached in the log,
+    waits there again (nothing reached twice, no step started before every member reached
+    it), and all three finish on version 2, each published once."""
+    case = _case(local_aws, demo_account, tmp_path, autojump, RELEASE[0])
+    for name in RELEASE:
+        case.write(name=name, batch=None)
+    case.repo.commit("three functions")
+    assert (await case.run_in_process()).exit_code == 0
+    for name in RELEASE:
+        case.write(name=name, code="green", batch=None, depdef={"release": "trio"})
+    case.repo.commit("trio release")
+
+    def reached(records: list[RecordedEvent]) -> bool:
+        return any(
+            isinstance(r.event, ReleaseStepReached) and r.event.stage == stage for r in records
+        )
+
+    code, output = await case.run_subprocess_until(reached)
+    assert code == -9, output
+    report = await case.run_in_process()
+    assert report.exit_code == 0, report
+    async with SqliteEventStore(case.db, readonly=True) as store:
+        records = await store.read_all()
+    reached_at: dict[tuple[str, str, int], int] = {}
+    for r in records:
+        if isinstance(r.event, ReleaseStepReached):
+            point = (r.stream.split(":")[-1], r.event.stage, r.event.index)
+            assert point not in reached_at, f"{point} reached twice"
+            reached_at[point] = r.position
+    for name in RELEASE:
+        view = await read_aws(local_aws, name)
+        deployments = await case.deployments(name)
+        assert view.alias == (await version_of(local_aws, case, deployments[1], name), {})
+        assert view.alias[0] == "2"
+        assert len(effective_publishes(local_aws, name)) == 2
+        assert referenced_deletes(local_aws, name) == []
+    release_ids = {d for n in RELEASE for d in (await case.deployments(n))[1:]}
+    for r in records:
+        event = r.event
+        if not isinstance(event, StepStarted) or event.deployment_id not in release_ids:
+            continue
+        if str(event.step) in ("shift", "promote"):
+            barrier = ("shift", 0) if str(event.step) == "shift" else ("promote", 0)
+            assert all(reached_at[(n, *barrier)] < r.position for n in RELEASE), r
+    code, output = await anyio.to_thread.run_sync(replay_verify, case.db)
+    assert code == 0, output
