@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal, assert_never
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from engine.events import RecordedEvent
 from engine.events.base import FunctionEvent, RepoEvent
@@ -69,7 +69,9 @@ class DeploymentRow(Row):
     weight: float = 0.0
     alarms: dict[str, str] = {}  # noqa: RUF012 - pydantic copies defaults; the row is frozen
     steps: tuple[TimelineEntry, ...] = ()
-    release: Release | None = None  # the release this deployment is a member of
+    # The release this deployment is a member of; left out of the row's JSON when it moves
+    # alone, so the views of logs without releases read as they always did.
+    release: Release | None = Field(None, exclude_if=lambda value: value is None)
 
 
 def key(record: RecordedEvent) -> str | None:

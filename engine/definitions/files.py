@@ -260,6 +260,7 @@ class LambdaDepDefFile(_File):
         description="A release name: the functions of one commit that share it shift in "
         "lockstep and roll back as one (1 to 64 letters, digits, '.', '-' or '_').",
         pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        examples=["checkout-2026-12"],
     )
 
 

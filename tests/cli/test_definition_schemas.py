@@ -122,7 +122,9 @@ def test_depdef_keys_are_the_parsers() -> None:
             _resolve(schema, m).get("type") == "object" for m in node.get("anyOf", [])
         )
         value = _required(schema, key) if is_object else member.get("default")
-        raw = {"alias": "live", key: value if value is not None else {}}
+        if value is None:
+            value = member.get("examples", [{}])[0]
+        raw = {"alias": "live", key: value}
         parse_settings(raw, FILE, warnings)  # every key the schema lists is accepted
     ignored = [
         k for k, m in schema["properties"].items() if m.get("description", "").startswith("Ignored")

@@ -40,6 +40,10 @@ from engine.events.function import (
     GateVerdict,
     HookAnswered,
     OperatorRequested,
+    Release,
+    ReleaseMember,
+    ReleaseMemberFailed,
+    ReleaseStepReached,
     RollbackStarted,
     SettingsRecorded,
     StepFailed,
@@ -1274,6 +1278,133 @@ def gate_scenario() -> list[tuple[str, Event, Metadata]]:
 
 
 SCENARIOS["0.4-gate"] = gate_scenario
+
+
+def release_scenario() -> list[tuple[str, Event, Metadata]]:
+    """Releases (0.5-release): orders and billing of one commit in release "checkout"; both
+    reach the first step, shift, then billing's alarm fires and orders rolls back with it."""
+
+    def m(i: str, **kw: str) -> Metadata:
+        return Metadata(event_id=i, **kw)
+
+    def in_release(name: str, memory: int) -> DesiredFunction:
+        base = desired(name, memory)
+        settings = base.settings.model_copy(update={"release": "checkout"})
+        return base.model_copy(update={"settings": settings})
+
+    d1, d2, r1, r2 = "dep-1", "dep-2", "rel-1", "rel-2"
+    release = Release(
+        id="release-1",
+        name="checkout",
+        members=(
+            ReleaseMember(stream=ORDERS, deployment_id=r1),
+            ReleaseMember(stream=BILLING, deployment_id=r2),
+        ),
+    )
+    shifted = {"alias": "live", "stable_version": "1", "new_version": "2", "weight": 0.5}
+    why = "alarm billing-errors is in ALARM"
+    follows = f"release checkout: billing rolled back: {why}"
+    return [
+        (
+            ORDERS,
+            DeploymentRequested(
+                deployment_id=d1, commit=C1, action="create", desired=desired("orders", 128)
+            ),
+            m("r1", commit=C1, deployment_id=d1),
+        ),
+        (
+            ORDERS,
+            DeploymentFinished(deployment_id=d1, outcome="succeeded", stable_version="1"),
+            m("r2", deployment_id=d1),
+        ),
+        (
+            BILLING,
+            DeploymentRequested(
+                deployment_id=d2, commit=C1, action="create", desired=desired("billing", 128)
+            ),
+            m("r3", commit=C1, deployment_id=d2),
+        ),
+        (
+            BILLING,
+            DeploymentFinished(deployment_id=d2, outcome="succeeded", stable_version="1"),
+            m("r4", deployment_id=d2),
+        ),
+        (
+            ORDERS,
+            DeploymentRequested(
+                deployment_id=r1,
+                commit=C2,
+                action="update",
+                desired=in_release("orders", 256),
+                release=release,
+            ),
+            m("r5", commit=C2, deployment_id=r1),
+        ),
+        (
+            BILLING,
+            DeploymentRequested(
+                deployment_id=r2,
+                commit=C2,
+                action="update",
+                desired=in_release("billing", 256),
+                release=release,
+            ),
+            m("r6", commit=C2, deployment_id=r2),
+        ),
+        (
+            ORDERS,
+            ReleaseStepReached(deployment_id=r1, release_id="release-1", stage="shift"),
+            m("r7", deployment_id=r1),
+        ),
+        (
+            ORDERS,
+            TimerStarted(deployment_id=r1, purpose="release", until=START + timedelta(hours=1)),
+            m("r8", deployment_id=r1),
+        ),
+        (
+            BILLING,
+            ReleaseStepReached(deployment_id=r2, release_id="release-1", stage="shift"),
+            m("r9", deployment_id=r2),
+        ),
+        (ORDERS, StepSucceeded(deployment_id=r1, step="wait:release"), m("r10", deployment_id=r1)),
+        (ORDERS, TrafficShifted(deployment_id=r1, **shifted), m("r11", deployment_id=r1)),
+        (BILLING, TrafficShifted(deployment_id=r2, **shifted), m("r12", deployment_id=r2)),
+        (
+            BILLING,
+            AlarmObserved(deployment_id=r2, alarm="billing-errors", state="ALARM"),
+            m("r13", deployment_id=r2),
+        ),
+        (BILLING, RollbackStarted(deployment_id=r2, reason=why), m("r14", deployment_id=r2)),
+        (
+            ORDERS,
+            ReleaseMemberFailed(
+                deployment_id=r1,
+                release_id="release-1",
+                member=BILLING,
+                member_deployment=r2,
+                reason=f"billing rolled back: {why}",
+            ),
+            m("r15", deployment_id=r1),
+        ),
+        (ORDERS, RollbackStarted(deployment_id=r1, reason=follows), m("r16", deployment_id=r1)),
+        (
+            BILLING,
+            DeploymentFinished(
+                deployment_id=r2, outcome="rolled_back", reason=why, stable_version="1"
+            ),
+            m("r17", deployment_id=r2),
+        ),
+        (
+            ORDERS,
+            DeploymentFinished(
+                deployment_id=r1, outcome="rolled_back", reason=follows, stable_version="1"
+            ),
+            m("r18", deployment_id=r1),
+        ),
+    ]
+
+
+SCENARIOS["0.5-release"] = release_scenario
 
 
 def rows(name: str = "0.1") -> list[StoredRow]:

@@ -134,3 +134,16 @@ def test_bad_traffic_gates_are_refused_naming_the_file(gate: Any, message: str) 
     assert refused.value.file == FILE
     if message.startswith("unknown key 'trafficGate.minInvocation'"):
         assert refused.value.hint == "did you mean 'minInvocations'?"
+
+
+def test_a_release_name_is_read() -> None:
+    assert _settings(release="checkout-2026.12_a").release == "checkout-2026.12_a"
+    assert _settings().release is None
+
+
+@pytest.mark.parametrize("name", ["", "a b", "x" * 65, 12, ["checkout"], "chéckout"])
+def test_bad_release_names_are_refused(name: Any) -> None:
+    with pytest.raises(DefinitionError, match="release must be a name of 1 to 64") as refused:
+        _settings(release=name)
+    assert refused.value.file == FILE
+    assert "checkout-2026-12" in (refused.value.hint or "")
