@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     # Jinja, botocore's service model and every event model, which the other glam commands
     # and `glam --help` must not pay for at start-up.
     from engine.drift.compare import Difference
+    from engine.events.repo import PlannedAction
     from engine.git.source import GitSource
     from engine.observe import RepoState
     from engine.planner import DeployedState, Plan
@@ -500,6 +501,8 @@ def _print_text(
         if action.action == "new_version" and changed and not any(map(_versioned, changed)):
             # Tags, the deployment definition or the sources only: the saga publishes nothing.
             label, reason = "~ update", f"{reason}; nothing to publish (no versioned field)"
+        if release := _release_of(plan, action):
+            reason = f"{reason}; release {release}"
         files = f"  [{', '.join(action.files)}]" if action.files else ""
         function = f"  {action.function}" if action.function else ""
         typer.echo(f"{label:<16} {action.prefix}{function}{files}  — {reason}")
@@ -541,6 +544,7 @@ def _as_json(
         "actions": [
             a.model_dump(mode="json")
             | ({"adopt": True} if a.function in adopt else {})
+            | {"release": _release_of(plan, a)}
             | {
                 "fields": [
                     {"path": c.path, "old": c.desired, "new": c.live}
@@ -565,6 +569,14 @@ def _as_json(
         "removals": [r.model_dump(mode="json") for r in plan.removals],
         "rendered": rendered,
     }
+
+
+def _release_of(plan: Plan, action: PlannedAction) -> str | None:
+    """The release a create or a new version moves with (engine.saga.release), if any."""
+    desired = plan.desired.get(action.prefix)
+    if action.action not in ("create", "new_version") or desired is None:
+        return None
+    return desired.settings.release
 
 
 __all__ = ["plan_command"]

@@ -74,6 +74,9 @@ async def test_a_release_shifts_its_members_in_lockstep(
     await _deployed(setup)
     _write(setup, "green", LINEAR, ship={"trafficShiftingConfig": {"type": "ALL_AT_ONCE"}})
     setup.repo.commit("checkout release")
+    code, text = await glam("plan", "--repo", str(setup.repo.path), "--db", str(setup.db))
+    assert code == 1, text  # changes to make
+    assert text.count("; release checkout") == 3, text
     assert outcomes(await setup.run_once()) == ["succeeded"] * 3
 
     records = await setup.events()
