@@ -17,10 +17,11 @@ Layout (file schema version ``SCHEMA_VERSION`` in ``PRAGMA user_version``, glam'
 Writes go through ONE writer task (``engine.store.batching``): ``append`` queues a request and
 waits; the writer takes everything queued, plans it against the stored state and commits it in
 one transaction (group commit), so a thousand concurrent appends cost a handful of fsyncs, not a
-thousand. Reads use a second connection, so they never see a transaction in progress. WAL lets
-them run while the writer commits; ``synchronous=FULL`` makes an acknowledged append survive
-power loss; ``journal_size_limit`` and an earlier checkpoint keep the ``-wal`` small on a small
-disk. Before each commit the writer checks that its ``-wal`` is still the file it writes to.
+thousand; the SQL of appends and imports is in ``engine.store.sqlite_writes``. Reads use a
+second connection, so they never see a transaction in progress. WAL lets them run while the
+writer commits; ``synchronous=FULL`` makes an acknowledged append survive power loss;
+``journal_size_limit`` and an earlier checkpoint keep the ``-wal`` small on a small disk.
+Before each commit the writer checks that its ``-wal`` is still the file it writes to.
 """
 
 from __future__ import annotations
@@ -52,12 +53,8 @@ from engine.store.integrity import (
 from engine.store.records import (
     COLUMNS,
     DAMAGED_HINT,
-    GENESIS_HASH,
     AppendRequest,
-    ChainVerifier,
     StoredRow,
-    format_time,
-    plan_batch,
     to_recorded,
 )
 from engine.store.sqlite_log import (
@@ -73,6 +70,7 @@ from engine.store.sqlite_snapshots import (
     drop_snapshots,
     write_snapshot,
 )
+from engine.store.sqlite_writes import SqliteWrites
 from engine.store.witness import Witness, WitnessWriter
 
 BUSY_TIMEOUT_MS = 10_000
@@ -84,16 +82,11 @@ MAX_BATCH = 2_000
 # on a small disk it is the -wal, not the log, that fills it.
 WAL_AUTOCHECKPOINT_PAGES = 256
 JOURNAL_SIZE_LIMIT = 1024 * 1024
-_SQL_CHUNK = 500  # bound parameters per IN (...) query
-# S608 is silenced below only where the interpolated text is COLUMNS or "?" placeholders.
 
 _NO_LOG_HINT = (
     "start the engine with `glam run --repo URL` to create it, try `glam demo`, "
     "or point --db / $GLAM_DB at an existing log"
 )
-_LAST = "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1"
-_AFTER = f"SELECT {COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"  # noqa: S608
-_INSERT = f"INSERT INTO events ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"  # noqa: S608
 _NOTE = "INSERT OR REPLACE INTO glam_meta (key, value) VALUES (?, ?)"
 
 
@@ -101,11 +94,7 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _row(values: Sequence[Any]) -> StoredRow:
-    return StoredRow(*values)
-
-
-class SqliteEventStore(SqliteReads, SqliteSnapshots):
+class SqliteEventStore(SqliteReads, SqliteSnapshots, SqliteWrites):
     """The ``EventStore`` and ``ViewStore`` ports on one SQLite file.
 
     Use it as an async context manager, which starts and stops the writer task::
@@ -216,11 +205,6 @@ class SqliteEventStore(SqliteReads, SqliteSnapshots):
                     self._witness_scope.cancel()
             self._notify()
             await self._close_connections()
-
-    async def _run_witness(self) -> None:
-        assert self._witness is not None
-        with self._witness_scope:
-            await self._witness.run()
 
     async def _close_connections(self) -> None:
         for conn in (self._writer, self._reader):
@@ -439,66 +423,6 @@ class SqliteEventStore(SqliteReads, SqliteSnapshots):
             with contextlib.suppress(sqlite3.Error):
                 await self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
-    async def _catch_up(self, conn: aiosqlite.Connection) -> None:
-        """Verify what other processes appended since this store's verified head, before a new
-        event is chained onto it."""
-        integrity = self._integrity
-        head = integrity.head
-        while True:
-            rows = [
-                _row(values)
-                for values in await conn.execute_fetchall(_AFTER, (head.position, 10_000))
-            ]
-            if not rows:
-                break
-            head = integrity.verify(rows, head)
-        integrity.advance(head)
-
-    async def _append_batch(self, conn: aiosqlite.Connection, batch: list[Pending]) -> Head | None:
-        requests = [p.request for p in batch if p.request is not None]
-        last = list(await conn.execute_fetchall(_LAST))
-        last_position, last_hash = (last[0][0], last[0][1]) if last else (0, GENESIS_HASH)
-        ids = [new.meta.event_id for r in requests for new in r.events]
-        existing: dict[str, StoredRow] = {}
-        for chunk in _chunks(ids):
-            marks = ",".join("?" * len(chunk))
-            for values in await conn.execute_fetchall(
-                f"SELECT {COLUMNS} FROM events WHERE event_id IN ({marks})",  # noqa: S608
-                chunk,
-            ):
-                existing[values[1]] = _row(values)
-        versions: dict[str, int] = {}
-        for chunk in _chunks(sorted({r.stream for r in requests})):
-            marks = ",".join("?" * len(chunk))
-            for stream, version in await conn.execute_fetchall(
-                f"SELECT stream, max(version) FROM events WHERE stream IN ({marks}) "  # noqa: S608
-                "GROUP BY stream",
-                chunk,
-            ):
-                versions[stream] = version
-        plan = plan_batch(
-            requests,
-            existing=existing,
-            versions=versions,
-            last_position=last_position,
-            last_hash=last_hash,
-            recorded_at=format_time(self._now()),
-            chain=self._integrity.chain,
-        )
-        # Refuse to store what cannot be read back (e.g. an event class without SCHEMA bump).
-        for row in plan.new_rows:
-            to_recorded(row)
-        if plan.new_rows:
-            await conn.executemany(_INSERT, [row.as_tuple() for row in plan.new_rows])
-        for pending, outcome in zip(batch, plan.outcomes, strict=True):
-            if isinstance(outcome, Exception):
-                pending.error = outcome
-            else:
-                pending.result = outcome
-        if not plan.new_rows:
-            return None
-        return Head(plan.new_rows[-1].position, plan.new_rows[-1].hash)
-
     def _notify(self) -> None:
         self._appended.set()
         self._appended = anyio.Event()
@@ -538,29 +462,6 @@ class SqliteEventStore(SqliteReads, SqliteSnapshots):
         finally:
             conn.close()
         return None
-
-    async def import_rows(self, rows: Sequence[StoredRow]) -> None:
-        """Append rows exported from a glam log verbatim (restore, golden logs, benchmarks).
-        They must continue this log's hash chain exactly, or nothing is written."""
-        batch = list(rows)
-        integrity = self._integrity
-
-        async def job(conn: aiosqlite.Connection) -> Head | None:
-            last = list(await conn.execute_fetchall(_LAST))
-            start = Head(last[0][0], last[0][1]) if last else Head(0, GENESIS_HASH)
-            verifier = ChainVerifier(integrity.chain, start.position, start.hash)
-            for row in batch:
-                if not verifier.feed(row):
-                    raise StoreCorrupt(
-                        f"row {verifier.first_bad} cannot be imported: {verifier.reason}",
-                        hint="import an unaltered export that continues this log",
-                    )
-            await conn.executemany(_INSERT, [row.as_tuple() for row in batch])
-            return Head(verifier.position, verifier.hash) if batch else None
-
-        await self._submit(Pending(job=job, appends=True))
-        if integrity.first_hash is None and batch and batch[0].position == 1:
-            integrity.first_hash = batch[0].hash
 
     # -- projections (the ViewStore port) ----------------------------------------------------
 
@@ -610,8 +511,3 @@ def _writing(batch: Sequence[Pending]) -> str:
     if first.job is None or first.appends:
         return "write these events to"
     return "write the views and notes to"
-
-
-def _chunks(items: Sequence[str]) -> Iterable[list[str]]:
-    for start in range(0, len(items), _SQL_CHUNK):
-        yield list(items[start : start + _SQL_CHUNK])
