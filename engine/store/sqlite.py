@@ -39,7 +39,7 @@ import aiosqlite  # noqa: TID251 - this is the SQLite adapter
 import anyio
 from anyio.abc import TaskGroup
 
-from engine.errors import EventDecodeError, StoreCorrupt, StoreError, StoreTooNew
+from engine.errors import EventDecodeError, StoreCorrupt, StoreError
 from engine.events import NewEvent, RecordedEvent
 from engine.ports import ANY_VERSION, ViewSnapshot
 from engine.store import sqlite_files
@@ -58,11 +58,11 @@ from engine.store.records import (
     to_recorded,
 )
 from engine.store.sqlite_log import (
-    APPLICATION_ID,
-    NOTES,
-    SCHEMA,
-    SCHEMA_VERSION,
+    NO_LOG_HINT,
+    NOTE_UPSERT,
     SqliteReads,
+    check_format,
+    write_notes,
 )
 from engine.store.sqlite_snapshots import (
     SqliteSnapshots,
@@ -74,20 +74,11 @@ from engine.store.sqlite_writes import SqliteWrites
 from engine.store.witness import Witness, WitnessWriter
 
 BUSY_TIMEOUT_MS = 10_000
-# Above this size the full integrity check at open takes too long; quick_check still reads
-# every page and catches torn or truncated files.
-FULL_CHECK_MAX_BYTES = 256 * 1024 * 1024
 MAX_BATCH = 2_000
 # The -wal is checkpointed from 1 MiB (SQLite's default is 4 MiB) and cut back to 1 MiB after:
 # on a small disk it is the -wal, not the log, that fills it.
 WAL_AUTOCHECKPOINT_PAGES = 256
 JOURNAL_SIZE_LIMIT = 1024 * 1024
-
-_NO_LOG_HINT = (
-    "start the engine with `glam run --repo URL` to create it, try `glam demo`, "
-    "or point --db / $GLAM_DB at an existing log"
-)
-_NOTE = "INSERT OR REPLACE INTO glam_meta (key, value) VALUES (?, ?)"
 
 
 def _utc_now() -> datetime:
@@ -220,7 +211,7 @@ class SqliteEventStore(SqliteReads, SqliteSnapshots, SqliteWrites):
         try:
             if self.readonly:
                 if not await anyio.to_thread.run_sync(self.path.is_file):
-                    raise StoreError(f"no event log at {self.given_path}", hint=_NO_LOG_HINT)
+                    raise StoreError(f"no event log at {self.given_path}", hint=NO_LOG_HINT)
                 await anyio.to_thread.run_sync(sqlite_files.check_single_name, self.path)
                 await anyio.to_thread.run_sync(sqlite_files.check_wal_present, self.path)
                 uri = self.path.as_uri() + "?mode=ro"
@@ -255,58 +246,16 @@ class SqliteEventStore(SqliteReads, SqliteSnapshots, SqliteWrites):
             raise await sqlite_files.described(exc, self.path, "open") from exc
 
     async def _check_format(self, conn: aiosqlite.Connection, *, may_create: bool) -> None:
-        app_id = await self._scalar(conn, "PRAGMA application_id")
-        user_version = await self._scalar(conn, "PRAGMA user_version")
-        tables = await self._scalar(conn, "SELECT count(*) FROM sqlite_master")
-        if app_id == 0 and user_version == 0 and tables == 0:
-            if not may_create:
-                raise StoreError(
-                    f"{self.given_path} is an empty file, not an event log", hint=_NO_LOG_HINT
-                )
-            await conn.executescript(f"BEGIN IMMEDIATE;\n{SCHEMA}\nCOMMIT;")
-            return
-        if app_id != APPLICATION_ID:
-            raise StoreCorrupt(
-                f"{self.given_path} is an SQLite file but not a glam event log",
-                hint="point --db / $GLAM_DB at a glam database",
-            )
-        if user_version > SCHEMA_VERSION:
-            raise StoreTooNew(
-                f"{self.given_path} was written by a newer glam (database schema "
-                f"{user_version}, this glam reads up to {SCHEMA_VERSION})",
-                hint="upgrade glam; this version must not write to it",
-            )
-        if self._check:
-            size = (await anyio.to_thread.run_sync(self.path.stat)).st_size
-            pragma = "integrity_check" if size <= FULL_CHECK_MAX_BYTES else "quick_check"
-            rows = await conn.execute_fetchall(f"PRAGMA {pragma}")
-            problems = [str(r[0]) for r in rows if r[0] != "ok"]
-            if problems:
-                raise StoreCorrupt(
-                    f"{self.given_path} failed SQLite's {pragma}: {problems[0]}",
-                    hint=sqlite_files.DAMAGED_HINT,
-                )
-        if may_create:  # a log of an earlier glam gets its notes table
-            await conn.executescript(f"BEGIN IMMEDIATE;\n{NOTES};\nCOMMIT;")
-
-    async def _read_notes(self) -> dict[str, str]:
-        if not await self._scalar_read(
-            "SELECT count(*) FROM sqlite_master WHERE name = 'glam_meta'"
-        ):
-            return {}  # a log of an earlier glam, opened read-only
-        stored = await self._fetch("SELECT key, value FROM glam_meta")
-        return {str(key): str(value) for key, value in stored}
+        await check_format(
+            conn, self.path, where=self.given_path, may_create=may_create, check=self._check
+        )
 
     async def _write_notes(self, notes: Mapping[str, str | None]) -> None:
         """Write (None: remove) notes in one transaction: directly while opening, through the
         writer once it runs."""
 
         async def job(conn: aiosqlite.Connection) -> None:
-            for key, value in notes.items():
-                if value is None:
-                    await conn.execute("DELETE FROM glam_meta WHERE key = ?", (key,))
-                else:
-                    await conn.execute(_NOTE, (key, value))
+            await write_notes(conn, notes)
 
         if self._writes.running:
             await self._submit(Pending(job=job))
@@ -325,12 +274,6 @@ class SqliteEventStore(SqliteReads, SqliteSnapshots, SqliteWrites):
                 raise
         except sqlite3.Error as exc:
             raise await sqlite_files.described(exc, self.path, "write the log's notes to") from exc
-
-    @staticmethod
-    async def _scalar(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
-        async with conn.execute(sql, params) as cursor:
-            row = await cursor.fetchone()
-        return None if row is None else row[0]
 
     # -- appends: one writer, group commit ---------------------------------------------------
 
@@ -375,7 +318,7 @@ class SqliteEventStore(SqliteReads, SqliteSnapshots, SqliteWrites):
                 else:
                     head = await self._append_batch(conn, batch)
                 if head is not None:
-                    await conn.execute(_NOTE, (HEAD_NOTE, self._integrity.head_note(head)))
+                    await conn.execute(NOTE_UPSERT, (HEAD_NOTE, self._integrity.head_note(head)))
                 await conn.execute("COMMIT")
             except BaseException:
                 # A failed COMMIT (a full disk) has already rolled back: a ROLLBACK then would

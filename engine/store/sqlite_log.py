@@ -1,19 +1,23 @@
-"""The SQLite log without its driver: the tables, and every read written as SQL.
+"""The SQLite log without its driver: the tables, the format check made at open, the log's
+notes, and every read written as SQL.
 
-``engine.store.sqlite`` runs these through aiosqlite (``SqliteReads._fetch``); keeping them
-here keeps the adapter about connections, the writer and errors. See that module for the
-layout.
+``engine.store.sqlite`` runs these through aiosqlite (``SqliteReads._fetch``, and its
+connections for ``check_format`` and ``write_notes``); keeping them here keeps the adapter
+about connections, the writer and errors. See that module for the layout.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import anyio
 
+from engine.errors import StoreCorrupt, StoreError, StoreTooNew
 from engine.events import RecordedEvent
+from engine.store import sqlite_files
 from engine.store.records import (
     COLUMNS,
     StoredRow,
@@ -23,9 +27,17 @@ from engine.store.sql_reads import SqlReads
 
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x676C616D  # "glam"
+# Above this size the full integrity check at open takes too long; quick_check still reads
+# every page and catches torn or truncated files.
+FULL_CHECK_MAX_BYTES = 256 * 1024 * 1024
+NO_LOG_HINT = (
+    "start the engine with `glam run --repo URL` to create it, try `glam demo`, "
+    "or point --db / $GLAM_DB at an existing log"
+)
 # S608 is silenced below only where the interpolated text is COLUMNS or "?" placeholders.
 
 NOTES = "CREATE TABLE IF NOT EXISTS glam_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT"
+NOTE_UPSERT = "INSERT OR REPLACE INTO glam_meta (key, value) VALUES (?, ?)"
 
 SCHEMA = f"""
 CREATE TABLE events (
@@ -61,6 +73,62 @@ PRAGMA user_version = {SCHEMA_VERSION};
 """
 
 
+async def check_format(
+    conn: Any, path: Path, *, where: Path, may_create: bool, check: bool
+) -> None:
+    """Create the log's tables in an empty file (``may_create``; else ``StoreError``), refuse
+    a file that is not a glam log (``StoreCorrupt``) or was written by a newer glam
+    (``StoreTooNew``), run SQLite's integrity check (``check``; the quick one when the file at
+    ``path`` is large) and add the notes table a log of an earlier glam lacks. ``where`` names
+    the file in messages, as given; sqlite3's errors pass through to the adapter."""
+    app_id = await _scalar(conn, "PRAGMA application_id")
+    user_version = await _scalar(conn, "PRAGMA user_version")
+    tables = await _scalar(conn, "SELECT count(*) FROM sqlite_master")
+    if app_id == 0 and user_version == 0 and tables == 0:
+        if not may_create:
+            raise StoreError(f"{where} is an empty file, not an event log", hint=NO_LOG_HINT)
+        await conn.executescript(f"BEGIN IMMEDIATE;\n{SCHEMA}\nCOMMIT;")
+        return
+    if app_id != APPLICATION_ID:
+        raise StoreCorrupt(
+            f"{where} is an SQLite file but not a glam event log",
+            hint="point --db / $GLAM_DB at a glam database",
+        )
+    if user_version > SCHEMA_VERSION:
+        raise StoreTooNew(
+            f"{where} was written by a newer glam (database schema "
+            f"{user_version}, this glam reads up to {SCHEMA_VERSION})",
+            hint="upgrade glam; this version must not write to it",
+        )
+    if check:
+        size = (await anyio.to_thread.run_sync(path.stat)).st_size
+        pragma = "integrity_check" if size <= FULL_CHECK_MAX_BYTES else "quick_check"
+        rows = await conn.execute_fetchall(f"PRAGMA {pragma}")
+        problems = [str(r[0]) for r in rows if r[0] != "ok"]
+        if problems:
+            raise StoreCorrupt(
+                f"{where} failed SQLite's {pragma}: {problems[0]}",
+                hint=sqlite_files.DAMAGED_HINT,
+            )
+    if may_create:  # a log of an earlier glam gets its notes table
+        await conn.executescript(f"BEGIN IMMEDIATE;\n{NOTES};\nCOMMIT;")
+
+
+async def write_notes(conn: Any, notes: Mapping[str, str | None]) -> None:
+    """Write (None: remove) the log's notes, inside the caller's transaction."""
+    for key, value in notes.items():
+        if value is None:
+            await conn.execute("DELETE FROM glam_meta WHERE key = ?", (key,))
+        else:
+            await conn.execute(NOTE_UPSERT, (key, value))
+
+
+async def _scalar(conn: Any, sql: str, params: Sequence[Any] = ()) -> Any:
+    async with conn.execute(sql, params) as cursor:
+        row = await cursor.fetchone()
+    return None if row is None else row[0]
+
+
 class SqliteReads(SqlReads):
     """The read side of the ``EventStore`` and ``ViewStore`` ports (and audit reads) as SQL
     over ``_fetch``. Subclasses provide ``_fetch``, ``_closed``, ``_appended`` (an event set
@@ -76,6 +144,14 @@ class SqliteReads(SqlReads):
     async def _scalar_read(self, sql: str, params: Sequence[Any] = ()) -> int:
         rows = list(await self._fetch(sql, params))
         return int(rows[0][0] or 0) if rows else 0
+
+    async def _read_notes(self) -> dict[str, str]:
+        if not await self._scalar_read(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'glam_meta'"
+        ):
+            return {}  # a log of an earlier glam, opened read-only
+        stored = await self._fetch("SELECT key, value FROM glam_meta")
+        return {str(key): str(value) for key, value in stored}
 
     async def read_rows(self, from_position: int = 1, limit: int | None = None) -> list[StoredRow]:
         """Raw stored rows, undecoded and unverified (audit, verify, export)."""
