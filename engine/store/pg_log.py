@@ -1,6 +1,8 @@
-"""The PostgreSQL log without its driver: the tables, and every read written as SQL.
+"""The PostgreSQL log without its driver: the tables, the checks made at open (the format,
+the engine lock), the log's notes, and every read written as SQL.
 
-``engine.store.postgres`` runs these through psycopg (``LogReads._fetch``); keeping them here
+``engine.store.postgres`` runs these through psycopg (``LogReads._fetch``, and its
+connections for ``check_format``, ``take_engine_lock`` and ``write_notes``); keeping them here
 keeps the adapter about connections, the writer and errors.
 
 Layout: the tables of the SQLite log, column for column (``events``, ``view_rows``,
@@ -13,13 +15,13 @@ connection's ``search_path``, so one database can hold several logs
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import anyio
 
-from engine.errors import StoreCorrupt, StoreLocked
+from engine.errors import StoreCorrupt, StoreError, StoreLocked, StoreTooNew
 from engine.events import RecordedEvent
 from engine.store.records import (
     COLUMNS,
@@ -64,6 +66,16 @@ def engine_lock_refused(mode: str, where: str, *, held_shared: bool) -> StoreLoc
     return StoreLocked(
         f"another glam engine is running on {where}", hint="stop it first, or use another --db"
     )
+
+
+async def take_engine_lock(conn: Any, mode: str, where: str) -> None:
+    """Take the engine lock of ``mode`` on ``conn``'s session, or raise ``StoreLocked`` saying
+    which kind of engine holds it."""
+    row = await (await conn.execute(TAKE_ENGINE_LOCK[mode], (ENGINE_LOCK,))).fetchone()
+    if not (row and row[0]):
+        probe = await conn.execute(PROBE_SHARED, {"k": ENGINE_LOCK})
+        held_shared = bool((await probe.fetchone() or (False,))[0])
+        raise engine_lock_refused(mode, where, held_shared=held_shared)
 
 
 CHANNEL = "glam_events"  # NOTIFY channel, one notification per append transaction
@@ -129,6 +141,60 @@ NOTE_UPSERT = (
     "INSERT INTO glam_meta (key, value) VALUES (%s, %s) "
     "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
 )
+
+
+async def check_format(conn: Any, where: str, *, may_create: bool) -> None:
+    """Create the log's tables in a database without them (``may_create``; else
+    ``StoreError``), add the notes table a log of an earlier glam lacks, and refuse a database
+    whose ``events`` or ``glam_log`` table is not glam's (``StoreCorrupt``) or that a newer
+    glam wrote (``StoreTooNew``). psycopg's errors pass through to the adapter."""
+    async with conn.transaction():
+        if may_create:  # two engines starting at once create the tables once
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))
+        cur = await conn.execute(
+            "SELECT to_regclass('glam_log') IS NOT NULL, to_regclass('events') IS NOT NULL"
+        )
+        has_log, has_events = await cur.fetchone() or (False, False)
+        if not has_log:
+            if has_events:
+                raise StoreCorrupt(
+                    f"{where} has an events table but is not a glam event log",
+                    hint="give glam a database, or a search_path schema, of its own",
+                )
+            if not may_create:
+                raise StoreError(f"no event log at {where}", hint=NO_LOG_HINT)
+            await conn.execute(SCHEMA)
+            await conn.execute(
+                "INSERT INTO glam_log (application, schema_version) VALUES (%s, %s)",
+                (APPLICATION, SCHEMA_VERSION),
+            )
+        if may_create:  # a log of an earlier glam gets its notes table
+            cur = await conn.execute("SELECT to_regclass('glam_meta') IS NULL")
+            if (await cur.fetchone() or (False,))[0]:
+                await conn.execute(NOTES)
+        cur = await conn.execute("SELECT application, schema_version FROM glam_log")
+        row = await cur.fetchone()
+    if row is None or row[0] != APPLICATION:
+        raise StoreCorrupt(
+            f"{where} holds a glam_log table that is not glam's",
+            hint="give glam a database, or a search_path schema, of its own",
+        )
+    if row[1] > SCHEMA_VERSION:
+        raise StoreTooNew(
+            f"{where} was written by a newer glam (database schema {row[1]}, this "
+            f"glam reads up to {SCHEMA_VERSION})",
+            hint="upgrade glam; this version must not write to it",
+        )
+
+
+async def write_notes(conn: Any, notes: Mapping[str, str | None]) -> None:
+    """Write (None: remove) the log's notes, inside the caller's transaction."""
+    for key, value in notes.items():
+        if value is None:
+            await conn.execute("DELETE FROM glam_meta WHERE key = %s", (key,))
+        else:
+            await conn.execute(NOTE_UPSERT, (key, value))
+
 
 # S608 is silenced below only where the interpolated text is COLUMNS.
 _RANGE = f"SELECT {COLUMNS} FROM events WHERE position >= %s ORDER BY position LIMIT %s"  # noqa: S608

@@ -48,7 +48,7 @@ from anyio.abc import TaskGroup
 from psycopg import errors as pg_errors  # noqa: TID251 - same adapter
 from psycopg.conninfo import conninfo_to_dict  # noqa: TID251 - same adapter
 
-from engine.errors import StoreCorrupt, StoreError, StoreLocked, StoreTooNew, StoreUnavailable
+from engine.errors import StoreError, StoreLocked, StoreUnavailable
 from engine.events import NewEvent, RecordedEvent
 from engine.ports import ANY_VERSION, EventStore, ProjectionStore
 from engine.store import pg_leases, pg_log
@@ -60,7 +60,7 @@ from engine.store.integrity import (
     LogIntegrity,
 )
 from engine.store.pg_leases import Fence, FencedAppends, Lease
-from engine.store.pg_log import APPEND_LOCK, CHANNEL, NOTE_UPSERT, LogReads
+from engine.store.pg_log import CHANNEL, NOTE_UPSERT, LogReads
 from engine.store.pg_views import ViewRows, create_snapshot_tables
 from engine.store.pg_writes import PgWrites
 from engine.store.records import (
@@ -224,11 +224,7 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends):
         writer once it runs."""
 
         async def job(conn: Connection) -> None:
-            for key, value in notes.items():
-                if value is None:
-                    await conn.execute("DELETE FROM glam_meta WHERE key = %s", (key,))
-                else:
-                    await conn.execute(NOTE_UPSERT, (key, value))
+            await pg_log.write_notes(conn, notes)
 
         if self._writes.running:
             await self._submit(Pending(job=job))
@@ -286,14 +282,9 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends):
         """A connection holding the log's engine lock (a session advisory lock, released by
         the server when the connection ends, however the engine dies): exclusive for the one
         engine of the log, shared for each shared engine (``pg_log.ENGINE_LOCK``)."""
-        mode, key = self._lock or "exclusive", pg_log.ENGINE_LOCK
         conn = await self._connect("engine lock")
         try:
-            row = await (await conn.execute(pg_log.TAKE_ENGINE_LOCK[mode], (key,))).fetchone()
-            if not (row and row[0]):
-                probe = await conn.execute(pg_log.PROBE_SHARED, {"k": key})
-                held_shared = bool((await probe.fetchone() or (False,))[0])
-                raise pg_log.engine_lock_refused(mode, self.where, held_shared=held_shared)
+            await pg_log.take_engine_lock(conn, self._lock or "exclusive", self.where)
         except psycopg.Error as exc:
             await conn.close()
             raise self._translate(exc, "take the engine lock") from exc
@@ -360,45 +351,9 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends):
 
     async def _check_format(self, conn: Connection, *, may_create: bool) -> None:
         try:
-            async with conn.transaction():
-                if may_create:  # two engines starting at once create the tables once
-                    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))
-                cur = await conn.execute(
-                    "SELECT to_regclass('glam_log') IS NOT NULL, to_regclass('events') IS NOT NULL"
-                )
-                has_log, has_events = await cur.fetchone() or (False, False)
-                if not has_log:
-                    if has_events:
-                        raise StoreCorrupt(
-                            f"{self.where} has an events table but is not a glam event log",
-                            hint="give glam a database, or a search_path schema, of its own",
-                        )
-                    if not may_create:
-                        raise StoreError(f"no event log at {self.where}", hint=pg_log.NO_LOG_HINT)
-                    await conn.execute(pg_log.SCHEMA)
-                    await conn.execute(
-                        "INSERT INTO glam_log (application, schema_version) VALUES (%s, %s)",
-                        (pg_log.APPLICATION, pg_log.SCHEMA_VERSION),
-                    )
-                if may_create:  # a log of an earlier glam gets its notes table
-                    cur = await conn.execute("SELECT to_regclass('glam_meta') IS NULL")
-                    if (await cur.fetchone() or (False,))[0]:
-                        await conn.execute(pg_log.NOTES)
-                cur = await conn.execute("SELECT application, schema_version FROM glam_log")
-                row = await cur.fetchone()
+            await pg_log.check_format(conn, self.where, may_create=may_create)
         except psycopg.Error as exc:
             raise self._translate(exc, "open the event log") from exc
-        if row is None or row[0] != pg_log.APPLICATION:
-            raise StoreCorrupt(
-                f"{self.where} holds a glam_log table that is not glam's",
-                hint="give glam a database, or a search_path schema, of its own",
-            )
-        if row[1] > pg_log.SCHEMA_VERSION:
-            raise StoreTooNew(
-                f"{self.where} was written by a newer glam (database schema {row[1]}, this "
-                f"glam reads up to {pg_log.SCHEMA_VERSION})",
-                hint="upgrade glam; this version must not write to it",
-            )
 
     async def _add_snapshot_tables(self, conn: Connection) -> None:
         """A log from before snapshots lacks their tables (``engine.store.pg_views``)."""
