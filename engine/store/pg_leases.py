@@ -197,6 +197,29 @@ class _Sql:
         return await cur.fetchall() if cur.description else []
 
 
+class LeaseReads:
+    """The lease table on the store's reader (a mixin of ``PostgresEventStore``, which
+    provides ``_fetch``), for a store that may be open read-only."""
+
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    async def leases(self) -> list[Lease] | None:
+        """The lease table as the reader sees it (``glam db info``): None when no engine ever
+        ran shared on this log."""
+        return await read_leases(_Reads(self))
+
+
+class _Reads:
+    """``pg_leases.Sql`` on the store's reader (statements that only read)."""
+
+    def __init__(self, store: LeaseReads) -> None:
+        self._store = store
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return await self._store._fetch(sql, params)
+
+
 async def create_tables(sql: Sql) -> None:
     # Under the append lock: two engines starting at once must not both create the tables.
     await sql.fetch("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))

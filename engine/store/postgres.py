@@ -51,7 +51,7 @@ from psycopg.conninfo import conninfo_to_dict  # noqa: TID251 - same adapter
 from engine.errors import StoreError, StoreLocked, StoreUnavailable
 from engine.events import NewEvent, RecordedEvent
 from engine.ports import ANY_VERSION, EventStore, ProjectionStore
-from engine.store import pg_leases, pg_log
+from engine.store import pg_log
 from engine.store.batching import Pending, WriteQueue
 from engine.store.integrity import (
     HEAD_NOTE,
@@ -59,7 +59,7 @@ from engine.store.integrity import (
     Integrity,
     LogIntegrity,
 )
-from engine.store.pg_leases import Fence, FencedAppends, Lease
+from engine.store.pg_leases import Fence, FencedAppends, LeaseReads
 from engine.store.pg_log import CHANNEL, NOTE_UPSERT, LogReads
 from engine.store.pg_views import ViewRows, create_snapshot_tables
 from engine.store.pg_writes import PgWrites
@@ -109,7 +109,7 @@ def _broken(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | TimeoutError)
 
 
-class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends):
+class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends, LeaseReads):
     """The ``EventStore`` and ``ViewStore`` ports on a PostgreSQL database.
 
     Use it as an async context manager, which connects and starts the writer and listener::
@@ -551,21 +551,6 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends):
             return await cur.fetchall()
 
         return await self._read(body)
-
-    async def leases(self) -> list[Lease] | None:
-        """The lease table as the reader sees it (``glam db info``): None when no engine ever
-        ran shared on this log."""
-        return await pg_leases.read_leases(_Reads(self))
-
-
-class _Reads:
-    """``pg_leases.Sql`` on the store's reader (statements that only read)."""
-
-    def __init__(self, store: PostgresEventStore) -> None:
-        self._store = store
-
-    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return await self._store._fetch(sql, params)
 
 
 if TYPE_CHECKING:  # the store must satisfy the ports the engine and the runner use
