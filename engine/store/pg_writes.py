@@ -1,5 +1,5 @@
-"""The PostgreSQL writer without its driver: the SQL of appends and imports, the chain
-checks around them, and relaying notifications.
+"""The PostgreSQL writer without its driver: ``append`` and ``import_rows``, their SQL, the
+chain checks around them, and relaying notifications.
 
 A mixin of ``engine.store.postgres.PostgresEventStore``, which provides the connections, the
 write queue (``_submit``) and the error handling; the connections are psycopg
@@ -14,6 +14,8 @@ from typing import Any
 
 import anyio
 
+from engine.events import NewEvent, RecordedEvent
+from engine.ports import ANY_VERSION
 from engine.store.batching import Pending
 from engine.store.integrity import Head, LogIntegrity
 from engine.store.pg_log import APPEND_LOCK, CHANNEL, rows_to_import
@@ -30,7 +32,8 @@ from engine.store.witness import WitnessWriter
 
 
 class PgWrites:
-    """Appends' and imports' SQL, and the chain checks made under the append lock."""
+    """Appends and imports: what they queue, their SQL, and the chain checks made under the
+    append lock."""
 
     _integrity: LogIntegrity
     _now: Callable[[], datetime]
@@ -47,6 +50,17 @@ class PgWrites:
         assert self._witness is not None
         with self._witness_scope:  # cancelled on close, after the last write is flushed
             await self._witness.run()
+
+    async def append(
+        self, stream: str, events: Sequence[NewEvent], expected_version: int = ANY_VERSION
+    ) -> list[RecordedEvent]:
+        """Append atomically (see ``engine.ports.EventStore``). Once queued the append is
+        committed even if the caller is cancelled while waiting, as with any database. A
+        ``StoreUnavailable`` means the outcome is unknown: repeat the same append."""
+        rows: list[StoredRow] = await self._submit(
+            Pending(request=AppendRequest(stream, list(events), expected_version))
+        )
+        return [to_recorded(row) for row in rows]
 
     async def _catch_up(self, conn: Any) -> None:
         """Verify what other engines or commands appended since this store's verified head,

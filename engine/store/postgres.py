@@ -49,8 +49,7 @@ from psycopg import errors as pg_errors  # noqa: TID251 - same adapter
 from psycopg.conninfo import conninfo_to_dict  # noqa: TID251 - same adapter
 
 from engine.errors import StoreError, StoreLocked, StoreUnavailable
-from engine.events import NewEvent, RecordedEvent
-from engine.ports import ANY_VERSION, EventStore, ProjectionStore
+from engine.ports import EventStore, ProjectionStore
 from engine.store import pg_log
 from engine.store.batching import Pending, WriteQueue
 from engine.store.integrity import (
@@ -63,11 +62,6 @@ from engine.store.pg_leases import Fence, FencedAppends, LeaseReads
 from engine.store.pg_log import CHANNEL, NOTE_UPSERT, LogReads
 from engine.store.pg_views import ViewRows, create_snapshot_tables
 from engine.store.pg_writes import PgWrites
-from engine.store.records import (
-    AppendRequest,
-    StoredRow,
-    to_recorded,
-)
 from engine.store.witness import Witness, WitnessWriter
 
 MAX_BATCH = 2_000
@@ -373,17 +367,6 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends, LeaseReads
         return StoreError(message, hint="see the PostgreSQL server log; retry once it is fixed")
 
     # -- appends: one writer, group commit ---------------------------------------------------
-
-    async def append(
-        self, stream: str, events: Sequence[NewEvent], expected_version: int = ANY_VERSION
-    ) -> list[RecordedEvent]:
-        """Append atomically (see ``engine.ports.EventStore``). Once queued the append is
-        committed even if the caller is cancelled while waiting, as with any database. A
-        ``StoreUnavailable`` means the outcome is unknown: repeat the same append."""
-        rows: list[StoredRow] = await self._submit(
-            Pending(request=AppendRequest(stream, list(events), expected_version))
-        )
-        return [to_recorded(row) for row in rows]
 
     async def _submit(self, pending: Pending) -> Any:
         if self.readonly:

@@ -40,8 +40,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from engine.errors import EventDecodeError, StoreCorrupt, StoreError
-from engine.events import NewEvent, RecordedEvent
-from engine.ports import ANY_VERSION, ViewSnapshot
+from engine.ports import ViewSnapshot
 from engine.store import sqlite_files
 from engine.store.batching import Pending, WriteQueue
 from engine.store.integrity import (
@@ -50,13 +49,7 @@ from engine.store.integrity import (
     Integrity,
     LogIntegrity,
 )
-from engine.store.records import (
-    COLUMNS,
-    DAMAGED_HINT,
-    AppendRequest,
-    StoredRow,
-    to_recorded,
-)
+from engine.store.records import COLUMNS, DAMAGED_HINT
 from engine.store.sqlite_log import (
     NO_LOG_HINT,
     NOTE_UPSERT,
@@ -276,16 +269,6 @@ class SqliteEventStore(SqliteReads, SqliteSnapshots, SqliteWrites):
             raise await sqlite_files.described(exc, self.path, "write the log's notes to") from exc
 
     # -- appends: one writer, group commit ---------------------------------------------------
-
-    async def append(
-        self, stream: str, events: Sequence[NewEvent], expected_version: int = ANY_VERSION
-    ) -> list[RecordedEvent]:
-        """Append atomically (see ``engine.ports.EventStore``). Once queued the append is
-        committed even if the caller is cancelled while waiting, as with any database."""
-        rows: list[StoredRow] = await self._submit(
-            Pending(request=AppendRequest(stream, list(events), expected_version))
-        )
-        return [to_recorded(row) for row in rows]
 
     async def _submit(self, pending: Pending) -> Any:
         if self.readonly:

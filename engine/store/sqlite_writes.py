@@ -1,5 +1,5 @@
-"""The SQLite writer without its driver: the SQL of appends and imports, and the chain checks
-around them.
+"""The SQLite writer without its driver: ``append`` and ``import_rows``, their SQL, and the
+chain checks around them.
 
 A mixin of ``engine.store.sqlite.SqliteEventStore``, which provides the connections, the
 write queue (``_submit``), the batch's transaction and the error handling; the connection is
@@ -16,11 +16,14 @@ from typing import Any
 import anyio
 
 from engine.errors import StoreCorrupt
+from engine.events import NewEvent, RecordedEvent
+from engine.ports import ANY_VERSION
 from engine.store.batching import Pending
 from engine.store.integrity import Head, LogIntegrity
 from engine.store.records import (
     COLUMNS,
     GENESIS_HASH,
+    AppendRequest,
     ChainVerifier,
     StoredRow,
     format_time,
@@ -41,7 +44,8 @@ def _row(values: Sequence[Any]) -> StoredRow:
 
 
 class SqliteWrites:
-    """Appends' and imports' SQL, and the chain checks made in the writer's transaction."""
+    """Appends and imports: what they queue, their SQL, and the chain checks made in the
+    writer's transaction."""
 
     _integrity: LogIntegrity
     _now: Callable[[], datetime]
@@ -55,6 +59,16 @@ class SqliteWrites:
         assert self._witness is not None
         with self._witness_scope:
             await self._witness.run()
+
+    async def append(
+        self, stream: str, events: Sequence[NewEvent], expected_version: int = ANY_VERSION
+    ) -> list[RecordedEvent]:
+        """Append atomically (see ``engine.ports.EventStore``). Once queued the append is
+        committed even if the caller is cancelled while waiting, as with any database."""
+        rows: list[StoredRow] = await self._submit(
+            Pending(request=AppendRequest(stream, list(events), expected_version))
+        )
+        return [to_recorded(row) for row in rows]
 
     async def _catch_up(self, conn: Any) -> None:
         """Verify what other processes appended since this store's verified head, before a new
