@@ -10,7 +10,7 @@ Layout (file schema version ``SCHEMA_VERSION`` in ``PRAGMA user_version``, glam'
   unique (idempotent retries), ``UNIQUE(stream, version)`` (optimistic concurrency), and the
   hash chain (``prev_hash``, ``hash``; see ``engine.store.records``). Never updated or deleted.
 - ``view_rows`` and ``checkpoints``: projection rows and how far they have folded, written
-  together in one transaction (``save_views``).
+  together in one transaction (``save_views``, in ``engine.store.sqlite_snapshots``).
 - ``glam_meta``: the log's notes about its own chain (keyed or not, the verified head; see
   ``engine.store.integrity``), added to a log of an earlier glam when it is first written.
 
@@ -40,7 +40,6 @@ import anyio
 from anyio.abc import TaskGroup
 
 from engine.errors import EventDecodeError, StoreCorrupt, StoreError
-from engine.ports import ViewSnapshot
 from engine.store import sqlite_files
 from engine.store.batching import Pending, WriteQueue
 from engine.store.integrity import (
@@ -57,12 +56,7 @@ from engine.store.sqlite_log import (
     check_format,
     write_notes,
 )
-from engine.store.sqlite_snapshots import (
-    SqliteSnapshots,
-    create_snapshot_tables,
-    drop_snapshots,
-    write_snapshot,
-)
+from engine.store.sqlite_snapshots import SqliteSnapshots, create_snapshot_tables
 from engine.store.sqlite_writes import SqliteWrites
 from engine.store.witness import Witness, WitnessWriter
 
@@ -388,47 +382,6 @@ class SqliteEventStore(SqliteReads, SqliteSnapshots, SqliteWrites):
         finally:
             conn.close()
         return None
-
-    # -- projections (the ViewStore port) ----------------------------------------------------
-
-    async def save_views(
-        self,
-        projection: str,
-        checkpoint: int,
-        rows: Mapping[tuple[str, str], str | None],
-        *,
-        reset: bool = False,
-        snapshot: ViewSnapshot | None = None,
-    ) -> None:
-        """Write changed rows (None deletes) and the checkpoint in one transaction;
-        ``reset`` first drops every row and snapshot of the projection (rebuild);
-        ``snapshot`` is written in the same transaction (``engine.store.sqlite_snapshots``)."""
-        upserts = [(projection, v, k, d) for (v, k), d in rows.items() if d is not None]
-        deletes = [(projection, v, k) for (v, k), d in rows.items() if d is None]
-
-        async def job(conn: aiosqlite.Connection) -> None:
-            if reset:
-                await conn.execute("DELETE FROM view_rows WHERE projection = ?", (projection,))
-                await drop_snapshots(conn, projection)
-            if snapshot is not None:
-                assert snapshot.position == checkpoint, "a snapshot is of its checkpoint"
-                await write_snapshot(conn, projection, snapshot)
-            if deletes:
-                await conn.executemany(
-                    "DELETE FROM view_rows WHERE projection = ? AND view = ? AND key = ?", deletes
-                )
-            if upserts:
-                await conn.executemany(
-                    "INSERT OR REPLACE INTO view_rows (projection, view, key, data) "
-                    "VALUES (?,?,?,?)",
-                    upserts,
-                )
-            await conn.execute(
-                "INSERT OR REPLACE INTO checkpoints (projection, position) VALUES (?, ?)",
-                (projection, checkpoint),
-            )
-
-        await self._submit(Pending(job=job))
 
 
 def _writing(batch: Sequence[Pending]) -> str:

@@ -1,9 +1,10 @@
-"""Snapshots of the views in the SQLite log (time travel): the tables and their SQL.
+"""View saves and snapshots of the views in the SQLite log (time travel): the tables and
+their SQL.
 
 A mixin of ``engine.store.sqlite.SqliteEventStore``, which provides ``_fetch`` (a read on the
-reader connection) and runs ``write_snapshot`` inside the transaction of a view save. The
-connection handed to it is an aiosqlite connection, typed ``Any`` here because only the
-adapter module imports aiosqlite.
+reader connection) and ``_submit`` (run a job in the writer's next transaction). The
+connection handed to the jobs is an aiosqlite connection, typed ``Any`` here because only the
+adapter module imports aiosqlite. ``engine.store.pg_views`` is the same for PostgreSQL.
 
 Two tables, created when a writer opens a log that lacks them (a log written before snapshots
 existed simply has none; an older glam leaves them alone):
@@ -21,9 +22,11 @@ existed simply has none; an older glam leaves them alone):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from engine.ports import SnapshotRows, ViewSnapshot
+from engine.store.batching import Pending
 
 SNAPSHOT_TABLES = """
 CREATE TABLE IF NOT EXISTS view_snapshots (
@@ -67,11 +70,53 @@ _DROP = (
 
 
 class SqliteSnapshots:
-    """``snapshots`` and ``load_snapshot`` of the ViewStore port, and the writing half of a
-    view save that carries a snapshot."""
+    """``save_views``, ``snapshots`` and ``load_snapshot`` of the ViewStore port: a view save
+    writes its snapshot in the same transaction."""
 
     async def _fetch(self, sql: str, params: Any = ()) -> Any:
         raise NotImplementedError
+
+    async def _submit(self, pending: Pending) -> Any:
+        raise NotImplementedError
+
+    async def save_views(
+        self,
+        projection: str,
+        checkpoint: int,
+        rows: Mapping[tuple[str, str], str | None],
+        *,
+        reset: bool = False,
+        snapshot: ViewSnapshot | None = None,
+    ) -> None:
+        """Write changed rows (None deletes) and the checkpoint in one transaction;
+        ``reset`` first drops every row and snapshot of the projection (rebuild);
+        ``snapshot`` is written in the same transaction."""
+        upserts = [(projection, v, k, d) for (v, k), d in rows.items() if d is not None]
+        deletes = [(projection, v, k) for (v, k), d in rows.items() if d is None]
+
+        async def job(conn: Any) -> None:
+            if reset:
+                await conn.execute("DELETE FROM view_rows WHERE projection = ?", (projection,))
+                await drop_snapshots(conn, projection)
+            if snapshot is not None:
+                assert snapshot.position == checkpoint, "a snapshot is of its checkpoint"
+                await write_snapshot(conn, projection, snapshot)
+            if deletes:
+                await conn.executemany(
+                    "DELETE FROM view_rows WHERE projection = ? AND view = ? AND key = ?", deletes
+                )
+            if upserts:
+                await conn.executemany(
+                    "INSERT OR REPLACE INTO view_rows (projection, view, key, data) "
+                    "VALUES (?,?,?,?)",
+                    upserts,
+                )
+            await conn.execute(
+                "INSERT OR REPLACE INTO checkpoints (projection, position) VALUES (?, ?)",
+                (projection, checkpoint),
+            )
+
+        await self._submit(Pending(job=job))
 
     async def _has_snapshot_tables(self) -> bool:
         rows = list(
