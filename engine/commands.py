@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from typing import get_args
 
 from engine.cli.common import current_views
+from engine.deployed import deployed_from_events
 from engine.errors import GlamError, UsageError
 from engine.events import Metadata, NewEvent, RecordedEvent
 from engine.events.operator import OPS_STREAM, OperatorCommand, OperatorCommandIssued
 from engine.operator import Refusal, Target, decide_hand_over
-from engine.planner import deployed_from_events, head_action, held_deletes
 from engine.ports import ANY_VERSION, EventStore, ProjectionStore
+from engine.replan import head_action, held_deletes
 from engine.runtime.report import read_log
 from engine.saga import fold, initial_state
 from engine.streams import FUNCTION_PREFIX, REPO_PREFIX, is_function_stream, parse_function_stream

@@ -17,7 +17,7 @@ the saga then acts on:
 - hold, extend: the deployment in flight while it shifts traffic (engine.saga.holds.HOLDABLE);
   not a deployment already held. resume: a held one (or one whose hold is still to act).
   promote_step: a bake of a step before the promote. Each acts at the next bake.
-- retry: the rolled-back desired state again, unless ``engine.planner.retry_refusal`` says
+- retry: the rolled-back desired state again, unless ``engine.replan.retry_refusal`` says
   why not (in flight, nothing rolled back, the branch deleted or replaced it); once handed
   over, only while the rolled-back deployment is still the one the CLI checked.
 - allow_deletes: a commit whose deletes are held.
@@ -32,10 +32,12 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
+from engine.deployed import DeployedState
 from engine.events.function import DeploymentRequested, OperatorRequested
 from engine.events.operator import OPS_STREAM, OperatorCommandIssued
 from engine.events.repo import PlannedAction
-from engine.planner import DeployedState, PlanContext, plan_retry, retry_refusal
+from engine.planner import PlanContext
+from engine.replan import plan_retry, retry_refusal
 from engine.saga.holds import HOLDABLE
 from engine.saga.saga import SUPERSEDABLE
 from engine.saga.state import Deployment, SagaState

@@ -38,7 +38,7 @@ are. Nothing is deleted that a ``_lambdadef.json`` still describes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from engine.claims import in_paths, refusal, render_filter
@@ -59,7 +59,6 @@ from engine.events.function import (
     DeployAction,
     DeploymentRequested,
     FunctionOwner,
-    OperatorRequested,
     SettingsRecorded,
 )
 from engine.events.repo import (
@@ -84,12 +83,8 @@ __all__ = [
     "deployed_from_events",
     "evolve_deployed",
     "fold_deployed",
-    "head_action",
-    "held_deletes",
     "plan_commit",
-    "plan_retry",
     "render_filter",
-    "retry_refusal",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -480,75 +475,6 @@ def _conflicting_claims(
                 prefix=prefix, file=f"{prefix}_lambdadef.json", reason=reason, hint=hint
             )
     return out
-
-
-def head_action(events: Iterable[Event], stream: str) -> PlannedAction | None:
-    """The last action the planner recorded for function ``stream`` (from the repository
-    stream's events in order): what the latest planned commit wants of it. A plan records only
-    the prefixes it changes, so the last one naming the stream is the one that counts."""
-    last: PlannedAction | None = None
-    for event in events:
-        if isinstance(event, CommitPlanned):
-            for action in event.actions:
-                if action.function == stream:
-                    last = action
-    return last
-
-
-def retry_refusal(current: DeployedState, head: PlannedAction | None = None) -> str | None:
-    """Why an operator's retry cannot be acted on for this function, or None when it can.
-    ``head`` is ``head_action`` of the repository stream: a retry never brings back a desired
-    state the branch has since deleted or replaced (the normal plan handles a replacement)."""
-    if current.in_flight is not None:
-        return f"{current.stream} has a deployment in progress; abort it first"
-    if current.rolled_back is None or current.rolled_back_hash is None:
-        return f"{current.stream} has no rolled-back desired state to retry"
-    if head is not None and head.action == "delete":
-        return f"the branch deleted the definition of {current.stream}; nothing to retry"
-    if head is not None and head.content_hash not in (None, current.rolled_back_hash):
-        return (
-            f"the branch wants another desired state of {current.stream} than the rolled-back "
-            "one; the engine deploys it without a retry"
-        )
-    return None
-
-
-def plan_retry(
-    current: DeployedState, ctx: PlanContext, head: PlannedAction | None = None
-) -> DeploymentRequested | None:
-    """An operator's retry: request the rolled-back desired state again (same commit, a new
-    deployment id), or None when ``retry_refusal`` says it cannot be retried."""
-    if retry_refusal(current, head) is not None:
-        return None
-    rejected = current.rolled_back
-    assert rejected is not None  # retry_refusal checked it
-    assert rejected.desired is not None  # only requests with a desired state roll back
-    return DeploymentRequested(
-        deployment_id=ctx.new_id(),
-        commit=rejected.commit,
-        action="update" if current.exists else "create",
-        desired=rejected.desired,
-        owner=rejected.owner,
-    )
-
-
-def held_deletes(events: Iterable[Event]) -> dict[str, DeletesHeld]:
-    """The commits whose deletes are held and not yet allowed, from the repository stream's
-    events in order: a ``DeletesHeld`` holds its commit, a later ``CommitPlanned`` of another
-    commit makes it stale (that plan decides anew), an ``allow_deletes`` handed to the stream
-    releases it."""
-    held: dict[str, DeletesHeld] = {}
-    for event in events:
-        match event:
-            case DeletesHeld(sha=sha):
-                held = {sha: event}
-            case CommitPlanned(sha=sha) if sha not in held:
-                held = {}
-            case OperatorRequested(command="allow_deletes", target=sha, outcome="applied"):
-                held.pop(sha, None)
-            case _:
-                pass
-    return held
 
 
 def _decide(

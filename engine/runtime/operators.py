@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 
 import anyio
 
+from engine.deployed import deployed_from_events
 from engine.errors import FencedOut, GlamError, StoreError
 from engine.events import RecordedEvent, stamped
 from engine.events.catalog import Event
@@ -28,8 +29,8 @@ from engine.events.repo import PlannedAction
 from engine.logs import get_logger
 from engine.observe import Fetched
 from engine.operator import HandOver, Target, decide_hand_over
-from engine.planner import deployed_from_events, head_action, held_deletes
 from engine.ports import ANY_VERSION, Clock, EventStore
+from engine.replan import head_action, held_deletes
 from engine.runtime.fleet import Fleet
 from engine.runtime.report import EventHook
 from engine.runtime.repository import Repository

@@ -41,12 +41,12 @@ from engine.planner import (
     Plan,
     PlanContext,
     fold_deployed,
-    held_deletes,
     plan_commit,
     render_filter,
 )
 from engine.ports import ANY_VERSION, Clock, EventStore, RepoSource
 from engine.redact import redact_url, repository_id
+from engine.replan import held_deletes
 from engine.runtime.report import EventHook, RunReport, read_log
 from engine.runtime.wake import Wakeup
 from engine.streams import REPO_PREFIX, repo_stream

@@ -16,7 +16,7 @@ from engine.events.function import (
     OperatorRequested,
 )
 from engine.events.repo import ActionKind, CommitPlanned, DeletesHeld, PlannedAction
-from engine.planner import head_action, held_deletes, plan_retry, retry_refusal
+from engine.replan import head_action, held_deletes, plan_retry, retry_refusal
 from tests.repo.gitrepo import GitRepo
 from tests.repo.test_planner import Log, first_deploy, kinds, plan_head
 from tests.saga.support import desired, requested
