@@ -48,7 +48,6 @@ loops, operator commands, views) — instead of the lock (``engine.runtime.share
 
 from __future__ import annotations
 
-import random
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -59,16 +58,14 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskGroup
 
-from engine.definitions.names import partitions
-from engine.definitions.normalize import member_kinds
-from engine.errors import AwsError, ConfigError, GlamError, SourceError, SourceUnreachable
+from engine.errors import ConfigError, GlamError, SourceError, SourceUnreachable
 from engine.events import RecordedEvent
 from engine.logs import get_logger
 from engine.metrics import NO_METRICS, MeteredStore, Metrics
 from engine.ports import Clock, EventStore, ProjectionStore, RepoSource
 from engine.registry import Registered
 from engine.runtime.added import AddedRepositories
-from engine.runtime.clock import SYSTEM_CLOCK, SystemClock
+from engine.runtime.clock import SystemClock
 from engine.runtime.drift import DriftSweep
 from engine.runtime.engine_config import EngineConfig, WatchedBranch
 from engine.runtime.failpoints import Failpoints
@@ -79,6 +76,7 @@ from engine.runtime.providers import AwsProvider, PortsProvider
 from engine.runtime.report import EventHook, RunReport, read_log
 from engine.runtime.repository import LogFold, PlanDefaults, Repository
 from engine.runtime.shared import SharedRun, run_shared
+from engine.runtime.startup import first_account, read_botocore_data
 from engine.runtime.supervisor import Supervisor
 from engine.store import describe_target, is_postgres_url, open_store
 from engine.tokens import TokenRef, TokenResolver
@@ -90,12 +88,6 @@ if TYPE_CHECKING:
 __all__ = ["Engine", "EngineConfig", "EventHook", "RunReport", "Watch", "WatchedBranch"]
 
 log = get_logger("engine")
-
-# Start-up is weather-proof: a throttled, failing or unreachable AWS at the first call is waited
-# out with jittered backoff (these many seconds at most) rather than ending the engine.
-START_RETRY_FOR = 300.0
-START_BACKOFF = (0.5, 30.0)  # first wait and longest wait, in seconds
-
 
 SourceFactory = Callable[[Watch], RepoSource]
 
@@ -195,7 +187,7 @@ class Engine:
         return self._ports
 
     async def __aenter__(self) -> Engine:
-        await anyio.to_thread.run_sync(_read_botocore_data)
+        await anyio.to_thread.run_sync(read_botocore_data)
         try:
             # Made first (it connects to nothing yet): the log's password may be a secret.
             self._ports = self._ports_given or AwsProvider(
@@ -625,44 +617,3 @@ def _with(config: EngineConfig, changes: Mapping[str, Any]) -> EngineConfig:
 def _data_dir(db: Path | str) -> Path:
     """The default folder of the mirrors: the SQLite file's, ``.glam`` for a database URL."""
     return Path(".glam") if is_postgres_url(db) else Path(db).parent
-
-
-def _read_botocore_data() -> None:
-    """Read, once per process and off the event loop, the botocore data files the engine
-    consults while it runs (both are cached after): the regions definitions are checked
-    against, and Lambda's service model that desired and live configurations are compared
-    with."""
-    partitions()
-    member_kinds()
-
-
-async def first_account(
-    ports: PortsProvider,
-    *,
-    retry_for: float = START_RETRY_FOR,
-    backoff: tuple[float, float] = START_BACKOFF,
-    clock: Clock = SYSTEM_CLOCK,
-) -> str:
-    """The account of the credentials, asked until AWS answers. A throttle, a 5xx or a network
-    error is weather: logged as such and retried with jittered backoff for up to
-    ``retry_for`` seconds of ``clock``. An error that cannot clear (credentials refused) ends
-    the start at once."""
-    deadline = clock.monotonic() + retry_for
-    delay, longest = backoff
-    attempt = 1
-    while True:
-        try:
-            return await ports.account()
-        except AwsError as exc:
-            wait = delay * random.uniform(0.5, 1.0)
-            if not exc.retryable or clock.monotonic() + wait > deadline:
-                raise
-            log.warning(
-                "AWS did not answer at start-up (attempt %d: %s); retrying in %.1f s",
-                attempt,
-                exc.message,
-                wait,
-            )
-        await clock.sleep(wait)
-        delay = min(delay * 2, longest)
-        attempt += 1
