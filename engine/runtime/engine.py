@@ -75,7 +75,7 @@ from engine.runtime.operators import Operators
 from engine.runtime.providers import AwsProvider, PortsProvider
 from engine.runtime.report import EventHook, RunReport, read_log
 from engine.runtime.repository import LogFold, PlanDefaults, Repository
-from engine.runtime.shared import SharedRun, run_shared
+from engine.runtime.shared import SHARED_ONCE, SHARED_ONCE_HINT, SharedRun, run_shared
 from engine.runtime.startup import first_account, read_botocore_data
 from engine.runtime.supervisor import Supervisor
 from engine.store import describe_target, is_postgres_url, open_store
@@ -90,15 +90,6 @@ __all__ = ["Engine", "EngineConfig", "EventHook", "RunReport", "Watch", "Watched
 log = get_logger("engine")
 
 SourceFactory = Callable[[Watch], RepoSource]
-
-SHARED_ONCE = (
-    "--once runs one engine until its work is done, and a shared engine's work is its "
-    "share of the log's: it runs until stopped, handing its shards over when it stops"
-)
-SHARED_ONCE_HINT = (
-    "drop --once; for a one-off run, stop the shared engines and run glam run --once "
-    "without --shared"
-)
 
 
 class Engine:
