@@ -28,11 +28,11 @@ task group, owned by ``run``, holds everything the engine does while it runs:
 The engine reaches the world through ports only: the event store (``ProjectionStore``; by
 default the SQLite file ``config.db``, see ``engine.store.open_store``), the repositories
 (``RepoSource``; by default Git mirrors under ``data_dir``, one per repository, their tokens
-read by reference at each fetch, ``engine.tokens``) and AWS (``PortsProvider``; by default
-real AWS, or the endpoint in ``config``, in the engine's own account and in each configured
-account through the role it assumes there). ``engine.testing`` has in-memory ones, so the
-whole engine runs in one process in milliseconds. Every saga of every repository shares one
-rate limiter per account and region.
+read by reference at each fetch, ``engine.runtime.sources``) and AWS (``PortsProvider``; by
+default real AWS, or the endpoint in ``config``, in the engine's own account and in each
+configured account through the role it assumes there). ``engine.testing`` has in-memory ones,
+so the whole engine runs in one process in milliseconds. Every saga of every repository shares
+one rate limiter per account and region.
 
 Write-ahead: the planner appends ``DeploymentRequested`` before any saga may act on it, and a
 saga makes each intent durable before its AWS call (``engine.runtime.saga_runner``). A newer
@@ -51,14 +51,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup
 
-from engine.errors import ConfigError, GlamError, SourceError, SourceUnreachable
+from engine.errors import ConfigError, GlamError
 from engine.events import RecordedEvent
 from engine.logs import get_logger
 from engine.metrics import NO_METRICS, MeteredStore, Metrics
@@ -76,6 +75,7 @@ from engine.runtime.providers import AwsProvider, PortsProvider
 from engine.runtime.report import EventHook, RunReport, read_log
 from engine.runtime.repository import LogFold, PlanDefaults, Repository
 from engine.runtime.shared import SHARED_ONCE, SHARED_ONCE_HINT, SharedRun, run_shared
+from engine.runtime.sources import BranchSources, Secrets, SourceFactory
 from engine.runtime.startup import first_account, read_botocore_data
 from engine.runtime.supervisor import Supervisor
 from engine.store import describe_target, is_postgres_url, open_store
@@ -88,8 +88,6 @@ if TYPE_CHECKING:
 __all__ = ["Engine", "EngineConfig", "EventHook", "RunReport", "Watch", "WatchedBranch"]
 
 log = get_logger("engine")
-
-SourceFactory = Callable[[Watch], RepoSource]
 
 
 class Engine:
@@ -130,10 +128,8 @@ class Engine:
         self.ids = ids or (lambda: uuid.uuid4().hex)
         self.on_event = on_event
         self.failpoints = failpoints or Failpoints({})
-        self._source_given = source
-        self._sources = sources
-        self._mirrors: Any = None  # engine.git.repo_source.GitMirrors, made on first use
-        self._tokens: TokenResolver | None = None
+        self._secrets = Secrets()
+        self._sources = BranchSources(config, self._secrets, given=source, factory=sources)
         self._store_given = store
         self._store: ProjectionStore | None = None
         self._ports_given = ports
@@ -188,7 +184,7 @@ class Engine:
                 metrics=self.metrics,
             )
             self._stack.push_async_callback(self._ports.aclose)
-            self._tokens = TokenResolver(secrets=self._ports.secrets())
+            self._secrets.resolver = TokenResolver(secrets=self._ports.secrets())
             if self._store_given is not None:
                 self._store = self._store_given
             else:
@@ -198,14 +194,14 @@ class Engine:
                     self.config.db,
                     exclusive=not self.config.shared,
                     shared=self.config.shared,
-                    password=await self._db_password(),
+                    password=await self._secrets.db_password(self.config),
                 )
                 self._store = await self._stack.enter_async_context(opened)
             self._log = self._store
             if self.metrics is not NO_METRICS:
                 self._store = MeteredStore(self._store, self.metrics)
-            if self._source_given is not None:
-                self._stack.push_async_callback(self._close_source, self._source_given)
+            if self._sources.given is not None:
+                self._stack.push_async_callback(self._sources.close_given)
             self.account = await first_account(self._ports, clock=self.clock)
             self._check_accounts(self.config)
             if self.config.traces is not None and self.config.shared:
@@ -217,27 +213,13 @@ class Engine:
                     self._stack,
                     self.store,
                     self.config.traces,
-                    resolve=self._tokens.resolve,
+                    resolve=self._secrets.resolve,
                     clock=self.clock,
                 )
         except BaseException:
             await self._stack.aclose()
             raise
         return self
-
-    async def _db_password(self) -> str | None:
-        """The PostgreSQL log's password, read from where ``db_password`` says (an error
-        names the reference, never a value)."""
-        ref = self.config.db_password
-        if ref is None or not is_postgres_url(self.config.db):
-            return None
-        assert self._tokens is not None
-        try:
-            return await self._tokens.resolve(ref)
-        except SourceError as exc:
-            raise ConfigError(
-                f"cannot read the log's password: {exc.message}", hint=exc.hint
-            ) from None
 
     async def __aexit__(
         self,
@@ -248,10 +230,6 @@ class Engine:
         # Not shielded here: the store's writer task group must exit in the scope it was
         # entered in; the store and the provider shield their own closing.
         await self._stack.aclose()
-
-    async def _close_source(self, source: RepoSource) -> None:
-        with anyio.CancelScope(shield=True):
-            await source.aclose()
 
     def _check_accounts(self, config: EngineConfig) -> None:
         for account in config.accounts:
@@ -289,7 +267,7 @@ class Engine:
         fleet, self._fleet = self._fleet, None
         self._tg = self._supervisor = self._operators = None
         self.listening = None
-        if fleet is not None and self._source_given is None:
+        if fleet is not None and self._sources.given is None:
             for repository in fleet.repositories:
                 await repository.aclose()
 
@@ -394,7 +372,7 @@ class Engine:
         supervisor: Supervisor,
     ) -> Repository:
         return Repository(
-            self._source_of(watch),
+            self._sources.source_of(watch),
             self._plan_store or self.store,
             url=watch.url,
             defaults=self._plan_defaults,
@@ -408,41 +386,11 @@ class Engine:
             metrics=self.metrics,
         )
 
-    def _source_of(self, watch: Watch) -> RepoSource:
-        if self._source_given is not None:
-            return self._source_given
-        if self._sources is not None:
-            return self._sources(watch)
-        from engine.git.repo_source import GitMirrors
-
-        if self._mirrors is None:
-            self._mirrors = GitMirrors(self.config.data_dir or _data_dir(self.config.db))
-        ref = watch.token
-        token = None if ref is None else (lambda: self._token(ref))
-        source: RepoSource = self._mirrors.source(watch.url, watch.branch, token=token)
-        return source
-
-    async def _token(self, ref: TokenRef) -> str:
-        """The token ``ref`` names, now; a failure to read it makes the repository
-        unavailable until the next poll (never an engine error)."""
-        assert self._tokens is not None
-        try:
-            return await self._tokens.resolve(ref)
-        except SourceUnreachable:
-            raise
-        except SourceError as exc:
-            raise SourceUnreachable(exc.message, hint=exc.hint) from None
-
     async def read_secret(self, ref: TokenRef) -> str | None:
         """The value of the secret ``ref`` names (the server's API token, its webhook secret),
         read as repository tokens are; None when it is unset or cannot be read now (logged,
         by its reference only)."""
-        assert self._tokens is not None
-        try:
-            return await self._tokens.resolve(ref)
-        except SourceError as exc:
-            log.warning("cannot read %s: %s", ref.describe(), exc.one_line())
-            return None
+        return await self._secrets.read(ref)
 
     def _plan_defaults(self) -> PlanDefaults:
         assert self.account is not None
@@ -603,8 +551,3 @@ def _with(config: EngineConfig, changes: Mapping[str, Any]) -> EngineConfig:
     from dataclasses import replace
 
     return replace(config, **changes)
-
-
-def _data_dir(db: Path | str) -> Path:
-    """The default folder of the mirrors: the SQLite file's, ``.glam`` for a database URL."""
-    return Path(".glam") if is_postgres_url(db) else Path(db).parent
