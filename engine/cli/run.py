@@ -327,7 +327,7 @@ def run_engine(
     0 reconciled, 1 not, 3 deletes held). ``failpoints`` is for chaos tests, which start glam
     through it; ``reload`` re-reads the configuration on SIGHUP."""
     if once and config.shared:  # refused before anything is opened
-        from engine.runtime.engine import SHARED_ONCE, SHARED_ONCE_HINT
+        from engine.runtime.shared import SHARED_ONCE, SHARED_ONCE_HINT
 
         raise UsageError(SHARED_ONCE, hint=SHARED_ONCE_HINT)
     shown = shown or Shown(verbose=verbose)

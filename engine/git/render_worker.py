@@ -34,7 +34,7 @@ from engine.definitions.lambdadef import create_function_shape
 from engine.definitions.limits import RenderLimits, seconds
 from engine.definitions.names import partitions
 from engine.git.render import BOARD_HEAD, BOARD_SIZE
-from engine.git.source import Snapshot
+from engine.git.snapshot import Snapshot
 
 # After a job that took this worker's peak memory past this share of its limit, it leaves and a
 # fresh one takes its place: memory a template grabbed is not always given back.

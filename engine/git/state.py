@@ -13,7 +13,8 @@ from engine.definitions.listing import list_changed
 from engine.errors import SourceError, SourceUnreachable
 from engine.events.repo import DefinitionWarning
 from engine.git.render import Job, jobs_of, pool_for, render_listing
-from engine.git.source import GitSource, Snapshot
+from engine.git.snapshot import Snapshot
+from engine.git.source import GitSource
 from engine.logs import get_logger
 from engine.observe import Fetched, KnownPrefixes, Observation, ObservedCommit, Unavailable
 

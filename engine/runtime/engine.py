@@ -28,11 +28,11 @@ task group, owned by ``run``, holds everything the engine does while it runs:
 The engine reaches the world through ports only: the event store (``ProjectionStore``; by
 default the SQLite file ``config.db``, see ``engine.store.open_store``), the repositories
 (``RepoSource``; by default Git mirrors under ``data_dir``, one per repository, their tokens
-read by reference at each fetch, ``engine.tokens``) and AWS (``PortsProvider``; by default
-real AWS, or the endpoint in ``config``, in the engine's own account and in each configured
-account through the role it assumes there). ``engine.testing`` has in-memory ones, so the
-whole engine runs in one process in milliseconds. Every saga of every repository shares one
-rate limiter per account and region.
+read by reference at each fetch, ``engine.runtime.sources``) and AWS (``PortsProvider``; by
+default real AWS, or the endpoint in ``config``, in the engine's own account and in each
+configured account through the role it assumes there). ``engine.testing`` has in-memory ones,
+so the whole engine runs in one process in milliseconds. Every saga of every repository shares
+one rate limiter per account and region.
 
 Write-ahead: the planner appends ``DeploymentRequested`` before any saga may act on it, and a
 saga makes each intent durable before its AWS call (``engine.runtime.saga_runner``). A newer
@@ -48,27 +48,23 @@ loops, operator commands, views) — instead of the lock (``engine.runtime.share
 
 from __future__ import annotations
 
-import random
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup
 
-from engine.definitions.names import partitions
-from engine.definitions.normalize import member_kinds
-from engine.errors import AwsError, ConfigError, GlamError, SourceError, SourceUnreachable
+from engine.errors import ConfigError, GlamError
 from engine.events import RecordedEvent
 from engine.logs import get_logger
 from engine.metrics import NO_METRICS, MeteredStore, Metrics
 from engine.ports import Clock, EventStore, ProjectionStore, RepoSource
 from engine.registry import Registered
 from engine.runtime.added import AddedRepositories
-from engine.runtime.clock import SYSTEM_CLOCK, SystemClock
+from engine.runtime.clock import SystemClock
 from engine.runtime.drift import DriftSweep
 from engine.runtime.engine_config import EngineConfig, WatchedBranch
 from engine.runtime.failpoints import Failpoints
@@ -78,7 +74,9 @@ from engine.runtime.operators import Operators
 from engine.runtime.providers import AwsProvider, PortsProvider
 from engine.runtime.report import EventHook, RunReport, read_log
 from engine.runtime.repository import LogFold, PlanDefaults, Repository
-from engine.runtime.shared import SharedRun, run_shared
+from engine.runtime.shared import SHARED_ONCE, SHARED_ONCE_HINT, SharedRun, run_shared
+from engine.runtime.sources import BranchSources, Secrets, SourceFactory
+from engine.runtime.startup import first_account, read_botocore_data
 from engine.runtime.supervisor import Supervisor
 from engine.store import describe_target, is_postgres_url, open_store
 from engine.tokens import TokenRef, TokenResolver
@@ -90,23 +88,6 @@ if TYPE_CHECKING:
 __all__ = ["Engine", "EngineConfig", "EventHook", "RunReport", "Watch", "WatchedBranch"]
 
 log = get_logger("engine")
-
-# Start-up is weather-proof: a throttled, failing or unreachable AWS at the first call is waited
-# out with jittered backoff (these many seconds at most) rather than ending the engine.
-START_RETRY_FOR = 300.0
-START_BACKOFF = (0.5, 30.0)  # first wait and longest wait, in seconds
-
-
-SourceFactory = Callable[[Watch], RepoSource]
-
-SHARED_ONCE = (
-    "--once runs one engine until its work is done, and a shared engine's work is its "
-    "share of the log's: it runs until stopped, handing its shards over when it stops"
-)
-SHARED_ONCE_HINT = (
-    "drop --once; for a one-off run, stop the shared engines and run glam run --once "
-    "without --shared"
-)
 
 
 class Engine:
@@ -147,10 +128,8 @@ class Engine:
         self.ids = ids or (lambda: uuid.uuid4().hex)
         self.on_event = on_event
         self.failpoints = failpoints or Failpoints({})
-        self._source_given = source
-        self._sources = sources
-        self._mirrors: Any = None  # engine.git.repo_source.GitMirrors, made on first use
-        self._tokens: TokenResolver | None = None
+        self._secrets = Secrets()
+        self._sources = BranchSources(config, self._secrets, given=source, factory=sources)
         self._store_given = store
         self._store: ProjectionStore | None = None
         self._ports_given = ports
@@ -195,7 +174,7 @@ class Engine:
         return self._ports
 
     async def __aenter__(self) -> Engine:
-        await anyio.to_thread.run_sync(_read_botocore_data)
+        await anyio.to_thread.run_sync(read_botocore_data)
         try:
             # Made first (it connects to nothing yet): the log's password may be a secret.
             self._ports = self._ports_given or AwsProvider(
@@ -205,7 +184,7 @@ class Engine:
                 metrics=self.metrics,
             )
             self._stack.push_async_callback(self._ports.aclose)
-            self._tokens = TokenResolver(secrets=self._ports.secrets())
+            self._secrets.resolver = TokenResolver(secrets=self._ports.secrets())
             if self._store_given is not None:
                 self._store = self._store_given
             else:
@@ -215,14 +194,14 @@ class Engine:
                     self.config.db,
                     exclusive=not self.config.shared,
                     shared=self.config.shared,
-                    password=await self._db_password(),
+                    password=await self._secrets.db_password(self.config),
                 )
                 self._store = await self._stack.enter_async_context(opened)
             self._log = self._store
             if self.metrics is not NO_METRICS:
                 self._store = MeteredStore(self._store, self.metrics)
-            if self._source_given is not None:
-                self._stack.push_async_callback(self._close_source, self._source_given)
+            if self._sources.given is not None:
+                self._stack.push_async_callback(self._sources.close_given)
             self.account = await first_account(self._ports, clock=self.clock)
             self._check_accounts(self.config)
             if self.config.traces is not None and self.config.shared:
@@ -234,27 +213,13 @@ class Engine:
                     self._stack,
                     self.store,
                     self.config.traces,
-                    resolve=self._tokens.resolve,
+                    resolve=self._secrets.resolve,
                     clock=self.clock,
                 )
         except BaseException:
             await self._stack.aclose()
             raise
         return self
-
-    async def _db_password(self) -> str | None:
-        """The PostgreSQL log's password, read from where ``db_password`` says (an error
-        names the reference, never a value)."""
-        ref = self.config.db_password
-        if ref is None or not is_postgres_url(self.config.db):
-            return None
-        assert self._tokens is not None
-        try:
-            return await self._tokens.resolve(ref)
-        except SourceError as exc:
-            raise ConfigError(
-                f"cannot read the log's password: {exc.message}", hint=exc.hint
-            ) from None
 
     async def __aexit__(
         self,
@@ -265,10 +230,6 @@ class Engine:
         # Not shielded here: the store's writer task group must exit in the scope it was
         # entered in; the store and the provider shield their own closing.
         await self._stack.aclose()
-
-    async def _close_source(self, source: RepoSource) -> None:
-        with anyio.CancelScope(shield=True):
-            await source.aclose()
 
     def _check_accounts(self, config: EngineConfig) -> None:
         for account in config.accounts:
@@ -306,7 +267,7 @@ class Engine:
         fleet, self._fleet = self._fleet, None
         self._tg = self._supervisor = self._operators = None
         self.listening = None
-        if fleet is not None and self._source_given is None:
+        if fleet is not None and self._sources.given is None:
             for repository in fleet.repositories:
                 await repository.aclose()
 
@@ -411,7 +372,7 @@ class Engine:
         supervisor: Supervisor,
     ) -> Repository:
         return Repository(
-            self._source_of(watch),
+            self._sources.source_of(watch),
             self._plan_store or self.store,
             url=watch.url,
             defaults=self._plan_defaults,
@@ -425,41 +386,11 @@ class Engine:
             metrics=self.metrics,
         )
 
-    def _source_of(self, watch: Watch) -> RepoSource:
-        if self._source_given is not None:
-            return self._source_given
-        if self._sources is not None:
-            return self._sources(watch)
-        from engine.git.repo_source import GitMirrors
-
-        if self._mirrors is None:
-            self._mirrors = GitMirrors(self.config.data_dir or _data_dir(self.config.db))
-        ref = watch.token
-        token = None if ref is None else (lambda: self._token(ref))
-        source: RepoSource = self._mirrors.source(watch.url, watch.branch, token=token)
-        return source
-
-    async def _token(self, ref: TokenRef) -> str:
-        """The token ``ref`` names, now; a failure to read it makes the repository
-        unavailable until the next poll (never an engine error)."""
-        assert self._tokens is not None
-        try:
-            return await self._tokens.resolve(ref)
-        except SourceUnreachable:
-            raise
-        except SourceError as exc:
-            raise SourceUnreachable(exc.message, hint=exc.hint) from None
-
     async def read_secret(self, ref: TokenRef) -> str | None:
         """The value of the secret ``ref`` names (the server's API token, its webhook secret),
         read as repository tokens are; None when it is unset or cannot be read now (logged,
         by its reference only)."""
-        assert self._tokens is not None
-        try:
-            return await self._tokens.resolve(ref)
-        except SourceError as exc:
-            log.warning("cannot read %s: %s", ref.describe(), exc.one_line())
-            return None
+        return await self._secrets.read(ref)
 
     def _plan_defaults(self) -> PlanDefaults:
         assert self.account is not None
@@ -620,49 +551,3 @@ def _with(config: EngineConfig, changes: Mapping[str, Any]) -> EngineConfig:
     from dataclasses import replace
 
     return replace(config, **changes)
-
-
-def _data_dir(db: Path | str) -> Path:
-    """The default folder of the mirrors: the SQLite file's, ``.glam`` for a database URL."""
-    return Path(".glam") if is_postgres_url(db) else Path(db).parent
-
-
-def _read_botocore_data() -> None:
-    """Read, once per process and off the event loop, the botocore data files the engine
-    consults while it runs (both are cached after): the regions definitions are checked
-    against, and Lambda's service model that desired and live configurations are compared
-    with."""
-    partitions()
-    member_kinds()
-
-
-async def first_account(
-    ports: PortsProvider,
-    *,
-    retry_for: float = START_RETRY_FOR,
-    backoff: tuple[float, float] = START_BACKOFF,
-    clock: Clock = SYSTEM_CLOCK,
-) -> str:
-    """The account of the credentials, asked until AWS answers. A throttle, a 5xx or a network
-    error is weather: logged as such and retried with jittered backoff for up to
-    ``retry_for`` seconds of ``clock``. An error that cannot clear (credentials refused) ends
-    the start at once."""
-    deadline = clock.monotonic() + retry_for
-    delay, longest = backoff
-    attempt = 1
-    while True:
-        try:
-            return await ports.account()
-        except AwsError as exc:
-            wait = delay * random.uniform(0.5, 1.0)
-            if not exc.retryable or clock.monotonic() + wait > deadline:
-                raise
-            log.warning(
-                "AWS did not answer at start-up (attempt %d: %s); retrying in %.1f s",
-                attempt,
-                exc.message,
-                wait,
-            )
-        await clock.sleep(wait)
-        delay = min(delay * 2, longest)
-        attempt += 1

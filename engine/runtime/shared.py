@@ -52,6 +52,16 @@ if TYPE_CHECKING:
 
 log = get_logger("engine")
 
+# Why a shared engine refuses ``--once`` (``glam run`` refuses it before opening anything).
+SHARED_ONCE = (
+    "--once runs one engine until its work is done, and a shared engine's work is its "
+    "share of the log's: it runs until stopped, handing its shards over when it stops"
+)
+SHARED_ONCE_HINT = (
+    "drop --once; for a one-off run, stop the shared engines and run glam run --once "
+    "without --shared"
+)
+
 
 class SharedRun:
     """The shared-mode part of one engine run (see the module docstring). ``planning(True)``

@@ -15,7 +15,8 @@ from engine.events import RecordedEvent
 from engine.events.function import StepSucceeded, TimerStarted
 from engine.local import LocalAwsThread
 from engine.runtime.clock import SystemClock
-from engine.runtime.engine import Engine, first_account
+from engine.runtime.engine import Engine
+from engine.runtime.startup import first_account
 from tests.runtime.support import Setup, outcomes, write_function
 
 pytestmark = pytest.mark.anyio
