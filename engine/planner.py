@@ -38,7 +38,7 @@ are. Nothing is deleted that a ``_lambdadef.json`` still describes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from engine.claims import in_paths, refusal, render_filter
@@ -171,67 +171,106 @@ class _Removals:
     aliases: list[tuple[DeployedState, str, str, bool]] = field(default_factory=list)
 
 
+@dataclass
+class _Draft:
+    """A plan being made: what each phase of ``plan_commit`` adds to."""
+
+    state: CommitState
+    ctx: PlanContext
+    rejected: dict[str, Rejection]
+    actions: list[PlannedAction] = field(default_factory=list)
+    fn_events: list[tuple[str, Event]] = field(default_factory=list)
+    removals: _Removals = field(default_factory=_Removals)
+    claimed: set[str] = field(default_factory=set)  # function streams a prefix still claims
+    held: list[HeldRemoval] = field(default_factory=list)
+
+    def request(
+        self, current: DeployedState, action: DeployAction, alias: str | None = None
+    ) -> None:
+        """A deployment request without a desired state (a delete, an alias removal)."""
+        ctx = self.ctx
+        owner = current.owner or (ctx.owner(current.prefix) if current.prefix else None)
+        event = DeploymentRequested(
+            deployment_id=ctx.new_id(),
+            commit=self.state.sha,
+            action=action,
+            desired=None,
+            alias=alias,
+            owner=owner,
+        )
+        self.fn_events.append((current.stream, event))
+
+
 def plan_commit(
     state: CommitState, deployed: Mapping[str, DeployedState], ctx: PlanContext
 ) -> Plan:
-    """Plan commit ``state.sha`` against ``deployed`` (by function stream)."""
-    actions: list[PlannedAction] = []
-    fn_events: list[tuple[str, Event]] = []
-    removals = _Removals()
-    claimed: set[str] = set()
+    """Plan commit ``state.sha`` against ``deployed`` (by function stream): each prefix of the
+    tree, then the live functions no prefix claims any more, then the delete guard over what
+    is to be removed."""
     rejected: dict[str, Rejection] = {
         p: r
         for p, r in {**state.rejected, **_conflicting_claims(state, deployed, ctx)}.items()
         if ctx.in_paths(p)
     }
+    draft = _Draft(state, ctx, rejected)
     # Streams by prefix, built once: scanning every deployed function for each unchanged
     # prefix made a plan quadratic in the number of functions.
     streams_of: dict[str, list[str]] = {}
     for known in deployed.values():
         if known.prefix is not None:
             streams_of.setdefault(known.prefix, []).append(known.stream)
-
     for prefix in sorted(state.prefixes):
-        if not ctx.in_paths(prefix):
-            continue  # another branch's folders: neither planned nor deleted here
-        changes = state.changes_of(prefix)
-        files = tuple(c.path for c in changes)
-        desired = state.desired.get(prefix)
-        if prefix not in rejected and desired is not None:
-            refused = refusal(
-                prefix,
-                stream_for(desired, ctx),
-                deployed,
-                claimant=ctx.claimant,
-                default_account=ctx.default_account,
-                accounts=ctx.accounts,
-            )
-            if refused is not None:
-                rejected[prefix] = refused
-        rejection = rejected.get(prefix)
-        if rejection is not None:
-            actions.append(_nothing(prefix, "", files, f"invalid: {rejection.one_line()}"))
-            # Keep the live function's stream claimed: an invalid file never deletes it.
-            claimed.update(streams_of.get(prefix, ()))
-            continue
-        if desired is None:
-            claimed.update(streams_of.get(prefix, ()))
-            continue  # not rendered: unchanged and already deployed
-        stream = stream_for(desired, ctx)
-        claimed.add(stream)
-        current = deployed.get(stream) or DeployedState(stream=stream)
-        action, reason = _decide(desired, current, state, prefix, prefix in ctx.unrendered)
-        if action == "new_version" and (refused := _create_only(prefix, current, desired)):
+        if ctx.in_paths(prefix):  # else another branch's folders: neither planned nor deleted
+            _plan_prefix(draft, prefix, deployed, streams_of.get(prefix, ()))
+    _unclaimed(draft, deployed)
+    _unknown_deletes(draft, deployed)
+    share = _guard_removals(draft, deployed)
+    return _finish(draft, share)
+
+
+def _plan_prefix(
+    draft: _Draft, prefix: str, deployed: Mapping[str, DeployedState], streams: Iterable[str]
+) -> None:
+    """The action for one prefix of the tree, and the events it requests."""
+    state, ctx, rejected = draft.state, draft.ctx, draft.rejected
+    changes = state.changes_of(prefix)
+    files = tuple(c.path for c in changes)
+    desired = state.desired.get(prefix)
+    if prefix not in rejected and desired is not None:
+        refused = refusal(
+            prefix,
+            stream_for(desired, ctx),
+            deployed,
+            claimant=ctx.claimant,
+            default_account=ctx.default_account,
+            accounts=ctx.accounts,
+        )
+        if refused is not None:
             rejected[prefix] = refused
-            actions.append(_nothing(prefix, stream, files, f"invalid: {refused.one_line()}"))
-            continue
-        _alias_removals(removals, current, desired, action, prefix)
-        # Without a base (a first plan) an unchanged function deployed as it is has nothing to
-        # say: only what differs from the log is listed, as a plan with a base does.
-        changed = bool(changes)
-        if action == "nothing" and not changed and current.exists:
-            continue
-        planned = PlannedAction(
+    rejection = rejected.get(prefix)
+    if rejection is not None:
+        draft.actions.append(_nothing(prefix, "", files, f"invalid: {rejection.one_line()}"))
+        # Keep the live function's stream claimed: an invalid file never deletes it.
+        draft.claimed.update(streams)
+        return
+    if desired is None:
+        draft.claimed.update(streams)
+        return  # not rendered: unchanged and already deployed
+    stream = stream_for(desired, ctx)
+    draft.claimed.add(stream)
+    current = deployed.get(stream) or DeployedState(stream=stream)
+    action, reason = _decide(desired, current, state, prefix, prefix in ctx.unrendered)
+    if action == "new_version" and (refused := _create_only(prefix, current, desired)):
+        rejected[prefix] = refused
+        draft.actions.append(_nothing(prefix, stream, files, f"invalid: {refused.one_line()}"))
+        return
+    _alias_removals(draft.removals, current, desired, action, prefix)
+    # Without a base (a first plan) an unchanged function deployed as it is has nothing to
+    # say: only what differs from the log is listed, as a plan with a base does.
+    if action == "nothing" and not changes and current.exists:
+        return
+    draft.actions.append(
+        PlannedAction(
             prefix=prefix,
             function=stream,
             action=action,
@@ -239,29 +278,28 @@ def plan_commit(
             reason=reason,
             content_hash=desired.content_hash,
         )
-        actions.append(planned)
-        if action in ("create", "new_version"):
-            fn_events.append(
-                (
-                    stream,
-                    DeploymentRequested(
-                        deployment_id=ctx.new_id(),
-                        commit=state.sha,
-                        action="create" if action == "create" else "update",
-                        desired=desired,
-                        owner=ctx.owner(prefix),
-                    ),
-                )
-            )
-        elif action == "settings_only":
-            fn_events.append(
-                (stream, SettingsRecorded(commit=state.sha, settings=desired.settings))
-            )
+    )
+    if action in ("create", "new_version"):
+        request = DeploymentRequested(
+            deployment_id=ctx.new_id(),
+            commit=state.sha,
+            action="create" if action == "create" else "update",
+            desired=desired,
+            owner=ctx.owner(prefix),
+        )
+        draft.fn_events.append((stream, request))
+    elif action == "settings_only":
+        draft.fn_events.append(
+            (stream, SettingsRecorded(commit=state.sha, settings=desired.settings))
+        )
 
-    # Live functions of this branch no prefix of this commit claims: their definition is gone
-    # (a delete), or it names another identity now (a held removal of the old one).
+
+def _unclaimed(draft: _Draft, deployed: Mapping[str, DeployedState]) -> None:
+    """Live functions of this branch no prefix of this commit claims: their definition is gone
+    (a delete), or it names another identity now (a held removal of the old one)."""
+    state, ctx = draft.state, draft.ctx
     for current in sorted(deployed.values(), key=lambda s: s.stream):
-        if not current.live or current.stream in claimed or current.prefix is None:
+        if not current.live or current.stream in draft.claimed or current.prefix is None:
             continue
         if not ctx.mine(current) or not ctx.in_paths(current.prefix):
             continue  # another branch's function, or outside this branch's folders
@@ -274,38 +312,45 @@ def plan_commit(
             prefix=current.prefix, function=current.stream, action="delete", files=files, reason=""
         )
         if current.prefix not in state.prefixes:
-            removals.deletes.append(
+            draft.removals.deletes.append(
                 (planned.model_copy(update={"reason": "definition deleted"}), current)
             )
         else:
             now = state.desired.get(current.prefix)
             where = f" (now {stream_for(now, ctx)})" if now is not None else ""
             reason = f"identity changed{where}"
-            removals.identities.append((planned.model_copy(update={"reason": reason}), current))
-    # Deleted definitions the log knows nothing about (e.g. `glam plan` without a database).
-    if state.changes is not None:
-        known_prefixes = {s.prefix for s in deployed.values()}
-        for prefix, changes in sorted(state.changes.items()):
-            gone_defs = [
-                c.path
-                for c in changes
-                if c.change == "deleted" and (split_path(c.path) or ("", ""))[1] == "def"
-            ]
-            if (
-                gone_defs
-                and ctx.in_paths(prefix)
-                and prefix not in state.prefixes
-                and prefix not in known_prefixes
-            ):
-                actions.append(
-                    _nothing(
-                        prefix,
-                        "",
-                        tuple(gone_defs),
-                        "definition deleted; the log knows no deployed function for it",
-                    )
-                )
+            draft.removals.identities.append(
+                (planned.model_copy(update={"reason": reason}), current)
+            )
 
+
+def _unknown_deletes(draft: _Draft, deployed: Mapping[str, DeployedState]) -> None:
+    """Deleted definitions the log knows nothing about (e.g. `glam plan` without a database)."""
+    state, ctx = draft.state, draft.ctx
+    if state.changes is None:
+        return
+    known_prefixes = {s.prefix for s in deployed.values()}
+    for prefix, changes in sorted(state.changes.items()):
+        gone_defs = [
+            c.path
+            for c in changes
+            if c.change == "deleted" and (split_path(c.path) or ("", ""))[1] == "def"
+        ]
+        if (
+            gone_defs
+            and ctx.in_paths(prefix)
+            and prefix not in state.prefixes
+            and prefix not in known_prefixes
+        ):
+            reason = "definition deleted; the log knows no deployed function for it"
+            draft.actions.append(_nothing(prefix, "", tuple(gone_defs), reason))
+
+
+def _guard_removals(draft: _Draft, deployed: Mapping[str, DeployedState]) -> float:
+    """The delete guard: the deletes go ahead, or are all held when they are too large a share
+    of the branch's live functions; identity and alias removals wait for an operator's
+    allow-deletes. Returns the share of live functions the deletes are."""
+    ctx, removals = draft.ctx, draft.removals
     live_count = sum(
         1 for s in deployed.values() if s.exists and ctx.mine(s) and ctx.in_paths(s.prefix)
     )
@@ -314,41 +359,26 @@ def plan_commit(
     hold = (
         not ctx.allow_deletes and len(deletes) >= ctx.delete_hold_min and share > ctx.delete_limit
     )
-    held: list[HeldRemoval] = []
-    repo_events: list[Event] = []
-
-    def request(current: DeployedState, action: DeployAction, alias: str | None = None) -> None:
-        owner = current.owner or (ctx.owner(current.prefix) if current.prefix else None)
-        event = DeploymentRequested(
-            deployment_id=ctx.new_id(),
-            commit=state.sha,
-            action=action,
-            desired=None,
-            alias=alias,
-            owner=owner,
-        )
-        fn_events.append((current.stream, event))
-
     for planned, current in deletes:
         if hold:
             reason = f"delete held: {share:.0%} of functions > {ctx.delete_limit:.0%}"
-            actions.append(planned.model_copy(update={"action": "nothing", "reason": reason}))
-            held.append(_held(planned, "definition deleted"))
+            draft.actions.append(planned.model_copy(update={"action": "nothing", "reason": reason}))
+            draft.held.append(_held(planned, "definition deleted"))
         else:
-            actions.append(planned)
-            request(current, "delete")
+            draft.actions.append(planned)
+            draft.request(current, "delete")
     for planned, current in removals.identities:
         if ctx.allow_deletes:
-            actions.append(planned)
-            request(current, "delete")
+            draft.actions.append(planned)
+            draft.request(current, "delete")
         else:
             reason = f"removal held: {planned.reason}; `glam allow-deletes` removes it"
-            actions.append(planned.model_copy(update={"action": "nothing", "reason": reason}))
-            held.append(_held(planned, planned.reason))
+            draft.actions.append(planned.model_copy(update={"action": "nothing", "reason": reason}))
+            draft.held.append(_held(planned, planned.reason))
     for current, alias, why, releasable in removals.aliases:
         prefix = current.prefix or ""
         if ctx.allow_deletes and releasable:
-            actions.append(
+            draft.actions.append(
                 PlannedAction(
                     prefix=prefix,
                     function=current.stream,
@@ -357,20 +387,26 @@ def plan_commit(
                     reason=f"{why}: alias {alias} removed",
                 )
             )
-            request(current, "remove_alias", alias)
+            draft.request(current, "remove_alias", alias)
             continue
         later = "" if releasable else " once the deployment on the new alias has succeeded"
-        held.append(
+        draft.held.append(
             HeldRemoval(function=current.stream, prefix=prefix, reason=f"{why}{later}", alias=alias)
         )
+    return share
 
-    actions.sort(key=lambda a: a.prefix)
-    repo_events.append(
+
+def _finish(draft: _Draft, share: float) -> Plan:
+    """The plan's events: the repository stream's plan, rejections and held removals, and the
+    function streams' requests (releases joined)."""
+    state, ctx, held = draft.state, draft.ctx, draft.held
+    actions = sorted(draft.actions, key=lambda a: a.prefix)
+    repo_events: list[Event] = [
         CommitPlanned(
             sha=state.sha, actions=tuple(actions), warnings=state.warnings, listing=state.listing
         )
-    )
-    rejections = tuple(rejected[p] for p in sorted(rejected))
+    ]
+    rejections = tuple(draft.rejected[p] for p in sorted(draft.rejected))
     for rej in rejections:
         repo_events.append(
             DefinitionRejected(
@@ -397,7 +433,7 @@ def plan_commit(
         sha=state.sha,
         actions=tuple(actions),
         repo_events=tuple(repo_events),
-        function_events=with_releases(fn_events, ctx.new_id),
+        function_events=with_releases(draft.fn_events, ctx.new_id),
         rejected=rejections,
         held=held_prefixes,
         desired=dict(state.desired),
