@@ -6,7 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from engine.definitions.commit import Rejection
-from engine.deployed import Claimant, DeployedState, describe_owner
+from engine.deployed import (
+    Claimant,
+    DeployedState,
+    describe_owner,
+    summaries_of,
+    summary_of,
+)
 from engine.streams import parse_function_stream
 
 
@@ -29,14 +35,14 @@ def render_filter(
     known: set[str] = set()
     seen: dict[str, int] = {}
     pending: set[str] = set()
-    for state in deployed.values():
+    for state in summaries_of(deployed):
         if state.prefix is None or not state.live:
             continue
         if claimant is not None and not claimant.owns(state.owner):
             continue
         known.add(state.prefix)
         seen[state.prefix] = seen.get(state.prefix, 0) + 1
-        if state.stale_aliases:
+        if state.stale:
             pending.add(state.prefix)
     pending.update(p for p, n in seen.items() if n > 1)
     return lambda prefix: in_paths(prefix, paths) and (prefix not in known or prefix in pending)
@@ -77,7 +83,7 @@ def refusal(
                 hint="add it to the account's regions in glam.toml, or name an allowed "
                 "region in environment.region",
             )
-    current = deployed.get(stream)
+    current = summary_of(deployed, stream)
     if (
         current is not None
         and current.owner is not None

@@ -5,6 +5,11 @@ Pure folds over recorded events, shared by the planner, the engine and the read-
     states = deployed_from_events(records)        # DeployedState by function stream
     fold_deployed(states, record)                 # the same, one record at a time, in place
 
+The planner walks every function only through ``summaries_of``: a ``DeployedSummary`` (stream,
+prefix, owner, whether it lives) per function; it reads whole states only of the prefixes it
+renders. A ``DeployedIndex`` holds every summary and only the states a reader loaded, so
+``glam plan`` on a stored index (``projections.planner``) costs the change, not the log.
+
 Ownership: every function is owned by one (repository, branch, path prefix). A deployment
 request records its owner (``DeploymentRequested.owner``); a request of a glam that watched one
 branch per log records none, and such a function belongs to the first repository stream whose
@@ -16,8 +21,9 @@ the repository's URL (or a stream an earlier glam named) is the same owner.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from engine.events import RecordedEvent
 from engine.events.catalog import Event
@@ -34,6 +40,24 @@ from engine.redact import repository_id
 from engine.streams import FUNCTION_PREFIX, REPO_PREFIX, parse_repo_stream
 
 
+class OwnerKey(NamedTuple):
+    """A ``FunctionOwner``'s fields, cheap to make: a summary holds one for each function."""
+
+    repository: str
+    branch: str
+    prefix: str
+
+    def owner(self) -> FunctionOwner:
+        return FunctionOwner(repository=self.repository, branch=self.branch, prefix=self.prefix)
+
+
+Owned = FunctionOwner | OwnerKey
+
+
+def as_owner(owned: Owned | None) -> FunctionOwner | None:
+    return owned.owner() if isinstance(owned, OwnerKey) else owned
+
+
 @dataclass(frozen=True, slots=True)
 class Claimant:
     """The branch a plan is made for: it may plan the functions it owns, and those no one
@@ -42,7 +66,7 @@ class Claimant:
     repository: str  # a repository id (engine.redact.repository_id)
     branch: str
 
-    def owns(self, owner: FunctionOwner | None) -> bool:
+    def owns(self, owner: Owned | None) -> bool:
         """Whether a function owned by ``owner`` is this branch's to plan (None: no one's)."""
         return owner is None or (
             repository_id(owner.repository) == repository_id(self.repository)
@@ -62,7 +86,7 @@ class Claimant:
         return cls(repository=repository, branch=branch)
 
 
-def describe_owner(owner: FunctionOwner) -> str:
+def describe_owner(owner: Owned) -> str:
     """``https://github.com/acme/x branch main (apps/orders/orders)``."""
     return f"{owner.repository} branch {owner.branch} ({owner.prefix})"
 
@@ -224,3 +248,100 @@ def deployed_from_events(events: Iterable[RecordedEvent]) -> dict[str, DeployedS
     for record in events:
         fold_deployed(states, record)
     return states
+
+
+@dataclass(frozen=True, slots=True)
+class DeployedSummary:
+    """What the planner reads of every function, not only of the prefixes it renders: where
+    its definition is, who owns it and whether it lives (``DeployedState``'s properties of
+    the same names)."""
+
+    stream: str
+    prefix: str | None = None
+    exists: bool = False
+    live: bool = False
+    deleting: bool = False  # the newest unfinished request is a delete
+    stale: bool = False  # aliases the definition no longer names wait to be removed
+    owner: OwnerKey | None = None
+    # Whether its definition named its region and its account (None: the log holds none).
+    named: tuple[bool, bool] | None = None
+
+
+def named_settings(state: DeployedState) -> DeploymentSettings | None:
+    """The settings of the definition behind ``state``: deployed, else requested, else the
+    rolled-back one (None when the log holds no desired state for it)."""
+    desired = state.in_flight.desired if state.in_flight is not None else None
+    if desired is None and state.rolled_back is not None:
+        desired = state.rolled_back.desired
+    return state.settings or (desired.settings if desired is not None else None)
+
+
+def summarize(state: DeployedState) -> DeployedSummary:
+    flight = state.in_flight
+    settings = named_settings(state)
+    return DeployedSummary(
+        stream=state.stream,
+        prefix=state.prefix,
+        exists=state.exists,
+        live=state.live,
+        deleting=flight is not None and flight.action == "delete",
+        stale=bool(state.stale_aliases),
+        owner=None if (o := state.owner) is None else OwnerKey(o.repository, o.branch, o.prefix),
+        named=None
+        if settings is None
+        else (settings.region is not None, settings.account is not None),
+    )
+
+
+class NotLoaded(RuntimeError):
+    """A reader of a ``DeployedIndex`` asked for a state it did not load: a bug in that
+    reader (never read as "no such function", which would plan a create)."""
+
+
+class DeployedIndex(Mapping[str, DeployedState]):
+    """``DeployedState`` by function stream where only some states are loaded and every
+    function is summarized: iterating or counting it walks the summaries; looking up a
+    function that has a summary but was not loaded raises ``NotLoaded``."""
+
+    def __init__(
+        self, summaries: Mapping[str, DeployedSummary], states: Mapping[str, DeployedState]
+    ) -> None:
+        self.summaries = dict(summaries)
+        self.states = dict(states)
+
+    def __getitem__(self, stream: str) -> DeployedState:
+        state = self.states.get(stream)
+        if state is not None:
+            return state
+        if stream in self.summaries:
+            raise NotLoaded(f"the state of {stream} was not loaded")
+        raise KeyError(stream)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.summaries)
+
+    def __len__(self) -> int:
+        return len(self.summaries)
+
+    def __contains__(self, stream: object) -> bool:
+        return stream in self.summaries
+
+    def loaded(self, state: DeployedState) -> None:
+        """Add (or replace) one loaded state, and its summary."""
+        self.states[state.stream] = state
+        self.summaries[state.stream] = summarize(state)
+
+
+def summaries_of(deployed: Mapping[str, DeployedState]) -> Iterable[DeployedSummary]:
+    """A summary of every function in ``deployed``, without loading an index's states."""
+    if isinstance(deployed, DeployedIndex):
+        return deployed.summaries.values()
+    return (summarize(state) for state in deployed.values())
+
+
+def summary_of(deployed: Mapping[str, DeployedState], stream: str) -> DeployedSummary | None:
+    """The summary of one function of ``deployed`` (None: the log has none)."""
+    if isinstance(deployed, DeployedIndex):
+        return deployed.summaries.get(stream)
+    state = deployed.get(stream)
+    return summarize(state) if state is not None else None

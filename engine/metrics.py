@@ -18,7 +18,7 @@ server folds it from the log itself.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Protocol
 
 from engine.events import NewEvent, RecordedEvent
@@ -105,6 +105,11 @@ class MeteredStore(ReadThrough):
 
     async def load_views(self, projection: str) -> tuple[int, dict[tuple[str, str], str]]:
         return await self._store.load_views(projection)
+
+    async def load_rows(
+        self, projection: str, view: str, keys: Collection[str] | None = None
+    ) -> tuple[int, dict[str, str]]:
+        return await self._store.load_rows(projection, view, keys)
 
     async def save_views(
         self,

@@ -49,9 +49,13 @@ from engine.deployed import (
     OWNER_EVENT_TYPES,
     Claimant,
     DeployedState,
+    DeployedSummary,
+    as_owner,
     deployed_from_events,
     evolve_deployed,
     fold_deployed,
+    summaries_of,
+    summary_of,
 )
 from engine.events.catalog import Event
 from engine.events.desired import DesiredFunction
@@ -123,7 +127,7 @@ class PlanContext:
         """Whether ``prefix`` is in this branch's folders."""
         return in_paths(prefix, self.paths)
 
-    def mine(self, state: DeployedState) -> bool:
+    def mine(self, state: DeployedState | DeployedSummary) -> bool:
         """Whether this branch may plan (and delete) the function of ``state``."""
         return self.claimant is None or self.claimant.owns(state.owner)
 
@@ -165,8 +169,8 @@ def stream_for(desired: DesiredFunction, ctx: PlanContext) -> str:
 class _Removals:
     """What a plan found to remove, before the delete guard decides."""
 
-    deletes: list[tuple[PlannedAction, DeployedState]] = field(default_factory=list)
-    identities: list[tuple[PlannedAction, DeployedState]] = field(default_factory=list)
+    deletes: list[tuple[PlannedAction, DeployedSummary]] = field(default_factory=list)
+    identities: list[tuple[PlannedAction, DeployedSummary]] = field(default_factory=list)
     # (function state, alias, releasable now): an alias the definition no longer names.
     aliases: list[tuple[DeployedState, str, str, bool]] = field(default_factory=list)
 
@@ -185,11 +189,14 @@ class _Draft:
     held: list[HeldRemoval] = field(default_factory=list)
 
     def request(
-        self, current: DeployedState, action: DeployAction, alias: str | None = None
+        self,
+        current: DeployedState | DeployedSummary,
+        action: DeployAction,
+        alias: str | None = None,
     ) -> None:
         """A deployment request without a desired state (a delete, an alias removal)."""
         ctx = self.ctx
-        owner = current.owner or (ctx.owner(current.prefix) if current.prefix else None)
+        owner = as_owner(current.owner) or (ctx.owner(current.prefix) if current.prefix else None)
         event = DeploymentRequested(
             deployment_id=ctx.new_id(),
             commit=self.state.sha,
@@ -216,12 +223,16 @@ def plan_commit(
     # Streams by prefix, built once: scanning every deployed function for each unchanged
     # prefix made a plan quadratic in the number of functions.
     streams_of: dict[str, list[str]] = {}
-    for known in deployed.values():
+    for known in summaries_of(deployed):
         if known.prefix is not None:
             streams_of.setdefault(known.prefix, []).append(known.stream)
     for prefix in sorted(state.prefixes):
-        if ctx.in_paths(prefix):  # else another branch's folders: neither planned nor deleted
+        if not ctx.in_paths(prefix):
+            continue  # another branch's folders: neither planned nor deleted here
+        if prefix in state.desired or prefix in rejected:
             _plan_prefix(draft, prefix, deployed, streams_of.get(prefix, ()))
+        else:  # not rendered: unchanged and already deployed (most of a large tree)
+            draft.claimed.update(streams_of.get(prefix, ()))
     _unclaimed(draft, deployed)
     _unknown_deletes(draft, deployed)
     share = _guard_removals(draft, deployed)
@@ -298,12 +309,12 @@ def _unclaimed(draft: _Draft, deployed: Mapping[str, DeployedState]) -> None:
     """Live functions of this branch no prefix of this commit claims: their definition is gone
     (a delete), or it names another identity now (a held removal of the old one)."""
     state, ctx = draft.state, draft.ctx
-    for current in sorted(deployed.values(), key=lambda s: s.stream):
+    for current in sorted(summaries_of(deployed), key=lambda s: s.stream):
         if not current.live or current.stream in draft.claimed or current.prefix is None:
             continue
         if not ctx.mine(current) or not ctx.in_paths(current.prefix):
             continue  # another branch's function, or outside this branch's folders
-        if current.in_flight is not None and current.in_flight.action == "delete":
+        if current.deleting:
             # Already being deleted: planning the same commit again (an operator's
             # allow-deletes after a restart) or a later one must not request it twice.
             continue
@@ -329,7 +340,7 @@ def _unknown_deletes(draft: _Draft, deployed: Mapping[str, DeployedState]) -> No
     state, ctx = draft.state, draft.ctx
     if state.changes is None:
         return
-    known_prefixes = {s.prefix for s in deployed.values()}
+    known_prefixes = {s.prefix for s in summaries_of(deployed)}
     for prefix, changes in sorted(state.changes.items()):
         gone_defs = [
             c.path
@@ -352,7 +363,7 @@ def _guard_removals(draft: _Draft, deployed: Mapping[str, DeployedState]) -> flo
     allow-deletes. Returns the share of live functions the deletes are."""
     ctx, removals = draft.ctx, draft.removals
     live_count = sum(
-        1 for s in deployed.values() if s.exists and ctx.mine(s) and ctx.in_paths(s.prefix)
+        1 for s in summaries_of(deployed) if s.exists and ctx.mine(s) and ctx.in_paths(s.prefix)
     )
     deletes = removals.deletes
     share = len(deletes) / live_count if live_count else (1.0 if deletes else 0.0)
@@ -375,23 +386,25 @@ def _guard_removals(draft: _Draft, deployed: Mapping[str, DeployedState]) -> flo
             reason = f"removal held: {planned.reason}; `glam allow-deletes` removes it"
             draft.actions.append(planned.model_copy(update={"action": "nothing", "reason": reason}))
             draft.held.append(_held(planned, planned.reason))
-    for current, alias, why, releasable in removals.aliases:
-        prefix = current.prefix or ""
+    for function, alias, why, releasable in removals.aliases:
+        prefix = function.prefix or ""
         if ctx.allow_deletes and releasable:
             draft.actions.append(
                 PlannedAction(
                     prefix=prefix,
-                    function=current.stream,
+                    function=function.stream,
                     action="remove_alias",
                     files=(),
                     reason=f"{why}: alias {alias} removed",
                 )
             )
-            draft.request(current, "remove_alias", alias)
+            draft.request(function, "remove_alias", alias)
             continue
         later = "" if releasable else " once the deployment on the new alias has succeeded"
         draft.held.append(
-            HeldRemoval(function=current.stream, prefix=prefix, reason=f"{why}{later}", alias=alias)
+            HeldRemoval(
+                function=function.stream, prefix=prefix, reason=f"{why}{later}", alias=alias
+            )
         )
     return share
 
@@ -486,10 +499,8 @@ def _conflicting_claims(
             claims.setdefault(stream_for(state.desired[prefix], ctx), []).append(prefix)
     out: dict[str, Rejection] = {}
     for stream, prefixes in claims.items():
-        known = deployed.get(stream)
-        live = known is not None and (
-            known.exists or (known.in_flight is not None and known.in_flight.action != "delete")
-        )
+        known = summary_of(deployed, stream)
+        live = known is not None and known.live
         owner = known.prefix if known is not None and live and ctx.mine(known) else None
         if owner is not None and owner in state.desired:
             if stream_for(state.desired[owner], ctx) != stream:

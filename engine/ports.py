@@ -15,7 +15,7 @@ Each port has one contract suite in tests/ that runs against every implementatio
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
@@ -132,6 +132,13 @@ class ViewStore(Protocol):
 
     async def load_views(self, projection: str) -> tuple[int, dict[tuple[str, str], str]]:
         """The checkpoint of ``projection`` (0 when never saved) and its rows."""
+        ...
+
+    async def load_rows(
+        self, projection: str, view: str, keys: Collection[str] | None = None
+    ) -> tuple[int, dict[str, str]]:
+        """The checkpoint of ``projection`` and the rows of its ``view`` by key: every row, or
+        only those of ``keys`` (a reader that needs a few rows of a large view)."""
         ...
 
     async def save_views(

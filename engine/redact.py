@@ -9,6 +9,7 @@ two addresses name the same repository.
 
 from __future__ import annotations
 
+import functools
 import posixpath
 import re
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -38,6 +39,7 @@ def redact_url(raw: str) -> str:
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ssh": 22, "git+ssh": 22}
 
 
+@functools.lru_cache(maxsize=1024)  # pure, and a plan compares it for every function
 def repository_id(raw: str) -> str:
     """The identity of the repository at ``raw``: the one string every form of its address
     normalises to, so the same repository reached through another URL form or with its token

@@ -12,6 +12,11 @@ snapshot. Older snapshots are thinned out (``kept_snapshots``) so that their num
 the logarithm of the log, each position keeping one near it. Snapshots are derived data, like
 the views: stored in a format this glam does not read (another version wrote them), they are
 replaced, never used; a rebuild starts them again.
+
+The same saves write the planner's inputs (``projections.planner``: each function's deployed
+state and each repository's, what ``glam plan`` reads instead of folding the log), under their
+own checkpoint: a log whose views an earlier glam wrote without them has them folded from
+position 0 once, before the views catch up.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from engine.ports import ProjectionStore, RowKey, ViewSnapshot
 from engine.store.records import gc_paused
+from projections.planner import PlannerFold
 from projections.views import Payload, Views, encode_row, snapshot_format
 
 if TYPE_CHECKING:
@@ -77,6 +83,7 @@ class ProjectionRunner:
         # Rows changed since the last snapshot: their text when a save has it, else the key.
         self._texts: dict[RowKey, str | None] = {}
         self._keys: set[RowKey] = set()
+        self.planner = PlannerFold(store)
 
     async def load(self) -> Views:
         """The stored views and their checkpoint (empty views at 0 when an earlier glam
@@ -93,6 +100,7 @@ class ProjectionRunner:
             self._keys = set(self.views.changed_after(self._snapshots[-1]))
         else:  # the first snapshot holds every row
             self._keys = set(self.views.row_keys())
+        await self.planner.load()
         return self.views
 
     async def catch_up(self) -> int:
@@ -115,6 +123,7 @@ class ProjectionRunner:
         dirty: set[RowKey] = set()
         async for record in self.store.follow(views.position + 1):
             dirty.update(views.apply(record))
+            self.planner.add(record)
             if (
                 len(dirty) >= self.batch
                 or record.position >= self._next_snapshot()
@@ -126,8 +135,10 @@ class ProjectionRunner:
     async def _fold_from(self, views: Views, *, reset: bool) -> int:
         if reset:  # the first save drops every snapshot with the rows
             self._snapshots, self._clear, self._texts, self._keys = [], False, {}, set()
+            self.planner.restart()
         # The whole catch-up, awaits included: it ends when the log does (see gc_paused).
         with gc_paused():
+            await self._planner_catch_up(views.position)
             while True:
                 # A batch ends where a snapshot is due, so snapshots fall every N events.
                 limit = min(self.batch, max(1, self._next_snapshot() - views.position))
@@ -135,11 +146,25 @@ class ProjectionRunner:
                 dirty: set[RowKey] = set()
                 for record in records:
                     dirty.update(views.apply(record))
+                    self.planner.add(record)
                 if records or reset:
                     await self._save(views, dirty, reset=reset)
                     reset = False
                 if len(records) < limit:
                     return views.position
+
+    async def _planner_catch_up(self, position: int) -> None:
+        """Bring the planner's inputs up to the views' ``position`` (they lag after an
+        upgrade, or a stop between the two saves)."""
+        planner = self.planner
+        while planner.position < position:
+            limit = min(self.batch * 10, position - planner.position)
+            records = await self.store.read_all(planner.position + 1, limit=limit)
+            if not records:
+                return
+            for record in records:
+                planner.add(record)
+            await planner.save()
 
     def _next_snapshot(self) -> int:
         """The position at which the next snapshot is due (never, without snapshots)."""
@@ -158,6 +183,8 @@ class ProjectionRunner:
         await self.store.save_views(
             PROJECTION, views.position, rows, reset=reset, snapshot=snapshot
         )
+        if self.planner.position == views.position:
+            await self.planner.save()
         if snapshot is not None:
             dropped = set(snapshot.drop)
             self._snapshots = [p for p in self._snapshots if p not in dropped]

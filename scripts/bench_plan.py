@@ -35,6 +35,7 @@ from engine.git.source import GitSource
 from engine.git.state import read_commit_state
 from engine.planner import PlanContext, plan_commit
 from engine.store.sqlite import SqliteEventStore
+from projections.runner import ProjectionRunner
 
 GLAM = str(Path(sys.executable).parent / "glam")
 ENV = {
@@ -174,6 +175,9 @@ async def record_deployed(repo: Path, db: Path, functions: int) -> None:
             NewEvent(e, Metadata(event_id=f"p{n}")) for n, e in enumerate(plan.repo_events)
         ]
         await store.append(repo_stream(str(repo), "main"), repo_events)
+        # What the engine's projection runner stores from it: the views and the planner's
+        # inputs (projections.planner), which glam plan reads instead of folding the log.
+        await ProjectionRunner(store, batch=10_000, snapshot_every=0).catch_up()
 
 
 async def _render_some(source: GitSource, head: str, prefixes: list[str]) -> dict[str, Any]:
@@ -299,7 +303,9 @@ async def breakdown(repo: Path, db: Path) -> tuple[float, float, float | None]:
     from engine.streams import repo_stream
 
     start = time.perf_counter()
-    deployed, repo_state = await _read_log(db, repo_stream(str(repo), "main"))
+    async with SqliteEventStore(db, readonly=True) as store:
+        log = await _read_log(store, repo_stream(str(repo), "main"))
+    deployed, repo_state = log.deployed, log.repo
     t_log = time.perf_counter() - start
     base = repo_state.last_planned
     select = render_filter(deployed)

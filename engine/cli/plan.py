@@ -9,11 +9,12 @@ as ``****`` unless ``--show-secrets`` is given.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import tempfile
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -32,12 +33,14 @@ if TYPE_CHECKING:
     # At run time these are imported by the functions that use them: they pull in dulwich,
     # Jinja, botocore's service model and every event model, which the other glam commands
     # and `glam --help` must not pay for at start-up.
+    from engine.deployed import DeployedIndex, DeployedSummary
     from engine.drift.compare import Difference
     from engine.events.repo import PlannedAction
     from engine.git.source import GitSource
     from engine.observe import RepoState
     from engine.planner import DeployedState, Plan
     from engine.tokens import TokenRef
+    from projections.planner import PlannerInputs
 
 ACCOUNT_PLACEHOLDER = "<account>"
 REGION_PLACEHOLDER = "<region>"
@@ -256,27 +259,45 @@ async def _aws_token(ref: TokenRef, endpoint_url: str | None) -> str:
 async def _plan_source(
     source: GitSource, target: _Target, db: Path | str | None, known: _Known, render: bool
 ) -> _Result:
-    from engine.deployed import Claimant
-    from engine.git.state import read_commit_state
-    from engine.observe import RepoState
-    from engine.planner import PlanContext, plan_commit
-    from engine.planner import render_filter as _render_filter
+    from engine.store import make_store
     from engine.streams import repo_stream
 
     head = await source.sync()
     assert source.branch is not None
-    deployed: dict[str, DeployedState] = {}
-    repo_state = RepoState()
-    if db is not None:
-        deployed, repo_state = await _read_log(db, repo_stream(target.url, source.branch))
+    async with contextlib.AsyncExitStack() as stack:
+        log = None
+        if db is not None:
+            store = await stack.enter_async_context(make_store(db, readonly=True))
+            log = await _read_log(store, repo_stream(target.url, source.branch))
+        return await _plan_head(source, head, target, log, known, render)
+    raise AssertionError("unreachable")  # pragma: no cover - the block returns
+
+
+async def _plan_head(
+    source: GitSource,
+    head: str,
+    target: _Target,
+    log: _Log | None,
+    known: _Known,
+    render: bool,
+) -> _Result:
+    from engine.deployed import Claimant, DeployedIndex
+    from engine.git.state import read_commit_state
+    from engine.observe import RepoState
+    from engine.planner import PlanContext, plan_commit, stream_for
+    from engine.planner import render_filter as _render_filter
+
+    assert source.branch is not None
+    deployed: Mapping[str, DeployedState] = {} if log is None else log.deployed
+    repo_state = RepoState() if log is None else log.repo
     log_region, log_account = _defaults_from_log(deployed)
     region = known.region or log_region or REGION_PLACEHOLDER
     account = known.account or log_account
     if account is None:
         account = ACCOUNT_PLACEHOLDER
-        deployed = _by_placeholder_account(deployed)
+        deployed = _rekeyed(log, deployed, _account_placeholder_key)
     if region == REGION_PLACEHOLDER:
-        deployed = _by_placeholder_region(deployed)
+        deployed = _rekeyed(log, deployed, _region_placeholder_key)
     # Which accounts a definition may name: the file's and the engine's own; without a file,
     # the engine's own only (as `glam run --repo`). Without a file and without knowing the
     # engine's account, any: the plan cannot tell. (A file can list the engine's own account
@@ -286,10 +307,10 @@ async def _plan_source(
         accounts = {account: ()} | (known.accounts or {})
     claimant = Claimant(repository_id(target.url), source.branch)
     base: str | None = None
-    if db is not None and repo_state.last_planned is not None:
+    if log is not None and repo_state.last_planned is not None:
         last = repo_state.last_planned
         base = last if await source.is_ancestor(last, head) else None
-    elif db is not None:
+    elif log is not None:
         # The log never planned this branch: every prefix is compared with what is deployed,
         # as the engine's first plan of it does.
         base = None
@@ -313,6 +334,14 @@ async def _plan_source(
         paths=target.paths,
         accounts=accounts,
     )
+    if log is not None and isinstance(deployed, DeployedIndex):
+        # Whole states only of what this commit renders: its functions, and the functions
+        # their prefixes had (a changed identity compares with the old one).
+        rendered = set(state.desired)
+        await log.load(
+            {stream_for(d, ctx) for d in state.desired.values()}
+            | {s.stream for s in deployed.summaries.values() if s.prefix in rendered}
+        )
     plan = plan_commit(state, deployed, ctx)
     return plan, source.display_url, source.branch, dict(state.rendered), _fields(plan, deployed)
 
@@ -359,13 +388,17 @@ async def _live(
     return out, adopt
 
 
-def _fields(plan: Plan, deployed: dict[str, DeployedState]) -> dict[str, tuple[Difference, ...]]:
+def _fields(plan: Plan, deployed: Mapping[str, DeployedState]) -> dict[str, tuple[Difference, ...]]:
     """Per planned prefix, the fields its deployment changes from what is deployed: the
     function's own stream, else (a new identity: region, account or name changed) the
     deployed function of the same prefix."""
+    from engine.deployed import summaries_of
     from engine.drift.fields import changes
 
-    by_prefix = {s.prefix: s for s in deployed.values() if s.desired is not None and s.exists}
+    by_prefix: dict[str, str] = {}
+    for summary in summaries_of(deployed):
+        if summary.exists and summary.prefix is not None:
+            by_prefix[summary.prefix] = summary.stream
     found: dict[str, tuple[Difference, ...]] = {}
     for action in plan.actions:
         if action.action not in ("create", "new_version", "settings_only"):
@@ -375,21 +408,88 @@ def _fields(plan: Plan, deployed: dict[str, DeployedState]) -> dict[str, tuple[D
             continue
         current = deployed.get(action.function or "")
         if current is None or current.desired is None:
-            current = by_prefix.get(action.prefix)
+            other = by_prefix.get(action.prefix)
+            current = deployed.get(other) if other is not None else None
         if current is not None and current.desired is not None:
             found[action.prefix] = changes(current.desired, desired)
     return found
 
 
-async def _read_log(db: Path | str, stream: str) -> tuple[dict[str, DeployedState], RepoState]:
+class _Log:
+    """What ``glam plan`` read of the log: the deployed states (every summary; whole states
+    as loaded) and the branch's repository state."""
+
+    def __init__(
+        self,
+        store: Any,
+        stream: str,
+        deployed: Mapping[str, DeployedState],
+        repo: RepoState,
+        inputs: PlannerInputs | None,
+    ) -> None:
+        self.store, self.stream = store, stream
+        self.deployed, self.repo, self._inputs = deployed, repo, inputs
+        self._stored: dict[str, str] = {}  # a re-keyed stream: the stream it is stored under
+
+    def rekey(self, new_of: Callable[[DeployedSummary], str]) -> DeployedIndex:
+        """The stored index under other streams (``new_of`` each function's summary)."""
+        from engine.deployed import DeployedIndex
+
+        index = self.deployed
+        assert isinstance(index, DeployedIndex)
+        renamed = {s: new_of(summary) for s, summary in index.summaries.items()}
+        if all(new == stream for stream, new in renamed.items()):
+            return index  # nothing moves (every definition names what the key replaces)
+        stored: dict[str, str] = {}
+        summaries: dict[str, DeployedSummary] = {}
+        states: dict[str, DeployedState] = {}
+        for stream, summary in index.summaries.items():
+            new = renamed[stream]
+            stored[new] = self._stored.get(stream, stream)
+            state = index.states.get(stream)
+            if new != stream:
+                summary = dataclasses.replace(summary, stream=new)
+                state = dataclasses.replace(state, stream=new) if state is not None else None
+            summaries[new] = summary
+            if state is not None:
+                states[new] = state
+        self.deployed, self._stored = DeployedIndex(summaries, states), stored
+        return self.deployed
+
+    async def load(self, streams: Iterable[str]) -> None:
+        """Load the whole states of ``streams`` (under the streams this index uses)."""
+        from engine.deployed import DeployedIndex
+
+        if self._inputs is None:
+            return
+        wanted = {s: self._stored.get(s, s) for s in streams}
+        await self._inputs.load(wanted.values())
+        index, found = self.deployed, self._inputs.deployed.states
+        assert isinstance(index, DeployedIndex)
+        for stream, stored in wanted.items():
+            if stream in index.summaries and stored in found:
+                index.loaded(dataclasses.replace(found[stored], stream=stream))
+
+
+async def _read_log(store: Any, stream: str) -> _Log:
+    """The planner's inputs: stored by the engine (``projections.planner``) when the log has
+    them, else folded from the log."""
+    from projections.planner import read_inputs
+
+    inputs = await read_inputs(store, stream)
+    if inputs is not None:
+        return _Log(store, stream, inputs.deployed, inputs.repo, inputs)
+    deployed, repo_state = await _fold_log(store, stream)
+    return _Log(store, stream, deployed, repo_state, None)
+
+
+async def _fold_log(store: Any, stream: str) -> tuple[dict[str, DeployedState], RepoState]:
     from engine.observe import RepoState, evolve_repo
     from engine.planner import DEPLOYED_EVENT_TYPES, OWNER_EVENT_TYPES, deployed_from_events
-    from engine.store import make_store
 
-    async with make_store(db, readonly=True) as store:
-        # Only what the planner folds: the repository's stream, the plans (owners of older
-        # logs) and the few function events that say what is deployed, not every step.
-        records = await store.read_selected(DEPLOYED_EVENT_TYPES | OWNER_EVENT_TYPES, [stream])
+    # Only what the planner folds: the repository's stream, the plans (owners of older
+    # logs) and the few function events that say what is deployed, not every step.
+    records = await store.read_selected(DEPLOYED_EVENT_TYPES | OWNER_EVENT_TYPES, [stream])
     repo_state = RepoState()
     for record in records:
         if record.stream == stream:
@@ -397,31 +497,21 @@ async def _read_log(db: Path | str, stream: str) -> tuple[dict[str, DeployedStat
     return deployed_from_events(records), repo_state
 
 
-def _named(state: DeployedState) -> tuple[str | None, str | None] | None:
-    """``(region, account)`` the definition behind ``state`` named (None: the default), or
-    None when the log holds no desired state for it."""
-    desired = state.in_flight.desired if state.in_flight is not None else None
-    if desired is None and state.rolled_back is not None:
-        desired = state.rolled_back.desired
-    settings = state.settings or (desired.settings if desired is not None else None)
-    return None if settings is None else (settings.region, settings.account)
-
-
-def _defaults_from_log(deployed: dict[str, DeployedState]) -> tuple[str | None, str | None]:
+def _defaults_from_log(deployed: Mapping[str, DeployedState]) -> tuple[str | None, str | None]:
     """The region and account the engine used for definitions that named none, read off the
     functions it deployed from such definitions (when they all agree)."""
+    from engine.deployed import summaries_of
     from engine.streams import parse_function_stream
 
     regions: set[str] = set()
     accounts: set[str] = set()
-    for stream, state in deployed.items():
-        named = _named(state)
-        if named is None:
+    for summary in summaries_of(deployed):
+        if summary.named is None:
             continue
-        account, region, _ = parse_function_stream(stream)
-        if named[0] is None:
+        account, region, _ = parse_function_stream(summary.stream)
+        if not summary.named[0]:
             regions.add(region)
-        if named[1] is None:
+        if not summary.named[1]:
             accounts.add(account)
     return (
         regions.pop() if len(regions) == 1 else None,
@@ -429,35 +519,44 @@ def _defaults_from_log(deployed: dict[str, DeployedState]) -> tuple[str | None, 
     )
 
 
-def _by_placeholder_account(deployed: dict[str, DeployedState]) -> dict[str, DeployedState]:
+def _account_placeholder_key(stream: str, named: tuple[bool, bool] | None) -> str:
     """Without ``--account`` (and a log that tells) the plan cannot know the account; match the
     log's functions by region and name instead, so a plan without AWS still compares with what
     was deployed. Limitation: a definition that names its own ``environment.account`` is then
     compared under that account and finds nothing; pass ``--account`` for such repositories."""
     from engine.streams import function_stream, parse_function_stream
 
-    out: dict[str, DeployedState] = {}
-    for stream, state in deployed.items():
-        _, reg, name = parse_function_stream(stream)
-        key = function_stream(ACCOUNT_PLACEHOLDER, reg, name)
-        out[key] = dataclasses.replace(state, stream=key)
-    return out
+    _, region, name = parse_function_stream(stream)
+    return function_stream(ACCOUNT_PLACEHOLDER, region, name)
 
 
-def _by_placeholder_region(deployed: dict[str, DeployedState]) -> dict[str, DeployedState]:
+def _region_placeholder_key(stream: str, named: tuple[bool, bool] | None) -> str:
     """Without ``--region`` (and a log that tells) the default region is unknown: a function
     whose definition named no region is matched under the region placeholder, which is where
     the plan puts such a definition, instead of looking new (and its real stream deleted)."""
     from engine.streams import function_stream, parse_function_stream
 
+    if named is None or named[0]:
+        return stream
+    account, _, name = parse_function_stream(stream)
+    return function_stream(account, REGION_PLACEHOLDER, name)
+
+
+def _rekeyed(
+    log: _Log | None,
+    deployed: Mapping[str, DeployedState],
+    key: Callable[[str, tuple[bool, bool] | None], str],
+) -> Mapping[str, DeployedState]:
+    """``deployed`` under the streams ``key`` gives (a stored index stays an index: the log
+    loads its states under their new streams)."""
+    from engine.deployed import DeployedIndex, summarize
+
+    if log is not None and isinstance(deployed, DeployedIndex):
+        return log.rekey(lambda summary: key(summary.stream, summary.named))
     out: dict[str, DeployedState] = {}
-    for stream, state in deployed.items():
-        named = _named(state)
-        if named is not None and named[0] is None:
-            account, _, name = parse_function_stream(stream)
-            stream = function_stream(account, REGION_PLACEHOLDER, name)
-            state = dataclasses.replace(state, stream=stream)
-        out[stream] = state
+    for state in deployed.values():
+        stream = key(state.stream, summarize(state).named)
+        out[stream] = dataclasses.replace(state, stream=stream)
     return out
 
 

@@ -8,7 +8,7 @@ in ``tests/store/test_contract.py`` holds for both. Nothing is persisted.
 from __future__ import annotations
 
 import bisect
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 
 import anyio
@@ -99,6 +99,13 @@ class MemoryEventStore:
         end = len(self._records) if limit is None else start + max(limit, 0)
         return self._records[start:end]
 
+    async def read_selected(
+        self, types: Collection[str], streams: Collection[str] = (), *, after: int = 0
+    ) -> list[RecordedEvent]:
+        """As the SQL stores': the events of ``types`` or ``streams`` after ``after``."""
+        self._check_open()
+        return [r for r in self._records[max(after, 0) :] if r.type in types or r.stream in streams]
+
     async def follow(self, from_position: int = 1) -> AsyncIterator[RecordedEvent]:
         position = max(from_position, 1)
         while not self._closed:
@@ -136,6 +143,18 @@ class MemoryEventStore:
         """The last position recorded at or before ``moment`` (0 if none)."""
         key = format_time(moment)
         return bisect.bisect_right([row.recorded_at for row in self._rows], key)
+
+    async def load_rows(
+        self, projection: str, view: str, keys: Collection[str] | None = None
+    ) -> tuple[int, dict[str, str]]:
+        checkpoint, rows = self._views.get(projection, (0, {}))
+        wanted = None if keys is None else set(keys)
+        found = {
+            key: data
+            for (v, key), data in rows.items()
+            if v == view and (wanted is None or key in wanted)
+        }
+        return checkpoint, found
 
     async def load_views(self, projection: str) -> tuple[int, dict[tuple[str, str], str]]:
         checkpoint, rows = self._views.get(projection, (0, {}))

@@ -201,7 +201,7 @@ _RANGE = f"SELECT {COLUMNS} FROM events WHERE position >= %s ORDER BY position L
 _STREAM = f"SELECT {COLUMNS} FROM events WHERE stream = %s AND version >= %s ORDER BY version"  # noqa: S608
 _SELECTED = (
     f"SELECT {COLUMNS} FROM events "  # noqa: S608
-    "WHERE type = ANY(%s) OR stream = ANY(%s) ORDER BY position"
+    "WHERE position > %s AND (type = ANY(%s) OR stream = ANY(%s)) ORDER BY position"
 )
 
 
@@ -262,18 +262,19 @@ class LogReads(SqlReads):
         return await self._decoded(await self._fetch(_RANGE, (from_position, limit)))
 
     async def read_selected(
-        self, types: Collection[str], streams: Collection[str] = ()
+        self, types: Collection[str], streams: Collection[str] = (), *, after: int = 0
     ) -> list[RecordedEvent]:
         """Every event whose type is in ``types`` or whose stream is in ``streams``, in log
         order, for a reader that folds only some events. The rows left out are not decoded,
         but their types and schema versions are checked: a log this glam cannot read fails
-        here exactly as ``read_all`` would."""
+        here exactly as ``read_all`` would. ``after``: only events after that position."""
         self._check_types(
             await self._fetch(
                 "SELECT type, max(schema_version), min(position) FROM events GROUP BY type"
             )
         )
-        return await self._decoded(await self._fetch(_SELECTED, (sorted(types), sorted(streams))))
+        selected = await self._fetch(_SELECTED, (after, sorted(types), sorted(streams)))
+        return await self._decoded(selected)
 
     async def read_stream(self, stream: str, from_version: int = 1) -> list[RecordedEvent]:
         return await self._decoded(await self._fetch(_STREAM, (stream, from_version)))

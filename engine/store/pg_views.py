@@ -14,7 +14,7 @@ snapshots.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any, TypeVar
 
 from engine.ports import SnapshotRows, ViewSnapshot
@@ -60,6 +60,35 @@ class ViewRows:
 
     async def _submit(self, pending: Pending) -> Any:
         raise NotImplementedError
+
+    async def load_rows(
+        self, projection: str, view: str, keys: Collection[str] | None = None
+    ) -> tuple[int, dict[str, str]]:
+        """The projection's checkpoint and the rows of one view (only those of ``keys``, when
+        given), by key, read in one snapshot."""
+
+        async def body(conn: Any) -> tuple[int, dict[str, str]]:
+            async with conn.transaction():
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                cur = await conn.execute(
+                    "SELECT position FROM checkpoints WHERE projection = %s", (projection,)
+                )
+                checkpoint = await cur.fetchone()
+                if keys is None:
+                    cur = await conn.execute(
+                        "SELECT key, data FROM view_rows WHERE projection = %s AND view = %s",
+                        (projection, view),
+                    )
+                else:
+                    cur = await conn.execute(
+                        "SELECT key, data FROM view_rows WHERE projection = %s AND view = %s "
+                        "AND key = ANY(%s)",
+                        (projection, view, sorted(keys)),
+                    )
+                rows = await cur.fetchall()
+            return (int(checkpoint[0]) if checkpoint else 0), {k: d for k, d in rows}
+
+        return await self._read(body)
 
     async def load_views(self, projection: str) -> tuple[int, dict[tuple[str, str], str]]:
         """The projection's checkpoint and its rows, read in one snapshot."""

@@ -175,13 +175,13 @@ class SqliteReads(SqlReads):
         return await self._decoded(list(rows))
 
     async def read_selected(
-        self, types: Collection[str], streams: Collection[str] = ()
+        self, types: Collection[str], streams: Collection[str] = (), *, after: int = 0
     ) -> list[RecordedEvent]:
         """Every event whose type is in ``types`` or whose stream is in ``streams``, in log
         order, for a reader that folds only some events (``glam plan`` needs four types of the
         function streams, not every step of every deployment). The rows left out are not
         decoded, but their types and schema versions are checked: a log this glam cannot read
-        fails here exactly as ``read_all`` would."""
+        fails here exactly as ``read_all`` would. ``after``: only events after that position."""
         self._check_types(
             await self._fetch(
                 "SELECT type, max(schema_version), min(position) FROM events GROUP BY type"
@@ -192,8 +192,9 @@ class SqliteReads(SqlReads):
         stream_marks = ",".join("?" * len(stream_list))
         rows = await self._fetch(
             f"SELECT {COLUMNS} FROM events "  # noqa: S608 - only COLUMNS and "?" marks
-            f"WHERE type IN ({type_marks}) OR stream IN ({stream_marks}) ORDER BY position",
-            (*type_list, *stream_list),
+            f"WHERE position > ? AND (type IN ({type_marks}) OR stream IN ({stream_marks})) "
+            "ORDER BY position",
+            (after, *type_list, *stream_list),
         )
         return await self._decoded(list(rows))
 
@@ -218,6 +219,35 @@ class SqliteReads(SqlReads):
         return await self._scalar_read(
             "SELECT max(position) FROM events WHERE recorded_at <= ?", (format_time(moment),)
         )
+
+    async def load_rows(
+        self, projection: str, view: str, keys: Collection[str] | None = None
+    ) -> tuple[int, dict[str, str]]:
+        """The projection's checkpoint and the rows of one view (only those of ``keys``, when
+        given), by key. Each statement reads one snapshot, as ``load_views`` does; many keys
+        take one statement per 500."""
+        wanted = sorted(keys) if keys is not None else None
+        parts: list[list[str] | None] = (
+            [None]
+            if wanted is None
+            else [wanted[i : i + 500] for i in range(0, max(len(wanted), 1), 500)]
+        )
+        checkpoint = 0
+        found: dict[str, str] = {}
+        for part in parts:
+            marks = "" if part is None else f" AND key IN ({','.join('?' * len(part))})"
+            rows = await self._fetch(
+                "SELECT NULL, NULL, position FROM checkpoints WHERE projection = ? "  # noqa: S608 - "?" marks only
+                "UNION ALL SELECT key, data, NULL FROM view_rows "
+                f"WHERE projection = ? AND view = ?{marks}",
+                (projection, projection, view, *(part or ())),
+            )
+            for key, data, position in rows:
+                if key is None:
+                    checkpoint = int(position)
+                else:
+                    found[key] = data
+        return checkpoint, found
 
     async def load_views(self, projection: str) -> tuple[int, dict[tuple[str, str], str]]:
         """The projection's checkpoint and its rows, read in one snapshot."""

@@ -8,6 +8,7 @@ import random
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -21,6 +22,7 @@ from engine.planner import Plan, plan_commit, render_filter
 from engine.runtime.engine import Watch
 from engine.store.sqlite import SqliteEventStore
 from engine.testing import FakeProvider
+from projections import planner as planner_rows
 from tests.cli.test_org_cli import OWN, fn, glam, run_once
 from tests.repo.gitrepo import GitRepo, function_files
 from tests.repo.test_planner import Log
@@ -276,12 +278,32 @@ def quick(repo: GitRepo, prefix: str, name: str, key: str = "v1.zip") -> None:
 def _plans_both_ways(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], repo: GitRepo, db: Path
 ) -> str:
+    """``glam plan --db`` three ways, which must print the same: from the planner's inputs
+    the engine stored (``projections.planner``), from a fold of the log, and listing the
+    whole tree (no listing known)."""
     args = ("plan", "--repo", str(repo.path), "--db", str(db), "--json", "--region", "us-east-1")
-    code, out, err = glam(monkeypatch, capsys, *args)
-    with monkeypatch.context() as whole:
-        whole.setattr("engine.observe.fold_listing", lambda *_: None)
+    read: list[bool] = []
+    real = planner_rows.read_inputs
+
+    async def spy(store: Any, stream: str) -> Any:
+        inputs = await real(store, stream)
+        read.append(inputs is not None)
+        return inputs
+
+    with monkeypatch.context() as stored:
+        stored.setattr(planner_rows, "read_inputs", spy)
+        code, out, err = glam(monkeypatch, capsys, *args)
+    assert read == [True]  # the engine stored them, and this plan read them
+    with monkeypatch.context() as folded:
+        folded.setattr(planner_rows, "read_inputs", _none)
+        assert glam(monkeypatch, capsys, *args) == (code, out, err)
+        folded.setattr("engine.observe.fold_listing", lambda *_: None)
         assert glam(monkeypatch, capsys, *args) == (code, out, err)
     return out
+
+
+async def _none(*_: object) -> None:
+    return None
 
 
 def _listings(db: Path) -> list[PrefixListing | None]:

@@ -97,7 +97,7 @@ async def test_info_on_sqlite(tmp_path: Path) -> None:
         await ProjectionRunner(store).catch_up()
     info = await log_info(db)
     assert (info.backend, info.events, info.schema_version) == ("sqlite", 3, 1)
-    assert info.checkpoints == {"views": 3}
+    assert info.checkpoints == {"views": 3, "planner": 3}
     assert info.first_recorded_at is not None
     assert info.last_recorded_at is not None
     assert info.first_recorded_at < info.last_recorded_at
@@ -177,7 +177,7 @@ async def test_golden_log_copied_from_sqlite_to_postgresql_and_back(
     assert (info.backend, info.events, info.checkpoints) == (
         "postgresql",
         len(rows),
-        {"views": len(rows)},
+        {"views": len(rows), "planner": len(rows)},
     )
     assert info.server_version
     assert info.size_bytes > 0

@@ -1,0 +1,327 @@
+"""The planner's inputs, stored: what ``glam plan`` reads instead of folding the whole log.
+
+Projection ``planner``, kept by the projection runner beside the views (its own checkpoint):
+
+- view ``state``: per function stream its ``DeployedState``;
+- view ``summary``: per function stream its ``DeployedSummary`` (a few short fields);
+- view ``repo``: per repository stream its ``RepoState`` (last planned commit, known prefixes);
+- view ``meta``: the format of the rows (a digest of their models).
+
+Each row also holds the position of the last event folded into it. The fold is the planner's
+own (``engine.deployed.fold_deployed``, ``engine.observe.evolve_repo``), so a stored state
+equals the fold of the log up to its row's position. A reader (``read_inputs``) takes every
+summary, its branch's repository row and the whole states only of the prefixes it renders,
+then folds what the log holds after the checkpoint, each row only with the events after its
+own position (the engine may save between two reads). Derived data: a log without it, or in a
+format this glam does not read, is folded from the start instead, and the runner writes it
+again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Collection, Iterable
+from functools import cache
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from engine.deployed import (
+    DEPLOYED_EVENT_TYPES,
+    OWNER_EVENT_TYPES,
+    DeployedIndex,
+    DeployedState,
+    DeployedSummary,
+    OwnerKey,
+    fold_deployed,
+    summarize,
+)
+from engine.errors import StoreCorrupt
+from engine.events import RecordedEvent
+from engine.events.repo import CommitPlanned
+from engine.observe import RepoState, evolve_repo
+from engine.ports import ViewStore
+from engine.streams import FUNCTION_PREFIX, REPO_PREFIX
+
+PROJECTION = "planner"
+# What a reader of the log folds: the function events that change a DeployedState, and every
+# event of a repository stream (its RepoState; its plans name owners for older logs).
+REPO_EVENT_TYPES = frozenset(
+    {
+        "CommitObserved",
+        "HistoryRewritten",
+        "SourceUnavailable",
+        "CommitPlanned",
+        "DefinitionRejected",
+    }
+)
+EVENT_TYPES = DEPLOYED_EVENT_TYPES | REPO_EVENT_TYPES
+
+_STATE = TypeAdapter(DeployedState)
+_SUMMARY = TypeAdapter(DeployedSummary)
+_REPO = TypeAdapter(RepoState)
+
+
+@cache
+def planner_format() -> str:
+    """A digest of the stored rows' models: rows of another format are not read."""
+    schemas = [a.json_schema() for a in (_STATE, _SUMMARY, _REPO)]
+    digest = hashlib.sha256(json.dumps(schemas, sort_keys=True).encode()).hexdigest()[:16]
+    return f"planner-1:{digest}"
+
+
+def relevant(record: RecordedEvent) -> bool:
+    """Whether ``record`` can change a stored row."""
+    stream = record.stream
+    if stream.startswith(FUNCTION_PREFIX):
+        return record.type in DEPLOYED_EVENT_TYPES
+    return stream.startswith(REPO_PREFIX)
+
+
+def touched(records: Iterable[RecordedEvent]) -> tuple[set[str], set[str]]:
+    """The function and repository streams whose rows ``records`` change (a plan may name
+    the owners of functions of older logs)."""
+    functions: set[str] = set()
+    repos: set[str] = set()
+    for record in records:
+        if record.stream.startswith(FUNCTION_PREFIX):
+            functions.add(record.stream)
+        else:
+            repos.add(record.stream)
+            if isinstance(record.event, CommitPlanned):
+                functions.update(a.function for a in record.event.actions if a.function)
+    return functions, repos
+
+
+def _text(position: int, adapter: TypeAdapter[Any], value: object) -> str:
+    return f'{{"position":{position},"value":{adapter.dump_json(value).decode()}}}'
+
+
+def _decode(text: str, adapter: TypeAdapter[Any]) -> tuple[int, Any]:
+    data = json.loads(text)
+    return int(data["position"]), adapter.validate_python(data["value"])
+
+
+class Rows:
+    """Stored rows being folded: states and repository states by stream, each with the
+    position of the last event folded into it."""
+
+    def __init__(self, repos_of: Collection[str] | None = None) -> None:
+        self.repos_of = repos_of  # the repository streams kept (None: every one)
+        self.states: dict[str, DeployedState] = {}
+        self.repos: dict[str, RepoState] = {}
+        self.at: dict[str, int] = {}  # row position by stream
+        self.dirty: set[str] = set()
+
+    async def load(
+        self, store: ViewStore, functions: Collection[str], repos: Collection[str]
+    ) -> None:
+        """Load the stored rows of these streams that are not loaded yet."""
+        for view, streams, adapter, into in (
+            ("state", functions, _STATE, self.states),
+            ("repo", repos, _REPO, self.repos),
+        ):
+            missing = [s for s in streams if s not in into]
+            if missing:
+                _, found = await store.load_rows(PROJECTION, view, missing)
+                for stream, text in found.items():
+                    self.at[stream], into[stream] = _decode(text, adapter)
+
+    def fold(self, record: RecordedEvent) -> None:
+        """Fold one relevant record into each row it changes that has not folded it yet."""
+        position, stream, event = record.position, record.stream, record.event
+        if stream.startswith(REPO_PREFIX):
+            kept = self.repos_of is None or stream in self.repos_of
+            if kept and self.at.get(stream, 0) < position:
+                self.repos[stream] = evolve_repo(self.repos.get(stream) or RepoState(), event)
+                self._changed(stream, position)
+            if not isinstance(event, CommitPlanned):
+                return
+            names = {a.function for a in event.actions if a.function}
+        else:
+            names = {stream}
+        names = {s for s in names if self.at.get(s, 0) < position}
+        view = {s: self.states[s] for s in names if s in self.states}
+        before = dict(view)
+        fold_deployed(view, record)
+        for name in names:
+            if name in view and view[name] is not before.get(name):
+                self.states[name] = view[name]
+                self._changed(name, position)
+
+    def _changed(self, stream: str, position: int) -> None:
+        self.at[stream] = position
+        self.dirty.add(stream)
+
+    def take_rows(self) -> dict[tuple[str, str], str | None]:
+        """The rows changed since the last call, as stored text."""
+        rows: dict[tuple[str, str], str | None] = {}
+        for stream in self.dirty:
+            position = self.at[stream]
+            if stream in self.repos:
+                rows[("repo", stream)] = _text(position, _REPO, self.repos[stream])
+            else:
+                state = self.states[stream]
+                rows[("state", stream)] = _text(position, _STATE, state)
+                rows[("summary", stream)] = _summary_text(position, summarize(state))
+        self.dirty = set()
+        return rows
+
+
+def _summary_text(position: int, summary: DeployedSummary) -> str:
+    owner = summary.owner
+    return json.dumps(
+        [
+            position,
+            summary.prefix,
+            summary.exists,
+            summary.live,
+            summary.deleting,
+            summary.stale,
+            None if owner is None else [owner.repository, owner.branch, owner.prefix],
+            None if summary.named is None else list(summary.named),
+        ],
+        separators=(",", ":"),
+    )
+
+
+def _summaries(found: dict[str, str]) -> dict[str, DeployedSummary]:
+    """Summaries as stored: a JSON array each, decoded without validation (glam wrote them
+    in this format, ``planner_format``; the hot path of a plan of many functions)."""
+    out: dict[str, DeployedSummary] = {}
+    # One parse of them all: 50,000 calls of json.loads cost more than the parsing itself.
+    decoded = json.loads(f"[{','.join(found.values())}]")
+    for stream, (_, prefix, exists, live, deleting, stale, owned, named) in zip(
+        found, decoded, strict=True
+    ):
+        owner = None if owned is None else OwnerKey(owned[0], owned[1], owned[2])
+        out[stream] = DeployedSummary(
+            stream,
+            prefix,
+            exists,
+            live,
+            deleting,
+            stale,
+            owner,
+            None if named is None else (named[0], named[1]),
+        )
+    return out
+
+
+class PlannerFold:
+    """The projection runner's side: folds the relevant records it is given and saves the
+    rows they changed, with the checkpoint, at each of the runner's saves."""
+
+    def __init__(self, store: ViewStore) -> None:
+        self.store = store
+        self.position = 0
+        self._rows = Rows()
+        self._pending: list[RecordedEvent] = []
+        self._reset = False
+
+    async def load(self) -> int:
+        """The stored checkpoint (0, and the rows dropped at the next save, when they are
+        missing or in another format)."""
+        checkpoint, meta = await self.store.load_rows(PROJECTION, "meta")
+        self._rows, self._pending = Rows(), []
+        if _format_of(meta) == planner_format():
+            self.position, self._reset = checkpoint, False
+        else:
+            self.position, self._reset = 0, True
+        return self.position
+
+    def restart(self) -> None:
+        """Fold from position 0 again (the views are rebuilt)."""
+        self.position, self._rows, self._pending, self._reset = 0, Rows(), [], True
+
+    def add(self, record: RecordedEvent) -> None:
+        if record.position <= self.position:
+            return
+        if relevant(record):
+            self._pending.append(record)
+        self.position = record.position
+
+    async def save(self) -> None:
+        reset, pending = self._reset, self._pending
+        if not reset:
+            functions, repos = touched(pending)
+            await self._rows.load(self.store, functions, repos)
+        for record in pending:
+            self._rows.fold(record)
+        rows = self._rows.take_rows()
+        if reset:
+            rows[("meta", "format")] = json.dumps(planner_format())
+        await self.store.save_views(PROJECTION, self.position, rows, reset=reset)
+        self._pending, self._reset = [], False
+
+
+def _format_of(meta: dict[str, str]) -> str | None:
+    text = meta.get("format")
+    try:
+        value = json.loads(text) if text is not None else None
+    except ValueError:
+        return None
+    return value if isinstance(value, str) else None
+
+
+class PlannerInputs:
+    """What ``read_inputs`` read: ``deployed`` (every summary, the states loaded so far, the
+    log's tail folded in) and ``repo``, the branch's repository state."""
+
+    def __init__(
+        self,
+        store: ViewStore,
+        deployed: DeployedIndex,
+        repo: RepoState,
+        rows: Rows,
+        tail: list[RecordedEvent],
+    ) -> None:
+        self.store = store
+        self.deployed = deployed
+        self.repo = repo
+        self._rows = rows
+        self._tail = tail
+
+    async def load(self, streams: Iterable[str]) -> None:
+        """Load the states of ``streams`` the index has a summary of (the tail folded in)."""
+        wanted = {
+            s for s in streams if s in self.deployed.summaries and s not in self.deployed.states
+        }
+        if not wanted:
+            return
+        await self._rows.load(self.store, wanted, ())
+        for record in self._tail:
+            self._rows.fold(record)
+        for stream in wanted:
+            state = self._rows.states.get(stream)
+            if state is None:
+                raise StoreCorrupt(f"the stored planner state of {stream} is missing")
+            self.deployed.loaded(state)
+
+
+async def read_inputs(store: Any, repo_stream: str) -> PlannerInputs | None:
+    """The planner's inputs from the stored rows and the log after their checkpoint, for
+    the branch of ``repo_stream``; None when the log has no stored rows this glam reads
+    (the caller folds the log instead). ``store``: a ``ViewStore`` with ``read_selected``."""
+    checkpoint, meta = await store.load_rows(PROJECTION, "meta")
+    if checkpoint == 0 or _format_of(meta) != planner_format():
+        return None
+    try:
+        _, found = await store.load_rows(PROJECTION, "summary")
+        summaries = _summaries(found)
+        rows = Rows(repos_of={repo_stream})
+        await rows.load(store, (), [repo_stream])
+        tail = await store.read_selected(
+            DEPLOYED_EVENT_TYPES | OWNER_EVENT_TYPES, [repo_stream], after=checkpoint
+        )
+        functions, _ = touched(tail)
+        await rows.load(store, functions, ())
+        for record in tail:
+            rows.fold(record)
+    except (ValidationError, ValueError, KeyError, TypeError) as exc:
+        raise StoreCorrupt(f"the stored planner rows do not decode: {exc}") from None
+    deployed = DeployedIndex(summaries, {})
+    for state in rows.states.values():
+        deployed.loaded(state)
+    return PlannerInputs(store, deployed, rows.repos.get(repo_stream) or RepoState(), rows, tail)

@@ -1,0 +1,219 @@
+"""The planner's stored inputs (``projections.planner``) equal the fold of the log they replace:
+for every function its state and summary, for the branch its repository state, whatever the
+runner's batches, the tail after the checkpoint and rows saved after the checkpoint was read."""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine.deployed import (
+    DEPLOYED_EVENT_TYPES,
+    OWNER_EVENT_TYPES,
+    DeployedIndex,
+    NotLoaded,
+    deployed_from_events,
+    summarize,
+)
+from engine.errors import StoreCorrupt
+from engine.events import Event, Metadata, NewEvent
+from engine.events.function import DeploymentRequested, FunctionOwner
+from engine.events.repo import CommitPlanned, PlannedAction
+from engine.observe import RepoState, evolve_repo
+from engine.ports import EventStore
+from engine.store.memory import MemoryEventStore
+from engine.store.sqlite import SqliteEventStore
+from projections.planner import PROJECTION, read_inputs
+from projections.runner import ProjectionRunner
+from tests.projections.strategies import desired_function, function_events, repo_events
+
+pytestmark = pytest.mark.anyio
+
+REPO = "repo:r@main"
+NAMES = ("orders", "pay", "ship")
+STREAMS = tuple(f"fn:1:eu-west-1:{n}" for n in NAMES)
+
+
+def _plan(sha: str, actions: list[tuple[str, str]]) -> CommitPlanned:
+    """A plan naming the functions of this log (older logs' plans name their owners)."""
+    return CommitPlanned(
+        sha=sha,
+        actions=tuple(
+            PlannedAction(prefix=f"p/{n}", function=s, action=a, files=(), reason="")
+            for n, (s, a) in enumerate(actions)
+        ),
+    )
+
+
+def _owned(name: str, owner: str | None) -> DeploymentRequested:
+    return DeploymentRequested(
+        deployment_id=f"d-{name}",
+        commit="c" * 40,
+        action="create",
+        desired=desired_function(name),
+        owner=None if owner is None else FunctionOwner(repository="r", branch=owner, prefix=name),
+    )
+
+
+plans = st.builds(
+    _plan,
+    st.sampled_from(["a" * 40, "b" * 40]),
+    st.lists(
+        st.tuples(st.sampled_from(STREAMS), st.sampled_from(["create", "new_version", "delete"])),
+        max_size=3,
+    ),
+)
+items = st.one_of(
+    st.tuples(st.sampled_from(STREAMS), function_events),
+    st.tuples(
+        st.sampled_from(STREAMS),
+        st.builds(_owned, st.sampled_from(NAMES), st.none() | st.sampled_from(["main", "dev"])),
+    ),
+    st.tuples(st.sampled_from([REPO, "repo:other@main"]), repo_events | plans),
+)
+LOGS = st.lists(items, max_size=30)
+_ids = itertools.count()
+
+
+async def _append(store: EventStore, part: list[tuple[str, Event]]) -> None:
+    for stream, event in part:
+        await store.append(stream, [NewEvent(event, Metadata(event_id=f"e{next(_ids)}"))])
+
+
+async def _folded(store: Any) -> tuple[dict[str, Any], RepoState]:
+    """What ``glam plan`` folds without the stored rows."""
+    records = await store.read_selected(DEPLOYED_EVENT_TYPES | OWNER_EVENT_TYPES, [REPO])
+    repo = RepoState()
+    for record in records:
+        if record.stream == REPO:
+            repo = evolve_repo(repo, record.event)
+    return deployed_from_events(records), repo
+
+
+class _EarlierCheckpoint:
+    """A store whose planner checkpoint reads as ``earlier``: the rows then hold events after
+    it, as when the engine saves between a reader's reads."""
+
+    def __init__(self, store: Any, earlier: int) -> None:
+        self._store, self._earlier = store, earlier
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def load_rows(self, projection: str, view: str, keys: Any = None) -> Any:
+        checkpoint, rows = await self._store.load_rows(projection, view, keys)
+        return (min(checkpoint, self._earlier) if view == "meta" else checkpoint), rows
+
+
+async def _check(store: Any, folded: dict[str, Any], repo: RepoState) -> None:
+    inputs = await read_inputs(store, REPO)
+    assert inputs is not None
+    assert inputs.repo == repo
+    deployed = inputs.deployed
+    assert deployed.summaries == {s: summarize(state) for s, state in folded.items()}
+    await inputs.load(folded)
+    assert deployed.states == folded
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(LOGS, st.lists(st.integers(1, 8), max_size=4), st.integers(1, 5), st.integers(0, 8))
+def test_stored_inputs_equal_the_fold(
+    log: list[tuple[str, Event]], chunks: list[int], batch: int, tail: int
+) -> None:
+    """Caught up in arbitrary chunks and batches by fresh runners (as across restarts), with
+    ``tail`` events appended after the last catch-up, read at the checkpoint and at an earlier
+    one: the index, the states and the repository state are those of the fold."""
+
+    async def scenario() -> None:
+        cut = max(0, len(log) - tail)
+        async with MemoryEventStore() as store:
+            remaining = log[:cut]
+            for size in [*chunks, len(remaining)]:
+                part, remaining = remaining[:size], remaining[size:]
+                await _append(store, part)
+                await ProjectionRunner(store, batch=batch).catch_up()
+            await _append(store, log[cut:])
+            folded, repo = await _folded(store)
+            if not await store.last_position():
+                assert await read_inputs(store, REPO) is None  # nothing stored: fold instead
+                return
+            checkpoint, _ = await store.load_rows(PROJECTION, "meta")
+            if checkpoint:
+                await _check(store, folded, repo)
+                await _check(_EarlierCheckpoint(store, max(1, checkpoint // 2)), folded, repo)
+
+    anyio.run(scenario)
+
+
+async def _engine_like_log(db: Path) -> None:
+    async with SqliteEventStore(db) as store:
+        await _append(store, [(STREAMS[0], _owned("orders", "main"))])
+        await ProjectionRunner(store).catch_up()
+
+
+async def test_an_index_refuses_a_state_it_did_not_load(tmp_path: Path) -> None:
+    """A reader that asks for a function it did not load gets an error, never "no such
+    function" (which would plan a create)."""
+    db = tmp_path / "glam.db"
+    await _engine_like_log(db)
+    async with SqliteEventStore(db, readonly=True) as store:
+        inputs = await read_inputs(store, REPO)
+    assert inputs is not None
+    deployed: DeployedIndex = inputs.deployed
+    assert STREAMS[0] in deployed
+    assert len(deployed) == 1
+    with pytest.raises(NotLoaded):
+        deployed.get(STREAMS[0])
+    assert deployed.get(STREAMS[1]) is None
+
+
+async def test_rows_of_another_format_or_none_are_not_read(tmp_path: Path) -> None:
+    """A log whose rows are in another format (or that has none: an earlier glam wrote it) is
+    folded instead; a runner then writes them again from position 0. (On a real SQLite file:
+    the property above runs on the in-memory store.)"""
+    db = tmp_path / "glam.db"
+    await _engine_like_log(db)
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "UPDATE view_rows SET data = '\"planner-0:old\"' WHERE projection = ? AND view = 'meta'",
+        (PROJECTION,),
+    )
+    conn.commit()
+    conn.close()
+    async with SqliteEventStore(db) as store:
+        assert await read_inputs(store, REPO) is None
+        await ProjectionRunner(store).catch_up()
+        inputs = await read_inputs(store, REPO)
+        assert inputs is not None
+        assert set(inputs.deployed) == {STREAMS[0]}
+    conn = sqlite3.connect(db)
+    conn.execute("DELETE FROM view_rows WHERE projection = ?", (PROJECTION,))
+    conn.execute("DELETE FROM checkpoints WHERE projection = ?", (PROJECTION,))
+    conn.commit()
+    conn.close()
+    async with SqliteEventStore(db) as store:
+        assert await read_inputs(store, REPO) is None
+        await ProjectionRunner(store).catch_up()  # the views are current: the planner's only
+        assert (await read_inputs(store, REPO)) is not None
+
+
+async def test_a_row_that_does_not_decode_is_reported(tmp_path: Path) -> None:
+    db = tmp_path / "glam.db"
+    await _engine_like_log(db)
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "UPDATE view_rows SET data = '[1, 2' WHERE projection = ? AND view = 'summary'",
+        (PROJECTION,),
+    )
+    conn.commit()
+    conn.close()
+    async with SqliteEventStore(db, readonly=True) as store:
+        with pytest.raises(StoreCorrupt, match="planner rows do not decode"):
+            await read_inputs(store, REPO)
