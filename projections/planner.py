@@ -325,3 +325,33 @@ async def read_inputs(store: Any, repo_stream: str) -> PlannerInputs | None:
     for state in rows.states.values():
         deployed.loaded(state)
     return PlannerInputs(store, deployed, rows.repos.get(repo_stream) or RepoState(), rows, tail)
+
+
+async def verify_rows(store: Any) -> dict[str, Any] | None:
+    """The stored rows against a fold of the log from position 0 to their checkpoint (for
+    ``glam replay --verify``): ``ok``, the checkpoint and the rows that differ (None: the log
+    has no rows this glam reads)."""
+    checkpoint, meta = await store.load_rows(PROJECTION, "meta")
+    if checkpoint == 0 or _format_of(meta) != planner_format():
+        return None
+    rows = Rows()
+    position = 0
+    while position < checkpoint:
+        batch = await store.read_all(position + 1, limit=min(5000, checkpoint - position))
+        if not batch:
+            break
+        for record in batch:
+            if relevant(record):
+                rows.fold(record)
+        position = batch[-1].position
+    replayed = rows.take_rows()
+    stored: dict[tuple[str, str], str] = {}
+    for view in ("state", "summary", "repo"):
+        _, found = await store.load_rows(PROJECTION, view)
+        stored.update({(view, key): text for key, text in found.items()})
+    differing = sorted(
+        f"{view}/{key}"
+        for view, key in stored.keys() | replayed.keys()
+        if stored.get((view, key)) != replayed.get((view, key))
+    )
+    return {"ok": not differing, "checkpoint": checkpoint, "differing_rows": differing}

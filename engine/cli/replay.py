@@ -19,6 +19,7 @@ from engine.cli.db import chain_report, print_chain
 from engine.cli.output import examples, parse_moment, print_json, table
 from engine.cli.query import with_store
 from projections.history import History
+from projections.planner import verify_rows
 from projections.runner import PROJECTION
 from projections.views import SnapshotUnreadable, Views, differences
 
@@ -90,6 +91,9 @@ def replay(
                 "differing_rows": [f"{v}/{k}" for (v, k), _, _ in diffs],
                 "first_bad_position": first,
             }
+            planner = await verify_rows(store)
+            if planner is not None:
+                report["planner"] = planner
         if target is None or verify:
             return _shown(await _fold_until(store, end), as_json), report
         travel = History(store)
@@ -187,5 +191,15 @@ def _print_report(report: dict[str, Any]) -> None:
             print(
                 f"stored views: DIFFER from the replay from position "
                 f"{views['first_bad_position']} ({', '.join(views['differing_rows'][:5])})",
+                file=sys.stderr,
+            )
+    planner = report.get("planner")
+    if planner is not None:
+        if planner["ok"]:
+            print(f"stored plan inputs: equal to the replay (checkpoint {planner['checkpoint']})")
+        else:
+            print(
+                "stored plan inputs: DIFFER from the replay "
+                f"({', '.join(planner['differing_rows'][:5])})",
                 file=sys.stderr,
             )

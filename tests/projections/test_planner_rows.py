@@ -30,7 +30,7 @@ from engine.observe import RepoState, evolve_repo
 from engine.ports import EventStore
 from engine.store.memory import MemoryEventStore
 from engine.store.sqlite import SqliteEventStore
-from projections.planner import PROJECTION, read_inputs
+from projections.planner import PROJECTION, read_inputs, verify_rows
 from projections.runner import ProjectionRunner
 from tests.projections.strategies import desired_function, function_events, repo_events
 
@@ -217,3 +217,26 @@ async def test_a_row_that_does_not_decode_is_reported(tmp_path: Path) -> None:
     async with SqliteEventStore(db, readonly=True) as store:
         with pytest.raises(StoreCorrupt, match="planner rows do not decode"):
             await read_inputs(store, REPO)
+
+
+async def test_replay_verify_compares_the_stored_rows_with_a_fold(tmp_path: Path) -> None:
+    db = tmp_path / "glam.db"
+    await _engine_like_log(db)
+    async with SqliteEventStore(db, readonly=True) as store:
+        assert await verify_rows(store) == {
+            "ok": True,
+            "checkpoint": 1,
+            "differing_rows": [],
+        }
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "UPDATE view_rows SET data = replace(data, 'true', 'false') "
+        "WHERE projection = ? AND view = 'summary'",
+        (PROJECTION,),
+    )
+    conn.commit()
+    conn.close()
+    async with SqliteEventStore(db, readonly=True) as store:
+        report = await verify_rows(store)
+    assert report is not None
+    assert report["differing_rows"] == [f"summary/{STREAMS[0]}"]
