@@ -298,13 +298,13 @@ async def breakdown(repo: Path, db: Path) -> tuple[float, float, float | None]:
     this glam records listings) only what changed since. Seconds of each."""
     import inspect
 
-    from engine.cli.plan import _read_log
+    from engine.cli.plan_log import read_log
     from engine.planner import render_filter
     from engine.streams import repo_stream
 
     start = time.perf_counter()
     async with SqliteEventStore(db, readonly=True) as store:
-        log = await _read_log(store, repo_stream(str(repo), "main"))
+        log = await read_log(store, repo_stream(str(repo), "main"))
     deployed, repo_state = log.deployed, log.repo
     t_log = time.perf_counter() - start
     base = repo_state.last_planned

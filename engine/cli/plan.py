@@ -14,7 +14,7 @@ import dataclasses
 import json
 import os
 import tempfile
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -25,6 +25,16 @@ from engine.cli.app import app
 from engine.cli.common import DbOption, JsonOption, db_location
 from engine.cli.config import ConfigOption, config_path
 from engine.cli.output import examples
+from engine.cli.plan_log import (
+    ACCOUNT_PLACEHOLDER,
+    REGION_PLACEHOLDER,
+    PlanLog,
+    account_placeholder_key,
+    defaults_from_log,
+    read_log,
+    region_placeholder_key,
+    rekeyed,
+)
 from engine.errors import SourceError, StoreError, UsageError
 from engine.logs import mask_environment
 from engine.redact import repository_id
@@ -33,17 +43,11 @@ if TYPE_CHECKING:
     # At run time these are imported by the functions that use them: they pull in dulwich,
     # Jinja, botocore's service model and every event model, which the other glam commands
     # and `glam --help` must not pay for at start-up.
-    from engine.deployed import DeployedIndex, DeployedSummary
     from engine.drift.compare import Difference
     from engine.events.repo import PlannedAction
     from engine.git.source import GitSource
-    from engine.observe import RepoState
     from engine.planner import DeployedState, Plan
     from engine.tokens import TokenRef
-    from projections.planner import PlannerInputs
-
-ACCOUNT_PLACEHOLDER = "<account>"
-REGION_PLACEHOLDER = "<region>"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -268,7 +272,7 @@ async def _plan_source(
         log = None
         if db is not None:
             store = await stack.enter_async_context(make_store(db, readonly=True))
-            log = await _read_log(store, repo_stream(target.url, source.branch))
+            log = await read_log(store, repo_stream(target.url, source.branch))
         return await _plan_head(source, head, target, log, known, render)
     raise AssertionError("unreachable")  # pragma: no cover - the block returns
 
@@ -277,7 +281,7 @@ async def _plan_head(
     source: GitSource,
     head: str,
     target: _Target,
-    log: _Log | None,
+    log: PlanLog | None,
     known: _Known,
     render: bool,
 ) -> _Result:
@@ -290,14 +294,14 @@ async def _plan_head(
     assert source.branch is not None
     deployed: Mapping[str, DeployedState] = {} if log is None else log.deployed
     repo_state = RepoState() if log is None else log.repo
-    log_region, log_account = _defaults_from_log(deployed)
+    log_region, log_account = defaults_from_log(deployed)
     region = known.region or log_region or REGION_PLACEHOLDER
     account = known.account or log_account
     if account is None:
         account = ACCOUNT_PLACEHOLDER
-        deployed = _rekeyed(log, deployed, _account_placeholder_key)
+        deployed = rekeyed(log, deployed, account_placeholder_key)
     if region == REGION_PLACEHOLDER:
-        deployed = _rekeyed(log, deployed, _region_placeholder_key)
+        deployed = rekeyed(log, deployed, region_placeholder_key)
     # Which accounts a definition may name: the file's and the engine's own; without a file,
     # the engine's own only (as `glam run --repo`). Without a file and without knowing the
     # engine's account, any: the plan cannot tell. (A file can list the engine's own account
@@ -413,151 +417,6 @@ def _fields(plan: Plan, deployed: Mapping[str, DeployedState]) -> dict[str, tupl
         if current is not None and current.desired is not None:
             found[action.prefix] = changes(current.desired, desired)
     return found
-
-
-class _Log:
-    """What ``glam plan`` read of the log: the deployed states (every summary; whole states
-    as loaded) and the branch's repository state."""
-
-    def __init__(
-        self,
-        store: Any,
-        stream: str,
-        deployed: Mapping[str, DeployedState],
-        repo: RepoState,
-        inputs: PlannerInputs | None,
-    ) -> None:
-        self.store, self.stream = store, stream
-        self.deployed, self.repo, self._inputs = deployed, repo, inputs
-        self._stored: dict[str, str] = {}  # a re-keyed stream: the stream it is stored under
-
-    def rekey(self, new_of: Callable[[DeployedSummary], str]) -> DeployedIndex:
-        """The stored index under other streams (``new_of`` each function's summary)."""
-        from engine.deployed import DeployedIndex
-
-        index = self.deployed
-        assert isinstance(index, DeployedIndex)
-        renamed = {s: new_of(summary) for s, summary in index.summaries.items()}
-        if all(new == stream for stream, new in renamed.items()):
-            return index  # nothing moves (every definition names what the key replaces)
-        stored: dict[str, str] = {}
-        summaries: dict[str, DeployedSummary] = {}
-        states: dict[str, DeployedState] = {}
-        for stream, summary in index.summaries.items():
-            new = renamed[stream]
-            stored[new] = self._stored.get(stream, stream)
-            state = index.states.get(stream)
-            if new != stream:
-                summary = dataclasses.replace(summary, stream=new)
-                state = dataclasses.replace(state, stream=new) if state is not None else None
-            summaries[new] = summary
-            if state is not None:
-                states[new] = state
-        self.deployed, self._stored = DeployedIndex(summaries, states), stored
-        return self.deployed
-
-    async def load(self, streams: Iterable[str]) -> None:
-        """Load the whole states of ``streams`` (under the streams this index uses)."""
-        from engine.deployed import DeployedIndex
-
-        if self._inputs is None:
-            return
-        wanted = {s: self._stored.get(s, s) for s in streams}
-        await self._inputs.load(wanted.values())
-        index, found = self.deployed, self._inputs.deployed.states
-        assert isinstance(index, DeployedIndex)
-        for stream, stored in wanted.items():
-            if stream in index.summaries and stored in found:
-                index.loaded(dataclasses.replace(found[stored], stream=stream))
-
-
-async def _read_log(store: Any, stream: str) -> _Log:
-    """The planner's inputs: stored by the engine (``projections.planner``) when the log has
-    them, else folded from the log."""
-    from projections.planner import read_inputs
-
-    inputs = await read_inputs(store, stream)
-    if inputs is not None:
-        return _Log(store, stream, inputs.deployed, inputs.repo, inputs)
-    deployed, repo_state = await _fold_log(store, stream)
-    return _Log(store, stream, deployed, repo_state, None)
-
-
-async def _fold_log(store: Any, stream: str) -> tuple[dict[str, DeployedState], RepoState]:
-    from engine.observe import RepoState, evolve_repo
-    from engine.planner import DEPLOYED_EVENT_TYPES, OWNER_EVENT_TYPES, deployed_from_events
-
-    # Only what the planner folds: the repository's stream, the plans (owners of older
-    # logs) and the few function events that say what is deployed, not every step.
-    records = await store.read_selected(DEPLOYED_EVENT_TYPES | OWNER_EVENT_TYPES, [stream])
-    repo_state = RepoState()
-    for record in records:
-        if record.stream == stream:
-            repo_state = evolve_repo(repo_state, record.event)
-    return deployed_from_events(records), repo_state
-
-
-def _defaults_from_log(deployed: Mapping[str, DeployedState]) -> tuple[str | None, str | None]:
-    """The region and account the engine used for definitions that named none, read off the
-    functions it deployed from such definitions (when they all agree)."""
-    from engine.deployed import summaries_of
-    from engine.streams import parse_function_stream
-
-    regions: set[str] = set()
-    accounts: set[str] = set()
-    for summary in summaries_of(deployed):
-        if summary.named is None:
-            continue
-        account, region, _ = parse_function_stream(summary.stream)
-        if not summary.named[0]:
-            regions.add(region)
-        if not summary.named[1]:
-            accounts.add(account)
-    return (
-        regions.pop() if len(regions) == 1 else None,
-        accounts.pop() if len(accounts) == 1 else None,
-    )
-
-
-def _account_placeholder_key(stream: str, named: tuple[bool, bool] | None) -> str:
-    """Without ``--account`` (and a log that tells) the plan cannot know the account; match the
-    log's functions by region and name instead, so a plan without AWS still compares with what
-    was deployed. Limitation: a definition that names its own ``environment.account`` is then
-    compared under that account and finds nothing; pass ``--account`` for such repositories."""
-    from engine.streams import function_stream, parse_function_stream
-
-    _, region, name = parse_function_stream(stream)
-    return function_stream(ACCOUNT_PLACEHOLDER, region, name)
-
-
-def _region_placeholder_key(stream: str, named: tuple[bool, bool] | None) -> str:
-    """Without ``--region`` (and a log that tells) the default region is unknown: a function
-    whose definition named no region is matched under the region placeholder, which is where
-    the plan puts such a definition, instead of looking new (and its real stream deleted)."""
-    from engine.streams import function_stream, parse_function_stream
-
-    if named is None or named[0]:
-        return stream
-    account, _, name = parse_function_stream(stream)
-    return function_stream(account, REGION_PLACEHOLDER, name)
-
-
-def _rekeyed(
-    log: _Log | None,
-    deployed: Mapping[str, DeployedState],
-    key: Callable[[str, tuple[bool, bool] | None], str],
-) -> Mapping[str, DeployedState]:
-    """``deployed`` under the streams ``key`` gives (a stored index stays an index: the log
-    loads its states under their new streams)."""
-    from engine.deployed import DeployedIndex, summarize
-
-    if log is not None and isinstance(deployed, DeployedIndex):
-        return log.rekey(lambda summary: key(summary.stream, summary.named))
-    out: dict[str, DeployedState] = {}
-    for state in deployed.values():
-        stream = key(state.stream, summarize(state).named)
-        out[stream] = dataclasses.replace(state, stream=stream)
-    return out
 
 
 _SYMBOL = {

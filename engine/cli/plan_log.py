@@ -1,0 +1,166 @@
+"""What ``glam plan`` reads of the log: the deployed states and its branch's repository state.
+
+From the planner's inputs the engine stores (``projections.planner``) when the log has them:
+every function's summary, and whole states loaded for the prefixes a plan renders. Otherwise
+folded from the log's few events that say what is deployed. Without ``--account`` or
+``--region`` (and a log that tells), the functions are matched under placeholders instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.deployed import DeployedIndex, DeployedState, DeployedSummary
+    from engine.observe import RepoState
+    from projections.planner import PlannerInputs
+
+ACCOUNT_PLACEHOLDER = "<account>"
+REGION_PLACEHOLDER = "<region>"
+
+
+class PlanLog:
+    """What ``glam plan`` read of the log: the deployed states (every summary; whole states
+    as loaded) and the branch's repository state."""
+
+    def __init__(
+        self,
+        store: Any,
+        stream: str,
+        deployed: Mapping[str, DeployedState],
+        repo: RepoState,
+        inputs: PlannerInputs | None,
+    ) -> None:
+        self.store, self.stream = store, stream
+        self.deployed, self.repo, self._inputs = deployed, repo, inputs
+        self._stored: dict[str, str] = {}  # a re-keyed stream: the stream it is stored under
+
+    def rekey(self, new_of: Callable[[DeployedSummary], str]) -> DeployedIndex:
+        """The stored index under other streams (``new_of`` each function's summary)."""
+        from engine.deployed import DeployedIndex
+
+        index = self.deployed
+        assert isinstance(index, DeployedIndex)
+        renamed = {s: new_of(summary) for s, summary in index.summaries.items()}
+        if all(new == stream for stream, new in renamed.items()):
+            return index  # nothing moves (every definition names what the key replaces)
+        stored: dict[str, str] = {}
+        summaries: dict[str, DeployedSummary] = {}
+        states: dict[str, DeployedState] = {}
+        for stream, summary in index.summaries.items():
+            new = renamed[stream]
+            stored[new] = self._stored.get(stream, stream)
+            state = index.states.get(stream)
+            if new != stream:
+                summary = dataclasses.replace(summary, stream=new)
+                state = dataclasses.replace(state, stream=new) if state is not None else None
+            summaries[new] = summary
+            if state is not None:
+                states[new] = state
+        self.deployed, self._stored = DeployedIndex(summaries, states), stored
+        return self.deployed
+
+    async def load(self, streams: Iterable[str]) -> None:
+        """Load the whole states of ``streams`` (under the streams this index uses)."""
+        from engine.deployed import DeployedIndex
+
+        if self._inputs is None:
+            return
+        wanted = {s: self._stored.get(s, s) for s in streams}
+        await self._inputs.load(wanted.values())
+        index, found = self.deployed, self._inputs.deployed.states
+        assert isinstance(index, DeployedIndex)
+        for stream, stored in wanted.items():
+            if stream in index.summaries and stored in found:
+                index.loaded(dataclasses.replace(found[stored], stream=stream))
+
+
+async def read_log(store: Any, stream: str) -> PlanLog:
+    """The planner's inputs: stored by the engine (``projections.planner``) when the log has
+    them, else folded from the log."""
+    from projections.planner import read_inputs
+
+    inputs = await read_inputs(store, stream)
+    if inputs is not None:
+        return PlanLog(store, stream, inputs.deployed, inputs.repo, inputs)
+    deployed, repo_state = await fold_log(store, stream)
+    return PlanLog(store, stream, deployed, repo_state, None)
+
+
+async def fold_log(store: Any, stream: str) -> tuple[dict[str, DeployedState], RepoState]:
+    from engine.observe import RepoState, evolve_repo
+    from engine.planner import DEPLOYED_EVENT_TYPES, OWNER_EVENT_TYPES, deployed_from_events
+
+    # Only what the planner folds: the repository's stream, the plans (owners of older
+    # logs) and the few function events that say what is deployed, not every step.
+    records = await store.read_selected(DEPLOYED_EVENT_TYPES | OWNER_EVENT_TYPES, [stream])
+    repo_state = RepoState()
+    for record in records:
+        if record.stream == stream:
+            repo_state = evolve_repo(repo_state, record.event)
+    return deployed_from_events(records), repo_state
+
+
+def defaults_from_log(deployed: Mapping[str, DeployedState]) -> tuple[str | None, str | None]:
+    """The region and account the engine used for definitions that named none, read off the
+    functions it deployed from such definitions (when they all agree)."""
+    from engine.deployed import summaries_of
+    from engine.streams import parse_function_stream
+
+    regions: set[str] = set()
+    accounts: set[str] = set()
+    for summary in summaries_of(deployed):
+        if summary.named is None:
+            continue
+        account, region, _ = parse_function_stream(summary.stream)
+        if not summary.named[0]:
+            regions.add(region)
+        if not summary.named[1]:
+            accounts.add(account)
+    return (
+        regions.pop() if len(regions) == 1 else None,
+        accounts.pop() if len(accounts) == 1 else None,
+    )
+
+
+def account_placeholder_key(stream: str, named: tuple[bool, bool] | None) -> str:
+    """Without ``--account`` (and a log that tells) the plan cannot know the account; match the
+    log's functions by region and name instead, so a plan without AWS still compares with what
+    was deployed. Limitation: a definition that names its own ``environment.account`` is then
+    compared under that account and finds nothing; pass ``--account`` for such repositories."""
+    from engine.streams import function_stream, parse_function_stream
+
+    _, region, name = parse_function_stream(stream)
+    return function_stream(ACCOUNT_PLACEHOLDER, region, name)
+
+
+def region_placeholder_key(stream: str, named: tuple[bool, bool] | None) -> str:
+    """Without ``--region`` (and a log that tells) the default region is unknown: a function
+    whose definition named no region is matched under the region placeholder, which is where
+    the plan puts such a definition, instead of looking new (and its real stream deleted)."""
+    from engine.streams import function_stream, parse_function_stream
+
+    if named is None or named[0]:
+        return stream
+    account, _, name = parse_function_stream(stream)
+    return function_stream(account, REGION_PLACEHOLDER, name)
+
+
+def rekeyed(
+    log: PlanLog | None,
+    deployed: Mapping[str, DeployedState],
+    key: Callable[[str, tuple[bool, bool] | None], str],
+) -> Mapping[str, DeployedState]:
+    """``deployed`` under the streams ``key`` gives (a stored index stays an index: the log
+    loads its states under their new streams)."""
+    from engine.deployed import DeployedIndex, summarize
+
+    if log is not None and isinstance(deployed, DeployedIndex):
+        return log.rekey(lambda summary: key(summary.stream, summary.named))
+    out: dict[str, DeployedState] = {}
+    for state in deployed.values():
+        stream = key(state.stream, summarize(state).named)
+        out[stream] = dataclasses.replace(state, stream=stream)
+    return out
