@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from engine.runtime.engine import Engine
 
 log = get_logger("server")
+LOAD_WAIT = 10.0  # seconds a read waits for the first read of the log
 
 
 @dataclass
@@ -88,7 +89,12 @@ def status_of(exc: GlamError) -> int:
 async def _middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     ctx = context(request)
     if request.match_info.http_exception is None:  # a route matched: check its token
-        await ctx.auth.check(request, access_of(handler))
+        level = access_of(handler)
+        await ctx.auth.check(request, level)
+        if level == "read":
+            # An answer given while the log is first read would be empty or partial: wait
+            # for the read (a long log: it answers what it reached).
+            await ctx.state.until_loaded(LOAD_WAIT)
     try:
         return await handler(request)
     except web.HTTPException:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import anyio
 import pytest
 
 from tests.runtime.support import NAME, PREFIX, Setup, write_function
@@ -210,3 +211,26 @@ def _b64(text: str) -> str:
     import base64
 
     return base64.b64encode(text.encode()).decode()
+
+
+async def test_a_read_waits_for_the_first_read_of_the_log(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An engine started on a log it has not folded yet answers what the log says, not an
+    empty list (the fold is held back a second here, as a long log or a busy machine does)."""
+    from engine.server import state
+
+    _write_two(setup)
+    async with serving(setup) as srv:
+        await srv.wait_for(finished(2))
+    real = state.LogState.run
+
+    async def slow(self: state.LogState) -> None:
+        await anyio.sleep(1.0)
+        await real(self)
+
+    monkeypatch.setattr(state.LogState, "run", slow)
+    async with serving(setup) as srv:
+        status, body = await srv.get("/api/v1/functions")
+        assert status == 200, body
+        assert {f["name"] for f in body["functions"]} == {NAME, BILLING}
