@@ -1,13 +1,14 @@
 """The planner's inputs, stored: what ``glam plan`` reads instead of folding the whole log.
 
-Projection ``planner``, kept by the projection runner beside the views (its own checkpoint):
+Projection ``planner``, kept by the projection runner beside the views (its own checkpoint and
+transaction, right after each save of the views):
 
 - view ``state``: per function stream its ``DeployedState``;
 - view ``summary``: per function stream its ``DeployedSummary`` (a few short fields);
 - view ``repo``: per repository stream its ``RepoState`` (last planned commit, known prefixes);
 - view ``meta``: the format of the rows (a digest of their models).
 
-Each row also holds the position of the last event folded into it. The fold is the planner's
+Each row also holds the position of the last event that changed it. The fold is the planner's
 own (``engine.deployed.fold_deployed``, ``engine.observe.evolve_repo``), so a stored state
 equals the fold of the log up to its row's position. A reader (``read_inputs``) takes every
 summary, its branch's repository row and the whole states only of the prefixes it renders,
@@ -45,18 +46,9 @@ from engine.ports import ViewStore
 from engine.streams import FUNCTION_PREFIX, REPO_PREFIX
 
 PROJECTION = "planner"
-# What a reader of the log folds: the function events that change a DeployedState, and every
-# event of a repository stream (its RepoState; its plans name owners for older logs).
-REPO_EVENT_TYPES = frozenset(
-    {
-        "CommitObserved",
-        "HistoryRewritten",
-        "SourceUnavailable",
-        "CommitPlanned",
-        "DefinitionRejected",
-    }
-)
-EVENT_TYPES = DEPLOYED_EVENT_TYPES | REPO_EVENT_TYPES
+# Bumped whenever the fold of the rows changes (engine.deployed, engine.observe): rows an
+# earlier fold wrote are then folded again, never read.
+FOLD_VERSION = 1
 
 _STATE = TypeAdapter(DeployedState)
 _SUMMARY = TypeAdapter(DeployedSummary)
@@ -68,7 +60,7 @@ def planner_format() -> str:
     """A digest of the stored rows' models: rows of another format are not read."""
     schemas = [a.json_schema() for a in (_STATE, _SUMMARY, _REPO)]
     digest = hashlib.sha256(json.dumps(schemas, sort_keys=True).encode()).hexdigest()[:16]
-    return f"planner-1:{digest}"
+    return f"planner-{FOLD_VERSION}:{digest}"
 
 
 def relevant(record: RecordedEvent) -> bool:
@@ -290,7 +282,10 @@ class PlannerInputs:
         }
         if not wanted:
             return
-        await self._rows.load(self.store, wanted, ())
+        try:
+            await self._rows.load(self.store, wanted, ())
+        except (ValidationError, ValueError, KeyError, TypeError) as exc:
+            raise StoreCorrupt(f"the stored planner rows do not decode: {exc}") from None
         for record in self._tail:
             self._rows.fold(record)
         for stream in wanted:
@@ -321,10 +316,26 @@ async def read_inputs(store: Any, repo_stream: str) -> PlannerInputs | None:
             rows.fold(record)
     except (ValidationError, ValueError, KeyError, TypeError) as exc:
         raise StoreCorrupt(f"the stored planner rows do not decode: {exc}") from None
+    after, meta = await store.load_rows(PROJECTION, "meta")
+    if after < checkpoint or _format_of(meta) != planner_format():
+        return None  # rebuilt while read: what was read may be partial, so fold the log
     deployed = DeployedIndex(summaries, {})
     for state in rows.states.values():
         deployed.loaded(state)
     return PlannerInputs(store, deployed, rows.repos.get(repo_stream) or RepoState(), rows, tail)
+
+
+def _value(view: str, text: str | None) -> object:
+    """A stored row as the value it holds (its text is not canonical: a set's order in JSON
+    depends on the process that wrote it); a row that does not decode as itself."""
+    if text is None:
+        return None
+    try:
+        if view == "summary":
+            return json.loads(text)
+        return _decode(text, _STATE if view == "state" else _REPO)
+    except (ValidationError, ValueError, KeyError, TypeError):
+        return text
 
 
 async def verify_rows(store: Any) -> dict[str, Any] | None:
@@ -352,6 +363,6 @@ async def verify_rows(store: Any) -> dict[str, Any] | None:
     differing = sorted(
         f"{view}/{key}"
         for view, key in stored.keys() | replayed.keys()
-        if stored.get((view, key)) != replayed.get((view, key))
+        if _value(view, stored.get((view, key))) != _value(view, replayed.get((view, key)))
     )
     return {"ok": not differing, "checkpoint": checkpoint, "differing_rows": differing}

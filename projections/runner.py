@@ -13,10 +13,11 @@ the logarithm of the log, each position keeping one near it. Snapshots are deriv
 the views: stored in a format this glam does not read (another version wrote them), they are
 replaced, never used; a rebuild starts them again.
 
-The same saves write the planner's inputs (``projections.planner``: each function's deployed
-state and each repository's, what ``glam plan`` reads instead of folding the log), under their
-own checkpoint: a log whose views an earlier glam wrote without them has them folded from
-position 0 once, before the views catch up.
+Each save also writes the planner's inputs (``projections.planner``: each function's deployed
+state and each repository's, what ``glam plan`` reads instead of folding the log), in a
+transaction of their own right after the views', under their own checkpoint: a log whose views
+an earlier glam wrote without them (or a stop between the two) has them folded up to the views
+first. Views in an older shape are folded again without touching them; ``rebuild`` folds both.
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ class ProjectionRunner:
         """Drop the stored views (and snapshots) and fold the whole log again (same code
         path)."""
         self.views = Views()
+        self.planner.restart()
         return await self._fold_from(self.views, reset=True)
 
     async def run(self) -> None:
@@ -135,7 +137,6 @@ class ProjectionRunner:
     async def _fold_from(self, views: Views, *, reset: bool) -> int:
         if reset:  # the first save drops every snapshot with the rows
             self._snapshots, self._clear, self._texts, self._keys = [], False, {}, set()
-            self.planner.restart()
         # The whole catch-up, awaits included: it ends when the log does (see gc_paused).
         with gc_paused():
             await self._planner_catch_up(views.position)

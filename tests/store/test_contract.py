@@ -171,6 +171,35 @@ async def test_views_and_checkpoint_saved_together(store: Store) -> None:
     assert await store.load_views("other") == (0, {})
 
 
+async def test_rows_of_one_view_by_key(store: Store) -> None:
+    """``load_rows``: one view's rows, all or by key (none, a few, more than one statement
+    takes), with the projection's checkpoint."""
+    rows: dict[tuple[str, str], str | None] = {
+        ("state", f"k{i:04d}"): f'"{i}"' for i in range(1200)
+    }
+    rows[("summary", "k0001")] = '"s"'
+    await store.save_views("p", 7, rows)
+    checkpoint, everything = await store.load_rows("p", "state")
+    assert checkpoint == 7
+    assert len(everything) == 1200
+    assert everything["k0042"] == '"42"'
+    wanted = [f"k{i:04d}" for i in range(0, 1200, 2)] + ["missing"]
+    assert (await store.load_rows("p", "state", wanted))[1] == {
+        k: f'"{int(k[1:])}"' for k in wanted if k != "missing"
+    }
+    assert await store.load_rows("p", "state", []) == (7, {})
+    assert await store.load_rows("p", "summary", ["k0001", "k0002"]) == (7, {"k0001": '"s"'})
+    assert await store.load_rows("other", "state") == (0, {})
+
+
+async def test_selected_events_after_a_position(store: Store) -> None:
+    for stream in ("fn:a", "repo:r", "fn:b", "repo:r"):
+        await store.append(stream, [new_event()])
+    selected = await store.read_selected(set(), ["repo:r"], after=2)
+    assert [r.position for r in selected] == [4]
+    assert [r.position for r in await store.read_selected(set(), ["repo:r"])] == [2, 4]
+
+
 async def test_closed_store_refuses_appends(store: Store) -> None:
     await store.aclose()
     with pytest.raises(StoreError):
