@@ -97,7 +97,7 @@ def _decode(text: str, adapter: TypeAdapter[Any]) -> tuple[int, Any]:
 
 class Rows:
     """Stored rows being folded: states and repository states by stream, each with the
-    position of the last event folded into it."""
+    position of the last event that changed it."""
 
     def __init__(self, repos_of: Collection[str] | None = None) -> None:
         self.repos_of = repos_of  # the repository streams kept (None: every one)
