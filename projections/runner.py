@@ -126,12 +126,9 @@ class ProjectionRunner:
         async for record in self.store.follow(views.position + 1):
             dirty.update(views.apply(record))
             self.planner.add(record)
-            if (
-                len(dirty) >= self.batch
-                or record.position >= self._next_snapshot()
-                or record.position >= await self.store.last_position()
-            ):
-                await self._save(views, dirty, reset=False)
+            at_end = record.position >= await self.store.last_position()
+            if len(dirty) >= self.batch or record.position >= self._next_snapshot() or at_end:
+                await self._save(views, dirty, reset=False, at_end=at_end)
                 dirty = set()
 
     async def _fold_from(self, views: Views, *, reset: bool) -> int:
@@ -148,10 +145,13 @@ class ProjectionRunner:
                 for record in records:
                     dirty.update(views.apply(record))
                     self.planner.add(record)
+                at_end = len(records) < limit
                 if records or reset:
-                    await self._save(views, dirty, reset=reset)
+                    await self._save(views, dirty, reset=reset, at_end=at_end)
                     reset = False
-                if len(records) < limit:
+                if at_end:
+                    if self.planner.position == views.position and self.planner.due(at_end=True):
+                        await self.planner.save()  # an earlier batch's, left for the end
                     return views.position
 
     async def _planner_catch_up(self, position: int) -> None:
@@ -174,7 +174,9 @@ class ProjectionRunner:
         last = self._snapshots[-1] if self._snapshots else 0
         return last + self.snapshot_every
 
-    async def _save(self, views: Views, dirty: set[RowKey], *, reset: bool) -> None:
+    async def _save(
+        self, views: Views, dirty: set[RowKey], *, reset: bool, at_end: bool = True
+    ) -> None:
         rows = {row_key: views.row_text(*row_key) for row_key in dirty}
         snapshot = None
         if self.snapshot_every:
@@ -184,7 +186,7 @@ class ProjectionRunner:
         await self.store.save_views(
             PROJECTION, views.position, rows, reset=reset, snapshot=snapshot
         )
-        if self.planner.position == views.position:
+        if self.planner.position == views.position and self.planner.due(at_end=at_end):
             await self.planner.save()
         if snapshot is not None:
             dropped = set(snapshot.drop)
