@@ -219,11 +219,13 @@ def plan_commit(
         for p, r in {**state.rejected, **_conflicting_claims(state, deployed, ctx)}.items()
         if ctx.in_paths(p)
     }
+    # Every function's summary, made once: a plan walks them four times.
+    summaries = sorted(summaries_of(deployed), key=lambda s: s.stream)
     draft = _Draft(state, ctx, rejected)
     # Streams by prefix, built once: scanning every deployed function for each unchanged
     # prefix made a plan quadratic in the number of functions.
     streams_of: dict[str, list[str]] = {}
-    for known in summaries_of(deployed):
+    for known in summaries:
         if known.prefix is not None:
             streams_of.setdefault(known.prefix, []).append(known.stream)
     for prefix in sorted(state.prefixes):
@@ -233,9 +235,9 @@ def plan_commit(
             _plan_prefix(draft, prefix, deployed, streams_of.get(prefix, ()))
         else:  # not rendered: unchanged and already deployed (most of a large tree)
             draft.claimed.update(streams_of.get(prefix, ()))
-    _unclaimed(draft, deployed)
-    _unknown_deletes(draft, deployed)
-    share = _guard_removals(draft, deployed)
+    _unclaimed(draft, summaries)
+    _unknown_deletes(draft, summaries)
+    share = _guard_removals(draft, summaries)
     return _finish(draft, share)
 
 
@@ -305,11 +307,11 @@ def _plan_prefix(
         )
 
 
-def _unclaimed(draft: _Draft, deployed: Mapping[str, DeployedState]) -> None:
+def _unclaimed(draft: _Draft, summaries: list[DeployedSummary]) -> None:
     """Live functions of this branch no prefix of this commit claims: their definition is gone
     (a delete), or it names another identity now (a held removal of the old one)."""
     state, ctx = draft.state, draft.ctx
-    for current in sorted(summaries_of(deployed), key=lambda s: s.stream):
+    for current in summaries:  # by stream
         if not current.live or current.stream in draft.claimed or current.prefix is None:
             continue
         if not ctx.mine(current) or not ctx.in_paths(current.prefix):
@@ -335,12 +337,12 @@ def _unclaimed(draft: _Draft, deployed: Mapping[str, DeployedState]) -> None:
             )
 
 
-def _unknown_deletes(draft: _Draft, deployed: Mapping[str, DeployedState]) -> None:
+def _unknown_deletes(draft: _Draft, summaries: list[DeployedSummary]) -> None:
     """Deleted definitions the log knows nothing about (e.g. `glam plan` without a database)."""
     state, ctx = draft.state, draft.ctx
     if state.changes is None:
         return
-    known_prefixes = {s.prefix for s in summaries_of(deployed)}
+    known_prefixes = {s.prefix for s in summaries}
     for prefix, changes in sorted(state.changes.items()):
         gone_defs = [
             c.path
@@ -357,14 +359,12 @@ def _unknown_deletes(draft: _Draft, deployed: Mapping[str, DeployedState]) -> No
             draft.actions.append(_nothing(prefix, "", tuple(gone_defs), reason))
 
 
-def _guard_removals(draft: _Draft, deployed: Mapping[str, DeployedState]) -> float:
+def _guard_removals(draft: _Draft, summaries: list[DeployedSummary]) -> float:
     """The delete guard: the deletes go ahead, or are all held when they are too large a share
     of the branch's live functions; identity and alias removals wait for an operator's
     allow-deletes. Returns the share of live functions the deletes are."""
     ctx, removals = draft.ctx, draft.removals
-    live_count = sum(
-        1 for s in summaries_of(deployed) if s.exists and ctx.mine(s) and ctx.in_paths(s.prefix)
-    )
+    live_count = sum(1 for s in summaries if s.exists and ctx.mine(s) and ctx.in_paths(s.prefix))
     deletes = removals.deletes
     share = len(deletes) / live_count if live_count else (1.0 if deletes else 0.0)
     hold = (

@@ -27,13 +27,10 @@ class PlanLog:
 
     def __init__(
         self,
-        store: Any,
-        stream: str,
         deployed: Mapping[str, DeployedState],
         repo: RepoState,
         inputs: PlannerInputs | None,
     ) -> None:
-        self.store, self.stream = store, stream
         self.deployed, self.repo, self._inputs = deployed, repo, inputs
         self._stored: dict[str, str] = {}  # a re-keyed stream: the stream it is stored under
 
@@ -84,9 +81,9 @@ async def read_log(store: Any, stream: str) -> PlanLog:
 
     inputs = await read_inputs(store, stream)
     if inputs is not None:
-        return PlanLog(store, stream, inputs.deployed, inputs.repo, inputs)
+        return PlanLog(inputs.deployed, inputs.repo, inputs)
     deployed, repo_state = await fold_log(store, stream)
-    return PlanLog(store, stream, deployed, repo_state, None)
+    return PlanLog(deployed, repo_state, None)
 
 
 async def fold_log(store: Any, stream: str) -> tuple[dict[str, DeployedState], RepoState]:

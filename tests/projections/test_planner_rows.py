@@ -15,19 +15,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine.cli.plan_log import fold_log
 from engine.deployed import (
-    DEPLOYED_EVENT_TYPES,
-    OWNER_EVENT_TYPES,
     DeployedIndex,
     NotLoaded,
-    deployed_from_events,
     summarize,
 )
 from engine.errors import StoreCorrupt
 from engine.events import Event, Metadata, NewEvent
 from engine.events.function import DeploymentRequested, FunctionOwner
 from engine.events.repo import CommitPlanned, PlannedAction, PrefixListing
-from engine.observe import RepoState, evolve_repo
+from engine.observe import RepoState
 from engine.ports import EventStore
 from engine.store.memory import MemoryEventStore
 from engine.store.sqlite import SqliteEventStore
@@ -90,12 +88,7 @@ async def _append(store: EventStore, part: list[tuple[str, Event]]) -> None:
 
 async def _folded(store: Any) -> tuple[dict[str, Any], RepoState]:
     """What ``glam plan`` folds without the stored rows."""
-    records = await store.read_selected(DEPLOYED_EVENT_TYPES | OWNER_EVENT_TYPES, [REPO])
-    repo = RepoState()
-    for record in records:
-        if record.stream == REPO:
-            repo = evolve_repo(repo, record.event)
-    return deployed_from_events(records), repo
+    return await fold_log(store, REPO)
 
 
 class _EarlierCheckpoint:
