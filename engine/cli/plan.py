@@ -28,6 +28,7 @@ from engine.cli.output import examples
 from engine.cli.plan_log import (
     ACCOUNT_PLACEHOLDER,
     REGION_PLACEHOLDER,
+    PlanAmbiguous,
     PlanLog,
     account_placeholder_key,
     defaults_from_log,
@@ -123,7 +124,7 @@ def plan_command(
     for target in targets:
         try:
             result = anyio.run(_plan, target, use_db, known, render)
-        except (SourceError, StoreError) as exc:
+        except (SourceError, StoreError, PlanAmbiguous) as exc:
             # Not exit 1: that means "changes" to scripts reading the plan's exit code.
             typer.echo(f"glam: {exc.one_line()}", err=True)
             return 3

@@ -12,6 +12,8 @@ import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from engine.errors import GlamError
+
 if TYPE_CHECKING:
     from engine.deployed import DeployedIndex, DeployedState, DeployedSummary
     from engine.observe import RepoState
@@ -19,6 +21,12 @@ if TYPE_CHECKING:
 
 ACCOUNT_PLACEHOLDER = "<account>"
 REGION_PLACEHOLDER = "<region>"
+
+
+class PlanAmbiguous(GlamError):
+    """The log holds functions a plan without ``--account``/``--region`` cannot tell apart."""
+
+    exit_code = 3  # not 1: that means "changes" to scripts reading the plan's exit code
 
 
 class PlanLog:
@@ -41,13 +49,17 @@ class PlanLog:
         index = self.deployed
         assert isinstance(index, DeployedIndex)
         renamed = {s: new_of(summary) for s, summary in index.summaries.items()}
-        if all(new == stream for stream, new in renamed.items()):
+        for stream in collided(renamed, lambda s: _matters(index.summaries[s])):
+            del renamed[stream]
+        if len(renamed) == len(index) and all(new == s for s, new in renamed.items()):
             return index  # nothing moves (every definition names what the key replaces)
         stored: dict[str, str] = {}
         summaries: dict[str, DeployedSummary] = {}
         states: dict[str, DeployedState] = {}
         for stream, summary in index.summaries.items():
-            new = renamed[stream]
+            new = renamed.get(stream)
+            if new is None:
+                continue
             stored[new] = self._stored.get(stream, stream)
             state = index.states.get(stream)
             if new != stream:
@@ -156,8 +168,48 @@ def rekeyed(
 
     if log is not None and isinstance(deployed, DeployedIndex):
         return log.rekey(lambda summary: key(summary.stream, summary.named))
-    out: dict[str, DeployedState] = {}
-    for state in deployed.values():
-        stream = key(state.stream, summarize(state).named)
-        out[stream] = dataclasses.replace(state, stream=stream)
-    return out
+    renamed = {s: key(s, summarize(state).named) for s, state in deployed.items()}
+    for stream in collided(renamed, lambda s: _matters(summarize(deployed[s]))):
+        del renamed[stream]
+    return {
+        new: dataclasses.replace(deployed[stream], stream=new) for stream, new in renamed.items()
+    }
+
+
+def _matters(summary: DeployedSummary) -> bool:
+    return summary.live or summary.exists or summary.owner is not None
+
+
+def collided(renamed: Mapping[str, str], matters: Callable[[str], bool]) -> set[str]:
+    """The streams to leave out when a re-keying puts several of the log's functions under one
+    stream: those gone from AWS (nothing to compare or delete) beside one that ``matters``
+    (live, deployed or owned). Two that matter are refused: the plan would compare a
+    definition with either and lose the other (its delete or its drift) without a word, and
+    which one the plan means only ``--account``/``--region`` can say."""
+    from engine.streams import parse_function_stream
+
+    under: dict[str, list[str]] = {}
+    for stream, new in sorted(renamed.items()):
+        under.setdefault(new, []).append(stream)
+    dropped: set[str] = set()
+    for streams in under.values():
+        if len(streams) == 1:
+            continue
+        kept = [s for s in streams if matters(s)] or streams[:1]
+        if len(kept) > 1:
+            (account, region, name), (other_account, other_region, _) = (
+                parse_function_stream(kept[0]),
+                parse_function_stream(kept[1]),
+            )
+            where, flag = (
+                (f"accounts {account} and {other_account}", "--account ACCOUNT")
+                if account != other_account
+                else (f"regions {region} and {other_region}", "--region REGION")
+            )
+            raise PlanAmbiguous(
+                f"the log has a function {name} in {where}, and this plan cannot tell which "
+                "one a definition means without knowing the engine's default",
+                hint=f"pass {flag}: where the engine deploys definitions that name none",
+            )
+        dropped.update(s for s in streams if s not in kept)
+    return dropped
