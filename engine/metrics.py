@@ -22,7 +22,14 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Protocol
 
 from engine.events import NewEvent, RecordedEvent
-from engine.ports import ANY_VERSION, ProjectionStore, SnapshotRows, ViewSnapshot
+from engine.ports import (
+    ANY_VERSION,
+    ProjectionStore,
+    RowKey,
+    SnapshotListing,
+    SnapshotRows,
+    ViewSnapshot,
+)
 from engine.store.forwarding import ReadThrough
 
 
@@ -129,3 +136,13 @@ class MeteredStore(ReadThrough):
         self, projection: str, position: int, format: str
     ) -> tuple[int, SnapshotRows] | None:
         return await self._store.load_snapshot(projection, position, format)
+
+    async def list_snapshot(
+        self, projection: str, position: int, format: str
+    ) -> tuple[int, SnapshotListing] | None:
+        return await self._store.list_snapshot(projection, position, format)
+
+    async def load_snapshot_rows(
+        self, projection: str, at: int, keys: Collection[RowKey]
+    ) -> dict[RowKey, tuple[int, bytes]] | None:
+        return await self._store.load_snapshot_rows(projection, at, keys)

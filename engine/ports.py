@@ -102,6 +102,7 @@ class EventStore(Protocol):
 
 RowKey = tuple[str, str]  # (view, key)
 SnapshotRows = dict[str, dict[str, tuple[int, bytes]]]  # view -> key -> (row position, payload)
+SnapshotListing = dict[str, dict[str, int]]  # view -> key -> row position (no payloads)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +165,23 @@ class ViewStore(Protocol):
         """The last snapshot in ``format`` at or before ``position``: its position and every
         row at it, (row position, payload) by view and key, read in one snapshot of the
         database; None when there is none."""
+        ...
+
+    async def list_snapshot(
+        self, projection: str, position: int, format: str
+    ) -> tuple[int, SnapshotListing] | None:
+        """``load_snapshot`` without the payloads: the last snapshot in ``format`` at or before
+        ``position`` and every row at it, its position by view and key (what counting and
+        ordering the rows needs, a small part of the bytes); None when there is none."""
+        ...
+
+    async def load_snapshot_rows(
+        self, projection: str, at: int, keys: Collection[RowKey]
+    ) -> dict[RowKey, tuple[int, bytes]] | None:
+        """The rows ``keys`` as the stored snapshot at ``at`` has them, (row position,
+        payload) each; a key it has no row for is left out. None when that snapshot is no
+        longer stored (the runner dropped it since ``list_snapshot``): the caller starts
+        again."""
         ...
 
 

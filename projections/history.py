@@ -15,13 +15,16 @@ asks once; an API or a dashboard many times).
 
 from __future__ import annotations
 
+import heapq
 import weakref
 from collections import OrderedDict
+from collections.abc import Collection
 
-from engine.ports import ProjectionStore
+from engine.events import RecordedEvent
+from engine.ports import ProjectionStore, RowKey
 from engine.store.records import gc_paused
 from projections.runner import PROJECTION
-from projections.views import SnapshotUnreadable, Views, snapshot_format
+from projections.views import VIEWS, SnapshotUnreadable, Views, snapshot_format, touched
 
 READ_BATCH = 5_000
 
@@ -36,13 +39,25 @@ class History:
         #: where the last answer started: "cache", "snapshot" or "log", and from which position
         self.last_start: tuple[str, int] = ("log", 0)
 
-    async def at(self, position: int, *, snapshots: bool = True) -> Views:
+    async def at(
+        self,
+        position: int,
+        *,
+        snapshots: bool = True,
+        whole: Collection[str] | None = None,
+        recent: int = 0,
+    ) -> Views:
         """The views after the event at ``position`` (the end of the log if it is past it;
         empty views at 0). The caller may change the result: it is a copy.
 
         Rows that came from a snapshot are decoded when first read, and one that does not
         decode raises ``SnapshotUnreadable`` then (the file was altered); ``snapshots=False``
-        folds from position 0 instead, without using any snapshot or earlier answer."""
+        folds from position 0 instead, without using any snapshot or earlier answer.
+
+        ``whole`` (default: every view) names the views the caller reads whole; of the
+        others only the ``recent`` rows changed last are read from a snapshot (what
+        ``glam replay --at`` prints): they are counted, and ``recent`` reads them, but
+        reading any other of their rows raises ``RowsNotRead``."""
         end = max(0, min(position, await self.store.last_position()))
         if not snapshots:
             self.last_start = ("log", 0)
@@ -53,6 +68,14 @@ class History:
             self._answers.move_to_end(end)
             self.last_start = ("cache", end)
             return known.copy()
+        if whole is not None:
+            try:
+                with gc_paused():
+                    partial = await self._read_for(end, whole, recent)
+            except SnapshotUnreadable:
+                partial = None  # read whole below, which folds from position 0
+            if partial is not None:
+                return partial
         with gc_paused():
             try:
                 views = await self._fold(await self._start(end), end)
@@ -63,6 +86,49 @@ class History:
         while len(self._answers) > self.size:
             self._answers.popitem(last=False)
         return views.copy()
+
+    async def _read_for(self, end: int, whole: Collection[str], recent: int) -> Views | None:
+        """The views at ``end`` from the nearest snapshot, of which only the rows a caller
+        reads are read: every row of the views in ``whole``, the ``recent`` rows of the
+        others changed last, and the rows the events after the snapshot change. None when
+        an earlier answer is nearer, or there is no snapshot (or the runner dropped it
+        while it was read): the caller reads the views whole."""
+        cached = max((p for p in self._answers if p <= end), default=-1)
+        listed = await self.store.list_snapshot(PROJECTION, end, snapshot_format())
+        if listed is None or listed[0] <= cached:
+            return None
+        at, listing = listed
+        tail = await self._read(at, end)
+        wanted: set[RowKey] = {key for record in tail for key in touched(record)}
+        for spec in VIEWS:
+            rows = listing.get(spec.name, {})
+            if spec.name in whole:
+                wanted.update((spec.name, key) for key in rows)
+            else:
+                # Within a view no two rows have the same position (an event changes one).
+                top = heapq.nlargest(recent, rows.values())
+                if top:
+                    wanted.update((spec.name, k) for k, p in rows.items() if p >= top[-1])
+        listed_keys = {(view, key) for view, key in wanted if key in listing.get(view, {})}
+        read = await self.store.load_snapshot_rows(PROJECTION, at, listed_keys)
+        if read is None:
+            return None
+        views = Views.from_listing(at, listing, read)
+        for record in tail:
+            views.apply(record)
+        self.last_start = ("snapshot", at)
+        return views
+
+    async def _read(self, after: int, end: int) -> list[RecordedEvent]:
+        """The events after ``after`` up to ``end``."""
+        records: list[RecordedEvent] = []
+        while after < end:
+            batch = await self.store.read_all(after + 1, limit=min(READ_BATCH, end - after))
+            if not batch:
+                break
+            records += batch
+            after = batch[-1].position
+        return records
 
     async def _start(self, end: int) -> Views:
         """The nearest known views at or before ``end``: an earlier answer or a snapshot."""

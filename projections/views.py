@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from engine.errors import StoreCorrupt
 from engine.events import RecordedEvent
-from engine.ports import RowKey, SnapshotRows
+from engine.ports import RowKey, SnapshotListing, SnapshotRows
 from projections import commits, deployments, functions
 from projections.base import Row
 from projections.commits import CommitRow
@@ -63,6 +63,11 @@ _FOLD = tuple((spec.name, spec.key, spec.apply, spec.index) for spec in VIEWS)
 Payload = tuple[int, bytes]  # a snapshot row: (the row's position, its encoded JSON)
 
 
+class RowsNotRead(RuntimeError):
+    """A caller read a row of views read for a few rows only: a bug in that caller (never
+    taken for a row that does not exist)."""
+
+
 class SnapshotUnreadable(StoreCorrupt):
     """A snapshot row of this glam's format does not decode: the log's file was altered."""
 
@@ -89,7 +94,7 @@ class Views:
     a few rows without decoding the rest.
     """
 
-    __slots__ = ("_lazy", "_rows", "position")
+    __slots__ = ("_lazy", "_rows", "_unread", "position")
 
     def __init__(
         self,
@@ -105,6 +110,9 @@ class Views:
         )
         # Rows of a snapshot not decoded yet, per view; a key is in _rows or here, never both.
         self._lazy: tuple[dict[str, Payload], ...] = ({}, {}, {})
+        # Rows of a snapshot listed but not read (their positions): views read for a few rows
+        # (``History.at(..., recent=N)``); reading one is a bug in the caller.
+        self._unread: tuple[dict[str, int], ...] = ({}, {}, {})
         self.position = position
 
     @property
@@ -120,6 +128,8 @@ class Views:
         return self._view(2)
 
     def _view(self, index: int) -> dict[str, Any]:
+        if self._unread[index]:
+            raise RowsNotRead(f"the {VIEWS[index].name} of these views were not read whole")
         lazy, rows = self._lazy[index], self._rows[index]
         if lazy:
             for key in list(lazy):
@@ -127,6 +137,8 @@ class Views:
         return rows
 
     def _decode(self, index: int, key: str) -> Any:
+        if key in self._unread[index]:
+            raise RowsNotRead(f"the row {VIEWS[index].name}/{key} of these views was not read")
         _, payload = self._lazy[index].pop(key)
         spec = VIEWS[index]
         try:
@@ -142,20 +154,21 @@ class Views:
         """One row, or None (decodes only that row)."""
         index = _SPECS[view].index
         found = self._rows[index].get(key)
-        if found is None and key in self._lazy[index]:
+        if found is None and (key in self._lazy[index] or key in self._unread[index]):
             found = self._rows[index][key] = self._decode(index, key)
         return found
 
     def count(self, view: str) -> int:
         """How many rows ``view`` has (decodes nothing)."""
         index = _SPECS[view].index
-        return len(self._rows[index]) + len(self._lazy[index])
+        return len(self._rows[index]) + len(self._lazy[index]) + len(self._unread[index])
 
     def recent(self, view: str, limit: int) -> list[Row]:
         """The ``limit`` rows of ``view`` changed last, oldest first (decodes only those)."""
         index = _SPECS[view].index
         positions = [(row.position, key) for key, row in self._rows[index].items()]
         positions += [(position, key) for key, (position, _) in self._lazy[index].items()]
+        positions += [(position, key) for key, position in self._unread[index].items()]
         chosen = heapq.nlargest(limit, positions)
         rows = [self.row(view, key) for _, key in reversed(chosen)]
         return [row for row in rows if row is not None]
@@ -165,6 +178,7 @@ class Views:
         functions, deployments, commits = (dict(rows) for rows in self._rows)
         views = Views(functions, deployments, commits, self.position)
         views._lazy = tuple(dict(lazy) for lazy in self._lazy)
+        views._unread = tuple(dict(unread) for unread in self._unread)
         return views
 
     def apply(self, record: RecordedEvent) -> list[RowKey]:
@@ -177,7 +191,7 @@ class Views:
             if key is not None:
                 rows = self._rows[index]
                 row = rows.get(key)
-                if row is None and key in self._lazy[index]:
+                if row is None and (key in self._lazy[index] or key in self._unread[index]):
                     row = self._decode(index, key)
                 rows[key] = apply(row, record)
                 changed.append((name, key))
@@ -193,7 +207,7 @@ class Views:
         return [
             (spec.name, key)
             for spec in VIEWS
-            for part in (self._rows[spec.index], self._lazy[spec.index])
+            for part in (self._rows[spec.index], self._lazy[spec.index], self._unread[spec.index])
             for key in part
         ]
 
@@ -212,12 +226,20 @@ class Views:
                 for key, (row_position, _) in self._lazy[spec.index].items()
                 if row_position > position
             ),
+            *(
+                (spec.name, key)
+                for spec in VIEWS
+                for key, row_position in self._unread[spec.index].items()
+                if row_position > position
+            ),
         ]
 
     def payload(self, view: str, key: str) -> Payload | None:
         """A row as a snapshot payload (None when it does not exist), encoded from the row or
         taken as the snapshot had it."""
         index = _SPECS[view].index
+        if key in self._unread[index]:
+            raise RowsNotRead(f"the row {view}/{key} of these views was not read")
         lazy = self._lazy[index].get(key)
         if lazy is not None:
             return lazy
@@ -256,6 +278,21 @@ class Views:
         views._lazy = tuple(stored.get(spec.name, {}) for spec in VIEWS)
         return views
 
+    @classmethod
+    def from_listing(
+        cls, position: int, listing: SnapshotListing, read: Mapping[RowKey, Payload]
+    ) -> Views:
+        """The views of a snapshot of which only the rows ``read`` were read (every other row
+        of ``listing`` counts, and orders by position, but reading it raises
+        ``RowsNotRead``). It takes ``listing``'s dicts as they are: the caller gives them up."""
+        views = cls(position=position)
+        views._unread = tuple(listing.get(spec.name, {}) for spec in VIEWS)
+        for (view, key), payload in read.items():
+            index = _SPECS[view].index
+            if views._unread[index].pop(key, None) is not None:
+                views._lazy[index][key] = payload
+        return views
+
     def as_json(self) -> dict[str, Any]:
         """Plain JSON-able data, rows sorted by key (CLI, snapshots)."""
         out: dict[str, Any] = {"position": self.position}
@@ -263,6 +300,11 @@ class Views:
             rows = self._view(spec.index)
             out[spec.name] = {key: json.loads(rows[key].model_dump_json()) for key in sorted(rows)}
         return out
+
+
+def touched(record: RecordedEvent) -> list[RowKey]:
+    """The rows ``record`` changes (what ``Views.apply`` would return)."""
+    return [(name, key) for name, key_of, _, _ in _FOLD if (key := key_of(record)) is not None]
 
 
 def fold(events: Iterable[RecordedEvent], start: Views | None = None) -> Views:

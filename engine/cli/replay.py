@@ -18,6 +18,7 @@ from engine.cli.common import DbOption, JsonOption
 from engine.cli.db import chain_report, print_chain
 from engine.cli.output import examples, parse_moment, print_json, table
 from engine.cli.query import with_store
+from projections.functions import NAME as FUNCTIONS
 from projections.history import History
 from projections.planner import verify_rows
 from projections.runner import PROJECTION
@@ -98,7 +99,12 @@ def replay(
             return _shown(await _fold_until(store, end), as_json), report
         travel = History(store)
         try:
-            return _shown(await travel.at(end), as_json), report
+            if as_json:
+                return _shown(await travel.at(end), as_json), report
+            # Text prints every function and the last deployments and commits: only those
+            # rows are read of the snapshot, not the whole history.
+            views = await travel.at(end, whole=(FUNCTIONS,), recent=RECENT)
+            return _shown(views, as_json), report
         except SnapshotUnreadable as exc:
             print(f"warning: {exc.one_line()}; folding from position 0", file=sys.stderr)
             return _shown(await travel.at(end, snapshots=False), as_json), report

@@ -15,7 +15,7 @@ import anyio
 
 from engine.errors import StoreError
 from engine.events import NewEvent, RecordedEvent
-from engine.ports import ANY_VERSION, RowKey, SnapshotRows, ViewSnapshot
+from engine.ports import ANY_VERSION, RowKey, SnapshotListing, SnapshotRows, ViewSnapshot
 from engine.store.records import (
     GENESIS_HASH,
     AppendRequest,
@@ -218,6 +218,28 @@ class MemoryEventStore:
                 else:
                     rows.setdefault(view, {})[key] = value
         return at, rows
+
+    async def list_snapshot(
+        self, projection: str, position: int, format: str
+    ) -> tuple[int, SnapshotListing] | None:
+        loaded = await self.load_snapshot(projection, position, format)
+        if loaded is None:
+            return None
+        at, rows = loaded
+        return at, {view: {k: p for k, (p, _) in found.items()} for view, found in rows.items()}
+
+    async def load_snapshot_rows(
+        self, projection: str, at: int, keys: Collection[RowKey]
+    ) -> dict[RowKey, tuple[int, bytes]] | None:
+        chain = self._snapshots.get(projection, {})
+        if at not in chain:
+            return None
+        format_, _ = chain[at]
+        loaded = await self.load_snapshot(projection, at, format_)
+        assert loaded is not None
+        assert loaded[0] == at
+        rows = loaded[1]
+        return {(v, k): rows[v][k] for v, k in keys if k in rows.get(v, {})}
 
     def _notify(self) -> None:
         self._appended.set()

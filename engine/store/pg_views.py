@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any, TypeVar
 
-from engine.ports import SnapshotRows, ViewSnapshot
+from engine.ports import RowKey, SnapshotListing, SnapshotRows, ViewSnapshot
 from engine.store.batching import Pending
 from engine.store.pg_log import APPEND_LOCK
 
@@ -37,7 +37,11 @@ CREATE TABLE IF NOT EXISTS snapshot_rows (
     data       bytea,
     PRIMARY KEY (projection, snapshot, view, key)
 );
-CREATE INDEX IF NOT EXISTS snapshot_rows_by_key ON snapshot_rows (projection, view, key, snapshot);
+-- A row's versions in order, with their positions: listing a snapshot's rows reads this index,
+-- not the payloads (it replaces snapshot_rows_by_key, the same without position).
+CREATE INDEX IF NOT EXISTS snapshot_rows_latest
+    ON snapshot_rows (projection, view, key, snapshot) INCLUDE (position);
+DROP INDEX IF EXISTS snapshot_rows_by_key;
 """
 _DROP = (
     # the versions after the previous snapshot kept that one up to the next kept replaces
@@ -211,6 +215,73 @@ class ViewRows:
                         else:
                             rows.setdefault(view, {})[key] = (row_position, bytes(data))
             return int(at), rows
+
+        return await self._read(body)
+
+    async def list_snapshot(
+        self, projection: str, position: int, format: str
+    ) -> tuple[int, SnapshotListing] | None:
+        """``load_snapshot`` without the payloads (a deleted row is stored with position 0)."""
+
+        async def body(conn: Any) -> tuple[int, SnapshotListing] | None:
+            async with conn.transaction():
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                cur = await conn.execute("SELECT to_regclass('view_snapshots') IS NOT NULL")
+                if not (await cur.fetchone())[0]:
+                    return None
+                cur = await conn.execute(
+                    "SELECT max(position) FROM view_snapshots "
+                    "WHERE projection = %s AND format = %s AND position <= %s",
+                    (projection, format, position),
+                )
+                at = (await cur.fetchone())[0]
+                if at is None:
+                    return None
+                rows: SnapshotListing = {}
+                cur = await conn.execute(
+                    "SELECT DISTINCT ON (view, key) view, key, position FROM snapshot_rows "
+                    "WHERE projection = %s AND snapshot <= %s ORDER BY view, key, snapshot DESC",
+                    (projection, at),
+                )
+                for view, key, row_position in await cur.fetchall():
+                    if row_position:  # 0: deleted
+                        rows.setdefault(view, {})[key] = int(row_position)
+            return int(at), rows
+
+        return await self._read(body)
+
+    async def load_snapshot_rows(
+        self, projection: str, at: int, keys: Collection[RowKey]
+    ) -> dict[RowKey, tuple[int, bytes]] | None:
+        """The rows ``keys`` at the snapshot ``at``; None once it is no longer stored."""
+        views, names = [v for v, _ in keys], [k for _, k in keys]
+
+        async def body(conn: Any) -> dict[RowKey, tuple[int, bytes]] | None:
+            async with conn.transaction():
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                cur = await conn.execute("SELECT to_regclass('view_snapshots') IS NOT NULL")
+                if not (await cur.fetchone())[0]:
+                    return None
+                cur = await conn.execute(
+                    "SELECT 1 FROM view_snapshots WHERE projection = %s AND position = %s",
+                    (projection, at),
+                )
+                if await cur.fetchone() is None:
+                    return None  # dropped (or cleared by a rebuild) since it was listed
+                out: dict[RowKey, tuple[int, bytes]] = {}
+                async with conn.cursor(binary=True) as cur:
+                    await cur.execute(
+                        "SELECT DISTINCT ON (r.view, r.key) r.view, r.key, r.position, r.data "
+                        "FROM unnest(%s::text[], %s::text[]) AS w(view, key) "
+                        "JOIN snapshot_rows AS r ON r.projection = %s AND r.view = w.view "
+                        "AND r.key = w.key AND r.snapshot <= %s "
+                        "ORDER BY r.view, r.key, r.snapshot DESC",
+                        (views, names, projection, at),
+                    )
+                    for view, key, row_position, data in await cur.fetchall():
+                        if data is not None:
+                            out[(view, key)] = (int(row_position), bytes(data))
+            return out
 
         return await self._read(body)
 

@@ -22,10 +22,10 @@ existed simply has none; an older glam leaves them alone):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
-from engine.ports import SnapshotRows, ViewSnapshot
+from engine.ports import RowKey, SnapshotListing, SnapshotRows, ViewSnapshot
 from engine.store.batching import Pending
 
 SNAPSHOT_TABLES = """
@@ -44,7 +44,11 @@ CREATE TABLE IF NOT EXISTS snapshot_rows (
     data       BLOB,
     PRIMARY KEY (projection, snapshot, view, key)
 ) STRICT;
-CREATE INDEX IF NOT EXISTS snapshot_rows_by_key ON snapshot_rows (projection, view, key, snapshot);
+-- Every column but the payload: a row's versions in order, and listing a snapshot's rows
+-- reads this index, not the rows (it replaces snapshot_rows_by_key, its first four columns).
+CREATE INDEX IF NOT EXISTS snapshot_rows_latest
+    ON snapshot_rows (projection, view, key, snapshot, position);
+DROP INDEX IF EXISTS snapshot_rows_by_key;
 """
 
 # One statement, so one read transaction: the snapshot chosen and its rows come from the same
@@ -58,6 +62,35 @@ SELECT chosen.at, r.view, r.key, r.position, r.data
 FROM chosen LEFT JOIN snapshot_rows AS r ON r.projection = ?1 AND r.snapshot <= chosen.at
 ORDER BY r.snapshot
 """
+
+# The same without the payloads: each row's latest version at the snapshot, grouped in the
+# index that holds every column but the payload (a deleted row is stored with position 0).
+_LIST = """
+WITH chosen AS (
+    SELECT max(position) AS at FROM view_snapshots
+    WHERE projection = ?1 AND format = ?2 AND position <= ?3
+)
+SELECT at, NULL, NULL FROM chosen
+UNION ALL
+SELECT position, view, key FROM (
+    SELECT view, key, position, max(snapshot) FROM snapshot_rows
+    WHERE projection = ?1 AND snapshot <= (SELECT at FROM chosen) GROUP BY view, key
+) WHERE position > 0
+"""
+
+# Rows by key at the snapshot ?2, with a first row saying the snapshot is still stored: one
+# statement, so one read transaction (a snapshot dropped meanwhile has lost row versions).
+_ROWS = """
+WITH wanted(view, key) AS (VALUES {values})
+SELECT NULL, NULL, NULL, NULL FROM view_snapshots WHERE projection = ?1 AND position = ?2
+UNION ALL
+SELECT r.view, r.key, r.position, r.data FROM wanted AS w JOIN snapshot_rows AS r
+ON r.projection = ?1 AND r.view = w.view AND r.key = w.key AND r.snapshot = (
+    SELECT max(snapshot) FROM snapshot_rows
+    WHERE projection = ?1 AND view = w.view AND key = w.key AND snapshot <= ?2
+)
+"""
+_ROWS_AT_ONCE = 400  # keys per statement (two parameters each)
 
 _DROP = (
     # the versions after the previous snapshot kept that one up to the next kept replaces
@@ -159,6 +192,48 @@ class SqliteSnapshots:
                     found = rows[view] = {}
                 found[key] = (row_position, data)
         return None if at is None else (at, rows)
+
+    async def list_snapshot(
+        self, projection: str, position: int, format: str
+    ) -> tuple[int, SnapshotListing] | None:
+        """``load_snapshot`` without the payloads (read from an index, not the rows)."""
+        if not await self._has_snapshot_tables():
+            return None
+        found = iter(await self._fetch(_LIST, (projection, format, position)))
+        at = next(found)[0]
+        if at is None:
+            return None
+        rows: SnapshotListing = {}
+        current, into = None, {}
+        for row_position, view, key in found:
+            if view != current:
+                current, into = view, rows.setdefault(view, {})
+            into[key] = row_position
+        return at, rows
+
+    async def load_snapshot_rows(
+        self, projection: str, at: int, keys: Collection[RowKey]
+    ) -> dict[RowKey, tuple[int, bytes]] | None:
+        """The rows ``keys`` at the snapshot ``at``; None once it is no longer stored."""
+        if not await self._has_snapshot_tables():
+            return None
+        wanted = sorted(keys)
+        out: dict[RowKey, tuple[int, bytes]] = {}
+        for start in range(0, max(1, len(wanted)), _ROWS_AT_ONCE):
+            chunk = wanted[start : start + _ROWS_AT_ONCE] or [("", "")]
+            values = ",".join(f"(?{3 + 2 * i},?{4 + 2 * i})" for i in range(len(chunk)))
+            params = [projection, at, *(part for row_key in chunk for part in row_key)]
+            stored = False
+            for view, key, row_position, data in await self._fetch(
+                _ROWS.format(values=values), params
+            ):
+                if view is None:
+                    stored = True  # the snapshot's own row
+                elif data is not None:
+                    out[(view, key)] = (row_position, data)
+            if not stored:
+                return None  # dropped (or cleared by a rebuild) since it was listed
+        return out
 
 
 async def create_snapshot_tables(conn: Any) -> None:

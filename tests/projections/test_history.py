@@ -6,6 +6,7 @@ import itertools
 import math
 import sqlite3
 import tempfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import anyio
@@ -20,9 +21,11 @@ from engine.store.memory import MemoryEventStore
 from engine.store.sqlite import SqliteEventStore
 from projections import history as history_module
 from projections import runner as runner_module
+from projections.base import Row
+from projections.functions import NAME as FUNCTIONS
 from projections.history import History, views_at
 from projections.runner import PROJECTION, ProjectionRunner, kept_snapshots
-from projections.views import SnapshotUnreadable, Views, fold, snapshot_format
+from projections.views import RowsNotRead, SnapshotUnreadable, Views, fold, snapshot_format
 from tests.projections.strategies import record_all, stream_events
 
 LOGS = st.lists(stream_events, min_size=1, max_size=40)
@@ -93,6 +96,25 @@ async def _travel_everywhere(
         start, at = fresh.last_start
         nearest = max((p for p in stored if p <= position), default=0)
         assert (start, at) == (("snapshot", nearest) if nearest else ("log", 0))
+        shown = await History(store).at(position, whole=(FUNCTIONS,), recent=2)
+        _assert_shown_alike(shown, fold(records[:position]))
+
+
+def _assert_shown_alike(partial: Views, whole: Views) -> None:
+    """Views read for what ``glam replay --at`` shows (every function, the two rows of each
+    other view changed last) show what the whole views show."""
+    assert partial.position == whole.position
+    assert _texts(partial.functions) == _texts(whole.functions)
+    for view in ("deployments", "commits"):
+        assert partial.count(view) == whole.count(view)
+        assert _texts(partial.recent(view, 2)) == _texts(whole.recent(view, 2))
+
+
+def _texts(rows: Iterable[Row] | Mapping[str, Row]) -> list[str]:
+    """Rows as JSON: a list in its order, a mapping by key."""
+    if isinstance(rows, Mapping):
+        return [rows[key].model_dump_json() for key in sorted(rows)]
+    return [row.model_dump_json() for row in rows]
 
 
 def test_kept_snapshots_are_dense_at_the_end_and_logarithmic_in_number() -> None:
@@ -277,5 +299,41 @@ def test_the_running_projection_saves_snapshots_as_the_log_grows() -> None:
             found = await store.load_snapshot(PROJECTION, at, snapshot_format())
             assert found is not None
             assert Views.from_snapshot(*found).as_json() == fold(records[:at]).as_json()
+
+    anyio.run(scenario)
+
+
+def test_views_read_for_a_few_rows_refuse_the_others() -> None:
+    """Of views read for what ``glam replay --at`` shows, only those rows are read from the
+    snapshot: the others are counted and ordered, and reading one is refused, never taken
+    for a row that does not exist. A snapshot dropped between its listing and its rows is
+    read whole instead."""
+
+    async def scenario() -> None:
+        store = MemoryEventStore()
+        await _append(store, _commits(30))
+        await ProjectionRunner(store, batch=4, snapshot_every=10).catch_up()
+        records = await store.read_all()
+        expected = fold(records[:25])
+        partial = await History(store).at(25, whole=(FUNCTIONS,), recent=3)
+        assert partial.count("commits") == expected.count("commits") == 25
+        assert _texts(partial.recent("commits", 3)) == _texts(expected.recent("commits", 3))
+        first = min(expected.commits)
+        with pytest.raises(RowsNotRead):
+            partial.row("commits", first)
+        with pytest.raises(RowsNotRead):
+            _ = partial.commits
+        with pytest.raises(RowsNotRead):
+            partial.as_json()
+        assert partial.row("commits", "no such commit") is None
+
+        async def dropped(*_: object) -> None:
+            return None
+
+        travel = History(store)
+        store.load_snapshot_rows = dropped  # type: ignore[method-assign,assignment]
+        whole = await travel.at(25, whole=(FUNCTIONS,), recent=3)
+        assert whole.as_json() == expected.as_json()
+        assert travel.last_start == ("snapshot", 20)
 
     anyio.run(scenario)

@@ -110,6 +110,60 @@ async def test_dropping_a_snapshot_keeps_the_others_reading_the_same(store: Stor
     )
 
 
+def _listed(found: tuple[int, SnapshotRows] | None) -> object:
+    """What ``list_snapshot`` should say of what ``load_snapshot`` found."""
+    if found is None:
+        return None
+    at, rows = found
+    return at, {v: {k: p for k, (p, _) in r.items()} for v, r in rows.items() if r}
+
+
+async def test_a_listing_and_rows_by_key_read_what_the_whole_snapshot_reads(
+    store: Store,
+) -> None:
+    await _save(store, _snap(10, {"a": "a1", "b": "b1"}))
+    await _save(store, _snap(20, {"b": "b2", "c": "c2"}))
+    await _save(store, _snap(30, {"a": None}))  # a row deleted
+    keys = [("v", key) for key in ("a", "b", "c", "never")]
+    for position in (9, 10, 19, 20, 29, 30, 99):
+        whole = await store.load_snapshot("p", position, F)
+        assert await store.list_snapshot("p", position, F) == _listed(whole)
+        if whole is not None:
+            rows = await store.load_snapshot_rows("p", whole[0], keys)
+            assert rows == {("v", key): value for key, value in whole[1].get("v", {}).items()}
+    assert await store.list_snapshot("p", 99, "another format") is None
+    assert await store.list_snapshot("other", 99, F) is None
+    assert await store.load_snapshot_rows("p", 30, []) == {}
+
+
+async def test_rows_by_key_come_in_any_number(store: Store) -> None:
+    many: dict[str, str | None] = {f"k{i:04}": f"v{i}" for i in range(1_001)}
+    await _save(store, _snap(10, many))
+    await _save(store, _snap(20, {"k0005": "changed", "k0006": None}))
+    listed = await store.list_snapshot("p", 20, F)
+    assert listed is not None
+    assert len(listed[1]["v"]) == 1_000
+    rows = await store.load_snapshot_rows("p", 20, [("v", key) for key in many])
+    assert rows is not None
+    assert len(rows) == 1_000
+    assert rows[("v", "k0005")] == (20, b"changed")
+    assert rows[("v", "k1000")] == (10, b"v1000")
+    assert ("v", "k0006") not in rows
+
+
+async def test_rows_by_key_of_a_snapshot_no_longer_stored_are_refused(store: Store) -> None:
+    """A snapshot the runner drops while a reader is between its listing and its rows has
+    lost row versions: the reader is told, never given another snapshot's rows."""
+    await _save(store, _snap(10, {"a": "a1"}))
+    await _save(store, _snap(20, {"a": "a2"}))
+    assert await store.load_snapshot_rows("p", 10, [("v", "a")]) == {("v", "a"): (10, b"a1")}
+    await _save(store, _snap(30, {}, drop=[10]))
+    assert await store.load_snapshot_rows("p", 10, [("v", "a")]) is None
+    assert await store.load_snapshot_rows("p", 15, [("v", "a")]) is None  # never one there
+    await store.save_views("p", 5, {}, reset=True)
+    assert await store.load_snapshot_rows("p", 20, [("v", "a")]) is None
+
+
 async def test_clear_and_reset_forget_every_snapshot(store: Store) -> None:
     await _save(store, _snap(10, {"a": "a1"}))
     await _save(store, _snap(20, {"b": "b2"}, format="format-2", clear=True))
