@@ -193,7 +193,7 @@ async def _travel(store: Any, target: Path | str, count: int) -> None:
         f"  from the snapshot at {start:,}, what replay --at prints  {fast:8.2f} s  "
         f"({near - start:,} events folded)"
     )
-    print(f"  the same with every row listed       {whole:8.2f} s  ({shown:,} rows read)")
+    print(f"  the same, the snapshot read whole   {whole:8.2f} s  ({shown:,} rows decoded)")
     began = time.perf_counter()
     again = await travel.at(near)
     _shown(again)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import anyio
 import typer
 
+from engine.errors import StoreCorrupt
 from engine.ports import ProjectionStore
 from engine.store import is_postgres_url, make_store
 from projections.runner import PROJECTION
@@ -33,10 +36,40 @@ def db_location(value: str | Path | None) -> Path | str:
 
 
 @asynccontextmanager
-async def read_log(db: str | Path | None) -> AsyncIterator[Store]:
-    """The log ``db`` names (``db_location``), opened read-only for a query."""
-    async with make_store(db_location(db), readonly=True) as store:
-        yield store
+async def read_log(db: str | Path | None, *, check_beside: bool = False) -> AsyncIterator[Store]:
+    """The log ``db`` names (``db_location``), opened read-only for a query.
+
+    An SQLite file is checked (SQLite's integrity check) before it is read; with
+    ``check_beside`` the check runs in a thread of its own while the caller reads, and leaving
+    the block waits for it, so a command that prints only after the block still refuses a
+    damaged file before printing anything, without waiting for the check first (it reads
+    every page: seconds on a file of a gigabyte)."""
+    location = db_location(db)
+    if not check_beside or is_postgres_url(location):
+        async with make_store(location, readonly=True) as store:
+            yield store
+        return
+    from engine.store.sqlite_log import check_file
+
+    async with make_store(location, readonly=True, check=False) as store:
+        path = getattr(store, "path", Path(location))
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(
+                    functools.partial(anyio.to_thread.run_sync, abandon_on_cancel=True),
+                    check_file,
+                    path,
+                    location,
+                )
+                yield store
+        except BaseExceptionGroup as group:
+            # One error, as if there were no task group: the check's refusal first (what the
+            # caller read of a damaged file is not to be trusted), else the caller's own.
+            corrupt, rest = group.split(StoreCorrupt)
+            first = (corrupt or rest or group).exceptions[0]
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            raise first from None
 
 
 DbOption = Annotated[

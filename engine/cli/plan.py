@@ -264,7 +264,7 @@ async def _aws_token(ref: TokenRef, endpoint_url: str | None) -> str:
 async def _plan_source(
     source: GitSource, target: _Target, db: Path | str | None, known: _Known, render: bool
 ) -> _Result:
-    from engine.store import make_store
+    from engine.cli.common import read_log as open_log
     from engine.streams import repo_stream
 
     head = await source.sync()
@@ -272,7 +272,8 @@ async def _plan_source(
     async with contextlib.AsyncExitStack() as stack:
         log = None
         if db is not None:
-            store = await stack.enter_async_context(make_store(db, readonly=True))
+            # The file's integrity check runs beside the plan: it is printed only after.
+            store = await stack.enter_async_context(open_log(db, check_beside=True))
             log = await read_log(store, repo_stream(target.url, source.branch))
         return await _plan_head(source, head, target, log, known, render)
     raise AssertionError("unreachable")  # pragma: no cover - the block returns

@@ -62,12 +62,16 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def with_store(db: str | Path | None, body: Callable[[Store], Awaitable[T]]) -> T:
+def with_store(
+    db: str | Path | None, body: Callable[[Store], Awaitable[T]], *, check_beside: bool = False
+) -> T:
     """``body`` run on the log opened read-only (``--db``, else ``$GLAM_DB``, else the
-    default): an SQLite file or a PostgreSQL database."""
+    default): an SQLite file or a PostgreSQL database. With ``check_beside`` (for a ``body``
+    that prints nothing: its caller prints what it returns) the file's integrity check runs
+    beside ``body``, and a failed one is raised instead of ``body``'s result."""
 
     async def go() -> T:
-        async with read_log(db) as store:
+        async with read_log(db, check_beside=check_beside) as store:
             return await body(store)
 
     return anyio.run(go)
@@ -334,7 +338,7 @@ def status(
         drift = open_drift(await store.read_selected(DRIFT_EVENT_TYPES))
         return views, owners, await _latest_plans(store), drift, await chain_line(store)
 
-    views, owners, plans, drift, head = with_store(db, body)
+    views, owners, plans, drift, head = with_store(db, body, check_beside=True)
     rows = sorted(views.functions.values(), key=lambda r: r.stream)
     if only.active:
         rows = [r for r in rows if only.owner_matches(owners.get(r.stream))]

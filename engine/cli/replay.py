@@ -109,7 +109,7 @@ def replay(
             print(f"warning: {exc.one_line()}; folding from position 0", file=sys.stderr)
             return _shown(await travel.at(end, snapshots=False), as_json), report
 
-    shown, report = with_store(db, body)
+    shown, report = with_store(db, body, check_beside=True)
     ok = all(part["ok"] for part in report.values())
     if as_json:
         print_json({**shown, **({"verify": report} if verify else {})})

@@ -8,6 +8,7 @@ about connections, the writer and errors. See that module for the layout.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +31,7 @@ APPLICATION_ID = 0x676C616D  # "glam"
 # Above this size the full integrity check at open takes too long; quick_check still reads
 # every page and catches torn or truncated files.
 FULL_CHECK_MAX_BYTES = 256 * 1024 * 1024
+CHECK_BUSY_TIMEOUT_MS = 10_000  # the store's own connections wait as long for a busy file
 NO_LOG_HINT = (
     "start the engine with `glam run --repo URL` to create it, try `glam demo`, "
     "or point --db / $GLAM_DB at an existing log"
@@ -101,17 +103,49 @@ async def check_format(
             hint="upgrade glam; this version must not write to it",
         )
     if check:
-        size = (await anyio.to_thread.run_sync(path.stat)).st_size
-        pragma = "integrity_check" if size <= FULL_CHECK_MAX_BYTES else "quick_check"
-        rows = await conn.execute_fetchall(f"PRAGMA {pragma}")
-        problems = [str(r[0]) for r in rows if r[0] != "ok"]
-        if problems:
-            raise StoreCorrupt(
-                f"{where} failed SQLite's {pragma}: {problems[0]}",
-                hint=sqlite_files.DAMAGED_HINT,
-            )
+        pragma = _check_pragma((await anyio.to_thread.run_sync(path.stat)).st_size)
+        _refuse_problems(where, pragma, await conn.execute_fetchall(f"PRAGMA {pragma}"))
     if may_create:  # a log of an earlier glam gets its notes table
         await conn.executescript(f"BEGIN IMMEDIATE;\n{NOTES};\nCOMMIT;")
+
+
+def check_file(path: Path, where: Path) -> None:
+    """SQLite's integrity check of the log at ``path`` (``check_format``'s, on a read-only
+    connection of its own, in the calling thread): ``StoreCorrupt`` naming ``where`` when it
+    finds a problem. For a reader that checks the file beside its work (``cli.common``)."""
+    pragma = _check_pragma(path.stat().st_size)
+    try:
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {CHECK_BUSY_TIMEOUT_MS}")
+            rows = conn.execute(f"PRAGMA {pragma}").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise sqlite_files.describe(exc, where, "check") from None
+    _refuse_problems(where, pragma, rows)
+
+
+def _check_pragma(size: int) -> str:
+    return "integrity_check" if size <= FULL_CHECK_MAX_BYTES else "quick_check"
+
+
+def _refuse_problems(where: Path, pragma: str, rows: Iterable[Sequence[Any]]) -> None:
+    """``StoreCorrupt`` in one line when SQLite's check found problems: the first, and how
+    many more (a row can hold several lines, under a "*** in database main ***" header)."""
+    problems = [
+        line.strip()
+        for row in rows
+        if row[0] != "ok"
+        for line in str(row[0]).splitlines()
+        if line.strip() and not line.startswith("***")
+    ]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise StoreCorrupt(
+            f"{where} failed SQLite's {pragma}: {problems[0]}{more}",
+            hint=sqlite_files.DAMAGED_HINT,
+        )
 
 
 async def write_notes(conn: Any, notes: Mapping[str, str | None]) -> None:
