@@ -36,7 +36,6 @@ from engine.deployed import DeployedState
 from engine.events.function import DeploymentRequested, OperatorRequested
 from engine.events.operator import OPS_STREAM, OperatorCommandIssued
 from engine.events.repo import PlannedAction
-from engine.planner import PlanContext
 from engine.replan import plan_retry, retry_refusal
 from engine.saga.holds import HOLDABLE
 from engine.saga.saga import SUPERSEDABLE
@@ -183,6 +182,10 @@ def _retry(
     if wanted is not None and wanted != rolled_back:
         return _refuse(stream, copy, f"deployment {wanted} is no longer the rolled-back one", hint)
     # A retry's desired state names its own region and account: the defaults go unused.
+    # (Imported here: the planner brings the definitions' templates and Lambda shapes, which
+    # every other operator decision, and every `glam` command's start, does without.)
+    from engine.planner import PlanContext
+
     ctx = PlanContext(new_id=new_id, default_region="", default_account="")
     request = plan_retry(current, ctx, target.head)
     assert request is not None  # retry_refusal said it can be retried

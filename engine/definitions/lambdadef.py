@@ -17,11 +17,6 @@ import re
 from functools import lru_cache
 from typing import Any
 
-# The loader and the model, not botocore.session: the session drags in the client, waiters and
-# docs machinery (most of a second of start-up for `glam plan`) to hand back the same model.
-import botocore.loaders
-import botocore.model
-
 from engine.errors import DefinitionError
 
 _SCALARS: dict[str, tuple[type, ...]] = {
@@ -53,6 +48,12 @@ _JSON_NAMES = {
 @lru_cache(maxsize=1)
 def lambda_model() -> Any:
     """botocore's Lambda service model (loaded once)."""
+    # The loader and the model, not botocore.session: the session drags in the client,
+    # waiters and credential providers. Imported here, on the first validation: every `glam`
+    # command imports this module, few of them validate a definition.
+    import botocore.loaders
+    import botocore.model
+
     # As botocore.session does it: the installed data, plus any folders in $AWS_DATA_PATH.
     loader = botocore.loaders.create_loader(os.environ.get("AWS_DATA_PATH"))
     data = loader.load_service_model("lambda", "service-2")

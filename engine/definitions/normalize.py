@@ -33,11 +33,12 @@ import hashlib
 import json
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
-
-import botocore.model
+from typing import TYPE_CHECKING, Any
 
 from engine.definitions.lambdadef import create_function_shape, lambda_model
+
+if TYPE_CHECKING:
+    import botocore.model
 
 # Members a request carries that are not attributes of the function.
 _REQUEST_ONLY = frozenset({"FunctionName", "RevisionId", "Publish", "PublishTo", "DryRun"})

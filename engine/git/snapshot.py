@@ -16,7 +16,7 @@ from typing import Any
 from dulwich.objects import S_ISGITLINK, Commit, Tree  # noqa: TID251
 from dulwich.repo import Repo  # noqa: TID251
 
-from engine.definitions import is_lambda_file
+from engine.definitions.desired import is_lambda_file
 from engine.errors import DefinitionError, SourceError
 
 

@@ -33,7 +33,7 @@ from dulwich.graph import can_fast_forward  # noqa: TID251
 from dulwich.objects import Commit  # noqa: TID251
 from dulwich.repo import Repo  # noqa: TID251
 
-from engine.definitions import is_lambda_file
+from engine.definitions.desired import is_lambda_file
 from engine.definitions.listing import ChangedEntry
 from engine.errors import SourceError, SourceUnreachable
 from engine.events.repo import ChangeKind, FileChange

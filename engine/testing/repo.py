@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from engine.definitions import is_lambda_file
 from engine.definitions.commit import CommitState, build_commit_state
+from engine.definitions.desired import is_lambda_file
 from engine.errors import DefinitionError, SourceError
 from engine.events.repo import FileChange
 from engine.observe import Fetched, KnownPrefixes, Observation, ObservedCommit, Unavailable

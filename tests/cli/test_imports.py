@@ -1,4 +1,5 @@
-"""What ``glam run`` loads: never the test-only code of ``engine.testing``."""
+"""What ``glam run`` loads: never the test-only code of ``engine.testing``; and what every
+``glam`` command loads before it runs: none of the heavy libraries only some commands use."""
 
 from __future__ import annotations
 
@@ -36,6 +37,36 @@ def test_glam_run_never_imports_the_testing_package() -> None:
         f"for name in {RUN_PATH!r}:\n"
         "    importlib.import_module(name)\n"
         "print(sorted(m for m in sys.modules if m.split('.')[:2] == ['engine', 'testing']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]", done.stdout
+
+
+# Loaded by the commands that need them, never by the start every command shares (`glam
+# status` must not pay for the templates, the Lambda shapes, the AWS SDK or the git client).
+HEAVY = [
+    "jinja2",
+    "botocore",
+    "aiobotocore",
+    "aiohttp",
+    "dulwich",
+    "engine.planner",
+    "engine.definitions.desired",
+    "engine.definitions.templates",
+]
+
+
+def test_every_command_starts_without_the_heavy_libraries() -> None:
+    """`glam`'s entry module imports every subcommand module (to list them in `--help`):
+    their module-level imports are what each command's start costs."""
+    code = (
+        "import sys\n"
+        "import engine.cli.main\n"
+        f"heavy = {HEAVY!r}\n"
+        "print(sorted({h for h in heavy for m in sys.modules"
+        " if m == h or m.startswith(h + '.')}))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.definitions import is_lambda_file
 from engine.definitions.commit import CommitState, build_commit_state
+from engine.definitions.desired import is_lambda_file
 from engine.definitions.limits import RenderLimits
 from engine.errors import DefinitionError
 from engine.git.source import GitSource
