@@ -127,7 +127,7 @@ class Case:
             with anyio.fail_after(DEADLINE):
                 return await engine.run(once=True)
 
-    def _child_argv(self) -> list[str]:
+    def child_argv(self) -> list[str]:
         """``tests.support.engine_main``'s arguments: this case's ``glam run --once``."""
         return [
             "--repo",
@@ -143,7 +143,7 @@ class Case:
         ]
 
     @staticmethod
-    def _child_env() -> dict[str, str]:
+    def child_env() -> dict[str, str]:
         """The child's environment: this one's, without AWS or glam settings."""
         return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GLAM_"))}
 
@@ -152,8 +152,8 @@ class Case:
         ``tests.support.engine_main``, which arms them: glam never reads them itself), with
         short waits; its exit code (``-9`` when a failpoint SIGKILLed it) and its output.
         The child is forked from a fork server that has glam imported already."""
-        env = {**self._child_env(), "GLAM_FAILPOINTS": failpoints}
-        argv = self._child_argv()
+        env = {**self.child_env(), "GLAM_FAILPOINTS": failpoints}
+        argv = self.child_argv()
         output = self.root / "child.log"
         # The child runs on its own (system) clock: waiting for it holds no time still here.
         with anyio.fail_after(DEADLINE), detached(self.clock):
@@ -168,7 +168,7 @@ class Case:
         """``glam run --once`` as a child process (no failpoint), SIGKILLed as soon as its
         log shows ``reached`` (checked every 0.1 s); ``then``, when given, runs once the child
         has started (an operator command to hand over, say). Its exit code and output."""
-        env, argv = self._child_env(), self._child_argv()
+        env, argv = self.child_env(), self.child_argv()
         output = self.root / "child.log"
         with anyio.fail_after(DEADLINE), detached(self.clock):
             child = start_child(argv, env, output)

@@ -2,10 +2,11 @@
 
 Each seed is one function in a repository and database of its own. It is deployed, then
 changed a few times with a strategy drawn at random (CANARY or LINEAR at a random percent, or
-ALL_AT_ONCE), and for each change ``glam run --once`` is started as a child and SIGKILLed at
-random moments (during start-up, a shift, a bake, a publish: wherever the draw falls), a few
-times in a row, before one run is let finish. After every kill ``glam replay --verify`` must
-pass; at the end, read from the embedded AWS and its journal (never from glam's own log):
+ALL_AT_ONCE), and for each change ``glam run --once`` is started as a child (short polls, as
+the crash matrix's) and SIGKILLed at random moments (while it opens its log, during a shift,
+a bake, a publish: wherever the draw falls), a few times in a row, before one run is let
+finish. After every kill ``glam replay --verify`` must pass; at the end, read from the
+embedded AWS and its journal (never from glam's own log):
 
 - the alias is on the version the last deployment published, with no routing left;
 - every deployment published exactly one version, and only the last one remains;
@@ -23,8 +24,6 @@ from __future__ import annotations
 
 import os
 import random
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,6 @@ import pytest
 
 from engine.local import LocalAwsThread
 from tests.chaos.support import (
-    ROOT,
     Case,
     effective_publishes,
     read_aws,
@@ -42,6 +40,7 @@ from tests.chaos.support import (
     replay_verify,
     version_of,
 )
+from tests.support.engine_main import start_child
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration, pytest.mark.slow]
 
@@ -70,20 +69,24 @@ class Fuzz:
 
 async def run_and_kill(case: Case, after: float | None) -> int | None:
     """``glam run --once`` as a child, SIGKILLed ``after`` seconds in (None: let it finish);
-    its exit code if it ended by itself, None if it was killed."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "GLAM_"))}
-    env["PYTHONPATH"] = str(ROOT)
-    args = [sys.executable, "-m", "engine", "run", "--repo", str(case.repo.path),
-            "--db", str(case.db), "--endpoint-url", case.endpoint_url, "--region", case.region,
-            "--once"]  # fmt: skip
-    async with await anyio.open_process(
-        args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    ) as process:
+    its exit code if it ended by itself, None if it was killed.
+
+    The child is forked from the fork server that has glam imported (as the crash matrix's
+    are): the seconds drawn fall in the engine's work, not in Python importing it, which
+    every kill paid a second or two of CPU for."""
+    child = start_child(case.child_argv(), case.child_env(), case.root / "child.log")
+    try:
         with anyio.move_on_after(90 if after is None else after):
-            return await process.wait()
-        process.kill()
-        await process.wait()
+            # Abandoned when the time is up: the kill below ends the join it waits in.
+            await anyio.to_thread.run_sync(child.join, abandon_on_cancel=True)
+            return child.exitcode
+        child.kill()
+        await anyio.to_thread.run_sync(child.join)
         return None
+    finally:
+        if child.is_alive():
+            child.kill()
+            child.join()
 
 
 async def fuzz(aws: LocalAwsThread, fuzz: Fuzz) -> None:
