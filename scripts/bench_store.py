@@ -178,11 +178,16 @@ async def _travel(store: Any, target: Path | str, count: int) -> None:
     near = max(1, count - 1)  # the worst case near the end: just before the next snapshot
     snapshots = await store.snapshots(PROJECTION)
     print(f"time travel to position {near:,} ({len(snapshots)} snapshots kept)")
-    began = time.perf_counter()
-    # What `glam replay --at` reads: every function, the last deployments and commits.
-    printed = await History(store).at(near, whole=(FUNCTIONS,), recent=20)
-    _shown(printed)
-    fast = time.perf_counter() - began
+    # What `glam replay --at` reads: every function, the last deployments and commits; the
+    # first time right after the rebuild wrote the file, then with a new History again (no
+    # answer remembered; the file's pages cached, as for a log in use).
+    times = []
+    for _ in range(2):
+        began = time.perf_counter()
+        printed = await History(store).at(near, whole=(FUNCTIONS,), recent=20)
+        _shown(printed)
+        times.append(time.perf_counter() - began)
+    fast = times[-1]
     travel = History(store)
     began = time.perf_counter()
     views = await travel.at(near)
@@ -190,8 +195,8 @@ async def _travel(store: Any, target: Path | str, count: int) -> None:
     whole = time.perf_counter() - began
     start = travel.last_start[1]
     print(
-        f"  from the snapshot at {start:,}, what replay --at prints  {fast:8.2f} s  "
-        f"({near - start:,} events folded)"
+        f"  from the snapshot at {start:,}, what replay --at prints  {times[0]:8.2f} s, "
+        f"again {fast:.2f} s  ({near - start:,} events folded)"
     )
     print(f"  the same, the snapshot read whole   {whole:8.2f} s  ({shown:,} rows decoded)")
     began = time.perf_counter()
