@@ -69,7 +69,7 @@ async def _round(
     owner = by_engine(shift)
     engines.signal(owner, signal.SIGKILL)
     killed_at = time.monotonic()
-    engines.procs[owner].wait()
+    engines.wait(owner)
 
     async def first_by_other() -> Any:
         later = [r for r in await _stream(engines) if r.position > shift.position]

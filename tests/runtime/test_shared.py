@@ -214,7 +214,7 @@ async def test_a_lone_engine_is_refused_beside_shared_ones_until_they_are_gone(
         " — run this one with --shared too, or stop them first"
     ]
     engines.signal("a", signal.SIGKILL)
-    engines.procs["a"].wait(timeout=10)
+    assert engines.wait("a", timeout=10) is not None
     with anyio.fail_after(10):
         async with open_store(engines.db, exclusive=True) as store:
             assert await store.last_position() > 0

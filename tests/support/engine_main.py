@@ -13,6 +13,7 @@ import argparse
 import multiprocessing
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -60,16 +61,24 @@ def main(argv: list[str] | None = None) -> int:
         return error.exit_code
 
 
-def _child(argv: list[str], env: dict[str, str], output: str) -> None:
-    """``main(argv)`` in a child forked from the fork server: its environment replaced by
-    ``env``, its output (both streams) written to the file ``output``."""
+def _child(
+    argv: list[str],
+    env: dict[str, str],
+    output: str,
+    entry: Callable[[list[str]], int] | None = None,
+    append: bool = False,
+) -> None:
+    """``entry(argv)`` (``main`` by default) in a child forked from the fork server: its
+    environment replaced by ``env``, its output (both streams) written to the file
+    ``output`` (appended to with ``append``)."""
     os.environ.clear()
     os.environ.update(env)
-    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    mode = os.O_APPEND if append else os.O_TRUNC
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | mode, 0o600)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-    sys.exit(main(argv))
+    sys.exit((entry or main)(argv))
 
 
 def forked_run(argv: list[str], env: dict[str, str], output: Path) -> int:
@@ -87,12 +96,21 @@ def forked_run(argv: list[str], env: dict[str, str], output: Path) -> int:
     return process.exitcode
 
 
-def start_child(argv: list[str], env: dict[str, str], output: Path) -> BaseProcess:
-    """``main(argv)`` started in a process forked from the fork server (see ``forked_run``);
-    the caller joins it (or kills it: its ``pid`` is the engine's)."""
+def start_child(
+    argv: list[str],
+    env: dict[str, str],
+    output: Path,
+    *,
+    entry: Callable[[list[str]], int] | None = None,
+    append: bool = False,
+) -> BaseProcess:
+    """``main(argv)`` (or ``entry(argv)``, a module-level function of a module the child
+    can import) started in a process forked from the fork server (see ``forked_run``); the
+    caller joins it (or signals it: its ``pid`` is the engine's)."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
-    process = context.Process(target=_child, args=(argv, env, str(output)))
+    # Everything a child runs imported once: this module and the shared engine's.
+    context.set_forkserver_preload([__name__, "tests.support.shared_engine"])
+    process = context.Process(target=_child, args=(argv, env, str(output), entry, append))
     process.start()
     return process
 
