@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -49,18 +48,21 @@ async def read_log(db: str | Path | None, *, check_beside: bool = False) -> Asyn
         async with make_store(location, readonly=True) as store:
             yield store
         return
-    from engine.store.sqlite_log import check_file
+    from engine.store.sqlite_log import FileCheck
 
     async with make_store(location, readonly=True, check=False) as store:
-        path = getattr(store, "path", Path(location))
+        check = FileCheck(getattr(store, "path", Path(location)), Path(location))
+
+        async def run_check() -> None:
+            try:
+                await anyio.to_thread.run_sync(check.run, abandon_on_cancel=True)
+            except anyio.get_cancelled_exc_class():
+                check.stop()  # the caller left (Ctrl-C, an error): not a page more
+                raise
+
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(
-                    functools.partial(anyio.to_thread.run_sync, abandon_on_cancel=True),
-                    check_file,
-                    path,
-                    location,
-                )
+                tg.start_soon(run_check)
                 yield store
         except BaseExceptionGroup as group:
             # One error, as if there were no task group: the check's refusal first (what the

@@ -106,10 +106,14 @@ def replay(
             views = await travel.at(end, whole=(FUNCTIONS,), recent=RECENT)
             return _shown(views, as_json), report
         except SnapshotUnreadable as exc:
-            print(f"warning: {exc.one_line()}; folding from position 0", file=sys.stderr)
+            # Printed once the file's check has passed, as everything else is.
+            warnings.append(f"warning: {exc.one_line()}; folding from position 0")
             return _shown(await travel.at(end, snapshots=False), as_json), report
 
+    warnings: list[str] = []
     shown, report = with_store(db, body, check_beside=True)
+    for warning in warnings:
+        print(warning, file=sys.stderr)
     ok = all(part["ok"] for part in report.values())
     if as_json:
         print_json({**shown, **({"verify": report} if verify else {})})

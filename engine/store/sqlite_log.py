@@ -9,6 +9,7 @@ about connections, the writer and errors. See that module for the layout.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -113,17 +114,52 @@ def check_file(path: Path, where: Path) -> None:
     """SQLite's integrity check of the log at ``path`` (``check_format``'s, on a read-only
     connection of its own, in the calling thread): ``StoreCorrupt`` naming ``where`` when it
     finds a problem. For a reader that checks the file beside its work (``cli.common``)."""
-    pragma = _check_pragma(path.stat().st_size)
-    try:
-        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+    FileCheck(path, where).run()
+
+
+class FileCheck:
+    """``check_file`` that another thread can stop (``stop``): a reader that leaves before
+    the check ends (Ctrl-C, an error of its own) does not wait for it to read every page,
+    and leaves no connection open behind it."""
+
+    def __init__(self, path: Path, where: Path) -> None:
+        self.path = path
+        self.where = where
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._stopped = False
+
+    def run(self) -> None:
+        """The check, in the calling thread; nothing when it was stopped."""
+        pragma = _check_pragma(self.path.stat().st_size)
         try:
-            conn.execute(f"PRAGMA busy_timeout = {CHECK_BUSY_TIMEOUT_MS}")
-            rows = conn.execute(f"PRAGMA {pragma}").fetchall()
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        raise sqlite_files.describe(exc, where, "check") from None
-    _refuse_problems(where, pragma, rows)
+            conn = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True)
+            try:
+                with self._lock:
+                    if self._stopped:
+                        return
+                    self._conn = conn
+                conn.execute(f"PRAGMA busy_timeout = {CHECK_BUSY_TIMEOUT_MS}")
+                rows = conn.execute(self._statement(pragma)).fetchall()
+            finally:
+                with self._lock:
+                    self._conn = None
+                conn.close()
+        except sqlite3.Error as exc:
+            if self._stopped:
+                return  # interrupted: nobody waits for the answer
+            raise sqlite_files.describe(exc, self.where, "check") from None
+        _refuse_problems(self.where, pragma, rows)
+
+    def stop(self) -> None:
+        """Interrupt the check (from any thread); a check not begun yet does not begin."""
+        with self._lock:
+            self._stopped = True
+            if self._conn is not None:
+                self._conn.interrupt()
+
+    def _statement(self, pragma: str) -> str:
+        return f"PRAGMA {pragma}"
 
 
 def _check_pragma(size: int) -> str:

@@ -1,21 +1,26 @@
 """Read-only commands that print only after they have read (``glam status``, ``glam replay``,
 ``glam plan --db``) run SQLite's integrity check beside their reads instead of before them: a
 damaged file is still refused, in one line, before anything is printed, even damage no read
-of theirs would meet and a check that ends after their reads."""
+of theirs would meet and a check that ends after their reads. A command that leaves early
+(Ctrl-C, an error of its own) stops the check instead of waiting for it to read every page."""
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 import struct
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import anyio
 import pytest
 
+from engine.cli.common import read_log
 from engine.cli.main import main
-from engine.errors import StoreCorrupt
+from engine.errors import StoreCorrupt, StoreError
 from engine.store import sqlite_log
 from engine.store.sqlite import SqliteEventStore
 from projections.runner import ProjectionRunner
@@ -103,14 +108,121 @@ def test_a_check_that_ends_after_the_reads_still_refuses_before_printing(
     args = _plan_args(tmp_path, db) if name == "plan" else [*COMMANDS[name], "--db", str(db)]
     checked: list[Path] = []
 
-    def slow_refusal(path: Path, where: Path) -> None:
+    def slow_refusal(check: sqlite_log.FileCheck) -> None:
         time.sleep(0.5)  # in the check's own thread: the command's reads are done by now
-        checked.append(path)
-        raise StoreCorrupt(f"{where} failed SQLite's quick_check: a test says so", hint="h")
+        checked.append(check.path)
+        raise StoreCorrupt(f"{check.where} failed SQLite's quick_check: a test says so", hint="h")
 
-    monkeypatch.setattr(sqlite_log, "check_file", slow_refusal)
+    monkeypatch.setattr(sqlite_log.FileCheck, "run", slow_refusal)
     code, out, err = glam(monkeypatch, capsys, *args)
     assert checked == [db.resolve()]
     assert code == (3 if name == "plan" else 1)
     assert out == ""
     assert "a test says so" in err
+
+
+def test_a_damaged_file_with_an_unreadable_snapshot_prints_only_the_refusal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`replay --at` warns when a snapshot does not decode and folds from 0 instead: on a
+    damaged file that warning waits for the check, which refuses the file (one line)."""
+    db = tmp_path / "glam.db"
+    _log(db)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE snapshot_rows SET data = x'00ff'")
+    code, _, err = glam(monkeypatch, capsys, "replay", "--at", "20", "--db", str(db))
+    assert code == 0
+    assert "does not decode" in err  # the warning, on an undamaged file
+    _damage_the_freelist(db)
+    run = sqlite_log.FileCheck.run
+
+    def slow(check: sqlite_log.FileCheck) -> None:
+        time.sleep(0.5)  # as on a large file: the reads, and the warning, come first
+        run(check)
+
+    monkeypatch.setattr(sqlite_log.FileCheck, "run", slow)
+    code, out, err = glam(monkeypatch, capsys, "replay", "--at", "20", "--db", str(db))
+    assert code == 1
+    assert out == ""
+    assert err.count("\n") == 1, err  # the refusal alone
+    assert "failed SQLite's integrity_check" in err
+
+
+# A check that never ends by itself (SQLite counts forever): only a stop ends it.
+ENDLESS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_an_error_of_the_reader_stops_the_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "glam.db"
+    _log(db)
+    began, ended = threading.Event(), threading.Event()
+    run = sqlite_log.FileCheck.run
+
+    def endless(check: sqlite_log.FileCheck) -> None:
+        began.set()
+        try:
+            run(check)
+        finally:
+            ended.set()  # the check's thread returns: its connection is closed
+
+    monkeypatch.setattr(sqlite_log.FileCheck, "_statement", lambda self, pragma: ENDLESS)
+    monkeypatch.setattr(sqlite_log.FileCheck, "run", endless)
+
+    async def fail_while_checking() -> None:
+        async with read_log(db, check_beside=True):
+            await anyio.to_thread.run_sync(began.wait, 10)
+            await anyio.sleep(0.2)
+            raise StoreError("the reader's own error")
+
+    async def read() -> bool:
+        with pytest.raises(StoreError, match="the reader's own error"):
+            await fail_while_checking()
+        # Before the fix: never (the check went on to its end, here endless).
+        return await anyio.to_thread.run_sync(ended.wait, 5)
+
+    assert anyio.run(read)
+    assert began.is_set()
+
+
+def test_ctrl_c_stops_a_long_check_at_once(tmp_path: Path) -> None:
+    """`glam status` interrupted while SQLite checks a file (seconds on a large log) exits
+    130 at once, without waiting for the check to end."""
+    db = tmp_path / "glam.db"
+    _log(db)
+    began = tmp_path / "began"
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from engine.store import sqlite_log\n"
+        f"sqlite_log.FileCheck._statement = lambda self, pragma: {ENDLESS!r}\n"
+        "run = sqlite_log.FileCheck.run\n"
+        "def run_marked(check):\n"
+        f"    Path({str(began)!r}).touch()\n"
+        "    run(check)\n"
+        "sqlite_log.FileCheck.run = run_marked\n"
+        "from engine.cli.main import main\n"
+        f"sys.argv = ['glam', 'status', '--db', {str(db)!r}]\n"
+        "main()\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not began.exists():
+            assert child.poll() is None, child.communicate()
+            assert time.monotonic() < deadline, "the check never began"
+            time.sleep(0.02)
+        time.sleep(0.2)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=5)  # before the fix: never (the check is endless)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 130, err
+    assert b"Traceback" not in err
+    assert out == b""
