@@ -27,6 +27,10 @@ from projections.runner import PROJECTION
 from projections.views import VIEWS, SnapshotUnreadable, Views, snapshot_format, touched
 
 READ_BATCH = 5_000
+# The most events after a snapshot a partial read holds in memory (it must see them all to
+# know which rows they change before it reads any): further from the snapshot, the views
+# are read whole and the events folded batch by batch.
+PARTIAL_TAIL = 20_000
 
 
 class History:
@@ -91,13 +95,16 @@ class History:
         """The views at ``end`` from the nearest snapshot, of which only the rows a caller
         reads are read: every row of the views in ``whole``, the ``recent`` rows of the
         others changed last, and the rows the events after the snapshot change. None when
-        an earlier answer is nearer, or there is no snapshot (or the runner dropped it
-        while it was read): the caller reads the views whole."""
+        an earlier answer is nearer, there is no snapshot (or the runner dropped it while it
+        was read), or more than ``PARTIAL_TAIL`` events follow it: the caller reads the
+        views whole."""
         cached = max((p for p in self._answers if p <= end), default=-1)
         listed = await self.store.list_snapshot(PROJECTION, end, snapshot_format())
         if listed is None or listed[0] <= cached:
             return None
         at, listing = listed
+        if end - at > PARTIAL_TAIL:
+            return None
         tail = await self._read(at, end)
         wanted: set[RowKey] = {key for record in tail for key in touched(record)}
         for spec in VIEWS:

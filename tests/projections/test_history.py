@@ -327,6 +327,13 @@ def test_views_read_for_a_few_rows_refuse_the_others() -> None:
             partial.as_json()
         assert partial.row("commits", "no such commit") is None
 
+        # Further from the snapshot than a partial read holds in memory: read whole.
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(history_module, "PARTIAL_TAIL", 4)
+            far = History(store)
+            assert (await far.at(25, whole=(FUNCTIONS,), recent=3)).as_json() == expected.as_json()
+            assert far.last_start == ("snapshot", 20)
+
         async def dropped(*_: object) -> None:
             return None
 
