@@ -139,6 +139,10 @@ class FileCheck:
                     if self._stopped:
                         return
                     self._conn = conn
+                # A stop between two statements would be lost by SQLite's interrupt (it
+                # clears when the next one begins): the handler sees it within a few
+                # thousand instructions, the interrupt within the check's one long step.
+                conn.set_progress_handler(lambda: int(self._stopped), 10_000)
                 conn.execute(f"PRAGMA busy_timeout = {CHECK_BUSY_TIMEOUT_MS}")
                 rows = conn.execute(self._statement(pragma)).fetchall()
             finally:
