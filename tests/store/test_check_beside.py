@@ -195,7 +195,13 @@ def test_ctrl_c_stops_a_long_check_at_once(tmp_path: Path) -> None:
     _log(db)
     began = tmp_path / "began"
     code = (
-        "import sys\n"
+        "import signal, sys\n"
+        # As a terminal starts a command: SIGINT handled by Python and not blocked, whatever
+        # this test process inherited (a child started with SIGINT ignored keeps ignoring it).
+        "print('SIGINT at start:', signal.getsignal(signal.SIGINT),"
+        " sorted(signal.pthread_sigmask(signal.SIG_BLOCK, [])), file=sys.stderr)\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})\n"
         "from pathlib import Path\n"
         "from engine.store import sqlite_log\n"
         f"sqlite_log.FileCheck._statement = lambda self, pragma: {ENDLESS!r}\n"
@@ -221,6 +227,10 @@ def test_ctrl_c_stops_a_long_check_at_once(tmp_path: Path) -> None:
             child.send_signal(signal.SIGINT)
             # Before the fix: never (the check is endless). Seconds under load, not less.
             out, err = child.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            _, err = child.communicate()
+            pytest.fail(f"glam status went on after SIGINT; its stderr: {err.decode()[-3000:]}")
         finally:
             if child.poll() is None:
                 child.kill()
