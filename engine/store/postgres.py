@@ -268,9 +268,20 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends, LeaseReads
     async def _close_connections(self) -> None:
         for conn in (self._writer, self._reader, self._lock_conn):  # the lock goes last
             if conn is not None:
+                if conn is self._lock_conn:
+                    await self._release_engine_lock(conn)
                 with contextlib.suppress(psycopg.Error, OSError):
                     await conn.close()
         self._writer = self._reader = self._lock_conn = None
+
+    @staticmethod
+    async def _release_engine_lock(conn: Connection) -> None:
+        """Give the engine lock back before the connection closes: the server releases a
+        closed session's locks only when its backend has ended, after the client has gone,
+        so an engine started right after this one could still find the lock held. (A lock
+        connection that is broken or busy is only closed: its lock goes with its session.)"""
+        with anyio.move_on_after(2), contextlib.suppress(psycopg.Error, OSError):
+            await conn.execute("SELECT pg_advisory_unlock_all()")
 
     async def _take_engine_lock(self) -> Connection:
         """A connection holding the log's engine lock (a session advisory lock, released by

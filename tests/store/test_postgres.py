@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
+import psycopg
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 
@@ -31,6 +32,7 @@ from engine.errors import (
 from engine.events import RecordedEvent
 from engine.ports import NO_STREAM
 from engine.store import describe_target, open_store
+from engine.store.pg_log import ENGINE_LOCK
 from engine.store.postgres import PostgresEventStore
 from tests.store.helpers import (
     HEAD_SQL,
@@ -482,6 +484,26 @@ async def test_the_engine_lock_admits_one_engine(postgres_url: str) -> None:
             assert await query.last_position() == 1
     async with open_store(postgres_url, exclusive=True) as second:  # released on close
         assert await second.last_position() == 1
+
+
+async def test_a_closed_store_has_given_its_engine_lock_back(postgres_url: str) -> None:
+    """Once a store is closed its engine lock is free, at once: an engine started right
+    after another stopped is not refused. (The server frees a closed session's locks when its
+    backend ends, after the client has gone: before the store gave the lock back itself, a
+    watcher saw it still held now and then, and the next exclusive open was refused.)"""
+    held = (
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+        " AND classid = %(high)s AND objid = %(low)s"
+    )
+    key = {"high": ENGINE_LOCK >> 32, "low": ENGINE_LOCK & 0xFFFFFFFF}
+    async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as watch:
+        for _ in range(50):
+            async with open_store(postgres_url, exclusive=True):
+                pass
+            row = await (await watch.execute(held, key)).fetchone()
+            assert row == (0,)
+            async with open_store(postgres_url, shared=True):
+                pass
 
 
 async def test_shared_engines_and_a_lone_engine_never_run_on_one_log(postgres_url: str) -> None:
