@@ -158,6 +158,7 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends, LeaseReads
         self._check_rows = readonly
         self._lock_conn: Connection | None = None
         self._lock_scope = anyio.CancelScope()
+        self._lock_kept: anyio.Event | None = None  # set when _keep_engine_lock has ended
         self._writer: Connection | None = None
         self._reader: Connection | None = None
         self._read_lock = anyio.Lock()
@@ -203,6 +204,7 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends, LeaseReads
         if self._listener_started:
             self._task_group.start_soon(self._listen_loop, name="glam event store listener")
         if self._lock:
+            self._lock_kept = anyio.Event()
             self._task_group.start_soon(self._keep_engine_lock, name="glam engine lock")
         if not self.readonly:
             self._writes.start()
@@ -274,13 +276,16 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends, LeaseReads
                     await conn.close()
         self._writer = self._reader = self._lock_conn = None
 
-    @staticmethod
-    async def _release_engine_lock(conn: Connection) -> None:
+    async def _release_engine_lock(self, conn: Connection) -> None:
         """Give the engine lock back before the connection closes: the server releases a
         closed session's locks only when its backend has ended, after the client has gone,
-        so an engine started right after this one could still find the lock held. (A lock
-        connection that is broken or busy is only closed: its lock goes with its session.)"""
+        so an engine started right after this one could still find the lock held. First the
+        task that watches the connection must have left it (it reads the same socket). (A
+        lock connection that is broken or busy is only closed: its lock goes with its
+        session.)"""
         with anyio.move_on_after(2), contextlib.suppress(psycopg.Error, OSError):
+            if self._lock_kept is not None:
+                await self._lock_kept.wait()
             await conn.execute("SELECT pg_advisory_unlock_all()")
 
     async def _take_engine_lock(self) -> Connection:
@@ -301,6 +306,13 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends, LeaseReads
     async def _keep_engine_lock(self) -> None:
         """When the lock's connection breaks, take the lock again; if another engine took it
         meanwhile, fail (``StoreLocked`` stops the engine) rather than act beside it."""
+        try:
+            await self._keep_lock_connection()
+        finally:
+            if self._lock_kept is not None:
+                self._lock_kept.set()
+
+    async def _keep_lock_connection(self) -> None:
         with self._lock_scope:
             while True:
                 conn = self._lock_conn
