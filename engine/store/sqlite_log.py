@@ -139,11 +139,16 @@ class FileCheck:
                     if self._stopped:
                         return
                     self._conn = conn
-                # A stop between two statements would be lost by SQLite's interrupt (it
-                # clears when the next one begins): the handler sees it within a few
-                # thousand instructions, the interrupt within the check's one long step.
-                conn.set_progress_handler(lambda: int(self._stopped), 10_000)
+                # SQLite's interrupt stops the check while it runs, but one that lands
+                # between two statements is lost (it clears when the next one begins): the
+                # test below sees such a stop, and so does this handler, asked every 100
+                # instructions (the check's walk of the pages is one instruction, so only
+                # the interrupt stops that; a stop in the few microseconds before it begins
+                # lets it run to its end, as before there was a stop).
+                conn.set_progress_handler(lambda: int(self._stopped), 100)
                 conn.execute(f"PRAGMA busy_timeout = {CHECK_BUSY_TIMEOUT_MS}")
+                if self.stopped:  # (stopped meanwhile)
+                    return
                 rows = conn.execute(self._statement(pragma)).fetchall()
             finally:
                 with self._lock:
@@ -154,6 +159,10 @@ class FileCheck:
                 return  # interrupted: nobody waits for the answer
             raise sqlite_files.describe(exc, self.where, "check") from None
         _refuse_problems(self.where, pragma, rows)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
 
     def stop(self) -> None:
         """Interrupt the check (from any thread); a check not begun yet does not begin."""
