@@ -69,6 +69,8 @@ def replay(
     does not check out."""
     target = _parse_at(at) if at is not None else None
 
+    warnings: list[str] = []  # printed once the file's check has passed
+
     async def body(store: Store) -> tuple[Any, dict[str, Any]]:
         last = await store.last_position()
         if isinstance(target, datetime):
@@ -106,11 +108,9 @@ def replay(
             views = await travel.at(end, whole=(FUNCTIONS,), recent=RECENT)
             return _shown(views, as_json), report
         except SnapshotUnreadable as exc:
-            # Printed once the file's check has passed, as everything else is.
             warnings.append(f"warning: {exc.one_line()}; folding from position 0")
             return _shown(await travel.at(end, snapshots=False), as_json), report
 
-    warnings: list[str] = []
     shown, report = with_store(db, body, check_beside=True)
     for warning in warnings:
         print(warning, file=sys.stderr)

@@ -110,17 +110,12 @@ async def check_format(
         await conn.executescript(f"BEGIN IMMEDIATE;\n{NOTES};\nCOMMIT;")
 
 
-def check_file(path: Path, where: Path) -> None:
-    """SQLite's integrity check of the log at ``path`` (``check_format``'s, on a read-only
-    connection of its own, in the calling thread): ``StoreCorrupt`` naming ``where`` when it
-    finds a problem. For a reader that checks the file beside its work (``cli.common``)."""
-    FileCheck(path, where).run()
-
-
 class FileCheck:
-    """``check_file`` that another thread can stop (``stop``): a reader that leaves before
-    the check ends (Ctrl-C, an error of its own) does not wait for it to read every page,
-    and leaves no connection open behind it."""
+    """SQLite's integrity check of the log at ``path`` (``check_format``'s, on a read-only
+    connection of its own, in the calling thread of ``run``), for a reader that checks the
+    file beside its work (``cli.common``): ``StoreCorrupt`` naming ``where`` when it finds a
+    problem. Another thread can ``stop`` it: a reader that leaves before the check ends
+    (Ctrl-C, an error of its own) does not wait for it to read every page."""
 
     def __init__(self, path: Path, where: Path) -> None:
         self.path = path
@@ -130,25 +125,20 @@ class FileCheck:
         self._stopped = False
 
     def run(self) -> None:
-        """The check, in the calling thread; nothing when it was stopped."""
+        """The check; nothing when it was stopped."""
         pragma = _check_pragma(self.path.stat().st_size)
         try:
             conn = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True)
             try:
+                conn.execute(f"PRAGMA busy_timeout = {CHECK_BUSY_TIMEOUT_MS}")
+                # SQLite's interrupt stops a statement that runs; one sent before the check
+                # begins would be cleared when it does, so this handler looks at the flag
+                # too (every 100 instructions: no measurable cost).
+                conn.set_progress_handler(lambda: int(self._stopped), 100)
                 with self._lock:
                     if self._stopped:
                         return
                     self._conn = conn
-                # SQLite's interrupt stops the check while it runs, but one that lands
-                # between two statements is lost (it clears when the next one begins): the
-                # test below sees such a stop, and so does this handler, asked every 100
-                # instructions (the check's walk of the pages is one instruction, so only
-                # the interrupt stops that; a stop in the few microseconds before it begins
-                # lets it run to its end, as before there was a stop).
-                conn.set_progress_handler(lambda: int(self._stopped), 100)
-                conn.execute(f"PRAGMA busy_timeout = {CHECK_BUSY_TIMEOUT_MS}")
-                if self.stopped:  # (stopped meanwhile)
-                    return
                 rows = conn.execute(self._statement(pragma)).fetchall()
             finally:
                 with self._lock:
@@ -159,10 +149,6 @@ class FileCheck:
                 return  # interrupted: nobody waits for the answer
             raise sqlite_files.describe(exc, self.where, "check") from None
         _refuse_problems(self.where, pragma, rows)
-
-    @property
-    def stopped(self) -> bool:
-        return self._stopped
 
     def stop(self) -> None:
         """Interrupt the check (from any thread); a check not begun yet does not begin."""

@@ -38,10 +38,15 @@ def test_glam_run_never_imports_the_testing_package() -> None:
         "    importlib.import_module(name)\n"
         "print(sorted(m for m in sys.modules if m.split('.')[:2] == ['engine', 'testing']))\n"
     )
+    assert _printed(code) == "[]"
+
+
+def _printed(code: str) -> str:
+    """What ``code`` prints in a new interpreter (nothing imported before it)."""
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
-    assert done.stdout.strip() == "[]", done.stdout
+    return done.stdout.strip()
 
 
 # Loaded by the commands that need them, never by the start every command shares (`glam
@@ -68,7 +73,4 @@ def test_every_command_starts_without_the_heavy_libraries() -> None:
         "print(sorted({h for h in heavy for m in sys.modules"
         " if m == h or m.startswith(h + '.')}))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
-    )
-    assert done.stdout.strip() == "[]", done.stdout
+    assert _printed(code) == "[]"

@@ -65,10 +65,10 @@ def _child(
     argv: list[str],
     env: dict[str, str],
     output: str,
-    entry: Callable[[list[str]], int] | None = None,
+    entry: Callable[[list[str]], int] = main,
     append: bool = False,
 ) -> None:
-    """``entry(argv)`` (``main`` by default) in a child forked from the fork server: its
+    """``entry(argv)`` in a child forked from the fork server: its
     environment replaced by ``env``, its output (both streams) written to the file
     ``output`` (appended to with ``append``)."""
     os.environ.clear()
@@ -78,7 +78,7 @@ def _child(
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
-    sys.exit((entry or main)(argv))
+    sys.exit(entry(argv))
 
 
 def forked_run(argv: list[str], env: dict[str, str], output: Path) -> int:
@@ -101,12 +101,12 @@ def start_child(
     env: dict[str, str],
     output: Path,
     *,
-    entry: Callable[[list[str]], int] | None = None,
+    entry: Callable[[list[str]], int] = main,
     append: bool = False,
 ) -> BaseProcess:
-    """``main(argv)`` (or ``entry(argv)``, a module-level function of a module the child
-    can import) started in a process forked from the fork server (see ``forked_run``); the
-    caller joins it (or signals it: its ``pid`` is the engine's)."""
+    """``entry(argv)`` (a module-level function of a module the child can import; this
+    module's ``main`` by default) started in a process forked from the fork server (see
+    ``forked_run``); the caller joins it (or signals it: its ``pid`` is the engine's)."""
     context = multiprocessing.get_context("forkserver")
     # Everything a child runs imported once: this module and the shared engine's.
     context.set_forkserver_preload([__name__, "tests.support.shared_engine"])
