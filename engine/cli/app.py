@@ -1,5 +1,6 @@
 """The ``glam`` Typer app. Each group of subcommands lives in its own module and registers
-itself on ``app`` when imported; ``engine.cli.main`` imports them all and runs it."""
+itself on ``app`` when imported; ``engine.cli.main`` imports the one a command needs (all of
+them for ``--help``) and runs it."""
 
 from __future__ import annotations
 

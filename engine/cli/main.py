@@ -1,52 +1,95 @@
 """The ``glam`` command: every subcommand module, registered on the one ``app``
-(``engine.cli.app``), and ``main``, which catches glam's errors once for the whole tree."""
+(``engine.cli.app``), and ``main``, which catches glam's errors once for the whole tree.
+
+A subcommand module registers its commands on ``app`` when it is imported. ``main`` imports
+only the module of the command it runs (``COMMANDS``), so that ``glam replay`` does not pay
+for the imports of ``glam run`` or ``glam plan``; ``--help``, completion and anything it does
+not recognise import them all. ``engine.cli.main.app`` is the app with every command on it.
+"""
 
 from __future__ import annotations
 
+import importlib
+import os
 import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from engine.cli import (
-    aws_local,
-    config,
-    dashboard,
-    db,
-    demo,
-    drift,
-    history,
-    ops,
-    plan,
-    query,
-    replay,
-    run,
-    schema,
-    sync,
-    wait,
-    whatif,
-)
-from engine.cli.app import app
 from engine.errors import GlamError
 
-# Imported for what importing them does: each registers its commands on `app`.
+if TYPE_CHECKING:
+    import typer
+
+# Each subcommand module, in the order `glam --help` lists their commands.
 SUBCOMMANDS = (
-    aws_local,
-    config,
-    dashboard,
-    db,
-    demo,
-    drift,
-    history,
-    ops,
-    plan,
-    query,
-    replay,
-    run,
-    schema,
-    sync,
-    wait,
-    whatif,
+    "aws_local",
+    "config",
+    "dashboard",
+    "db",
+    "demo",
+    "drift",
+    "history",
+    "ops",
+    "plan",
+    "query",
+    "replay",
+    "run",
+    "schema",
+    "sync",
+    "wait",
+    "whatif",
 )
 
-__all__ = ["app", "first_glam_error", "main"]
+# The module of each command and group (tests/cli/test_lazy_commands.py holds it equal to
+# what the modules register).
+COMMANDS = {
+    "aws-local": "aws_local",
+    "config": "config",
+    "dashboard": "dashboard",
+    "db": "db",
+    "demo": "demo",
+    "drift": "drift",
+    "deployments": "history",
+    "commits": "history",
+    "promote": "ops",
+    "hold": "ops",
+    "resume": "ops",
+    "extend": "ops",
+    "abort": "ops",
+    "retry": "ops",
+    "allow-deletes": "ops",
+    "plan": "plan",
+    "events": "query",
+    "status": "query",
+    "replay": "replay",
+    "run": "run",
+    "schema": "schema",
+    "wait": "wait",
+    "sync": "sync",
+    "whatif": "whatif",
+}
+
+__all__ = ["COMMANDS", "SUBCOMMANDS", "first_glam_error", "load_commands", "main"]
+
+
+def load_commands(args: Sequence[str]) -> None:
+    """Register what ``glam ARGS...`` needs: the one module of its command when ``args``
+    starts with a command's name, else every command (``--help``, ``--version``, shell
+    completion, a name that is no command: click lists or suggests them all)."""
+    module = COMMANDS.get(args[0]) if args else None
+    completing = any(key.startswith("_GLAM_COMPLETE") for key in os.environ)
+    for name in SUBCOMMANDS if module is None or completing else (module,):
+        importlib.import_module(f"engine.cli.{name}")
+
+
+def __getattr__(name: str) -> typer.Typer:
+    """``engine.cli.main.app``: the app with every command registered."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from engine.cli.app import app
+
+    load_commands(())
+    return app
 
 
 def first_glam_error(exc: BaseException) -> GlamError | None:
@@ -73,7 +116,10 @@ def main() -> None:
     usage error); everything glam raises on purpose is a ``GlamError`` and caught here once,
     also when it arrives inside an exception group.
     """
+    from engine.cli.app import app
+
     try:
+        load_commands(sys.argv[1:])
         app()
     except KeyboardInterrupt:
         print("glam: interrupted", file=sys.stderr)

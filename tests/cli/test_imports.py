@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -64,13 +65,57 @@ HEAVY = [
 
 
 def test_every_command_starts_without_the_heavy_libraries() -> None:
-    """`glam`'s entry module imports every subcommand module (to list them in `--help`):
-    their module-level imports are what each command's start costs."""
+    """`glam --help` imports every subcommand module (to list them): their module-level
+    imports are what the start of each command costs."""
     code = (
         "import sys\n"
-        "import engine.cli.main\n"
+        "from engine.cli.main import app\n"
         f"heavy = {HEAVY!r}\n"
         "print(sorted({h for h in heavy for m in sys.modules"
         " if m == h or m.startswith(h + '.')}))\n"
     )
     assert _printed(code) == "[]"
+
+
+def test_a_command_imports_only_its_own_subcommand_module() -> None:
+    """`glam replay` does not pay for the imports of `glam run`, `glam plan` or the rest."""
+    code = (
+        "import sys\n"
+        "sys.argv = ['glam', 'replay', '--help']\n"
+        "from engine.cli.main import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith('engine.cli.')"
+        " and m.rsplit('.', 1)[1] in __import__('engine.cli.main').cli.main.SUBCOMMANDS))\n"
+    )
+    imported = set(ast.literal_eval(_printed(code).splitlines()[-1]))
+    assert "engine.cli.replay" in imported
+    # It shares helpers with `glam status` and `glam db` (their modules are light); it never
+    # imports the engine's, the planner's, the operator's or the servers' commands.
+    others = {"run", "plan", "ops", "aws_local", "dashboard", "demo", "drift", "sync", "wait"}
+    assert not imported & {f"engine.cli.{name}" for name in others}, imported
+
+
+def test_the_command_table_names_what_each_module_registers() -> None:
+    """``COMMANDS`` (which module to import for a command) against the commands and groups
+    each subcommand module puts on the app."""
+    from typer.main import get_command_name
+
+    from engine.cli import main
+
+    app = main.app  # every module imported
+    registered: dict[str, str] = {}
+    for command in app.registered_commands:
+        assert command.callback is not None
+        name = command.name or get_command_name(command.callback.__name__)
+        registered[name] = command.callback.__module__.rsplit(".", 1)[1]
+    for group in app.registered_groups:
+        instance = group.typer_instance
+        assert instance is not None
+        modules = {c.callback.__module__ for c in instance.registered_commands if c.callback}
+        assert len(modules) == 1, modules
+        registered[str(group.name or instance.info.name)] = modules.pop().rsplit(".", 1)[1]
+    assert registered == main.COMMANDS
+    assert set(main.SUBCOMMANDS) == set(registered.values())
