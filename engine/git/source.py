@@ -28,7 +28,6 @@ from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
-from dulwich.diff_tree import tree_changes  # noqa: TID251
 from dulwich.graph import can_fast_forward  # noqa: TID251
 from dulwich.objects import Commit  # noqa: TID251
 from dulwich.repo import Repo  # noqa: TID251
@@ -39,6 +38,7 @@ from engine.errors import SourceError, SourceUnreachable
 from engine.events.repo import ChangeKind, FileChange
 from engine.git import mirror_files
 from engine.git.snapshot import Snapshot, decode_path, is_utf8
+from engine.git.tree_diff import changed_files
 from engine.git.urls import parse_repo_url, redact_url
 from engine.logs import redact
 from engine.redact import repository_id
@@ -420,18 +420,14 @@ class GitSource:
         old_tree = self._tree_of(old) if old else None
         new_tree = self._tree_of(new)
         out: list[ChangedEntry] = []
-        changes: Any = tree_changes(self.repo.object_store, old_tree, new_tree)  # type: ignore[arg-type]
-        for change in changes:
-            kind = _CHANGE.get(change.type)
-            if kind is None:
-                continue
+        for change in changed_files(self.repo.object_store, old_tree, new_tree):
+            kind = _CHANGE[change.type]
             entry = change.new if kind != "deleted" else change.old
-            if entry is None or entry.path is None:
-                continue
-            path = decode_path(entry.path)
+            assert entry is not None
+            path = decode_path(entry[0])
             if is_lambda_file(path):
-                sides = [e for e in (change.old, change.new) if e is not None and e.mode]
-                regular = all(stat.S_ISREG(e.mode) for e in sides) and is_utf8(entry.path)
+                sides = [e for e in (change.old, change.new) if e is not None]
+                regular = all(stat.S_ISREG(e[1]) for e in sides) and is_utf8(entry[0])
                 out.append(ChangedEntry(path=path, change=kind, regular=regular))
         return out
 
