@@ -265,17 +265,22 @@ async def _plan_source(
     source: GitSource, target: _Target, db: Path | str | None, known: _Known, render: bool
 ) -> _Result:
     from engine.cli.common import read_log as open_log
+    from engine.store.records import gc_paused
     from engine.streams import repo_stream
 
     head = await source.sync()
     assert source.branch is not None
-    async with contextlib.AsyncExitStack() as stack:
-        log = None
-        if db is not None:
-            # The file's integrity check runs beside the plan: it is printed only after.
-            store = await stack.enter_async_context(open_log(db, check_beside=True))
-            log = await read_log(store, repo_stream(target.url, source.branch))
-        return await _plan_head(source, head, target, log, known, render)
+    # A plan makes objects for every function of the log (50,000 summaries, prefixes,
+    # states) and keeps them to its end: the cyclic collector would walk them all again at
+    # each burst of allocations, a fifth of a plan of 50,000. They hold no cycles.
+    with gc_paused():
+        async with contextlib.AsyncExitStack() as stack:
+            log = None
+            if db is not None:
+                # The file's integrity check runs beside the plan: it is printed only after.
+                store = await stack.enter_async_context(open_log(db, check_beside=True))
+                log = await read_log(store, repo_stream(target.url, source.branch))
+            return await _plan_head(source, head, target, log, known, render)
     raise AssertionError("unreachable")  # pragma: no cover - the block returns
 
 

@@ -49,10 +49,10 @@ class PlanLog:
         index = self.deployed
         assert isinstance(index, DeployedIndex)
         renamed = {s: new_of(summary) for s, summary in index.summaries.items()}
+        if all(new == s for s, new in renamed.items()):
+            return index  # nothing moves (every definition names what the key replaces)
         for stream in collided(renamed, lambda s: _matters(index.summaries[s])):
             del renamed[stream]
-        if len(renamed) == len(index) and all(new == s for s, new in renamed.items()):
-            return index  # nothing moves (every definition names what the key replaces)
         stored: dict[str, str] = {}
         summaries: dict[str, DeployedSummary] = {}
         states: dict[str, DeployedState] = {}
