@@ -69,8 +69,11 @@ class Claimant:
     def owns(self, owner: Owned | None) -> bool:
         """Whether a function owned by ``owner`` is this branch's to plan (None: no one's)."""
         return owner is None or (
-            repository_id(owner.repository) == repository_id(self.repository)
-            and owner.branch == self.branch
+            owner.branch == self.branch
+            and (
+                owner.repository == self.repository  # one string: one id (most functions)
+                or repository_id(owner.repository) == repository_id(self.repository)
+            )
         )
 
     def owner(self, prefix: str) -> FunctionOwner:
