@@ -16,6 +16,7 @@ figures.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -299,12 +300,16 @@ async def breakdown(repo: Path, db: Path) -> tuple[float, float, float | None]:
     import inspect
 
     from engine.cli.plan_log import read_log
+    from engine.store import records
+
+    _gc_paused = getattr(records, "gc_paused", contextlib.nullcontext)  # an older checkout
     from engine.planner import render_filter
     from engine.streams import repo_stream
 
     start = time.perf_counter()
     async with SqliteEventStore(db, readonly=True) as store:
-        log = await read_log(store, repo_stream(str(repo), "main"))
+        with _gc_paused():  # as glam plan reads it
+            log = await read_log(store, repo_stream(str(repo), "main"))
     deployed, repo_state = log.deployed, log.repo
     t_log = time.perf_counter() - start
     base = repo_state.last_planned

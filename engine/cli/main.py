@@ -121,9 +121,11 @@ def main() -> None:
 
     try:
         load_commands(sys.argv[1:])
-        # What the imports made lives as long as the process: left out of every later
-        # collection, which then walks only what the command itself makes.
-        gc.freeze()
+        if not gc.get_freeze_count():
+            # What the imports made lives as long as the process: left out of every later
+            # collection, which then walks only what the command itself makes. (Once: a
+            # process that runs commands in turn keeps collecting what they leave.)
+            gc.freeze()
         app()
     except KeyboardInterrupt:
         print("glam: interrupted", file=sys.stderr)
