@@ -1,24 +1,30 @@
-"""What every glam command shares: where the database is, its options, the current views."""
+"""What every glam command shares: where the database is, its options, the current views.
+
+Light to import: a command that reads the log (``with_store``) starts the file's integrity
+check before it imports what it reads with, so the two overlap.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import anyio
 import typer
 
 from engine.errors import StoreCorrupt
-from engine.ports import ProjectionStore
-from engine.store import is_postgres_url, make_store
-from projections.runner import PROJECTION
-from projections.views import Views
+from engine.store import is_postgres_url
 
 if TYPE_CHECKING:
+    from engine.ports import ProjectionStore
     from engine.store import Store
+    from engine.store.file_check import BackgroundCheck
+    from projections.views import Views
+
+T = TypeVar("T")
 
 DEFAULT_DB = Path(".glam") / "glam.db"
 
@@ -43,35 +49,70 @@ async def read_log(db: str | Path | None, *, check_beside: bool = False) -> Asyn
     the block waits for it, so a command that prints only after the block still refuses a
     damaged file before printing anything, without waiting for the check first (it reads
     every page: seconds on a file of a gigabyte)."""
+    async with read_beside(db, start_check(db) if check_beside else None) as store:
+        yield store
+
+
+def start_check(db: str | Path | None) -> BackgroundCheck | None:
+    """The integrity check of the SQLite file ``db`` names, started now in a thread of its
+    own (None for a PostgreSQL log, or a path that is no file: opening it says why)."""
+    from engine.store.file_check import BackgroundCheck
+
     location = db_location(db)
-    if not check_beside or is_postgres_url(location):
+    if is_postgres_url(location) or not Path(location).is_file():
+        return None
+    return BackgroundCheck.start(Path(location))
+
+
+@asynccontextmanager
+async def read_beside(db: str | Path | None, check: BackgroundCheck | None) -> AsyncIterator[Store]:
+    """``read_log``'s body: the log opened read-only while ``check`` runs (None: checked at
+    open, as any store opened read-only)."""
+    from engine.store import make_store
+
+    location = db_location(db)
+    if check is None:
         async with make_store(location, readonly=True) as store:
             yield store
         return
-    from engine.store.sqlite_log import FileCheck
+    try:
+        async with (
+            make_store(location, readonly=True, check=False) as store,
+            anyio.create_task_group() as tg,
+        ):
+            tg.start_soon(check.wait)
+            yield store
+    except BaseExceptionGroup as group:
+        # One error, as if there were no task group: the check's refusal first (what the
+        # caller read of a damaged file is not to be trusted), else the caller's own.
+        corrupt, rest = group.split(StoreCorrupt)
+        first = (corrupt or rest or group).exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+    finally:
+        check.stop()  # leaving early (an error, Ctrl-C): not a page more
 
-    async with make_store(location, readonly=True, check=False) as store:
-        check = FileCheck(getattr(store, "path", Path(location)), Path(location))
 
-        async def run_check() -> None:
-            try:
-                await anyio.to_thread.run_sync(check.run, abandon_on_cancel=True)
-            except anyio.get_cancelled_exc_class():
-                check.stop()  # the caller left (Ctrl-C, an error): not a page more
-                raise
+def with_store(
+    db: str | Path | None, body: Callable[[Store], Awaitable[T]], *, check_beside: bool = False
+) -> T:
+    """``body`` run on the log opened read-only (``--db``, else ``$GLAM_DB``, else the
+    default): an SQLite file or a PostgreSQL database. With ``check_beside`` (for a ``body``
+    that prints nothing: its caller prints what it returns) the file's integrity check starts
+    first, in a thread of its own, and runs beside ``body`` (which imports what it reads
+    with), and a failed one is raised instead of ``body``'s result."""
+    check = start_check(db) if check_beside else None
 
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(run_check)
-                yield store
-        except BaseExceptionGroup as group:
-            # One error, as if there were no task group: the check's refusal first (what the
-            # caller read of a damaged file is not to be trusted), else the caller's own.
-            corrupt, rest = group.split(StoreCorrupt)
-            first = (corrupt or rest or group).exceptions[0]
-            while isinstance(first, BaseExceptionGroup):
-                first = first.exceptions[0]
-            raise first from None
+    async def go() -> T:
+        async with read_beside(db, check) as store:
+            return await body(store)
+
+    try:
+        return anyio.run(go)
+    finally:
+        if check is not None:
+            check.stop()
 
 
 DbOption = Annotated[
@@ -89,6 +130,9 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 async def current_views(store: ProjectionStore) -> Views:
     """The stored views, brought up to the end of the log in memory (the engine may be
     stopped or behind; nothing is written)."""
+    from projections.runner import PROJECTION
+    from projections.views import Views
+
     checkpoint, rows = await store.load_views(PROJECTION)
     views = Views.from_rows(checkpoint, rows)
     while batch := await store.read_all(views.position + 1, limit=5000):

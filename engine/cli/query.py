@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import anyio
 import typer
 
 from engine.branch_plans import PLAN_EVENT_TYPES, BranchPlan, latest_plans
 from engine.cli.app import app
-from engine.cli.common import DbOption, JsonOption, current_views, read_log
+from engine.cli.common import DbOption, JsonOption, current_views, with_store
 from engine.cli.db import chain_line
 from engine.cli.output import (
     Column,
@@ -60,21 +58,6 @@ if TYPE_CHECKING:
     from engine.store import Store
 
 T = TypeVar("T")
-
-
-def with_store(
-    db: str | Path | None, body: Callable[[Store], Awaitable[T]], *, check_beside: bool = False
-) -> T:
-    """``body`` run on the log opened read-only (``--db``, else ``$GLAM_DB``, else the
-    default): an SQLite file or a PostgreSQL database. With ``check_beside`` (for a ``body``
-    that prints nothing: its caller prints what it returns) the file's integrity check runs
-    beside ``body``, and a failed one is raised instead of ``body``'s result."""
-
-    async def go() -> T:
-        async with read_log(db, check_beside=check_beside) as store:
-            return await body(store)
-
-    return anyio.run(go)
 
 
 ShowSecretsOption = Annotated[

@@ -14,18 +14,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from engine.cli.app import app
-from engine.cli.common import DbOption, JsonOption
+from engine.cli.common import DbOption, JsonOption, with_store
 from engine.cli.db import chain_report, print_chain
 from engine.cli.output import examples, parse_moment, print_json, table
-from engine.cli.query import with_store
-from projections.functions import NAME as FUNCTIONS
-from projections.history import History
-from projections.planner import verify_rows
-from projections.runner import PROJECTION
-from projections.views import SnapshotUnreadable, Views, differences
 
 if TYPE_CHECKING:
     from engine.store import Store
+    from projections.views import Views
+
+# The views, the history and the events are imported by the command's body, once the file's
+# integrity check has started: it reads every page while they load (engine.cli.common).
 
 # -- glam replay ---------------------------------------------------------------------------
 
@@ -35,6 +33,8 @@ def _parse_at(at: str) -> int | datetime:
 
 
 async def _fold_until(store: Store, end: int) -> Views:
+    from projections.views import Views
+
     views = Views()
     while views.position < end:
         batch = await store.read_all(views.position + 1, limit=min(5000, end - views.position))
@@ -72,6 +72,12 @@ def replay(
     warnings: list[str] = []  # printed once the file's check has passed
 
     async def body(store: Store) -> tuple[Any, dict[str, Any]]:
+        from projections.functions import NAME as FUNCTIONS
+        from projections.history import History
+        from projections.planner import verify_rows
+        from projections.runner import PROJECTION
+        from projections.views import SnapshotUnreadable, Views, differences
+
         last = await store.last_position()
         if isinstance(target, datetime):
             end = await store.position_at(target)

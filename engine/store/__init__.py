@@ -16,19 +16,17 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import anyio
 
-from engine.ports import ProjectionStore
-from engine.store.integrity import Integrity
-from engine.store.lock import EngineLock
-
 if TYPE_CHECKING:
+    from engine.ports import ProjectionStore
+    from engine.store.integrity import Integrity
     from engine.store.postgres import PostgresEventStore
     from engine.store.sqlite import SqliteEventStore
 
-    Store = SqliteEventStore | PostgresEventStore
+    Store: TypeAlias = SqliteEventStore | PostgresEventStore
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -86,6 +84,7 @@ async def open_store(
             yield pg
         return
     # Imported here: only a caller that opens a store pays for its driver.
+    from engine.store.lock import EngineLock
     from engine.store.sqlite import SqliteEventStore
 
     lock = EngineLock(location) if exclusive else None

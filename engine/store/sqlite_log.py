@@ -8,8 +8,6 @@ about connections, the writer and errors. See that module for the layout.
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +17,7 @@ import anyio
 
 from engine.errors import StoreCorrupt, StoreError, StoreTooNew
 from engine.events import RecordedEvent
-from engine.store import sqlite_files
+from engine.store.file_check import check_pragma, refuse_problems
 from engine.store.records import (
     COLUMNS,
     StoredRow,
@@ -29,10 +27,6 @@ from engine.store.sql_reads import SqlReads
 
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x676C616D  # "glam"
-# Above this size the full integrity check at open takes too long; quick_check still reads
-# every page and catches torn or truncated files.
-FULL_CHECK_MAX_BYTES = 256 * 1024 * 1024
-CHECK_BUSY_TIMEOUT_MS = 10_000  # the store's own connections wait as long for a busy file
 NO_LOG_HINT = (
     "start the engine with `glam run --repo URL` to create it, try `glam demo`, "
     "or point --db / $GLAM_DB at an existing log"
@@ -104,83 +98,10 @@ async def check_format(
             hint="upgrade glam; this version must not write to it",
         )
     if check:
-        pragma = _check_pragma((await anyio.to_thread.run_sync(path.stat)).st_size)
-        _refuse_problems(where, pragma, await conn.execute_fetchall(f"PRAGMA {pragma}"))
+        pragma = check_pragma((await anyio.to_thread.run_sync(path.stat)).st_size)
+        refuse_problems(where, pragma, await conn.execute_fetchall(f"PRAGMA {pragma}"))
     if may_create:  # a log of an earlier glam gets its notes table
         await conn.executescript(f"BEGIN IMMEDIATE;\n{NOTES};\nCOMMIT;")
-
-
-class FileCheck:
-    """SQLite's integrity check of the log at ``path`` (``check_format``'s, on a read-only
-    connection of its own, in the calling thread of ``run``), for a reader that checks the
-    file beside its work (``cli.common``): ``StoreCorrupt`` naming ``where`` when it finds a
-    problem. Another thread can ``stop`` it: a reader that leaves before the check ends
-    (Ctrl-C, an error of its own) does not wait for it to read every page."""
-
-    def __init__(self, path: Path, where: Path) -> None:
-        self.path = path
-        self.where = where
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-        self._stopped = False
-
-    def run(self) -> None:
-        """The check; nothing when it was stopped."""
-        pragma = _check_pragma(self.path.stat().st_size)
-        try:
-            conn = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True)
-            try:
-                conn.execute(f"PRAGMA busy_timeout = {CHECK_BUSY_TIMEOUT_MS}")
-                # SQLite's interrupt stops a statement that runs; one sent before the check
-                # begins would be cleared when it does, so this handler looks at the flag
-                # too (every 100 instructions: no measurable cost).
-                conn.set_progress_handler(lambda: int(self._stopped), 100)
-                with self._lock:
-                    if self._stopped:
-                        return
-                    self._conn = conn
-                rows = conn.execute(self._statement(pragma)).fetchall()
-            finally:
-                with self._lock:
-                    self._conn = None
-                conn.close()
-        except sqlite3.Error as exc:
-            if self._stopped:
-                return  # interrupted: nobody waits for the answer
-            raise sqlite_files.describe(exc, self.where, "check") from None
-        _refuse_problems(self.where, pragma, rows)
-
-    def stop(self) -> None:
-        """Interrupt the check (from any thread); a check not begun yet does not begin."""
-        with self._lock:
-            self._stopped = True
-            if self._conn is not None:
-                self._conn.interrupt()
-
-    def _statement(self, pragma: str) -> str:
-        return f"PRAGMA {pragma}"
-
-
-def _check_pragma(size: int) -> str:
-    return "integrity_check" if size <= FULL_CHECK_MAX_BYTES else "quick_check"
-
-
-def _refuse_problems(where: Path, pragma: str, rows: Iterable[Sequence[Any]]) -> None:
-    """``StoreCorrupt`` in one line when SQLite's check found problems: the first, and how
-    many more (a row can hold several lines, under a "*** in database main ***" header)."""
-    problems = [
-        line.strip()
-        for row in rows
-        if row[0] != "ok"
-        for line in str(row[0]).splitlines()
-        if line.strip() and not line.startswith("***")
-    ]
-    if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise StoreCorrupt(
-            f"{where} failed SQLite's {pragma}: {problems[0]}{more}",
-            hint=sqlite_files.DAMAGED_HINT,
-        )
 
 
 async def write_notes(conn: Any, notes: Mapping[str, str | None]) -> None:

@@ -119,3 +119,41 @@ def test_the_command_table_names_what_each_module_registers() -> None:
         registered[str(group.name or instance.info.name)] = modules.pop().rsplit(".", 1)[1]
     assert registered == main.COMMANDS
     assert set(main.SUBCOMMANDS) == set(registered.values())
+
+
+def test_replay_starts_the_files_check_before_it_imports_what_it_reads_with(
+    tmp_path: Path,
+) -> None:
+    """On a large log the check is most of `glam replay`'s time: it starts before the
+    events, the views and the store are imported, and reads the file's pages while they
+    load. (Pydantic itself is imported by typer as it parses the arguments.)"""
+    import anyio
+
+    from engine.store.sqlite import SqliteEventStore
+
+    db = tmp_path / "glam.db"
+
+    async def build() -> None:
+        async with SqliteEventStore(db):
+            pass
+
+    anyio.run(build)
+    code = (
+        "import sys\n"
+        "from engine.store import file_check\n"
+        "run = file_check.FileCheck.run\n"
+        "seen = []\n"
+        "def marked(check):\n"
+        "    seen.append(sorted(m for m in ('engine.events', 'projections.views',"
+        " 'engine.store.sqlite') if m in sys.modules))\n"
+        "    run(check)\n"
+        "file_check.FileCheck.run = marked\n"
+        f"sys.argv = ['glam', 'replay', '--db', {str(db)!r}]\n"
+        "from engine.cli.main import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "print(seen)\n"
+    )
+    assert _printed(code).splitlines()[-1] == "[[]]"

@@ -21,7 +21,7 @@ import pytest
 from engine.cli.common import read_log
 from engine.cli.main import main
 from engine.errors import StoreCorrupt, StoreError
-from engine.store import sqlite_log
+from engine.store import file_check
 from engine.store.sqlite import SqliteEventStore
 from projections.runner import ProjectionRunner
 from tests.repo.gitrepo import GitRepo, function_files
@@ -108,12 +108,12 @@ def test_a_check_that_ends_after_the_reads_still_refuses_before_printing(
     args = _plan_args(tmp_path, db) if name == "plan" else [*COMMANDS[name], "--db", str(db)]
     checked: list[Path] = []
 
-    def slow_refusal(check: sqlite_log.FileCheck) -> None:
+    def slow_refusal(check: file_check.FileCheck) -> None:
         time.sleep(0.5)  # in the check's own thread: the command's reads are done by now
         checked.append(check.path)
         raise StoreCorrupt(f"{check.where} failed SQLite's quick_check: a test says so", hint="h")
 
-    monkeypatch.setattr(sqlite_log.FileCheck, "run", slow_refusal)
+    monkeypatch.setattr(file_check.FileCheck, "run", slow_refusal)
     code, out, err = glam(monkeypatch, capsys, *args)
     assert checked == [db.resolve()]
     assert code == (3 if name == "plan" else 1)
@@ -134,13 +134,13 @@ def test_a_damaged_file_with_an_unreadable_snapshot_prints_only_the_refusal(
     assert code == 0
     assert "does not decode" in err  # the warning, on an undamaged file
     _damage_the_freelist(db)
-    run = sqlite_log.FileCheck.run
+    run = file_check.FileCheck.run
 
-    def slow(check: sqlite_log.FileCheck) -> None:
+    def slow(check: file_check.FileCheck) -> None:
         time.sleep(0.5)  # as on a large file: the reads, and the warning, come first
         run(check)
 
-    monkeypatch.setattr(sqlite_log.FileCheck, "run", slow)
+    monkeypatch.setattr(file_check.FileCheck, "run", slow)
     code, out, err = glam(monkeypatch, capsys, "replay", "--at", "20", "--db", str(db))
     assert code == 1
     assert out == ""
@@ -159,17 +159,17 @@ def test_an_error_of_the_reader_stops_the_check(
     db = tmp_path / "glam.db"
     _log(db)
     began, ended = threading.Event(), threading.Event()
-    run = sqlite_log.FileCheck.run
+    run = file_check.FileCheck.run
 
-    def endless(check: sqlite_log.FileCheck) -> None:
+    def endless(check: file_check.FileCheck) -> None:
         began.set()
         try:
             run(check)
         finally:
             ended.set()  # the check's thread returns: its connection is closed
 
-    monkeypatch.setattr(sqlite_log.FileCheck, "_statement", lambda self, pragma: ENDLESS)
-    monkeypatch.setattr(sqlite_log.FileCheck, "run", endless)
+    monkeypatch.setattr(file_check.FileCheck, "_statement", lambda self, pragma: ENDLESS)
+    monkeypatch.setattr(file_check.FileCheck, "run", endless)
 
     async def fail_while_checking() -> None:
         async with read_log(db, check_beside=True):
@@ -203,13 +203,13 @@ def test_ctrl_c_stops_a_long_check_at_once(tmp_path: Path) -> None:
         "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})\n"
         "from pathlib import Path\n"
-        "from engine.store import sqlite_log\n"
-        f"sqlite_log.FileCheck._statement = lambda self, pragma: {ENDLESS!r}\n"
-        "run = sqlite_log.FileCheck.run\n"
+        "from engine.store import file_check\n"
+        f"file_check.FileCheck._statement = lambda self, pragma: {ENDLESS!r}\n"
+        "run = file_check.FileCheck.run\n"
         "def run_marked(check):\n"
         f"    Path({str(began)!r}).touch()\n"
         "    run(check)\n"
-        "sqlite_log.FileCheck.run = run_marked\n"
+        "file_check.FileCheck.run = run_marked\n"
         "from engine.cli.main import main\n"
         f"sys.argv = ['glam', 'status', '--db', {str(db)!r}]\n"
         "main()\n"
@@ -238,3 +238,31 @@ def test_ctrl_c_stops_a_long_check_at_once(tmp_path: Path) -> None:
     assert child.returncode == 130, err
     assert b"Traceback" not in err
     assert out == b""
+
+
+def test_the_check_rarely_takes_the_readers_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check's progress handler is Python: each call takes the GIL from the reader that
+    runs beside it. Called every 100 instructions, a check of a 1.5 GB log took minutes
+    beside a busy reader instead of one second; now it is called every million."""
+    db = tmp_path / "glam.db"
+
+    async def build() -> None:
+        async with SqliteEventStore(db) as store:
+            for i in range(20):
+                await store.append("s", [new_event(reason=f"r{i}-{j}") for j in range(100)])
+
+    anyio.run(build)
+    calls = 0
+    poll = file_check.FileCheck._poll
+
+    def counted(check: file_check.FileCheck) -> int:
+        nonlocal calls
+        calls += 1
+        return poll(check)
+
+    monkeypatch.setattr(file_check.FileCheck, "_poll", counted)
+    file_check.FileCheck(db, db).run()
+    # 2,000 events: some 90,000 of SQLite's instructions (883 calls every 100 instructions).
+    assert calls <= 5, calls
