@@ -268,10 +268,9 @@ class LogReads(SqlReads):
         order, for a reader that folds only some events. The rows left out are not decoded,
         but their types and schema versions are checked: a log this glam cannot read fails
         here exactly as ``read_all`` would. ``after``: only events after that position."""
-        self._check_types(
-            await self._fetch(
-                "SELECT type, max(schema_version), min(position) FROM events GROUP BY type"
-            )
+        await self._check_log_types(
+            "SELECT type, max(schema_version), min(position), max(position) FROM events "
+            "WHERE position > %s GROUP BY type"
         )
         selected = await self._fetch(_SELECTED, (after, sorted(types), sorted(streams)))
         return await self._decoded(selected)

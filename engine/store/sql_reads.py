@@ -48,6 +48,22 @@ class SqlReads(ChainChecks):
         with gc_paused():
             return [decode_values(row) for row in values]
 
+    # Events whose types this store has checked (``_check_log_types``), up to this position.
+    _types_checked = 0
+
+    async def _check_log_types(self, sql: str) -> None:
+        """Fail as a full read would if the log holds an event type or schema version this
+        glam cannot read. ``sql`` groups the events after a position (its one parameter) by
+        type: (type, newest schema version, first position, last position). Each store
+        checks an event once: the check scans the type of every event (a second on a log of
+        a million), and a command that reads selected events several times pays it once."""
+        found = list(await self._fetch(sql, (self._types_checked,)))
+        self._check_types((type_name, version, first) for type_name, version, first, _ in found)
+        self._types_checked = max([self._types_checked, *(last for *_, last in found)])
+
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> Iterable[Sequence[Any]]:
+        raise NotImplementedError
+
     @staticmethod
     def _check_types(found: Iterable[Sequence[Any]]) -> None:
         """Fail as a full read would if any (type, newest schema version, first position)

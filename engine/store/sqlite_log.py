@@ -172,10 +172,9 @@ class SqliteReads(SqlReads):
         function streams, not every step of every deployment). The rows left out are not
         decoded, but their types and schema versions are checked: a log this glam cannot read
         fails here exactly as ``read_all`` would. ``after``: only events after that position."""
-        self._check_types(
-            await self._fetch(
-                "SELECT type, max(schema_version), min(position) FROM events GROUP BY type"
-            )
+        await self._check_log_types(
+            "SELECT type, max(schema_version), min(position), max(position) FROM events "
+            "WHERE position > ? GROUP BY type"
         )
         type_list, stream_list = sorted(types), sorted(streams)
         type_marks = ",".join("?" * len(type_list))

@@ -99,3 +99,37 @@ async def test_rows_left_out_are_still_checked(
     async with SqliteEventStore(db, readonly=True) as store:
         with pytest.raises(EventDecodeError, match=message):
             await store.read_selected(DEPLOYED_EVENT_TYPES, [REPO])
+
+
+async def test_each_event_is_checked_once_and_every_new_one_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store checks the types of the events it has not checked yet: a second selected read
+    scans only what was appended since (the first scans the whole log), and an unreadable
+    event appended after the first read still fails the next one."""
+    db = tmp_path / "glam.db"
+    await _log(db)
+    async with SqliteEventStore(db) as store:
+        seen: list[tuple[str, tuple[object, ...]]] = []
+        fetch = store._fetch
+
+        async def recorded(sql: str, params: tuple[object, ...] = ()) -> object:
+            seen.append((sql, tuple(params)))
+            return await fetch(sql, params)
+
+        monkeypatch.setattr(store, "_fetch", recorded)
+        await store.read_selected(DEPLOYED_EVENT_TYPES, [REPO])
+        await store.read_selected(DEPLOYED_EVENT_TYPES, [REPO])
+        checks = [params for sql, params in seen if "GROUP BY type" in sql]
+        last = await store.last_position()
+        assert checks == [(0,), (last,)]
+        step = StepStarted(deployment_id="d2", step="x")
+        await store.append(FN, [NewEvent(step, Metadata(event_id="e-late"))])
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE events SET type = 'FluxCapacitorCharged' WHERE position = ?", (last + 1,))
+    conn.commit()
+    conn.close()
+    async with SqliteEventStore(db, readonly=True) as store:
+        await store.read_all(1, limit=last)  # the events before it read as before
+        with pytest.raises(EventDecodeError, match="unknown event type"):
+            await store.read_selected(DEPLOYED_EVENT_TYPES, [REPO])
