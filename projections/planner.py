@@ -310,20 +310,22 @@ class PlannerInputs:
             self.deployed.loaded(state)
 
 
-async def read_inputs(store: Any, repo_stream: str) -> PlannerInputs | None:
+async def read_inputs(store: Any, repo_stream: str | None) -> PlannerInputs | None:
     """The planner's inputs from the stored rows and the log after their checkpoint, for
-    the branch of ``repo_stream``; None when the log has no stored rows this glam reads
-    (the caller folds the log instead). ``store``: a ``ViewStore`` with ``read_selected``."""
+    the branch of ``repo_stream`` (None: the functions only); None when the log has no
+    stored rows this glam reads (the caller folds the log instead). ``store``: a
+    ``ViewStore`` with ``read_selected``."""
     checkpoint, meta = await store.load_rows(PROJECTION, "meta")
     if checkpoint == 0 or _format_of(meta) != planner_format():
         return None
     try:
         _, found = await store.load_rows(PROJECTION, "summary")
         summaries = _summaries(found)
-        rows = Rows(repos_of={repo_stream})
-        await rows.load(store, (), [repo_stream])
+        repos = [] if repo_stream is None else [repo_stream]
+        rows = Rows(repos_of=set(repos))
+        await rows.load(store, (), repos)
         tail = await store.read_selected(
-            DEPLOYED_EVENT_TYPES | OWNER_EVENT_TYPES, [repo_stream], after=checkpoint
+            DEPLOYED_EVENT_TYPES | OWNER_EVENT_TYPES, repos, after=checkpoint
         )
         functions, _ = touched(tail)
         await rows.load(store, functions, ())
@@ -337,7 +339,8 @@ async def read_inputs(store: Any, repo_stream: str) -> PlannerInputs | None:
     deployed = DeployedIndex(summaries, {})
     for state in rows.states.values():
         deployed.loaded(state)
-    return PlannerInputs(store, deployed, rows.repos.get(repo_stream) or RepoState(), rows, tail)
+    repo = rows.repos.get(repo_stream) if repo_stream is not None else None
+    return PlannerInputs(store, deployed, repo or RepoState(), rows, tail)
 
 
 def _value(view: str, text: str | None) -> object:

@@ -131,9 +131,36 @@ class _Filter:
         return False
 
 
-async def _owners(store: Store) -> dict[str, FunctionOwner]:
+async def owners_of(store: Store) -> dict[str, FunctionOwner]:
     """Who owns each function, as the planner decides it; for a function no one owns now
-    (deleted), the branch that owned it last."""
+    (deleted), the branch that owned it last. From the planner's rows the engine stores
+    (``projections.planner``: every function's summary, the log after them folded in) and,
+    for a function no one owns, the requests of its stream; without such rows, folded from
+    the log's requests (``owners_folded``)."""
+    from projections.planner import read_inputs
+
+    inputs = await read_inputs(store, None)
+    if inputs is None:
+        return await owners_folded(store)
+    summaries = inputs.deployed.summaries
+    ownerless = [stream for stream, summary in summaries.items() if summary.owner is None]
+    if len(ownerless) > OWNERLESS_READ_MAX:
+        # A log of a glam that recorded no owners: one pass over the log, not one per stream.
+        return await owners_folded(store)
+    owners = {s: summary.owner.owner() for s, summary in summaries.items() if summary.owner}
+    for stream in ownerless:
+        for record in await store.read_stream(stream):
+            if isinstance(record.event, DeploymentRequested) and record.event.owner is not None:
+                owners[stream] = record.event.owner
+    return owners
+
+
+# Functions no one owns (deleted, mostly) whose streams `owners_of` reads one by one.
+OWNERLESS_READ_MAX = 20
+
+
+async def owners_folded(store: Store) -> dict[str, FunctionOwner]:
+    """``owners_of``, folded from every request and plan in the log."""
     records = await store.read_selected(DEPLOYED_EVENT_TYPES | OWNER_EVENT_TYPES)
     last: dict[str, FunctionOwner] = {}
     for record in records:
@@ -259,7 +286,7 @@ def events(
         if stream is not None:
             streams = await resolve_streams(store, stream)
         if only.active:
-            owners.update(await _owners(store))
+            owners.update(await owners_of(store))
         position = await start_position(store, since, follow=follow)
         shown = 0
         if follow:
@@ -317,7 +344,7 @@ def status(
     async def body(
         store: Store,
     ) -> tuple[Views, dict[str, FunctionOwner], list[BranchPlan], _Drift, str]:
-        views, owners = await current_views(store), await _owners(store)
+        views, owners = await current_views(store), await owners_of(store)
         drift = open_drift(await store.read_selected(DRIFT_EVENT_TYPES))
         return views, owners, await _latest_plans(store), drift, await chain_line(store)
 

@@ -282,3 +282,40 @@ async def test_rows_rebuilt_while_read_are_not_used() -> None:
         await ProjectionRunner(store).catch_up()
         assert await read_inputs(store, REPO) is not None
         assert await read_inputs(_RebuiltWhileRead(store, 3), REPO) is None
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(LOGS, st.integers(1, 5), st.integers(0, 8))
+def test_owners_from_the_stored_rows_equal_the_fold(
+    log: list[tuple[str, Event]], batch: int, tail: int
+) -> None:
+    """What `glam status` shows as each function's owner, read from the stored rows (the
+    tail after them folded in, the requests of a function no one owns read), is what the
+    fold of the whole log says."""
+    from engine.cli.query import owners_folded, owners_of
+
+    async def scenario() -> None:
+        cut = max(0, len(log) - tail)
+        async with MemoryEventStore() as store:
+            await _append(store, log[:cut])
+            await ProjectionRunner(store, batch=batch).catch_up()
+            await _append(store, log[cut:])
+            assert await owners_of(store) == await owners_folded(store)  # type: ignore[arg-type]
+
+    anyio.run(scenario)
+
+
+async def test_a_deleted_function_shows_the_branch_that_owned_it_last() -> None:
+    """No one owns a deleted function (any branch may create it again); `glam status` still
+    shows the branch that owned it last, from its stream's requests."""
+    from engine.cli.query import owners_folded, owners_of
+    from engine.events.function import FunctionDeleted
+
+    async with MemoryEventStore() as store:
+        await _append(store, [(STREAMS[0], _owned("orders", "dev"))])
+        await _append(store, [(STREAMS[0], FunctionDeleted(deployment_id="d-orders"))])
+        await _append(store, [(STREAMS[1], _owned("pay", "main"))])
+        await ProjectionRunner(store).catch_up()
+        owners = await owners_of(store)  # type: ignore[arg-type]
+        assert owners == await owners_folded(store)  # type: ignore[arg-type]
+    assert {s: o.branch for s, o in owners.items()} == {STREAMS[0]: "dev", STREAMS[1]: "main"}
