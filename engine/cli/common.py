@@ -127,6 +127,22 @@ DbOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
 
+async def views_now(store: ProjectionStore) -> Views:
+    """The views at the end of the log, for a command that reads every function and a few
+    other rows (``glam status``): from the engine's newest snapshot when it is near the end
+    (its rows decoded only when read: a function's, the deployments it names), else as
+    ``current_views`` (which decodes every stored row: seconds on a long log)."""
+    from projections.history import PARTIAL_TAIL, History
+    from projections.runner import PROJECTION
+    from projections.views import snapshot_format
+
+    last = await store.last_position()
+    ours = [p for p, f in await store.snapshots(PROJECTION) if f == snapshot_format()]
+    if not ours or last - max(ours) > PARTIAL_TAIL:
+        return await current_views(store)
+    return await History(store).at(last)
+
+
 async def current_views(store: ProjectionStore) -> Views:
     """The stored views, brought up to the end of the log in memory (the engine may be
     stopped or behind; nothing is written)."""

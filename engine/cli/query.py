@@ -22,7 +22,7 @@ import typer
 
 from engine.branch_plans import PLAN_EVENT_TYPES, BranchPlan, latest_plans
 from engine.cli.app import app
-from engine.cli.common import DbOption, JsonOption, current_views, with_store
+from engine.cli.common import DbOption, JsonOption, views_now, with_store
 from engine.cli.db import chain_line
 from engine.cli.output import (
     Column,
@@ -203,7 +203,7 @@ async def resolve_streams(store: Store, stream: str) -> frozenset[str]:
                 hint="`glam status` lists the functions; a function's name works too",
             )
         return frozenset({stream})
-    views = await current_views(store)
+    views = await views_now(store)
     named = frozenset(r.stream for r in views.functions.values() if r.name == stream)
     if not named:
         raise unknown_function(stream, (r.name for r in views.functions.values()))
@@ -344,7 +344,7 @@ def status(
     async def body(
         store: Store,
     ) -> tuple[Views, dict[str, FunctionOwner], list[BranchPlan], _Drift, str]:
-        views, owners = await current_views(store), await owners_of(store)
+        views, owners = await views_now(store), await owners_of(store)
         drift = open_drift(await store.read_selected(DRIFT_EVENT_TYPES))
         return views, owners, await _latest_plans(store), drift, await chain_line(store)
 

@@ -344,3 +344,36 @@ def test_views_read_for_a_few_rows_refuse_the_others() -> None:
         assert travel.last_start == ("snapshot", 20)
 
     anyio.run(scenario)
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(LOGS, st.integers(1, 6), st.integers(0, 6))
+def test_the_views_now_from_a_snapshot_are_the_stored_views(
+    items: list[tuple[str, Event]], every: int, tail: int
+) -> None:
+    """What `glam status` reads (``views_now``: the newest snapshot and the events after it,
+    rows decoded as read) is what the stored views and the log after them make
+    (``current_views``), and the fold of the whole log."""
+    from engine.cli import common
+    from engine.cli.common import current_views, views_now
+
+    async def _refused(store: object) -> Views:
+        raise AssertionError("read the stored views, not the snapshot")
+
+    async def scenario() -> None:
+        cut = max(0, len(items) - tail)
+        async with MemoryEventStore() as store:
+            await _append(store, items[:cut])
+            await ProjectionRunner(store, batch=3, snapshot_every=every).catch_up()
+            await _append(store, items[cut:])
+            expected = fold(await store.read_all()).as_json()
+            assert (await current_views(store)).as_json() == expected
+            snapshot = bool(await store.snapshots(PROJECTION))
+            if snapshot:  # read from it, never from the stored views
+                common.current_views = _refused
+            try:
+                assert (await views_now(store)).as_json() == expected
+            finally:
+                common.current_views = current_views
+
+    anyio.run(scenario)
