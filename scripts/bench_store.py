@@ -42,6 +42,7 @@ from engine.events.function import (
     AlarmObserved,
     DeploymentFinished,
     DeploymentRequested,
+    FunctionOwner,
     StepStarted,
     StepSucceeded,
     TimerStarted,
@@ -87,7 +88,18 @@ def _deployment(n: int, name: str) -> list[Event]:
     )
     until = START + timedelta(minutes=n)
     return [
-        DeploymentRequested(deployment_id=d, commit=f"{n:040x}", action="update", desired=desired),
+        DeploymentRequested(
+            deployment_id=d,
+            commit=f"{n:040x}",
+            action="update",
+            desired=desired,
+            # As the engine records every request: the branch and prefix that own it.
+            owner=FunctionOwner(
+                repository="https://git.example.com/acme/lambdas",
+                branch="main",
+                prefix=f"apps/{name}/{name}",
+            ),
+        ),
         StepStarted(deployment_id=d, step="update_function_code"),
         StepSucceeded(deployment_id=d, step="update_function_code"),
         StepStarted(deployment_id=d, step="publish_version"),
@@ -216,14 +228,19 @@ async def _travel(store: Any, target: Path | str, count: int) -> None:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         glam = Path(sys.executable).parent / "glam"
         command = [str(glam), "replay", "--at", str(near), "--db", str(target)]
-        for run in ("first run, compiling", "with the bytecode cache"):
+        runs = ("first run, compiling", "with the bytecode cache")
+        status = [str(glam), "status", "--db", str(target)]
+        for name, argv, run in [*(("replay --at", command, r) for r in runs),
+                                ("status", status, runs[1])]:  # fmt: skip
             cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
             began = time.perf_counter()
-            await anyio.run_process(command, stdout=subprocess.DEVNULL, env=env)
+            await anyio.run_process(
+                argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+            )
             wall = time.perf_counter() - began
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             used = after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime
-            print(f"  `glam replay --at` ({run})  {wall:8.2f} s  ({used:.2f} s of CPU)")
+            print(f"  `glam {name}` ({run})  {wall:8.2f} s  ({used:.2f} s of CPU)")
 
 
 def _report_appends(backend: str, count: int, runs: dict[str, tuple[float, int]]) -> None:
