@@ -49,19 +49,31 @@ async def read_log(db: str | Path | None, *, check_beside: bool = False) -> Asyn
     the block waits for it, so a command that prints only after the block still refuses a
     damaged file before printing anything, without waiting for the check first (it reads
     every page: seconds on a file of a gigabyte)."""
-    async with read_beside(db, start_check(db) if check_beside else None) as store:
+    check = await anyio.to_thread.run_sync(start_check, db) if check_beside else None
+    async with read_beside(db, check) as store:
         yield store
 
 
 def start_check(db: str | Path | None) -> BackgroundCheck | None:
     """The integrity check of the SQLite file ``db`` names, started now in a thread of its
-    own (None for a PostgreSQL log, or a path that is no file: opening it says why)."""
+    own (None for a PostgreSQL log, or a path that is no file: opening it says why).
+    Blocking (file system calls): from an event loop, call it in a worker thread.
+
+    The store's own refusals come first, as when it opens the file: the check's connection
+    must not open a file with a second name, nor one whose running engine lost its
+    ``-wal`` (SQLite would start a new one, and the history would split)."""
+    from engine.store import sqlite_files
     from engine.store.file_check import BackgroundCheck
 
     location = db_location(db)
-    if is_postgres_url(location) or not Path(location).is_file():
+    if is_postgres_url(location):
         return None
-    return BackgroundCheck.start(Path(location))
+    path = sqlite_files.resolve(location)
+    if not path.is_file():
+        return None
+    sqlite_files.check_single_name(path)
+    sqlite_files.check_wal_present(path)
+    return BackgroundCheck.start(path, Path(location))
 
 
 @asynccontextmanager
@@ -127,20 +139,29 @@ DbOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
 
-async def views_now(store: ProjectionStore) -> Views:
+async def views_now(
+    store: ProjectionStore, read: Callable[[Views], object] = lambda views: views.functions
+) -> Views:
     """The views at the end of the log, for a command that reads every function and a few
     other rows (``glam status``): from the engine's newest snapshot when it is near the end
     (its rows decoded only when read: a function's, the deployments it names), else as
-    ``current_views`` (which decodes every stored row: seconds on a long log)."""
+    ``current_views`` (which decodes every stored row: seconds on a long log). ``read``
+    reads what the caller will (default: every function): a snapshot row among them that
+    does not decode (the file was altered) makes it read the stored views instead."""
     from projections.history import PARTIAL_TAIL, History
     from projections.runner import PROJECTION
-    from projections.views import snapshot_format
+    from projections.views import SnapshotUnreadable, snapshot_format
 
     last = await store.last_position()
     ours = [p for p, f in await store.snapshots(PROJECTION) if f == snapshot_format()]
     if not ours or last - max(ours) > PARTIAL_TAIL:
         return await current_views(store)
-    return await History(store).at(last)
+    views = await History(store).at(last)
+    try:
+        read(views)  # decoded now, the log still open: a row that does not decode is seen here
+    except SnapshotUnreadable:
+        return await current_views(store)  # derived data: the stored views say the same
+    return views
 
 
 async def current_views(store: ProjectionStore) -> Views:

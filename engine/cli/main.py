@@ -9,7 +9,6 @@ not recognise import them all. ``engine.cli.main.app`` is the app with every com
 
 from __future__ import annotations
 
-import gc
 import importlib
 import os
 import sys
@@ -41,8 +40,8 @@ SUBCOMMANDS = (
     "whatif",
 )
 
-# The module of each command and group (tests/cli/test_lazy_commands.py holds it equal to
-# what the modules register).
+# The module of each command and group (tests/cli/test_imports.py holds it equal to what
+# the modules register).
 COMMANDS = {
     "aws-local": "aws_local",
     "config": "config",
@@ -121,11 +120,6 @@ def main() -> None:
 
     try:
         load_commands(sys.argv[1:])
-        if not gc.get_freeze_count():
-            # What the imports made lives as long as the process: left out of every later
-            # collection, which then walks only what the command itself makes. (Once: a
-            # process that runs commands in turn keeps collecting what they leave.)
-            gc.freeze()
         app()
     except KeyboardInterrupt:
         print("glam: interrupted", file=sys.stderr)

@@ -36,7 +36,7 @@ from engine.cli.output import (
 )
 from engine.deployed import DEPLOYED_EVENT_TYPES, OWNER_EVENT_TYPES, deployed_from_events
 from engine.drift.recorded import DRIFT_EVENT_TYPES, open_drift
-from engine.errors import GlamError, UsageError
+from engine.errors import GlamError, StoreCorrupt, UsageError
 from engine.events import RecordedEvent
 from engine.events.catalog import EVENT_CLASSES
 from engine.events.function import (
@@ -139,7 +139,10 @@ async def owners_of(store: Store) -> dict[str, FunctionOwner]:
     the log's requests (``owners_folded``)."""
     from projections.planner import read_inputs
 
-    inputs = await read_inputs(store, None)
+    try:
+        inputs = await read_inputs(store, None)
+    except StoreCorrupt:
+        inputs = None  # rows that do not decode: derived data, the log says the same
     if inputs is None:
         return await owners_folded(store)
     summaries = inputs.deployed.summaries
@@ -344,7 +347,9 @@ def status(
     async def body(
         store: Store,
     ) -> tuple[Views, dict[str, FunctionOwner], list[BranchPlan], _Drift, str]:
-        views, owners = await views_now(store), await owners_of(store)
+        # Every function, and the deployments their releases name, decoded while it is open.
+        views = await views_now(store, lambda v: _releases(v, list(v.functions.values())))
+        owners = await owners_of(store)
         drift = open_drift(await store.read_selected(DRIFT_EVENT_TYPES))
         return views, owners, await _latest_plans(store), drift, await chain_line(store)
 

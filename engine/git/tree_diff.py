@@ -46,7 +46,7 @@ def _entries(store: Any, tree_id: bytes | None) -> dict[bytes, tuple[int, bytes]
         return {}
     tree = store[tree_id]
     if not isinstance(tree, Tree):
-        raise TypeError(f"{tree_id!r} is not a tree")
+        return {}  # a folder entry naming another object: empty, as dulwich reads it
     entries = _parsed(tree)
     if entries is not None:
         return entries

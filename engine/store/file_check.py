@@ -20,17 +20,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.errors import StoreCorrupt
+from engine.errors import StoreCorrupt, StoreError
 from engine.store import sqlite_files
 
 # Above this size the full integrity check at open takes too long; quick_check still reads
 # every page and catches torn or truncated files.
 FULL_CHECK_MAX_BYTES = 256 * 1024 * 1024
 CHECK_BUSY_TIMEOUT_MS = 10_000  # the store's own connections wait as long for a busy file
-# The check reads the file through a memory map: a quarter less time than copying every
-# page into SQLite's cache (a read-only connection; SQLite's locks keep any writer from
-# shrinking the file while the check's read lasts).
-CHECK_MMAP_BYTES = 1 << 40
 # SQLite instructions between two looks at the stop flag (a few milliseconds of the check).
 POLL_INSTRUCTIONS = 1_000_000
 
@@ -73,12 +69,17 @@ class FileCheck:
 
     def run(self) -> None:
         """The check; nothing when it was stopped."""
-        pragma = check_pragma(self.path.stat().st_size)
+        try:
+            pragma = check_pragma(self.path.stat().st_size)
+        except OSError as exc:  # gone or unreadable since the caller looked
+            raise StoreError(
+                f"cannot check {self.where}: {exc.strerror or exc}",
+                hint="check that the file exists and that this user may read it",
+            ) from None
         try:
             conn = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True)
             try:
                 conn.execute(f"PRAGMA busy_timeout = {CHECK_BUSY_TIMEOUT_MS}")
-                conn.execute(f"PRAGMA mmap_size = {CHECK_MMAP_BYTES}").fetchall()
                 # SQLite's interrupt stops a statement that runs; one sent before the check
                 # begins would be cleared when it does, so this handler looks at the flag
                 # too. Rarely: each call takes the GIL from the reader's thread (every 100

@@ -98,3 +98,18 @@ def test_the_same_through_dulwichs_public_entries(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(tree_diff, "_parsed", lambda tree: None)
     assert changed_files(store, old_id, new_id) == expected
     assert len(expected) == 4
+
+
+def test_a_folder_entry_naming_a_file_reads_as_an_empty_folder() -> None:
+    """A tree whose folder entry names a blob (a broken or hostile repository): empty, as
+    dulwich reads it, never an error."""
+    store = MemoryObjectStore()
+    blob = Blob.from_string(b"not a tree")
+    store.add_object(blob)
+    broken = Tree()
+    broken.add(b"fns", stat.S_IFDIR, blob.id)
+    broken.add(b"x", 0o100644, blob.id)
+    store.add_object(broken)
+    old_id = _store(store, {"fns": {"a": (0o100644, "1")}})
+    for old, new in ((old_id, broken.id), (broken.id, old_id), (None, broken.id)):
+        assert changed_files(store, old, new) == _reference(store, old, new)

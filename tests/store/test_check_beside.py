@@ -266,3 +266,70 @@ def test_the_check_rarely_takes_the_readers_lock(
     file_check.FileCheck(db, db).run()
     # 2,000 events: some 90,000 of SQLite's instructions (883 calls every 100 instructions).
     assert calls <= 5, calls
+
+
+def test_the_default_relative_log_is_checked_beside_the_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`glam status` and `glam replay` with no --db read ./.glam/glam.db, a relative path:
+    the check beside them must take it as the store does (it once failed with a traceback,
+    "relative path can't be expressed as a file URI")."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GLAM_DB", raising=False)
+    (tmp_path / ".glam").mkdir()
+    _log(Path(".glam/glam.db"))
+    for command in (["status"], ["replay", "--at", "20"]):
+        code, _, err = glam(monkeypatch, capsys, *command)
+        assert code == 0, err
+        assert "Traceback" not in err
+
+
+def _function_log(db: Path) -> None:
+    """Deployments of two functions, a snapshot every 10 events."""
+    from engine.events import Metadata, NewEvent
+    from engine.events.function import DeploymentFinished, DeploymentRequested
+    from tests.projections.strategies import desired_function
+
+    async def build() -> None:
+        async with SqliteEventStore(db) as store:
+            for n in range(15):
+                name = ("orders", "pay")[n % 2]
+                d = f"d{n}"
+                requested = DeploymentRequested(
+                    deployment_id=d, commit=f"{n:040x}", action="update",
+                    desired=desired_function(name),
+                )  # fmt: skip
+                await store.append(
+                    f"fn:1:eu-west-1:{name}",
+                    [
+                        NewEvent(requested, Metadata(event_id=f"r{n}", deployment_id=d)),
+                        NewEvent(
+                            DeploymentFinished(deployment_id=d, outcome="succeeded"),
+                            Metadata(event_id=f"f{n}", deployment_id=d),
+                        ),
+                    ],
+                )
+            await ProjectionRunner(store, snapshot_every=10).catch_up()
+
+    anyio.run(build)
+
+
+def test_status_reads_the_stored_views_when_a_snapshot_row_does_not_decode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`glam status` reads the views from the newest snapshot; snapshots and the planner's
+    rows are derived data, so an altered one (SQLite's check does not see it) makes it read
+    the stored views and fold the log instead: the same table, as before."""
+    db = tmp_path / "glam.db"
+    _function_log(db)
+    code, before, err = glam(monkeypatch, capsys, "status", "--db", str(db))
+    assert code == 0, err
+    assert "orders" in before
+    assert "pay" in before
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE snapshot_rows SET data = x'00ff'")
+        conn.execute(
+            "UPDATE view_rows SET data = '[1' WHERE projection = 'planner' AND view = 'state'"
+        )
+    code, after, err = glam(monkeypatch, capsys, "status", "--db", str(db))
+    assert (code, after) == (0, before), err

@@ -291,3 +291,29 @@ async def test_the_wal_stays_small(tmp_path: Path) -> None:
             await store.append("s", [new_event(reason="x" * 10_000)])
         size = _wal_size(db)
     assert size <= JOURNAL_SIZE_LIMIT + 256 * 1024
+
+
+async def test_a_reader_refuses_a_running_engines_lost_wal_and_makes_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`glam status` beside an engine whose -wal was deleted: refused in one line, as the
+    store refuses it, before its integrity check opens the file (a read-only connection
+    would make a new -wal, and the history would split from the engine's)."""
+    import anyio
+
+    from tests.support.cli import run_glam
+
+    db = tmp_path / "glam.db"
+    async with open_store(db, exclusive=True) as engine:
+        for _ in range(3):
+            await engine.append("s", [new_event()])
+        _remove_journal(db)
+        code, out, err = await anyio.to_thread.run_sync(
+            lambda: run_glam(monkeypatch, capsys, "status", "--db", str(db))
+        )
+        assert not os.path.exists(f"{db}-wal")  # noqa: ASYNC240 - one stat, in a test
+        with pytest.raises(StoreCorrupt):
+            await engine.append("s", [new_event()])  # the engine notices, and stops
+    assert (code, out) == (1, "")
+    assert "running engine's" in err
+    assert err.count("\n") == 1, err
