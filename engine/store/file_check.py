@@ -1,20 +1,29 @@
-"""SQLite's integrity check of a log file, on a connection of its own, that another thread can
-stop; and the same check started in a thread of its own before a command has imported what
-it reads with (``BackgroundCheck``).
+"""SQLite's integrity check of a log file, in a process of its own that the caller can stop
+at once; and the same check started before a command has imported what it reads with
+(``BackgroundCheck``).
 
-Light on purpose: the standard library and glam's errors only. ``glam replay`` and
-``glam status`` start the check first and import pydantic, the events and the views while it
-reads the file's pages (the check is most of their time on a large log).
+The check reads every page of the file: seconds on a log of gigabytes, beside the reads of
+``glam replay``, ``glam status`` and ``glam plan --db``. In a child process it shares no GIL
+with the reader (a progress handler in the reader's own process took the GIL from it every
+few instructions), it can read through a memory map (a disk's read error there is a SIGBUS,
+which ends the child only, and is reported as an I/O error), and stopping it is killing it.
+
+Light on purpose: the standard library and glam's errors only, so that a command starts the
+check before it imports pydantic, the events and the views.
 
     check = BackgroundCheck.start(path)     # a daemon thread: ``FileCheck(path).run()``
     ...                                     # open the store, read
     await check.wait()                      # StoreCorrupt (or a StoreError) when it failed
-    check.stop()                            # leaving early: not a page more
+    check.stop()                            # leaving early: the child is killed
 """
 
 from __future__ import annotations
 
+import json
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -27,8 +36,21 @@ from engine.store import sqlite_files
 # every page and catches torn or truncated files.
 FULL_CHECK_MAX_BYTES = 256 * 1024 * 1024
 CHECK_BUSY_TIMEOUT_MS = 10_000  # the store's own connections wait as long for a busy file
-# SQLite instructions between two looks at the stop flag (a few milliseconds of the check).
-POLL_INSTRUCTIONS = 1_000_000
+CHECK_MMAP_BYTES = 1 << 40  # the whole file: a quarter less time than copying each page
+
+# The child: the check on a read-only connection, its rows (or SQLite's error) as JSON.
+CHILD = f"""
+import json, sqlite3, sys
+try:
+    conn = sqlite3.connect(sys.argv[1], uri=True)
+    conn.execute("PRAGMA busy_timeout = {CHECK_BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA mmap_size = {CHECK_MMAP_BYTES}").fetchall()
+    answer = {{"rows": [list(row) for row in conn.execute(sys.argv[2]).fetchall()]}}
+except sqlite3.Error as exc:
+    answer = {{"error": [type(exc).__name__, getattr(exc, "sqlite_errorname", "") or "",
+                         getattr(exc, "sqlite_errorcode", None), str(exc)]}}
+print(json.dumps(answer))
+"""
 
 
 def check_pragma(size: int) -> str:
@@ -54,21 +76,21 @@ def refuse_problems(where: Path, pragma: str, rows: Iterable[Sequence[Any]]) -> 
 
 
 class FileCheck:
-    """SQLite's integrity check of the log at ``path`` (``check_format``'s, on a read-only
-    connection of its own, in the calling thread of ``run``), for a reader that checks the
-    file beside its work (``cli.common``): ``StoreCorrupt`` naming ``where`` when it finds a
-    problem. Another thread can ``stop`` it: a reader that leaves before the check ends
-    (Ctrl-C, an error of its own) does not wait for it to read every page."""
+    """SQLite's integrity check of the log at ``path`` (``check_format``'s), run by ``run`` in
+    a child process of its own, for a reader that checks the file beside its work
+    (``cli.common``): ``StoreCorrupt`` naming ``where`` when it finds a problem. Another
+    thread can ``stop`` it: a reader that leaves before the check ends (Ctrl-C, an error of
+    its own) does not wait for it to read every page."""
 
     def __init__(self, path: Path, where: Path) -> None:
         self.path = path
         self.where = where
         self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
+        self._child: subprocess.Popen[bytes] | None = None
         self._stopped = False
 
     def run(self) -> None:
-        """The check; nothing when it was stopped."""
+        """The check, until it ends; nothing when it was stopped."""
         try:
             pragma = check_pragma(self.path.stat().st_size)
         except OSError as exc:  # gone or unreadable since the caller looked
@@ -76,40 +98,59 @@ class FileCheck:
                 f"cannot check {self.where}: {exc.strerror or exc}",
                 hint="check that the file exists and that this user may read it",
             ) from None
-        try:
-            conn = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True)
-            try:
-                conn.execute(f"PRAGMA busy_timeout = {CHECK_BUSY_TIMEOUT_MS}")
-                # SQLite's interrupt stops a statement that runs; one sent before the check
-                # begins would be cleared when it does, so this handler looks at the flag
-                # too. Rarely: each call takes the GIL from the reader's thread (every 100
-                # instructions made a 1 s check take minutes beside a busy reader).
-                conn.set_progress_handler(self._poll, POLL_INSTRUCTIONS)
-                with self._lock:
-                    if self._stopped:
-                        return
-                    self._conn = conn
-                rows = conn.execute(self._statement(pragma)).fetchall()
-            finally:
-                with self._lock:
-                    self._conn = None
-                conn.close()
-        except sqlite3.Error as exc:
+        uri = f"{self.path.as_uri()}?mode=ro"
+        with self._lock:
             if self._stopped:
-                return  # interrupted: nobody waits for the answer
-            raise sqlite_files.describe(exc, self.where, "check") from None
-        refuse_problems(self.where, pragma, rows)
+                return
+            # Its own session: a Ctrl-C at the terminal reaches the command, which stops it.
+            self._child = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", CHILD, uri, self._statement(pragma)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        out, _ = self._child.communicate()
+        if self.stopped:
+            return  # killed: nobody waits for the answer
+        self._refuse(pragma, self._child.returncode, out)
 
-    def _poll(self) -> int:
-        """SQLite's progress handler: non-zero stops the statement."""
-        return int(self._stopped)
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    def _refuse(self, pragma: str, code: int, out: bytes) -> None:
+        if code == -signal.SIGBUS:
+            raise StoreError(
+                f"I/O error on {self.where} while trying to check it (a page could not be read)",
+                hint="check the disk (dmesg); restore the log from a backup if it persists",
+                retryable=True,
+            )
+        try:
+            answer = json.loads(out) if code == 0 else None
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            raise StoreError(
+                f"could not check {self.where}: SQLite's {pragma} ended with status {code}",
+                hint="check the disk and the file's permissions",
+            )
+        if "error" in answer:
+            kind, name, number, text = answer["error"]
+            error = getattr(sqlite3, str(kind), None)
+            if not (isinstance(error, type) and issubclass(error, sqlite3.Error)):
+                error = sqlite3.Error
+            exc = error(text)
+            exc.sqlite_errorname, exc.sqlite_errorcode = name, number
+            raise sqlite_files.describe(exc, self.where, "check")
+        refuse_problems(self.where, pragma, answer["rows"])
 
     def stop(self) -> None:
-        """Interrupt the check (from any thread); a check not begun yet does not begin."""
+        """Stop the check (from any thread); a check not begun yet does not begin."""
         with self._lock:
             self._stopped = True
-            if self._conn is not None:
-                self._conn.interrupt()
+            if self._child is not None and self._child.poll() is None:
+                self._child.kill()
 
     def _statement(self, pragma: str) -> str:
         return f"PRAGMA {pragma}"

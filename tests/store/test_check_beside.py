@@ -6,6 +6,7 @@ of theirs would meet and a check that ends after their reads. A command that lea
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import struct
@@ -240,32 +241,63 @@ def test_ctrl_c_stops_a_long_check_at_once(tmp_path: Path) -> None:
     assert out == b""
 
 
-def test_the_check_rarely_takes_the_readers_lock(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("child", "message"),
+    [
+        pytest.param(
+            "import os, signal; os.kill(os.getpid(), signal.SIGBUS)",
+            "I/O error on .* while trying to check it",
+            id="a-page-the-disk-cannot-read",
+        ),
+        pytest.param(
+            "import json; print(json.dumps({'error': ['OperationalError', 'SQLITE_IOERR_READ',"
+            " 266, 'disk I/O error']}))",
+            "I/O error on .* while trying to check it",
+            id="sqlites-io-error",
+        ),
+        pytest.param(
+            "import json; print(json.dumps({'error': ['DatabaseError', 'SQLITE_NOTADB', 26,"
+            " 'file is not a database']}))",
+            "is not a readable glam event log",
+            id="not-a-database",
+        ),
+        pytest.param("raise SystemExit(3)", "ended with status 3", id="the-child-failed"),
+    ],
+)
+def test_what_stops_the_checks_process_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, child: str, message: str
 ) -> None:
-    """The check's progress handler is Python: each call takes the GIL from the reader that
-    runs beside it. Called every 100 instructions, a check of a 1.5 GB log took minutes
-    beside a busy reader instead of one second; now it is called every million."""
+    """The check runs in a child process, reading the file through a memory map: a disk's
+    read error there is a SIGBUS that ends the child only; it, SQLite's own errors and a
+    child that failed reach the command as one line naming the file."""
     db = tmp_path / "glam.db"
+    _log(db)
+    monkeypatch.setattr(file_check, "CHILD", child)
+    with pytest.raises(StoreError, match=message) as refused:
+        file_check.FileCheck(db, db).run()
+    assert "\n" not in refused.value.one_line()
 
-    async def build() -> None:
-        async with SqliteEventStore(db) as store:
-            for i in range(20):
-                await store.append("s", [new_event(reason=f"r{i}-{j}") for j in range(100)])
 
-    anyio.run(build)
-    calls = 0
-    poll = file_check.FileCheck._poll
-
-    def counted(check: file_check.FileCheck) -> int:
-        nonlocal calls
-        calls += 1
-        return poll(check)
-
-    monkeypatch.setattr(file_check.FileCheck, "_poll", counted)
-    file_check.FileCheck(db, db).run()
-    # 2,000 events: some 90,000 of SQLite's instructions (883 calls every 100 instructions).
-    assert calls <= 5, calls
+def test_the_check_runs_apart_from_the_reader(tmp_path: Path) -> None:
+    """The check is a process of its own (it takes no GIL from the reader's thread, and
+    stopping it kills it): while it runs, its child is there, and stopping it ends it."""
+    db = tmp_path / "glam.db"
+    _log(db)
+    check = file_check.FileCheck(db, db)
+    check._statement = lambda pragma: ENDLESS  # type: ignore[method-assign]
+    thread = threading.Thread(target=check.run)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while check._child is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    child = check._child
+    assert child.pid != os.getpid()
+    assert child.poll() is None
+    check.stop()
+    thread.join(timeout=20)
+    assert not thread.is_alive()
+    assert child.wait(timeout=20) == -signal.SIGKILL
 
 
 def test_the_default_relative_log_is_checked_beside_the_reads(
