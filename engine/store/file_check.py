@@ -8,8 +8,10 @@ with the reader (a progress handler in the reader's own process took the GIL fro
 few instructions), it can read through a memory map (a disk's read error there is a SIGBUS,
 which ends the child only, and is reported as an I/O error), and stopping it is killing it.
 
-Light on purpose: the standard library and glam's errors only, so that a command starts the
-check before it imports pydantic, the events and the views.
+Light on purpose (the standard library, glam's errors and ``sqlite_files``), so that a command
+starts the check before it imports pydantic, the events and the views. The child ends with
+the command: it reads its stdin, a pipe the command holds, and exits when that closes, however
+the command ended (an error, a signal, SIGKILL).
 
     check = BackgroundCheck.start(path)     # a daemon thread: ``FileCheck(path).run()``
     ...                                     # open the store, read
@@ -36,11 +38,18 @@ from engine.store import sqlite_files
 # every page and catches torn or truncated files.
 FULL_CHECK_MAX_BYTES = 256 * 1024 * 1024
 CHECK_BUSY_TIMEOUT_MS = 10_000  # the store's own connections wait as long for a busy file
-CHECK_MMAP_BYTES = 1 << 40  # the whole file: a quarter less time than copying each page
+# As much of the file as SQLite maps (its build caps it, here at 2 GiB; the rest is read as
+# usual): a quarter less time than copying each page into its cache.
+CHECK_MMAP_BYTES = 1 << 40
 
-# The child: the check on a read-only connection, its rows (or SQLite's error) as JSON.
+# The child: the check on a read-only connection, its rows (or SQLite's error) as JSON; it
+# leaves as soon as its stdin closes (the command that started it is gone).
 CHILD = f"""
-import json, sqlite3, sys
+import json, os, sqlite3, sys, threading
+def orphaned():
+    sys.stdin.buffer.read()
+    os._exit(1)
+threading.Thread(target=orphaned, daemon=True).start()
 try:
     conn = sqlite3.connect(sys.argv[1], uri=True)
     conn.execute("PRAGMA busy_timeout = {CHECK_BUSY_TIMEOUT_MS}")
@@ -49,7 +58,8 @@ try:
 except sqlite3.Error as exc:
     answer = {{"error": [type(exc).__name__, getattr(exc, "sqlite_errorname", "") or "",
                          getattr(exc, "sqlite_errorcode", None), str(exc)]}}
-print(json.dumps(answer))
+print(json.dumps(answer), flush=True)
+os._exit(0)  # not a normal exit: the thread still reads stdin
 """
 
 
@@ -102,18 +112,31 @@ class FileCheck:
         with self._lock:
             if self._stopped:
                 return
-            # Its own session: a Ctrl-C at the terminal reaches the command, which stops it.
-            self._child = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", CHILD, uri, self._statement(pragma)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        out, _ = self._child.communicate()
+            # Its own process group: a Ctrl-C at the terminal reaches the command, which stops
+            # it; its stdin stays open (never written) for as long as the command lives.
+            try:
+                self._child = subprocess.Popen(
+                    [sys.executable, "-I", "-S", "-c", CHILD, uri, self._statement(pragma)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    process_group=0,
+                )
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot check {self.where}: the check's process did not start "
+                    f"({exc.strerror or exc})",
+                    hint="check the machine's free memory and process limits",
+                ) from None
+        child = self._child
+        out = child.stdout.read() if child.stdout is not None else b""
+        child.wait()
+        for pipe in (child.stdin, child.stdout):
+            if pipe is not None:
+                pipe.close()
         if self.stopped:
             return  # killed: nobody waits for the answer
-        self._refuse(pragma, self._child.returncode, out)
+        self._refuse(pragma, child.returncode, out)
 
     @property
     def stopped(self) -> bool:
@@ -123,7 +146,8 @@ class FileCheck:
         if code == -signal.SIGBUS:
             raise StoreError(
                 f"I/O error on {self.where} while trying to check it (a page could not be read)",
-                hint="check the disk (dmesg); restore the log from a backup if it persists",
+                hint="check the disk (dmesg) and that nothing truncated the file; restore the "
+                "log from a backup if it persists",
                 retryable=True,
             )
         try:

@@ -365,3 +365,44 @@ def test_status_reads_the_stored_views_when_a_snapshot_row_does_not_decode(
         )
     code, after, err = glam(monkeypatch, capsys, "status", "--db", str(db))
     assert (code, after) == (0, before), err
+
+
+def _gone(pid: int) -> bool:
+    """Whether ``pid`` has ended (a zombie not yet reaped by its new parent has too)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status
+
+
+def test_the_checks_process_ends_with_the_command(tmp_path: Path) -> None:
+    """A command killed while its check runs (SIGKILL: nothing of it runs after) leaves no
+    check behind reading the file: the child ends when the command's end of its stdin
+    closes."""
+    db = tmp_path / "glam.db"
+    _log(db)
+    code = (
+        "import threading, time\n"
+        "from pathlib import Path\n"
+        "from engine.store import file_check\n"
+        f"check = file_check.FileCheck(Path({str(db)!r}), Path({str(db)!r}))\n"
+        f"check._statement = lambda pragma: {ENDLESS!r}\n"
+        "threading.Thread(target=check.run, daemon=True).start()\n"
+        "while check._child is None:\n"
+        "    time.sleep(0.01)\n"
+        "print(check._child.pid, flush=True)\n"
+        "time.sleep(300)\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    ) as command:
+        assert command.stdout is not None
+        child = int(command.stdout.readline())
+        assert not _gone(child)
+        command.kill()
+        command.wait(timeout=20)
+    deadline = time.monotonic() + 20
+    while not _gone(child):
+        assert time.monotonic() < deadline, "the check outlived the command"
+        time.sleep(0.05)
