@@ -20,28 +20,8 @@ from engine.errors import GlamError
 if TYPE_CHECKING:
     import typer
 
-# Each subcommand module, in the order `glam --help` lists their commands.
-SUBCOMMANDS = (
-    "aws_local",
-    "config",
-    "dashboard",
-    "db",
-    "demo",
-    "drift",
-    "history",
-    "ops",
-    "plan",
-    "query",
-    "replay",
-    "run",
-    "schema",
-    "sync",
-    "wait",
-    "whatif",
-)
-
-# The module of each command and group (tests/cli/test_imports.py holds it equal to what
-# the modules register).
+# The module of each command and group, the modules in the order `glam --help` lists their
+# commands (tests/cli/test_imports.py holds it equal to what the modules register).
 COMMANDS = {
     "aws-local": "aws_local",
     "config": "config",
@@ -64,10 +44,11 @@ COMMANDS = {
     "replay": "replay",
     "run": "run",
     "schema": "schema",
-    "wait": "wait",
     "sync": "sync",
+    "wait": "wait",
     "whatif": "whatif",
 }
+SUBCOMMANDS = tuple(dict.fromkeys(COMMANDS.values()))
 
 __all__ = ["COMMANDS", "SUBCOMMANDS", "first_glam_error", "load_commands", "main"]
 
