@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from engine.claims import in_paths, refusal, render_filter
 from engine.definitions.commit import CommitState, Rejection
@@ -220,7 +221,7 @@ def plan_commit(
         if ctx.in_paths(p)
     }
     # Every function's summary, made once: a plan walks them four times.
-    summaries = sorted(summaries_of(deployed), key=lambda s: s.stream)
+    summaries = sorted(summaries_of(deployed), key=attrgetter("stream"))
     draft = _Draft(state, ctx, rejected)
     # Streams by prefix, built once: scanning every deployed function for each unchanged
     # prefix made a plan quadratic in the number of functions.
@@ -229,7 +230,7 @@ def plan_commit(
         if known.prefix is not None:
             streams_of.setdefault(known.prefix, []).append(known.stream)
     for prefix in sorted(state.prefixes):
-        if not ctx.in_paths(prefix):
+        if ctx.paths and not ctx.in_paths(prefix):
             continue  # another branch's folders: neither planned nor deleted here
         if prefix in state.desired or prefix in rejected:
             _plan_prefix(draft, prefix, deployed, streams_of.get(prefix, ()))
@@ -364,9 +365,13 @@ def _guard_removals(draft: _Draft, summaries: list[DeployedSummary]) -> float:
     of the branch's live functions; identity and alias removals wait for an operator's
     allow-deletes. Returns the share of live functions the deletes are."""
     ctx, removals = draft.ctx, draft.removals
-    live_count = sum(1 for s in summaries if s.exists and ctx.mine(s) and ctx.in_paths(s.prefix))
     deletes = removals.deletes
-    share = len(deletes) / live_count if live_count else (1.0 if deletes else 0.0)
+    share = 0.0  # no deletes (counting the live functions would walk every one for nothing)
+    if deletes:
+        live_count = sum(
+            1 for s in summaries if s.exists and ctx.mine(s) and ctx.in_paths(s.prefix)
+        )
+        share = len(deletes) / live_count if live_count else 1.0
     hold = (
         not ctx.allow_deletes and len(deletes) >= ctx.delete_hold_min and share > ctx.delete_limit
     )

@@ -181,24 +181,29 @@ def _summary_text(position: int, summary: DeployedSummary) -> str:
 def _summaries(found: dict[str, str]) -> dict[str, DeployedSummary]:
     """Summaries as stored: a JSON array each, decoded without validation (glam wrote them
     in this format, ``planner_format``; the hot path of a plan of many functions)."""
-    out: dict[str, DeployedSummary] = {}
     # One parse of them all: 50,000 calls of json.loads cost more than the parsing itself.
     decoded = json.loads(f"[{','.join(found.values())}]")
-    for stream, (_, prefix, exists, live, deleting, stale, owned, named) in zip(
-        found, decoded, strict=True
-    ):
-        owner = None if owned is None else OwnerKey(owned[0], owned[1], owned[2])
-        out[stream] = DeployedSummary(
-            stream,
-            prefix,
-            exists,
-            live,
-            deleting,
-            stale,
-            owner,
-            None if named is None else (named[0], named[1]),
+    # Each made as the tuple it is (``tuple.__new__`` does not call the class's Python
+    # ``__new__``): the fields in the stored order, the position replaced by the stream.
+    make = tuple.__new__
+    return {
+        stream: make(
+            DeployedSummary,
+            (
+                stream,
+                prefix,
+                exists,
+                live,
+                deleting,
+                stale,
+                None if owned is None else make(OwnerKey, owned),
+                None if named is None else make(tuple, named),
+            ),
         )
-    return out
+        for stream, (_, prefix, exists, live, deleting, stale, owned, named) in zip(
+            found, decoded, strict=True
+        )
+    }
 
 
 # Events between two saves of the rows while the runner catches up (the engine's steady

@@ -301,13 +301,14 @@ async def _plan_head(
     assert source.branch is not None
     deployed: Mapping[str, DeployedState] = {} if log is None else log.deployed
     repo_state = RepoState() if log is None else log.repo
-    log_region, log_account = defaults_from_log(deployed)
-    region = known.region or log_region or REGION_PLACEHOLDER
-    account = known.account or log_account
+    log_defaults = defaults_from_log(deployed)
+    region = known.region or log_defaults.region or REGION_PLACEHOLDER
+    account = known.account or log_defaults.account
     if account is None:
         account = ACCOUNT_PLACEHOLDER
         deployed = rekeyed(log, deployed, account_placeholder_key)
-    if region == REGION_PLACEHOLDER:
+    if region == REGION_PLACEHOLDER and log_defaults.unnamed_region:
+        # Only a function whose definition named no region moves (none: nothing to re-key).
         deployed = rekeyed(log, deployed, region_placeholder_key)
     # Which accounts a definition may name: the file's and the engine's own; without a file,
     # the engine's own only (as `glam run --repo`). Without a file and without knowing the

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from engine.errors import GlamError
 
@@ -63,7 +63,7 @@ class PlanLog:
             stored[new] = self._stored.get(stream, stream)
             state = index.states.get(stream)
             if new != stream:
-                summary = dataclasses.replace(summary, stream=new)
+                summary = summary._replace(stream=new)
                 state = dataclasses.replace(state, stream=new) if state is not None else None
             summaries[new] = summary
             if state is not None:
@@ -112,25 +112,38 @@ async def fold_log(store: Any, stream: str) -> tuple[dict[str, DeployedState], R
     return deployed_from_events(records), repo_state
 
 
-def defaults_from_log(deployed: Mapping[str, DeployedState]) -> tuple[str | None, str | None]:
+class LogDefaults(NamedTuple):
+    """What the log tells of the engine's defaults: the region and the account it used for
+    definitions that named none (None: no such function, or they disagree), and whether any
+    function's definition named no region."""
+
+    region: str | None
+    account: str | None
+    unnamed_region: bool
+
+
+def defaults_from_log(deployed: Mapping[str, DeployedState]) -> LogDefaults:
     """The region and account the engine used for definitions that named none, read off the
     functions it deployed from such definitions (when they all agree)."""
     from engine.deployed import summaries_of
-    from engine.streams import parse_function_stream
 
     regions: set[str] = set()
     accounts: set[str] = set()
     for summary in summaries_of(deployed):
-        if summary.named is None:
+        named = summary.named
+        if named is None or (named[0] and named[1]):
             continue
-        account, region, _ = parse_function_stream(summary.stream)
-        if not summary.named[0]:
+        # A function stream, "fn:<account>:<region>:<name>" (the log's keys are its
+        # functions' streams), split in place: a call per function was a tenth of a plan.
+        _, account, region, _ = summary.stream.split(":", 3)
+        if not named[0]:
             regions.add(region)
-        if not summary.named[1]:
+        if not named[1]:
             accounts.add(account)
-    return (
-        regions.pop() if len(regions) == 1 else None,
-        accounts.pop() if len(accounts) == 1 else None,
+    return LogDefaults(
+        next(iter(regions)) if len(regions) == 1 else None,
+        next(iter(accounts)) if len(accounts) == 1 else None,
+        unnamed_region=bool(regions),
     )
 
 
