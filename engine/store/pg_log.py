@@ -31,7 +31,7 @@ from engine.store.records import (
     StoredRow,
     format_time,
 )
-from engine.store.sql_reads import SqlReads
+from engine.store.sql_reads import TYPE_INDEX, TYPE_INDEX_DDL, TYPES_BY_INDEX, SqlReads
 
 SCHEMA_VERSION = 1
 APPLICATION = "glam"
@@ -101,7 +101,7 @@ GRANT_HINT = (
 # The tables of the SQLite log, column for column, plus glam_log (what the SQLite file keeps in
 # its application_id and user_version pragmas). Data and metadata stay text, not jsonb: the
 # hash covers the exact stored characters, and jsonb would reorder keys and drop whitespace.
-SCHEMA = """
+SCHEMA = f"""
 CREATE TABLE glam_log (
     singleton      boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     application    text    NOT NULL,
@@ -122,6 +122,7 @@ CREATE TABLE events (
     UNIQUE (stream, version)
 );
 CREATE INDEX events_by_type ON events (type, position);
+{TYPE_INDEX_DDL};
 CREATE INDEX events_by_time ON events (recorded_at);
 CREATE TABLE view_rows (
     projection text NOT NULL,
@@ -168,10 +169,13 @@ async def check_format(conn: Any, where: str, *, may_create: bool) -> None:
                 "INSERT INTO glam_log (application, schema_version) VALUES (%s, %s)",
                 (APPLICATION, SCHEMA_VERSION),
             )
-        if may_create:  # a log of an earlier glam gets its notes table
+        if may_create:  # a log of an earlier glam gets its notes table and its type index
             cur = await conn.execute("SELECT to_regclass('glam_meta') IS NULL")
             if (await cur.fetchone() or (False,))[0]:
                 await conn.execute(NOTES)
+            cur = await conn.execute("SELECT to_regclass(%s) IS NULL", (TYPE_INDEX,))
+            if (await cur.fetchone() or (False,))[0]:
+                await conn.execute(TYPE_INDEX_DDL)
         cur = await conn.execute("SELECT application, schema_version FROM glam_log")
         row = await cur.fetchone()
     if row is None or row[0] != APPLICATION:
@@ -251,6 +255,10 @@ class LogReads(SqlReads):
     async def _scalar(self, sql: str, params: Sequence[Any] = ()) -> int:
         rows = await self._fetch(sql, params)
         return int(rows[0][0] or 0) if rows else 0
+
+    async def _types_by_index(self) -> str | None:
+        found = await self._scalar("SELECT (to_regclass(%s) IS NOT NULL)::int", (TYPE_INDEX,))
+        return TYPES_BY_INDEX if found else None
 
     async def read_rows(self, from_position: int = 1, limit: int | None = None) -> list[StoredRow]:
         """Raw stored rows, undecoded (audit, verify, export)."""

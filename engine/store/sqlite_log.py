@@ -23,7 +23,7 @@ from engine.store.records import (
     StoredRow,
     format_time,
 )
-from engine.store.sql_reads import SqlReads
+from engine.store.sql_reads import TYPE_INDEX, TYPE_INDEX_DDL, TYPES_BY_INDEX, SqlReads
 
 SCHEMA_VERSION = 1
 APPLICATION_ID = 0x676C616D  # "glam"
@@ -52,6 +52,7 @@ CREATE TABLE events (
     UNIQUE (stream, version)
 ) STRICT;
 CREATE INDEX events_by_type ON events (type, position);
+{TYPE_INDEX_DDL};
 CREATE INDEX events_by_time ON events (recorded_at);
 CREATE TABLE view_rows (
     projection TEXT NOT NULL,
@@ -100,8 +101,8 @@ async def check_format(
     if check:
         pragma = check_pragma((await anyio.to_thread.run_sync(path.stat)).st_size)
         refuse_problems(where, pragma, await conn.execute_fetchall(f"PRAGMA {pragma}"))
-    if may_create:  # a log of an earlier glam gets its notes table
-        await conn.executescript(f"BEGIN IMMEDIATE;\n{NOTES};\nCOMMIT;")
+    if may_create:  # a log of an earlier glam gets its notes table and its type index
+        await conn.executescript(f"BEGIN IMMEDIATE;\n{NOTES};\n{TYPE_INDEX_DDL};\nCOMMIT;")
 
 
 async def write_notes(conn: Any, notes: Mapping[str, str | None]) -> None:
@@ -134,6 +135,12 @@ class SqliteReads(SqlReads):
     async def _scalar_read(self, sql: str, params: Sequence[Any] = ()) -> int:
         rows = list(await self._fetch(sql, params))
         return int(rows[0][0] or 0) if rows else 0
+
+    async def _types_by_index(self) -> str | None:
+        found = await self._scalar_read(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = ?", (TYPE_INDEX,)
+        )
+        return TYPES_BY_INDEX if found else None
 
     async def _read_notes(self) -> dict[str, str]:
         if not await self._scalar_read(
