@@ -197,7 +197,7 @@ def _summaries(found: dict[str, str]) -> dict[str, DeployedSummary]:
                 deleting,
                 stale,
                 None if owned is None else make(OwnerKey, owned),
-                None if named is None else make(tuple, named),
+                None if named is None else tuple(named),
             ),
         )
         for stream, (_, prefix, exists, live, deleting, stale, owned, named) in zip(
