@@ -51,16 +51,42 @@ PROJECTION = "planner"
 FOLD_VERSION = 1
 
 _STATE = TypeAdapter(DeployedState)
-_SUMMARY = TypeAdapter(DeployedSummary)
 _REPO = TypeAdapter(RepoState)
+# A stored summary, as ``_summary_text`` writes it: a JSON array, not a model's dump.
+SUMMARY_ROW = (
+    "[position, prefix|null, exists, live, deleting, stale, "
+    "[repository, branch, prefix]|null, [region named, account named]|null]"
+)
+# Digests an earlier glam gave rows of exactly today's format, read as today's (its digest
+# held the models' docstrings and the summary's former dataclass). Emptied whenever
+# ``planner_format`` changes (``tests/projections/test_planner_rows.py`` pins it): rows
+# under these digests are of today's models only.
+EARLIER_FORMATS = frozenset({"planner-1:3676369fb9c34796"})
 
 
 @cache
 def planner_format() -> str:
-    """A digest of the stored rows' models: rows of another format are not read."""
-    schemas = [a.json_schema() for a in (_STATE, _SUMMARY, _REPO)]
-    digest = hashlib.sha256(json.dumps(schemas, sort_keys=True).encode()).hexdigest()[:16]
-    return f"planner-{FOLD_VERSION}:{digest}"
+    """A digest of the stored rows' formats (the states' and repository states' models, the
+    summary row's layout): rows of another format are not read. A model's docstrings are
+    not its format: they are left out."""
+    schemas = [_undocumented(a.json_schema()) for a in (_STATE, _REPO)]
+    text = json.dumps([schemas, SUMMARY_ROW], sort_keys=True)
+    return f"planner-{FOLD_VERSION}:{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
+def _undocumented(schema: Any) -> Any:
+    """A JSON schema without its descriptions (a model's and its fields' docstrings)."""
+    if isinstance(schema, dict):
+        return {k: _undocumented(v) for k, v in schema.items() if k != "description"}
+    if isinstance(schema, list):
+        return [_undocumented(v) for v in schema]
+    return schema
+
+
+def readable_format(meta: dict[str, str]) -> bool:
+    """Whether the rows whose ``meta`` view this is are in a format this glam reads."""
+    found = _format_of(meta)
+    return found == planner_format() or found in EARLIER_FORMATS
 
 
 def relevant(record: RecordedEvent) -> bool:
@@ -229,7 +255,7 @@ class PlannerFold:
         missing or in another format)."""
         checkpoint, meta = await self.store.load_rows(PROJECTION, "meta")
         self._rows, self._pending = Rows(), []
-        if _format_of(meta) == planner_format():
+        if readable_format(meta):
             self.position, self._reset = checkpoint, False
         else:
             self.position, self._reset = 0, True
@@ -321,7 +347,7 @@ async def read_inputs(store: Any, repo_stream: str | None) -> PlannerInputs | No
     stored rows this glam reads (the caller folds the log instead). ``store``: a
     ``ViewStore`` with ``read_selected``."""
     checkpoint, meta = await store.load_rows(PROJECTION, "meta")
-    if checkpoint == 0 or _format_of(meta) != planner_format():
+    if checkpoint == 0 or not readable_format(meta):
         return None
     try:
         _, found = await store.load_rows(PROJECTION, "summary")
@@ -339,7 +365,7 @@ async def read_inputs(store: Any, repo_stream: str | None) -> PlannerInputs | No
     except (ValidationError, ValueError, KeyError, TypeError) as exc:
         raise StoreCorrupt(f"the stored planner rows do not decode: {exc}") from None
     after, meta = await store.load_rows(PROJECTION, "meta")
-    if after < checkpoint or _format_of(meta) != planner_format():
+    if after < checkpoint or not readable_format(meta):
         return None  # rebuilt while read: what was read may be partial, so fold the log
     deployed = DeployedIndex(summaries, {})
     for state in rows.states.values():
@@ -366,7 +392,7 @@ async def verify_rows(store: Any) -> dict[str, Any] | None:
     ``glam replay --verify``): ``ok``, the checkpoint and the rows that differ (None: the log
     has no rows this glam reads)."""
     checkpoint, meta = await store.load_rows(PROJECTION, "meta")
-    if checkpoint == 0 or _format_of(meta) != planner_format():
+    if checkpoint == 0 or not readable_format(meta):
         return None
     rows = Rows()
     position = 0

@@ -29,7 +29,14 @@ from engine.observe import RepoState
 from engine.ports import EventStore
 from engine.store.memory import MemoryEventStore
 from engine.store.sqlite import SqliteEventStore
-from projections.planner import PROJECTION, read_inputs, verify_rows
+from projections.planner import (
+    EARLIER_FORMATS,
+    PROJECTION,
+    PlannerFold,
+    planner_format,
+    read_inputs,
+    verify_rows,
+)
 from projections.runner import ProjectionRunner
 from tests.projections.strategies import desired_function, function_events, repo_events
 
@@ -196,6 +203,45 @@ async def test_rows_of_another_format_or_none_are_not_read(tmp_path: Path) -> No
         assert await read_inputs(store, REPO) is None
         await ProjectionRunner(store).catch_up()  # the views are current: the planner's only
         assert (await read_inputs(store, REPO)) is not None
+
+
+def test_the_rows_format_is_pinned() -> None:
+    """The digest of the rows' format changes only with their models or the summary row's
+    layout, never with a docstring; when it does change, the digests of earlier glams that
+    are read as this one's must go (their rows are of the models before)."""
+    assert planner_format() == "planner-1:185cb15e98cca066", (
+        "the planner rows' format changed: empty EARLIER_FORMATS, then pin the new digest"
+    )
+    assert set(EARLIER_FORMATS) == {"planner-1:3676369fb9c34796"}
+
+
+async def test_rows_an_earlier_glam_wrote_in_this_format_are_read(tmp_path: Path) -> None:
+    """Rows under the digest of the glam before (the same rows: its digest held docstrings)
+    are read as they are and kept by the runner, not folded again: an older and a newer
+    engine on one log (a rolling upgrade of shared engines) do not rebuild them in turn."""
+    db = tmp_path / "glam.db"
+    await _engine_like_log(db)
+    (earlier,) = EARLIER_FORMATS
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "UPDATE view_rows SET data = ? WHERE projection = ? AND view = 'meta'",
+        (json.dumps(earlier), PROJECTION),
+    )
+    conn.commit()
+    conn.close()
+    async with SqliteEventStore(db) as store:
+        inputs = await read_inputs(store, REPO)
+        assert inputs is not None
+        assert set(inputs.deployed) == {STREAMS[0]}
+        checkpoint = await PlannerFold(store).load()
+        assert checkpoint == await store.last_position()  # no reset: nothing folded again
+        await _append(store, [(STREAMS[1], _owned("billing", "main"))])
+        await ProjectionRunner(store).catch_up()
+        _, meta = await store.load_rows(PROJECTION, "meta")
+        assert json.loads(meta["format"]) == earlier  # kept as the earlier glam reads it
+        inputs = await read_inputs(store, REPO)
+        assert inputs is not None
+        assert set(inputs.deployed) == {STREAMS[0], STREAMS[1]}
 
 
 async def test_a_row_that_does_not_decode_is_reported(tmp_path: Path) -> None:
