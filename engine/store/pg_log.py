@@ -256,6 +256,9 @@ class LogReads(SqlReads):
         rows = await self._fetch(sql, params)
         return int(rows[0][0] or 0) if rows else 0
 
+    async def _first_of_type(self, type_name: str) -> int:
+        return await self._scalar("SELECT min(position) FROM events WHERE type = %s", (type_name,))
+
     async def _types_by_index(self) -> str | None:
         found = await self._scalar("SELECT (to_regclass(%s) IS NOT NULL)::int", (TYPE_INDEX,))
         return TYPES_BY_INDEX if found else None

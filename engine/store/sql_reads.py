@@ -24,8 +24,9 @@ FOLLOW_PAGE = 1_000  # events a follower reads at a time
 TYPE_INDEX = "events_by_type_version"
 TYPE_INDEX_DDL = f"CREATE INDEX IF NOT EXISTS {TYPE_INDEX} ON events (type, schema_version)"
 # ``_check_log_types``'s rows for the whole log, from that index: each type found by a seek
-# past the one before (a loose index scan), then its newest schema version and first
-# position by a seek each, and the log's last position; one statement, so one snapshot.
+# past the one before (a loose index scan), then its newest schema version by a seek, and
+# the log's last position; one statement, so one snapshot. The first position of a type is
+# looked up only for a type refused (PostgreSQL may walk the log's order to find it).
 TYPES_BY_INDEX = """
 WITH RECURSIVE types(type) AS (
     SELECT min(type) FROM events
@@ -35,7 +36,7 @@ WITH RECURSIVE types(type) AS (
 )
 SELECT type,
     (SELECT max(e.schema_version) FROM events e WHERE e.type = types.type),
-    (SELECT min(e.position) FROM events e WHERE e.type = types.type),
+    NULL,
     (SELECT max(position) FROM events)
 FROM types WHERE type IS NOT NULL
 """
@@ -85,7 +86,14 @@ class SqlReads(ChainChecks):
             found = list(await self._fetch(whole))
         else:
             found = list(await self._fetch(sql, (self._types_checked,)))
-        self._check_types((type_name, version, first) for type_name, version, first, _ in found)
+        for type_name, schema_version, first, _ in found:
+            try:
+                check_readable(type_name, schema_version)
+            except EventDecodeError as exc:
+                if first is None:  # read from the index, which does not give it
+                    first = await self._first_of_type(type_name)
+                row = [first, None, None, None, type_name, schema_version]
+                raise unreadable(row, exc) from None
         self._types_checked = max([self._types_checked, *(last for *_, last in found)])
 
     async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> Iterable[Sequence[Any]]:
@@ -97,16 +105,10 @@ class SqlReads(ChainChecks):
         wrote and no glam has opened for writing since)."""
         return None
 
-    @staticmethod
-    def _check_types(found: Iterable[Sequence[Any]]) -> None:
-        """Fail as a full read would if any (type, newest schema version, first position)
-        of ``found`` is one this glam cannot read."""
-        for type_name, schema_version, first in found:
-            try:
-                check_readable(type_name, schema_version)
-            except EventDecodeError as exc:
-                row = [first, None, None, None, type_name, schema_version]
-                raise unreadable(row, exc) from None
+    async def _first_of_type(self, type_name: str) -> int:
+        """The first position of an event of ``type_name`` (the one a refusal names, as
+        the grouped check does: the type's first event, whichever its version)."""
+        raise NotImplementedError
 
     async def follow(self, from_position: int = 1) -> AsyncIterator[RecordedEvent]:
         """Every event from ``from_position`` on, then new ones as they are appended, until

@@ -136,6 +136,11 @@ class SqliteReads(SqlReads):
         rows = list(await self._fetch(sql, params))
         return int(rows[0][0] or 0) if rows else 0
 
+    async def _first_of_type(self, type_name: str) -> int:
+        return await self._scalar_read(
+            "SELECT min(position) FROM events WHERE type = ?", (type_name,)
+        )
+
     async def _types_by_index(self) -> str | None:
         found = await self._scalar_read(
             "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = ?", (TYPE_INDEX,)
