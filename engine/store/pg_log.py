@@ -169,13 +169,10 @@ async def check_format(conn: Any, where: str, *, may_create: bool) -> None:
                 "INSERT INTO glam_log (application, schema_version) VALUES (%s, %s)",
                 (APPLICATION, SCHEMA_VERSION),
             )
-        if may_create:  # a log of an earlier glam gets its notes table and its type index
+        if may_create:  # a log of an earlier glam gets its notes table
             cur = await conn.execute("SELECT to_regclass('glam_meta') IS NULL")
             if (await cur.fetchone() or (False,))[0]:
                 await conn.execute(NOTES)
-            cur = await conn.execute("SELECT to_regclass(%s) IS NULL", (TYPE_INDEX,))
-            if (await cur.fetchone() or (False,))[0]:
-                await conn.execute(TYPE_INDEX_DDL)
         cur = await conn.execute("SELECT application, schema_version FROM glam_log")
         row = await cur.fetchone()
     if row is None or row[0] != APPLICATION:
@@ -189,6 +186,36 @@ async def check_format(conn: Any, where: str, *, may_create: bool) -> None:
             f"glam reads up to {SCHEMA_VERSION})",
             hint="upgrade glam; this version must not write to it",
         )
+
+
+# The type index of ``events`` (not another schema's on the search path), and whether it is
+# valid: a build that did not finish leaves an index PostgreSQL does not use.
+TYPE_INDEX_STATE = (
+    "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+    "WHERE i.indrelid = 'events'::regclass AND c.relname = %s"
+)
+
+
+# The same index, built beside the appends of running engines (a lock that lets them write).
+TYPE_INDEX_BUILD = TYPE_INDEX_DDL.replace("CREATE INDEX", "CREATE INDEX CONCURRENTLY", 1)
+
+
+async def add_type_index(conn: Any) -> str | None:
+    """Add the type index to a log of an earlier glam, built without holding up the other
+    engines' appends (``CONCURRENTLY``: outside a transaction, so on an autocommit
+    connection, after the format check); why it is not there, or None. psycopg's errors
+    pass through to the adapter."""
+    cur = await conn.execute(TYPE_INDEX_STATE, (TYPE_INDEX,))
+    found = await cur.fetchone()
+    if found is None:
+        await conn.execute(TYPE_INDEX_BUILD)
+        return None
+    if not found[0]:
+        return (
+            f"the index {TYPE_INDEX} is left invalid by a build that did not finish; "
+            f"drop it (DROP INDEX {TYPE_INDEX}) and the next engine start builds it again"
+        )
+    return None
 
 
 async def write_notes(conn: Any, notes: Mapping[str, str | None]) -> None:
@@ -260,8 +287,8 @@ class LogReads(SqlReads):
         return await self._scalar("SELECT min(position) FROM events WHERE type = %s", (type_name,))
 
     async def _types_by_index(self) -> str | None:
-        found = await self._scalar("SELECT (to_regclass(%s) IS NOT NULL)::int", (TYPE_INDEX,))
-        return TYPES_BY_INDEX if found else None
+        found = await self._fetch(TYPE_INDEX_STATE, (TYPE_INDEX,))
+        return TYPES_BY_INDEX if found and found[0][0] else None
 
     async def read_rows(self, from_position: int = 1, limit: int | None = None) -> list[StoredRow]:
         """Raw stored rows, undecoded (audit, verify, export)."""

@@ -62,6 +62,7 @@ from engine.store.pg_leases import Fence, FencedAppends, LeaseReads
 from engine.store.pg_log import CHANNEL, NOTE_UPSERT, LogReads
 from engine.store.pg_views import ViewRows, create_snapshot_tables
 from engine.store.pg_writes import PgWrites
+from engine.store.sql_reads import TYPE_INDEX
 from engine.store.witness import Witness, WitnessWriter
 
 MAX_BATCH = 2_000
@@ -189,6 +190,7 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends, LeaseReads
                 self._writer = await self._connect("writer")
                 await self._check_format(self._writer, may_create=True)
                 await self._add_snapshot_tables(self._writer)
+                await self._add_type_index(self._writer)
             self._reader = await self._connect("reader")
             if self.readonly:
                 await self._check_format(self._reader, may_create=False)
@@ -371,6 +373,17 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends, LeaseReads
             await pg_log.check_format(conn, self.where, may_create=may_create)
         except psycopg.Error as exc:
             raise self._translate(exc, "open the event log") from exc
+
+    async def _add_type_index(self, conn: Connection) -> None:
+        """A log from before the type index gets it (``pg_log.add_type_index``). Only a
+        faster check of the log's event types: an engine that cannot build it says why and
+        goes on (the checks group the events, as on a log without it)."""
+        try:
+            problem = await pg_log.add_type_index(conn)
+        except psycopg.Error as exc:
+            problem = f"could not build the index {TYPE_INDEX}: {_first_line(exc)}"
+        if problem is not None:
+            log.warning("%s (the checks of event types scan the log meanwhile)", problem)
 
     async def _add_snapshot_tables(self, conn: Connection) -> None:
         """A log from before snapshots lacks their tables (``engine.store.pg_views``)."""

@@ -185,3 +185,49 @@ async def test_postgres_reads_the_index_and_a_log_without_it_is_grouped(
         checks = await _checks_of(store, monkeypatch)
         assert len(checks) == 1
     assert "GROUP BY type" in checks[0]
+
+
+async def test_a_postgres_writer_builds_the_index_on_an_earlier_log_and_an_invalid_one_is_unused(
+    postgres_server: TempPostgres,
+    postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A log of an earlier glam: a reader groups the events and builds nothing; a writer
+    builds the index (beside the other engines' appends) and the next reader reads it. An
+    index a build left invalid is not read, and the writer says what to do with it."""
+    async with PostgresEventStore(postgres_url, readonly=False) as store:
+        await _log(store)
+    database = postgres_url.rsplit("/", 1)[1]
+
+    def index_state() -> object:
+        return postgres_server.sql(
+            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE c.relname = %s",
+            (TYPE_INDEX,),
+            database=database,
+        )
+
+    postgres_server.sql(f"DROP INDEX {TYPE_INDEX}", database=database)
+    async with PostgresEventStore(postgres_url, readonly=True) as store:
+        checks = await _checks_of(store, monkeypatch)
+    assert "GROUP BY type" in checks[0]
+    assert index_state() == []  # a reader never builds it
+    async with PostgresEventStore(postgres_url, readonly=False):
+        pass
+    assert index_state() == [(True,)]
+    async with PostgresEventStore(postgres_url, readonly=True) as store:
+        assert await _checks_of(store, monkeypatch) == [TYPES_BY_INDEX]
+
+    postgres_server.sql(
+        "UPDATE pg_index SET indisvalid = false WHERE indexrelid = %s::regclass",
+        (TYPE_INDEX,),
+        database=database,
+    )
+    async with PostgresEventStore(postgres_url, readonly=True) as store:
+        checks = await _checks_of(store, monkeypatch)
+    assert "GROUP BY type" in checks[0]
+    with caplog.at_level("WARNING", logger="glam.store"):
+        async with PostgresEventStore(postgres_url, readonly=False):
+            pass  # opens: the index only makes a check faster
+    assert f"DROP INDEX {TYPE_INDEX}" in caplog.text
