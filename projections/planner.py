@@ -74,13 +74,28 @@ def planner_format() -> str:
     return f"planner-{FOLD_VERSION}:{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
+_NAMED_SCHEMAS = frozenset({"properties", "$defs", "patternProperties"})  # name -> schema
+_LITERALS = frozenset({"default", "const", "enum", "examples"})  # values, not schemas
+
+
 def _undocumented(schema: Any) -> Any:
-    """A JSON schema without its descriptions (a model's and its fields' docstrings)."""
-    if isinstance(schema, dict):
-        return {k: _undocumented(v) for k, v in schema.items() if k != "description"}
+    """A JSON schema without its descriptions (a model's and its fields' docstrings): the
+    ``description`` of each schema only, not a field of that name, nor a key in a default."""
     if isinstance(schema, list):
         return [_undocumented(v) for v in schema]
-    return schema
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "description" and isinstance(value, str):
+            continue
+        if key in _LITERALS:
+            out[key] = value
+        elif key in _NAMED_SCHEMAS and isinstance(value, dict):
+            out[key] = {name: _undocumented(v) for name, v in value.items()}
+        else:
+            out[key] = _undocumented(value)
+    return out
 
 
 def readable_format(meta: dict[str, str]) -> bool:

@@ -196,26 +196,21 @@ TYPE_INDEX_STATE = (
 )
 
 
-# The same index, built beside the appends of running engines (a lock that lets them write).
+# Built by hand on a log of an earlier glam (the engine does not: a build at its start would
+# wait for every older transaction on the database, a backup's included, and two engines
+# starting at once deadlock on it).
 TYPE_INDEX_BUILD = TYPE_INDEX_DDL.replace("CREATE INDEX", "CREATE INDEX CONCURRENTLY", 1)
 
 
-async def add_type_index(conn: Any) -> str | None:
-    """Add the type index to a log of an earlier glam, built without holding up the other
-    engines' appends (``CONCURRENTLY``: outside a transaction, so on an autocommit
-    connection, after the format check); why it is not there, or None. psycopg's errors
-    pass through to the adapter."""
+async def type_index_missing(conn: Any) -> str | None:
+    """What to run for a log without a usable type index (None: it has one). Without it the
+    checks of the log's event types group every event, as they did before the index."""
     cur = await conn.execute(TYPE_INDEX_STATE, (TYPE_INDEX,))
     found = await cur.fetchone()
-    if found is None:
-        await conn.execute(TYPE_INDEX_BUILD)
+    if found is not None and found[0]:
         return None
-    if not found[0]:
-        return (
-            f"the index {TYPE_INDEX} is left invalid by a build that did not finish; "
-            f"drop it (DROP INDEX {TYPE_INDEX}) and the next engine start builds it again"
-        )
-    return None
+    drop = "" if found is None else f"DROP INDEX CONCURRENTLY {TYPE_INDEX}; "
+    return f"{drop}{TYPE_INDEX_BUILD}"
 
 
 async def write_notes(conn: Any, notes: Mapping[str, str | None]) -> None:

@@ -190,7 +190,7 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends, LeaseReads
                 self._writer = await self._connect("writer")
                 await self._check_format(self._writer, may_create=True)
                 await self._add_snapshot_tables(self._writer)
-                await self._add_type_index(self._writer)
+                await self._note_type_index(self._writer)
             self._reader = await self._connect("reader")
             if self.readonly:
                 await self._check_format(self._reader, may_create=False)
@@ -374,16 +374,21 @@ class PostgresEventStore(LogReads, ViewRows, PgWrites, FencedAppends, LeaseReads
         except psycopg.Error as exc:
             raise self._translate(exc, "open the event log") from exc
 
-    async def _add_type_index(self, conn: Connection) -> None:
-        """A log from before the type index gets it (``pg_log.add_type_index``). Only a
-        faster check of the log's event types: an engine that cannot build it says why and
-        goes on (the checks group the events, as on a log without it)."""
+    async def _note_type_index(self, conn: Connection) -> None:
+        """A log from before the type index (``pg_log.type_index_missing``) is told of, once
+        per start, with the statement that adds it: only a faster check of the log's event
+        types, so nothing waits for it."""
         try:
-            problem = await pg_log.add_type_index(conn)
+            statement = await pg_log.type_index_missing(conn)
         except psycopg.Error as exc:
-            problem = f"could not build the index {TYPE_INDEX}: {_first_line(exc)}"
-        if problem is not None:
-            log.warning("%s (the checks of event types scan the log meanwhile)", problem)
+            raise self._translate(exc, "open the event log") from exc
+        if statement is not None:
+            log.info(
+                "the log has no index of its event types (%s): each first check of them "
+                "reads every event; run once, as the tables' owner: %s",
+                TYPE_INDEX,
+                statement,
+            )
 
     async def _add_snapshot_tables(self, conn: Connection) -> None:
         """A log from before snapshots lacks their tables (``engine.store.pg_views``)."""

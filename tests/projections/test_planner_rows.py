@@ -33,6 +33,7 @@ from projections.planner import (
     EARLIER_FORMATS,
     PROJECTION,
     PlannerFold,
+    _undocumented,
     planner_format,
     read_inputs,
     verify_rows,
@@ -213,6 +214,20 @@ def test_the_rows_format_is_pinned() -> None:
         "the planner rows' format changed: empty EARLIER_FORMATS, then pin the new digest"
     )
     assert set(EARLIER_FORMATS) == {"planner-1:3676369fb9c34796"}
+
+
+def test_the_digest_leaves_out_docstrings_only() -> None:
+    """A model's or a field's docstring is not its format; a field named ``description``,
+    or a default holding that key, is."""
+    schema = {
+        "description": "the model's docstring",
+        "properties": {"description": {"type": "string", "description": "a docstring"}},
+        "default": {"description": "a value"},
+    }
+    assert _undocumented(schema) == {
+        "properties": {"description": {"type": "string"}},
+        "default": {"description": "a value"},
+    }
 
 
 async def test_rows_an_earlier_glam_wrote_in_this_format_are_read(tmp_path: Path) -> None:
