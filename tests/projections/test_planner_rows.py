@@ -18,11 +18,13 @@ from hypothesis import strategies as st
 from engine.cli.plan_log import fold_log
 from engine.deployed import (
     DeployedIndex,
+    DeployedState,
     NotLoaded,
     summarize,
 )
 from engine.errors import StoreCorrupt
 from engine.events import Event, Metadata, NewEvent
+from engine.events.desired import DeploymentSettings
 from engine.events.function import DeploymentRequested, FunctionOwner
 from engine.events.repo import CommitPlanned, PlannedAction, PrefixListing
 from engine.observe import RepoState
@@ -32,7 +34,9 @@ from engine.store.sqlite import SqliteEventStore
 from projections.planner import (
     EARLIER_FORMATS,
     PROJECTION,
+    SUMMARY_ROW,
     PlannerFold,
+    _summary_text,
     _undocumented,
     planner_format,
     read_inputs,
@@ -214,6 +218,26 @@ def test_the_rows_format_is_pinned() -> None:
         "the planner rows' format changed: empty EARLIER_FORMATS, then pin the new digest"
     )
     assert set(EARLIER_FORMATS) == {"planner-1:3676369fb9c34796"}
+
+
+def test_the_summary_row_is_written_as_its_layout_says() -> None:
+    """The digest names the summary row by ``SUMMARY_ROW``, not by a model: a change to what
+    ``_summary_text`` writes must change that text too (and so the digest, pinned above)."""
+    state = DeployedState(
+        stream="fn:1:eu-west-1:orders",
+        prefix="f/orders/",
+        exists=True,
+        owner=FunctionOwner(
+            repository="https://git.example/r.git", branch="main", prefix="f/orders/"
+        ),
+        settings=DeploymentSettings(alias="live", region="eu-west-1"),
+        stale_aliases=("old",),
+    )
+    assert _summary_text(7, summarize(state)) == (
+        '[7,"f/orders/",true,true,false,true,["https://git.example/r.git","main","f/orders/"],'
+        "[true,false]]"
+    ), "the summary row changed: update SUMMARY_ROW, then pin the new digest"
+    assert SUMMARY_ROW.startswith("[position, prefix|null, exists, live, deleting, stale, ")
 
 
 def test_the_digest_leaves_out_docstrings_only() -> None:
