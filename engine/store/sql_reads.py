@@ -19,8 +19,9 @@ from engine.store.records import decode_values, gc_paused, unreadable
 
 FOLLOW_PAGE = 1_000  # events a follower reads at a time
 
-# The index the first check of a store's event types reads (both logs create it: in a new
-# log, and when a writer opens a log of an earlier glam).
+# The index the first check of a store's event types reads: in every new log; an SQLite file
+# of an earlier glam gets it from its first writer, a PostgreSQL log from its owner (the
+# engine logs the statement, ``pg_log.type_index_missing``).
 TYPE_INDEX = "events_by_type_version"
 TYPE_INDEX_DDL = f"CREATE INDEX IF NOT EXISTS {TYPE_INDEX} ON events (type, schema_version)"
 # ``_check_log_types``'s rows for the whole log, from that index: each type found by a seek
