@@ -22,6 +22,7 @@ from engine.planner import (
 from engine.store.sql_reads import TYPES_BY_INDEX
 from engine.store.sqlite import SqliteEventStore
 from tests.projections.strategies import any_event, desired_function
+from tests.support.unreadable import unreadable_rows
 
 pytestmark = pytest.mark.anyio
 
@@ -80,13 +81,7 @@ async def test_selected_read_gives_the_same_deployed_state(tmp_path: Path) -> No
     assert deployed_from_events(selected)[FN].exists
 
 
-@pytest.mark.parametrize(
-    ("column", "value", "message"),
-    [
-        pytest.param("type", "FluxCapacitorCharged", "unknown event type", id="unknown-type"),
-        pytest.param("schema_version", 7, "schema version 7", id="future-schema-version"),
-    ],
-)
+@unreadable_rows
 async def test_rows_left_out_are_still_checked(
     tmp_path: Path, column: str, value: object, message: str
 ) -> None:

@@ -45,6 +45,7 @@ from tests.store.helpers import (
 )
 from tests.store.proxy import CuttingProxy
 from tests.support.postgres import TempPostgres
+from tests.support.unreadable import unreadable_rows
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -401,13 +402,7 @@ async def test_two_stores_creating_the_tables_at_once_both_open(postgres_url: st
         assert await store.last_position() == 3
 
 
-@pytest.mark.parametrize(
-    ("column", "value", "message"),
-    [
-        pytest.param("type", "FluxCapacitorCharged", "unknown event type", id="unknown-type"),
-        pytest.param("schema_version", 7, "schema version 7", id="future-schema-version"),
-    ],
-)
+@unreadable_rows
 async def test_undecodable_events_fail_loudly(
     postgres_server: TempPostgres, postgres_url: str, column: str, value: object, message: str
 ) -> None:

@@ -35,6 +35,7 @@ from tests.store.helpers import (
     rewrite_params,
     rewritten,
 )
+from tests.support.unreadable import unreadable_rows
 
 pytestmark = pytest.mark.anyio
 
@@ -192,13 +193,7 @@ async def test_file_from_a_newer_glam_is_refused(tmp_path: Path) -> None:
     assert "upgrade glam" in info.value.one_line()
 
 
-@pytest.mark.parametrize(
-    ("column", "value", "message"),
-    [
-        pytest.param("type", "FluxCapacitorCharged", "unknown event type", id="unknown-type"),
-        pytest.param("schema_version", 7, "schema version 7", id="future-schema-version"),
-    ],
-)
+@unreadable_rows
 async def test_undecodable_events_fail_loudly(
     tmp_path: Path, column: str, value: object, message: str
 ) -> None:

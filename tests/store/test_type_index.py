@@ -19,6 +19,7 @@ from engine.store.postgres import PostgresEventStore
 from engine.store.sql_reads import TYPE_INDEX, TYPES_BY_INDEX
 from engine.store.sqlite import SqliteEventStore
 from tests.support.postgres import TempPostgres
+from tests.support.unreadable import unreadable_rows
 
 pytestmark = pytest.mark.anyio
 
@@ -137,13 +138,7 @@ async def test_a_log_of_an_earlier_glam_is_grouped_then_given_the_index(
 
 
 @pytest.mark.parametrize("indexed", [True, False], ids=["index", "earlier-glam"])
-@pytest.mark.parametrize(
-    ("column", "value", "message"),
-    [
-        pytest.param("type", "FluxCapacitorCharged", "unknown event type", id="unknown-type"),
-        pytest.param("schema_version", 7, "schema version 7", id="future-schema-version"),
-    ],
-)
+@unreadable_rows
 async def test_an_unreadable_row_is_refused_at_its_position_either_way(
     tmp_path: Path, indexed: bool, column: str, value: object, message: str
 ) -> None:
